@@ -1,0 +1,189 @@
+"""One frozen, validated configuration per run.
+
+`RunConfig` holds every value that shapes a result. It is built from an
+experiment file (YAML) plus overrides, validated once when constructed, logged
+whole to MLflow as params and saved beside the model. A bad value raises
+`ConfigError` with one sentence naming the parameter and what is accepted,
+before any data is read or any run is started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cryptolstm.errors import ConfigError
+
+COINS = ("BTC", "ETH")
+PROTOCOLS = ("honest", "seed")
+ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "swish", "gelu")
+# hard_sigmoid_keras2 is Keras 2.x's hard sigmoid (slope 0.2), the LSTM gate default in 2018.
+RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
+LOSSES = ("mse", "mae", "huber")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a training run's result.
+
+    Protocols: ``seed`` reproduces the 2018 notebook (80/20 positional split of
+    days, the last part used as validation, target ``close[i+w]/close[i]-1``);
+    ``honest`` splits target days chronologically into train/val/test
+    (``train_frac``, ``val_frac``, the rest is test) and predicts the next
+    day's return relative to the window's last close.
+    """
+
+    # what and how
+    coin: str = "BTC"
+    protocol: str = "honest"
+    # data
+    data_dir: str = "data"
+    merge_date: str = "2016-01-01"
+    end_date: str | None = None
+    fill_gaps: bool = False
+    # windows and splits
+    window_len: int = 7
+    train_frac: float = 0.70
+    val_frac: float = 0.15
+    # model (the 2018 notebook's by default)
+    layers: int = 3
+    neurons: int = 512
+    dropout: float = 0.25
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    output_activation: str = "tanh"
+    loss: str = "mse"
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    # training
+    batch_size: int = 128
+    epochs: int = 53
+    patience: int = 10
+    shuffle: bool = False
+    seed: int = 202
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coin", str(self.coin).upper())
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        _validate(self)
+
+    @property
+    def test_frac(self) -> float:
+        """Share of target days held out as the test split (honest protocol)."""
+        return round(1.0 - self.train_frac - self.val_frac, 10)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with ``changes`` applied; ``None`` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat ``{name: value}``; what MLflow logs as params and what the model saves."""
+        return dataclasses.asdict(self)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+
+
+def _coerce(name: str, type_name: str, value: Any) -> Any:
+    """Turn YAML/CLI values into the field's type, or raise one clear sentence."""
+    if value is None:
+        return None
+    kind = str(type_name).split("|")[0].strip()
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError
+                return value.lower() in {"true", "1", "yes"}
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind}, got {value!r}.") from None
+
+
+def _parse_date(name: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a date written YYYY-MM-DD, got {value!r}.") from None
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def _check_min(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value}.")
+
+
+def _validate(c: RunConfig) -> None:
+    _check_choice("coin", c.coin, COINS)
+    _check_choice("protocol", c.protocol, PROTOCOLS)
+    _check_choice("activation", c.activation, ACTIVATIONS)
+    _check_choice("output_activation", c.output_activation, ACTIVATIONS)
+    _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
+    _check_choice("loss", c.loss, LOSSES)
+    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    start = _parse_date("merge_date", c.merge_date)
+    if c.end_date is not None and _parse_date("end_date", c.end_date) <= start:
+        raise ConfigError(f"end_date ({c.end_date}) must be after merge_date ({c.merge_date}).")
+    # A window of one day normalises to all zeros and leaves persistence undefined.
+    _check_min("window_len", c.window_len, 2)
+    for name in ("layers", "neurons", "batch_size", "epochs", "patience"):
+        _check_min(name, getattr(c, name), 1)
+    if not 0.0 <= c.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}.")
+    if not c.learning_rate > 0.0:
+        raise ConfigError(f"learning_rate must be > 0, got {c.learning_rate}.")
+    if not 0.0 < c.train_frac < 1.0:
+        raise ConfigError(f"train_frac must be in (0, 1), got {c.train_frac}.")
+    if c.protocol == "honest" and not (0.0 < c.val_frac and c.test_frac > 0.0):
+        raise ConfigError(
+            f"val_frac must be > 0 and train_frac + val_frac < 1 so that a test split remains; "
+            f"got train_frac={c.train_frac}, val_frac={c.val_frac}."
+        )
+
+
+def read_experiment(path: str | Path) -> dict[str, Any]:
+    """Read an experiment file's ``{field: value}`` mapping, checking its keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiment file {path} is not valid YAML ({exc.__class__.__name__}).") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"experiment file {path} must be a mapping of parameter: value.")
+    unknown = sorted(set(raw) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"experiment file {path} has unknown key(s) {', '.join(unknown)}; "
+            f"known keys are {', '.join(FIELD_NAMES)}."
+        )
+    return raw
+
+
+def load_config(experiment: str | Path | None = None, **overrides: Any) -> RunConfig:
+    """Build the run's config: defaults, then the experiment file, then non-None overrides."""
+    values = read_experiment(experiment) if experiment else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}.")
+    return RunConfig(**values)

@@ -1,0 +1,1 @@
+"""Forecasters: the Keras LSTM and the baselines it must beat, with one interface."""

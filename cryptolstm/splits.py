@@ -1,0 +1,64 @@
+"""Chronological splits. There is no shuffled split in this package.
+
+``seed``: the 2018 notebook's 80/20 positional cut of the *days*, windows built
+inside each block, the second block used as validation (and it is also the
+notebook's test set: that is the flaw this protocol reproduces).
+
+``honest``: samples are ordered by target day and cut into train / val / test
+(``train_frac``, ``val_frac``, rest). A sample's inputs end the day before its
+target, so every train input and target lies on or before the last train
+target day: changing any later price cannot change the training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cryptolstm.config import COINS, RunConfig
+from cryptolstm.errors import DataError
+from cryptolstm.windowing import WindowSet, next_day_windows, seed_windows
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Samples per split; ``test`` is None under the seed protocol."""
+
+    train: WindowSet
+    val: WindowSet
+    test: WindowSet | None
+
+    def items(self) -> list[tuple[str, WindowSet]]:
+        """``[(split name, samples)]`` for the splits that exist."""
+        pairs = [("train", self.train), ("val", self.val), ("test", self.test)]
+        return [(name, ws) for name, ws in pairs if ws is not None]
+
+
+def seed_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
+    """The notebook's split: the first ``int(train_frac * days)`` days train, the rest validate."""
+    cut = int(cfg.train_frac * len(frame))
+    return Splits(
+        train=seed_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len),
+        val=seed_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len),
+        test=None,
+    )
+
+
+def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
+    """Train / val / test by target day, in that order, with no overlap."""
+    samples = next_day_windows(frame, cfg.coin, coins, cfg.window_len)
+    n = len(samples)
+    a = int(cfg.train_frac * n)
+    b = int(round(cfg.train_frac + cfg.val_frac, 10) * n)
+    if min(a, b - a, n - b) < 1:
+        raise DataError(
+            f"{n} samples are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split; "
+            f"widen merge_date..end_date."
+        )
+    return Splits(train=samples.take(slice(0, a)), val=samples.take(slice(a, b)), test=samples.take(slice(b, n)))
+
+
+def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
+    """The splits of ``cfg.protocol``."""
+    return seed_split(frame, cfg, coins) if cfg.protocol == "seed" else honest_split(frame, cfg, coins)

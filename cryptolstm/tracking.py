@@ -1,0 +1,177 @@
+"""The MLflow boundary: runs, params, per-epoch metrics, datasets, figures, models.
+
+Everything the package writes to MLflow goes through here, so the rest of the
+library stays testable without a tracking store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.entities import RunStatus
+
+from cryptolstm import plots
+from cryptolstm.config import RunConfig
+from cryptolstm.data import Market
+from cryptolstm.train import TrainResult, train
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def use_tracking_uri(uri: str | None) -> str:
+    """Point MLflow at ``uri`` (default: ``sqlite:///mlflow.db`` in the working directory)."""
+    uri = uri or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def default_experiment_name(cfg: RunConfig) -> str:
+    """One experiment per coin, so the UI compares like with like."""
+    return f"cryptolstm-{cfg.coin.lower()}"
+
+
+def run_name(cfg: RunConfig) -> str:
+    """A name that tells runs apart in the UI's run list."""
+    return (
+        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}-{cfg.layers}x{cfg.neurons}"
+        f"-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
+    )
+
+
+def config_params(cfg: RunConfig) -> dict[str, str]:
+    """The effective config as params ``config.<name>``.
+
+    Under ``mlflow run`` the plain names already hold what was requested with
+    ``-P`` (empty = "take the experiment file's value"), and MLflow params cannot
+    change, so the values actually used live under their own prefix.
+    """
+    return {f"config.{k}": "" if v is None else str(v) for k, v in cfg.to_dict().items()}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs ``train/loss`` and ``val/loss`` (and MAEs in return units) after each epoch."""
+
+    NAMES = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        metrics = {self.NAMES[k]: float(v) for k, v in logs.items() if k in self.NAMES}
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+@contextlib.contextmanager
+def _run(cfg: RunConfig, experiment_name: str | None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under ``mlflow run``, resume) the run and end it with the right status.
+
+    Ctrl-C ends the run KILLED and any other exception FAILED, so no run is
+    left RUNNING.
+    """
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
+    run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else run_name(cfg))
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    mlflow.end_run()
+
+
+def log_dataset(market: Market, cfg: RunConfig) -> None:
+    """Log the merged prices as an MLflow dataset, with file fingerprints and range."""
+    frame = market.frame.reset_index()
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local path
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=str(Path(cfg.data_dir).resolve()), name="usd-daily")
+    mlflow.log_input(
+        dataset,
+        context="training",
+        tags={"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame))},
+    )
+    mlflow.set_tags(
+        {
+            "data.digest": dataset.digest,
+            "data.first_date": market.first_date,
+            "data.last_date": market.last_date,
+            "data.rows": str(len(frame)),
+            **{f"data.sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()},
+        }
+    )
+
+
+def log_split_ranges(result: TrainResult) -> None:
+    """Tags with each split's first and last target day and sample count."""
+    tags = {}
+    for name, samples in result.splits.items():
+        dates = np.datetime_as_string(samples.dates, unit="D")
+        tags.update({f"split.{name}.first": dates[0], f"split.{name}.last": dates[-1], f"split.{name}.n": str(len(dates))})
+    mlflow.set_tags(tags)
+
+
+def log_figures(market: Market, result: TrainResult) -> None:
+    """Price/volume history, forecast vs actual on the evaluation days, learning curves (PNG)."""
+    cfg = result.config
+    figures = {
+        f"plots/{cfg.coin.lower()}_price_volume.png": plots.price_volume(market.frame, cfg.coin),
+        "plots/learning_curves.png": plots.learning_curves(result.history, result.best_epoch),
+    }
+    for split in ("val", "test"):
+        samples = getattr(result.splits, split)
+        if samples is not None:
+            figures[f"plots/forecast_{split}.png"] = plots.forecast_vs_actual(
+                samples, result.predictions[split], cfg.coin, split
+            )
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+
+
+def log_model(result: TrainResult) -> None:
+    """The Keras model, with its input signature, under the artifact path ``model``."""
+    # An input_example trips over mlflow.keras's temporary directory (MLflow 3.17), so the
+    # signature is inferred here instead.
+    example = result.splits.train.X[:2]
+    signature = mlflow.models.infer_signature(example, result.model.predict(example, verbose=0))
+    mlflow.keras.log_model(result.model, name="model", signature=signature)
+
+
+def tracked_train(
+    cfg: RunConfig,
+    market: Market,
+    experiment_file: str | None = None,
+    experiment_name: str | None = None,
+    progress: bool = False,
+) -> tuple[str, TrainResult]:
+    """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result)."""
+    with _run(cfg, experiment_name) as run:
+        mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train"})
+        mlflow.log_params(config_params(cfg))
+        mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        if experiment_file:
+            mlflow.log_artifact(experiment_file, "experiment")
+            mlflow.set_tag("experiment_file", str(experiment_file))
+        log_dataset(market, cfg)
+        callbacks: list[keras.callbacks.Callback] = [EpochLogger()]
+        if progress:
+            from tqdm.keras import TqdmCallback
+
+            callbacks.append(TqdmCallback(epochs=cfg.epochs, verbose=0, desc=f"{cfg.coin} epochs"))
+        result = train(cfg, market, callbacks)
+        log_split_ranges(result)
+        mlflow.log_metrics(result.metrics)
+        mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
+        log_figures(market, result)
+        log_model(result)
+        return run.info.run_id, result

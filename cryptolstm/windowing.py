@@ -1,0 +1,124 @@
+"""Windows of daily features and their targets, for both protocols.
+
+Features are close and volume of every coin, in the notebook's column order
+(BTC_close, BTC_volume, ETH_close, ETH_volume). Each window is divided by its
+own first row, minus 1, so nothing is fitted across windows and no window sees
+another window's days.
+
+Notation: ``w`` = window_len, a window starting at day ``i`` covers days
+``i .. i+w-1``; ``f`` = number of features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cryptolstm.data import FEATURES
+from cryptolstm.errors import DataError
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """Model inputs and targets, with what is needed to score them in USD.
+
+    X:           (n, w, f) float32, each window divided by its first row, minus 1
+    y:           (n,) float32 target return, relative to ``ref_close``
+    ref_close:   (n,) USD close the target return is relative to
+    persistence: (n,) return that "tomorrow = today" predicts (last input close vs ``ref_close``)
+    target_close:(n,) USD close on the target day
+    dates:       (n,) datetime64 target days
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    ref_close: np.ndarray
+    persistence: np.ndarray
+    target_close: np.ndarray
+    dates: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, index: slice | np.ndarray) -> WindowSet:
+        """The samples at ``index`` (a slice keeps chronological order)."""
+        return WindowSet(*(getattr(self, k)[index] for k in self.__dataclass_fields__))
+
+    def last_close(self) -> np.ndarray:
+        """(n,) USD close on each window's last day: the persistence forecast in USD."""
+        return self.ref_close * (1.0 + self.persistence)
+
+
+def feature_columns(coins: tuple[str, ...]) -> list[str]:
+    """Column names of the input features, coin-major as in the 2018 notebook."""
+    return [f"{coin}_{feat}" for coin in coins for feat in FEATURES]
+
+
+def normalise(windows: np.ndarray) -> np.ndarray:
+    """(n, w, f) raw windows -> the same divided by their first row, minus 1.
+
+    Volumes are validated positive upstream; a zero base still cannot divide
+    by zero here, it raises instead.
+    """
+    base = windows[:, :1, :]
+    if np.any(base == 0):
+        raise DataError("a window starts on a day with a zero price or volume; it cannot be normalised.")
+    return windows / base - 1.0
+
+
+def _windows(values: np.ndarray, window_len: int) -> np.ndarray:
+    """(days, f) -> (days - w + 1, w, f) sliding windows, a copy."""
+    return sliding_window_view(values, window_len, axis=0).transpose(0, 2, 1).copy()
+
+
+def _require(days: int, needed: int, what: str) -> None:
+    if days < needed:
+        raise DataError(f"{what} has {days} day(s); at least {needed} are needed for these windows.")
+
+
+def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
+    """The 2018 notebook's samples over a block of consecutive days.
+
+    Window i covers days i..i+w-1; target ``close[i+w] / close[i] - 1`` (the day
+    after the window, relative to the window's *first* day); persistence predicts
+    ``close[i+w-1] / close[i] - 1``. n = days - w.
+    """
+    w = window_len
+    _require(len(frame), w + 1, "a block of the seed split")
+    values = frame[feature_columns(coins)].to_numpy(np.float64)
+    close = frame[f"{coin}_close"].to_numpy(np.float64)
+    X = normalise(_windows(values, w)[:-1])
+    ref = close[:-w]
+    return WindowSet(
+        X=X.astype(np.float32),
+        y=(close[w:] / ref - 1.0).astype(np.float32),
+        ref_close=ref,
+        persistence=close[w - 1 : -1] / ref - 1.0,
+        target_close=close[w:],
+        dates=frame.index.to_numpy()[w:],
+    )
+
+
+def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
+    """Honest samples: window ending on day t, target ``close[t+1] / close[t] - 1``.
+
+    The target is relative to the window's *last* close, so persistence is 0.
+    Sample k covers days k..k+w-1 and targets day k+w; n = days - w.
+    """
+    w = window_len
+    _require(len(frame), w + 1, "the merged data")
+    values = frame[feature_columns(coins)].to_numpy(np.float64)
+    close = frame[f"{coin}_close"].to_numpy(np.float64)
+    X = normalise(_windows(values, w)[:-1])
+    ref = close[w - 1 : -1]
+    return WindowSet(
+        X=X.astype(np.float32),
+        y=(close[w:] / ref - 1.0).astype(np.float32),
+        ref_close=ref,
+        persistence=np.zeros_like(ref),
+        target_close=close[w:],
+        dates=frame.index.to_numpy()[w:],
+    )
