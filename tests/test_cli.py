@@ -1,0 +1,73 @@
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from cryptolstm.cli import app
+from cryptolstm.config import FIELD_NAMES
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+def _runs():
+    client = MlflowClient()
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--coin", "DOGE"], "coin must be one of BTC, ETH; got 'DOGE'."),
+        (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5."),
+        (["--neurons", "many"], "neurons must be a int, got 'many'."),
+        (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
+        (["--experiment", "experiments/nope.yaml"], "experiment file experiments/nope.yaml does not exist."),
+        (["--end-date", "2010-01-01"], "end_date (2010-01-01) must be after merge_date (2016-01-01)."),
+    ],
+)
+def test_bad_input_is_one_sentence_exit_2_and_no_run(tracking, shared_data, args, words):
+    result = runner.invoke(app, ["train", "--data-dir", str(shared_data), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert words in result.stderr and "Traceback" not in result.output
+    assert _runs() == []
+
+
+def test_malformed_csv_from_the_cli(tracking, tmp_path, shared_data):
+    data = tmp_path / "prices"
+    data.mkdir()
+    (data / "btc-usd-daily.csv").write_text("date,open,high,low,close,volume\n2020-01-01,1,1,1,oops,1\n")
+    (data / "eth-usd-daily.csv").write_text((shared_data / "eth-usd-daily.csv").read_text())
+    result = runner.invoke(app, ["train", "--data-dir", str(data)])
+    assert result.exit_code == 2
+    assert "btc-usd-daily.csv line 2, column close: value 'oops' does not parse" in result.stderr
+    assert _runs() == []
+
+
+def test_data_dir_comes_from_the_environment(tracking, monkeypatch):
+    monkeypatch.setenv("CRYPTOLSTM_DATA_DIR", "/from/env")
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 2 and "/from/env does not exist" in result.stderr
+
+
+def test_every_command_has_help_and_every_config_field_an_option():
+    for args in (["--help"], ["train", "--help"]):
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    for name in FIELD_NAMES:
+        assert "--" + name.replace("_", "-") in text
+
+
+@pytest.mark.slow
+def test_unset_options_take_the_experiment_files_values(tracking, shared_data):
+    args = ["train", "-q", "--experiment", str(ROOT / "experiments" / "seed-blog.yaml"), "--data-dir",
+            str(shared_data), "--merge-date", "2023-06-01", "--neurons", "3", "--layers", "1", "--epochs", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run,) = _runs()
+    params = run.data.params
+    assert (params["config.batch_size"], params["config.protocol"], params["config.neurons"]) == ("12", "seed", "3")
+    assert "persistence" in result.output and run.info.run_id in result.output
+    assert mlflow.get_experiment(run.info.experiment_id).name == "cryptolstm-btc"

@@ -1,0 +1,109 @@
+"""The MLproject runs through `mlflow run` exactly as a user would start it."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from cryptolstm.config import FIELD_NAMES
+from tests.conftest import ROOT
+
+SPEC = yaml.safe_load((ROOT / "MLproject").read_text())
+
+# A non-default value for every parameter of `main`, to see each one reach the code.
+EVERY_PARAM = {
+    "experiment": "experiments/seed-blog.yaml",
+    "coin": "ETH",
+    "protocol": "honest",
+    "merge_date": "2023-01-01",
+    "end_date": "2023-12-30",
+    "fill_gaps": "True",
+    "window_len": "5",
+    "train_frac": "0.6",
+    "val_frac": "0.2",
+    "layers": "2",
+    "neurons": "3",
+    "dropout": "0.1",
+    "activation": "relu",
+    "recurrent_activation": "hard_sigmoid",
+    "output_activation": "linear",
+    "loss": "huber",
+    "optimizer": "rmsprop",
+    "learning_rate": "0.002",
+    "batch_size": "32",
+    "epochs": "2",
+    "patience": "1",
+    "shuffle": "True",
+    "seed": "5",
+}
+
+
+def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options():
+    commands = {"main": "train"}
+    for entry, spec in SPEC["entry_points"].items():
+        command = spec["command"]
+        assert command.startswith(f"python -m cryptolstm {commands.get(entry, entry)} ")
+        assert "\n" not in command.strip() and "&&" not in command and ";" not in command
+        for name in spec["parameters"]:
+            assert f"--{name.replace('_', '-')} {{{name}}}" in command
+        assert set(re.findall(r"\{(\w+)\}", command)) == set(spec["parameters"])
+
+
+def test_main_takes_every_config_field():
+    params = SPEC["entry_points"]["main"]["parameters"]
+    assert set(params) == set(FIELD_NAMES) | {"experiment"}
+    assert set(EVERY_PARAM) | {"data_dir"} == set(params)
+
+
+def _mlflow_run(tmp_path, params, env_manager="local", timeout=900):
+    # As with an activated virtualenv: `python` and `uv` are this interpreter's.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("MLFLOW_RUN_ID", None)
+    args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "--env-manager", env_manager,
+            "--experiment-name", "e2e"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    return client, run, done
+
+
+@pytest.mark.slow
+def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, shared_data):
+    client, run, done = _mlflow_run(tmp_path, {**EVERY_PARAM, "data_dir": str(shared_data)})
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    for name, value in EVERY_PARAM.items():
+        if name != "experiment":
+            assert params[f"config.{name}"] == value, name
+    assert params["config.data_dir"] == str(shared_data)
+    assert run.data.tags["experiment_file"].endswith("seed-blog.yaml")
+    assert run.data.tags["split.test.last"] == "2023-12-30" and run.data.tags["coin"] == "ETH"
+    metrics = run.data.metrics
+    for key in ("test/mae", "test/rmse", "test/mape", "test/persistence_mae", "test/persistence_rmse",
+                "test/mae_ratio", "test/direction_accuracy", "val/mae", "val/persistence_mae", "train/loss",
+                "val/loss"):
+        assert key in metrics, key
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == int(metrics["epochs_run"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/eth_price_volume.png", "plots/forecast_test.png", "plots/learning_curves.png"} <= artifacts
+    assert (tmp_path / "mlruns").is_dir()  # artifacts land beside the store, not in the project
+    assert "persistence" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("uv", path=str(Path(sys.executable).parent)) is None and shutil.which("uv") is None,
+                    reason="uv is not installed")
+def test_mlflow_run_with_the_uv_env_manager(tmp_path, shared_data):
+    params = {"data_dir": str(shared_data), "merge_date": "2023-09-01", "neurons": "2", "layers": "1", "epochs": "1"}
+    _, run, _ = _mlflow_run(tmp_path, params, env_manager="uv", timeout=1500)
+    assert run.info.status == "FINISHED" and run.data.params["config.neurons"] == "2"

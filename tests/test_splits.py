@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from cryptolstm.config import RunConfig
+from cryptolstm.errors import DataError
+from cryptolstm.splits import honest_split
+from tests.conftest import synthetic_frame
+
+CFG = RunConfig(window_len=7, train_frac=0.7, val_frac=0.15)
+
+
+def test_honest_splits_are_chronological_disjoint_and_complete():
+    frame = synthetic_frame(207)
+    s = honest_split(frame, CFG)
+    n = 200
+    assert (len(s.train), len(s.val), len(s.test)) == (140, 30, 30)
+    assert s.train.dates[-1] < s.val.dates[0] and s.val.dates[-1] < s.test.dates[0]
+    all_dates = np.concatenate([s.train.dates, s.val.dates, s.test.dates])
+    assert len(np.unique(all_dates)) == n and all_dates[0] == frame.index[7]
+
+
+def _changed_after(frame, day, factor=3.0):
+    """A copy with every price and volume on and after ``day`` multiplied by ``factor``."""
+    changed = frame.copy()
+    changed.loc[day:] = changed.loc[day:] * factor
+    return changed
+
+
+@pytest.mark.parametrize("coin", ["BTC", "ETH"])
+def test_changing_prices_after_the_val_test_boundary_leaves_train_and_val_bit_identical(coin):
+    frame = synthetic_frame(300, seed=11)
+    cfg = CFG.replace(coin=coin)
+    before = honest_split(frame, cfg)
+    boundary = before.test.dates[0]  # first test target day
+    after = honest_split(_changed_after(frame, boundary), cfg)
+    for name in ("train", "val"):
+        for field in ("X", "y", "ref_close", "target_close", "dates"):
+            a, b = getattr(getattr(before, name), field), getattr(getattr(after, name), field)
+            assert a.tobytes() == b.tobytes(), f"{name}.{field} changed"
+    assert not np.array_equal(before.test.target_close, after.test.target_close)
+
+
+def test_changing_one_future_price_changes_no_earlier_window():
+    frame = synthetic_frame(120, seed=12)
+    before = honest_split(frame, CFG)
+    for day_index in (40, 90, 119):
+        changed = frame.copy()
+        changed.iloc[day_index] = changed.iloc[day_index] * 1.5
+        after = honest_split(changed, CFG)
+        for name in ("train", "val", "test"):
+            b, a = getattr(before, name), getattr(after, name)
+            earlier = b.dates < frame.index[day_index]  # target day before the change: inputs too
+            assert a.X[earlier].tobytes() == b.X[earlier].tobytes()
+            assert a.y[earlier].tobytes() == b.y[earlier].tobytes()
+
+
+def test_train_split_ends_before_val_inputs_matter():
+    s = honest_split(synthetic_frame(100), CFG)
+    # Every training target day precedes every validation target day, so early stopping
+    # and selection never look at a day the model trained on.
+    assert s.train.dates.max() < s.val.dates.min()
+
+
+def test_too_short_for_three_splits():
+    with pytest.raises(DataError, match="too few"):
+        honest_split(synthetic_frame(10), CFG)
