@@ -162,6 +162,9 @@ def train_command(
         )
     except CryptoLstmError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the run was ended KILLED.", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo(summary(run_id, uri, result))
 
 

@@ -14,3 +14,7 @@ class ConfigError(CryptoLstmError, ValueError):
 
 class DataError(CryptoLstmError):
     """Price data is missing, malformed or too short for the requested run."""
+
+
+class TrainingError(CryptoLstmError):
+    """Training diverged (NaN or infinite loss) for the given config."""

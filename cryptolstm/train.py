@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.errors import DataError
+from cryptolstm.errors import DataError, TrainingError
 from cryptolstm.evaluate import split_metrics
 from cryptolstm.models.lstm import build_lstm
 from cryptolstm.splits import Splits, make_splits
@@ -64,7 +64,7 @@ def fit(
     train, val = splits.train, splits.val
     model = build_lstm(cfg, cfg.window_len, train.X.shape[2])
     stopper = None
-    cbs = list(callbacks)
+    cbs = [keras.callbacks.TerminateOnNaN(), *callbacks]
     if cfg.protocol == "honest":
         stopper = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.patience, restore_best_weights=True
@@ -82,7 +82,10 @@ def fit(
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if not np.all(np.isfinite(history["loss"])):
-        raise FloatingPointError("training loss became NaN or infinite")
+        raise TrainingError(
+            f"training loss became NaN or infinite in epoch {len(history['loss'])}; "
+            f"try a lower learning_rate (now {cfg.learning_rate}) or a bounded output_activation."
+        )
     best = int(stopper.best_epoch) if stopper is not None else len(history["loss"]) - 1
     return model, history, best
 

@@ -4,6 +4,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
+from cryptolstm.errors import TrainingError
 from cryptolstm.tracking import tracked_train
 from tests.conftest import ROOT, tiny_config
 
@@ -64,7 +65,7 @@ def test_a_run_logs_config_epochs_metrics_dataset_figures_and_model(tracking, sh
 def test_a_failing_run_ends_failed_not_running(tracking, shared_data):
     cfg = tiny_config(shared_data, learning_rate=1e30, loss="mse", output_activation="linear", epochs=3)
     market = load_market(shared_data, cfg.merge_date)
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(TrainingError, match="NaN or infinite in epoch 1; try a lower learning_rate"):
         tracked_train(cfg, market)
     (run,) = MlflowClient().search_runs([mlflow.get_experiment_by_name("cryptolstm-btc").experiment_id])
     assert run.info.status == "FAILED"
