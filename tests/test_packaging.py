@@ -24,7 +24,7 @@ def test_python_env_and_conda_match_pyproject():
 def test_console_script_and_ignored_paths():
     assert _pyproject()["project"]["scripts"]["cryptolstm"] == "cryptolstm.cli:app"
     ignored = (ROOT / ".gitignore").read_text().split()
-    assert {"mlflow.db", "mlruns/", "data/"} <= set(ignored)
+    assert {"/mlflow.db", "/mlruns/", "/data/"} <= set(ignored)
 
 
 def test_ci_runs_the_readme_test_command():

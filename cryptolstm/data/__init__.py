@@ -1,0 +1,137 @@
+"""Local daily price snapshots: find, validate, fingerprint and merge the coins' CSVs.
+
+A data directory holds one file per coin, ``btc-usd-daily.csv`` and
+``eth-usd-daily.csv``, in the format of `cryptolstm.data.schema`. This module
+never touches the network and never writes into the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cryptolstm.config import COINS
+from cryptolstm.data.schema import read_daily_csv
+from cryptolstm.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("close", "volume")
+
+
+def coin_file(data_dir: str | Path, coin: str) -> Path:
+    """Path of a coin's daily CSV inside ``data_dir``."""
+    return Path(data_dir) / f"{coin.lower()}-usd-daily.csv"
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes: the snapshot's fingerprint."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Market:
+    """Merged daily prices of all coins.
+
+    ``frame``: index ``date`` (ascending, one row per day), columns
+    ``{COIN}_{open,high,low,close,volume}`` in USD; ``files``: coin -> (path, sha256).
+    """
+
+    frame: pd.DataFrame
+    files: dict[str, tuple[str, str]]
+
+    @property
+    def first_date(self) -> str:
+        return self.frame.index[0].date().isoformat()
+
+    @property
+    def last_date(self) -> str:
+        return self.frame.index[-1].date().isoformat()
+
+
+def load_coin(data_dir: str | Path, coin: str, fill_gaps: bool = False) -> pd.DataFrame:
+    """One coin's validated daily prices, indexed by date; gaps raise unless ``fill_gaps``.
+
+    Zero volumes are CoinMarketCap's "not reported" and become NaN here.
+    """
+    path = coin_file(data_dir, coin)
+    if not Path(data_dir).is_dir():
+        raise DataError(
+            f"data directory {data_dir} does not exist; pass --data-dir (mlflow run: -P data_dir=...) "
+            f"or set CRYPTOLSTM_DATA_DIR to a directory holding btc-usd-daily.csv and eth-usd-daily.csv."
+        )
+    if not path.is_file():
+        raise DataError(
+            f"no {path.name} in data directory {data_dir}; pass --data-dir (mlflow run: -P data_dir=...) "
+            f"or set CRYPTOLSTM_DATA_DIR to a directory holding btc-usd-daily.csv and eth-usd-daily.csv."
+        )
+    frame = read_daily_csv(path)
+    frame["volume"] = frame["volume"].mask(frame["volume"] == 0)
+    return _handle_gaps(path, frame, fill_gaps)
+
+
+def _handle_gaps(path: Path, frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:
+    """Report missing calendar days; forward-fill them only when asked."""
+    full = pd.date_range(frame.index[0], frame.index[-1], freq="D")
+    missing = full.difference(frame.index)
+    if missing.empty:
+        return frame
+    first = missing[0].date().isoformat()
+    if not fill_gaps:
+        raise DataError(
+            f"{path} is missing {len(missing)} day(s), the first {first}; "
+            f"pass --fill-gaps (mlflow run: -P fill_gaps=true) to forward-fill them."
+        )
+    log.warning("%s: forward-filled %d missing day(s), the first %s", path, len(missing), first)
+    return frame.reindex(full).ffill().rename_axis("date")
+
+
+def load_market(
+    data_dir: str | Path,
+    merge_date: str,
+    end_date: str | None = None,
+    fill_gaps: bool = False,
+    coins: tuple[str, ...] = COINS,
+) -> Market:
+    """Merge the coins on date from ``merge_date`` to ``end_date`` (inclusive).
+
+    Leading days on which any coin's volume was not reported are dropped (so
+    no window divides by a zero volume); such a day inside the range is an
+    error unless ``fill_gaps``, which carries the previous volume forward.
+    """
+    parts, files = [], {}
+    for coin in coins:
+        frame = load_coin(data_dir, coin, fill_gaps)
+        parts.append(frame.add_prefix(f"{coin}_"))
+        path = coin_file(data_dir, coin)
+        files[coin] = (str(path.resolve()), sha256(path))
+    merged = pd.concat(parts, axis=1, join="inner").sort_index()
+    merged = merged.loc[pd.Timestamp(merge_date) : pd.Timestamp(end_date) if end_date else None]
+    merged = _drop_unreported_volume(merged, fill_gaps)
+    if merged.empty:
+        raise DataError(
+            f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
+            f"{', '.join(coins)} in {data_dir}."
+        )
+    return Market(frame=merged, files=files)
+
+
+def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:
+    volume = frame.filter(like="_volume")
+    reported = volume.notna().all(axis=1)
+    if reported.any() and not reported.iloc[0]:
+        start = reported.idxmax()
+        log.warning("volume not reported before %s; the merged data starts there", start.date())
+        frame, volume = frame.loc[start:], volume.loc[start:]
+    holes = volume.isna().any(axis=1)
+    if holes.any() and not fill_gaps:
+        day = holes.idxmax().date()
+        raise DataError(
+            f"volume is 0 (not reported) on {int(holes.sum())} day(s) inside the range, the first {day}; "
+            f"pass --fill-gaps to carry the previous day's volume forward."
+        )
+    return frame.ffill()
