@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -111,7 +112,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _setup(quiet: bool) -> None:
+    # `kill` (SIGTERM) ends a run like Ctrl-C does: KILLED in MLflow, never left RUNNING.
+    signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     for noisy in ("mlflow", "alembic", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -71,3 +71,30 @@ def test_unset_options_take_the_experiment_files_values(tracking, shared_data):
     assert (params["config.batch_size"], params["config.protocol"], params["config.neurons"]) == ("12", "seed", "3")
     assert "persistence" in result.output and run.info.run_id in result.output
     assert mlflow.get_experiment(run.info.experiment_id).name == "cryptolstm-btc"
+
+
+@pytest.mark.slow
+def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    args = [sys.executable, "-m", "cryptolstm", "train", "-q", "--data-dir", str(shared_data), "--merge-date",
+            "2023-01-01", "--neurons", "8", "--layers", "1", "--epochs", "100000", "--patience", "100000"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(tracking)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training has logged an epoch
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: the run was ended KILLED." in err
+    (run,) = _runs()
+    assert run.info.status == "KILLED"
