@@ -1,8 +1,9 @@
-"""The three dependency lists (pyproject, python_env.yaml, conda.yaml) stay the same."""
+"""The dependency lists (pyproject ranges, python_env.yaml and conda.yaml pins) agree."""
 
 import tomllib
 
 import yaml
+from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
 
@@ -11,13 +12,21 @@ def _pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_python_env_and_conda_match_pyproject():
-    deps = _pyproject()["project"]["dependencies"]
+def _by_name(requirements):
+    return {(Requirement(r).name, str(Requirement(r).marker)): Requirement(r) for r in requirements}
+
+
+def test_python_env_pins_fall_inside_pyproject_ranges_and_conda_matches():
+    ranges = _by_name(_pyproject()["project"]["dependencies"])
     python_env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
-    assert python_env["dependencies"] == deps
+    pins = _by_name(python_env["dependencies"])
+    assert pins.keys() == ranges.keys()
+    for key, pin in pins.items():
+        (spec,) = pin.specifier
+        assert spec.operator == "==", f"{key[0]} is not pinned"
+        assert ranges[key].specifier.contains(spec.version), f"{key[0]}=={spec.version} is outside {ranges[key]}"
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
-    pip_deps = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    assert pip_deps == deps
+    assert next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)) == python_env["dependencies"]
     assert f"python={python_env['python']}" in conda["dependencies"]
 
 
