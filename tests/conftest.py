@@ -56,7 +56,8 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
 def tracking(tmp_path, monkeypatch) -> str:
     """A fresh SQLite MLflow store in a temp working directory (artifacts under its mlruns/)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(leaked, raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)

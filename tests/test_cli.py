@@ -81,7 +81,8 @@ def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_pat
     import sys
     import time
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
+    env["MLFLOW_TRACKING_URI"] = tracking
     args = [sys.executable, "-m", "cryptolstm", "train", "-q", "--data-dir", str(shared_data), "--merge-date",
             "2023-01-01", "--neurons", "8", "--layers", "1", "--epochs", "100000", "--patience", "100000"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -65,7 +65,8 @@ def _mlflow_run(tmp_path, params, env_manager="local", timeout=900):
     # As with an activated virtualenv: `python` and `uv` are this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    env.pop("MLFLOW_RUN_ID", None)
+    for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(leaked, None)  # mlflow.set_experiment in earlier tests exports the experiment id
     args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "--env-manager", env_manager,
             "--experiment-name", "e2e"]
     for key, value in params.items():
