@@ -4,8 +4,8 @@
 inside each block, the second block used as validation (and it is also the
 notebook's test set: that is the flaw this protocol reproduces).
 
-``honest``: samples are ordered by target day and cut into train / val / test
-(``train_frac``, ``val_frac``, rest). A sample's inputs end the day before its
+``honest``: the days are cut into train / val / test (``train_frac``, ``val_frac``,
+rest) and each sample goes to the split of its target day. A sample's inputs end the day before its
 target, so every train input and target lies on or before the last train
 target day: changing any later price cannot change the training data.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
@@ -46,17 +47,24 @@ def seed_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COI
 
 
 def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
-    """Train / val / test by target day, in that order, with no overlap."""
+    """Train / val / test by target day, in that order, with no overlap.
+
+    The boundaries are cut on the *days* of ``frame`` (``train_frac``, ``val_frac``
+    of them), not on samples, so every ``window_len`` gets the same validation and
+    test days and trials of a search are compared on the same days.
+    """
     samples = next_day_windows(frame, cfg.coin, coins, cfg.window_len)
-    n = len(samples)
-    a = int(cfg.train_frac * n)
-    b = int(round(cfg.train_frac + cfg.val_frac, 10) * n)
-    if min(a, b - a, n - b) < 1:
+    days = len(frame)
+    target_pos = np.arange(cfg.window_len, days)  # position in frame of each sample's target day
+    first_val = int(cfg.train_frac * days)
+    first_test = int(round(cfg.train_frac + cfg.val_frac, 10) * days)
+    a, b = np.searchsorted(target_pos, [first_val, first_test])
+    if min(a, b - a, len(samples) - b) < 1:
         raise DataError(
-            f"{n} samples are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split; "
-            f"widen merge_date..end_date."
+            f"{days} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
+            f"with window_len {cfg.window_len}; widen merge_date..end_date."
         )
-    return Splits(train=samples.take(slice(0, a)), val=samples.take(slice(a, b)), test=samples.take(slice(b, n)))
+    return Splits(train=samples.take(slice(0, a)), val=samples.take(slice(a, b)), test=samples.take(slice(b, None)))
 
 
 def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:

@@ -101,11 +101,14 @@ def train(
     cfg: RunConfig,
     market: Market,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    evaluate_test: bool = True,
 ) -> TrainResult:
     """Split, fit, then score every split beside persistence.
 
     The test split (honest protocol only) is predicted once, after training has
     finished and the best weights are restored; nothing about it feeds back.
+    A search passes ``evaluate_test=False`` for its trials: selection sees
+    validation days only, and the test days are read for the chosen model alone.
     """
     splits = make_splits(market.frame, cfg)
     if len(splits.train) < 1:
@@ -113,6 +116,8 @@ def train(
     model, history, best = fit(cfg, splits, callbacks)
     predictions, metrics = {}, {}
     for name, samples in splits.items():
+        if name == "test" and not evaluate_test:
+            continue
         predictions[name] = predict(model, samples.X)
         metrics.update(split_metrics(name, samples, predictions[name], cfg.protocol))
     return TrainResult(cfg, model, splits, history, predictions, metrics, best)

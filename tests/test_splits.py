@@ -12,8 +12,9 @@ CFG = RunConfig(window_len=7, train_frac=0.7, val_frac=0.15)
 def test_honest_splits_are_chronological_disjoint_and_complete():
     frame = synthetic_frame(207)
     s = honest_split(frame, CFG)
-    n = 200
-    assert (len(s.train), len(s.val), len(s.test)) == (140, 30, 30)
+    n = 200  # 207 days; cuts at days int(0.7 * 207) = 144 and int(0.85 * 207) = 175
+    assert (len(s.train), len(s.val), len(s.test)) == (144 - 7, 175 - 144, 207 - 175)
+    assert s.val.dates[0] == frame.index[144] and s.test.dates[0] == frame.index[175]
     assert s.train.dates[-1] < s.val.dates[0] and s.val.dates[-1] < s.test.dates[0]
     all_dates = np.concatenate([s.train.dates, s.val.dates, s.test.dates])
     assert len(np.unique(all_dates)) == n and all_dates[0] == frame.index[7]
@@ -52,6 +53,13 @@ def test_changing_one_future_price_changes_no_earlier_window():
             earlier = b.dates < frame.index[day_index]  # target day before the change: inputs too
             assert a.X[earlier].tobytes() == b.X[earlier].tobytes()
             assert a.y[earlier].tobytes() == b.y[earlier].tobytes()
+
+
+def test_every_window_len_gets_the_same_validation_and_test_days():
+    frame = synthetic_frame(150)
+    short, long = honest_split(frame, CFG.replace(window_len=3)), honest_split(frame, CFG.replace(window_len=21))
+    assert np.array_equal(short.val.dates, long.val.dates) and np.array_equal(short.test.dates, long.test.dates)
+    assert len(short.train) == len(long.train) + 18
 
 
 def test_train_split_ends_before_val_inputs_matter():
