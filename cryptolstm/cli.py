@@ -40,6 +40,7 @@ app = typer.Typer(
 )
 
 DEFAULT_EXPERIMENT = "experiments/default.yaml"
+DEFAULT_SPACE = "experiments/search-default.yaml"
 
 @app.callback()
 def _root() -> None:
@@ -120,8 +121,10 @@ def _setup(quiet: bool) -> None:
     # `kill` (SIGTERM) ends a run like Ctrl-C does: KILLED in MLflow, never left RUNNING.
     signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("mlflow", "alembic", "absl", "tensorflow", "urllib3"):
+    for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("absl", "tensorflow"):  # tf.function retracing notes between trials
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def find_experiment(path: str) -> str:
@@ -173,6 +176,87 @@ def train_command(
         typer.echo("interrupted: the run was ended KILLED.", err=True)
         raise typer.Exit(code=130) from None
     typer.echo(summary(run_id, uri, result))
+
+
+def _number(name: str, value: str | None, kind=int):
+    """Parse an option given as text ("" = not given) or stop with one sentence."""
+    if value in (None, ""):
+        return None
+    try:
+        number = kind(value)
+        if kind is int and str(number) != str(value).strip():
+            raise ValueError
+        return number
+    except ValueError:
+        raise CryptoLstmError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+        raise CryptoLstmError(f"{name} must be true or false, got {value!r}.")
+    return value.lower() in {"true", "1", "yes"}
+
+
+Text = Optional[str]
+
+
+@app.command("search")
+def search_command(
+    coin: Annotated[Text, typer.Option(help="Coin: BTC or ETH.")] = None,
+    engine: Annotated[str, typer.Option(help="optuna or keras-tuner.")] = "optuna",
+    space: Annotated[str, typer.Option(help="Search space file (YAML).")] = DEFAULT_SPACE,
+    n_trials: Annotated[Text, typer.Option(help="Finished trials the study should hold (default 20).")] = None,
+    timeout: Annotated[Text, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    study_name: Annotated[Text, typer.Option(help="Study name (default <coin>-<engine>-<space>).")] = None,
+    storage: Annotated[Text, typer.Option(help="Optuna storage URL (default sqlite:///optuna.db).")] = None,
+    seed: Annotated[Text, typer.Option(help="Seed of the sampler and of every trial's model.")] = None,
+    data_dir: Annotated[Text, typer.Option(help="Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")] = None,
+    protocol: Annotated[Text, typer.Option(help="honest (default) or seed.")] = None,
+    merge_date: Annotated[Text, typer.Option(help="First day of the data (YYYY-MM-DD).")] = None,
+    end_date: Annotated[Text, typer.Option(help="Last day of the data (YYYY-MM-DD).")] = None,
+    max_epochs: Annotated[Text, typer.Option(help="Cap on epochs per trial.")] = None,
+    algorithm: Annotated[Text, typer.Option(help="optuna: tpe, random, qmc; keras-tuner: hyperband, bayesian.")] = None,
+    prune: Annotated[Text, typer.Option(help="Prune unpromising Optuna trials (true/false, default true).")] = None,
+    tuner_dir: Annotated[Text, typer.Option(help="keras-tuner state directory (default keras_tuner).")] = None,
+    overwrite: Annotated[Text, typer.Option(help="keras-tuner: discard an existing search of this name.")] = None,
+    experiment_name: Annotated[Text, typer.Option(help="MLflow experiment (default cryptolstm-<coin>).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")] = False,
+) -> None:
+    """Search the space with Optuna or keras-tuner; every trial a child run of the study's run."""
+    _setup(quiet)
+    try:
+        from cryptolstm.data import load_market
+        from cryptolstm.search.space import load_space
+        from cryptolstm.search.study import SearchOptions, run_search
+
+        overrides = {"coin": coin, "protocol": protocol, "data_dir": data_dir, "merge_date": merge_date,
+                     "end_date": end_date, "seed": _number("seed", seed)}
+        space_spec = load_space(find_experiment(space), **resolve_data_dir({k: v for k, v in overrides.items() if v not in (None, "")}))
+        options = SearchOptions(
+            engine=engine, study_name=study_name or None, storage=storage or "sqlite:///optuna.db",
+            n_trials=_number("n_trials", n_trials) or 20, timeout=_number("timeout", timeout, float),
+            seed=space_spec.base.seed, max_epochs=_number("max_epochs", max_epochs), algorithm=algorithm or None,
+            prune=_flag("prune", prune, True), tuner_dir=tuner_dir or "keras_tuner",
+            overwrite=_flag("overwrite", overwrite, False), experiment_name=experiment_name,
+        )
+        base = space_spec.base
+        market = load_market(base.data_dir, base.merge_date, base.end_date, base.fill_gaps)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    from cryptolstm import tracking
+
+    uri = tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        result = run_search(space_spec, market, options, progress=not quiet)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the study run was ended KILLED; run the same command to resume.", err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(f"study {result.study_name}: best {space_spec.objective} with {result.best_values}")
+    typer.echo(summary(result.parent_run_id, uri, result.best))
 
 
 def summary(run_id: str, uri: str, result) -> str:

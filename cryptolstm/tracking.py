@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import tensorflow as tf
 from mlflow.entities import RunStatus
 
 from cryptolstm import plots
@@ -144,7 +145,9 @@ def log_model(result: TrainResult) -> None:
     # signature is inferred here instead.
     example = result.splits.train.X[:2]
     signature = mlflow.models.infer_signature(example, result.model.predict(example, verbose=0))
-    mlflow.keras.log_model(result.model, name="model", signature=signature)
+    # Requirements given, not inferred: inference starts a subprocess that reloads the model.
+    requirements = [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
+    mlflow.keras.log_model(result.model, name="model", signature=signature, pip_requirements=requirements)
 
 
 def tracked_train(
@@ -175,3 +178,62 @@ def tracked_train(
         log_figures(market, result)
         log_model(result)
         return run.info.run_id, result
+
+
+# --- searches: a parent run per study, a child run per trial ------------------------------
+
+STUDY_TAG = "cryptolstm.study"
+
+
+def find_or_start_study_run(study_name: str, tags: dict[str, str], experiment_name: str) -> str:
+    """The study's parent run id: found by its study tag (so resumed studies and later workers
+    share it), else the run ``mlflow run`` created for us, else a new run.
+
+    The run is left active; end it with `end_study_run`.
+    """
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if not launched:
+        mlflow.set_experiment(experiment_name)
+    found = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`{STUDY_TAG}` = '{study_name}'",
+        order_by=["attributes.start_time ASC"],
+        output_format="list",
+    )
+    parent = next((r for r in found if "mlflow.parentRunId" not in r.data.tags), None)
+    if launched and parent is not None and parent.info.run_id != launched:
+        # Resumed under `mlflow run`: this launch's run nests under the study's parent.
+        mlflow.MlflowClient().set_tag(launched, "mlflow.parentRunId", parent.info.run_id)
+    run_id = parent.info.run_id if parent is not None else launched
+    if parent is not None and not launched:
+        mlflow.set_experiment(experiment_id=parent.info.experiment_id)  # the study lives where it began
+    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else study_name)
+    mlflow.set_tags({**tags, STUDY_TAG: study_name})
+    return run.info.run_id
+
+
+def end_study_run(status: str = "FINISHED") -> None:
+    """End the active study run (FINISHED, FAILED or KILLED)."""
+    mlflow.end_run(status)
+
+
+@contextlib.contextmanager
+def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """A child run of ``parent_id`` for one trial; its tag ``trial_state`` says complete,
+    pruned, failed (with ``error``) or interrupted. Pruned trials end FINISHED, failed ones
+    FAILED, interrupted ones KILLED."""
+    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags=tags)
+    mlflow.log_params(config_params(cfg))
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag("trial_state", "interrupted")
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as exc:
+        pruned = type(exc).__name__ == "TrialPruned"
+        mlflow.set_tags({"trial_state": "pruned" if pruned else "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]})
+        mlflow.end_run("FINISHED" if pruned else "FAILED")
+        raise
+    mlflow.set_tag("trial_state", "complete")
+    mlflow.end_run()

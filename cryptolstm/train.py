@@ -53,16 +53,21 @@ def fit(
     cfg: RunConfig,
     splits: Splits,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    model: keras.Model | None = None,
+    initial_epoch: int = 0,
 ) -> tuple[keras.Model, dict[str, list[float]], int]:
-    """Build and fit the model on ``splits.train``, validating on ``splits.val``.
+    """Fit a model on ``splits.train``, validating on ``splits.val``.
 
-    Honest protocol: early stopping on ``val_loss`` with the best weights
-    restored. Seed protocol: a fixed number of epochs, as in the notebook.
-    Returns the model, the Keras history and the 0-based best epoch.
+    The model is built from ``cfg`` unless one is given (keras-tuner builds its
+    own and may resume it at ``initial_epoch``). Honest protocol: early stopping
+    on ``val_loss`` with the best weights restored. Seed protocol: a fixed
+    number of epochs, as in the notebook. Returns the model, the Keras history
+    and the 0-based best epoch.
     """
     set_seed(cfg.seed)
     train, val = splits.train, splits.val
-    model = build_lstm(cfg, cfg.window_len, train.X.shape[2])
+    if model is None:
+        model = build_lstm(cfg, cfg.window_len, train.X.shape[2])
     stopper = None
     cbs = [keras.callbacks.TerminateOnNaN(), *callbacks]
     if cfg.protocol == "honest":
@@ -79,6 +84,7 @@ def fit(
         shuffle=cfg.shuffle,
         verbose=0,
         callbacks=cbs,
+        initial_epoch=initial_epoch,
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if not np.all(np.isfinite(history["loss"])):
@@ -86,7 +92,8 @@ def fit(
             f"training loss became NaN or infinite in epoch {len(history['loss'])}; "
             f"try a lower learning_rate (now {cfg.learning_rate}) or a bounded output_activation."
         )
-    best = int(stopper.best_epoch) if stopper is not None else len(history["loss"]) - 1
+    # Keras numbers epochs from initial_epoch on, so stopper.best_epoch is already absolute.
+    best = int(stopper.best_epoch) if stopper is not None else initial_epoch + len(history["loss"]) - 1
     return model, history, best
 
 
@@ -102,6 +109,8 @@ def train(
     market: Market,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     evaluate_test: bool = True,
+    model: keras.Model | None = None,
+    initial_epoch: int = 0,
 ) -> TrainResult:
     """Split, fit, then score every split beside persistence.
 
@@ -113,7 +122,7 @@ def train(
     splits = make_splits(market.frame, cfg)
     if len(splits.train) < 1:
         raise DataError("the training split is empty; widen merge_date..end_date.")
-    model, history, best = fit(cfg, splits, callbacks)
+    model, history, best = fit(cfg, splits, callbacks, model, initial_epoch)
     predictions, metrics = {}, {}
     for name, samples in splits.items():
         if name == "test" and not evaluate_test:

@@ -1,0 +1,162 @@
+"""A search space declared once, as data, and read by both engines.
+
+A space file (YAML) looks like::
+
+    base: default.yaml            # experiment file with the fixed values (relative to this file)
+    objective: val/mae_ratio      # minimised; a validation metric
+    space:
+      window_len: {type: int, low: 3, high: 21}
+      dropout: {type: float, low: 0.0, high: 0.5, step: 0.05}
+      learning_rate: {type: float, low: 0.0001, high: 0.01, log: true}
+      activation: {type: categorical, choices: [tanh, relu]}
+
+Each key of ``space`` is a `RunConfig` field. The engines turn a dimension into
+an Optuna ``suggest_*`` call or a keras-tuner ``hp`` call; the model builder
+only ever sees the resulting plain values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cryptolstm.config import FIELD_NAMES, RunConfig, load_config
+from cryptolstm.errors import ConfigError
+
+# Values that define the question, not the model: never searched.
+FIXED = ("coin", "protocol", "data_dir", "merge_date", "end_date", "fill_gaps", "train_frac", "val_frac", "seed")
+KEYS = {"int": {"type", "low", "high", "step", "log"}, "float": {"type", "low", "high", "step", "log"},
+        "categorical": {"type", "choices"}}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched parameter: ``int``/``float`` in [low, high] (optional step or log), or ``categorical``."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple | None = None
+
+    def optuna(self, trial) -> Any:
+        """The value an Optuna trial suggests for this dimension."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        suggest = trial.suggest_int if self.type == "int" else trial.suggest_float
+        kwargs = {"log": self.log} if self.log else ({"step": self.step} if self.step else {})
+        return suggest(self.name, self.low, self.high, **kwargs)
+
+    def keras_tuner(self, hp) -> Any:
+        """The value a keras-tuner ``HyperParameters`` object gives for this dimension."""
+        if self.type == "categorical":
+            return hp.Choice(self.name, list(self.choices))
+        sampling = "log" if self.log else "linear"
+        if self.type == "int":
+            return hp.Int(self.name, int(self.low), int(self.high), step=int(self.step or 1), sampling=sampling)
+        return hp.Float(self.name, self.low, self.high, step=self.step, sampling=sampling)
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in self.choices
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The dimensions, the fixed base config and the (minimised) validation objective."""
+
+    path: str
+    base: RunConfig
+    objective: str
+    dimensions: tuple[Dimension, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+    def config(self, values: dict[str, Any]) -> RunConfig:
+        """The trial's full, validated config: the base with ``values`` applied."""
+        return self.base.replace(**values)
+
+    def base_values(self) -> dict[str, Any]:
+        """The base config's value of every dimension (the 2018 model under default.yaml)."""
+        return {name: getattr(self.base, name) for name in self.names}
+
+    def digest(self) -> str:
+        """A short fingerprint of the space and objective (not of the fixed values)."""
+        data = json.dumps([self.objective, [d.__dict__ for d in self.dimensions]], sort_keys=True, default=str)
+        return hashlib.sha256(data.encode()).hexdigest()[:12]
+
+
+def _dimension(path: Path, name: str, spec: Any, base: RunConfig) -> Dimension:
+    where = f"{path}: space.{name}"
+    if name not in FIELD_NAMES:
+        raise ConfigError(f"{where} is not a config field; searchable fields are "
+                          f"{', '.join(n for n in FIELD_NAMES if n not in FIXED)}.")
+    if name in FIXED:
+        raise ConfigError(f"{where} cannot be searched: it defines the question, not the model.")
+    if not isinstance(spec, dict) or spec.get("type") not in KEYS:
+        raise ConfigError(f"{where} needs type: int, float or categorical.")
+    unknown = sorted(set(spec) - KEYS[spec["type"]])
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; "
+                          f"a {spec['type']} takes {', '.join(sorted(KEYS[spec['type']]))}.")
+    if spec["type"] == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where} needs a non-empty list of choices.")
+        dim = Dimension(name, "categorical", choices=tuple(choices))
+        bounds = list(choices)
+    else:
+        if "low" not in spec or "high" not in spec:
+            raise ConfigError(f"{where} needs low and high.")
+        low, high = spec["low"], spec["high"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+            raise ConfigError(f"{where}: low and high must be numbers.")
+        if low > high:
+            raise ConfigError(f"{where}: low ({low}) is greater than high ({high}).")
+        if spec.get("log") and low <= 0:
+            raise ConfigError(f"{where}: a log scale needs low > 0.")
+        if spec.get("log") and spec.get("step"):
+            raise ConfigError(f"{where}: step and log cannot be combined.")
+        dim = Dimension(name, spec["type"], low, high, spec.get("step"), bool(spec.get("log", False)))
+        bounds = [low, high]
+    for value in bounds:  # every end of the space must be a valid config
+        try:
+            base.replace(**{name: value})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: value {value!r} is invalid ({exc})") from None
+    return dim
+
+
+def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
+    """Read and validate a space file; ``base_overrides`` (coin, data_dir, ...) apply to its base."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"space file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"space file {path} is not valid YAML.") from None
+    unknown = sorted(set(raw) - {"base", "objective", "space"}) if isinstance(raw, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ConfigError(f"space file {path} has unknown key(s) {', '.join(unknown)}; "
+                          f"it takes base, objective and space.")
+    base_file = (path.parent / raw["base"]) if raw.get("base") else None
+    base = load_config(base_file, **base_overrides)
+    objective = raw.get("objective", "val/mae_ratio")
+    if not str(objective).startswith("val/"):
+        raise ConfigError(f"{path}: objective must be a validation metric (val/...), got {objective!r}.")
+    space = raw.get("space")
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"space file {path} declares no dimensions under space.")
+    dims = tuple(_dimension(path, name, spec, base) for name, spec in space.items())
+    return SearchSpace(str(path), base, objective, dims)

@@ -1,0 +1,204 @@
+"""Searches at tiny size: real Optuna, real keras-tuner, real TensorFlow, MLflow on temporary SQLite."""
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from cryptolstm.data import load_market
+from cryptolstm.search import optuna_engine
+from cryptolstm.search.space import load_space
+from cryptolstm.search.study import SearchOptions, run_search
+from cryptolstm.search.trials import TrialRunner
+
+pytestmark = pytest.mark.slow
+
+BASE = "protocol: honest\nwindow_len: 7\nlayers: 1\nneurons: 3\ndropout: 0.25\nepochs: 3\nbatch_size: 64\nseed: 3\n"
+SPACE = """base: base.yaml
+space:
+  window_len: {type: int, low: 3, high: 9}
+  neurons: {type: categorical, choices: [2, 3, 5]}
+  dropout: {type: float, low: 0.0, high: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def market(shared_data):
+    return load_market(shared_data, "2023-01-01")
+
+
+def _space(tmp_path, shared_data, space=SPACE, base=BASE):
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "space.yaml").write_text(space)
+    return load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01")
+
+
+def _children(client, parent_id):
+    runs = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    return sorted(runs, key=lambda r: int(r.data.tags["trial"].split("-")[1]))
+
+
+def _options(tmp_path, **changes):
+    base = dict(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=3, max_epochs=2,
+                prune=False)
+    return SearchOptions(**{**base, **changes})
+
+
+def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tracking, tmp_path, shared_data, market):
+    space = _space(tmp_path, shared_data)
+    first = run_search(space, market, _options(tmp_path))
+    client = MlflowClient()
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert (tags["coin"], tags["engine"], tags["study_name"]) == ("BTC", "optuna", "s")
+    assert tags["space_file"].endswith("space.yaml")
+    children = _children(client, first.parent_run_id)
+    assert len(children) == 3 and all(c.data.tags["trial_state"] == "complete" for c in children)
+    # Trial 0 is the base (2018-style) config; every trial has its params and per-epoch val/loss.
+    params0 = children[0].data.params
+    assert (params0["config.window_len"], params0["config.neurons"], params0["config.dropout"]) == ("7", "3", "0.25")
+    for child in children:
+        assert child.data.params["config.epochs"] == "2"
+        assert len(client.get_metric_history(child.info.run_id, "val/loss")) == int(child.data.metrics["epochs_run"])
+        assert "val/mae_ratio" in child.data.metrics
+        assert not any(k.startswith("test/") for k in child.data.metrics)  # test days unseen by trials
+    # The parent holds the chosen model's test metrics beside persistence; the replay is the trial.
+    best_child = min(children, key=lambda c: c.data.metrics["val/mae_ratio"])
+    metrics = parent.data.metrics
+    assert metrics["val/mae_ratio"] == pytest.approx(best_child.data.metrics["val/mae_ratio"], rel=1e-6)
+    assert {"test/mae", "test/persistence_mae", "test/mae_ratio", "search/epochs_saved"} <= metrics.keys()
+    artifacts = {a.path for a in client.list_artifacts(first.parent_run_id)} | {
+        a.path for a in client.list_artifacts(first.parent_run_id, "plots")}
+    assert {"trials.csv", "plots/optuna_optimization_history.png", "plots/optuna_param_importances.png",
+            "plots/optuna_parallel_coordinate.png"} <= artifacts
+
+    # The same command with a larger budget continues the study: same parent, no repeats.
+    again = run_search(space, market, _options(tmp_path, n_trials=5))
+    assert again.parent_run_id == first.parent_run_id
+    children = _children(client, first.parent_run_id)
+    assert [c.data.tags["trial"] for c in children] == [f"trial-{i}" for i in range(5)]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    # Nothing left to do: a third call runs no trial.
+    run_search(space, market, _options(tmp_path, n_trials=5))
+    assert len(_children(client, first.parent_run_id)) == 5
+
+
+def test_same_seed_same_trial_parameters(tracking, tmp_path, shared_data, market):
+    space = _space(tmp_path, shared_data)
+    params = []
+    for name in ("a", "b"):
+        run_search(space, market, _options(tmp_path, study_name=name, max_epochs=1, seed=11))
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+        params.append([t.params for t in study.trials])
+    assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
+
+
+def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_path, shared_data, market):
+    base = BASE + "learning_rate: 0.001\noutput_activation: linear\n"
+    space = _space(tmp_path, shared_data, "base: base.yaml\nspace:\n  learning_rate: {type: categorical, choices: [0.001, 1.0e+30]}\n", base)
+    result = run_search(space, market, _options(tmp_path, n_trials=4, algorithm="random", seed=0))
+    client = MlflowClient()
+    states = [c.data.tags["trial_state"] for c in _children(client, result.parent_run_id)]
+    assert "failed" in states and "complete" in states
+    failed = next(c for c in _children(client, result.parent_run_id) if c.data.tags["trial_state"] == "failed")
+    assert failed.info.status == "FAILED" and "NaN or infinite" in failed.data.tags["reason"]
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert optuna.trial.TrialState.FAIL in [t.state for t in study.trials]
+
+
+def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, shared_data, market):
+    import mlflow
+
+    space = _space(tmp_path, shared_data)
+    mlflow.set_experiment("prune")
+    with mlflow.start_run() as parent:
+        runner = TrialRunner(space, market, parent.info.run_id, 3, "optuna")
+        study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=-1.0))  # prunes at once
+        study.optimize(optuna_engine.objective_fn(runner), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.user_attrs["epochs_run"] == 1
+    (child,) = _children(MlflowClient(), parent.info.run_id)
+    assert child.data.tags["trial_state"] == "pruned" and child.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("algorithm", ["hyperband", "bayesian"])
+def test_keras_tuner_searches_the_same_space(tracking, tmp_path, shared_data, market, algorithm):
+    space = _space(tmp_path, shared_data)
+    options = _options(tmp_path, engine="keras-tuner", algorithm=algorithm, n_trials=2, max_epochs=2,
+                       tuner_dir=str(tmp_path / "kt"), study_name=f"kt-{algorithm}")
+    result = run_search(space, market, options)
+    client = MlflowClient()
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["engine"] == "keras-tuner"
+    children = _children(client, result.parent_run_id)
+    assert children and all(c.data.tags["trial_state"] == "complete" for c in children)
+    assert set(result.best_values) == set(space.names)
+    assert "test/mae_ratio" in parent.data.metrics
+    # Another coin under the same name is an unrelated search: refused unless overwrite.
+    other = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01", coin="ETH")
+    from cryptolstm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holds a keras-tuner search for"):
+        run_search(other, market, options)
+
+
+def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, shared_data, market):
+    from cryptolstm.errors import ConfigError
+
+    run_search(_space(tmp_path, shared_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
+    client = MlflowClient()
+    before = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    eth = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01", coin="ETH")
+    with pytest.raises(ConfigError, match="was made for"):
+        run_search(eth, market, _options(tmp_path, n_trials=1, max_epochs=1))
+    after = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(after) == len(before)
+
+
+def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, shared_data):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "base.yaml").write_text(BASE.replace("epochs: 3", "epochs: 100000") + "patience: 100000\n")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    args = [sys.executable, "-m", "cryptolstm", "search", "-q", "--space", str(tmp_path / "space.yaml"),
+            "--data-dir", str(shared_data), "--merge-date", "2023-01-01", "--study-name", "s", "--storage",
+            f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "3", "--prune", "false"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(uri)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until the first trial has logged an epoch
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        if children and client.get_metric_history(children[0].info.run_id, "val/loss"):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # the study and its trial
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+
+    done = subprocess.run(args + ["--max-epochs", "2"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and len({str(t.params) for t in complete}) == 3
+    assert complete[0].params == {"window_len": 7, "neurons": 3, "dropout": 0.25}  # the base, re-queued
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert not [r for r in runs if r.info.status == "RUNNING"]
