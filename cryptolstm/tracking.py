@@ -208,6 +208,9 @@ def find_or_start_study_run(study_name: str, tags: dict[str, str], experiment_na
     if parent is not None and not launched:
         mlflow.set_experiment(experiment_id=parent.info.experiment_id)  # the study lives where it began
     run = mlflow.start_run(run_id=run_id, run_name=None if run_id else study_name)
+    # MLflow resumes MLFLOW_RUN_ID in *every* start_run without a run id, which would put the
+    # first trial into this run; the launch's run id has been used, so it is dropped here.
+    os.environ.pop("MLFLOW_RUN_ID", None)
     mlflow.set_tags({**tags, STUDY_TAG: study_name})
     return run.info.run_id
 

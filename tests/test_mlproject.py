@@ -46,6 +46,7 @@ EVERY_PARAM = {
 
 def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options():
     commands = {"main": "train"}
+    assert {"main", "search"} <= set(SPEC["entry_points"])
     for entry, spec in SPEC["entry_points"].items():
         command = spec["command"]
         assert command.startswith(f"python -m cryptolstm {commands.get(entry, entry)} ")
@@ -55,26 +56,33 @@ def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options()
         assert set(re.findall(r"\{(\w+)\}", command)) == set(spec["parameters"])
 
 
+def test_search_takes_the_issues_parameters():
+    params = SPEC["entry_points"]["search"]["parameters"]
+    assert {"coin", "engine", "n_trials", "timeout", "study_name", "storage", "seed", "data_dir", "protocol",
+            "space", "max_epochs"} <= set(params)
+
+
 def test_main_takes_every_config_field():
     params = SPEC["entry_points"]["main"]["parameters"]
     assert set(params) == set(FIELD_NAMES) | {"experiment"}
     assert set(EVERY_PARAM) | {"data_dir"} == set(params)
 
 
-def _mlflow_run(tmp_path, params, env_manager="local", timeout=900):
+def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"):
     # As with an activated virtualenv: `python` and `uv` are this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(leaked, None)  # mlflow.set_experiment in earlier tests exports the experiment id
-    args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "--env-manager", env_manager,
-            "--experiment-name", "e2e"]
+    args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", entry, "--env-manager",
+            env_manager, "--experiment-name", "e2e"]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    (run,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return client, run, done
 
 
@@ -108,3 +116,37 @@ def test_mlflow_run_with_the_uv_env_manager(tmp_path, shared_data):
     params = {"data_dir": str(shared_data), "merge_date": "2023-09-01", "neurons": "2", "layers": "1", "epochs": "1"}
     _, run, _ = _mlflow_run(tmp_path, params, env_manager="uv", timeout=1500)
     assert run.info.status == "FINISHED" and run.data.params["config.neurons"] == "2"
+
+
+SEARCH_SPACE = """base: {base}
+space:
+  window_len: {{type: int, low: 3, high: 8}}
+  neurons: {{type: categorical, choices: [2, 3]}}
+  dropout: {{type: float, low: 0.0, high: 0.4}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine, algorithm", [("optuna", "tpe"), ("keras-tuner", "hyperband")])
+def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, shared_data, engine, algorithm):
+    (tmp_path / "base.yaml").write_text("layers: 1\nneurons: 3\nepochs: 2\nbatch_size: 64\n")
+    (tmp_path / "space.yaml").write_text(SEARCH_SPACE.format(base=tmp_path / "base.yaml"))
+    params = {"coin": "ETH", "engine": engine, "algorithm": algorithm, "space": str(tmp_path / "space.yaml"),
+              "n_trials": "2", "max_epochs": "2", "study_name": "e2e-study", "storage":
+              f"sqlite:///{tmp_path / 'optuna.db'}", "seed": "4", "data_dir": str(shared_data),
+              "protocol": "honest", "merge_date": "2023-01-01", "end_date": "2023-12-30", "prune": "false",
+              "tuner_dir": str(tmp_path / "kt"), "overwrite": "false", "timeout": "600"}
+    client, parent, _ = _mlflow_run(tmp_path, params, entry="search")
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert (tags["coin"], tags["engine"], tags["study_name"]) == ("ETH", engine, "e2e-study")
+    assert tags["space_file"] == str(tmp_path / "space.yaml") and tags["search.seed"] == "4"
+    assert tags["split.test.last"] == "2023-12-30" and "trial" not in tags  # the parent is no trial
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) >= 2 and all(c.data.tags["trial_state"] == "complete" for c in children)
+    assert all(c.data.params["config.coin"] == "ETH" and c.data.params["config.seed"] == "4" for c in children)
+    assert "test/mae_ratio" in parent.data.metrics
+    if engine == "optuna":
+        assert (tmp_path / "optuna.db").is_file()
+    else:
+        assert (tmp_path / "kt" / "e2e-study").is_dir()
