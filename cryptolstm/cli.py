@@ -236,7 +236,7 @@ def search_command(
         space_spec = load_space(find_experiment(space), **resolve_data_dir({k: v for k, v in overrides.items() if v not in (None, "")}))
         options = SearchOptions(
             engine=engine, study_name=study_name or None, storage=storage or "sqlite:///optuna.db",
-            n_trials=_number("n_trials", n_trials) or 20, timeout=_number("timeout", timeout, float),
+            n_trials=20 if _number("n_trials", n_trials) is None else _number("n_trials", n_trials), timeout=_number("timeout", timeout, float),
             seed=space_spec.base.seed, max_epochs=_number("max_epochs", max_epochs), algorithm=algorithm or None,
             prune=_flag("prune", prune, True), tuner_dir=tuner_dir or "keras_tuner",
             overwrite=_flag("overwrite", overwrite, False), experiment_name=experiment_name,

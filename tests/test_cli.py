@@ -52,7 +52,7 @@ def test_data_dir_comes_from_the_environment(tracking, monkeypatch):
 
 
 def test_every_command_has_help_and_every_config_field_an_option():
-    for args in (["--help"], ["train", "--help"]):
+    for args in (["--help"], ["train", "--help"], ["search", "--help"]):
         result = runner.invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0
     text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
@@ -99,3 +99,23 @@ def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_pat
     assert "interrupted: the run was ended KILLED." in err
     (run,) = _runs()
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--engine", "hyperopt"], "engine must be one of optuna, keras-tuner; got 'hyperopt'."),
+        (["--n-trials", "lots"], "n_trials must be an integer, got 'lots'."),
+        (["--n-trials", "0"], "n_trials must be an integer >= 1, got 0."),
+        (["--algorithm", "hyperband"], "algorithm for optuna must be one of tpe, random, qmc"),
+        (["--coin", "XRP"], "coin must be one of BTC, ETH; got 'XRP'."),
+        (["--space", "experiments/nope.yaml"], "space file experiments/nope.yaml does not exist."),
+        (["--prune", "sometimes"], "prune must be true or false, got 'sometimes'."),
+        (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
+    ],
+)
+def test_search_bad_input_is_one_sentence_and_no_run(tracking, shared_data, args, words):
+    result = runner.invoke(app, ["search", "--data-dir", str(shared_data), *args])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
+    assert _runs() == []
