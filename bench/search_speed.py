@@ -3,7 +3,7 @@
 Runs the same Optuna budget (20 trials of the default space on BTC, TPE seeded) twice,
 with median pruning and without, and prints wall time, epochs trained and the best
 validation MAE ratio of each. Then runs 20 tiny trials and prints the process's resident
-memory after trials 1, 5, 10 and 20, and the peak: with clear_session() per trial it stays flat.
+memory after trials 1, 5, 10 and 20, and the peak (clear_session() runs before every trial).
 
     python bench/search_speed.py [--data-dir ../shared/data] [--trials 20] [--max-epochs 8]
 """
