@@ -64,3 +64,24 @@ def tracking(tmp_path, monkeypatch) -> str:
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def all_runs(client) -> list:
+    """Every run in every experiment of ``client``'s store."""
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def sigterm_after_first_epoch(proc, client, trials_only: bool = False, wait: float = 120.0) -> str:
+    """Send SIGTERM to ``proc`` once a run (a trial's child run if ``trials_only``) has logged
+    ``val/loss``; return its stderr after it exits."""
+    import signal
+    import time
+
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        runs = [r for r in all_runs(client) if not trials_only or "mlflow.parentRunId" in r.data.tags]
+        if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)[1]

@@ -5,14 +5,13 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.config import FIELD_NAMES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, all_runs, sigterm_after_first_epoch
 
 runner = CliRunner()
 
 
 def _runs():
-    client = MlflowClient()
-    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    return all_runs(MlflowClient())
 
 
 @pytest.mark.parametrize(
@@ -76,25 +75,15 @@ def test_unset_options_take_the_experiment_files_values(tracking, shared_data):
 @pytest.mark.slow
 def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_path):
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
     env["MLFLOW_TRACKING_URI"] = tracking
     args = [sys.executable, "-m", "cryptolstm", "train", "-q", "--data-dir", str(shared_data), "--merge-date",
             "2023-01-01", "--neurons", "8", "--layers", "1", "--epochs", "100000", "--patience", "100000"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client = MlflowClient(tracking)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until training has logged an epoch
-        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-        if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
-            break
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err = sigterm_after_first_epoch(proc, MlflowClient(tracking))
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: the run was ended KILLED." in err
     (run,) = _runs()

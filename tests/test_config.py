@@ -46,8 +46,13 @@ def test_seed_protocol_needs_no_test_split():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_every_experiment_file_builds_a_valid_config(path):
-    cfg = load_config(path)
+def test_every_experiment_file_builds_a_valid_config_or_space(path):
+    if path.name.startswith("search-"):
+        from cryptolstm.search.space import load_space
+
+        cfg = load_space(path).base
+    else:
+        cfg = load_config(path)
     assert cfg.to_dict().keys() == set(FIELD_NAMES)
 
 

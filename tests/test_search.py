@@ -9,6 +9,7 @@ from cryptolstm.search import optuna_engine
 from cryptolstm.search.space import load_space
 from cryptolstm.search.study import SearchOptions, run_search
 from cryptolstm.search.trials import TrialRunner
+from tests.conftest import all_runs, sigterm_after_first_epoch
 
 pytestmark = pytest.mark.slow
 
@@ -161,10 +162,8 @@ def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, 
 
 def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, shared_data):
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     (tmp_path / "base.yaml").write_text(BASE.replace("epochs: 3", "epochs: 100000") + "patience: 100000\n")
     (tmp_path / "space.yaml").write_text(SPACE)
@@ -176,17 +175,9 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, sha
             f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "3", "--prune", "false"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(uri)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # until the first trial has logged an epoch
-        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-        if children and client.get_metric_history(children[0].info.run_id, "val/loss"):
-            break
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err = sigterm_after_first_epoch(proc, client, trials_only=True)
     assert proc.returncode == 130, err[-2000:]
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    runs = all_runs(client)
     assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # the study and its trial
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
@@ -198,7 +189,7 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, sha
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3 and len({str(t.params) for t in complete}) == 3
     assert complete[0].params == {"window_len": 7, "neurons": 3, "dropout": 0.25}  # the base, re-queued
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    runs = all_runs(client)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert not [r for r in runs if r.info.status == "RUNNING"]
