@@ -110,6 +110,14 @@ def config_options(func):
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:  # `mlflow run` made the run before we started: say in it why it failed
+        try:
+            from mlflow import MlflowClient
+
+            MlflowClient().set_tag(launched, "error", message)
+        except Exception:  # noqa: BLE001 - the sentence on stderr is what matters
+            pass
     raise typer.Exit(code=2)
 
 

@@ -68,7 +68,7 @@ def test_main_takes_every_config_field():
     assert set(EVERY_PARAM) | {"data_dir"} == set(params)
 
 
-def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"):
+def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main", ok=True):
     # As with an activated virtualenv: `python` and `uv` are this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -79,7 +79,7 @@ def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode == 0) == ok, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
     (run,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -150,3 +150,12 @@ def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, shared_d
         assert (tmp_path / "optuna.db").is_file()
     else:
         assert (tmp_path / "kt" / "e2e-study").is_dir()
+
+
+@pytest.mark.slow
+def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(tmp_path, shared_data):
+    client, run, done = _mlflow_run(tmp_path, {"coin": "DOGE", "data_dir": str(shared_data)}, ok=False)
+    assert "error: coin must be one of BTC, ETH; got 'DOGE'." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "coin must be one of BTC, ETH; got 'DOGE'."
+    assert not client.list_artifacts(run.info.run_id) and not run.data.metrics
