@@ -7,8 +7,11 @@ library stays testable without a tracking store.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,6 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
-import tensorflow as tf
 from mlflow.entities import RunStatus
 
 from cryptolstm import plots
@@ -139,15 +141,42 @@ def log_figures(market: Market, result: TrainResult) -> None:
         mlflow.log_figure(fig, path)
 
 
-def log_model(result: TrainResult) -> None:
-    """The Keras model, with its input signature, under the artifact path ``model``."""
-    # An input_example trips over mlflow.keras's temporary directory (MLflow 3.17), so the
-    # signature is inferred here instead.
-    example = result.splits.train.X[:2]
-    signature = mlflow.models.infer_signature(example, result.model.predict(example, verbose=0))
-    # Requirements given, not inferred: inference starts a subprocess that reloads the model.
-    requirements = [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
-    mlflow.keras.log_model(result.model, name="model", signature=signature, pip_requirements=requirements)
+RUNTIME_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "pandera", "pyyaml")
+
+
+def _runtime_requirements() -> list[str]:
+    """Pinned requirements of the logged model, read from what is installed here (given, not
+    inferred: inference starts a subprocess that loads the model again)."""
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_model(result: TrainResult, market: Market) -> None:
+    """The forecaster as an MLflow pyfunc under ``model``: raw daily rows in, next-day close in USD
+    out. The Keras model and the config are its artifacts; the package travels with it."""
+    from cryptolstm.forecaster import LstmForecaster, example_rows, forecast
+
+    cfg = result.config
+    example = example_rows(market.frame, cfg.window_len)
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_path, config_path = Path(tmp) / "lstm.keras", Path(tmp) / "config.json"
+        result.model.save(keras_path)
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        signature = mlflow.models.infer_signature(example, forecast(result.model, example, cfg))
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LstmForecaster(),
+            artifacts={"keras_model": str(keras_path), "config": str(config_path)},
+            code_paths=[str(Path(__file__).resolve().parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=_runtime_requirements(),
+        )
 
 
 def tracked_train(
@@ -176,7 +205,7 @@ def tracked_train(
         mlflow.log_metrics(result.metrics)
         mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
         log_figures(market, result)
-        log_model(result)
+        log_model(result, market)
         return run.info.run_id, result
 
 

@@ -5,6 +5,7 @@ from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
 from cryptolstm.errors import TrainingError
+from cryptolstm.forecaster import example_rows
 from cryptolstm.tracking import tracked_train
 from tests.conftest import ROOT, tiny_config
 
@@ -56,10 +57,13 @@ def test_a_run_logs_config_epochs_metrics_dataset_figures_and_model(tracking, sh
     assert run.data.tags["data.sha256.btc"] == market.files["BTC"][1]
     assert run.data.tags["split.test.last"] == "2023-12-31"
     assert EXPECTED_ARTIFACTS <= _artifact_paths(client, run_id)
-    # The logged model loads back and predicts what the trained one did.
-    model = mlflow.keras.load_model(f"runs:/{run_id}/model")
-    again = model.predict(result.splits.test.X, verbose=0).reshape(-1)
-    np.testing.assert_allclose(again, result.predictions["test"], rtol=1e-5, atol=1e-7)
+    # The logged forecaster turns the test days' last window into the model's test forecast.
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    rows = example_rows(market.frame.iloc[:-1], cfg.window_len)  # the window before the last day
+    out = model.predict(rows)
+    assert out["date"].tolist() == ["2023-12-31"] and out["coin"].tolist() == ["BTC"]
+    assert out["forecast_close"].iloc[0] == pytest.approx(result.splits.test.ref_close[-1] * (1 + result.predictions["test"][-1]), rel=1e-5)
+    assert out["last_close"].iloc[0] == market.frame["BTC_close"].iloc[-2]
 
 
 def test_a_failing_run_ends_failed_not_running(tracking, shared_data):

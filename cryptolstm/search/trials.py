@@ -75,6 +75,6 @@ def finish(runner: TrialRunner, best_values: dict[str, Any], trials: pd.DataFram
     mlflow.log_metrics(result.metrics)
     tracking.log_split_ranges(result)
     tracking.log_figures(runner.market, result)
-    tracking.log_model(result)
+    tracking.log_model(result, runner.market)
     mlflow.log_text(trials.to_csv(index=False), "trials.csv")
     return result

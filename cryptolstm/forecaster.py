@@ -1,0 +1,85 @@
+"""Window normalisation + Keras model + inverse transform, saved and loaded as one MLflow pyfunc.
+
+Input: raw daily rows, a frame with ``date`` and ``{COIN}_close``, ``{COIN}_volume`` for
+every coin (USD), at least ``window_len`` consecutive days. Output: one row, the
+forecast close in USD for the day after the last row, beside that last close.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from cryptolstm.config import COINS, RunConfig
+from cryptolstm.errors import DataError
+from cryptolstm.windowing import feature_columns, normalise
+
+INPUT_COLUMNS = ["date", *feature_columns(COINS)]
+
+
+def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
+    """The last ``window_len`` rows, validated and sorted by date; ``DataError`` otherwise."""
+    if not isinstance(rows, pd.DataFrame):
+        raise DataError("the input must be a table of daily rows.")
+    missing = [c for c in INPUT_COLUMNS if c not in rows.columns]
+    if missing:
+        raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(INPUT_COLUMNS)}.")
+    if len(rows) < window_len:
+        raise DataError(f"the input has {len(rows)} row(s); this model needs at least {window_len} daily rows.")
+    dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
+    if dates.isna().any():
+        raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
+    frame = rows.assign(date=dates).sort_values("date").tail(window_len).reset_index(drop=True)
+    values = frame[INPUT_COLUMNS[1:]].apply(pd.to_numeric, errors="coerce")
+    if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
+        raise DataError("every price and volume in the last window must be a number greater than 0.")
+    if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
+        raise DataError(f"the last {window_len} rows must be consecutive days.")
+    return frame.assign(**{c: values[c].astype(float) for c in values})
+
+
+def forecast(model, rows: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """One-row frame: ``date`` (the day after the last row), ``coin``, ``forecast_close`` and
+    ``last_close`` in USD, and ``forecast_return`` (forecast / last close - 1)."""
+    frame = prepare_rows(rows, cfg.window_len)
+    X = normalise(frame[feature_columns(COINS)].to_numpy(np.float64)[None]).astype(np.float32)  # (1, w, f)
+    predicted = float(np.asarray(model.predict(X, verbose=0)).reshape(-1)[0])
+    closes = frame[f"{cfg.coin}_close"].to_numpy(float)
+    # The target is relative to the window's last close (honest) or its first (seed, 2018).
+    reference = closes[-1] if cfg.protocol == "honest" else closes[0]
+    value = reference * (1.0 + predicted)
+    day: dt.date = (frame["date"].iloc[-1] + pd.Timedelta(days=1)).date()
+    return pd.DataFrame({"date": [day.isoformat()], "coin": [cfg.coin], "forecast_close": [value],
+                         "last_close": [closes[-1]], "forecast_return": [value / closes[-1] - 1.0]})
+
+
+def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
+    """The last ``window_len`` days of a merged market frame, in the model's input format."""
+    rows = frame[feature_columns(COINS)].tail(window_len).reset_index()
+    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
+
+
+class LstmForecaster(mlflow.pyfunc.PythonModel):
+    """The pyfunc: artifacts ``keras_model`` (a .keras file) and ``config`` (RunConfig JSON)."""
+
+    def load_context(self, context) -> None:
+        import keras
+
+        import cryptolstm.models.lstm  # noqa: F401 - registers the custom gate activation
+
+        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
+        self.config = RunConfig(**json.loads(Path(context.artifacts["config"]).read_text()))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+        try:
+            return forecast(self.model, model_input, self.config)
+        except DataError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None

@@ -1,0 +1,75 @@
+"""The logged pyfunc: raw rows in, next-day USD close out, the same in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+
+from cryptolstm.data import load_market
+from cryptolstm.forecaster import INPUT_COLUMNS, example_rows, prepare_rows
+from cryptolstm.errors import DataError
+from cryptolstm.tracking import tracked_train
+from tests.conftest import synthetic_frame, tiny_config
+
+ROWS = example_rows(synthetic_frame(10, seed=1), 7)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda r: r.head(5), "has 5 row(s); this model needs at least 7 daily rows"),
+        (lambda r: r.drop(columns=["ETH_volume"]), "lacks column(s) ETH_volume"),
+        (lambda r: r.assign(BTC_close=-1.0), "must be a number greater than 0"),
+        (lambda r: r.assign(BTC_close="abc"), "must be a number greater than 0"),
+        (lambda r: r.assign(date="yesterday"), "is not a YYYY-MM-DD date"),
+        (lambda r: r.drop(index=[3]).pipe(lambda d: pd.concat([d, d.tail(1)])), "must be consecutive days"),
+    ],
+)
+def test_bad_rows_give_one_sentence(change, words):
+    with pytest.raises(DataError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        prepare_rows(change(ROWS.copy()), 7)
+
+
+def test_rows_are_sorted_and_the_last_window_kept():
+    longer = example_rows(synthetic_frame(12, seed=1), 12).iloc[::-1]
+    frame = prepare_rows(longer, 7)
+    assert list(frame.columns) == INPUT_COLUMNS and len(frame) == 7
+    assert frame["date"].is_monotonic_increasing and frame["date"].iloc[-1] == pd.Timestamp("2020-01-12")
+
+
+FRESH = """
+import json, sys
+import mlflow, pandas as pd
+assert "cryptolstm" not in sys.modules
+model = mlflow.pyfunc.load_model(sys.argv[1])
+rows = pd.DataFrame(json.loads(sys.argv[2]))
+print(json.dumps(model.predict(rows).to_dict(orient="records")))  # repr-exact floats
+try:
+    model.predict(rows.head(2))
+except Exception as exc:
+    print(type(exc).__name__, str(exc))
+"""
+
+
+@pytest.mark.slow
+def test_pyfunc_forecast_is_identical_in_a_fresh_process_without_the_package(tracking, shared_data, tmp_path):
+    cfg = tiny_config(shared_data, protocol="seed", train_frac=0.8, recurrent_activation="hard_sigmoid_keras2")
+    market = load_market(shared_data, cfg.merge_date)
+    run_id, _ = tracked_train(cfg, market)
+    rows = example_rows(market.frame, 9)
+    here = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(rows)
+    assert here["date"].tolist() == ["2024-01-01"]
+    # A process that cannot import the project from its checkout: the model brings its code.
+    env = {**os.environ, "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", FRESH, f"runs:/{run_id}/model", json.dumps(rows.to_dict(orient="records"))],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    there = pd.DataFrame(json.loads(lines[0]))
+    assert there["forecast_close"].iloc[0] == here["forecast_close"].iloc[0]
+    assert there["date"].iloc[0] == "2024-01-01"
+    assert lines[1].startswith("MlflowException") and "at least 7 daily rows" in lines[1]
