@@ -230,6 +230,7 @@ def search_command(
     tuner_dir: Annotated[Text, typer.Option(help="keras-tuner state directory (default keras_tuner).")] = None,
     overwrite: Annotated[Text, typer.Option(help="keras-tuner: discard an existing search of this name.")] = None,
     experiment_name: Annotated[Text, typer.Option(help="MLflow experiment (default cryptolstm-<coin>).")] = None,
+    register: Annotated[Text, typer.Option(help="Register the chosen model afterwards (true/false, default true).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")] = False,
 ) -> None:
     """Search the space with Optuna or keras-tuner; every trial a child run of the study's run."""
@@ -249,6 +250,7 @@ def search_command(
             prune=_flag("prune", prune, True), tuner_dir=tuner_dir or "keras_tuner",
             overwrite=_flag("overwrite", overwrite, False), experiment_name=experiment_name,
         )
+        do_register = _flag("register", register, True)
         base = space_spec.base
         market = load_market(base.data_dir, base.merge_date, base.end_date, base.fill_gaps)
     except CryptoLstmError as exc:
@@ -265,6 +267,78 @@ def search_command(
         raise typer.Exit(code=130) from None
     typer.echo(f"study {result.study_name}: best {space_spec.objective} with {result.best_values}")
     typer.echo(summary(result.parent_run_id, uri, result.best))
+    if do_register:
+        from mlflow import MlflowClient
+
+        from cryptolstm import registry
+
+        typer.echo(_registered(registry.register(MlflowClient().get_run(result.parent_run_id), space_spec.base.coin)))
+
+
+def _registered(reg) -> str:
+    verdict = "beats" if reg.beats_persistence else "does not beat"
+    alias = f"now @{'champion'}" if reg.promoted else "not champion"
+    return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
+            f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
+
+
+@app.command("register")
+def register_command(
+    coin: Annotated[str, typer.Option(help="Coin: BTC or ETH.")] = "BTC",
+    run_id: Annotated[Text, typer.Option(help="Register this run's model.")] = None,
+    study_name: Annotated[Text, typer.Option(help="Register the best run of this study.")] = None,
+    experiment_name: Annotated[Text, typer.Option(help="Register the best run of this MLflow experiment.")] = None,
+    force: Annotated[Text, typer.Option(help="Make it champion even if it is not better (true/false).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No info messages.")] = False,
+) -> None:
+    """Register the best run (by validation MAE ratio) as a new version; promote it to @champion if better."""
+    _setup(quiet)
+    from mlflow import MlflowClient
+
+    from cryptolstm import registry, tracking
+
+    tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        name = registry.model_name(coin)
+        if run_id:
+            run = MlflowClient().get_run(run_id)
+        else:
+            run = registry.best_run(coin, experiment_name or None, study_name or None)
+        reg = registry.register(run, coin, force=_flag("force", force, False))
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - an unknown run id and the like: one sentence
+        _fail(f"cannot register for {name if 'name' in locals() else coin}: {str(exc).splitlines()[0]}")
+    typer.echo(_registered(reg))
+
+
+@app.command("predict")
+def predict_command(
+    coin: Annotated[str, typer.Option(help="Coin: BTC or ETH.")] = "BTC",
+    model_uri: Annotated[Text, typer.Option(help="Model to use (default models:/cryptolstm-<coin>@champion).")] = None,
+    data_dir: Annotated[Text, typer.Option(help="Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No info messages.")] = False,
+) -> None:
+    """Forecast the close for the day after the last day in the data directory."""
+    _setup(quiet)
+    from cryptolstm import registry, tracking
+    from cryptolstm.data import load_market
+    from cryptolstm.forecaster import example_rows
+
+    tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        registry.model_name(coin)
+        directory = data_dir or os.environ.get("CRYPTOLSTM_DATA_DIR") or "data"
+        model, label = registry.load_champion(coin, model_uri or None)
+        market = load_market(directory, "2000-01-01")
+        out = model.predict(example_rows(market.frame, 60))
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. a model logged before the forecaster existed
+        _fail(f"{label} could not forecast: {str(exc).splitlines()[0][:300]}")
+    row = out.iloc[0]
+    typer.echo(f"{row['coin']} close on {row['date']}: {row['forecast_close']:,.2f} USD "
+               f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%}); model {label}")
 
 
 def summary(run_id: str, uri: str, result) -> str:

@@ -168,7 +168,7 @@ def log_model(result: TrainResult, market: Market) -> None:
         result.model.save(keras_path)
         config_path.write_text(json.dumps(cfg.to_dict()))
         signature = mlflow.models.infer_signature(example, forecast(result.model, example, cfg))
-        mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LstmForecaster(),
             artifacts={"keras_model": str(keras_path), "config": str(config_path)},
@@ -177,6 +177,7 @@ def log_model(result: TrainResult, market: Market) -> None:
             input_example=example,
             pip_requirements=_runtime_requirements(),
         )
+    mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
 
 
 def tracked_train(

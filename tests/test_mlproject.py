@@ -81,8 +81,9 @@ def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert (done.returncode == 0) == ok, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
-    (run,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
+                              order_by=["attributes.start_time DESC"])
+    run = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)  # this launch's run
     return client, run, done
 
 
@@ -146,6 +147,9 @@ def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, shared_d
     assert len(children) >= 2 and all(c.data.tags["trial_state"] == "complete" for c in children)
     assert all(c.data.params["config.coin"] == "ETH" and c.data.params["config.seed"] == "4" for c in children)
     assert "test/mae_ratio" in parent.data.metrics
+    # The chosen model was registered at the end of the search.
+    version = client.get_model_version_by_alias("cryptolstm-eth", "champion")
+    assert version.tags["source_run"] == parent.info.run_id
     if engine == "optuna":
         assert (tmp_path / "optuna.db").is_file()
     else:
@@ -159,3 +163,27 @@ def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(t
     assert "Traceback" not in done.stderr
     assert run.info.status == "FAILED" and run.data.tags["error"] == "coin must be one of BTC, ETH; got 'DOGE'."
     assert not client.list_artifacts(run.info.run_id) and not run.data.metrics
+
+
+@pytest.mark.slow
+def test_mlflow_run_register_and_predict(tmp_path, shared_data, monkeypatch):
+    import mlflow
+
+    from cryptolstm.data import load_market
+    from cryptolstm.tracking import tracked_train
+    from tests.conftest import tiny_config
+
+    monkeypatch.chdir(tmp_path)
+    for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(leaked, raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = tiny_config(shared_data)
+    run_id, _ = tracked_train(cfg, load_market(shared_data, cfg.merge_date))
+    client, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "experiment_name": "cryptolstm-btc"}, entry="register")
+    assert "registered cryptolstm-btc version 1 (now @champion: first champion)" in done.stdout
+    assert client.get_model_version_by_alias("cryptolstm-btc", "champion").tags["source_run"] == run_id
+    _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data)}, entry="predict")
+    assert "BTC close on 2024-01-01:" in done.stdout and "(version 1)" in done.stdout
+    _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data),
+                                        "model_uri": f"runs:/{run_id}/model"}, entry="predict")
+    assert f"model runs:/{run_id}/model" in done.stdout
