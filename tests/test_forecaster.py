@@ -13,7 +13,7 @@ from cryptolstm.data import load_market
 from cryptolstm.forecaster import INPUT_COLUMNS, example_rows, prepare_rows
 from cryptolstm.errors import DataError
 from cryptolstm.tracking import tracked_train
-from tests.conftest import synthetic_frame, tiny_config
+from tests.conftest import ROOT, synthetic_frame, tiny_config
 
 ROWS = example_rows(synthetic_frame(10, seed=1), 7)
 
@@ -43,8 +43,17 @@ def test_rows_are_sorted_and_the_last_window_kept():
 
 FRESH = """
 import json, sys
+# Hide this checkout (the editable install's finder and any path into the repo): the model
+# must bring its own code, as in an environment with only the runtime requirements.
+repo = sys.argv[3]
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path = [p for p in sys.path if p.rstrip("/") != repo]
+try:
+    import cryptolstm
+    raise SystemExit("cryptolstm is importable without the model")
+except ImportError:
+    pass
 import mlflow, pandas as pd
-assert "cryptolstm" not in sys.modules
 model = mlflow.pyfunc.load_model(sys.argv[1])
 rows = pd.DataFrame(json.loads(sys.argv[2]))
 print(json.dumps(model.predict(rows).to_dict(orient="records")))  # repr-exact floats
@@ -56,16 +65,23 @@ except Exception as exc:
 
 
 @pytest.mark.slow
-def test_pyfunc_forecast_is_identical_in_a_fresh_process_without_the_package(tracking, shared_data, tmp_path):
+def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracking, shared_data, tmp_path):
+    from mlflow import MlflowClient
+
+    from cryptolstm import registry
+    from cryptolstm.forecaster import forecast
+
     cfg = tiny_config(shared_data, protocol="seed", train_frac=0.8, recurrent_activation="hard_sigmoid_keras2")
     market = load_market(shared_data, cfg.merge_date)
-    run_id, _ = tracked_train(cfg, market)
+    run_id, result = tracked_train(cfg, market)
+    registry.register(MlflowClient().get_run(run_id), "BTC")
     rows = example_rows(market.frame, 9)
-    here = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(rows)
+    here = forecast(result.model, rows, cfg)  # the training process's own forecast
     assert here["date"].tolist() == ["2024-01-01"]
     # A process that cannot import the project from its checkout: the model brings its code.
     env = {**os.environ, "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", FRESH, f"runs:/{run_id}/model", json.dumps(rows.to_dict(orient="records"))],
+    done = subprocess.run([sys.executable, "-c", FRESH, "models:/cryptolstm-btc@champion",
+                           json.dumps(rows.to_dict(orient="records")), str(ROOT)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
