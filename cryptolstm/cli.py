@@ -277,7 +277,7 @@ def search_command(
 
 def _registered(reg) -> str:
     verdict = "beats" if reg.beats_persistence else "does not beat"
-    alias = f"now @{'champion'}" if reg.promoted else "not champion"
+    alias = "now @champion" if reg.promoted else "not champion"
     return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
             f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
 
@@ -299,7 +299,7 @@ def register_command(
 
     tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
     try:
-        name = registry.model_name(coin)
+        registry.model_name(coin)
         if run_id:
             run = MlflowClient().get_run(run_id)
         else:
@@ -308,7 +308,7 @@ def register_command(
     except CryptoLstmError as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - an unknown run id and the like: one sentence
-        _fail(f"cannot register for {name if 'name' in locals() else coin}: {str(exc).splitlines()[0]}")
+        _fail(f"cannot register a {coin.upper()} model: {str(exc).splitlines()[0]}")
     typer.echo(_registered(reg))
 
 
@@ -326,11 +326,12 @@ def predict_command(
     from cryptolstm.forecaster import example_rows
 
     tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    label = model_uri or f"the {coin.upper()} champion"
     try:
         registry.model_name(coin)
         directory = data_dir or os.environ.get("CRYPTOLSTM_DATA_DIR") or "data"
-        model, label = registry.load_champion(coin, model_uri or None)
         market = load_market(directory, "2000-01-01")
+        model, label = registry.load_champion(coin, model_uri or None)
         out = model.predict(example_rows(market.frame, 60))
     except CryptoLstmError as exc:
         _fail(str(exc))

@@ -108,3 +108,23 @@ def test_search_bad_input_is_one_sentence_and_no_run(tracking, shared_data, args
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
     assert _runs() == []
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["register", "--coin", "DOGE"], "coin must be one of BTC, ETH; got 'DOGE'."),
+        (["register", "--run-id", "0123456789abcdef"], "cannot register a BTC model:"),
+        (["register", "--experiment-name", "nope"], "MLflow experiment 'nope' does not exist."),
+        (["predict", "--coin", "ETH", "--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
+    ],
+)
+def test_registry_commands_bad_input_is_one_sentence(tracking, args, words):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
+
+
+def test_predict_without_a_champion_says_so(tracking, shared_data):
+    result = runner.invoke(app, ["predict", "--coin", "ETH", "--data-dir", str(shared_data)])
+    assert result.exit_code == 2 and "cannot load models:/cryptolstm-eth@champion" in result.stderr
