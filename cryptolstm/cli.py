@@ -135,6 +135,13 @@ def _setup(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _check_splits(market, cfg) -> None:
+    """Build the splits once before any run exists: too few days is one sentence, not a failed run."""
+    from cryptolstm.splits import make_splits
+
+    make_splits(market.frame, cfg)
+
+
 def find_experiment(path: str) -> str:
     """``path`` as given, or, if relative and absent here, inside this project's checkout."""
     here = Path(path)
@@ -169,6 +176,7 @@ def train_command(
         from cryptolstm.data import load_market
 
         market = load_market(cfg.data_dir, cfg.merge_date, cfg.end_date, cfg.fill_gaps)
+        _check_splits(market, cfg)
     except CryptoLstmError as exc:
         _fail(str(exc))
     from cryptolstm import tracking
@@ -197,6 +205,11 @@ def _number(name: str, value: str | None, kind=int):
         return number
     except ValueError:
         raise CryptoLstmError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
+
+
+def _or(value, default):
+    """``value`` unless it was not given (None); 0 stays 0 and is then refused by validation."""
+    return default if value is None else value
 
 
 def _flag(name: str, value: str | None, default: bool) -> bool:
@@ -245,7 +258,7 @@ def search_command(
         space_spec = load_space(find_experiment(space), **resolve_data_dir({k: v for k, v in overrides.items() if v not in (None, "")}))
         options = SearchOptions(
             engine=engine, study_name=study_name or None, storage=storage or "sqlite:///optuna.db",
-            n_trials=20 if _number("n_trials", n_trials) is None else _number("n_trials", n_trials), timeout=_number("timeout", timeout, float),
+            n_trials=_or(_number("n_trials", n_trials), 20), timeout=_number("timeout", timeout, float),
             seed=space_spec.base.seed, max_epochs=_number("max_epochs", max_epochs), algorithm=algorithm or None,
             prune=_flag("prune", prune, True), tuner_dir=tuner_dir or "keras_tuner",
             overwrite=_flag("overwrite", overwrite, False), experiment_name=experiment_name,
@@ -253,6 +266,10 @@ def search_command(
         do_register = _flag("register", register, True)
         base = space_spec.base
         market = load_market(base.data_dir, base.merge_date, base.end_date, base.fill_gaps)
+        for dim in space_spec.dimensions:  # the longest window the space allows must still fit
+            if dim.name == "window_len":
+                _check_splits(market, base.replace(window_len=int(dim.high if dim.high else max(dim.choices))))
+        _check_splits(market, base)
     except CryptoLstmError as exc:
         _fail(str(exc))
     from cryptolstm import tracking

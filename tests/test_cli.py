@@ -23,6 +23,8 @@ def _runs():
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
         (["--experiment", "experiments/nope.yaml"], "experiment file experiments/nope.yaml does not exist."),
         (["--end-date", "2010-01-01"], "end_date (2010-01-01) must be after merge_date (2016-01-01)."),
+        (["--end-date", "2016-01-05"], "the merged data has 5 day(s); at least 8 are needed"),
+        (["--end-date", "2016-01-09"], "9 days are too few for a 0.7/0.15/0.15 split with window_len 7"),
     ],
 )
 def test_bad_input_is_one_sentence_exit_2_and_no_run(tracking, shared_data, args, words):
@@ -101,6 +103,7 @@ def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_pat
         (["--space", "experiments/nope.yaml"], "space file experiments/nope.yaml does not exist."),
         (["--prune", "sometimes"], "prune must be true or false, got 'sometimes'."),
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
+        (["--end-date", "2016-01-20"], "the merged data has 20 day(s); at least 22 are needed"),
     ],
 )
 def test_search_bad_input_is_one_sentence_and_no_run(tracking, shared_data, args, words):

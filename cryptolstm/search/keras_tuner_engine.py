@@ -60,6 +60,7 @@ class LstmHyperModel(kt.HyperModel):
         return {d.name: d.keras_tuner(hp) for d in self.runner.space.dimensions}
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
+        keras.backend.clear_session()  # before each trial's model, as the Optuna path does
         cfg = self.runner.config(self._values(hp))
         return build_lstm(cfg, cfg.window_len, len(feature_columns(COINS)))
 

@@ -22,7 +22,6 @@ from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("optuna", "keras-tuner")
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,8 @@ class SearchOptions:
     experiment_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}.")
+        if self.engine not in _ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(_ENGINES)}; got {self.engine!r}.")
         allowed = optuna_engine.SAMPLERS if self.engine == "optuna" else ("hyperband", "bayesian")
         if self.algorithm is not None and self.algorithm not in allowed:
             raise ConfigError(f"algorithm for {self.engine} must be one of {', '.join(allowed)}; got {self.algorithm!r}.")
@@ -84,8 +83,8 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, progr
     runner = TrialRunner(space, market, "", max_epochs, options.engine)
     # The engine's state is opened (and checked to belong to this coin and space) before
     # any MLflow run is touched, so a mismatched study leaves nothing behind.
-    engine = _open_optuna(runner, name, options, max_epochs) if options.engine == "optuna" else \
-        _open_keras_tuner(runner, name, options, max_epochs)
+    open_engine, search = _ENGINES[options.engine]
+    engine = open_engine(runner, name, options, max_epochs)
     runner.parent_id = tracking.find_or_start_study_run(name, tags, experiment)
     status = "FAILED"
     try:
@@ -93,7 +92,6 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, progr
         mlflow.set_tags({"search.n_trials": str(options.n_trials), "search.max_epochs": str(max_epochs),
                          "search.seed": str(options.seed), "search.algorithm": str(options.algorithm)})
         tracking.log_dataset(market, space.base)
-        search = _optuna if options.engine == "optuna" else _keras_tuner
         best_values, trials = search(runner, engine, options, max_epochs, progress)
         best = finish(runner, best_values, trials)
         status = "FINISHED"
@@ -169,3 +167,7 @@ def _keras_tuner(runner: TrialRunner, tuner, options: SearchOptions, max_epochs:
     mlflow.log_metrics({"search/complete": int((trials["state"] == "completed").sum()) if len(trials) else 0,
                         "search/failed": int((trials["state"] == "failed").sum()) if len(trials) else 0})
     return kte.best_values(tuner, runner), trials
+
+
+# engine -> (open its state and check it belongs to this coin and space, run the search)
+_ENGINES = {"optuna": (_open_optuna, _optuna), "keras-tuner": (_open_keras_tuner, _keras_tuner)}
