@@ -359,6 +359,83 @@ def predict_command(
                f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%}); model {label}")
 
 
+@app.command("backtest")
+def backtest_command(
+    config: Annotated[str, typer.Option(help="Experiment file, run id, runs:/ID or models:/NAME@ALIAS to test.")] = DEFAULT_EXPERIMENT,
+    coin: Annotated[Text, typer.Option(help="Coin: BTC or ETH (default: the config's).")] = None,
+    start: Annotated[str, typer.Option(help="First test day (YYYY-MM-DD).")] = "2019-01-01",
+    end: Annotated[str, typer.Option(help="Last test day (YYYY-MM-DD).")] = "2023-12-31",
+    fold_months: Annotated[Text, typer.Option(help="Months per test fold (default 3).")] = None,
+    seeds: Annotated[Text, typer.Option(help="Seeds per fold: the config's seed and the next ones (default 3).")] = None,
+    max_epochs: Annotated[Text, typer.Option(help="Cap on each fit's epochs (default: the config's).")] = None,
+    workers: Annotated[Text, typer.Option(help="Processes fitting folds in parallel (default 1).")] = None,
+    arima: Annotated[Text, typer.Option(help="Include the ARIMA baseline (true/false, default true).")] = None,
+    ma_window: Annotated[Text, typer.Option(help="Closes averaged by the moving-average baseline (default 7).")] = None,
+    data_dir: Annotated[Text, typer.Option(help="Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")] = None,
+    experiment_name: Annotated[Text, typer.Option(help="MLflow experiment (default cryptolstm-<coin>).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")] = False,
+) -> None:
+    """Walk-forward backtest: retrain per fold, several seeds, beside persistence, drift, MA and ARIMA."""
+    _setup(quiet)
+    from cryptolstm import tracking
+
+    uri = tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        from cryptolstm.backtest.runner import BacktestOptions
+        from cryptolstm.backtest.source import resolve
+        from cryptolstm.data import load_market
+
+        options = BacktestOptions(
+            start=start or "2019-01-01", end=end or "2023-12-31",
+            fold_months=_or(_number("fold_months", fold_months), 3), seeds=_or(_number("seeds", seeds), 3),
+            max_epochs=_number("max_epochs", max_epochs), workers=_or(_number("workers", workers), 1),
+            ma_window=_or(_number("ma_window", ma_window), 7), arima=_flag("arima", arima, True),
+        )
+        overrides = resolve_data_dir({k: v for k, v in {"coin": coin, "data_dir": data_dir}.items() if v})
+        cfg, source_tags = resolve(find_experiment(config or DEFAULT_EXPERIMENT), overrides)
+        market = load_market(cfg.data_dir, cfg.merge_date, None, cfg.fill_gaps)
+        from cryptolstm.backtest.runner import backtest_config, plan
+
+        plan(backtest_config(cfg, options), market, options)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    from cryptolstm.backtest.tracked import tracked_backtest
+
+    try:
+        run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags, experiment_name, progress=not quiet)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the backtest run was ended KILLED.", err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(f"backtest run {run_id} ({uri})")
+    typer.echo(markdown)
+
+
+@app.command("report")
+def report_command(
+    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment name, e.g. cryptolstm-btc.")],
+    output: Annotated[Text, typer.Option(help="Write the Markdown here (default: print it).")] = None,
+    top: Annotated[Text, typer.Option(help="How many configurations to list (default 10).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No info messages.")] = False,
+) -> None:
+    """A Markdown summary of an experiment: best configurations, their ratio to persistence, backtests."""
+    _setup(quiet)
+    from cryptolstm import tracking
+    from cryptolstm.report import experiment_report
+
+    uri = tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        text = experiment_report(experiment, top=_or(_number("top", top), 10), tracking_uri=uri)
+        if output:
+            Path(output).write_text(text)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror}.")
+    typer.echo(f"report written to {output}" if output else text)
+
+
 def summary(run_id: str, uri: str, result) -> str:
     """A few lines: where the run is, and each split's MAE beside persistence."""
     cfg = result.config

@@ -60,3 +60,80 @@ def learning_curves(history: dict[str, list[float]], best_epoch: int | None = No
     ax.set_yscale("log")
     ax.legend()
     return fig
+
+
+# --- backtests -----------------------------------------------------------------------------
+
+
+def fold_forecasts(dates: np.ndarray, actual: np.ndarray, forecasts: dict[str, np.ndarray], title: str, ax=None) -> Figure | None:
+    """Actual close and each named USD forecast over a fold's test days (one axis)."""
+    fig = None
+    if ax is None:
+        fig = Figure(figsize=(12, 5), layout="constrained")
+        ax = fig.subplots()
+    dates = pd.to_datetime(dates)
+    ax.plot(dates, actual, label="actual", lw=1.5, color="black")
+    for name, values in forecasts.items():
+        ax.plot(dates, values, label=name, lw=1, ls="--" if name == "persistence" else "-")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("close (USD)")
+    _date_axis(ax)
+    if fig is not None:
+        ax.legend()
+    return fig
+
+
+def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], coin: str) -> Figure:
+    """A grid of `fold_forecasts` panels, one per ``(label, dates, actual, forecasts)`` fold."""
+    cols = min(4, len(folds))
+    rows = int(np.ceil(len(folds) / cols))
+    fig = Figure(figsize=(4 * cols, 2.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (label, dates, actual, forecasts) in zip(axes, folds):
+        fold_forecasts(dates, actual, forecasts, label, ax)
+    for ax in axes[len(folds):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
+    fig.suptitle(f"{coin} walk-forward forecasts vs actual, fold by fold")
+    return fig
+
+
+def error_distribution(errors: dict[str, np.ndarray], units: str) -> Figure:
+    """Histograms (step outlines) of each forecaster's errors ``forecast - actual``."""
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    ax = fig.subplots()
+    every = np.concatenate(list(errors.values()))
+    low, high = np.nanpercentile(every, [0.5, 99.5])
+    bins = np.linspace(low, high, 60)
+    for name, values in errors.items():
+        ax.hist(np.clip(values, low, high), bins=bins, histtype="step", lw=1.2, label=name, density=True)
+    ax.set_xlabel(f"forecast - actual ({units}); tails clipped at the 0.5/99.5 percentiles")
+    ax.set_ylabel("density")
+    ax.set_title("Error distribution over all test days")
+    ax.legend()
+    return fig
+
+
+def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray]) -> Figure:
+    """MAE ratio to persistence per fold: each seed as a dot, the seeds' mean with min-max bars,
+    the baselines as lines; below 1 beats persistence.
+
+    ``seed_ratios``: (folds, seeds); ``baseline_ratios``: name -> (folds,).
+    """
+    fig = Figure(figsize=(max(8, 0.55 * len(labels)), 5), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    mean = seed_ratios.mean(axis=1)
+    ax.errorbar(x, mean, yerr=[mean - seed_ratios.min(axis=1), seed_ratios.max(axis=1) - mean],
+                fmt="o", color="C0", capsize=3, label="LSTM (seed mean, min-max)")
+    for k in range(seed_ratios.shape[1]):
+        ax.scatter(x, seed_ratios[:, k], s=8, color="C0", alpha=0.4)
+    for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
+        ax.plot(x, values, marker=".", lw=0.8, color=f"C{i}", label=name)
+    ax.axhline(1.0, color="black", lw=0.8, ls=":")
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("MAE / persistence MAE (USD)")
+    ax.set_title("MAE ratio to persistence per fold (below 1 beats persistence)")
+    ax.legend(fontsize=8)
+    return fig

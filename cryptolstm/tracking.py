@@ -73,7 +73,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 @contextlib.contextmanager
-def _run(cfg: RunConfig, experiment_name: str | None) -> Iterator[mlflow.ActiveRun]:
+def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under ``mlflow run``, resume) the run and end it with the right status.
 
     Ctrl-C ends the run KILLED and any other exception FAILED, so no run is
@@ -81,7 +81,7 @@ def _run(cfg: RunConfig, experiment_name: str | None) -> Iterator[mlflow.ActiveR
     """
     if not os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
-    run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else run_name(cfg))
+    run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else (name or run_name(cfg)))
     try:
         yield run
     except KeyboardInterrupt:
@@ -188,7 +188,7 @@ def tracked_train(
     progress: bool = False,
 ) -> tuple[str, TrainResult]:
     """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result)."""
-    with _run(cfg, experiment_name) as run:
+    with run_scope(cfg, experiment_name) as run:
         mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train"})
         mlflow.log_params(config_params(cfg))
         mlflow.log_dict(cfg.to_dict(), "config.yaml")

@@ -187,3 +187,19 @@ def test_mlflow_run_register_and_predict(tmp_path, shared_data, monkeypatch):
     _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data),
                                         "model_uri": f"runs:/{run_id}/model"}, entry="predict")
     assert f"model runs:/{run_id}/model" in done.stdout
+
+
+@pytest.mark.slow
+def test_mlflow_run_backtest_and_report(tmp_path, shared_data):
+    (tmp_path / "tiny.yaml").write_text("merge_date: '2023-01-01'\nlayers: 1\nneurons: 3\nepochs: 1\nbatch_size: 64\n")
+    params = {"coin": "ETH", "config": str(tmp_path / "tiny.yaml"), "start": "2023-12-01", "end": "2023-12-31",
+              "fold_months": "1", "seeds": "2", "max_epochs": "1", "workers": "1", "arima": "false",
+              "ma_window": "3", "data_dir": str(shared_data)}
+    client, parent, done = _mlflow_run(tmp_path, params, entry="backtest")
+    assert parent.info.status == "FINISHED" and parent.data.tags["cryptolstm.entry"] == "backtest"
+    assert parent.data.params["backtest.ma_window"] == "3" and parent.data.params["config.coin"] == "ETH"
+    assert "arima/usd/mae" not in parent.data.metrics and "moving_average/usd/mae" in parent.data.metrics
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 1 and children[0].data.params["fold.n_test"] == "31"
+    _, _, done = _mlflow_run(tmp_path, {"experiment": "e2e", "output": str(tmp_path / "r.md")}, entry="report")
+    assert parent.info.run_id[:8] in (tmp_path / "r.md").read_text()

@@ -1,0 +1,137 @@
+"""A backtest in MLflow: one parent run, one child run per fold.
+
+Parent: the config (``config.*``) and options (``backtest.*``) as params, the
+data, the pooled metrics over all test days, ``backtest/metrics.csv`` (every
+fold x forecaster), ``backtest/summary.md``, ``backtest/predictions.csv`` (every
+forecast of every day) and the plots. Child ``fold NN``: its dates and sizes,
+what each forecaster fitted, its metrics and its forecast plot.
+
+Metric names: ``{forecaster}/{units}/{metric}``, e.g. ``lstm.mean/usd/mae_ratio``,
+``lstm.seed202/return/dm_p``, ``arima/usd/mase``; unit-free ``{forecaster}/direction``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from cryptolstm import plots, tracking
+from cryptolstm.backtest.runner import (
+    BacktestOptions,
+    BacktestResult,
+    FoldResult,
+    backtest_config,
+    fold_metrics,
+    metrics_table,
+    plan,
+    run_backtest,
+    summary_markdown,
+    with_seed_summary,
+)
+from cryptolstm.config import RunConfig
+from cryptolstm.data import Market
+
+ENTRY = "backtest"
+
+
+def _metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """``{forecaster/metric: value}`` from a table indexed by forecaster (NaNs left out)."""
+    out = {}
+    for forecaster, row in rows.iterrows():
+        for metric, value in row.items():
+            if isinstance(value, (int, float, np.floating)) and math.isfinite(float(value)):
+                out[f"{forecaster}/{metric}"] = float(value)
+    return out
+
+
+def _headline(result: FoldResult) -> dict[str, np.ndarray]:
+    """The forecasts a plot shows: the seeds' mean LSTM forecast and the baselines."""
+    return {"LSTM (seed mean)": np.mean(list(result.lstm.values()), axis=0), **result.forecasts}
+
+
+def log_fold(parent_id: str, result: FoldResult) -> None:
+    """The fold's child run: dates, sizes, fitted values, metrics, forecast plot."""
+    fold = result.fold
+    with mlflow.start_run(run_name=f"fold {fold.index:02d} {fold.label}", nested=True, parent_run_id=parent_id):
+        mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": str(fold.index)})
+        mlflow.log_params({"fold.first": fold.first.date().isoformat(), "fold.last": fold.last.date().isoformat(),
+                           "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": len(result.dates)})
+        mlflow.log_params({k: v for k, v in result.fit.items() if not k.startswith("lstm.")})
+        mlflow.log_metrics({k: float(v) for k, v in result.fit.items() if k.startswith("lstm.")})
+        mlflow.log_metrics(_metrics(with_seed_summary(fold_metrics(result))))
+        mlflow.log_figure(plots.fold_forecasts(result.dates, result.actual, _headline(result),
+                                               f"fold {fold.index}: {fold.label}"), "plots/forecast.png")
+
+
+def predictions_frame(result: BacktestResult) -> pd.DataFrame:
+    """One row per test day: fold, date, actual close, last close, every forecast (USD)."""
+    frames = []
+    for fold in result.folds:
+        frame = pd.DataFrame({"fold": fold.fold.index, "date": pd.to_datetime(fold.dates).strftime("%Y-%m-%d"),
+                              "actual": fold.actual, "last_close": fold.last})
+        for name, values in fold.all_forecasts().items():
+            frame[name] = values
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
+    """Pooled metrics, tables and plots on the (active) parent run; returns the Markdown summary."""
+    cfg = result.config
+    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
+    mlflow.log_metrics(_metrics(pooled_rows))
+    per_fold = table.loc[table["fold"] != "all"]
+    ratios = per_fold.pivot(index="fold", columns="forecaster", values="usd/mae_ratio")
+    ratios = ratios.loc[[str(f.fold.index) for f in result.folds]]
+    seed_cols = [c for c in ratios.columns if c.startswith("lstm.seed")]
+    beaten = int((ratios["lstm.mean"] < 1).sum())
+    mlflow.set_tags({"backtest.folds_beating_persistence": f"{beaten}/{len(ratios)}",
+                     "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
+    markdown = summary_markdown(table, cfg.coin)
+    mlflow.log_text(table.to_csv(index=False), "backtest/metrics.csv")
+    mlflow.log_text(markdown, "backtest/summary.md")
+    predictions = predictions_frame(result)
+    mlflow.log_text(predictions.to_csv(index=False), "backtest/predictions.csv")
+    labels = [f.fold.label for f in result.folds]
+    baselines = [b for b in ("drift", "moving_average", "arima") if b in ratios.columns]
+    mlflow.log_figure(plots.ratio_per_fold(labels, ratios[seed_cols].to_numpy(), {b: ratios[b].to_numpy() for b in baselines}),
+                      "plots/mae_ratio_per_fold.png")
+    mlflow.log_figure(plots.backtest_forecasts(
+        [(f.fold.label, f.dates, f.actual, _headline(f)) for f in result.folds], cfg.coin), "plots/forecasts_per_fold.png")
+    errors = {name: predictions[name].to_numpy() / predictions["last_close"].to_numpy()
+              - predictions["actual"].to_numpy() / predictions["last_close"].to_numpy()
+              for name in ["persistence", "drift", "moving_average", *(["arima"] if "arima" in predictions else [])]}
+    errors = {"LSTM (all seeds)": np.concatenate([
+        (predictions[c] - predictions["actual"]).to_numpy() / predictions["last_close"].to_numpy() for c in seed_cols]),
+        **errors}
+    mlflow.log_figure(plots.error_distribution(errors, "return"), "plots/error_distribution.png")
+    return markdown
+
+
+def tracked_backtest(
+    cfg: RunConfig,
+    market: Market,
+    options: BacktestOptions,
+    source_tags: dict[str, str],
+    experiment_name: str | None = None,
+    progress: bool = False,
+) -> tuple[str, BacktestResult, pd.DataFrame, str]:
+    """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown)."""
+    fold_cfg = backtest_config(cfg, options)
+    planned = plan(fold_cfg, market, options)  # every fold checked before the run exists
+    name = f"{cfg.coin}-backtest-{options.start}..{options.end}-{options.fold_months}m-x{options.seeds}"
+    with tracking.run_scope(fold_cfg, experiment_name, name=name) as run:
+        parent_id = run.info.run_id
+        mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": ENTRY, "protocol": "walk-forward",
+                         "backtest.source_protocol": cfg.protocol, **source_tags})
+        mlflow.log_params(tracking.config_params(fold_cfg))
+        mlflow.log_params({f"backtest.{k}": v for k, v in vars(options).items()} | {"backtest.folds": len(planned)})
+        mlflow.log_dict(fold_cfg.to_dict(), "config.yaml")
+        tracking.log_dataset(market, fold_cfg)
+        result = run_backtest(cfg, market, options, on_fold=lambda r: log_fold(parent_id, r), progress=progress)
+        table = metrics_table(result)
+        markdown = log_summary(result, table)
+    return parent_id, result, table, markdown
