@@ -128,7 +128,8 @@ def _interrupt(signum, frame) -> None:
 def _setup(quiet: bool) -> None:
     # `kill` (SIGTERM) ends a run like Ctrl-C does: KILLED in MLflow, never left RUNNING.
     signal.signal(signal.SIGTERM, _interrupt)
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
+                        force=True)
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for noisy in ("absl", "tensorflow"):  # tf.function retracing notes between trials
@@ -140,6 +141,25 @@ def _check_splits(market, cfg) -> None:
     from cryptolstm.splits import make_splits
 
     make_splits(market.frame, cfg)
+
+
+def ensure_data(data_dir: str) -> None:
+    """Fetch prices into ``data_dir`` first if it holds none (and fetching is not switched off
+    with CRYPTOLSTM_OFFLINE=1); a network failure is one sentence saying how to supply data."""
+    from cryptolstm.data import HOW_TO_SUPPLY, snapshots
+    from dataclasses import replace
+
+    from cryptolstm.data import fetch as fetching
+
+    if snapshots.has_data(data_dir) or os.environ.get("CRYPTOLSTM_OFFLINE", "") not in ("", "0"):
+        return
+    logging.getLogger(__name__).info("no price data in %s: fetching it first", data_dir)
+    try:
+        report = fetching.fetch(data_dir, retry=replace(fetching.DEFAULT_RETRY, attempts=2))
+    except fetching.NetworkUnavailable as exc:
+        raise CryptoLstmError(f"there is no price data in {data_dir} and fetching it failed ({exc}); "
+                              f"{HOW_TO_SUPPLY}") from None
+    logging.getLogger(__name__).info("fetched snapshot %s", report.snapshot.id)
 
 
 def find_experiment(path: str) -> str:
@@ -175,6 +195,7 @@ def train_command(
         cfg = load_config(experiment, **resolve_data_dir(overrides))
         from cryptolstm.data import load_market
 
+        ensure_data(cfg.data_dir)
         market = load_market(cfg.data_dir, cfg.merge_date, cfg.end_date, cfg.fill_gaps)
         _check_splits(market, cfg)
     except CryptoLstmError as exc:
@@ -265,6 +286,7 @@ def search_command(
         )
         do_register = _flag("register", register, True)
         base = space_spec.base
+        ensure_data(base.data_dir)
         market = load_market(base.data_dir, base.merge_date, base.end_date, base.fill_gaps)
         for dim in space_spec.dimensions:  # the longest window the space allows must still fit
             if dim.name == "window_len":
@@ -393,6 +415,7 @@ def backtest_command(
         )
         overrides = resolve_data_dir({k: v for k, v in {"coin": coin, "data_dir": data_dir}.items() if v})
         cfg, source_tags = resolve(find_experiment(config or DEFAULT_EXPERIMENT), overrides)
+        ensure_data(cfg.data_dir)
         market = load_market(cfg.data_dir, cfg.merge_date, None, cfg.fill_gaps)
         from cryptolstm.backtest.runner import backtest_config, plan
 
@@ -434,6 +457,107 @@ def report_command(
     except OSError as exc:
         _fail(f"cannot write {output}: {exc.strerror}.")
     typer.echo(f"report written to {output}" if output else text)
+
+
+def _data_dir(value: str | None) -> str:
+    return value or os.environ.get("CRYPTOLSTM_DATA_DIR") or "data"
+
+
+@app.command("fetch")
+def fetch_command(
+    coins: Annotated[str, typer.Option(help="Comma-separated coins to fetch.")] = "BTC,ETH",
+    data_dir: Annotated[Text, typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")] = None,
+    full: Annotated[Text, typer.Option(help="Fetch the whole history into a fresh snapshot (true/false).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No info messages.")] = False,
+) -> None:
+    """Download daily USD candles (Coinbase Exchange, via ccxt) into a new immutable snapshot."""
+    _setup(quiet)
+    from cryptolstm.data.fetch import SOURCE, fetch
+
+    directory = _data_dir(data_dir)
+    try:
+        wanted = tuple(c.strip().upper() for c in (coins or "BTC,ETH").split(",") if c.strip())
+        report = fetch(directory, wanted, full=_flag("full", full, False))
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    if report.snapshot is None:
+        typer.echo(f"{directory} is up to date: no complete UTC day after the last stored one ({SOURCE}).")
+        return
+    snap = report.snapshot
+    typer.echo(f"snapshot {snap.id} is now current in {directory}:")
+    for coin, info in sorted(snap.coins.items()):
+        added = f", {report.new_days[coin]} new day(s) ({report.mode[coin]})" if coin in report.new_days else ""
+        typer.echo(f"  {coin}: {info.first_date}..{info.last_date}, {info.rows} rows, sha256 {info.sha256[:16]}{added}")
+
+
+data_app = typer.Typer(help="Import, list and verify price data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("import")
+def import_command(
+    file: Annotated[str, typer.Argument(help="A daily price CSV (Yahoo, Kaggle, CoinMarketCap export...).")],
+    coin: Annotated[str, typer.Option(help="Coin the file holds: BTC or ETH.")],
+    data_dir: Annotated[Text, typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")] = None,
+) -> None:
+    """Validate a foreign CSV and store it, in the project's format, as a new snapshot."""
+    from cryptolstm.data.imports import import_csv
+
+    directory = _data_dir(data_dir)
+    try:
+        snap = import_csv(file, coin.upper(), directory)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    info = snap.coins[coin.upper()]
+    typer.echo(f"imported {file} as {info.coin}: {info.first_date}..{info.last_date}, {info.rows} rows; "
+               f"snapshot {snap.id} is now current in {directory}.")
+
+
+@data_app.command("list")
+def list_command(
+    data_dir: Annotated[Text, typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")] = None,
+) -> None:
+    """The snapshots of a data directory, oldest first; * marks the current one."""
+    from cryptolstm.data import snapshots
+
+    directory = _data_dir(data_dir)
+    try:
+        every, now = snapshots.all_snapshots(directory), snapshots.current(directory)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    if not every:
+        typer.echo(f"{directory} has no snapshots (a plain directory of price files, or empty).")
+    for snap in every:
+        mark = "*" if now is not None and snap.id == now.id else " "
+        coins = ", ".join(f"{c} {f.first_date}..{f.last_date} ({f.source})" for c, f in sorted(snap.coins.items()))
+        typer.echo(f"{mark} {snap.id}: {coins}")
+
+
+@data_app.command("verify")
+def verify_command(
+    run: Annotated[str, typer.Option("--run", help="MLflow run id whose data to check.")],
+    data_dir: Annotated[Text, typer.Option(help="Data directory (default: the one the run read).")] = None,
+) -> None:
+    """Exit 0 if the data on disk is byte-identical to what the run used, else 1 with the difference."""
+    from mlflow import MlflowClient
+
+    from cryptolstm import tracking
+    from cryptolstm.data.verify import verify
+
+    tracking.use_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+    try:
+        try:
+            found = MlflowClient().get_run(run)
+        except Exception as exc:  # noqa: BLE001 - an unknown run id
+            raise CryptoLstmError(f"cannot read run {run}: {str(exc).splitlines()[0][:200]}") from None
+        directory = data_dir or found.data.tags.get("data.dir") or found.data.params.get("config.data_dir")
+        if not directory:
+            raise CryptoLstmError(f"run {run} does not say which data directory it read; pass --data-dir.")
+        verdict = verify(run, found.data.tags, directory)
+    except CryptoLstmError as exc:
+        _fail(str(exc))
+    typer.echo(verdict.message)
+    raise typer.Exit(code=0 if verdict.same else 1)
 
 
 def summary(run_id: str, uri: str, result) -> str:

@@ -94,23 +94,31 @@ def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = No
 
 
 def log_dataset(market: Market, cfg: RunConfig) -> None:
-    """Log the merged prices as an MLflow dataset, with file fingerprints and range."""
+    """Log the merged prices as an MLflow dataset (source: the snapshot's directory), with each
+    file's sha256 and path, the snapshot id and the date range as tags (what `data verify` checks)."""
     frame = market.frame.reset_index()
+    source = str(Path(next(iter(market.files.values()))[0]).parent)
+    snapshot = market.snapshot.id if market.snapshot is not None else ""
     with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local path
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=str(Path(cfg.data_dir).resolve()), name="usd-daily")
+        dataset = mlflow.data.from_pandas(frame, source=source, name=f"usd-daily{'@' + snapshot if snapshot else ''}")
+    file_tags = {f"sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}
     mlflow.log_input(
         dataset,
         context="training",
-        tags={"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame))},
+        tags={"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame)),
+              "snapshot": snapshot, **file_tags},
     )
     mlflow.set_tags(
         {
             "data.digest": dataset.digest,
+            "data.dir": str(Path(cfg.data_dir).resolve()),
+            "data.snapshot": snapshot,
             "data.first_date": market.first_date,
             "data.last_date": market.last_date,
             "data.rows": str(len(frame)),
-            **{f"data.sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()},
+            **{f"data.{key}": digest for key, digest in file_tags.items()},
+            **{f"data.file.{coin.lower()}": path for coin, (path, _) in market.files.items()},
         }
     )
 

@@ -109,7 +109,7 @@ def test_gaps_are_filled_only_when_asked(tmp_path):
 
 
 def test_missing_directory_or_file_says_where_and_how(tmp_path):
-    with pytest.raises(DataError, match=r"data directory .*nowhere does not exist; pass --data-dir"):
+    with pytest.raises(DataError, match=r"data directory .*nowhere does not exist; fetch prices with `cryptolstm fetch --data-dir DIR`.*import a CSV with `cryptolstm data import FILE --coin BTC --data-dir DIR`, or pass --data-dir"):
         load_market(tmp_path / "nowhere", "2020-01-01")
     _write(tmp_path)
     coin_file(tmp_path, "ETH").unlink()

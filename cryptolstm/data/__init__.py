@@ -1,13 +1,14 @@
-"""Local daily price snapshots: find, validate, fingerprint and merge the coins' CSVs.
+"""Local daily prices: find, validate, fingerprint and merge the coins' CSVs.
 
 A data directory holds one file per coin, ``btc-usd-daily.csv`` and
-``eth-usd-daily.csv``, in the format of `cryptolstm.data.schema`. This module
-never touches the network and never writes into the directory.
+``eth-usd-daily.csv``, in the format of `cryptolstm.data.schema`, either
+directly or in the current snapshot named by its manifest
+(`cryptolstm.data.snapshots`). This module never touches the network and never
+writes into the directory (`cryptolstm.data.fetch` and `.imports` do).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +16,19 @@ from pathlib import Path
 import pandas as pd
 
 from cryptolstm.config import COINS
+from cryptolstm.data import snapshots
 from cryptolstm.data.schema import read_daily_csv
+from cryptolstm.data.snapshots import coin_file, sha256
 from cryptolstm.errors import DataError
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("close", "volume")
-
-
-def coin_file(data_dir: str | Path, coin: str) -> Path:
-    """Path of a coin's daily CSV inside ``data_dir``."""
-    return Path(data_dir) / f"{coin.lower()}-usd-daily.csv"
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes: the snapshot's fingerprint."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+HOW_TO_SUPPLY = (
+    "fetch prices with `cryptolstm fetch --data-dir DIR` (needs the network), import a CSV with "
+    "`cryptolstm data import FILE --coin BTC --data-dir DIR`, or pass --data-dir (mlflow run: -P data_dir=...) "
+    "or set CRYPTOLSTM_DATA_DIR to a directory holding btc-usd-daily.csv and eth-usd-daily.csv."
+)
 
 
 @dataclass(frozen=True)
@@ -38,11 +36,13 @@ class Market:
     """Merged daily prices of all coins.
 
     ``frame``: index ``date`` (ascending, one row per day), columns
-    ``{COIN}_{open,high,low,close,volume}`` in USD; ``files``: coin -> (path, sha256).
+    ``{COIN}_{open,high,low,close,volume}`` in USD; ``files``: coin -> (path, sha256);
+    ``snapshot``: the snapshot the files belong to (None for a plain directory).
     """
 
     frame: pd.DataFrame
     files: dict[str, tuple[str, str]]
+    snapshot: snapshots.Snapshot | None = None
 
     @property
     def first_date(self) -> str:
@@ -58,16 +58,14 @@ def load_coin(data_dir: str | Path, coin: str, fill_gaps: bool = False) -> pd.Da
 
     Zero volumes are CoinMarketCap's "not reported" and become NaN here.
     """
-    path = coin_file(data_dir, coin)
     if not Path(data_dir).is_dir():
         raise DataError(
-            f"data directory {data_dir} does not exist; pass --data-dir (mlflow run: -P data_dir=...) "
-            f"or set CRYPTOLSTM_DATA_DIR to a directory holding btc-usd-daily.csv and eth-usd-daily.csv."
+            f"data directory {data_dir} does not exist; {HOW_TO_SUPPLY}"
         )
+    path = coin_file(snapshots.resolve(data_dir), coin)
     if not path.is_file():
         raise DataError(
-            f"no {path.name} in data directory {data_dir}; pass --data-dir (mlflow run: -P data_dir=...) "
-            f"or set CRYPTOLSTM_DATA_DIR to a directory holding btc-usd-daily.csv and eth-usd-daily.csv."
+            f"no {path.name} in data directory {data_dir}; {HOW_TO_SUPPLY}"
         )
     frame = read_daily_csv(path)
     frame["volume"] = frame["volume"].mask(frame["volume"] == 0)
@@ -107,7 +105,7 @@ def load_market(
     for coin in coins:
         frame = load_coin(data_dir, coin, fill_gaps)
         parts.append(frame.add_prefix(f"{coin}_"))
-        path = coin_file(data_dir, coin)
+        path = coin_file(snapshots.resolve(data_dir), coin)
         files[coin] = (str(path.resolve()), sha256(path))
     merged = pd.concat(parts, axis=1, join="inner").sort_index()
     merged = merged.loc[pd.Timestamp(merge_date) : pd.Timestamp(end_date) if end_date else None]
@@ -117,7 +115,7 @@ def load_market(
             f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
             f"{', '.join(coins)} in {data_dir}."
         )
-    return Market(frame=merged, files=files)
+    return Market(frame=merged, files=files, snapshot=snapshots.current(data_dir))
 
 
 def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:

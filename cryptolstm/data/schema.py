@@ -50,11 +50,17 @@ def read_daily_csv(path: Path) -> pd.DataFrame:
             f"{path} lacks column(s) {', '.join(missing)}; the header must be {','.join(COLUMNS)}."
         )
     frame = _parse(path, raw[list(COLUMNS)])
+    check_frame(path, frame)
+    return frame.sort_values("date").set_index("date")
+
+
+def check_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Validate parsed rows (columns date..volume, index = 0-based row of the file) against the
+    schema; raise `DataError` naming ``path``'s first failing line."""
     try:
         _SCHEMA.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         raise DataError(_describe(path, frame, exc.failure_cases)) from None
-    return frame.sort_values("date").set_index("date")
 
 
 def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,201 @@
+"""Daily USD candles from Coinbase Exchange through ccxt, into a new snapshot.
+
+Why Coinbase Exchange through ccxt: its BTC-USD and ETH-USD books trade against
+real US dollars (not a stablecoin), its daily candles reach back to 2015/2016
+(Kraken's OHLC endpoint returns only the last 720), the public endpoint needs
+no key, and ccxt is a maintained client that knows its pagination limit (300
+candles a call), its rate limit and its error codes. yfinance scrapes an
+unofficial Yahoo endpoint that changes without notice.
+
+Units: Coinbase reports volume in coins; it is stored as ``volume * close`` US
+dollars, one exchange's volume, where CoinMarketCap's (``../shared/data``) is
+summed across exchanges. A fetched snapshot is therefore never spliced onto
+data of another source: an update extends only a snapshot of this same source.
+
+Days are UTC days; the current, unfinished UTC day is never stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm.config import COINS
+from cryptolstm.data import snapshots
+from cryptolstm.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "coinbaseexchange"
+SYMBOLS = {"BTC": "BTC/USD", "ETH": "ETH/USD"}
+HISTORY_START = dt.date(2015, 1, 1)  # before either market opened: the first pages are empty
+PAGE_DAYS = 300  # Coinbase's most candles per call
+DAY_MS = 86_400_000
+
+
+class NetworkUnavailable(DataError):
+    """The source cannot be reached (after retries)."""
+
+
+def _ms(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def make_exchange(timeout_ms: int = 10_000):
+    """A ccxt Coinbase Exchange client with ccxt's own rate limiting on."""
+    import ccxt
+
+    return ccxt.coinbaseexchange({"enableRateLimit": True, "timeout": timeout_ms})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one call on rate limits, timeouts and network errors: ``attempts`` in all,
+    waiting ``first_wait * 2**k`` seconds (at most ``max_wait``) before attempt k + 2."""
+
+    attempts: int = 5
+    first_wait: float = 1.0
+    max_wait: float = 30.0
+
+    def call(self, func: Callable, *args, **kwargs):
+        import ccxt
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        def tell(state) -> None:
+            log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", SOURCE, _reason(state.outcome.exception()),
+                     state.next_action.sleep, state.attempt_number + 1, self.attempts)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(ccxt.NetworkError),  # RateLimitExceeded, RequestTimeout, DDoSProtection...
+            wait=wait_exponential(multiplier=self.first_wait, max=self.max_wait),
+            stop=stop_after_attempt(self.attempts),
+            before_sleep=tell,
+            reraise=True,
+        )
+        return retrying(func, *args, **kwargs)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def _candles_frame(candles: list[list]) -> pd.DataFrame:
+    """ccxt candles ``[ms, open, high, low, close, volume in coins]`` -> daily frame in USD."""
+    if not candles:
+        return pd.DataFrame(columns=["open", "high", "low", "close", "volume"], index=pd.DatetimeIndex([], name="date"))
+    raw = np.asarray(candles, dtype=np.float64)
+    frame = pd.DataFrame(raw[:, 1:5], columns=["open", "high", "low", "close"])
+    frame["volume"] = raw[:, 5] * raw[:, 4]
+    frame.index = pd.to_datetime(raw[:, 0].astype(np.int64), unit="ms").normalize().rename("date")
+    return frame[~frame.index.duplicated(keep="last")].sort_index()
+
+
+def _reason(exc: Exception) -> str:
+    """ccxt's message without its "exchange GET url" prefix, on one line, at most 200 characters."""
+    text = re.sub(r"^\S+ (GET|POST) \S+\s*", "", " ".join(str(exc).split()))
+    cause = exc.__cause__ or exc.__context__
+    if not text and cause is not None:  # ccxt keeps the socket's own words in the cause
+        text = " ".join(str(cause).split())
+    return (text or "no reply")[:200].rstrip(".")
+
+
+def fetch_daily(exchange, coin: str, first: dt.date, today: dt.date, retry: RetryPolicy | None = None) -> pd.DataFrame:
+    """Complete UTC days ``first .. today - 1`` of ``coin``, page by page (oldest first)."""
+    import ccxt
+
+    retry = retry or DEFAULT_RETRY
+    symbol = SYMBOLS[coin]
+    pages, cursor = [], first
+    try:
+        retry.call(exchange.load_markets)
+        while cursor < today:
+            stop = min(cursor + dt.timedelta(days=PAGE_DAYS), today)
+            candles = retry.call(exchange.fetch_ohlcv, symbol, "1d", since=_ms(cursor), limit=PAGE_DAYS,
+                                 params={"until": _ms(stop) - 1})
+            pages.append(_candles_frame([c for c in candles if _ms(cursor) <= c[0] < _ms(stop)]))
+            cursor = stop
+    except ccxt.NetworkError as exc:
+        raise NetworkUnavailable(
+            f"{SOURCE} cannot be reached ({type(exc).__name__}: {_reason(exc)}); check the "
+            f"network and run the fetch again, or import a CSV with `cryptolstm data import FILE --coin {coin}`."
+        ) from None
+    except ccxt.BaseError as exc:
+        raise DataError(f"{SOURCE} refused the request for {symbol}: {_reason(exc)}.") from None
+    frame = pd.concat(pages) if pages else _candles_frame([])
+    return frame[frame.index < pd.Timestamp(today)]
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """What a fetch did: the new snapshot (None when already up to date) and per-coin new days."""
+
+    snapshot: snapshots.Snapshot | None
+    new_days: dict[str, int]
+    mode: dict[str, str]
+
+
+def _overlap_check(coin: str, stored: pd.DataFrame, fetched: pd.DataFrame) -> None:
+    day = stored.index[-1]
+    if day not in fetched.index:
+        raise DataError(
+            f"{SOURCE} returned no {coin} candle for {day.date()}, the last stored day, so the update cannot be "
+            f"checked against it; nothing was written (`cryptolstm fetch --full` takes a fresh snapshot)."
+        )
+    old, new = stored.loc[day], fetched.loc[day]
+    for column in ("close", "open", "high", "low"):
+        if not np.isclose(old[column], new[column], rtol=1e-6, atol=0):
+            raise DataError(
+                f"{coin} {column} on {day.date()} was {float(old[column]):.10g} when stored but {SOURCE} now "
+                f"says {float(new[column]):.10g}; nothing was written (`cryptolstm fetch --full` takes a fresh snapshot)."
+            )
+
+
+def fetch(
+    data_dir: str,
+    coins: tuple[str, ...] = COINS,
+    full: bool = False,
+    exchange=None,
+    now: dt.datetime | None = None,
+    retry: RetryPolicy | None = None,
+) -> FetchReport:
+    """Fetch ``coins`` into a new snapshot of ``data_dir``: only the days after the last stored
+    complete day of a snapshot of this source (checking the overlap day), else the full history."""
+    for coin in coins:
+        if coin not in SYMBOLS:
+            raise DataError(f"coin must be one of {', '.join(SYMBOLS)}; got {coin!r}.")
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone(dt.UTC).date()
+    exchange = exchange or make_exchange()
+    current = snapshots.current(data_dir) if not full else None
+    stored = snapshots.frames_of(data_dir) if current is not None else {}
+    frames, new_days, mode = dict(stored), {}, {}
+    for coin in coins:
+        if current is not None and coin in stored and current.coins[coin].source == SOURCE:
+            old = stored[coin]
+            last = old.index[-1].date()
+            fetched = fetch_daily(exchange, coin, last, today, retry)
+            _overlap_check(coin, old, fetched)
+            added = fetched[fetched.index > old.index[-1]]
+            frames[coin] = pd.concat([old, added])
+            new_days[coin], mode[coin] = len(added), "update"
+        else:
+            fetched = fetch_daily(exchange, coin, HISTORY_START, today, retry)
+            if fetched.empty:
+                raise DataError(f"{SOURCE} returned no daily candles for {SYMBOLS[coin]}.")
+            frames[coin] = fetched
+            new_days[coin], mode[coin] = len(fetched), "full"
+    if current is not None and all(n == 0 for n in new_days.values()):
+        return FetchReport(None, new_days, mode)
+    sources = {c: current.coins[c].source for c in stored} if current is not None else {}
+    sources.update({c: SOURCE for c in coins})
+    symbols = {c: current.coins[c].symbol for c in stored} if current is not None else {}
+    symbols.update({c: SYMBOLS[c] for c in coins})
+    snapshot = snapshots.write_snapshot(
+        data_dir, frames, SOURCE, symbols, sources, note=", ".join(f"{c}: {m}" for c, m in mode.items()), now=now
+    )
+    return FetchReport(snapshot, new_days, mode)

@@ -1,0 +1,180 @@
+"""Import a daily price CSV from elsewhere (a Yahoo, Kaggle or CoinMarketCap export...).
+
+Understood: delimiters ``, ; tab |``; a UTF-8 BOM; headers in any case, with
+CoinMarketCap's asterisks (``Close**``) and units (``Volume (USD)``); the columns
+``Date``/``Timestamp``/``Time``/``Open time``, ``Open``, ``High``, ``Low``, ``Close``
+(else ``Adj Close`` or ``Price``), ``Volume`` (in USD; ``Volume BTC`` or ``Volume ETH``
+is converted with the close); ``Market Cap`` and other columns are ignored;
+numbers with ``$``, thousands separators or ``K``/``M``/``B`` suffixes; ISO dates
+with or without a time, ``Jan 02, 2020``, ``02 Jan 2020``, ``MM/DD/YYYY`` or
+``DD/MM/YYYY`` when the file itself tells which, and Unix timestamps; any row
+order. The result must still be one row per day with no gap, positive prices
+and ``low <= open, close <= high``; otherwise one sentence names the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm.config import COINS
+from cryptolstm.data import snapshots
+from cryptolstm.data.schema import COLUMNS, check_frame
+from cryptolstm.errors import DataError
+
+ALIASES = {
+    "date": ("date", "timestamp", "time", "datetime", "day", "open time", "date(utc)", "snapped_at", "time open"),
+    "open": ("open",),
+    "high": ("high",),
+    "low": ("low",),
+    "close": ("close", "adj close", "adj. close", "price", "last"),
+    "volume": ("volume", "volume usd", "vol.", "vol", "total_volume", "volume(usd)", "24h volume"),
+}
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%d-%b-%Y", "%m/%d/%Y", "%d/%m/%Y",
+                "%d.%m.%Y")
+SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9}
+THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def _header_key(name: str) -> str:
+    """``"Close**"`` -> ``close``; ``"Volume (USD)"`` -> ``volume(usd)``; ``" Adj Close "`` -> ``adj close``."""
+    key = re.sub(r"\s+", " ", str(name).replace("*", "").strip().lower())
+    return key.replace(" (", "(")
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path} does not exist.")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; export it as a CSV file.") from None
+    if not text.strip():
+        raise DataError(f"{path} is empty.")
+    try:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
+    if frame.empty:
+        raise DataError(f"{path} has a header but no rows.")
+    return frame
+
+
+def _columns(path: Path, frame: pd.DataFrame, coin: str) -> tuple[dict[str, str], str | None]:
+    """Our column -> the file's column, and the file's coin-denominated volume column if that is all it has."""
+    keys = {_header_key(c): c for c in frame.columns}
+    chosen = {}
+    for ours, names in ALIASES.items():
+        found = next((keys[n] for n in names if n in keys), None)
+        if found is not None:
+            chosen[ours] = found
+    base_volume = None
+    if "volume" not in chosen:
+        base_volume = next((keys[k] for k in keys if k in (f"volume {coin.lower()}", f"volume({coin.lower()})")), None)
+    missing = [c for c in COLUMNS if c not in chosen and not (c == "volume" and base_volume)]
+    if missing:
+        raise DataError(
+            f"{path} has no {', '.join(missing)} column (its columns: {', '.join(map(str, frame.columns))}); "
+            f"a daily price file needs date, open, high, low, close and volume."
+        )
+    return chosen, base_volume
+
+
+def _number(text: str) -> float:
+    value = text.strip().replace("$", "").replace("US", "").replace("\u2212", "-").strip()
+    if THOUSANDS.match(value):
+        value = value.replace(",", "")
+    scale = 1.0
+    if value[-1:].lower() in SUFFIX:
+        scale, value = SUFFIX[value[-1].lower()], value[:-1]
+    return float(value) * scale
+
+
+def _numbers(path: Path, frame: pd.DataFrame, column: str, ours: str) -> np.ndarray:
+    out = np.empty(len(frame))
+    for row, text in enumerate(frame[column]):
+        try:
+            out[row] = _number(text)
+        except (ValueError, IndexError):
+            what = "is empty" if not str(text).strip() else "does not parse as a number"
+            raise DataError(f"{path} line {row + 2}, column {column} ({ours}): value {text!r} {what}.") from None
+    return out
+
+
+def _dates(path: Path, values: pd.Series) -> pd.DatetimeIndex:
+    text = values.str.strip()
+    empty = text == ""
+    if empty.any():
+        row = int(np.argmax(empty.to_numpy()))
+        raise DataError(f"{path} line {row + 2}: the date is empty.")
+    if text.str.fullmatch(r"\d{9,13}(\.0+)?").all():  # Unix time, seconds or milliseconds
+        numbers = text.astype(float)
+        return pd.DatetimeIndex(pd.to_datetime(numbers, unit="ms" if numbers.max() > 1e11 else "s")).normalize()
+    iso = text.str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[ T].*)?$")[0]
+    if iso.notna().all():
+        text = iso
+    results = {}
+    for fmt in DATE_FORMATS:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        if parsed.notna().all():
+            results[fmt] = parsed
+    distinct = {tuple(v) for v in results.values()}
+    if len(distinct) > 1:
+        raise DataError(
+            f"{path} has dates such as {text.iloc[0]!r} that read both as month/day and as day/month; "
+            f"export them as YYYY-MM-DD."
+        )
+    if not results:
+        best = max(DATE_FORMATS, key=lambda f: pd.to_datetime(text, format=f, errors="coerce").notna().sum())
+        row = int(np.argmax(pd.to_datetime(text, format=best, errors="coerce").isna().to_numpy()))
+        raise DataError(f"{path} line {row + 2}: date {values.iloc[row]!r} does not parse; use YYYY-MM-DD.")
+    return pd.DatetimeIndex(next(iter(results.values()))).normalize()
+
+
+def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
+    """A foreign daily price CSV -> the project's frame (index date ascending, open..volume in USD)."""
+    path = Path(path)
+    if coin not in COINS:
+        raise DataError(f"coin must be one of {', '.join(COINS)}; got {coin!r}.")
+    raw = _read(path)
+    chosen, base_volume = _columns(path, raw, coin)
+    frame = pd.DataFrame({ours: _numbers(path, raw, col, ours) for ours, col in chosen.items() if ours != "date"})
+    if base_volume is not None:
+        frame["volume"] = _numbers(path, raw, base_volume, "volume") * frame["close"]
+    frame.insert(0, "date", _dates(path, raw[chosen["date"]]))
+    check_frame(path, frame[list(COLUMNS)])  # row numbers are still the file's
+    frame = frame.sort_values("date").set_index("date")
+    full = pd.date_range(frame.index[0], frame.index[-1], freq="D")
+    missing = full.difference(frame.index)
+    if len(missing):
+        raise DataError(
+            f"{path} is missing {len(missing)} day(s) between {frame.index[0].date()} and {frame.index[-1].date()}, "
+            f"the first {missing[0].date()}; import a complete daily export."
+        )
+    return frame[list(COLUMNS[1:])]
+
+
+def import_csv(path: str | Path, coin: str, data_dir: str | Path) -> snapshots.Snapshot:
+    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept)."""
+    frame = parse_prices(path, coin)
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    current = snapshots.current(data_dir)
+    frames = snapshots.frames_of(data_dir) if snapshots.has_data(data_dir) else {}
+    sources = {c: current.coins[c].source for c in frames} if current else {c: f"files:{data_dir}" for c in frames}
+    symbols = {c: current.coins[c].symbol for c in frames} if current else {}
+    frames[coin] = frame
+    sources[coin] = f"import:{Path(path).name}"
+    symbols[coin] = coin
+    return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources, note=f"{coin} from {Path(path).name}")
