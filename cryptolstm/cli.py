@@ -265,9 +265,16 @@ def search_command(
     overwrite: Annotated[Text, typer.Option(help="keras-tuner: discard an existing search of this name.")] = None,
     experiment_name: Annotated[Text, typer.Option(help="MLflow experiment (default cryptolstm-<coin>).")] = None,
     register: Annotated[Text, typer.Option(help="Register the chosen model afterwards (true/false, default true).")] = None,
+    n_workers: Annotated[Text, typer.Option(help="Worker processes on this machine (default 1; >1 needs a journal: or postgresql:// storage).")] = None,
+    heartbeat: Annotated[Text, typer.Option(help="Seconds between trial heartbeats on an RDB storage (default 30 for postgresql://, else off).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")] = False,
 ) -> None:
-    """Search the space with Optuna or keras-tuner; every trial a child run of the study's run."""
+    """Search the space with Optuna or keras-tuner; every trial a child run of the study's run.
+
+    Several workers (processes or machines) can share one study: give them the same
+    --study-name and a --storage they all reach (postgresql://...), see docs/distributed.md.
+    """
+    given = {k: v for k, v in locals().items() if v not in (None, "") and k != "quiet"}
     _setup(quiet)
     try:
         from cryptolstm.data import load_market
@@ -277,12 +284,22 @@ def search_command(
         overrides = {"coin": coin, "protocol": protocol, "data_dir": data_dir, "merge_date": merge_date,
                      "end_date": end_date, "seed": _number("seed", seed)}
         space_spec = load_space(find_experiment(space), **resolve_data_dir({k: v for k, v in overrides.items() if v not in (None, "")}))
+        workers = _or(_number("n_workers", n_workers), 1)
+        default_storage = "sqlite:///optuna.db" if workers == 1 else "journal:optuna.journal"
+        storage = storage or default_storage
+        beat = _number("heartbeat", heartbeat)
+        if beat is None and storage.startswith("postgresql"):
+            beat = 30
+        argv = [sys.executable, "-m", "cryptolstm", "search"]
+        for key, value in {**given, "storage": storage, "n_workers": "1", "register": "false"}.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
         options = SearchOptions(
-            engine=engine, study_name=study_name or None, storage=storage or "sqlite:///optuna.db",
+            engine=engine, study_name=study_name or None, storage=storage,
             n_trials=_or(_number("n_trials", n_trials), 20), timeout=_number("timeout", timeout, float),
             seed=space_spec.base.seed, max_epochs=_number("max_epochs", max_epochs), algorithm=algorithm or None,
             prune=_flag("prune", prune, True), tuner_dir=tuner_dir or "keras_tuner",
             overwrite=_flag("overwrite", overwrite, False), experiment_name=experiment_name,
+            n_workers=workers, heartbeat=beat, worker_argv=(*argv, "--quiet"),
         )
         do_register = _flag("register", register, True)
         base = space_spec.base
@@ -305,6 +322,10 @@ def search_command(
         typer.echo("interrupted: the study run was ended KILLED; run the same command to resume.", err=True)
         raise typer.Exit(code=130) from None
     typer.echo(f"study {result.study_name}: best {space_spec.objective} with {result.best_values}")
+    if result.best is None:
+        typer.echo(f"this worker's trials are done; the last worker out re-trains the chosen config "
+                   f"(parent run {result.parent_run_id}).")
+        return
     typer.echo(summary(result.parent_run_id, uri, result.best))
     if do_register:
         from mlflow import MlflowClient

@@ -223,39 +223,62 @@ def tracked_train(
 STUDY_TAG = "cryptolstm.study"
 
 
-def find_or_start_study_run(study_name: str, tags: dict[str, str], experiment_name: str) -> str:
-    """The study's parent run id: found by its study tag (so resumed studies and later workers
-    share it), else the run ``mlflow run`` created for us, else a new run.
-
-    The run is left active; end it with `end_study_run`.
-    """
+def study_parent(study_name: str, tags: dict[str, str], experiment_name: str, run_id: str | None = None) -> str:
+    """The study's parent run id, RUNNING but not left active in this process (several workers
+    log children to it at once): ``run_id`` if given (a worker that found it through the study),
+    else the run found by its study tag (a resumed study), else the run ``mlflow run`` created
+    for us, else a new run."""
+    client = mlflow.MlflowClient()
     launched = os.environ.get("MLFLOW_RUN_ID")
-    if not launched:
-        mlflow.set_experiment(experiment_name)
-    found = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.`{STUDY_TAG}` = '{study_name}'",
-        order_by=["attributes.start_time ASC"],
-        output_format="list",
-    )
-    parent = next((r for r in found if "mlflow.parentRunId" not in r.data.tags), None)
-    if launched and parent is not None and parent.info.run_id != launched:
-        # Resumed under `mlflow run`: this launch's run nests under the study's parent.
-        mlflow.MlflowClient().set_tag(launched, "mlflow.parentRunId", parent.info.run_id)
-    run_id = parent.info.run_id if parent is not None else launched
-    if parent is not None and not launched:
-        mlflow.set_experiment(experiment_id=parent.info.experiment_id)  # the study lives where it began
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else study_name)
+    if run_id is None:
+        found = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`{STUDY_TAG}` = '{study_name}'",
+            order_by=["attributes.start_time ASC"],
+            output_format="list",
+        )
+        parent = next((r for r in found if "mlflow.parentRunId" not in r.data.tags), None)
+        if launched and parent is not None and parent.info.run_id != launched:
+            # Resumed under `mlflow run`: this launch's run nests under the study's parent.
+            client.set_tag(launched, "mlflow.parentRunId", parent.info.run_id)
+        run_id = parent.info.run_id if parent is not None else launched
+    elif launched and launched != run_id:
+        client.set_tag(launched, "mlflow.parentRunId", run_id)
+    if run_id is None:
+        experiment = mlflow.set_experiment(experiment_name)
+        run_id = client.create_run(experiment.experiment_id, run_name=study_name).info.run_id
     # MLflow resumes MLFLOW_RUN_ID in *every* start_run without a run id, which would put the
     # first trial into this run; the launch's run id has been used, so it is dropped here.
     os.environ.pop("MLFLOW_RUN_ID", None)
-    mlflow.set_tags({**tags, STUDY_TAG: study_name})
-    return run.info.run_id
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in {**tags, STUDY_TAG: study_name}.items()])
+    client.update_run(run_id, status="RUNNING")
+    # Trials become children in the parent's experiment (the study lives where it began).
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+    return run_id
 
 
-def end_study_run(status: str = "FINISHED") -> None:
-    """End the active study run (FINISHED, FAILED or KILLED)."""
-    mlflow.end_run(status)
+@contextlib.contextmanager
+def on_run(run_id: str, status_after: str | None = "RUNNING") -> Iterator[mlflow.ActiveRun]:
+    """Make ``run_id`` the active run for a block; afterwards its status is ``status_after``
+    (RUNNING: other workers may still be logging to it). An exception ends it FAILED (KILLED
+    for Ctrl-C) only if ``status_after`` is not RUNNING."""
+    run = mlflow.start_run(run_id=run_id)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED) if status_after != "RUNNING" else "RUNNING")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED" if status_after != "RUNNING" else "RUNNING")
+        raise
+    mlflow.end_run(status_after or "FINISHED")
+
+
+def end_study_run(run_id: str, status: str = "FINISHED") -> None:
+    """Mark the study's parent run FINISHED, FAILED or KILLED."""
+    mlflow.MlflowClient().set_terminated(run_id, status)
 
 
 @contextlib.contextmanager
@@ -278,3 +301,16 @@ def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -
         raise
     mlflow.set_tag("trial_state", "complete")
     mlflow.end_run()
+
+
+def close_lost_trials(parent_id: str) -> int:
+    """Child runs of ``parent_id`` still RUNNING once no trial of the study can be running (their
+    worker was killed): ended KILLED with ``trial_state`` lost. Returns how many."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    lost = client.search_runs([parent.info.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'")
+    for run in lost:
+        client.set_tag(run.info.run_id, "trial_state", "lost")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+    return len(lost)

@@ -3,6 +3,8 @@ the final step that re-trains the chosen config and reads the test days once."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +55,7 @@ class TrialRunner:
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         cfg = self.config(values)
         cfg = cfg.replace(epochs=epochs) if epochs else cfg
-        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin}
+        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": f"{socket.gethostname()}:{os.getpid()}"}
         with tracking.trial_run(self.parent_id, name, cfg, tags):
             result = train(
                 cfg, self.market, [tracking.EpochLogger(), *callbacks], evaluate_test=False,

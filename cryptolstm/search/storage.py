@@ -1,0 +1,99 @@
+"""Where an Optuna study lives, for one process or many.
+
+- ``sqlite:///optuna.db`` (default): one process; SQLite locks under parallel writers.
+- ``journal:PATH``: Optuna's journal file storage, for several processes on one machine
+  (``--n-workers``); no heartbeat, so a killed process's trial stays RUNNING.
+- ``postgresql://user:password@host/db`` (or any SQLAlchemy URL): many workers on many
+  machines, with a heartbeat so a killed worker's trial is failed and retried
+  (`RetryHeartbeatStaleTrialCallback`), and calls that retry for a while when the
+  database connection drops instead of crashing the worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import warnings
+
+import optuna
+from optuna.storages import RDBStorage
+
+from cryptolstm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal:"
+RECONNECT_SECONDS = 120.0  # how long a storage call keeps retrying a lost database connection
+
+
+def masked(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and tags)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def is_parallel_safe(url: str) -> bool:
+    """Whether several processes may write to this storage at once."""
+    return not url.startswith("sqlite")
+
+
+def _transient(exc: BaseException) -> bool:
+    import sqlalchemy.exc as sa
+
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        exc = exc.__cause__ or exc.__context__ or exc
+    return isinstance(exc, (sa.OperationalError, sa.InterfaceError)) or (
+        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
+    )
+
+
+def _retrying(method):
+    from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+    def tell(state) -> None:
+        log.warning("optuna storage: %s; retrying in %.1f s", str(state.outcome.exception()).splitlines()[0][:160],
+                    state.next_action.sleep)
+
+    wrapped = retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.5, max=8.0),
+                    stop=stop_after_delay(RECONNECT_SECONDS), before_sleep=tell, reraise=True)(method)
+    return functools.wraps(method)(wrapped)
+
+
+class ResilientRDBStorage(RDBStorage):
+    """An `RDBStorage` whose every call retries (up to `RECONNECT_SECONDS`) when the database
+    connection is lost, and whose pool checks connections before use (``pool_pre_ping``)."""
+
+
+for _name, _method in list(vars(RDBStorage).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(ResilientRDBStorage, _name, _retrying(_method))
+
+
+def open_storage(url: str, heartbeat: int | None = None):
+    """The Optuna storage for ``url`` (see module docstring); ``heartbeat``: seconds between a
+    running trial's heartbeats (RDB storages only), a trial silent for 2x as long is failed and
+    queued again (at most 3 times)."""
+    if url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.removeprefix(JOURNAL)
+        if not path:
+            raise ConfigError("storage journal: needs a file path, e.g. journal:optuna.journal.")
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if heartbeat is not None and heartbeat < 1:
+        raise ConfigError(f"heartbeat must be an integer >= 1 second, got {heartbeat}.")
+    kwargs = {}
+    with warnings.catch_warnings():  # Optuna calls the heartbeat "experimental"; it has been there since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat:
+            kwargs = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
+                      "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
+    engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"storage {masked(url)} needs a database driver that is not installed ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - a wrong URL, host or password: one sentence
+        raise ConfigError(f"cannot open storage {masked(url)}: {str(exc).splitlines()[0][:200]}") from None

@@ -1,0 +1,218 @@
+"""Many workers on one study: PostgreSQL (Optuna RDB storage + an MLflow tracking server on it),
+and local worker processes on a journal file. Real servers, real processes, real SIGKILL.
+
+The PostgreSQL tests need a server: ``CRYPTOLSTM_TEST_POSTGRES=postgresql://user:pw@host:port/postgres``
+(`.ci/run` installs and starts one); without it they are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+PG = os.environ.get("CRYPTOLSTM_TEST_POSTGRES")
+needs_pg = pytest.mark.skipif(not PG, reason="no PostgreSQL server: set CRYPTOLSTM_TEST_POSTGRES (.ci/run starts one)")
+BIN = Path(sys.executable).parent
+
+SPACE = """base: {base}
+space:
+  dropout: {{type: float, low: 0.0, high: 0.4}}
+  learning_rate: {{type: float, low: 0.0005, high: 0.005, log: true}}
+"""
+
+
+def _database(name: str) -> str:
+    """A fresh database on the test server; its URL."""
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_connections(url: str) -> int:
+    """Terminate every connection to ``url``'s database (a database blip the workers must survive)."""
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],)).fetchall()
+    return len(rows)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """``mlflow server`` on a PostgreSQL backend store, artifacts served by the server itself."""
+    if not PG:
+        pytest.skip("no PostgreSQL server: set CRYPTOLSTM_TEST_POSTGRES (.ci/run starts one)")
+    store = _database(f"mlflow_{uuid.uuid4().hex[:8]}")
+    root = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--artifacts-destination",
+                               str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail((root / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _setup_files(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text("merge_date: '2022-01-01'\nlayers: 1\nneurons: 16\nepochs: 5\nbatch_size: 32\n")
+    (tmp_path / "space.yaml").write_text(SPACE.format(base=tmp_path / "base.yaml"))
+    return tmp_path / "space.yaml"
+
+
+def _worker(tmp_path, shared_data, tracking_uri, storage, study, n_trials, *extra, log="worker"):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    args = [sys.executable, "-m", "cryptolstm", "search", "--space", str(tmp_path / "space.yaml"), "--study-name", study,
+            "--storage", storage, "--n-trials", str(n_trials), "--data-dir", str(shared_data), "--seed", "3",
+            "--prune", "false", "--register", "false", "--experiment-name", "dist", "--quiet", *extra]
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=open(tmp_path / f"{log}.out", "w"),
+                            stderr=open(tmp_path / f"{log}.err", "w"))
+
+
+def _check_study(study: optuna.Study, n_trials: int) -> list:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= n_trials
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+                and t.number < max(c.number for c in complete)]
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(params) == len(set(params)), "a parameter set was trained twice"
+    return complete
+
+
+def _check_mlflow(client: MlflowClient, study_name: str, complete: list) -> tuple:
+    parents = client.search_runs([client.get_experiment_by_name("dist").experiment_id],
+                                 f"tags.`cryptolstm.study` = '{study_name}'")
+    assert len(parents) == 1, "every worker must log under the one parent of the study"
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and "test/mae_ratio" in parent.data.metrics
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    done = {c.data.tags["trial"] for c in children if c.data.tags.get("trial_state") == "complete"}
+    assert done == {f"trial-{t.number}" for t in complete}
+    return parent, children
+
+
+@needs_pg
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, shared_data, tracking_server):
+    _setup_files(tmp_path)
+    storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "shared", 6
+    workers = [_worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "2", log=f"w{i}")
+               for i in range(2)]
+    # Once trials are under way, cut every connection to the study's database.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            if len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
+                break
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    assert _drop_connections(storage) >= 1
+    for i, proc in enumerate(workers):
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"w{i}.err").read_text()[-3000:]
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    complete = _check_study(study, n)
+    assert len({t.user_attrs["worker"] for t in complete}) == 2, "both workers ran trials"
+    client = MlflowClient(tracking_server)
+    parent, children = _check_mlflow(client, study_name, complete)
+    assert len({c.data.tags["worker"] for c in children}) == 2
+    assert parent.data.metrics["search/workers"] == 2
+    outputs = [(tmp_path / f"w{i}.out").read_text() for i in range(2)]
+    assert sum("last worker out" in o for o in outputs) == 1 and sum("run " in o and "persistence" in o for o in outputs) == 1
+
+
+@needs_pg
+@pytest.mark.slow
+def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, shared_data, tracking_server):
+    _setup_files(tmp_path)
+    storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "killed", 4
+    first = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="first")
+    second = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="second")
+    victim = f"{socket.gethostname()}:{second.pid}"
+    deadline, killed = time.time() + 300, None
+    while time.time() < deadline and killed is None:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                if t.user_attrs.get("worker") == victim and t.intermediate_values:
+                    os.kill(second.pid, signal.SIGKILL)
+                    killed = t.number
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    assert killed is not None, "the second worker never ran a trial"
+    second.wait(timeout=30)
+    assert first.wait(timeout=600) == 0, (tmp_path / "first.err").read_text()[-3000:]
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    dead = study.trials[killed]
+    assert dead.state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
+    assert retries and retries[0].params == dead.params and retries[0].state == optuna.trial.TrialState.COMPLETE
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= n
+    client = MlflowClient(tracking_server)
+    parent, children = _check_mlflow(client, study_name, [t for t in complete])
+    lost = [c for c in children if c.data.tags["trial"] == f"trial-{killed}"]
+    assert lost and lost[0].info.status == "KILLED" and lost[0].data.tags["trial_state"] == "lost"
+
+
+@pytest.mark.slow
+def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, shared_data):
+    _setup_files(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _worker(tmp_path, shared_data, uri, "journal:optuna.journal", "local", 8, "--n-workers", "2", log="local")
+    assert proc.wait(timeout=600) == 0, (tmp_path / "local.err").read_text()[-3000:]
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="local", storage=JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal"))))
+    complete = _check_study(study, 8)
+    assert len({t.user_attrs["worker"] for t in complete}) == 2, "the second process ran trials too"
+    _check_mlflow(MlflowClient(uri), "local", complete)
+
+
+def test_sqlite_refuses_parallel_workers(tracking, shared_data):
+    from typer.testing import CliRunner
+
+    from cryptolstm.cli import app
+
+    result = CliRunner().invoke(app, ["search", "--n-workers", "2", "--storage", "sqlite:///optuna.db",
+                                      "--data-dir", str(shared_data)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: n_workers=2 cannot share sqlite:///optuna.db: SQLite locks under parallel "
+                                     "writers; use storage journal:optuna.journal (one machine) or postgresql://... (many).")
+    bad = CliRunner().invoke(app, ["search", "--storage", "postgresql://u:secret@127.0.0.1:1/x", "--data-dir",
+                                   str(shared_data), "--quiet"])
+    assert bad.exit_code == 2 and "cannot open storage postgresql://u:***@127.0.0.1:1/x" in bad.stderr
+    assert "secret" not in bad.stderr
