@@ -58,9 +58,12 @@ def main() -> None:
                    "bench", "--storage", storage, "--n-trials", str(args.trials), "--data-dir", args.data_dir,
                    "--prune", "false", "--register", "false", "--heartbeat", "10", "--quiet"]
         started = time.perf_counter()
-        procs = [subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for _ in range(workers)]
+        logs = [open(tmp / f"w{workers}-{i}.err", "w") for i in range(workers)]
+        procs = [subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
         codes = [p.wait() for p in procs]
+        for code, log in zip(codes, logs):
+            if code:
+                print(f"  a worker failed: {Path(log.name).read_text().strip().splitlines()[-1]}")
         minutes = (time.perf_counter() - started) / 60
         study = optuna.load_study(study_name="bench", storage=storage)
         complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))

@@ -216,3 +216,28 @@ def test_sqlite_refuses_parallel_workers(tracking, shared_data):
                                    str(shared_data), "--quiet"])
     assert bad.exit_code == 2 and "cannot open storage postgresql://u:***@127.0.0.1:1/x" in bad.stderr
     assert "secret" not in bad.stderr
+
+
+def test_a_joining_worker_waits_for_the_whole_identity_of_the_study(tmp_path, shared_data):
+    """The creator writes coin, space and protocol one by one; a worker joining in between must
+    wait for all of them, not refuse the study for a half-written identity."""
+    import threading
+
+    from cryptolstm.data import load_market
+    from cryptolstm.search import optuna_engine
+    from cryptolstm.search.space import load_space
+    from cryptolstm.search.trials import TrialRunner
+
+    space = load_space(_setup_files(tmp_path), data_dir=str(shared_data))
+    runner = TrialRunner(space, load_market(shared_data, "2023-06-01"), "", 2, "optuna")
+    url = f"journal:{tmp_path / 'j.journal'}"
+    from cryptolstm.search.storage import open_storage
+
+    study = optuna.create_study(study_name="half", storage=open_storage(url))
+    study.set_user_attr("coin", "BTC")  # the creator has written one key so far
+    rest = {"space_digest": space.digest(), "protocol": "honest"}
+    writer = threading.Timer(1.5, lambda: [study.set_user_attr(k, v) for k, v in rest.items()])
+    writer.start()
+    handle = optuna_engine.open_study("half", url, runner, "tpe", 1, False, 2)
+    writer.join()
+    assert not handle.created and handle.study.user_attrs["protocol"] == "honest"

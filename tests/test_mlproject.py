@@ -203,3 +203,10 @@ def test_mlflow_run_backtest_and_report(tmp_path, shared_data):
     assert len(children) == 1 and children[0].data.params["fold.n_test"] == "31"
     _, _, done = _mlflow_run(tmp_path, {"experiment": "e2e", "output": str(tmp_path / "r.md")}, entry="report")
     assert parent.info.run_id[:8] in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.slow
+def test_mlflow_run_fetch_bad_coin_is_one_sentence(tmp_path):
+    _, run, done = _mlflow_run(tmp_path, {"coins": "BTC,DOGE", "data_dir": str(tmp_path / "d")}, entry="fetch", ok=False)
+    assert "error: coin must be one of BTC, ETH; got 'DOGE'." in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "d" / "manifest.json").exists()

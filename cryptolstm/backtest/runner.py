@@ -285,12 +285,14 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd") -> str:
         seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
         mean, sd = rows.loc["lstm.mean", ratio], rows.loc["lstm.std", ratio]
         beats = int((seeds[ratio] < 1).sum())
+        p_values = seeds[f"{units}/dm_p"]
+        several = len(seeds) > 1  # one seed: its values, without a spread that is not there
         cells = [
             fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}", str(rows["days"].iloc[0]),
-            f"{_fmt(mean)} ± {_fmt(sd)} ({_fmt(seeds[ratio].min())}-{_fmt(seeds[ratio].max())})",
-            f"{beats}/{len(seeds)} seeds",
+            f"{_fmt(mean)} ± {_fmt(sd)} ({_fmt(seeds[ratio].min())}-{_fmt(seeds[ratio].max())})" if several else _fmt(mean),
+            f"{beats}/{len(seeds)} seeds" if several else ("yes" if beats else "no"),
             *[_fmt(rows.loc[b, ratio]) for b in baselines_here],
-            f"{_fmt(seeds[f'{units}/dm_p'].min(), 2, 'g')}-{_fmt(seeds[f'{units}/dm_p'].max(), 2, 'g')}",
+            f"{_fmt(p_values.min(), 2, 'g')}-{_fmt(p_values.max(), 2, 'g')}" if several else _fmt(p_values.iloc[0], 2, "g"),
             _fmt(rows.loc["lstm.mean", "direction"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")

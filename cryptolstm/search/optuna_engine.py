@@ -187,7 +187,8 @@ def open_study(name: str, storage: str, runner: TrialRunner, algorithm: str, see
         for key, value in identity.items():
             study.set_user_attr(key, value)
     else:
-        attrs = _wait_for_attrs(study, tuple(identity)) if not study.user_attrs else study.user_attrs
+        # The creator writes the identity one key at a time: wait for all of it, not the first key.
+        attrs = _wait_for_attrs(study, tuple(identity))
         existing = {k: attrs.get(k) for k in identity}
         if existing != identity:
             raise ConfigError(
