@@ -42,6 +42,12 @@ def _database(name: str) -> str:
     return PG.rsplit("/", 1)[0] + "/" + name
 
 
+def _watcher(url: str) -> optuna.storages.RDBStorage:
+    """One storage (one small connection pool) for the test's own polling: a new storage per
+    poll would open a new pool each time and exhaust the server's connections."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
 def _drop_connections(url: str) -> int:
     """Terminate every connection to ``url``'s database (a database blip the workers must survive)."""
     import psycopg
@@ -126,13 +132,14 @@ def _check_mlflow(client: MlflowClient, study_name: str, complete: list) -> tupl
 def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, shared_data, tracking_server):
     _setup_files(tmp_path)
     storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "shared", 6
+    watcher = _watcher(storage)
     workers = [_worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "2", log=f"w{i}")
                for i in range(2)]
     # Once trials are under way, cut every connection to the study's database.
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
+            study = optuna.load_study(study_name=study_name, storage=watcher)
             if len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
                 break
         except KeyError:
@@ -141,7 +148,7 @@ def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, share
     assert _drop_connections(storage) >= 1
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=600) == 0, (tmp_path / f"w{i}.err").read_text()[-3000:]
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=watcher)
     complete = _check_study(study, n)
     assert len({t.user_attrs["worker"] for t in complete}) == 2, "both workers ran trials"
     client = MlflowClient(tracking_server)
@@ -157,13 +164,14 @@ def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, share
 def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, shared_data, tracking_server):
     _setup_files(tmp_path)
     storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "killed", 4
+    watcher = _watcher(storage)
     first = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="first")
     second = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="second")
     victim = f"{socket.gethostname()}:{second.pid}"
     deadline, killed = time.time() + 300, None
     while time.time() < deadline and killed is None:
         try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
+            study = optuna.load_study(study_name=study_name, storage=watcher)
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 if t.user_attrs.get("worker") == victim and t.intermediate_values:
                     os.kill(second.pid, signal.SIGKILL)
@@ -174,7 +182,7 @@ def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, 
     assert killed is not None, "the second worker never ran a trial"
     second.wait(timeout=30)
     assert first.wait(timeout=600) == 0, (tmp_path / "first.err").read_text()[-3000:]
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=watcher)
     dead = study.trials[killed]
     assert dead.state == optuna.trial.TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]

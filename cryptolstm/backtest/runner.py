@@ -123,22 +123,40 @@ def _limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+class Lstm:
+    """The LSTM of ``cfg`` with the baselines' interface: ``fit(splits, closes)`` trains on
+    ``splits.train`` with early stopping on ``splits.val``; ``predict(samples, closes)`` gives
+    (n,) target returns. ``params``: best epoch, epochs run and best validation loss."""
+
+    name = "lstm"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.params: dict[str, float] = {}
+        self.model = None
+
+    def fit(self, splits: Splits, closes: pd.Series | None = None) -> Lstm:
+        import keras
+
+        from cryptolstm.train import fit
+
+        keras.backend.clear_session()
+        self.model, history, best = fit(self.cfg, splits)
+        self.params = {"best_epoch": best + 1, "epochs_run": len(history["loss"]),
+                       "val_loss": float(np.min(history["val_loss"]))}
+        return self
+
+    def predict(self, samples, closes: pd.Series | None = None) -> np.ndarray:
+        from cryptolstm.train import predict
+
+        return predict(self.model, samples.X)
+
+
 def lstm_job(cfg: RunConfig, frame: pd.DataFrame, fold: Fold) -> dict:
     """Fit one LSTM on a fold's training days; its (n,) USD forecasts of the fold's test days."""
-    import keras
-
-    from cryptolstm.train import fit, predict
-
-    keras.backend.clear_session()
     splits = fold_splits(frame, cfg, fold)
-    model, history, best = fit(cfg, splits)
-    pred_return = predict(model, splits.test.X)
-    return {
-        "forecast": splits.test.ref_close * (1.0 + pred_return),
-        "best_epoch": best + 1,
-        "epochs_run": len(history["loss"]),
-        "val_loss": float(np.min(history["val_loss"])),
-    }
+    model = Lstm(cfg).fit(splits)
+    return {"forecast": splits.test.ref_close * (1.0 + model.predict(splits.test)), **model.params}
 
 
 def _run_jobs(jobs: list[tuple[RunConfig, Fold]], frame: pd.DataFrame, workers: int, done: Callable) -> None:

@@ -5,12 +5,14 @@ resumable study in SQLite (default), a journal file (several local processes) or
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import os
 import socket
 import tempfile
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +102,26 @@ class StudyHandle:
         a heartbeat; those of a live local worker process on a journal; none otherwise."""
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if self.heartbeat:
-            optuna.storages.fail_stale_trials(self.study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+            self._fail_orphans()
             return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if self.children:
             self.reap_children()
             return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return [] if not self.follower else running
+
+    def _fail_orphans(self) -> None:
+        """Fail RUNNING trials that no worker ever started: a trial creation that was retried
+        after a dropped connection had in fact been committed. Such a trial has no heartbeat,
+        so Optuna's stale check never sees it, and no ``worker`` attribute (a worker sets it
+        first thing)."""
+        limit = dt.datetime.now() - dt.timedelta(seconds=4 * self.heartbeat)
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "worker" not in trial.user_attrs and trial.datetime_start and trial.datetime_start < limit:
+                self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                log.warning("trial %d was created but never started by any worker; marked failed", trial.number)
 
     def reap_children(self) -> None:
         """Fail and queue again the RUNNING trials of local worker processes that have died."""
