@@ -389,7 +389,7 @@ def predict_command(
     label = model_uri or f"the {coin.upper()} champion"
     try:
         registry.model_name(coin)
-        directory = data_dir or os.environ.get("CRYPTOLSTM_DATA_DIR") or "data"
+        directory = _data_dir(data_dir)
         market = load_market(directory, "2000-01-01")
         model, label = registry.load_champion(coin, model_uri or None)
         out = model.predict(example_rows(market.frame, 60))
@@ -543,6 +543,8 @@ def list_command(
 
     directory = _data_dir(data_dir)
     try:
+        if not Path(directory).is_dir():
+            raise CryptoLstmError(f"data directory {directory} does not exist.")
         every, now = snapshots.all_snapshots(directory), snapshots.current(directory)
     except CryptoLstmError as exc:
         _fail(str(exc))

@@ -66,6 +66,8 @@ def test_import_command_writes_a_snapshot_the_loader_reads(tmp_path):
     assert {p.name: p.read_bytes() for p in first_dir.iterdir()} == before
     listed = runner.invoke(app, ["data", "list", "--data-dir", str(data)])
     assert listed.stdout.count("\n") == 2 and listed.stdout.splitlines()[1].startswith("* ")
+    missing = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
 
 def test_import_command_bad_file_is_one_sentence_and_writes_nothing(tmp_path):

@@ -48,6 +48,20 @@ def _watcher(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
+def _poll(storage, study_name: str, found, seconds: float = 300.0, every: float = 0.5):
+    """``found(study)`` once it is truthy (the study may not exist yet), or None after ``seconds``."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            result = found(optuna.load_study(study_name=study_name, storage=storage))
+            if result:
+                return result
+        except KeyError:
+            pass
+        time.sleep(every)
+    return None
+
+
 def _drop_connections(url: str) -> int:
     """Terminate every connection to ``url``'s database (a database blip the workers must survive)."""
     import psycopg
@@ -136,15 +150,7 @@ def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, share
     workers = [_worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "2", log=f"w{i}")
                for i in range(2)]
     # Once trials are under way, cut every connection to the study's database.
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            study = optuna.load_study(study_name=study_name, storage=watcher)
-            if len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
-                break
-        except KeyError:
-            pass
-        time.sleep(0.5)
+    assert _poll(watcher, study_name, lambda s: s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
     assert _drop_connections(storage) >= 1
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=600) == 0, (tmp_path / f"w{i}.err").read_text()[-3000:]
@@ -168,18 +174,12 @@ def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, 
     first = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="first")
     second = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="second")
     victim = f"{socket.gethostname()}:{second.pid}"
-    deadline, killed = time.time() + 300, None
-    while time.time() < deadline and killed is None:
-        try:
-            study = optuna.load_study(study_name=study_name, storage=watcher)
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                if t.user_attrs.get("worker") == victim and t.intermediate_values:
-                    os.kill(second.pid, signal.SIGKILL)
-                    killed = t.number
-        except KeyError:
-            pass
-        time.sleep(0.2)
-    assert killed is not None, "the second worker never ran a trial"
+    running = _poll(watcher, study_name, lambda s: [
+        t.number for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.user_attrs.get("worker") == victim and t.intermediate_values], every=0.2)
+    assert running, "the second worker never ran a trial"
+    os.kill(second.pid, signal.SIGKILL)
+    killed = running[0]
     second.wait(timeout=30)
     assert first.wait(timeout=600) == 0, (tmp_path / "first.err").read_text()[-3000:]
     study = optuna.load_study(study_name=study_name, storage=watcher)

@@ -94,6 +94,11 @@ def test_update_fetches_only_new_days_and_checks_the_overlap(coinbase, tmp_path)
     pd.testing.assert_frame_equal(new.iloc[: len(old)], old)
     # Nothing new yet: no new snapshot.
     assert fetch(str(tmp_path), now=at("2020-01-06", hour=20), retry=FAST).snapshot is None
+    # --full for one coin takes that coin's whole history again and keeps the other coin as it was.
+    eth = report.snapshot.coins["ETH"]
+    full = fetch(str(tmp_path), coins=("BTC",), full=True, now=at("2020-01-07"), retry=FAST)
+    assert full.mode == {"BTC": "full"} and full.snapshot.coins["BTC"].first_date == "2015-07-20"
+    assert full.snapshot.coins["BTC"].last_date == "2020-01-06" and full.snapshot.coins["ETH"].sha256 == eth.sha256
 
 
 def test_a_revised_overlap_day_is_reported_not_merged(coinbase, tmp_path):
@@ -137,6 +142,8 @@ def test_fetch_command_offline_is_one_sentence(coinbase, tmp_path, monkeypatch):
     assert told[2] == lines[0] and not (tmp_path / "d" / "manifest.json").exists()
     bad = runner.invoke(app, ["fetch", "--coins", "BTC,DOGE", "--data-dir", str(tmp_path / "d")])
     assert bad.exit_code == 2 and "coin must be one of BTC, ETH; got 'DOGE'." in bad.stderr
+    empty = runner.invoke(app, ["fetch", "--coins", ",", "--data-dir", str(tmp_path / "d")])
+    assert empty.exit_code == 2 and "coins must name at least one of BTC, ETH." in empty.stderr
 
 
 @pytest.mark.slow

@@ -165,20 +165,20 @@ def fetch(
 ) -> FetchReport:
     """Fetch ``coins`` into a new snapshot of ``data_dir``: only the days after the last stored
     complete day of a snapshot of this source (checking the overlap day), else the full history."""
+    if not coins:
+        raise DataError(f"coins must name at least one of {', '.join(SYMBOLS)}.")
     for coin in coins:
         if coin not in SYMBOLS:
             raise DataError(f"coin must be one of {', '.join(SYMBOLS)}; got {coin!r}.")
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(dt.UTC).date()
     exchange = exchange or make_exchange()
-    current = snapshots.current(data_dir) if not full else None
-    stored = snapshots.frames_of(data_dir) if current is not None else {}
-    frames, new_days, mode = dict(stored), {}, {}
+    frames, sources, symbols = snapshots.carried(data_dir)
+    new_days, mode = {}, {}
     for coin in coins:
-        if current is not None and coin in stored and current.coins[coin].source == SOURCE:
-            old = stored[coin]
-            last = old.index[-1].date()
-            fetched = fetch_daily(exchange, coin, last, today, retry)
+        if not full and coin in frames and sources[coin] == SOURCE:
+            old = frames[coin]
+            fetched = fetch_daily(exchange, coin, old.index[-1].date(), today, retry)
             _overlap_check(coin, old, fetched)
             added = fetched[fetched.index > old.index[-1]]
             frames[coin] = pd.concat([old, added])
@@ -189,11 +189,9 @@ def fetch(
                 raise DataError(f"{SOURCE} returned no daily candles for {SYMBOLS[coin]}.")
             frames[coin] = fetched
             new_days[coin], mode[coin] = len(fetched), "full"
-    if current is not None and all(n == 0 for n in new_days.values()):
+    if all(m == "update" and n == 0 for m, n in zip(mode.values(), new_days.values())):
         return FetchReport(None, new_days, mode)
-    sources = {c: current.coins[c].source for c in stored} if current is not None else {}
     sources.update({c: SOURCE for c in coins})
-    symbols = {c: current.coins[c].symbol for c in stored} if current is not None else {}
     symbols.update({c: SYMBOLS[c] for c in coins})
     snapshot = snapshots.write_snapshot(
         data_dir, frames, SOURCE, symbols, sources, note=", ".join(f"{c}: {m}" for c, m in mode.items()), now=now

@@ -170,11 +170,6 @@ def import_csv(path: str | Path, coin: str, data_dir: str | Path) -> snapshots.S
     frame = parse_prices(path, coin)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    current = snapshots.current(data_dir)
-    frames = snapshots.frames_of(data_dir) if snapshots.has_data(data_dir) else {}
-    sources = {c: current.coins[c].source for c in frames} if current else {c: f"files:{data_dir}" for c in frames}
-    symbols = {c: current.coins[c].symbol for c in frames} if current else {}
-    frames[coin] = frame
-    sources[coin] = f"import:{Path(path).name}"
-    symbols[coin] = coin
+    frames, sources, symbols = snapshots.carried(data_dir)
+    frames[coin], sources[coin], symbols[coin] = frame, f"import:{Path(path).name}", coin
     return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources, note=f"{coin} from {Path(path).name}")

@@ -208,3 +208,15 @@ def frames_of(data_dir: str | Path) -> dict[str, pd.DataFrame]:
 
     directory = resolve(data_dir)
     return {p.name.split("-")[0].upper(): read_daily_csv(p) for p in sorted(directory.glob("*-usd-daily.csv"))}
+
+
+def carried(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, str]]:
+    """What a new snapshot of ``data_dir`` starts from: every coin's current frame, where its rows
+    came from and its symbol there (``files:<dir>`` for a plain directory's files); empty if
+    the directory holds no data. A fetch or import replaces only the coins it brings."""
+    if not has_data(data_dir):
+        return {}, {}, {}
+    frames, now = frames_of(data_dir), current(data_dir)
+    if now is None:
+        return frames, {c: f"files:{data_dir}" for c in frames}, {c: c for c in frames}
+    return frames, {c: now.coins[c].source for c in frames}, {c: now.coins[c].symbol for c in frames}

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from cryptolstm.errors import ConfigError
 from cryptolstm.search.storage import JOURNAL, masked
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
-from cryptolstm.search.trials import TrialRunner
+from cryptolstm.search.trials import TrialRunner, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,6 @@ FINISH_ATTR = "finished_at"  # study user attr: finished-trial count when a work
 FOLLOWER_ENV = "CRYPTOLSTM_SEARCH_FOLLOWER"  # set in the processes that --n-workers starts
 
 
-def worker_id() -> str:
-    """``host:pid`` of this worker, as trials and child runs record it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -100,17 +95,16 @@ class StudyHandle:
     def live_running(self) -> list:
         """RUNNING trials that may still be alive: after the heartbeat check on an RDB storage with
         a heartbeat; those of a live local worker process on a journal; none otherwise."""
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if self.heartbeat:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
             self._fail_orphans()
-            return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if self.children:
+        elif self.children:
             self.reap_children()
-            return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [] if not self.follower else running
+        elif not self.follower:  # a lone process: a RUNNING trial is left over from a crash
+            return []
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
     def _fail_orphans(self) -> None:
         """Fail RUNNING trials that no worker ever started: a trial creation that was retried

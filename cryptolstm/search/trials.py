@@ -19,6 +19,11 @@ from cryptolstm.search.space import SearchSpace
 from cryptolstm.train import TrainResult, train
 
 
+def worker_id() -> str:
+    """``host:pid`` of this worker, as trials and their child runs record it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass
 class TrialRunner:
     """Runs trials of ``space`` on ``market`` under the parent run ``parent_id``.
@@ -55,7 +60,7 @@ class TrialRunner:
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         cfg = self.config(values)
         cfg = cfg.replace(epochs=epochs) if epochs else cfg
-        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
         with tracking.trial_run(self.parent_id, name, cfg, tags):
             result = train(
                 cfg, self.market, [tracking.EpochLogger(), *callbacks], evaluate_test=False,
