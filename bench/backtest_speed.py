@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from cryptolstm.backtest.runner import BacktestOptions, run_backtest
+from cryptolstm.backtest.runner import run_backtest
+from cryptolstm.options import BacktestOptions
 from cryptolstm.config import load_config
 from cryptolstm.data import load_market
 
@@ -52,7 +53,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         fits = len(result.folds) * args.seeds
         epochs = sum(v for f in result.folds for k, v in f.fit.items() if k.endswith(".epochs_run"))
-        forecasts[workers] = np.concatenate([f.lstm[s] for f in result.folds for s in sorted(f.lstm)])
+        forecasts[workers] = np.concatenate([f.forecasts[k].close() for f in result.folds for k in sorted(f.forecasts) if k.startswith("lstm.")])
         print(f"workers={workers}: {seconds:8.1f} s wall, {fits} fits, {epochs:.0f} epochs, "
               f"{seconds / fits:6.1f} s per fit")
     gap = np.max(np.abs(forecasts[1] / forecasts[2] - 1.0))

@@ -24,7 +24,9 @@ import optuna
 
 from cryptolstm.data import load_market
 from cryptolstm.search.space import load_space
-from cryptolstm.search.study import SearchOptions, run_search
+from cryptolstm.options import SearchOptions
+from cryptolstm.search.study import run_search
+from cryptolstm.tracking.search import MlflowSearchTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +41,7 @@ def timed_search(space, market, tmp: Path, name: str, trials: int, max_epochs: i
     options = SearchOptions(study_name=name, storage=f"sqlite:///{tmp / 'optuna.db'}", n_trials=trials,
                             max_epochs=max_epochs, prune=prune, seed=202)
     start = time.perf_counter()
-    result = run_search(space, market, options)
+    result = run_search(space, market, tracker=MlflowSearchTracker(market, space.base, "bench"), options=options)
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=options.storage)
     epochs = sum(t.user_attrs.get("epochs_run", 0) for t in study.trials)
@@ -57,7 +59,7 @@ def memory_over_trials(space, market, tmp: Path, trials: int) -> list[tuple[int,
         if trial.number + 1 in (1, 5, 10, 20, trials):
             marks.append((trial.number + 1, rss_mib()))
 
-    from cryptolstm.search import optuna_engine
+    from cryptolstm.search import optuna_study as optuna_engine
 
     original = optuna_engine.run_optuna
 
@@ -67,7 +69,7 @@ def memory_over_trials(space, market, tmp: Path, trials: int) -> list[tuple[int,
 
     optuna_engine.run_optuna = with_marks
     try:
-        run_search(tiny, market, SearchOptions(study_name="memory", storage=f"sqlite:///{tmp / 'optuna.db'}",
+        run_search(tiny, market, tracker=MlflowSearchTracker(market, tiny.base, "bench"), options=SearchOptions(study_name="memory", storage=f"sqlite:///{tmp / 'optuna.db'}",
                                                n_trials=trials, max_epochs=2, prune=False))
     finally:
         optuna_engine.run_optuna = original

@@ -23,7 +23,7 @@ from cryptolstm.config import load_config
 from cryptolstm.data import load_market
 from cryptolstm.models.lstm import build_lstm, flops_per_sample
 from cryptolstm.splits import make_splits
-from cryptolstm.train import set_seed
+from cryptolstm.models.lstm import set_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

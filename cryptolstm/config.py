@@ -10,7 +10,6 @@ before any data is read or any run is started.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from typing import Any
 import yaml
 
 from cryptolstm.errors import ConfigError
+from cryptolstm.options import coerce_fields
 
 COINS = ("BTC", "ETH")
-PROTOCOLS = ("honest", "seed")
 ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "swish", "gelu")
 # hard_sigmoid_keras2 is Keras 2.x's hard sigmoid (slope 0.2), the LSTM gate default in 2018.
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
@@ -70,9 +69,15 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", str(self.coin).upper())
-        for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        coerce_fields(self)
         _validate(self)
+
+    @property
+    def rules(self):
+        """The `cryptolstm.protocols.Protocol` named by ``protocol``: what the protocol decides."""
+        from cryptolstm.protocols import protocol  # protocols -> splits -> config: imported late
+
+        return protocol(self.protocol)
 
     @property
     def test_frac(self) -> float:
@@ -91,36 +96,6 @@ class RunConfig:
 FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
 
 
-def _coerce(name: str, type_name: str, value: Any) -> Any:
-    """Turn YAML/CLI values into the field's type, or raise one clear sentence."""
-    if value is None:
-        return None
-    kind = str(type_name).split("|")[0].strip()
-    try:
-        if kind == "bool":
-            if isinstance(value, str):
-                if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError
-                return value.lower() in {"true", "1", "yes"}
-            return bool(value)
-        if kind == "int":
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if kind == "float":
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {kind}, got {value!r}.") from None
-
-
-def _parse_date(name: str, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a date written YYYY-MM-DD, got {value!r}.") from None
-
-
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
@@ -133,14 +108,13 @@ def _check_min(name: str, value: int, low: int) -> None:
 
 def _validate(c: RunConfig) -> None:
     _check_choice("coin", c.coin, COINS)
-    _check_choice("protocol", c.protocol, PROTOCOLS)
+    rules = c.rules  # an unknown protocol is one sentence
     _check_choice("activation", c.activation, ACTIVATIONS)
     _check_choice("output_activation", c.output_activation, ACTIVATIONS)
     _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
     _check_choice("loss", c.loss, LOSSES)
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
-    start = _parse_date("merge_date", c.merge_date)
-    if c.end_date is not None and _parse_date("end_date", c.end_date) <= start:
+    if c.end_date is not None and c.end_date <= c.merge_date:  # ISO dates compare as text
         raise ConfigError(f"end_date ({c.end_date}) must be after merge_date ({c.merge_date}).")
     # A window of one day normalises to all zeros and leaves persistence undefined.
     _check_min("window_len", c.window_len, 2)
@@ -152,7 +126,7 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError(f"learning_rate must be > 0, got {c.learning_rate}.")
     if not 0.0 < c.train_frac < 1.0:
         raise ConfigError(f"train_frac must be in (0, 1), got {c.train_frac}.")
-    if c.protocol == "honest" and not (0.0 < c.val_frac and c.test_frac > 0.0):
+    if rules.has_test and not (0.0 < c.val_frac and c.test_frac > 0.0):
         raise ConfigError(
             f"val_frac must be > 0 and train_frac + val_frac < 1 so that a test split remains; "
             f"got train_frac={c.train_frac}, val_frac={c.val_frac}."

@@ -7,7 +7,6 @@ forecast close in USD for the day after the last row, beside that last close.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.windowing import feature_columns, normalise
+from cryptolstm.models.lstm import Lstm
+from cryptolstm.windowing import feature_columns, latest_window
 
 INPUT_COLUMNS = ["date", *feature_columns(COINS)]
 
@@ -46,17 +46,17 @@ def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
 
 def forecast(model, rows: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     """One-row frame: ``date`` (the day after the last row), ``coin``, ``forecast_close`` and
-    ``last_close`` in USD, and ``forecast_return`` (forecast / last close - 1)."""
-    frame = prepare_rows(rows, cfg.window_len)
-    X = normalise(frame[feature_columns(COINS)].to_numpy(np.float64)[None]).astype(np.float32)  # (1, w, f)
-    predicted = float(np.asarray(model.predict(X, verbose=0)).reshape(-1)[0])
-    closes = frame[f"{cfg.coin}_close"].to_numpy(float)
-    # The target is relative to the window's last close (honest) or its first (seed, 2018).
-    reference = closes[-1] if cfg.protocol == "honest" else closes[0]
-    value = reference * (1.0 + predicted)
-    day: dt.date = (frame["date"].iloc[-1] + pd.Timedelta(days=1)).date()
-    return pd.DataFrame({"date": [day.isoformat()], "coin": [cfg.coin], "forecast_close": [value],
-                         "last_close": [closes[-1]], "forecast_return": [value / closes[-1] - 1.0]})
+    ``last_close`` in USD, and ``forecast_return`` (forecast / last close - 1).
+
+    ``model``: the Keras model, forecasting through the `Lstm` forecaster like training does.
+    """
+    frame = prepare_rows(rows, cfg.window_len).set_index("date")
+    sample = latest_window(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference)
+    predicted = Lstm(cfg, model=model).predict(sample)
+    value, last = float(predicted.close()[0]), float(predicted.last_close[0])
+    day = pd.Timestamp(predicted.dates[0]).date().isoformat()
+    return pd.DataFrame({"date": [day], "coin": [cfg.coin], "forecast_close": [value],
+                         "last_close": [last], "forecast_return": [value / last - 1.0]})
 
 
 def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from cryptolstm.windowing import WindowSet
+from cryptolstm.forecast import Forecast
+
+matplotlib.use("Agg")  # the harness draws files, never windows (also for other libraries' pyplot figures)
 
 
 def _date_axis(ax) -> None:
@@ -30,16 +33,26 @@ def price_volume(frame: pd.DataFrame, coin: str) -> Figure:
     return fig
 
 
-def forecast_vs_actual(samples: WindowSet, pred_return: np.ndarray, coin: str, split: str) -> Figure:
+def figure_of(axes) -> Figure:
+    """The `Figure` that owns ``axes`` (or an array of them) drawn through another library's pyplot,
+    let go by pyplot so that it does not stay in memory."""
+    import matplotlib.pyplot as plt
+
+    fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    plt.close(fig)
+    return fig
+
+
+def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split: str) -> Figure:
     """Actual close, model forecast and persistence (USD) on ``split``'s target days."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     ax = fig.subplots()
-    dates = pd.to_datetime(samples.dates)
-    ax.plot(dates, samples.target_close, label="actual", lw=1.5, color="black")
-    ax.plot(dates, samples.ref_close * (1.0 + pred_return), label="LSTM", lw=1)
-    ax.plot(dates, samples.last_close(), label="persistence", lw=1, ls="--")
+    dates = pd.to_datetime(forecast.dates)
+    ax.plot(dates, actual, label="actual", lw=1.5, color="black")
+    ax.plot(dates, forecast.close(), label="LSTM", lw=1)
+    ax.plot(dates, forecast.last_close, label="persistence", lw=1, ls="--")
     ax.set_ylabel("close (USD)")
-    ax.set_title(f"{coin} forecast vs actual on the {split} days ({len(samples)} days)")
+    ax.set_title(f"{coin} forecast vs actual on the {split} days ({len(forecast)} days)")
     ax.legend()
     _date_axis(ax)
     return fig

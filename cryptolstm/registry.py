@@ -132,3 +132,30 @@ def load_champion(coin: str, model_uri: str | None = None):
     if model_uri is None:
         label = f"{uri} (version {MlflowClient().get_model_version_by_alias(model_name(coin), ALIAS).version})"
     return model, label
+
+
+def register_run(run_id: str, coin: str, force: bool = False) -> Registration:
+    """`register` the run ``run_id``; an unknown run is one sentence."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"cannot register a {coin.upper()} model: {str(exc).splitlines()[0]}") from None
+    return register(run, coin, force)
+
+
+def register_best(options) -> Registration:
+    """`cryptolstm register`: ``options.run_id``'s model, else the best run of the study or experiment
+    (``options``: a `cryptolstm.options.RegisterOptions`)."""
+    model_name(options.coin)
+    if options.run_id:
+        return register_run(options.run_id, options.coin, options.force)
+    return register(best_run(options.coin, options.experiment_name, options.study_name), options.coin, options.force)
+
+
+def forecast_with(coin: str, model_uri: str | None, rows):
+    """(the forecast of ``model_uri``, or of ``coin``'s champion, from daily ``rows``; its label)."""
+    model, label = load_champion(coin, model_uri)
+    try:
+        return model.predict(rows), label
+    except MlflowException as exc:
+        raise ConfigError(f"{label} could not forecast: {str(exc).splitlines()[0][:300]}") from None

@@ -17,9 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cryptolstm.config import COINS, RunConfig
+from typing import TYPE_CHECKING
+
+from cryptolstm.config import COINS
 from cryptolstm.errors import DataError
 from cryptolstm.windowing import WindowSet, next_day_windows, seed_windows
+
+if TYPE_CHECKING:
+    from cryptolstm.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -68,5 +73,5 @@ def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = C
 
 
 def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
-    """The splits of ``cfg.protocol``."""
-    return seed_split(frame, cfg, coins) if cfg.protocol == "seed" else honest_split(frame, cfg, coins)
+    """The splits of ``cfg``'s protocol."""
+    return cfg.rules.split(frame, cfg, coins)

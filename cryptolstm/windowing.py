@@ -122,3 +122,24 @@ def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], win
         target_close=close[w:],
         dates=frame.index.to_numpy()[w:],
     )
+
+
+def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str) -> WindowSet:
+    """One sample: the last ``window_len`` days of ``frame`` as the input, to forecast the day after.
+
+    Its target is unknown (``y`` and ``target_close`` NaN); ``reference`` (``"first"`` or
+    ``"last"``) names the window close the target return is relative to, as the protocol says.
+    """
+    w = window_len
+    _require(len(frame), w, "the input")
+    values = frame[feature_columns(coins)].to_numpy(np.float64)[-w:]
+    close = frame[f"{coin}_close"].to_numpy(np.float64)[-w:]
+    ref = close[:1] if reference == "first" else close[-1:]
+    return WindowSet(
+        X=normalise(values[None]).astype(np.float32),
+        y=np.full(1, np.nan, dtype=np.float32),
+        ref_close=ref,
+        persistence=close[-1:] / ref - 1.0,
+        target_close=np.full(1, np.nan),
+        dates=(frame.index[-1:] + pd.Timedelta(days=1)).to_numpy(),
+    )

@@ -10,8 +10,11 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from cryptolstm.backtest.folds import Fold, fold_splits, make_folds
-from cryptolstm.backtest.metrics import direction, dm_test, forecast_metrics, in_sample_scale
-from cryptolstm.backtest.runner import BacktestOptions, metrics_table, run_backtest, summary_markdown
+from cryptolstm.backtest.runner import fit_and_forecast, run_backtest
+from cryptolstm.backtest.tables import metrics_table, summary_markdown
+from cryptolstm.metrics import direction, dm_test, in_sample_scale, score
+from cryptolstm.models.lstm import Lstm
+from cryptolstm.options import BacktestOptions
 from cryptolstm.cli import app
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market, load_market
@@ -95,7 +98,7 @@ def test_baselines_exact_values_on_a_small_series():
     closes, frame = _series_market([100.0, 110.0, 121.0, 133.1, 146.41, 150.0, 120.0, 90.0])
     samples = next_day_windows(frame, "BTC", ("BTC", "ETH"), 2)  # targets days 2..7
     history = closes.iloc[:5]  # fit on 100 .. 146.41: every daily step is +10%
-    usd = lambda model: samples.ref_close * (1.0 + model.predict(samples, closes))  # noqa: E731
+    usd = lambda model: model.predict(samples, closes).close()  # noqa: E731
     np.testing.assert_allclose(usd(Persistence().fit()), [110.0, 121.0, 133.1, 146.41, 150.0, 120.0])
     drift = Drift().fit(None, history)
     assert drift.params["mu"] == pytest.approx(math.log(1.1))
@@ -105,7 +108,7 @@ def test_baselines_exact_values_on_a_small_series():
     with pytest.raises(DataError, match="needs 3 days"):
         ma.predict(samples, closes)
     later = samples.take(slice(1, None))
-    np.testing.assert_allclose(later.ref_close * (1.0 + ma.predict(later, closes)),
+    np.testing.assert_allclose(ma.predict(later, closes).close(),
                                [110.333333333, 121.366666667, 133.503333333, 143.17, 138.803333333], rtol=1e-9)
 
 
@@ -117,11 +120,11 @@ def test_arima_is_fitted_on_the_training_days_and_forecasts_one_step_ahead():
     first = pd.Timestamp(samples.dates[0])
     model = Arima().fit(None, closes.loc[: first - pd.Timedelta(days=1)])
     assert set(model.params) == {"drift", "ar.L1", "ma.L1", "sigma2"}
-    forecast = samples.ref_close * (1.0 + model.predict(samples, closes))
+    forecast = model.predict(samples, closes).close()
     # Prices after a target day cannot change its forecast.
     changed = closes.copy()
     changed.iloc[-10:] *= 5.0
-    again = samples.ref_close * (1.0 + model.predict(samples, changed))
+    again = model.predict(samples, changed).close()
     np.testing.assert_allclose(forecast[:-10], again[:-10], rtol=1e-12)
     # One step ahead of a near random walk: close to the last close, much closer than the spread of prices.
     assert np.mean(np.abs(forecast / samples.last_close() - 1.0)) < 0.01
@@ -160,12 +163,12 @@ def test_dm_test_of_identical_forecasts_is_undefined_not_significant():
 def test_direction_has_a_wilson_interval_and_persistence_has_no_direction():
     actual = np.array([1.0, -1.0, 2.0, -2.0, 1.0, 0.0])
     out = direction(actual, np.array([1.0, -1.0, 1.0, 1.0, 0.0, 5.0]))  # 3 of 5 right (the no-move day is left out)
-    assert out["direction"] == pytest.approx(0.6)
+    assert out["direction_accuracy"] == pytest.approx(0.6)
     z = 1.959963984540054
     centre, half = (0.6 + z * z / 10) / (1 + z * z / 5), z / (1 + z * z / 5) * math.sqrt(0.6 * 0.4 / 5 + z * z / 100)
     assert (out["direction_low"], out["direction_high"]) == (pytest.approx(centre - half), pytest.approx(centre + half))
     assert out["direction_p"] == pytest.approx(1.0)  # 3 of 5 is no evidence at all
-    assert math.isnan(direction(actual, np.zeros(6))["direction"])
+    assert math.isnan(direction(actual, np.zeros(6))["direction_accuracy"])
 
 
 def test_forecast_metrics_in_usd_and_returns_with_mase():
@@ -173,7 +176,7 @@ def test_forecast_metrics_in_usd_and_returns_with_mase():
     forecast = np.array([105.0, 100.0])
     scale_usd = in_sample_scale(pd.Series([100.0, 102.0, 98.0]), "usd")
     assert scale_usd == 3.0
-    m = forecast_metrics(actual, forecast, last, scale_usd, 0.05)
+    m = score(actual, forecast, last, scales={"usd": scale_usd, "return": 0.05})
     assert m["usd/mae"] == 3.0 and m["usd/rmse"] == pytest.approx(math.sqrt((25 + 1) / 2))
     assert m["usd/mae_ratio"] == pytest.approx(3.0 / 5.5) and m["usd/mase"] == pytest.approx(1.0)
     assert m["usd/mape"] == pytest.approx((5 / 110 + 1 / 99) / 2 * 100)
@@ -208,25 +211,31 @@ def test_every_fold_is_refitted_on_its_own_past(tiny_backtest):
         history = closes.loc[: fold.fold.first - pd.Timedelta(days=1)]
         assert fold.fit["drift.mu"] == pytest.approx(np.mean(np.diff(np.log(history.to_numpy()))))
         assert fold.fit["arima.ar.L1"] == pytest.approx(Arima().fit(None, history).params["ar.L1"])
-        assert set(fold.lstm) == {7, 8} and all(fold.fit[f"lstm.seed{s}.epochs_run"] >= 1 for s in (7, 8))
+        assert {"lstm.seed7", "lstm.seed8"} <= set(fold.forecasts)
+        assert all(fold.fit[f"lstm.seed{s}.epochs_run"] >= 1 for s in (7, 8))
         np.testing.assert_array_equal(fold.actual, closes.loc[fold.fold.first: fold.fold.last].to_numpy())
     mus = [f.fit["drift.mu"] for f in result.folds]
     assert len(set(mus)) == len(mus)
     assert [f.n_train + f.n_val for f in result.folds] == sorted(f.n_train + f.n_val for f in result.folds)
     # Two seeds are two models.
-    assert not np.allclose(result.folds[0].lstm[7], result.folds[0].lstm[8])
+    assert not np.allclose(result.folds[0].forecasts["lstm.seed7"].close(), result.folds[0].forecasts["lstm.seed8"].close())
+    # Every forecaster answers the same target days through the same interface.
+    assert all(np.array_equal(f.dates, result.folds[0].dates) for f in result.folds[0].forecasts.values())
 
 
 @pytest.mark.slow
 def test_one_lstm_fit_sees_nothing_after_its_fold(tiny_backtest):
-    from cryptolstm.backtest.runner import backtest_config, lstm_job
+    from functools import partial
+
+    from cryptolstm.backtest.runner import backtest_config
 
     cfg, market, options, result = tiny_backtest
     fold = result.folds[0].fold
     changed = market.frame.copy()
     changed.loc[fold.last + pd.Timedelta(days=1):] *= 10.0
-    again = lstm_job(backtest_config(cfg, options).replace(seed=7), changed, fold)
-    np.testing.assert_allclose(again["forecast"], result.folds[0].lstm[7], rtol=1e-6)
+    fold_cfg = backtest_config(cfg, options)
+    again, _ = fit_and_forecast(partial(Lstm, fold_cfg.replace(seed=7)), fold_cfg, changed, fold)
+    np.testing.assert_allclose(again.close(), result.folds[0].forecasts["lstm.seed7"].close(), rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -255,8 +264,8 @@ def test_workers_2_gives_the_same_forecasts_in_two_processes(tiny_backtest):
 
     parallel = run_backtest(cfg, market, replace(options, workers=2, arima=False))
     for a, b in zip(result.folds, parallel.folds):
-        for seed in a.lstm:
-            np.testing.assert_allclose(a.lstm[seed], b.lstm[seed], rtol=1e-4)
+        for label in ("lstm.seed7", "lstm.seed8"):
+            np.testing.assert_allclose(a.forecasts[label].close(), b.forecasts[label].close(), rtol=1e-4)
         assert "arima" not in b.forecasts
 
 
@@ -281,7 +290,7 @@ def test_backtest_command_logs_a_parent_and_a_child_per_fold(tracking, shared_da
     assert parent.data.tags["backtest.source"] == str(base)
     m = parent.data.metrics
     for key in ("lstm.mean/usd/mae_ratio", "lstm.std/usd/mae_ratio", "lstm.seed3/usd/dm_p", "lstm.seed4/return/mase",
-                "drift/usd/rmse", "arima/usd/mape", "moving_average/return/mae", "lstm.mean/direction_low"):
+                "drift/usd/rmse", "arima/usd/mape", "moving_average/return/mae", "lstm.mean/direction_low", "lstm.mean/direction_accuracy"):
         assert key in m, key
     child = children[0].data
     assert {"drift.mu", "arima.ar.L1", "fold.n_train"} <= set(child.params)
@@ -315,8 +324,8 @@ def test_backtest_bad_input_is_one_sentence_and_no_run(tracking, shared_data, ar
 
 @pytest.mark.slow
 def test_backtest_of_a_run_and_the_experiment_report(tracking, shared_data, tmp_path):
-    from cryptolstm.backtest.source import resolve
     from cryptolstm.tracking import tracked_train
+    from cryptolstm.tracking.source import resolve
 
     cfg = tiny_config(shared_data, merge_date="2023-01-01", neurons=3, window_len=5, seed=11)
     run_id, trained = tracked_train(cfg, load_market(shared_data, cfg.merge_date))

@@ -19,7 +19,7 @@ def _runs():
     [
         (["--coin", "DOGE"], "coin must be one of BTC, ETH; got 'DOGE'."),
         (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5."),
-        (["--neurons", "many"], "neurons must be a int, got 'many'."),
+        (["--neurons", "many"], "neurons must be an integer, got 'many'."),
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
         (["--experiment", "experiments/nope.yaml"], "experiment file experiments/nope.yaml does not exist."),
         (["--end-date", "2010-01-01"], "end_date (2010-01-01) must be after merge_date (2016-01-01)."),

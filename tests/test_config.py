@@ -17,14 +17,14 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
         ({"neurons": 0}, "neurons must be an integer >= 1, got 0"),
         ({"layers": -2}, "layers must be an integer >= 1"),
         ({"window_len": 1}, "window_len must be an integer >= 2"),
-        ({"batch_size": "ten"}, "batch_size must be a int, got 'ten'"),
-        ({"neurons": 3.5}, "neurons must be a int"),
+        ({"batch_size": "ten"}, "batch_size must be an integer, got 'ten'"),
+        ({"neurons": 3.5}, "neurons must be an integer"),
         ({"activation": "banana"}, "activation must be one of tanh"),
         ({"merge_date": "2016-13-01"}, "merge_date must be a date written YYYY-MM-DD"),
         ({"end_date": "2015-01-01"}, "end_date (2015-01-01) must be after merge_date"),
         ({"train_frac": 0.9, "val_frac": 0.1}, "so that a test split remains"),
         ({"learning_rate": 0}, "learning_rate must be > 0"),
-        ({"fill_gaps": "maybe"}, "fill_gaps must be a bool"),
+        ({"fill_gaps": "maybe"}, "fill_gaps must be true or false"),
     ],
 )
 def test_invalid_values_fail_with_one_sentence_naming_the_parameter(changes, words):

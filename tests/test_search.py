@@ -5,10 +5,12 @@ import pytest
 from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
-from cryptolstm.search import optuna_engine
+from cryptolstm.options import SearchOptions
+from cryptolstm.search import optuna_study
 from cryptolstm.search.space import load_space
-from cryptolstm.search.study import SearchOptions, run_search
+from cryptolstm.search.study import run_search
 from cryptolstm.search.trials import TrialRunner
+from cryptolstm.tracking.search import MlflowSearchTracker
 from tests.conftest import all_runs, sigterm_after_first_epoch
 
 pytestmark = pytest.mark.slow
@@ -40,6 +42,12 @@ def _children(client, parent_id):
     return sorted(runs, key=lambda r: int(r.data.tags["trial"].split("-")[1]))
 
 
+def _search(space, market, options):
+    """A search tracked in MLflow, in the coin's experiment, as the command runs it."""
+    tracker = MlflowSearchTracker(market, space.base, f"cryptolstm-{space.base.coin.lower()}")
+    return run_search(space, market, options, tracker)
+
+
 def _options(tmp_path, **changes):
     base = dict(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}", n_trials=3, max_epochs=2,
                 prune=False)
@@ -48,7 +56,7 @@ def _options(tmp_path, **changes):
 
 def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tracking, tmp_path, shared_data, market):
     space = _space(tmp_path, shared_data)
-    first = run_search(space, market, _options(tmp_path))
+    first = _search(space, market, _options(tmp_path))
     client = MlflowClient()
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -76,14 +84,14 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
             "plots/optuna_parallel_coordinate.png"} <= artifacts
 
     # The same command with a larger budget continues the study: same parent, no repeats.
-    again = run_search(space, market, _options(tmp_path, n_trials=5))
+    again = _search(space, market, _options(tmp_path, n_trials=5))
     assert again.parent_run_id == first.parent_run_id
     children = _children(client, first.parent_run_id)
     assert [c.data.tags["trial"] for c in children] == [f"trial-{i}" for i in range(5)]
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 5
     # Nothing left to do: a third call runs no trial.
-    run_search(space, market, _options(tmp_path, n_trials=5))
+    _search(space, market, _options(tmp_path, n_trials=5))
     assert len(_children(client, first.parent_run_id)) == 5
 
 
@@ -91,7 +99,7 @@ def test_same_seed_same_trial_parameters(tracking, tmp_path, shared_data, market
     space = _space(tmp_path, shared_data)
     params = []
     for name in ("a", "b"):
-        run_search(space, market, _options(tmp_path, study_name=name, max_epochs=1, seed=11))
+        _search(space, market, _options(tmp_path, study_name=name, max_epochs=1, seed=11))
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
         params.append([t.params for t in study.trials])
     assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
@@ -100,7 +108,7 @@ def test_same_seed_same_trial_parameters(tracking, tmp_path, shared_data, market
 def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_path, shared_data, market):
     base = BASE + "learning_rate: 0.001\noutput_activation: linear\n"
     space = _space(tmp_path, shared_data, "base: base.yaml\nspace:\n  learning_rate: {type: categorical, choices: [0.001, 1.0e+30]}\n", base)
-    result = run_search(space, market, _options(tmp_path, n_trials=4, algorithm="random", seed=0))
+    result = _search(space, market, _options(tmp_path, n_trials=4, algorithm="random", seed=0))
     client = MlflowClient()
     states = [c.data.tags["trial_state"] for c in _children(client, result.parent_run_id)]
     assert "failed" in states and "complete" in states
@@ -117,9 +125,10 @@ def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, shared_dat
     space = _space(tmp_path, shared_data)
     mlflow.set_experiment("prune")
     with mlflow.start_run() as parent:
-        runner = TrialRunner(space, market, parent.info.run_id, 3, "optuna")
+        tracker = MlflowSearchTracker(market, space.base, "prune")
+        runner = TrialRunner(space, market, 3, "optuna", tracker, parent.info.run_id)
         study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=-1.0))  # prunes at once
-        study.optimize(optuna_engine.objective_fn(runner), n_trials=1)
+        study.optimize(optuna_study.objective_fn(runner), n_trials=1)
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.user_attrs["epochs_run"] == 1
     (child,) = _children(MlflowClient(), parent.info.run_id)
@@ -131,7 +140,7 @@ def test_keras_tuner_searches_the_same_space(tracking, tmp_path, shared_data, ma
     space = _space(tmp_path, shared_data)
     options = _options(tmp_path, engine="keras-tuner", algorithm=algorithm, n_trials=2, max_epochs=2,
                        tuner_dir=str(tmp_path / "kt"), study_name=f"kt-{algorithm}")
-    result = run_search(space, market, options)
+    result = _search(space, market, options)
     client = MlflowClient()
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["engine"] == "keras-tuner"
@@ -144,18 +153,18 @@ def test_keras_tuner_searches_the_same_space(tracking, tmp_path, shared_data, ma
     from cryptolstm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="holds a keras-tuner search for"):
-        run_search(other, market, options)
+        _search(other, market, options)
 
 
 def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, shared_data, market):
     from cryptolstm.errors import ConfigError
 
-    run_search(_space(tmp_path, shared_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
+    _search(_space(tmp_path, shared_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
     client = MlflowClient()
     before = client.search_runs([e.experiment_id for e in client.search_experiments()])
     eth = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01", coin="ETH")
     with pytest.raises(ConfigError, match="was made for"):
-        run_search(eth, market, _options(tmp_path, n_trials=1, max_epochs=1))
+        _search(eth, market, _options(tmp_path, n_trials=1, max_epochs=1))
     after = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(after) == len(before)
 

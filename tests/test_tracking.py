@@ -62,7 +62,7 @@ def test_a_run_logs_config_epochs_metrics_dataset_figures_and_model(tracking, sh
     rows = example_rows(market.frame.iloc[:-1], cfg.window_len)  # the window before the last day
     out = model.predict(rows)
     assert out["date"].tolist() == ["2023-12-31"] and out["coin"].tolist() == ["BTC"]
-    assert out["forecast_close"].iloc[0] == pytest.approx(result.splits.test.ref_close[-1] * (1 + result.predictions["test"][-1]), rel=1e-5)
+    assert out["forecast_close"].iloc[0] == pytest.approx(result.forecasts["test"].close()[-1], rel=1e-5)
     assert out["last_close"].iloc[0] == market.frame["BTC_close"].iloc[-2]
 
 

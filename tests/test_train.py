@@ -33,7 +33,7 @@ def test_honest_run_scores_val_and_test_beside_persistence_with_best_weights(mar
         )
     # The restored weights are the best epoch's: their validation MSE is the minimum val_loss.
     val = r.splits.val
-    mse = float(np.mean((r.predictions["val"] - val.y) ** 2))
+    mse = float(np.mean((r.forecasts["val"].point() - val.y) ** 2))
     assert mse == pytest.approx(min(r.history["val_loss"]), rel=1e-4)
     assert r.best_epoch == int(np.argmin(r.history["val_loss"]))
 

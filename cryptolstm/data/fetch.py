@@ -137,6 +137,7 @@ class FetchReport:
     snapshot: snapshots.Snapshot | None
     new_days: dict[str, int]
     mode: dict[str, str]
+    data_dir: str = ""
 
 
 def _overlap_check(coin: str, stored: pd.DataFrame, fetched: pd.DataFrame) -> None:
@@ -190,10 +191,22 @@ def fetch(
             frames[coin] = fetched
             new_days[coin], mode[coin] = len(fetched), "full"
     if all(m == "update" and n == 0 for m, n in zip(mode.values(), new_days.values())):
-        return FetchReport(None, new_days, mode)
+        return FetchReport(None, new_days, mode, str(data_dir))
     sources.update({c: SOURCE for c in coins})
     symbols.update({c: SYMBOLS[c] for c in coins})
     snapshot = snapshots.write_snapshot(
         data_dir, frames, SOURCE, symbols, sources, note=", ".join(f"{c}: {m}" for c, m in mode.items()), now=now
     )
-    return FetchReport(snapshot, new_days, mode)
+    return FetchReport(snapshot, new_days, mode, str(data_dir))
+
+
+def describe(report: FetchReport) -> str:
+    """What a fetch stored, as the command prints it."""
+    if report.snapshot is None:
+        return f"{report.data_dir} is up to date: no complete UTC day after the last stored one ({SOURCE})."
+    snap = report.snapshot
+    lines = [f"snapshot {snap.id} is now current in {report.data_dir}:"]
+    for coin, info in sorted(snap.coins.items()):
+        added = f", {report.new_days[coin]} new day(s) ({report.mode[coin]})" if coin in report.new_days else ""
+        lines.append(f"  {coin}: {info.first_date}..{info.last_date}, {info.rows} rows, sha256 {info.sha256[:16]}{added}")
+    return "\n".join(lines)

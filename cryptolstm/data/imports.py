@@ -173,3 +173,10 @@ def import_csv(path: str | Path, coin: str, data_dir: str | Path) -> snapshots.S
     frames, sources, symbols = snapshots.carried(data_dir)
     frames[coin], sources[coin], symbols[coin] = frame, f"import:{Path(path).name}", coin
     return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources, note=f"{coin} from {Path(path).name}")
+
+
+def describe_import(file: str, snap: snapshots.Snapshot, coin: str, data_dir: str) -> str:
+    """What an import stored, as the command prints it."""
+    info = snap.coins[coin]
+    return (f"imported {file} as {info.coin}: {info.first_date}..{info.last_date}, {info.rows} rows; "
+            f"snapshot {snap.id} is now current in {data_dir}.")

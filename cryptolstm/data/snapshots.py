@@ -220,3 +220,18 @@ def carried(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, st
     if now is None:
         return frames, {c: f"files:{data_dir}" for c in frames}, {c: c for c in frames}
     return frames, {c: now.coins[c].source for c in frames}, {c: now.coins[c].symbol for c in frames}
+
+
+def describe_all(data_dir: str | Path) -> str:
+    """The snapshots of ``data_dir``, oldest first, ``*`` marking the current one (as ``data list`` prints)."""
+    if not Path(data_dir).is_dir():
+        raise DataError(f"data directory {data_dir} does not exist.")
+    every, now = all_snapshots(data_dir), current(data_dir)
+    if not every:
+        return f"{data_dir} has no snapshots (a plain directory of price files, or empty)."
+    lines = []
+    for snap in every:
+        mark = "*" if now is not None and snap.id == now.id else " "
+        coins = ", ".join(f"{c} {f.first_date}..{f.last_date} ({f.source})" for c, f in sorted(snap.coins.items()))
+        lines.append(f"{mark} {snap.id}: {coins}")
+    return "\n".join(lines)

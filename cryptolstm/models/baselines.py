@@ -1,12 +1,7 @@
-"""Baseline forecasters, with the interface every forecaster of a backtest has.
+"""The baselines an LSTM must beat, with the interface of `cryptolstm.models.base`.
 
-``fit(splits, closes)``: learn from the training days only; ``closes`` is the
-coin's daily USD close up to (not including) the first day to be forecast.
-``predict(samples, closes)``: (n,) target returns relative to ``samples.ref_close``
-for each sample's target day, using only closes *before* that day (``closes``
-may run on through the test days: they are inputs of later forecasts).
-
-A forecast's USD value is ``ref_close * (1 + return)``.
+Persistence (tomorrow = today), drift (a random walk with drift on log prices),
+the moving average of the last k closes, and ARIMA(p, 1, q) with drift.
 """
 
 from __future__ import annotations
@@ -17,11 +12,8 @@ import numpy as np
 import pandas as pd
 
 from cryptolstm.errors import DataError
+from cryptolstm.forecast import Forecast
 from cryptolstm.windowing import WindowSet
-
-
-def _usd_to_return(samples: WindowSet, forecast_usd: np.ndarray) -> np.ndarray:
-    return np.asarray(forecast_usd, dtype=np.float64) / samples.ref_close - 1.0
 
 
 def _before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.ndarray:
@@ -42,9 +34,9 @@ class Persistence:
     def fit(self, splits=None, closes: pd.Series | None = None) -> Persistence:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> np.ndarray:
-        """(n,) return relative to ``samples.ref_close`` that keeps the last close."""
-        return np.asarray(samples.persistence, dtype=np.float64)
+    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
+        """The forecast that keeps the last close."""
+        return Forecast.of_samples(samples, samples.persistence)
 
 
 class Drift:
@@ -65,8 +57,8 @@ class Drift:
         self.params = {"mu": float(np.mean(log_returns))}
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> np.ndarray:
-        return _usd_to_return(samples, samples.last_close() * np.exp(self.params["mu"]))
+    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
+        return Forecast.of_closes(samples, samples.last_close() * np.exp(self.params["mu"]))
 
 
 class MovingAverage:
@@ -83,12 +75,12 @@ class MovingAverage:
     def fit(self, splits=None, closes: pd.Series | None = None) -> MovingAverage:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> np.ndarray:
+    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
         mean = closes.rolling(self.k, min_periods=self.k).mean()
         forecast = _before(closes, samples, mean)
         if np.isnan(forecast).any():
             raise DataError(f"the moving average of {self.k} closes needs {self.k} days before each target day.")
-        return _usd_to_return(samples, forecast)
+        return Forecast.of_closes(samples, forecast)
 
 
 class Arima:
@@ -122,13 +114,10 @@ class Arima:
         self.params = {{"x1": "drift"}.get(str(k), str(k)): float(v) for k, v in self._result.params.items()}
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> np.ndarray:
+    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             applied = self._result.apply(self._log_daily(closes))  # same parameters, more days
         one_step = applied.predict()  # value at day d uses closes up to d - 1
         forecast = np.exp(one_step.reindex(pd.DatetimeIndex(samples.dates)).to_numpy(np.float64))
-        return _usd_to_return(samples, forecast)
-
-
-BASELINES = {cls.name: cls for cls in (Persistence, Drift, MovingAverage, Arima)}
+        return Forecast.of_closes(samples, forecast)

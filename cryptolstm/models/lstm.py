@@ -1,15 +1,26 @@
-"""The stacked LSTM of the 2018 tutorial, generalised to any depth and width.
+"""The stacked LSTM of the 2018 tutorial, generalised to any depth and width, as a forecaster.
 
 The builder takes plain values (a `RunConfig`), never a search trial, so every
-search engine and the plain training run build the same network.
+search engine and the plain training run build the same network. `Lstm` gives
+it the interface of every forecaster (`cryptolstm.models.base`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import keras
+import numpy as np
+import pandas as pd
 from keras import layers as kl
 
 from cryptolstm.config import RunConfig
+from cryptolstm.errors import TrainingError
+from cryptolstm.forecast import Forecast
+from cryptolstm.splits import Splits
+from cryptolstm.windowing import WindowSet
+
+EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
@@ -69,3 +80,87 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
         total += 2 * window_len * 4 * cfg.neurons * (inputs + cfg.neurons + 1)
         inputs = cfg.neurons
     return total + 2 * (inputs + 1)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and Keras/TensorFlow, and make TF ops deterministic on CPU."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class _Hook(keras.callbacks.Callback):
+    """A plain ``on_epoch(epoch, logs)`` function as a Keras callback (the logs dict is Keras' own,
+    so a hook may add to it)."""
+
+    def __init__(self, on_epoch: EpochHook):
+        super().__init__()
+        self.on_epoch = on_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.on_epoch(epoch, logs if logs is not None else {})
+
+
+class Lstm:
+    """The LSTM of ``cfg`` as a forecaster.
+
+    ``fit(splits)`` trains on ``splits.train``, validating on ``splits.val``: early
+    stopping with the best weights restored where the protocol says so, else a fixed
+    number of epochs. ``on_epoch`` hooks run after every epoch (tracking, pruning);
+    ``callbacks`` are further Keras callbacks. A ``model`` may be handed in, already
+    built (and resumed at ``initial_epoch``), by a search engine that manages its own.
+    After ``fit``: ``history`` (Keras' per-epoch ``loss``/``val_loss``), ``best_epoch``
+    (0-based) and ``params`` (best epoch, epochs run, best validation loss).
+    """
+
+    name = "lstm"
+
+    def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), model: keras.Model | None = None,
+                 initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+        self.cfg, self.model, self.initial_epoch = cfg, model, initial_epoch
+        self.callbacks = [*(_Hook(h) for h in on_epoch), *callbacks]
+        self.history: dict[str, list[float]] = {}
+        self.best_epoch = 0
+        self.params: dict[str, float] = {}
+
+    def fit(self, splits: Splits, closes: pd.Series | None = None) -> Lstm:
+        set_seed(self.cfg.seed)
+        train, val = splits.train, splits.val
+        if self.model is None:
+            self.model = build_lstm(self.cfg, self.cfg.window_len, train.X.shape[2])
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.cfg.patience,
+                                                restore_best_weights=True) if self.cfg.rules.early_stopping else None
+        hist = self.model.fit(
+            train.X, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size,
+            validation_data=(val.X, val.y), shuffle=self.cfg.shuffle, verbose=0, initial_epoch=self.initial_epoch,
+            callbacks=[keras.callbacks.TerminateOnNaN(), *self.callbacks, *([stopper] if stopper else [])],
+        )
+        self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        self._check_finite()
+        # Keras numbers epochs from initial_epoch on, so stopper.best_epoch is already absolute.
+        self.best_epoch = int(stopper.best_epoch) if stopper else self.initial_epoch + self.epochs_run - 1
+        self.params = {"best_epoch": self.best_epoch + 1, "epochs_run": self.epochs_run,
+                       "val_loss": float(np.min(self.history["val_loss"]))}
+        return self
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def _check_finite(self) -> None:
+        if not np.all(np.isfinite(self.history["loss"])):
+            raise TrainingError(
+                f"training loss became NaN or infinite in epoch {self.epochs_run}; try a lower learning_rate "
+                f"(now {self.cfg.learning_rate}) or a bounded output_activation."
+            )
+
+    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
+        return Forecast.of_samples(samples, predict_returns(self.model, samples.X))
+
+
+def predict_returns(model: keras.Model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """(n, w, f) windows -> (n,) predicted target returns."""
+    if len(X) == 0:
+        return np.zeros(0)
+    return model.predict(X, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float64)

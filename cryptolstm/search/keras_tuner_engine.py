@@ -1,8 +1,11 @@
-"""The keras-tuner engine (Hyperband or Bayesian optimisation) over the same space file.
+"""The keras-tuner engine (Hyperband or Bayesian optimisation) over the same space file,
+as a `cryptolstm.search.engine.SearchEngine`.
 
 keras-tuner keeps its own state in ``<tuner_dir>/<study_name>``. Resuming is explicit:
 the same study name, coin and space continue that search; anything else stops with a
 sentence unless ``overwrite`` is set, so an unrelated search is never silently resumed.
+Its resumable fit (a model it built, resumed at an epoch, with its own callbacks)
+stays in this module: training only sees an `Lstm` made for it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import pandas as pd
 
 from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
-from cryptolstm.evaluate import split_metrics
-from cryptolstm.models.lstm import build_lstm
+from cryptolstm.metrics import split_metrics
+from cryptolstm.models.lstm import Lstm, build_lstm
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.splits import make_splits
 from cryptolstm.windowing import feature_columns
@@ -32,20 +35,17 @@ def _logs_key(objective: str) -> str:
     return objective.replace("/", "_")
 
 
-class ObjectiveInLogs(keras.callbacks.Callback):
-    """Writes the space's validation objective into each epoch's logs, so keras-tuner can
-    track and checkpoint on it (it only sees what Keras logs)."""
+def objective_in_logs(runner: TrialRunner, cfg, model: keras.Model):
+    """An ``on_epoch`` hook that writes the space's validation objective into each epoch's logs, so
+    keras-tuner can track and checkpoint on it (it only sees what Keras logs)."""
+    val = make_splits(runner.market.frame, cfg).val
+    lstm = Lstm(cfg, model=model)
 
-    def __init__(self, runner: TrialRunner, cfg):
-        super().__init__()
-        self.runner, self.cfg = runner, cfg
-        self.val = make_splits(runner.market.frame, cfg).val
+    def on_epoch(epoch: int, logs: dict) -> None:
+        metrics = split_metrics("val", lstm.predict(val), val.target_close, cfg.rules.units)
+        logs[_logs_key(runner.space.objective)] = metrics[runner.space.objective]
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        pred = self.model.predict(self.val.X, verbose=0, batch_size=1024).reshape(-1)
-        metrics = split_metrics("val", self.val, pred, self.cfg.protocol)
-        if logs is not None:
-            logs[_logs_key(self.runner.space.objective)] = metrics[self.runner.space.objective]
+    return on_epoch
 
 
 class LstmHyperModel(kt.HyperModel):
@@ -67,12 +67,15 @@ class LstmHyperModel(kt.HyperModel):
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs) -> dict:
         values = self._values(hp)
         cfg = self.runner.config(values)
-        epochs = kwargs.get("epochs")
-        callbacks = [ObjectiveInLogs(self.runner, cfg), *kwargs.get("callbacks", [])]
+        objective = objective_in_logs(self.runner, cfg, model)
+
+        def lstm(trial_cfg, hooks) -> Lstm:  # keras-tuner's model, resumed where it says, with its callbacks
+            return Lstm(trial_cfg, [*hooks, objective], model=model, initial_epoch=kwargs.get("initial_epoch", 0),
+                        callbacks=kwargs.get("callbacks", []))
+
         name = f"fit-{self.fits}"  # Hyperband fits one trial's model in several rounds
         self.fits += 1
-        result = self.runner.run(values, name, callbacks, model=model,
-                                 initial_epoch=kwargs.get("initial_epoch", 0), epochs=epochs)
+        result = self.runner.run(values, name, lstm=lstm, epochs=kwargs.get("epochs"))
         return {_logs_key(self.runner.space.objective): self.runner.objective(result)}
 
 
@@ -106,16 +109,50 @@ def make_tuner(runner: TrialRunner, algorithm: str, study_name: str, tuner_dir: 
     return kt.Hyperband(max_epochs=max_epochs, factor=3, hyperband_iterations=1, **common)
 
 
-def trials_frame(tuner: kt.Tuner) -> pd.DataFrame:
-    """One row per keras-tuner trial: id, state, score and hyperparameters."""
-    rows = []
-    for trial in tuner.oracle.trials.values():
-        rows.append({"trial_id": trial.trial_id, "state": str(trial.status).lower(), "score": trial.score,
-                     **{k: v for k, v in trial.hyperparameters.values.items()}})
-    return pd.DataFrame(rows)
+class KerasTunerEngine:
+    """A keras-tuner search: one process, one parent run, no other worker."""
 
+    name = "keras-tuner"
+    algorithms = ALGORITHMS
 
-def best_values(tuner: kt.Tuner, runner: TrialRunner) -> dict:
-    """The space's values of the best trial (keras-tuner's own ``tuner/`` keys left out)."""
-    (hp,) = tuner.get_best_hyperparameters(1)
-    return {d.name: hp.get(d.name) for d in runner.space.dimensions}
+    def __init__(self, tuner: kt.Tuner, runner: TrialRunner):
+        self.tuner, self.space = tuner, runner.space
+
+    @classmethod
+    def open(cls, runner: TrialRunner, study_name: str, options, max_epochs: int) -> KerasTunerEngine:
+        tuner = make_tuner(runner, options.algorithm or "hyperband", study_name, options.tuner_dir,
+                           options.n_trials, max_epochs, runner.space.base.seed, options.overwrite)
+        return cls(tuner, runner)
+
+    def parent_run_id(self, create) -> tuple[str, bool]:
+        return create(), True
+
+    def optimise(self, runner: TrialRunner, progress: bool) -> None:
+        self.tuner.search(verbose=1 if progress else 0)
+
+    def best_values(self) -> dict:
+        """The space's values of the best trial (keras-tuner's own ``tuner/`` keys left out)."""
+        (hp,) = self.tuner.get_best_hyperparameters(1)
+        return {d.name: hp.get(d.name) for d in self.space.dimensions}
+
+    def trials(self) -> pd.DataFrame:
+        """One row per keras-tuner trial: id, state, score and hyperparameters."""
+        rows = [{"trial_id": t.trial_id, "state": str(t.status).lower(), "score": t.score, **t.hyperparameters.values}
+                for t in self.tuner.oracle.trials.values()]
+        return pd.DataFrame(rows)
+
+    def summary(self) -> dict[str, float]:
+        states = self.trials()["state"] if self.tuner.oracle.trials else pd.Series(dtype=str)
+        return {"search/complete": int((states == "completed").sum()), "search/failed": int((states == "failed").sum())}
+
+    def figures(self) -> dict:
+        return {}
+
+    def claim_finish(self) -> bool:
+        return True
+
+    def alone(self) -> bool:
+        return True
+
+    def close(self, failed: bool) -> None:
+        pass

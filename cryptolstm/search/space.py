@@ -90,6 +90,11 @@ class SearchSpace:
         """The base config's value of every dimension (the 2018 model under default.yaml)."""
         return {name: getattr(self.base, name) for name in self.names}
 
+    def extreme_configs(self) -> list[RunConfig]:
+        """The base with the longest window the space allows: the one that needs the most days."""
+        return [self.base.replace(window_len=int(d.high if d.high else max(d.choices)))
+                for d in self.dimensions if d.name == "window_len"]
+
     def digest(self) -> str:
         """A short fingerprint of the space and objective (not of the fixed values)."""
         data = json.dumps([self.objective, [d.__dict__ for d in self.dimensions]], sort_keys=True, default=str)

@@ -1,20 +1,20 @@
-"""What both engines share: the data (loaded once), one trial as an MLflow child run, and
+"""What both engines share: the data (loaded once), one trial as a tracked child run, and
 the final step that re-trains the chosen config and reads the test days once."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
-import mlflow
-import pandas as pd
 
-from cryptolstm import tracking
+from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.models.lstm import EpochHook, Lstm
+from cryptolstm.search.engine import SearchTracker
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.train import TrainResult, train
 
@@ -26,63 +26,48 @@ def worker_id() -> str:
 
 @dataclass
 class TrialRunner:
-    """Runs trials of ``space`` on ``market`` under the parent run ``parent_id``.
+    """Runs trials of ``space`` on ``market`` as child runs of ``parent_id`` in ``tracker``.
 
     ``max_epochs`` caps each trial's epochs (the space's base value otherwise).
     """
 
     space: SearchSpace
     market: Market
-    parent_id: str
     max_epochs: int | None
     engine: str
+    tracker: SearchTracker
+    parent_id: str = ""
 
-    def config(self, values: dict[str, Any]):
+    def config(self, values: dict[str, Any]) -> RunConfig:
         """The trial's config: base + ``values``, epochs capped at ``max_epochs``."""
         cfg = self.space.config(values)
         return cfg.replace(epochs=min(cfg.epochs, self.max_epochs)) if self.max_epochs else cfg
 
-    def run(
-        self,
-        values: dict[str, Any],
-        name: str,
-        callbacks: Sequence[keras.callbacks.Callback] = (),
-        model: keras.Model | None = None,
-        initial_epoch: int = 0,
-        epochs: int | None = None,
-    ) -> TrainResult:
-        """Train one trial on the validation split only, logged as a child run.
+    def run(self, values: dict[str, Any], name: str, on_epoch: Sequence[EpochHook] = (),
+            lstm: Callable[[RunConfig, list[EpochHook]], Lstm] | None = None, epochs: int | None = None) -> TrainResult:
+        """Train one trial on the validation split only, as a child run.
 
-        Raises whatever training raised (a pruning signal, a NaN loss) after the
-        child run records it; the engine decides what it means for the study.
+        ``lstm(cfg, hooks)`` makes the forecaster when an engine manages its own model;
+        ``epochs`` overrides the trial's epochs (an engine's budget). Raises whatever
+        training raised (a pruning signal, a NaN loss) after the child run records it.
         """
-        if model is None:  # a model handed in (keras-tuner) was built after its own clear_session
-            keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         cfg = self.config(values)
         cfg = cfg.replace(epochs=epochs) if epochs else cfg
+        hooks = [self.tracker.on_epoch, *on_epoch]
+        if lstm is None:  # a model an engine hands in was built after its own clear_session
+            keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
-        with tracking.trial_run(self.parent_id, name, cfg, tags):
-            result = train(
-                cfg, self.market, [tracking.EpochLogger(), *callbacks], evaluate_test=False,
-                model=model, initial_epoch=initial_epoch,
-            )
-            mlflow.log_metrics({**result.metrics, "epochs_run": result.epochs_run})
+        with self.tracker.trial(self.parent_id, name, cfg, tags):
+            result = train(cfg, self.market, hooks, evaluate_test=False,
+                           forecaster=lstm(cfg, hooks) if lstm else None)
+            self.tracker.trial_metrics({**result.metrics, "epochs_run": result.epochs_run})
         return result
 
     def objective(self, result: TrainResult) -> float:
         return float(result.metrics[self.space.objective])
 
-
-def finish(runner: TrialRunner, best_values: dict[str, Any], trials: pd.DataFrame) -> TrainResult:
-    """Re-train the selected config (same seed: the same model as its trial) and score the
-    test days once; log it all on the parent run, which must be active."""
-    cfg = runner.config(best_values)
-    keras.backend.clear_session()
-    result = train(cfg, runner.market)
-    mlflow.set_tags({f"best.{k}": str(v) for k, v in best_values.items()})  # a resumed study may change them
-    mlflow.log_metrics(result.metrics)
-    tracking.log_split_ranges(result)
-    tracking.log_figures(runner.market, result)
-    tracking.log_model(result, runner.market)
-    mlflow.log_text(trials.to_csv(index=False), "trials.csv")
-    return result
+    def retrain(self, best_values: dict[str, Any]) -> TrainResult:
+        """The selected config re-trained (same seed: the same model as its trial), the test
+        days scored once."""
+        keras.backend.clear_session()
+        return train(self.config(best_values), self.market)

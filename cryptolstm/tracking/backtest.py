@@ -13,28 +13,23 @@ Metric names: ``{forecaster}/{units}/{metric}``, e.g. ``lstm.mean/usd/mae_ratio`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import mlflow
 import numpy as np
 import pandas as pd
 
-from cryptolstm import plots, tracking
-from cryptolstm.backtest.runner import (
-    BacktestOptions,
-    BacktestResult,
-    FoldResult,
-    backtest_config,
-    fold_metrics,
-    metrics_table,
-    plan,
-    run_backtest,
-    summary_markdown,
-    with_seed_summary,
-)
+from cryptolstm import plots
+from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_config, plan, run_backtest
+from cryptolstm.backtest.tables import (fold_metrics, metrics_table, predictions_frame, summary_markdown,
+                                        with_seed_summary)
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.options import BacktestOptions
+from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
 
 ENTRY = "backtest"
+SOURCE_OPTIONS = ("config", "coin", "data_dir", "experiment_name")  # where the config comes from: tags, not params
 
 
 def _metrics(rows: pd.DataFrame) -> dict[str, float]:
@@ -48,8 +43,11 @@ def _metrics(rows: pd.DataFrame) -> dict[str, float]:
 
 
 def _headline(result: FoldResult) -> dict[str, np.ndarray]:
-    """The forecasts a plot shows: the seeds' mean LSTM forecast and the baselines."""
-    return {"LSTM (seed mean)": np.mean(list(result.lstm.values()), axis=0), **result.forecasts}
+    """The USD forecasts a plot shows: the seeds' mean LSTM forecast and the baselines."""
+    closes = result.closes()
+    seeds = [c for c in closes if c.startswith("lstm.seed")]
+    return {"LSTM (seed mean)": np.mean([closes[c] for c in seeds], axis=0),
+            **{k: v for k, v in closes.items() if k not in seeds}}
 
 
 def log_fold(parent_id: str, result: FoldResult) -> None:
@@ -59,23 +57,12 @@ def log_fold(parent_id: str, result: FoldResult) -> None:
         mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": str(fold.index)})
         mlflow.log_params({"fold.first": fold.first.date().isoformat(), "fold.last": fold.last.date().isoformat(),
                            "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": len(result.dates)})
+        # What a baseline fitted is one value per fold (a param); each LSTM seed's epochs and loss are metrics.
         mlflow.log_params({k: v for k, v in result.fit.items() if not k.startswith("lstm.")})
         mlflow.log_metrics({k: float(v) for k, v in result.fit.items() if k.startswith("lstm.")})
         mlflow.log_metrics(_metrics(with_seed_summary(fold_metrics(result))))
         mlflow.log_figure(plots.fold_forecasts(result.dates, result.actual, _headline(result),
                                                f"fold {fold.index}: {fold.label}"), "plots/forecast.png")
-
-
-def predictions_frame(result: BacktestResult) -> pd.DataFrame:
-    """One row per test day: fold, date, actual close, last close, every forecast (USD)."""
-    frames = []
-    for fold in result.folds:
-        frame = pd.DataFrame({"fold": fold.fold.index, "date": pd.to_datetime(fold.dates).strftime("%Y-%m-%d"),
-                              "actual": fold.actual, "last_close": fold.last})
-        for name, values in fold.all_forecasts().items():
-            frame[name] = values
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
@@ -86,7 +73,6 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     per_fold = table.loc[table["fold"] != "all"]
     ratios = per_fold.pivot(index="fold", columns="forecaster", values="usd/mae_ratio")
     ratios = ratios.loc[[str(f.fold.index) for f in result.folds]]
-    seed_cols = [c for c in ratios.columns if c.startswith("lstm.seed")]
     beaten = int((ratios["lstm.mean"] < 1).sum())
     mlflow.set_tags({"backtest.folds_beating_persistence": f"{beaten}/{len(ratios)}",
                      "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
@@ -95,6 +81,14 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     mlflow.log_text(markdown, "backtest/summary.md")
     predictions = predictions_frame(result)
     mlflow.log_text(predictions.to_csv(index=False), "backtest/predictions.csv")
+    _log_figures(result, ratios, predictions)
+    return markdown
+
+
+def _log_figures(result: BacktestResult, ratios: pd.DataFrame, predictions: pd.DataFrame) -> None:
+    """MAE ratio per fold with the seed spread, forecasts per fold, error distribution."""
+    cfg = result.config
+    seed_cols = [c for c in ratios.columns if c.startswith("lstm.seed")]
     labels = [f.fold.label for f in result.folds]
     baselines = [b for b in ("drift", "moving_average", "arima") if b in ratios.columns]
     mlflow.log_figure(plots.ratio_per_fold(labels, ratios[seed_cols].to_numpy(), {b: ratios[b].to_numpy() for b in baselines}),
@@ -108,7 +102,6 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
         (predictions[c] - predictions["actual"]).to_numpy() / predictions["last_close"].to_numpy() for c in seed_cols]),
         **errors}
     mlflow.log_figure(plots.error_distribution(errors, "return"), "plots/error_distribution.png")
-    return markdown
 
 
 def tracked_backtest(
@@ -116,22 +109,25 @@ def tracked_backtest(
     market: Market,
     options: BacktestOptions,
     source_tags: dict[str, str],
-    experiment_name: str | None = None,
-    progress: bool = False,
+    on_job: Callable[[], None] | None = None,
+    launched: str | None = None,
 ) -> tuple[str, BacktestResult, pd.DataFrame, str]:
-    """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown)."""
+    """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown).
+
+    ``on_job()`` after every fit (a progress bar); ``launched``: the run ``mlflow run`` made."""
     fold_cfg = backtest_config(cfg, options)
     planned = plan(fold_cfg, market, options)  # every fold checked before the run exists
     name = f"{cfg.coin}-backtest-{options.start}..{options.end}-{options.fold_months}m-x{options.seeds}"
-    with tracking.run_scope(fold_cfg, experiment_name, name=name) as run:
+    with run_scope(fold_cfg, options.experiment_name, name=name, launched=launched) as run:
         parent_id = run.info.run_id
         mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": ENTRY, "protocol": "walk-forward",
                          "backtest.source_protocol": cfg.protocol, **source_tags})
-        mlflow.log_params(tracking.config_params(fold_cfg))
-        mlflow.log_params({f"backtest.{k}": v for k, v in vars(options).items()} | {"backtest.folds": len(planned)})
+        mlflow.log_params(config_params(fold_cfg))
+        mlflow.log_params({f"backtest.{k}": v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
+                          | {"backtest.folds": len(planned)})
         mlflow.log_dict(fold_cfg.to_dict(), "config.yaml")
-        tracking.log_dataset(market, fold_cfg)
-        result = run_backtest(cfg, market, options, on_fold=lambda r: log_fold(parent_id, r), progress=progress)
+        log_dataset(market, fold_cfg)
+        result = run_backtest(cfg, market, options, on_fold=lambda r: log_fold(parent_id, r), on_job=on_job)
         table = metrics_table(result)
         markdown = log_summary(result, table)
     return parent_id, result, table, markdown

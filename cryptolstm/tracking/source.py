@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import mlflow
+
 from cryptolstm.config import FIELD_NAMES, RunConfig, load_config
 from cryptolstm.errors import ConfigError
 
@@ -24,16 +26,12 @@ def _from_params(params: dict[str, str]) -> dict[str, Any]:
 
 
 def _from_model(model_uri: str) -> dict[str, Any]:
-    import mlflow
-
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri.rstrip("/") + "/artifacts/config.json")
     return json.loads(Path(local).read_text())
 
 
 def config_values_of_run(run_id: str) -> dict[str, Any]:
     """The configuration a run trained with (see module docstring)."""
-    import mlflow
-
     run = mlflow.MlflowClient().get_run(run_id)
     values = _from_params(run.data.params)
     if values:
@@ -49,8 +47,6 @@ def resolve(source: str, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str
 
     The tags say what the config came from (``backtest.source``, ``backtest.source_run``).
     """
-    import mlflow
-
     tags = {"backtest.source": source}
     run_id = None
     if source.startswith("models:/"):

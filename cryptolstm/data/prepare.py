@@ -1,0 +1,46 @@
+"""The market data a workflow needs: fetched if the directory holds none, loaded, validated,
+and checked to hold enough days for every configuration that will use it (one sentence
+before any run exists, not a failed run)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+
+from cryptolstm.config import RunConfig
+from cryptolstm.data import HOW_TO_SUPPLY, Market, load_market, snapshots
+from cryptolstm.errors import CryptoLstmError
+
+log = logging.getLogger(__name__)
+
+
+def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
+    """Fetch prices into ``data_dir`` first if it holds none and ``fetch_missing``; a network
+    failure is one sentence saying how to supply data."""
+    from cryptolstm.data import fetch as fetching
+
+    if snapshots.has_data(data_dir) or not fetch_missing:
+        return
+    log.info("no price data in %s: fetching it first", data_dir)
+    try:
+        report = fetching.fetch(data_dir, retry=replace(fetching.DEFAULT_RETRY, attempts=2))
+    except fetching.NetworkUnavailable as exc:
+        raise CryptoLstmError(f"there is no price data in {data_dir} and fetching it failed ({exc}); "
+                              f"{HOW_TO_SUPPLY}") from None
+    log.info("fetched snapshot %s", report.snapshot.id)
+
+
+def prepare_market(cfg: RunConfig, fetch_missing: bool = True, checks: Iterable[RunConfig] | None = None,
+                   end_date: str | None = "config") -> Market:
+    """``cfg``'s merged market data (``end_date``: the config's unless given, None for all days),
+    with the splits of every config in ``checks`` (default: ``cfg`` alone) built once to check
+    that they fit."""
+    from cryptolstm.splits import make_splits
+
+    ensure_data(cfg.data_dir, fetch_missing)
+    market = load_market(cfg.data_dir, cfg.merge_date, cfg.end_date if end_date == "config" else end_date,
+                         cfg.fill_gaps)
+    for each in (cfg,) if checks is None else checks:
+        make_splits(market.frame, each)
+    return market

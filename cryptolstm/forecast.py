@@ -1,0 +1,69 @@
+"""`Forecast`: what every forecaster returns, one value type for the whole harness.
+
+A forecast is made at an *origin* (the last day whose close is known) for the
+``horizon`` days after it. Its numbers are returns relative to a *reference* close
+(the last close under the honest protocol, the window's first close under the
+2018 notebook's seed protocol), so the USD close they imply is always
+``reference * (1 + return)``. Quantiles of those returns have their place here
+too (``levels``); a point forecaster leaves them empty.
+
+Shapes: n origins, H horizons (1 today), Q quantile levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Forecasts of n origins.
+
+    dates:      (n,) datetime64 target day of horizon 1 (the day after each origin)
+    reference:  (n,) USD close the returns are relative to
+    last_close: (n,) USD close on each origin: what persistence forecasts
+    returns:    (n, H) point forecast of each target close, as a return relative to ``reference``
+    quantiles:  (n, H, Q) forecast quantiles of the same returns, or None
+    levels:     (Q,) the quantile levels in (0, 1), ascending
+    """
+
+    dates: np.ndarray
+    reference: np.ndarray
+    last_close: np.ndarray
+    returns: np.ndarray
+    quantiles: np.ndarray | None = None
+    levels: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        returns = np.asarray(self.returns, dtype=np.float64)
+        object.__setattr__(self, "returns", returns.reshape(len(returns), -1))
+
+    def __len__(self) -> int:
+        return len(self.returns)
+
+    @property
+    def horizon(self) -> int:
+        """H, the number of days ahead each origin forecasts."""
+        return self.returns.shape[1]
+
+    def point(self, h: int = 1) -> np.ndarray:
+        """(n,) forecast returns of horizon ``h`` (1-based), relative to ``reference``."""
+        return self.returns[:, h - 1]
+
+    def close(self, h: int = 1) -> np.ndarray:
+        """(n,) forecast closes of horizon ``h`` in USD."""
+        return self.reference * (1.0 + self.point(h))
+
+    @classmethod
+    def of_samples(cls, samples, returns: np.ndarray) -> Forecast:
+        """The forecast of ``samples`` (a `WindowSet`) whose (n,) or (n, H) ``returns`` are
+        relative to the samples' ``ref_close``."""
+        return cls(samples.dates, samples.ref_close, samples.last_close(), returns)
+
+    @classmethod
+    def of_closes(cls, samples, closes_usd: np.ndarray) -> Forecast:
+        """The forecast of ``samples`` that predicts the (n,) USD ``closes_usd``."""
+        returns = np.asarray(closes_usd, dtype=np.float64) / samples.ref_close - 1.0
+        return cls.of_samples(samples, returns)

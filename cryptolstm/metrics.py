@@ -1,0 +1,164 @@
+"""Every metric of a forecast, defined once, always beside persistence on the same days.
+
+Two unit systems:
+
+- ``usd``: closes in US dollars;
+- ``return``: returns relative to the forecast's *reference* close
+  (``close / reference - 1``). Under the honest protocol and in the backtest the
+  reference is the last known close, so these are next-day returns and
+  persistence forecasts 0; under the seed protocol they are the 2018 notebook's
+  "normalised units" (relative to the window's first close).
+
+Conventions:
+
+- **MAE ratio**: the forecaster's MAE / persistence's MAE on the same days (below 1 beats it).
+- **MASE**: the MAE divided by the in-sample MAE of persistence, the mean absolute
+  one-day change over the *training* closes (Hyndman & Koehler, 2006).
+- **Direction accuracy**: among the days on which the actual close moved, the
+  share whose forecast move from the last close has the actual move's sign. A
+  forecast of no move counts as wrong; a forecaster that never forecasts a move
+  (persistence) has no direction accuracy (NaN). It comes with a 95 % Wilson
+  interval and the two-sided binomial p-value against a coin flip.
+- **Diebold-Mariano**: equal accuracy against persistence on absolute errors,
+  with the small-sample correction of Harvey, Leybourne & Newbold (1997).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cryptolstm.forecast import Forecast
+
+UNITS = ("usd", "return")
+NAN = float("nan")
+
+
+def mae(errors: np.ndarray) -> float:
+    """Mean absolute error of (n,) errors."""
+    return float(np.mean(np.abs(errors)))
+
+
+def rmse(errors: np.ndarray) -> float:
+    """Root mean squared error of (n,) errors."""
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def mape(errors: np.ndarray, actual: np.ndarray) -> float:
+    """Mean absolute percentage error (percent) of (n,) errors of (n,) positive ``actual`` values."""
+    return float(np.mean(np.abs(errors) / actual) * 100.0)
+
+
+def ratio(value: float, baseline: float) -> float:
+    """``value / baseline``; NaN when the baseline is not positive."""
+    return value / baseline if baseline > 0 else NAN
+
+
+def in_sample_scale(train_closes: pd.Series | np.ndarray, units: str) -> float:
+    """MAE of persistence on the training closes, in ``units``: MASE's denominator."""
+    closes = np.asarray(train_closes, dtype=np.float64)
+    moves = np.diff(closes) if units == "usd" else closes[1:] / closes[:-1] - 1.0
+    return float(np.mean(np.abs(moves)))
+
+
+def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int = 1) -> tuple[float, float]:
+    """Diebold-Mariano test of equal accuracy, HLN-corrected; returns (statistic, two-sided p).
+
+    ``errors_*``: (n,) forecast errors on the same days; loss ``|e| ** power``.
+    A negative statistic means ``a`` has the smaller loss. The long-run variance
+    uses autocovariances up to lag ``h - 1``; the statistic is compared with
+    Student's t with n - 1 degrees of freedom.
+    """
+    d = np.abs(np.asarray(errors_a, float)) ** power - np.abs(np.asarray(errors_b, float)) ** power
+    n = len(d)
+    if n < 2:
+        return NAN, NAN
+    centred = d - d.mean()
+    gamma = [np.sum(centred[k:] * centred[: n - k]) / n for k in range(h)]
+    variance = (gamma[0] + 2.0 * sum(gamma[1:])) / n
+    if not variance > 0:
+        return NAN, NAN
+    correction = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    statistic = d.mean() / math.sqrt(variance) * correction
+    return float(statistic), float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
+
+
+def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, float]:
+    """Direction accuracy of (n,) forecast moves against (n,) actual moves (see the module
+    docstring): ``direction_accuracy``, ``direction_low`` / ``direction_high`` (95 % Wilson)
+    and ``direction_p`` (binomial, against 0.5)."""
+    actual_move, forecast_move = np.asarray(actual_move), np.asarray(forecast_move)
+    keep = actual_move != 0
+    n = int(keep.sum())
+    if n == 0 or not np.any(forecast_move != 0):
+        return {"direction_accuracy": NAN, "direction_low": NAN, "direction_high": NAN, "direction_p": NAN}
+    hits = int(np.sum(np.sign(forecast_move[keep]) == np.sign(actual_move[keep])))
+    test = stats.binomtest(hits, n, 0.5)
+    ci = test.proportion_ci(0.95, method="wilson")
+    return {"direction_accuracy": hits / n, "direction_low": ci.low, "direction_high": ci.high,
+            "direction_p": test.pvalue}
+
+
+def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale: float | None) -> dict[str, float]:
+    """Accuracy of (n,) ``forecast`` against (n,) ``actual`` beside persistence's (n,) ``naive``."""
+    err, naive_err = forecast - actual, naive - actual
+    statistic, p = dm_test(err, naive_err)
+    out = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
+           "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p}
+    out["mae_ratio"] = ratio(out["mae"], out["persistence_mae"])
+    if scale is not None:
+        out["mase"] = ratio(out["mae"], scale)
+    return out
+
+
+def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference: np.ndarray | None = None,
+          scales: dict[str, float] | None = None) -> dict[str, float]:
+    """Every metric of (n,) USD ``forecast`` closes against (n,) USD ``actual`` closes.
+
+    ``last``: (n,) the last known close (persistence's forecast); ``reference``: (n,)
+    the close returns are relative to (default ``last``); ``scales``: the in-sample
+    scale per units for MASE (left out without it). Keys ``{units}/{metric}`` for
+    units ``usd`` and ``return``: mae, rmse, mase, mae_ratio, persistence_mae,
+    persistence_rmse, dm_stat, dm_p (against persistence); ``usd/mape`` (a
+    percentage of a return near 0 means nothing); and the unit-free direction keys.
+    """
+    actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
+    reference = last if reference is None else np.asarray(reference, dtype=np.float64)
+    scales = scales or {}
+    views = {"usd": (actual, forecast, last),
+             "return": (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
+    out = {"usd/mape": mape(forecast - actual, actual)}
+    for units, (a, f, naive) in views.items():
+        out.update({f"{units}/{k}": v for k, v in _accuracy(a, f, naive, scales.get(units)).items()})
+    return out | direction(actual - last, forecast - last)
+
+
+def score_forecast(forecast: Forecast, actual: np.ndarray, scales: dict[str, float] | None = None,
+                   h: int = 1) -> dict[str, float]:
+    """`score` of horizon ``h`` of a `Forecast` against the (n,) USD ``actual`` closes."""
+    return score(actual, forecast.close(h), forecast.last_close, forecast.reference, scales)
+
+
+PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p")
+BESIDE = ("mae", "persistence_mae", "mae_ratio")  # also reported in the other units
+DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")
+
+
+def split_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str) -> dict[str, float]:
+    """``{"split/metric": value}`` of a training run's split, in the protocol's primary ``units``,
+    with the MAEs in the other units beside them.
+
+    Honest (USD): ``val/mae`` in USD, ``val/mae_return`` in returns, ``val/mape``.
+    Seed (return): ``val/mae`` in the notebook's normalised units, ``val/mae_usd`` in USD.
+    """
+    scores = score_forecast(forecast, actual)
+    other = "return" if units == "usd" else "usd"
+    named = {f"{split}/{k}": scores[f"{units}/{k}"] for k in PRIMARY}
+    named |= {f"{split}/{k}_{other}": scores[f"{other}/{k}"] for k in BESIDE}
+    named |= {f"{split}/{k}": scores[k] for k in DIRECTION}
+    if units == "usd":
+        named[f"{split}/mape"] = scores["usd/mape"]
+    return named

@@ -1,0 +1,247 @@
+"""Each workflow's options as one frozen, validated dataclass that owns its defaults.
+
+A field's metadata holds its help text; its type (``int``, ``float``, ``bool``,
+``str``, or a date, named ``*_date``, ``start`` or ``end``) decides how a value given
+as text is read. `coerce` is the one place that turns text (from the command line,
+``mlflow run``'s parameters or a YAML file) into typed values; the empty text
+``mlflow run`` passes for an unset parameter means "not given". The command line
+(`cryptolstm.cli`) makes one option per field, and a test checks that the
+MLproject's parameters are those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from cryptolstm.errors import ConfigError
+
+DEFAULT_EXPERIMENT = "experiments/default.yaml"
+DEFAULT_SPACE = "experiments/search-default.yaml"
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+DATE_FIELDS = ("start", "end", "since", "until")
+
+
+def option(default: Any, help: str) -> Any:
+    """A dataclass field with a default and the help text its command-line option shows."""
+    return field(default=default, metadata={"help": help})
+
+
+def kind_of(name: str, annotation: Any) -> str:
+    """``int``, ``float``, ``bool``, ``date`` or ``str``: how a field's text is read."""
+    if name.endswith("_date") or name in DATE_FIELDS:
+        return "date"
+    return str(annotation).split("|")[0].strip()
+
+
+def parse_date(name: str, value: Any) -> dt.date:
+    """An ISO ``YYYY-MM-DD`` date, the only date format the harness reads."""
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} must be a date written YYYY-MM-DD, got {value!r}.") from None
+
+
+def coerce(name: str, kind: str, value: Any) -> Any:
+    """``value`` (text, or already typed) as ``kind``; None stays None; one sentence if it cannot be."""
+    if value is None:
+        return None
+    if kind == "date":
+        return parse_date(name, value).isoformat()
+    try:
+        if kind == "bool":
+            if isinstance(value, str) and value.lower() not in TRUE + FALSE:
+                raise ValueError
+            return value.lower() in TRUE if isinstance(value, str) else bool(value)
+        if kind == "int":
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {WORDS.get(kind, kind)}, got {value!r}.") from None
+
+
+WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def coerce_fields(obj: Any) -> None:
+    """Coerce every field of the dataclass instance ``obj`` to its type, in place (frozen too)."""
+    for f in fields(obj):
+        object.__setattr__(obj, f.name, coerce(f.name, kind_of(f.name, f.type), getattr(obj, f.name)))
+
+
+def from_text(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of the options dataclass ``cls``; empty and None values are "not given"."""
+    return cls(**{k: v for k, v in values.items() if v not in (None, "")})
+
+
+def to_argv(obj: Any) -> list[str]:
+    """``["--x-y", "value", ...]`` for every field of ``obj`` that is set (None is left out)."""
+    argv = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is not None:
+            argv += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def _at_least(obj: Any, low: int, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value}.")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``cryptolstm train``: where the run's values come from; each `RunConfig` field is an override."""
+
+    experiment: str = option(DEFAULT_EXPERIMENT, "Experiment file (YAML) with the run's values; options override it.")
+    experiment_name: str | None = option(None, "MLflow experiment (default: cryptolstm-<coin>).")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """``cryptolstm search``: how to search (what the model is comes from the space file)."""
+
+    coin: str | None = option(None, "Coin: BTC or ETH (default: the space's base config).")
+    engine: str = option("optuna", "optuna or keras-tuner.")
+    space: str = option(DEFAULT_SPACE, "Search space file (YAML).")
+    n_trials: int = option(20, "Finished trials the study should hold (a resumed study runs the rest).")
+    timeout: float | None = option(None, "Stop starting trials after this many seconds.")
+    study_name: str | None = option(None, "Study name (default <coin>-<engine>-<space>).")
+    storage: str | None = option(None, "Optuna storage URL (default sqlite:///optuna.db; journal:optuna.journal "
+                                       "with n_workers > 1).")
+    seed: int | None = option(None, "Seed of the sampler and of every trial's model (default: the base config's).")
+    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the base config's).")
+    protocol: str | None = option(None, "honest or seed (default: the base config's).")
+    merge_date: str | None = option(None, "First day of the data (YYYY-MM-DD).")
+    end_date: str | None = option(None, "Last day of the data (YYYY-MM-DD).")
+    max_epochs: int | None = option(None, "Cap on epochs per trial (default: the base config's epochs).")
+    algorithm: str | None = option(None, "optuna: tpe (default), random, qmc; keras-tuner: hyperband (default), "
+                                         "bayesian.")
+    prune: bool = option(True, "Prune unpromising Optuna trials.")
+    tuner_dir: str = option("keras_tuner", "keras-tuner state directory.")
+    overwrite: bool = option(False, "keras-tuner: discard an existing search of this name.")
+    experiment_name: str | None = option(None, "MLflow experiment (default cryptolstm-<coin>).")
+    register: bool = option(True, "Register the chosen model afterwards.")
+    n_workers: int = option(1, "Worker processes on this machine (>1 needs a journal: or postgresql:// storage).")
+    heartbeat: int | None = option(None, "Seconds between trial heartbeats on an RDB storage "
+                                         "(default 30 for postgresql://, else off).")
+    follower: bool = option(False, "Join as a worker that never finishes the study (set by --n-workers).")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _at_least(self, 1, "n_trials", "max_epochs", "n_workers", "heartbeat")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}.")
+
+    @property
+    def storage_url(self) -> str:
+        """The storage, defaulted by the number of workers (SQLite cannot take parallel writers)."""
+        return self.storage or ("sqlite:///optuna.db" if self.n_workers == 1 else "journal:optuna.journal")
+
+    @property
+    def heartbeat_seconds(self) -> int | None:
+        """The heartbeat, 30 s by default on PostgreSQL (where workers run on other machines)."""
+        if self.heartbeat is None and self.storage_url.startswith("postgresql"):
+            return 30
+        return self.heartbeat
+
+    def base_overrides(self) -> dict[str, Any]:
+        """The values that override the space's base config."""
+        names = ("coin", "protocol", "data_dir", "merge_date", "end_date", "seed")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+    def worker(self) -> SearchOptions:
+        """The options of one more local worker on the same study: it joins, never finishes."""
+        return dataclasses.replace(self, storage=self.storage_url, n_workers=1, register=False, follower=True)
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    """``cryptolstm backtest``: which config, and how to walk forward."""
+
+    config: str = option(DEFAULT_EXPERIMENT, "Experiment file, run id, runs:/ID or models:/NAME@ALIAS to test.")
+    coin: str | None = option(None, "Coin: BTC or ETH (default: the config's).")
+    start: str = option("2019-01-01", "First test day (YYYY-MM-DD).")
+    end: str = option("2023-12-31", "Last test day (YYYY-MM-DD).")
+    fold_months: int = option(3, "Months per test fold.")
+    seeds: int = option(3, "Seeds per fold: the config's seed and the next ones.")
+    max_epochs: int | None = option(None, "Cap on each fit's epochs (default: the config's).")
+    workers: int = option(1, "Processes fitting in parallel.")
+    arima: bool = option(True, "Include the ARIMA baseline.")
+    ma_window: int = option(7, "Closes averaged by the moving-average baseline.")
+    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")
+    experiment_name: str | None = option(None, "MLflow experiment (default cryptolstm-<coin>).")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs")
+
+    def overrides(self) -> dict[str, Any]:
+        """The values that override the source config's."""
+        return {k: getattr(self, k) for k in ("coin", "data_dir") if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class RegisterOptions:
+    """``cryptolstm register``: which run to register."""
+
+    coin: str = option("BTC", "Coin: BTC or ETH.")
+    run_id: str | None = option(None, "Register this run's model.")
+    study_name: str | None = option(None, "Register the best run of this study.")
+    experiment_name: str | None = option(None, "Register the best run of this MLflow experiment.")
+    force: bool = option(False, "Make it champion even if it is not better.")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """``cryptolstm predict``: which model, on which data."""
+
+    coin: str = option("BTC", "Coin: BTC or ETH.")
+    model_uri: str | None = option(None, "Model to use (default models:/cryptolstm-<coin>@champion).")
+    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """``cryptolstm report``: which experiment, written where."""
+
+    experiment: str = option("cryptolstm-btc", "MLflow experiment name.")
+    output: str | None = option(None, "Write the Markdown here (default: print it).")
+    top: int = option(10, "How many configurations to list.")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _at_least(self, 1, "top")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """``cryptolstm fetch``: which coins, into which snapshot store."""
+
+    coins: str = option("BTC,ETH", "Comma-separated coins to fetch.")
+    data_dir: str | None = option(None, "Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")
+    full: bool = option(False, "Fetch the whole history into a fresh snapshot.")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+    @property
+    def coin_list(self) -> tuple[str, ...]:
+        return tuple(c.strip().upper() for c in self.coins.split(",") if c.strip())

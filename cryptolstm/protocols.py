@@ -1,0 +1,55 @@
+"""The two protocols as objects: everything that differs between them is declared here, once.
+
+``seed`` reproduces the 2018 notebook: an 80/20 positional cut of the days, the
+second block used as validation (and, in the notebook, as the test set), a target
+relative to the window's *first* close, a fixed number of epochs, metrics in the
+notebook's normalised units. ``honest`` cuts target days into train / val / test,
+predicts the next day's return relative to the window's *last* close, stops early
+on validation loss, and reports in USD. No other module branches on a protocol's
+name: they ask the `Protocol` of a config (``cfg.rules``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptolstm.errors import ConfigError
+from cryptolstm.splits import Splits, honest_split, seed_split
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a protocol decides.
+
+    ``split(frame, cfg)``: the samples of each split; ``reference``: which close of an
+    input window the target return is relative to (``"first"`` or ``"last"``);
+    ``early_stopping``: stop on validation loss and restore the best weights, else
+    train every epoch; ``units``: the primary units of its metrics (``"usd"`` or
+    ``"return"``); ``has_test``: whether a test split exists (read once, after training).
+    """
+
+    name: str
+    split: Callable[..., Splits]
+    reference: str
+    early_stopping: bool
+    units: str
+    has_test: bool
+
+    @property
+    def other_units(self) -> str:
+        """The units reported beside the primary ones (``mae_return`` or ``mae_usd``)."""
+        return "return" if self.units == "usd" else "usd"
+
+
+SEED = Protocol("seed", seed_split, reference="first", early_stopping=False, units="return", has_test=False)
+HONEST = Protocol("honest", honest_split, reference="last", early_stopping=True, units="usd", has_test=True)
+PROTOCOLS = {p.name: p for p in (HONEST, SEED)}
+
+
+def protocol(name: str) -> Protocol:
+    """The protocol called ``name``; one sentence for an unknown name."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {name!r}.") from None

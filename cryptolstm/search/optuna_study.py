@@ -1,0 +1,282 @@
+"""An Optuna study: a seeded sampler, median pruning on per-epoch validation loss, a resumable
+study in SQLite (default), a journal file (several local processes) or PostgreSQL (many
+workers on many machines), and the coordination of several workers on one study.
+
+`cryptolstm.search.optuna_engine` wraps it as a `SearchEngine`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import tempfile
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from cryptolstm.errors import ConfigError
+from cryptolstm.search.storage import JOURNAL, masked
+from cryptolstm.search.storage import is_parallel_safe as is_parallel
+from cryptolstm.search.trials import TrialRunner, worker_id
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SAMPLERS = ("tpe", "random", "qmc")
+
+
+def prune_on_val_loss(trial: optuna.Trial):
+    """An ``on_epoch`` hook: report ``val_loss`` after each epoch, stop the trial when the pruner says so."""
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        trial.report(float(logs["val_loss"]), epoch)
+        trial.set_user_attr("epochs_run", epoch + 1)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+
+    return on_epoch
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """``tpe`` (default), ``random`` or ``qmc`` (quasi-random exploration), all seeded."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    # constant_liar: while other workers' trials run, TPE treats them as bad results, so parallel
+    # workers do not all sample around the same point (no effect with one worker).
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def make_pruner(prune: bool, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Median pruning: stop a trial whose val_loss is worse than the median of earlier trials
+    at the same epoch. It assumes nothing about the curves and works from a handful of trials
+    (Hyperband's brackets need far more than a 20-trial budget); the first 5 trials and the
+    first third of the epochs are never pruned, so slow starters get a chance."""
+    if not prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3))
+
+
+PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the MLflow parent run all workers log under
+FINISH_ATTR = "finished_at"  # study user attr: finished-trial count when a worker claimed the final step
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+@dataclass
+class StudyHandle:
+    """An opened study and what this worker knows about it: whether it created it, its storage,
+    whether stale trials are detected by heartbeat, and the local worker processes it started."""
+
+    study: optuna.Study
+    created: bool
+    url: str
+    storage: object
+    heartbeat: int | None
+    follower: bool = False
+    children: list = field(default_factory=list)
+
+    def live_running(self) -> list:
+        """RUNNING trials that may still be alive: after the heartbeat check on an RDB storage with
+        a heartbeat; those of a live local worker process on a journal; none otherwise."""
+        if self.heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+            self._fail_orphans()
+        elif self.children:
+            self.reap_children()
+        elif not self.follower:  # a lone process: a RUNNING trial is left over from a crash
+            return []
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    def _fail_orphans(self) -> None:
+        """Fail RUNNING trials that no worker ever started: a trial creation that was retried
+        after a dropped connection had in fact been committed. Such a trial has no heartbeat,
+        so Optuna's stale check never sees it, and no ``worker`` attribute (a worker sets it
+        first thing)."""
+        limit = dt.datetime.now() - dt.timedelta(seconds=4 * self.heartbeat)
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "worker" not in trial.user_attrs and trial.datetime_start and trial.datetime_start < limit:
+                self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                log.warning("trial %d was created but never started by any worker; marked failed", trial.number)
+
+    def reap_children(self) -> None:
+        """Fail and queue again the RUNNING trials of local worker processes that have died."""
+        alive = {f"{socket.gethostname()}:{p.pid}" for p in self.children if p.poll() is None} | {worker_id()}
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get("worker") not in alive:
+                self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                optuna.storages.RetryFailedTrialCallback(max_retry=3)(self.study, trial)
+                log.warning("trial %d of a dead worker process was failed and queued again", trial.number)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """A lock every worker of the study shares: a PostgreSQL advisory lock, else a file lock
+        (the other storages are single-machine)."""
+        if self.url.startswith("postgresql"):
+            from sqlalchemy import text
+
+            engine = self.storage.engine
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": self.study.study_name})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": self.study.study_name})
+            return
+        from filelock import FileLock
+
+        key = hashlib.sha1(f"{self.url}|{self.study.study_name}".encode()).hexdigest()[:16]
+        with FileLock(Path(tempfile.gettempdir()) / f"cryptolstm-study-{key}.lock"):
+            yield
+
+    def claim_finish(self) -> bool:
+        """True for exactly one worker once no trial can still be running: the one that re-trains
+        the chosen config and ends the parent run. Followers never do."""
+        if self.follower:
+            return False
+        with self.lock():
+            if self.live_running():
+                return False
+            done = finished(self.study)
+            if self.study.user_attrs.get(FINISH_ATTR) == done:
+                return False
+            self.study.set_user_attr(FINISH_ATTR, done)
+            return True
+
+
+def _wait_for_attrs(study: optuna.Study, keys: tuple[str, ...], seconds: float = 60.0) -> dict:
+    """The study's user attrs once ``keys`` are all set by the worker that created it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        attrs = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
+        if all(k in attrs for k in keys) or time.monotonic() > deadline:
+            return attrs
+        time.sleep(0.5)
+
+
+def open_study(name: str, storage: str, runner: TrialRunner, algorithm: str, seed: int, prune: bool,
+               max_epochs: int, heartbeat: int | None = None, follower: bool = False) -> StudyHandle:
+    """Create the study, or load it to resume or to join it as one more worker; refuse a study
+    made for another coin or space. Exactly one worker creates a study (the storage refuses a
+    second), and it alone writes the study's identity and queues the base config."""
+    from cryptolstm.search.storage import open_storage
+
+    backend = open_storage(storage, heartbeat)
+    pruner = make_pruner(prune, max_epochs)
+    try:
+        study = optuna.create_study(study_name=name, storage=backend, direction="minimize",
+                                    sampler=make_sampler(algorithm, seed), pruner=pruner)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        # Another worker's sampler must not draw this one's numbers: parallel studies are not reproducible.
+        worker_seed = seed if not is_parallel(storage) else seed + 1 + zlib.crc32(worker_id().encode()) % 100_000
+        study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(algorithm, worker_seed),
+                                  pruner=pruner)
+        created = False
+    identity = {"coin": runner.space.base.coin, "space_digest": runner.space.digest(),
+                "protocol": runner.space.base.protocol}
+    if created:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+    else:
+        # The creator writes the identity one key at a time: wait for all of it, not the first key.
+        attrs = _wait_for_attrs(study, tuple(identity))
+        existing = {k: attrs.get(k) for k in identity}
+        if existing != identity:
+            raise ConfigError(
+                f"study {name!r} in {masked(storage)} was made for {existing}, not {identity}; "
+                f"choose another study_name."
+            )
+    if created or not is_parallel(storage):
+        _enqueue_base(study, runner)
+    return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
+                       follower)
+
+
+def parent_run_id(handle: StudyHandle, create) -> tuple[str, bool]:
+    """The MLflow parent run of the study and whether this worker set it up: the creator (or the
+    first worker on a study from before parents were recorded) calls ``create()`` and records
+    the id in the study; every other worker reads it from there."""
+    study = handle.study
+    known = study.user_attrs.get(PARENT_ATTR)
+    if known is None and not handle.created:
+        known = _wait_for_attrs(study, (PARENT_ATTR,), 60.0 if is_parallel(handle.url) else 0.0).get(PARENT_ATTR)
+    if known is not None:
+        return known, False
+    run_id = create()
+    study.set_user_attr(PARENT_ATTR, run_id)
+    return run_id, True
+
+
+def _enqueue_base(study: optuna.Study, runner: TrialRunner) -> None:
+    """Queue the base config (the 2018 model) first, so the gain over it is measured; again on
+    resume if its trial failed or was interrupted, never twice."""
+    base = runner.space.base_values()
+    if not all(d.contains(base[d.name]) for d in runner.space.dimensions):
+        log.warning("the base config lies outside the space; it is not enqueued")
+        return
+    alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+    if not any(t.params == base or t.system_attrs.get("fixed_params") == base
+               for t in study.get_trials(deepcopy=False, states=alive)):
+        study.enqueue_trial(base)
+
+
+def objective_fn(runner: TrialRunner):
+    """The Optuna objective: validation metric of one trial, logged as a child run."""
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        values = {d.name: d.optuna(trial) for d in runner.space.dimensions}
+        result = runner.run(values, f"trial-{trial.number}", [prune_on_val_loss(trial)])
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        return runner.objective(result)
+
+    return objective
+
+
+def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout: float | None,
+               progress: bool, poll: float = 2.0) -> None:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, counting
+    every worker's; then wait while trials of other workers may still be running, and run the
+    retries of trials whose worker died (heartbeat) if the count is not reached.
+
+    A failing trial is recorded FAIL and the study goes on (at most ``n_trials`` failures per
+    round); Ctrl-C propagates after Optuna has marked the running trial failed.
+    """
+    study = handle.study
+    if progress:  # the bar shows trials, best value and ETA; one log line per trial would break it
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.monotonic() + timeout if timeout else None
+    if finished(study) >= n_trials:
+        log.warning("study %s already has %d finished trials; nothing to run", study.study_name, finished(study))
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        remaining = n_trials - finished(study)
+        if remaining > 0 and (left is None or left > 0):
+            study.optimize(
+                objective_fn(runner),
+                n_trials=remaining + n_trials,  # room for failures; MaxTrialsCallback ends it at the count
+                timeout=left,
+                catch=(Exception,),
+                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)],
+                show_progress_bar=progress,
+                gc_after_trial=True,
+            )
+        if not handle.live_running() or (left is not None and left <= 0 and not handle.heartbeat):
+            return
+        if handle.follower:
+            return
+        time.sleep(poll)

@@ -1,0 +1,205 @@
+"""What every tracked run shares: the store, a run's scope and name, params, data, figures, model."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.entities import RunStatus
+
+from cryptolstm import plots
+from cryptolstm.config import RunConfig
+from cryptolstm.data import Market
+from cryptolstm.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def use_tracking_uri(uri: str | None) -> str:
+    """Point MLflow at ``uri`` (default: ``sqlite:///mlflow.db`` in the working directory)."""
+    uri = uri or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def default_experiment_name(cfg: RunConfig) -> str:
+    """One experiment per coin, so the UI compares like with like."""
+    return f"cryptolstm-{cfg.coin.lower()}"
+
+
+def run_name(cfg: RunConfig) -> str:
+    """A name that tells runs apart in the UI's run list."""
+    return (
+        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}-{cfg.layers}x{cfg.neurons}"
+        f"-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
+    )
+
+
+def config_params(cfg: RunConfig) -> dict[str, str]:
+    """The effective config as params ``config.<name>``.
+
+    Under ``mlflow run`` the plain names already hold what was requested with
+    ``-P`` (empty = "take the experiment file's value"), and MLflow params cannot
+    change, so the values actually used live under their own prefix.
+    """
+    return {f"config.{k}": "" if v is None else str(v) for k, v in cfg.to_dict().items()}
+
+
+EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
+
+
+def log_epoch(epoch: int, logs: dict) -> None:
+    """An ``on_epoch`` hook: ``train/loss`` and ``val/loss`` (and MAEs in return units) of the active run."""
+    mlflow.log_metrics({EPOCH_METRICS[k]: float(v) for k, v in logs.items() if k in EPOCH_METRICS}, step=epoch)
+
+
+@contextlib.contextmanager
+def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = None,
+              launched: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start the run (or resume ``launched``, the run ``mlflow run`` made for this command) and end
+    it with the right status: Ctrl-C ends it KILLED and any other exception FAILED, so no run is
+    left RUNNING.
+    """
+    if launched:
+        run = mlflow.start_run(run_id=launched)
+    else:
+        mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
+        run = mlflow.start_run(run_name=name or run_name(cfg))
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    mlflow.end_run()
+
+
+def log_dataset(market: Market, cfg: RunConfig) -> None:
+    """Log the merged prices as an MLflow dataset (source: the snapshot's directory), with each
+    file's sha256 and path, the snapshot id and the date range as tags (what `data verify` checks)."""
+    frame = market.frame.reset_index()
+    source = str(Path(next(iter(market.files.values()))[0]).parent)
+    snapshot = market.snapshot.id if market.snapshot is not None else ""
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local path
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=source, name=f"usd-daily{'@' + snapshot if snapshot else ''}")
+    file_tags = {f"sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}
+    mlflow.log_input(
+        dataset,
+        context="training",
+        tags={"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame)),
+              "snapshot": snapshot, **file_tags},
+    )
+    mlflow.set_tags(
+        {
+            "data.digest": dataset.digest,
+            "data.dir": str(Path(cfg.data_dir).resolve()),
+            "data.snapshot": snapshot,
+            "data.first_date": market.first_date,
+            "data.last_date": market.last_date,
+            "data.rows": str(len(frame)),
+            **{f"data.{key}": digest for key, digest in file_tags.items()},
+            **{f"data.file.{coin.lower()}": path for coin, (path, _) in market.files.items()},
+        }
+    )
+
+
+def log_split_ranges(result: TrainResult) -> None:
+    """Tags with each split's first and last target day and sample count."""
+    tags = {}
+    for name, samples in result.splits.items():
+        dates = np.datetime_as_string(samples.dates, unit="D")
+        tags.update({f"split.{name}.first": dates[0], f"split.{name}.last": dates[-1], f"split.{name}.n": str(len(dates))})
+    mlflow.set_tags(tags)
+
+
+def log_figures(market: Market, result: TrainResult) -> None:
+    """Price/volume history, forecast vs actual on the evaluation days, learning curves (PNG)."""
+    cfg = result.config
+    figures = {
+        f"plots/{cfg.coin.lower()}_price_volume.png": plots.price_volume(market.frame, cfg.coin),
+        "plots/learning_curves.png": plots.learning_curves(result.history, result.best_epoch),
+    }
+    for split in ("val", "test"):
+        if split in result.forecasts:
+            actual = getattr(result.splits, split).target_close
+            figures[f"plots/forecast_{split}.png"] = plots.forecast_vs_actual(result.forecasts[split], actual,
+                                                                                cfg.coin, split)
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+
+
+RUNTIME_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "pandera", "pyyaml")
+
+
+def _runtime_requirements() -> list[str]:
+    """Pinned requirements of the logged model, read from what is installed here (given, not
+    inferred: inference starts a subprocess that loads the model again)."""
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_model(result: TrainResult, market: Market) -> None:
+    """The forecaster as an MLflow pyfunc under ``model``: raw daily rows in, next-day close in USD
+    out. The Keras model and the config are its artifacts; the package travels with it."""
+    from cryptolstm.forecaster import LstmForecaster, example_rows, forecast
+
+    cfg = result.config
+    example = example_rows(market.frame, cfg.window_len)
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_path, config_path = Path(tmp) / "lstm.keras", Path(tmp) / "config.json"
+        result.model.save(keras_path)
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        signature = mlflow.models.infer_signature(example, forecast(result.model, example, cfg))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LstmForecaster(),
+            artifacts={"keras_model": str(keras_path), "config": str(config_path)},
+            code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
+            signature=signature,
+            input_example=example,
+            pip_requirements=_runtime_requirements(),
+        )
+    mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
+
+
+def tag_error(run_id: str, message: str) -> None:
+    """Say in ``run_id`` (the run ``mlflow run`` made before our code started) why the command failed."""
+    try:
+        mlflow.MlflowClient().set_tag(run_id, "error", message)
+    except Exception:  # noqa: BLE001 - the sentence on stderr is what matters
+        pass
+
+
+def verify_run_data(run_id: str, data_dir: str | None, tracking_uri: str | None):
+    """`cryptolstm.data.verify.verify` of the run ``run_id`` against ``data_dir`` (default: the
+    directory the run read); an unknown run is one sentence."""
+    from cryptolstm.data.verify import verify
+    from cryptolstm.errors import CryptoLstmError
+
+    use_tracking_uri(tracking_uri)
+    try:
+        found = mlflow.MlflowClient().get_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - an unknown run id
+        raise CryptoLstmError(f"cannot read run {run_id}: {str(exc).splitlines()[0][:200]}") from None
+    directory = data_dir or found.data.tags.get("data.dir") or found.data.params.get("config.data_dir")
+    if not directory:
+        raise CryptoLstmError(f"run {run_id} does not say which data directory it read; pass --data-dir.")
+    return verify(run_id, found.data.tags, directory)

@@ -1,0 +1,48 @@
+"""A training run in MLflow: `cryptolstm.train.train` with the tracking attached."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlflow
+
+from cryptolstm.config import RunConfig
+from cryptolstm.data import Market
+from cryptolstm.models.lstm import EpochHook
+from cryptolstm.tracking.runs import (config_params, log_dataset, log_epoch, log_figures, log_model,
+                                      log_split_ranges, run_scope)
+from cryptolstm.train import TrainResult, train
+
+
+def tracked_train(
+    cfg: RunConfig,
+    market: Market,
+    experiment_file: str | None = None,
+    experiment_name: str | None = None,
+    on_epoch: Sequence[EpochHook] = (),
+    launched: str | None = None,
+) -> tuple[str, TrainResult]:
+    """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result).
+
+    ``on_epoch``: further hooks (a progress bar); ``launched``: the run ``mlflow run`` made.
+    """
+    with run_scope(cfg, experiment_name, launched=launched) as run:
+        mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train"})
+        mlflow.log_params(config_params(cfg))
+        mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        if experiment_file:
+            mlflow.log_artifact(experiment_file, "experiment")
+            mlflow.set_tag("experiment_file", str(experiment_file))
+        log_dataset(market, cfg)
+        result = train(cfg, market, [log_epoch, *on_epoch])
+        log_result(result, market)
+        return run.info.run_id, result
+
+
+def log_result(result: TrainResult, market: Market) -> None:
+    """A trained model's metrics, split ranges, figures and the model itself, on the active run."""
+    log_split_ranges(result)
+    mlflow.log_metrics(result.metrics)
+    mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
+    log_figures(market, result)
+    log_model(result, market)

@@ -1,0 +1,179 @@
+"""One library call per command: options in, results out; no argv, no environment.
+
+Each function takes a workflow's options (`cryptolstm.options`) and the `Environment`
+the command line read, prepares the data, runs the workflow with its tracking
+attached, and returns what the command prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptolstm.config import RunConfig, load_config
+from cryptolstm.data.prepare import prepare_market
+from cryptolstm.options import (BacktestOptions, FetchOptions, PredictOptions, RegisterOptions, ReportOptions,
+                                SearchOptions, TrainOptions)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the command line read from the environment and its own flags, handed down as values.
+
+    ``launched``: the run ``mlflow run`` made for this command; ``data_dir``: the default price
+    directory (``CRYPTOLSTM_DATA_DIR``); ``fetch_missing``: fetch prices into an empty directory.
+    """
+
+    tracking_uri: str | None = None
+    launched: str | None = None
+    data_dir: str | None = None
+    fetch_missing: bool = True
+    progress: bool = True
+
+
+def find_file(path: str) -> str:
+    """``path`` as given, or, if relative and absent here, inside this project's checkout."""
+    beside_package = Path(__file__).resolve().parents[1] / path
+    here = Path(path)
+    return str(beside_package) if not here.exists() and not here.is_absolute() and beside_package.exists() else path
+
+
+def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any]:
+    """``--data-dir``, else the environment's, else whatever the config file says."""
+    if overrides.get("data_dir") is None and env.data_dir:
+        return {**overrides, "data_dir": env.data_dir}
+    return overrides
+
+
+def _epoch_bar(total: int, desc: str, env: Environment) -> list[Callable[[int, dict], None]]:
+    """An ``on_epoch`` hook that draws a progress bar of ``total`` epochs (none without progress)."""
+    if not env.progress:
+        return []
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
+    return [lambda epoch, logs: bar.update(epoch + 1 - bar.n)]
+
+
+def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
+    """`cryptolstm train`: (run id, tracking URI, `TrainResult`)."""
+    from cryptolstm import tracking
+
+    experiment = find_file(options.experiment)
+    cfg = load_config(experiment, **_with_data_dir(overrides, env))
+    market = prepare_market(cfg, env.fetch_missing)
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name,
+                                            _epoch_bar(cfg.epochs, f"{cfg.coin} epochs", env), env.launched)
+    return run_id, uri, result
+
+
+def search(options: SearchOptions, env: Environment):
+    """`cryptolstm search`: (`SearchResult`, tracking URI, the `Registration` or None)."""
+    from cryptolstm import registry, tracking
+    from cryptolstm.search.space import load_space
+    from cryptolstm.search.study import check_options, run_search
+    from cryptolstm.tracking.search import MlflowSearchTracker
+
+    check_options(options)
+    space = load_space(find_file(options.space), **_with_data_dir(options.base_overrides(), env))
+    base = space.base
+    market = prepare_market(base, env.fetch_missing, (base, *space.extreme_configs()))
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    experiment = options.experiment_name or tracking.runs.default_experiment_name(base)
+    tracker = MlflowSearchTracker(market, base, experiment, env.launched)
+    result = run_search(space, market, options, tracker, progress=env.progress)
+    registered = None
+    if result.best is not None and options.register:
+        registered = registry.register_run(result.parent_run_id, base.coin)
+    return result, uri, registered
+
+
+def backtest(options: BacktestOptions, env: Environment):
+    """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
+    from cryptolstm import tracking
+    from cryptolstm.backtest.runner import backtest_config, forecasters, plan
+    from cryptolstm.tracking.backtest import tracked_backtest
+    from cryptolstm.tracking.source import resolve
+
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    cfg, source_tags = resolve(find_file(options.config), _with_data_dir(options.overrides(), env))
+    market = prepare_market(cfg, env.fetch_missing, checks=(), end_date=None)
+    folds = plan(backtest_config(cfg, options), market, options)  # every fold checked before the run exists
+    bar = None
+    if env.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(folds) * len(forecasters(cfg, options)), desc=f"{cfg.coin} backtest fits", unit="fit")
+    run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags,
+                                              bar.update if bar is not None else None, env.launched)
+    return run_id, uri, markdown
+
+
+def register(options: RegisterOptions, env: Environment):
+    """`cryptolstm register`: the `Registration`."""
+    from cryptolstm import registry, tracking
+
+    tracking.use_tracking_uri(env.tracking_uri)
+    return registry.register_best(options)
+
+
+def predict(options: PredictOptions, env: Environment):
+    """`cryptolstm predict`: (one-row forecast frame, the model's label)."""
+    from cryptolstm import registry, tracking
+    from cryptolstm.data import load_market
+    from cryptolstm.forecaster import example_rows
+
+    tracking.use_tracking_uri(env.tracking_uri)
+    registry.model_name(options.coin)
+    market = load_market(options.data_dir or env.data_dir or "data", "2000-01-01")
+    return registry.forecast_with(options.coin, options.model_uri, example_rows(market.frame, 60))
+
+
+def report(options: ReportOptions, env: Environment) -> str:
+    """`cryptolstm report`: the Markdown text (also written to ``options.output`` if given)."""
+    from cryptolstm import tracking
+    from cryptolstm.errors import CryptoLstmError
+    from cryptolstm.tracking.report import experiment_report
+
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    text = experiment_report(options.experiment, top=options.top, tracking_uri=uri)
+    if options.output:
+        try:
+            Path(options.output).write_text(text)
+        except OSError as exc:
+            raise CryptoLstmError(f"cannot write {options.output}: {exc.strerror}.") from None
+    return text
+
+
+def fetch(options: FetchOptions, env: Environment):
+    """`cryptolstm fetch`: the `FetchReport`."""
+    from cryptolstm.data.fetch import fetch as fetch_prices
+
+    return fetch_prices(options.data_dir or env.data_dir or "data", options.coin_list, full=options.full)
+
+
+def run_summary(run_id: str, uri: str, result) -> str:
+    """A few lines: where the run is, and each split's MAE beside persistence."""
+    cfg = result.config
+    units = {"usd": "USD", "return": "normalised units"}[cfg.rules.units]
+    lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
+             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'direction':>11}"]
+    for split in ("val", "test"):
+        if f"{split}/mae" in result.metrics:
+            m = {k.split("/", 1)[1]: v for k, v in result.metrics.items() if k.startswith(split + "/")}
+            lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
+                         f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
+    lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
+                 f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
+    return "\n".join(lines)
+
+
+def registered_line(reg) -> str:
+    """One line: which version was registered, whether it is champion, and against persistence."""
+    verdict = "beats" if reg.beats_persistence else "does not beat"
+    alias = "now @champion" if reg.promoted else "not champion"
+    return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
+            f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
