@@ -41,7 +41,7 @@ def timed_search(space, market, tmp: Path, name: str, trials: int, max_epochs: i
     options = SearchOptions(study_name=name, storage=f"sqlite:///{tmp / 'optuna.db'}", n_trials=trials,
                             max_epochs=max_epochs, prune=prune, seed=202)
     start = time.perf_counter()
-    result = run_search(space, market, tracker=MlflowSearchTracker(market, space.base, "bench"), options=options)
+    result = run_search(space, market, options, MlflowSearchTracker(market, space.base, "bench"))
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=options.storage)
     epochs = sum(t.user_attrs.get("epochs_run", 0) for t in study.trials)
@@ -59,20 +59,21 @@ def memory_over_trials(space, market, tmp: Path, trials: int) -> list[tuple[int,
         if trial.number + 1 in (1, 5, 10, 20, trials):
             marks.append((trial.number + 1, rss_mib()))
 
-    from cryptolstm.search import optuna_study as optuna_engine
+    from cryptolstm.search import optuna_study
 
-    original = optuna_engine.run_optuna
+    original = optuna_study.run_optuna
 
-    def with_marks(study, runner, n_trials, timeout, progress):
-        study.optimize(optuna_engine.objective_fn(runner), n_trials=n_trials, callbacks=[record],
-                       gc_after_trial=True)
+    def with_marks(handle, runner, n_trials, timeout, progress):
+        handle.study.optimize(optuna_study.objective_fn(runner), n_trials=n_trials, callbacks=[record],
+                              gc_after_trial=True)
 
-    optuna_engine.run_optuna = with_marks
+    optuna_study.run_optuna = with_marks
     try:
-        run_search(tiny, market, tracker=MlflowSearchTracker(market, tiny.base, "bench"), options=SearchOptions(study_name="memory", storage=f"sqlite:///{tmp / 'optuna.db'}",
-                                               n_trials=trials, max_epochs=2, prune=False))
+        options = SearchOptions(study_name="memory", storage=f"sqlite:///{tmp / 'optuna.db'}", n_trials=trials,
+                                max_epochs=2, prune=False)
+        run_search(tiny, market, options, MlflowSearchTracker(market, tiny.base, "bench"))
     finally:
-        optuna_engine.run_optuna = original
+        optuna_study.run_optuna = original
     return marks
 
 

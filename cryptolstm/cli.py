@@ -23,7 +23,7 @@ import typer
 
 from cryptolstm import options as opts
 from cryptolstm.config import FIELD_NAMES, RunConfig
-from cryptolstm.errors import CryptoLstmError
+from cryptolstm.errors import CryptoLstmError, write_error, write_error_sentence
 from cryptolstm import workflows
 from cryptolstm.workflows import Environment
 
@@ -34,11 +34,16 @@ app = typer.Typer(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")]
 METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": "BOOLEAN", "date": "YYYY-MM-DD", "str": "TEXT"}
 HIDDEN = ("follower",)  # set by the search for the worker processes it starts
+LAUNCHED: list[str] = []  # the run `mlflow run` made for the command being run (see `_root`)
 
 
 @app.callback()
 def _root() -> None:
     """Next-day BTC/ETH price forecasts with LSTMs, tracked in MLflow, always beside persistence."""
+    # The run `mlflow run` made for this command, read before any option is parsed (so that a bad
+    # option's sentence is tagged on it too) and taken out of the environment: the tracking layer
+    # resumes it itself where it should, and MLflow must not resume it in every later start_run.
+    LAUNCHED[:] = [os.environ.pop("MLFLOW_RUN_ID")] if os.environ.get("MLFLOW_RUN_ID") else []
 
 
 def _option(f, panel: str | None = None, default_text: str | None = None):
@@ -71,7 +76,7 @@ def takes(cls, run_config: bool = False):
                 built = opts.from_text(cls, values)
             except CryptoLstmError as exc:
                 fail(str(exc))
-            overrides = {k: v for k, v in config_values.items() if v not in (None, "")}
+            overrides = opts.given(config_values)
             return func(options=built, **({"overrides": overrides} if run_config else {}), **kwargs)
 
         wrapper.__signature__ = inspect.Signature(own + extra)
@@ -82,17 +87,8 @@ def takes(cls, run_config: bool = False):
     return decorate
 
 
-LAUNCHED: list[str] = []  # the run `mlflow run` made for this command, once read
-
-
 def environment(quiet: bool) -> Environment:
-    """The environment, read here and only here, and set-up shared by every command.
-
-    ``MLFLOW_RUN_ID`` is taken out of the environment: the tracking layer resumes that run
-    itself where it should, and MLflow must not resume it in every later ``start_run``.
-    """
-    if "MLFLOW_RUN_ID" in os.environ:
-        LAUNCHED[:] = [os.environ.pop("MLFLOW_RUN_ID")]
+    """The environment, read here and only here, and set-up shared by every command."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a run like Ctrl-C: KILLED, never RUNNING
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
                         force=True)
@@ -124,6 +120,10 @@ def call(work, interrupted: str):
         return work()
     except CryptoLstmError as exc:
         fail(str(exc))
+    except Exception as exc:
+        if write_error(exc) is None:
+            raise
+        fail(write_error_sentence(write_error(exc)))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {interrupted}", err=True)
         raise typer.Exit(code=130) from None
@@ -149,11 +149,12 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     env = environment(quiet)
     result, uri, registered = call(lambda: workflows.search(options, env),
                                    "the study run was ended KILLED; run the same command to resume.")
-    typer.echo(f"study {result.study_name}: best value {result.best_value:.4f} with {result.best_values}")
     if result.best is None:
         typer.echo(f"this worker's trials are done; the last worker out re-trains the chosen config "
                    f"(parent run {result.parent_run_id}).")
         return
+    typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
+               f"with {result.best_values}")
     typer.echo(workflows.run_summary(result.parent_run_id, uri, result.best))
     if registered is not None:
         typer.echo(workflows.registered_line(registered))
@@ -221,7 +222,7 @@ def import_command(
     """Validate a foreign CSV and store it, in the project's format, as a new snapshot."""
     from cryptolstm.data.imports import describe_import, import_csv
 
-    directory = data_dir or environment(True).data_dir or "data"
+    directory = environment(True).data_dir_for(data_dir)
     snap = call(lambda: import_csv(file, coin.upper(), directory), "nothing was stored.")
     typer.echo(describe_import(file, snap, coin.upper(), directory))
 
@@ -231,7 +232,7 @@ def list_command(data_dir: DataDir = None) -> None:
     """The snapshots of a data directory, oldest first; * marks the current one."""
     from cryptolstm.data.snapshots import describe_all
 
-    directory = data_dir or environment(True).data_dir or "data"
+    directory = environment(True).data_dir_for(data_dir)
     typer.echo(call(lambda: describe_all(directory), "nothing was listed."))
 
 

@@ -38,7 +38,12 @@ class Forecast:
 
     def __post_init__(self) -> None:
         returns = np.asarray(self.returns, dtype=np.float64)
-        object.__setattr__(self, "returns", returns.reshape(len(returns), -1))
+        object.__setattr__(self, "returns", returns[:, None] if returns.ndim == 1 else returns)
+        n = len(self.returns)
+        if not len(self.dates) == len(self.reference) == len(self.last_close) == n:
+            raise ValueError(f"a Forecast needs dates, reference and last_close of {n} origins each")
+        if self.quantiles is not None and self.quantiles.shape != (n, self.horizon, len(self.levels)):
+            raise ValueError(f"quantiles must be (n, H, Q) = ({n}, {self.horizon}, {len(self.levels)})")
 
     def __len__(self) -> int:
         return len(self.returns)

@@ -21,7 +21,7 @@ from cryptolstm.errors import ConfigError
 DEFAULT_EXPERIMENT = "experiments/default.yaml"
 DEFAULT_SPACE = "experiments/search-default.yaml"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
-DATE_FIELDS = ("start", "end", "since", "until")
+DATE_FIELDS = ("start", "end")
 
 
 def option(default: Any, help: str) -> Any:
@@ -75,9 +75,14 @@ def coerce_fields(obj: Any) -> None:
         object.__setattr__(obj, f.name, coerce(f.name, kind_of(f.name, f.type), getattr(obj, f.name)))
 
 
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the ones not given: None, and the empty text ``mlflow run`` passes."""
+    return {k: v for k, v in values.items() if v not in (None, "")}
+
+
 def from_text(cls: type, values: dict[str, Any]) -> Any:
-    """An instance of the options dataclass ``cls``; empty and None values are "not given"."""
-    return cls(**{k: v for k, v in values.items() if v not in (None, "")})
+    """An instance of the options dataclass ``cls`` from the values given."""
+    return cls(**given(values))
 
 
 def to_argv(obj: Any) -> list[str]:

@@ -10,8 +10,6 @@ from matplotlib.figure import Figure
 
 from cryptolstm.forecast import Forecast
 
-matplotlib.use("Agg")  # the harness draws files, never windows (also for other libraries' pyplot figures)
-
 
 def _date_axis(ax) -> None:
     locator = AutoDateLocator()
@@ -33,10 +31,15 @@ def price_volume(frame: pd.DataFrame, coin: str) -> Figure:
     return fig
 
 
+def headless() -> None:
+    """Make pyplot draw to files only, before another library (Optuna) draws through it."""
+    matplotlib.use("Agg")
+
+
 def figure_of(axes) -> Figure:
     """The `Figure` that owns ``axes`` (or an array of them) drawn through another library's pyplot,
     let go by pyplot so that it does not stay in memory."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller drew through pyplot (see `headless`)
 
     fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     plt.close(fig)

@@ -36,11 +36,6 @@ class Protocol:
     units: str
     has_test: bool
 
-    @property
-    def other_units(self) -> str:
-        """The units reported beside the primary ones (``mae_return`` or ``mae_usd``)."""
-        return "return" if self.units == "usd" else "usd"
-
 
 SEED = Protocol("seed", seed_split, reference="first", early_stopping=False, units="return", has_test=False)
 HONEST = Protocol("honest", honest_split, reference="last", early_stopping=True, units="usd", has_test=True)

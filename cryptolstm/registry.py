@@ -3,14 +3,20 @@
 A run's model is registered as a new version, tagged with its metrics, data range,
 protocol and source run. It becomes champion only if it beats the current champion on
 the same evaluation (same protocol, data range and validation days, same metric);
-otherwise it stays registered without the alias and the reason is tagged. Promotion runs
-under a file lock, so two registrations at once cannot leave the alias on the worse model.
+otherwise it stays registered without the alias and the reason is tagged. Registration and
+promotion run under a file lock, so two registrations at once cannot leave the alias on the
+worse model, nor add two versions of one run.
+
+Only a coin's own runs are registered under its name, a run is registered once (again, its
+version comes back), and a model is loaded to forecast only the coin it was trained on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +24,10 @@ import mlflow
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
@@ -41,12 +50,19 @@ def champion_uri(coin: str) -> str:
 
 @dataclass(frozen=True)
 class Registration:
+    """What `register` did: ``version`` of ``name``, whether it is champion now and why.
+
+    ``added`` is False when the run already had that version and nothing was registered;
+    ``ratio`` is the test MAE over persistence's (validation's when there is no test).
+    """
+
     name: str
     version: str
     promoted: bool
     reason: str
     beats_persistence: bool
     ratio: float
+    added: bool = True
 
 
 def best_run(coin: str, experiment_name: str | None = None, study_name: str | None = None) -> Run:
@@ -84,24 +100,92 @@ def _evaluation(tags: dict[str, str]) -> dict[str, str]:
 
 
 def register(run: Run, coin: str, force: bool = False) -> Registration:
-    """Register ``run``'s model as a new version of ``cryptolstm-<coin>``; promote if it is better."""
+    """Register ``run``'s model as a new version of ``cryptolstm-<coin>`` and promote it if it is
+    better (`_decide`; ``force`` promotes it anyway).
+
+    A run of another coin, one that names no coin and one without ``val/mae_ratio`` are refused
+    (`ConfigError`, nothing registered). A run that already has a version gets that version back
+    (``added`` False) and nothing is registered (`_again`). The check, the registration and the
+    promotion share one lock, so two registrations of one run at once add one version."""
     client, name = MlflowClient(), model_name(coin)
-    metrics, tags = run.data.metrics, run.data.tags
+    _check_run(run, name, coin)
+    metrics, tags, run_id = run.data.metrics, run.data.tags, run.info.run_id
     ratio = metrics.get("test/mae_ratio", metrics[METRIC])
     beats = ratio < 1.0
-    version_tags = {
-        METRIC: str(metrics[METRIC]), "test/mae_ratio": str(metrics.get("test/mae_ratio", "")),
-        "test/mae": str(metrics.get("test/mae", "")), "beats_persistence": str(beats).lower(),
-        "persistence_ratio": str(ratio), "source_run": run.info.run_id, **_evaluation(tags),
-    }
-    source = tags.get("model_uri", f"runs:/{run.info.run_id}/model")
-    version = mlflow.register_model(source, name, tags=version_tags).version
+    source = tags.get("model_uri", f"runs:/{run_id}/model")
     with _lock(name):
-        promoted, reason = _decide(client, name, metrics[METRIC], _evaluation(tags), force)
-        if promoted:
-            client.set_registered_model_alias(name, ALIAS, version)
-        client.set_model_version_tag(name, version, "promotion", reason)
-    return Registration(name, str(version), promoted, reason, beats, ratio)
+        earlier = _version_of(client, name, run_id, source)
+        if earlier is not None:
+            return _again(client, earlier, metrics[METRIC], _evaluation(tags), force, beats, ratio)
+        version_tags = {
+            METRIC: str(metrics[METRIC]), "test/mae_ratio": str(metrics.get("test/mae_ratio", "")),
+            "test/mae": str(metrics.get("test/mae", "")), "beats_persistence": str(beats).lower(),
+            "persistence_ratio": str(ratio), "source_run": run_id, **_evaluation(tags),
+        }
+        version = _register_model(source, name, version_tags, run_id)
+        promoted, reason = _promote(client, name, version, metrics[METRIC], _evaluation(tags), force)
+    return Registration(name, version, promoted, reason, beats, ratio)
+
+
+def _again(client: MlflowClient, earlier: ModelVersion, value: float, evaluation: dict, force: bool,
+           beats: bool, ratio: float) -> Registration:
+    """The `Registration` of a run already registered as ``earlier``: nothing is added. The version
+    is promoted only if ``force`` asks for it (as a "not compared" reason suggests) or if its own
+    registration was cut short before its promotion was decided (it has no ``promotion`` tag)."""
+    name, version = earlier.name, str(earlier.version)
+    reason = f"run {earlier.tags.get('source_run')} was already registered as version {version}; nothing was added"
+    if _champion_version(client, name) != version and (force or "promotion" not in earlier.tags):
+        reason += "; " + _promote(client, name, version, value, evaluation, force)[1]
+    return Registration(name, version, _champion_version(client, name) == version, reason, beats, ratio, added=False)
+
+
+def _promote(client: MlflowClient, name: str, version: str, value: float, evaluation: dict,
+             force: bool) -> tuple[bool, str]:
+    """`_decide` for ``version``; move the alias to it if promoted and tag the reason (``promotion``)."""
+    promoted, reason = _decide(client, name, value, evaluation, force)
+    if promoted:
+        client.set_registered_model_alias(name, ALIAS, version)
+    client.set_model_version_tag(name, version, "promotion", reason)
+    return promoted, reason
+
+
+def _check_run(run: Run, name: str, coin: str) -> None:
+    """Refuse (`ConfigError`) a run whose ``coin`` tag or ``config.coin`` param is another coin,
+    one with neither, and one without ``val/mae_ratio`` (it holds no model to compare)."""
+    run_id = run.info.run_id
+    said = {run.data.tags.get("coin"), run.data.params.get("config.coin")} - {None, ""}
+    if not said:
+        raise ConfigError(f"run {run_id} names no coin (no coin tag, no config.coin param); "
+                          f"it cannot be registered as {name}.")
+    other = sorted(c for c in said if c.upper() != coin.upper())
+    if other:
+        raise ConfigError(f"run {run_id} is {_a(other[0])} run; it cannot be registered as {name}.")
+    if METRIC not in run.data.metrics:
+        raise ConfigError(f"run {run_id} has no {METRIC}: only a training run or a study's parent run "
+                          f"holds a model to register as {name}.")
+
+
+def _version_of(client: MlflowClient, name: str, run_id: str, source: str) -> ModelVersion | None:
+    """The lowest version of ``name`` registered from run ``run_id``'s model ``source``, or None (a
+    resumed study logs a newer model on the same run: that one is new)."""
+    found = [v for v in client.search_model_versions(f"name = '{name}' and tags.source_run = '{run_id}'")
+             if v.source == source]
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _champion_version(client: MlflowClient, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, ALIAS).version)
+    except MlflowException:
+        return None
+
+
+def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -> str:
+    """`mlflow.register_model`; a run without a model (or an unreachable store) is one sentence."""
+    try:
+        return str(mlflow.register_model(source, name, tags=tags).version)
+    except MlflowException as exc:
+        raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {_first_line(exc)}.") from None
 
 
 def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, force: bool) -> tuple[bool, str]:
@@ -122,24 +206,99 @@ def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, for
 
 
 def load_champion(coin: str, model_uri: str | None = None):
-    """(pyfunc model, version or URI label) for ``model_uri`` or ``coin``'s champion."""
+    """(pyfunc model, version or URI label) for ``model_uri`` or ``coin``'s champion.
+
+    A model that cannot be loaded (unknown, its files missing or truncated) and a model of
+    another coin are refused with one sentence (`ConfigError`); the first names where the
+    model's files are."""
     uri = model_uri or champion_uri(coin)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        raise ConfigError(f"cannot load {uri}: {str(exc).splitlines()[0]}") from None
+    model = _load(uri)
     label = uri
     if model_uri is None:
-        label = f"{uri} (version {MlflowClient().get_model_version_by_alias(model_name(coin), ALIAS).version})"
+        label = f"{uri} (version {_champion_version(MlflowClient(), model_name(coin))})"
+    _check_model_coin(model, coin, label)
     return model, label
+
+
+def _load(uri: str):
+    """`mlflow.pyfunc.load_model`; any failure (MLflow, OS, Keras or zip errors) is one sentence
+    naming the model's folder, or the damaged file in it when `_damage` finds one."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
+        location = _location(uri)
+        what, where = (_damage(location) if location else None) or (_first_line(exc), location)
+        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})." if where else ".")) from None
+
+
+def _check_model_coin(model, coin: str, label: str) -> None:
+    """Refuse a model that is not a cryptolstm forecaster of ``coin`` (its saved `RunConfig`)."""
+    try:
+        model_coin = model.unwrap_python_model().config.coin
+    except (MlflowException, AttributeError):
+        raise ConfigError(f"{label} is not a cryptolstm forecaster; it cannot forecast {coin.upper()}.") from None
+    if model_coin != coin.upper():
+        raise ConfigError(f"{label} is {_a(model_coin)} model; it cannot forecast {coin.upper()} "
+                          f"(pass --coin {model_coin}, or --model-uri of {_a(coin.upper())} model).")
+
+
+def _location(uri: str) -> str | None:
+    """Where the files of ``uri`` are stored (a local folder or an artifact URI), found without
+    reading them; None for an unknown model. ``runs:/<id>/model`` is the run's logged model
+    (its ``model_uri`` tag), as MLflow 3 resolves it."""
+    try:
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            if path.strip("/") == "model":
+                uri = MlflowClient().get_run(run_id).data.tags.get("model_uri", uri)
+        if uri.startswith("models:/"):
+            return ModelsArtifactRepository.get_underlying_uri(uri)
+    except Exception:  # noqa: BLE001 - an unknown model or run: the loading error says so
+        return None
+    return uri
+
+
+def _damage(location: str) -> tuple[str, str] | None:
+    """(what is wrong, its path) when ``location`` is a local model folder that is gone, lacks
+    its MLmodel or a file the MLmodel lists, or holds a ``.keras`` file that is not a complete
+    zip archive (Keras reports a truncated one as "File not found"); else None."""
+    folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
+    if not folder.is_absolute():
+        return None  # a remote artifact store: nothing to look at here
+    if not folder.is_dir():
+        return "the model's folder is missing", str(folder)
+    if not (folder / "MLmodel").is_file():
+        return "its MLmodel file is missing", str(folder / "MLmodel")
+    try:
+        artifacts = Model.load(str(folder)).flavors.get("python_function", {}).get("artifacts", {})
+    except Exception:  # noqa: BLE001 - an unreadable MLmodel: the loading error says more
+        return None
+    for artifact in artifacts.values():
+        path = folder / artifact["path"]
+        if not path.is_file():
+            return f"its artifact {path.name} is missing", str(path)
+        if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+            return f"its artifact {path.name} is truncated or damaged (not a complete .keras zip file)", str(path)
+    return None
+
+
+def _a(coin: str) -> str:
+    """``coin`` with its article, as read aloud: "a BTC", "an ETH"."""
+    return f"{'an' if coin[:1].upper() in 'AEIOU' else 'a'} {coin}"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type if it has none), at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300].rstrip(".")
 
 
 def register_run(run_id: str, coin: str, force: bool = False) -> Registration:
     """`register` the run ``run_id``; an unknown run is one sentence."""
     try:
         run = MlflowClient().get_run(run_id)
-    except MlflowException as exc:
-        raise ConfigError(f"cannot register a {coin.upper()} model: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - an unknown or malformed run id: one sentence
+        raise ConfigError(f"cannot register a {coin.upper()} model: {_first_line(exc)}.") from None
     return register(run, coin, force)
 
 
@@ -157,5 +316,5 @@ def forecast_with(coin: str, model_uri: str | None, rows):
     model, label = load_champion(coin, model_uri)
     try:
         return model.predict(rows), label
-    except MlflowException as exc:
-        raise ConfigError(f"{label} could not forecast: {str(exc).splitlines()[0][:300]}") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a model logged before the forecaster existed: one sentence
+        raise ConfigError(f"{label} could not forecast: {_first_line(exc)}.") from None

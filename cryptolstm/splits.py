@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 
 from cryptolstm.config import COINS
 from cryptolstm.errors import DataError
-from cryptolstm.windowing import WindowSet, next_day_windows, seed_windows
+from cryptolstm.windowing import WindowSet, target_windows
+
+BLOCK = "a block of the seed split"
 
 if TYPE_CHECKING:
     from cryptolstm.config import RunConfig
@@ -45,8 +47,8 @@ def seed_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COI
     """The notebook's split: the first ``int(train_frac * days)`` days train, the rest validate."""
     cut = int(cfg.train_frac * len(frame))
     return Splits(
-        train=seed_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len),
-        val=seed_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len),
+        train=target_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK),
+        val=target_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK),
         test=None,
     )
 
@@ -58,7 +60,7 @@ def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = C
     of them), not on samples, so every ``window_len`` gets the same validation and
     test days and trials of a search are compared on the same days.
     """
-    samples = next_day_windows(frame, cfg.coin, coins, cfg.window_len)
+    samples = target_windows(frame, cfg.coin, coins, cfg.window_len, cfg.rules.reference)
     days = len(frame)
     target_pos = np.arange(cfg.window_len, days)  # position in frame of each sample's target day
     first_val = int(cfg.train_frac * days)

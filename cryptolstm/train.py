@@ -55,9 +55,11 @@ def train(cfg: RunConfig, market: Market, on_epoch: Sequence[EpochHook] = (), ev
     finished and the best weights are restored; nothing about it feeds back.
     A search passes ``evaluate_test=False`` for its trials: selection sees
     validation days only, and the test days are read for the chosen model alone.
-    ``forecaster``: an `Lstm` prepared by the caller (a search engine's own model);
-    by default one is made from ``cfg`` with the ``on_epoch`` hooks.
+    ``forecaster``: an `Lstm` prepared by the caller (a search engine's own model, with its
+    own hooks); by default one is made from ``cfg`` with the ``on_epoch`` hooks.
     """
+    if forecaster is not None and on_epoch:
+        raise ValueError("pass the on_epoch hooks to the forecaster you hand in, not to train()")
     splits = make_splits(market.frame, cfg)
     if len(splits.train) < 1:
         raise DataError("the training split is empty; widen merge_date..end_date.")

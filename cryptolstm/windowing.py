@@ -79,21 +79,22 @@ def _require(days: int, needed: int, what: str) -> None:
         raise DataError(f"{what} has {days} day(s); at least {needed} are needed for these windows.")
 
 
-def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
-    """The 2018 notebook's samples over a block of consecutive days.
+def target_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
+                   what: str = "the merged data") -> WindowSet:
+    """Every window of ``frame`` with the day after it as its target.
 
-    Window i covers days i..i+w-1; target ``close[i+w] / close[i] - 1`` (the day
-    after the window, relative to the window's *first* day); persistence predicts
-    ``close[i+w-1] / close[i] - 1``. n = days - w.
+    Window i covers days i..i+w-1 and targets day i+w; n = days - w. The target return is
+    relative to the window's ``reference`` close, ``"first"`` (the 2018 notebook's
+    ``close[i+w] / close[i] - 1``) or ``"last"`` (the next day's return, ``close[t+1] / close[t] - 1``,
+    for which persistence is 0): the protocol says which (`cryptolstm.protocols`).
     """
     w = window_len
-    _require(len(frame), w + 1, "a block of the seed split")
+    _require(len(frame), w + 1, what)
     values = frame[feature_columns(coins)].to_numpy(np.float64)
     close = frame[f"{coin}_close"].to_numpy(np.float64)
-    X = normalise(_windows(values, w)[:-1])
-    ref = close[:-w]
+    ref = close[:-w] if reference == "first" else close[w - 1 : -1]
     return WindowSet(
-        X=X.astype(np.float32),
+        X=normalise(_windows(values, w)[:-1]).astype(np.float32),
         y=(close[w:] / ref - 1.0).astype(np.float32),
         ref_close=ref,
         persistence=close[w - 1 : -1] / ref - 1.0,
@@ -102,26 +103,14 @@ def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_
     )
 
 
-def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
-    """Honest samples: window ending on day t, target ``close[t+1] / close[t] - 1``.
+def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
+    """The 2018 notebook's samples over a block of consecutive days (targets relative to the first close)."""
+    return target_windows(frame, coin, coins, window_len, "first", "a block of the seed split")
 
-    The target is relative to the window's *last* close, so persistence is 0.
-    Sample k covers days k..k+w-1 and targets day k+w; n = days - w.
-    """
-    w = window_len
-    _require(len(frame), w + 1, "the merged data")
-    values = frame[feature_columns(coins)].to_numpy(np.float64)
-    close = frame[f"{coin}_close"].to_numpy(np.float64)
-    X = normalise(_windows(values, w)[:-1])
-    ref = close[w - 1 : -1]
-    return WindowSet(
-        X=X.astype(np.float32),
-        y=(close[w:] / ref - 1.0).astype(np.float32),
-        ref_close=ref,
-        persistence=np.zeros_like(ref),
-        target_close=close[w:],
-        dates=frame.index.to_numpy()[w:],
-    )
+
+def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
+    """Honest samples: window ending on day t, target ``close[t+1] / close[t] - 1``."""
+    return target_windows(frame, coin, coins, window_len, "last")
 
 
 def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str) -> WindowSet:

@@ -7,7 +7,8 @@ attached, and returns what the command prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class Environment:
     fetch_missing: bool = True
     progress: bool = True
 
+    def data_dir_for(self, given: str | None) -> str:
+        """``given``, else the environment's price directory, else the config's default (``data``)."""
+        return given or self.data_dir or RunConfig.__dataclass_fields__["data_dir"].default
+
 
 def find_file(path: str) -> str:
     """``path`` as given, or, if relative and absent here, inside this project's checkout."""
@@ -47,14 +52,17 @@ def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any
     return overrides
 
 
-def _epoch_bar(total: int, desc: str, env: Environment) -> list[Callable[[int, dict], None]]:
-    """An ``on_epoch`` hook that draws a progress bar of ``total`` epochs (none without progress)."""
+@contextlib.contextmanager
+def _bar(total: int, desc: str, unit: str, env: Environment) -> Iterator[Callable[[int], None] | None]:
+    """``advance(to)``, which moves a progress bar of ``total`` steps to step ``to``, and closes it
+    afterwards, whatever happens; None without progress."""
     if not env.progress:
-        return []
+        yield None
+        return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
-    return [lambda epoch, logs: bar.update(epoch + 1 - bar.n)]
+    with tqdm(total=total, desc=desc, unit=unit) as bar:
+        yield lambda to: bar.update(to - bar.n)
 
 
 def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
@@ -65,8 +73,9 @@ def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
     cfg = load_config(experiment, **_with_data_dir(overrides, env))
     market = prepare_market(cfg, env.fetch_missing)
     uri = tracking.use_tracking_uri(env.tracking_uri)
-    run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name,
-                                            _epoch_bar(cfg.epochs, f"{cfg.coin} epochs", env), env.launched)
+    with _bar(cfg.epochs, f"{cfg.coin} epochs", "epoch", env) as advance:
+        hooks = [lambda epoch, logs: advance(epoch + 1)] if advance else []
+        run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name, hooks, env.launched)
     return run_id, uri, result
 
 
@@ -74,16 +83,17 @@ def search(options: SearchOptions, env: Environment):
     """`cryptolstm search`: (`SearchResult`, tracking URI, the `Registration` or None)."""
     from cryptolstm import registry, tracking
     from cryptolstm.search.space import load_space
-    from cryptolstm.search.study import check_options, run_search
+    from cryptolstm.search.storage import is_parallel_safe
+    from cryptolstm.search.study import run_search
     from cryptolstm.tracking.search import MlflowSearchTracker
 
-    check_options(options)
     space = load_space(find_file(options.space), **_with_data_dir(options.base_overrides(), env))
     base = space.base
     market = prepare_market(base, env.fetch_missing, (base, *space.extreme_configs()))
     uri = tracking.use_tracking_uri(env.tracking_uri)
     experiment = options.experiment_name or tracking.runs.default_experiment_name(base)
-    tracker = MlflowSearchTracker(market, base, experiment, env.launched)
+    tracker = MlflowSearchTracker(market, base, experiment, env.launched,
+                                  single_process=options.n_workers == 1 and not is_parallel_safe(options.storage_url))
     result = run_search(space, market, options, tracker, progress=env.progress)
     registered = None
     if result.best is not None and options.register:
@@ -100,15 +110,13 @@ def backtest(options: BacktestOptions, env: Environment):
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     cfg, source_tags = resolve(find_file(options.config), _with_data_dir(options.overrides(), env))
-    market = prepare_market(cfg, env.fetch_missing, checks=(), end_date=None)
+    market = prepare_market(cfg, env.fetch_missing, checks=(), every_day=True)
     folds = plan(backtest_config(cfg, options), market, options)  # every fold checked before the run exists
-    bar = None
-    if env.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(folds) * len(forecasters(cfg, options)), desc=f"{cfg.coin} backtest fits", unit="fit")
-    run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags,
-                                              bar.update if bar is not None else None, env.launched)
+    fits = len(folds) * len(forecasters(cfg, options))
+    with _bar(fits, f"{cfg.coin} backtest fits", "fit", env) as advance:
+        done = iter(range(1, fits + 1))
+        on_job = (lambda: advance(next(done))) if advance else None
+        run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags, on_job, env.launched, folds)
     return run_id, uri, markdown
 
 
@@ -128,7 +136,7 @@ def predict(options: PredictOptions, env: Environment):
 
     tracking.use_tracking_uri(env.tracking_uri)
     registry.model_name(options.coin)
-    market = load_market(options.data_dir or env.data_dir or "data", "2000-01-01")
+    market = load_market(env.data_dir_for(options.data_dir), "2000-01-01")
     return registry.forecast_with(options.coin, options.model_uri, example_rows(market.frame, 60))
 
 
@@ -152,7 +160,7 @@ def fetch(options: FetchOptions, env: Environment):
     """`cryptolstm fetch`: the `FetchReport`."""
     from cryptolstm.data.fetch import fetch as fetch_prices
 
-    return fetch_prices(options.data_dir or env.data_dir or "data", options.coin_list, full=options.full)
+    return fetch_prices(env.data_dir_for(options.data_dir), options.coin_list, full=options.full)
 
 
 def run_summary(run_id: str, uri: str, result) -> str:
@@ -175,5 +183,7 @@ def registered_line(reg) -> str:
     """One line: which version was registered, whether it is champion, and against persistence."""
     verdict = "beats" if reg.beats_persistence else "does not beat"
     alias = "now @champion" if reg.promoted else "not champion"
+    if not reg.added:
+        return f"{reg.name} version {reg.version} ({alias}): {reg.reason}; it {verdict} persistence (MAE ratio {reg.ratio:.4f})."
     return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
             f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")

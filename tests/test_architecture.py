@@ -33,6 +33,28 @@ def test_the_import_contract_keeps_mlflow_behind_the_tracking_layer():
     assert "2 kept, 0 broken" in done.stdout
 
 
+def _calls_environ(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(n, ast.Attribute) and n.attr in ("environ", "getenv") and
+               isinstance(n.value, ast.Name) and n.value.id == "os" for n in ast.walk(tree))
+
+
+def test_only_the_command_line_reads_the_environment():
+    readers = {p.name for p in (ROOT / "cryptolstm").rglob("*.py") if _calls_environ(p)}
+    assert readers == {"cli.py"}, readers
+
+
+def test_nothing_branches_on_a_protocols_name():
+    """What differs between protocols is declared in protocols.py, not asked for elsewhere."""
+    found = []
+    for path in (ROOT / "cryptolstm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in ("seed", "honest")
+                                                    for c in [node.left, *node.comparators]):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, found
+
+
 def _imports_mlflow(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text())):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -57,6 +79,10 @@ def test_mlproject_parameters_cli_options_and_fields_agree(entry):
     assert not parameters - fields and fields - parameters <= CLI_ONLY, parameters ^ fields
     for name in parameters:  # each parameter reaches the option of its own name
         assert f"--{name.replace('_', '-')} {{{name}}}" in spec["command"], name
+    for name in parameters & fields - set(FIELD_NAMES):  # one default, the field's (or "": not given)
+        default = spec["parameters"][name].get("default", "")
+        field_default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        assert default in ("", str(field_default)), (name, default, field_default)
     command = get_command(app).commands[command_name]
     cli_options = {p.name for p in command.params} - {"quiet", "help"}
     assert cli_options == fields

@@ -311,6 +311,7 @@ def test_backtest_command_logs_a_parent_and_a_child_per_fold(tracking, shared_da
         (["--start", "2015-01-01"], "a fold needs earlier days to train on"),
         (["--fold-months", "0"], "fold_months must be an integer >= 1, got 0."),
         (["--seeds", "two"], "seeds must be an integer, got 'two'."),
+        (["--start", "04/01/2018"], "start must be a date written YYYY-MM-DD, got '04/01/2018'."),
         (["--config", "0123456789abcdef0123456789abcdef"], "cannot read the configuration of run 0123456789abcdef"),
         (["--config", "models:/nope@champion"], "cannot find model models:/nope@champion"),
     ],

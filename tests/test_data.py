@@ -128,3 +128,104 @@ def test_range_without_common_days(tmp_path):
     _write(tmp_path)
     with pytest.raises(DataError, match="no day between 2021-01-01"):
         load_market(tmp_path, "2021-01-01")
+
+
+def test_the_real_files_pass_every_plausibility_check_without_a_warning(shared_data, caplog):
+    with caplog.at_level("WARNING", logger="cryptolstm.data.schema"):
+        load_coin(shared_data, "BTC")  # every row from 2013, not only the merged range
+        load_coin(shared_data, "ETH")
+    assert caplog.records == []
+
+
+def _text(tmp_path, text):
+    """Write BTC's file as ``text`` exactly (ETH valid), for cuts pandas cannot write."""
+    _write(tmp_path)
+    path = coin_file(tmp_path, "BTC")
+    path.write_text(text)
+    return path
+
+
+def _lines(tmp_path, rows=10):
+    _write(tmp_path, rows=rows, edit=lambda f: f.assign(volume=[4543860224.0] * rows))
+    return coin_file(tmp_path, "BTC").read_text().splitlines()
+
+
+CUT = "the file looks cut off."
+SHORT = "every line needs a value for each column."
+
+
+@pytest.mark.parametrize(
+    "cut, words",
+    [
+        # The last line ends after its close: pandas would fill the volume with nothing.
+        (lambda lines: lines[:-1] + [lines[-1].rsplit(",", 1)[0]], f"line 11 has 5 field(s) where the header has 6; {CUT}"),
+        (lambda lines: lines[:-1] + [lines[-1][:14]], f"line 11 has 2 field(s) where the header has 6; {CUT}"),
+        (lambda lines: lines[:4] + [lines[4][:20]] + lines[5:], f"line 5 has 2 field(s) where the header has 6; {SHORT}"),
+        # Cut inside the volume, without a final newline: 4543860224 would be read as 45.
+        (lambda lines: lines[:-1] + [lines[-1][:-10]],
+         "line 11 looks cut off: the file does not end with a newline and its last volume '45' is below 1/50 "
+         "of the line before's ('4543860224.0')."),
+    ],
+)
+def test_a_file_cut_off_is_an_error_naming_the_line(tmp_path, cut, words):
+    lines = _lines(tmp_path)
+    text = "\n".join(cut(lines))
+    path = _text(tmp_path, text if "volume '45'" in words else text + "\n")
+    with pytest.raises(DataError) as info:
+        load_market(tmp_path, "2020-01-01")
+    assert str(info.value) == f"{path} {words}"
+
+
+def test_a_last_line_without_newline_is_fine_when_its_value_is_plausible(tmp_path):
+    lines = _lines(tmp_path)
+    _text(tmp_path, "\n".join(lines))  # no final newline, nothing cut
+    assert load_market(tmp_path, "2020-01-01").frame["BTC_volume"].iloc[-1] == 4543860224.0
+
+
+@pytest.mark.parametrize("text", ["", "date,open,high,low,close,volume\n"])
+def test_a_file_without_rows_is_one_sentence(tmp_path, text):
+    path = _text(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_market(tmp_path, "2020-01-01")
+    assert str(info.value) == (f"{path} is empty." if not text else f"{path} has a header but no rows.")
+
+
+@pytest.mark.parametrize("factor, words", [
+    (60.0, "line 7, column close: 6300 on 2020-01-06 is 60.6 times above the day before (104, line 6)"),
+    (1 / 51, "line 7, column close: 2.058823529 on 2020-01-06 is 50.5 times below the day before (104, line 6)"),
+])
+def test_an_implausible_price_jump_is_an_error_naming_line_and_column(tmp_path, factor, words):
+    def jump(frame):
+        for col in ("open", "high", "low", "close"):  # the whole row, so OHLC stays consistent
+            frame.loc[5, col] = frame.loc[5, col] * factor
+        return frame
+
+    path = _write(tmp_path, rows=11, edit=jump)
+    with pytest.raises(DataError) as info:
+        load_market(tmp_path, "2020-01-01")
+    assert str(info.value) == f"{path} {words}; a one-day move by more than a factor of 50 is implausible."
+
+
+def test_an_implausible_volume_jump_is_one_warning_naming_the_lines(tmp_path, caplog):
+    def spikes(frame):
+        frame["volume"] = 1e6
+        frame.loc[[2, 5], "volume"] = [1e9, 1e4]  # up 1000 times on line 4 (and back), down 100 on line 7
+        return frame
+
+    path = _write(tmp_path, rows=12, edit=spikes)
+    with caplog.at_level("WARNING", logger="cryptolstm.data.schema"):
+        frame = load_market(tmp_path, "2020-01-01").frame
+    assert frame.loc["2020-01-03", "BTC_volume"] == 1e9  # a warning, not a change
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"{path}: volume moves by more than a factor of 50 from the day before on 4 line(s): "
+        "line 4 (2020-01-03, x1e+03), line 5 (2020-01-04, x1e+03), line 7 (2020-01-06, x100) and 1 more; "
+        "check them for cut-off or mistyped values."
+    )
+
+
+def test_first_reported_volume_after_zeros_is_no_jump(tmp_path, caplog):
+    _write(tmp_path, edit=_set("volume", [0, 1, 2], 0.0))
+    with caplog.at_level("WARNING", logger="cryptolstm.data.schema"):
+        load_coin(tmp_path, "BTC")
+    assert caplog.records == []

@@ -231,13 +231,10 @@ def test_a_joining_worker_waits_for_the_whole_identity_of_the_study(tmp_path, sh
     wait for all of them, not refuse the study for a half-written identity."""
     import threading
 
-    from cryptolstm.data import load_market
     from cryptolstm.search import optuna_study
     from cryptolstm.search.space import load_space
-    from cryptolstm.search.trials import TrialRunner
 
     space = load_space(_setup_files(tmp_path), data_dir=str(shared_data))
-    runner = TrialRunner(space, load_market(shared_data, "2023-06-01"), 2, "optuna", tracker=None)
     url = f"journal:{tmp_path / 'j.journal'}"
     from cryptolstm.search.storage import open_storage
 
@@ -246,6 +243,6 @@ def test_a_joining_worker_waits_for_the_whole_identity_of_the_study(tmp_path, sh
     rest = {"space_digest": space.digest(), "protocol": "honest"}
     writer = threading.Timer(1.5, lambda: [study.set_user_attr(k, v) for k, v in rest.items()])
     writer.start()
-    handle = optuna_study.open_study("half", url, runner, "tpe", 1, False, 2)
+    handle = optuna_study.open_study("half", url, space, "tpe", 1, False, 2)
     writer.join()
     assert not handle.created and handle.study.user_attrs["protocol"] == "honest"

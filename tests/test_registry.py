@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,43 +24,161 @@ from tests.conftest import tiny_config
 pytestmark = pytest.mark.slow
 
 
-def _two_runs(shared_data, coin="BTC", merge_date="2023-01-01"):
-    """Two tiny finished runs of ``coin``, (worse, better) by val/mae_ratio."""
+def _runs(shared_data, coin="BTC", merge_date="2023-01-01", seeds=(1, 2)):
+    """Tiny finished runs of ``coin``, one per seed, worst first by val/mae_ratio."""
     market = load_market(shared_data, merge_date)
     runs = []
-    for seed in (1, 2):
+    for seed in seeds:
         run_id, _ = tracked_train(tiny_config(shared_data, coin=coin, seed=seed, merge_date=merge_date), market)
         runs.append(MlflowClient().get_run(run_id))
     runs.sort(key=lambda r: -r.data.metrics["val/mae_ratio"])
-    assert runs[0].data.metrics["val/mae_ratio"] > runs[1].data.metrics["val/mae_ratio"]
+    ratios = [r.data.metrics["val/mae_ratio"] for r in runs]
+    assert ratios == sorted(set(ratios), reverse=True), ratios
     return runs, market
+
+
+def _two_runs(shared_data, coin="BTC", merge_date="2023-01-01"):
+    """Two tiny finished runs of ``coin``, (worse, better) by val/mae_ratio."""
+    return _runs(shared_data, coin, merge_date)
 
 
 def _champion(coin="BTC"):
     return MlflowClient().get_model_version_by_alias(registry.model_name(coin), registry.ALIAS)
 
 
+def _versions() -> list[tuple[str, str]]:
+    """(model name, version) of every registered version in the store."""
+    return sorted((v.name, str(v.version)) for v in MlflowClient().search_model_versions())
+
+
+def _cli(tmp_path, *args) -> subprocess.CompletedProcess:
+    """``python -m cryptolstm <args>`` on the test's store (its environment), from ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
+    return subprocess.run([sys.executable, "-m", "cryptolstm", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_promotion_only_when_better_on_the_same_evaluation(tracking, shared_data):
-    (worse, better), market = _two_runs(shared_data)
-    first = registry.register(worse, "BTC")
-    assert (first.version, first.promoted, first.reason) == ("1", True, "first champion")
-    second = registry.register(better, "BTC")
+    (worst, middle, best), market = _runs(shared_data, seeds=(1, 2, 3))
+    first = registry.register(middle, "BTC")
+    assert (first.version, first.promoted, first.reason, first.added) == ("1", True, "first champion", True)
+    second = registry.register(best, "BTC")
     assert second.promoted and str(_champion().version) == "2" and "beats champion version 1" in second.reason
-    again = registry.register(worse, "BTC")
-    assert not again.promoted and str(_champion().version) == "2"
-    version = MlflowClient().get_model_version("cryptolstm-btc", again.version)
+    third = registry.register(worst, "BTC")
+    assert third.version == "3" and not third.promoted and str(_champion().version) == "2"
+    version = MlflowClient().get_model_version("cryptolstm-btc", third.version)
     assert "does not beat champion version 2" in version.tags["promotion"]
-    assert version.tags["source_run"] == worse.info.run_id and version.tags["protocol"] == "honest"
-    ratio = worse.data.metrics["test/mae_ratio"]
+    assert version.tags["source_run"] == worst.info.run_id and version.tags["protocol"] == "honest"
+    ratio = worst.data.metrics["test/mae_ratio"]
     assert version.tags["beats_persistence"] == str(ratio < 1).lower()
     assert float(version.tags["persistence_ratio"]) == pytest.approx(ratio)
     # Another data range is another evaluation: not compared, not promoted, unless forced.
-    other = tracked_train(tiny_config(shared_data, merge_date="2022-06-01", neurons=2),
-                          load_market(shared_data, "2022-06-01"))[0]
-    moved = registry.register(MlflowClient().get_run(other), "BTC")
+    other = MlflowClient().get_run(tracked_train(tiny_config(shared_data, merge_date="2022-06-01", neurons=2),
+                                                 load_market(shared_data, "2022-06-01"))[0])
+    moved = registry.register(other, "BTC")
     assert not moved.promoted and "not compared" in moved.reason and str(_champion().version) == "2"
-    forced = registry.register(MlflowClient().get_run(other), "BTC", force=True)
-    assert forced.promoted and str(_champion().version) == forced.version
+    forced = registry.register(other, "BTC", force=True)  # as the reason says; its version, none added
+    assert (forced.version, forced.added, forced.promoted) == (moved.version, False, True)
+    assert "already registered" in forced.reason and forced.reason.endswith("promoted by force over version 2")
+    assert str(_champion().version) == forced.version and len(_versions()) == 4
+
+
+def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, shared_data, tmp_path):
+    (btc,), _ = _runs(shared_data, seeds=(1,))
+    with pytest.raises(ConfigError) as refused:
+        registry.register(btc, "ETH")
+    assert str(refused.value) == f"run {btc.info.run_id} is a BTC run; it cannot be registered as cryptolstm-eth."
+    assert _versions() == []
+    # A run that names no coin, or two coins, or holds no val/mae_ratio: refused, nothing registered.
+    for tags, params, coin, match in (({}, {}, "BTC", "names no coin"),
+                                      ({"coin": "ETH"}, {"config.coin": "BTC"}, "ETH", "is a BTC run"),
+                                      ({"coin": "BTC"}, {"config.coin": "ETH"}, "BTC", "is an ETH run")):
+        with mlflow.start_run(tags=tags) as bare:
+            mlflow.log_params(params)
+            mlflow.log_metric("val/mae_ratio", 0.5)
+        with pytest.raises(ConfigError, match=match):
+            registry.register(MlflowClient().get_run(bare.info.run_id), coin)
+    with mlflow.start_run(tags={"coin": "BTC"}) as backtest_like:
+        pass
+    with pytest.raises(ConfigError, match="has no val/mae_ratio: only a training run"):
+        registry.register(MlflowClient().get_run(backtest_like.info.run_id), "BTC")
+    assert _versions() == []
+
+    # A registration cut short after the version was created (no alias, no promotion tag yet):
+    # registering the run again completes it, without a second version.
+    client = MlflowClient()
+    first = registry.register(btc, "BTC")
+    client.delete_registered_model_alias("cryptolstm-btc", registry.ALIAS)
+    client.delete_model_version_tag("cryptolstm-btc", "1", "promotion")
+    resumed = registry.register(btc, "BTC")
+    assert (resumed.version, resumed.added, resumed.promoted) == ("1", False, True)
+    assert resumed.reason.endswith("nothing was added; first champion") and str(_champion().version) == "1"
+    again = registry.register(btc, "BTC")
+    assert (again.version, again.added, again.promoted) == ("1", False, True)
+    assert again.reason == f"run {btc.info.run_id} was already registered as version 1; nothing was added"
+    assert (again.beats_persistence, again.ratio) == (first.beats_persistence, first.ratio)
+    assert _versions() == [("cryptolstm-btc", "1")]
+
+    # The command: the same run again exits 0 and says so; another coin's run is one sentence, exit 2.
+    done = _cli(tmp_path, "register", "-q", "--coin", "BTC", "--run-id", btc.info.run_id)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "already registered as version 1; nothing was added" in done.stdout
+    wrong = _cli(tmp_path, "register", "-q", "--coin", "ETH", "--run-id", btc.info.run_id)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr[-2000:]
+    assert "is a BTC run; it cannot be registered as cryptolstm-eth." in wrong.stderr
+    assert _versions() == [("cryptolstm-btc", "1")]
+
+
+def test_predict_refuses_a_model_of_another_coin(tracking, shared_data, tmp_path):
+    (btc,), market = _runs(shared_data, seeds=(1,))
+    registry.register(btc, "BTC")
+    rows = example_rows(market.frame, 10)
+    with pytest.raises(ConfigError) as refused:
+        registry.forecast_with("ETH", "models:/cryptolstm-btc@champion", rows)
+    assert str(refused.value) == ("models:/cryptolstm-btc@champion is a BTC model; it cannot forecast ETH "
+                                  "(pass --coin BTC, or --model-uri of an ETH model).")
+    # A BTC model made ETH champion behind the registry's back (as the unchecked register once did).
+    version = mlflow.register_model(btc.data.tags["model_uri"], "cryptolstm-eth").version
+    MlflowClient().set_registered_model_alias("cryptolstm-eth", registry.ALIAS, version)
+    with pytest.raises(ConfigError, match=r"^models:/cryptolstm-eth@champion \(version 1\) is a BTC model; "):
+        registry.load_champion("ETH")
+    assert registry.forecast_with("BTC", None, rows)[0]["coin"].tolist() == ["BTC"]
+    done = _cli(tmp_path, "predict", "-q", "--coin", "ETH", "--data-dir", str(shared_data))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "models:/cryptolstm-eth@champion (version 1) is a BTC model; it cannot forecast ETH" in done.stderr
+
+
+def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(tracking, shared_data, tmp_path):
+    (btc,), market = _runs(shared_data, seeds=(1,))
+    registry.register(btc, "BTC")
+    (keras_file,) = tmp_path.glob("mlruns/**/*.keras")
+    folder = keras_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm.keras
+    assert (folder / "MLmodel").is_file()
+    whole = keras_file.read_bytes()
+    uri = "models:/cryptolstm-btc@champion"
+
+    def refusal(model_uri=None) -> str:
+        with pytest.raises(ConfigError) as refused:
+            registry.load_champion("BTC", model_uri)
+        assert "\n" not in str(refused.value)
+        return str(refused.value)
+
+    keras_file.write_bytes(whole[: len(whole) // 2])
+    assert refusal() == (f"cannot load {uri}: its artifact lstm.keras is truncated or damaged "
+                         f"(not a complete .keras zip file) ({keras_file}).")
+    done = _cli(tmp_path, "predict", "-q", "--coin", "BTC", "--data-dir", str(shared_data))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"cannot load {uri}: its artifact lstm.keras is truncated" in done.stderr and str(keras_file) in done.stderr
+    keras_file.write_bytes(b"")
+    assert "lstm.keras is truncated" in refusal()
+    keras_file.unlink()
+    assert refusal() == f"cannot load {uri}: its artifact lstm.keras is missing ({keras_file})."
+    shutil.rmtree(folder)  # was "No such artifact: ''", naming nothing
+    assert refusal() == f"cannot load {uri}: the model's folder is missing ({folder})."
+    assert refusal(f"runs:/{btc.info.run_id}/model") == (f"cannot load runs:/{btc.info.run_id}/model: "
+                                                         f"the model's folder is missing ({folder}).")
+    # A model that was never registered says so, without a path to name.
+    assert refusal("models:/cryptolstm-btc/7").startswith("cannot load models:/cryptolstm-btc/7: ")
 
 
 def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(tracking, shared_data):

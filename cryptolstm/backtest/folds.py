@@ -19,7 +19,7 @@ import pandas as pd
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.splits import Splits
-from cryptolstm.windowing import next_day_windows
+from cryptolstm.windowing import target_windows
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def fold_splits(frame: pd.DataFrame, cfg: RunConfig, fold: Fold, coins: tuple[st
     validation samples (inputs and targets) end before ``fold.first``.
     """
     visible = frame.loc[: fold.last]
-    samples = next_day_windows(visible, cfg.coin, coins, cfg.window_len)
+    samples = target_windows(visible, cfg.coin, coins, cfg.window_len, cfg.rules.reference)
     dates = pd.DatetimeIndex(samples.dates)
     before = int(np.searchsorted(dates, fold.first))  # samples whose target precedes the fold
     val_share = cfg.val_frac / (cfg.train_frac + cfg.val_frac)

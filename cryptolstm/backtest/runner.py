@@ -117,6 +117,9 @@ def fit_and_forecast(make: Callable[[], Forecaster], cfg: RunConfig, frame: pd.D
     ``frame`` may run past the fold: only its rows up to ``fold.last`` are read, and
     every forecast of a day uses closes before that day. Returns (forecast, fitted params).
     """
+    import keras
+
+    keras.backend.clear_session()  # nothing of an earlier fit's Keras state carries into this one
     visible = frame.loc[: fold.last]
     splits = fold_splits(visible, cfg, fold)
     closes = visible[f"{cfg.coin}_close"]
@@ -156,13 +159,13 @@ def _empty_result(fold: Fold, splits: Splits, closes: pd.Series) -> FoldResult:
 
 
 def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
-                 on_fold: Callable[[FoldResult], None] | None = None,
-                 on_job: Callable[[], None] | None = None) -> BacktestResult:
-    """Walk forward over ``options``' folds: every forecaster fitted on each fold's past and
-    forecasting its test days. ``on_job()`` after each fit, ``on_fold(result)`` as soon as a
-    fold is complete."""
+                 on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
+                 planned: list[tuple[Fold, Splits]] | None = None) -> BacktestResult:
+    """Walk forward over ``options``' folds (``planned`` if the caller planned them already):
+    every forecaster fitted on each fold's past and forecasting its test days. ``on_job()``
+    after each fit, ``on_fold(result)`` as soon as a fold is complete."""
     cfg = backtest_config(cfg, options)
-    planned = plan(cfg, market, options)
+    planned = planned if planned is not None else plan(cfg, market, options)
     makers = forecasters(cfg, options)
     closes = market.frame[f"{cfg.coin}_close"]
     results = {fold.index: _empty_result(fold, splits, closes) for fold, splits in planned}

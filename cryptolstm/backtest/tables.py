@@ -39,8 +39,12 @@ def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _concat(forecasts: list[Forecast]) -> Forecast:
-    return Forecast(*(np.concatenate([getattr(f, k) for f in forecasts]) for k in
-                      ("dates", "reference", "last_close", "returns")))
+    """One forecast of every origin of ``forecasts`` (folds in order), quantiles included."""
+    joined = {k: np.concatenate([getattr(f, k) for f in forecasts]) for k in ("dates", "reference", "last_close",
+                                                                                 "returns")}
+    has_quantiles = all(f.quantiles is not None for f in forecasts)
+    quantiles = np.concatenate([f.quantiles for f in forecasts]) if has_quantiles else None
+    return Forecast(**joined, quantiles=quantiles, levels=forecasts[0].levels if has_quantiles else ())
 
 
 def pooled(result: BacktestResult) -> FoldResult:

@@ -58,11 +58,21 @@ def load_coin(data_dir: str | Path, coin: str, fill_gaps: bool = False) -> pd.Da
 
     Zero volumes are CoinMarketCap's "not reported" and become NaN here.
     """
+    return _load_file(data_dir, _pin(data_dir)[0], coin, fill_gaps)
+
+
+def _pin(data_dir: str | Path) -> tuple[Path, snapshots.Snapshot | None]:
+    """The directory of the current data and its snapshot, from one reading of the manifest (a
+    concurrent import may replace it; every file is then read from the snapshot pinned here)."""
     if not Path(data_dir).is_dir():
         raise DataError(
             f"data directory {data_dir} does not exist; {HOW_TO_SUPPLY}"
         )
-    path = coin_file(snapshots.resolve(data_dir), coin)
+    return snapshots.pinned(data_dir)
+
+
+def _load_file(data_dir: str | Path, directory: Path, coin: str, fill_gaps: bool) -> pd.DataFrame:
+    path = coin_file(directory, coin)
     if not path.is_file():
         raise DataError(
             f"no {path.name} in data directory {data_dir}; {HOW_TO_SUPPLY}"
@@ -101,11 +111,12 @@ def load_market(
     no window divides by a zero volume); such a day inside the range is an
     error unless ``fill_gaps``, which carries the previous volume forward.
     """
+    directory, snapshot = _pin(data_dir)
     parts, files = [], {}
     for coin in coins:
-        frame = load_coin(data_dir, coin, fill_gaps)
+        frame = _load_file(data_dir, directory, coin, fill_gaps)
         parts.append(frame.add_prefix(f"{coin}_"))
-        path = coin_file(snapshots.resolve(data_dir), coin)
+        path = coin_file(directory, coin)
         files[coin] = (str(path.resolve()), sha256(path))
     merged = pd.concat(parts, axis=1, join="inner").sort_index()
     merged = merged.loc[pd.Timestamp(merge_date) : pd.Timestamp(end_date) if end_date else None]
@@ -115,7 +126,7 @@ def load_market(
             f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
             f"{', '.join(coins)} in {data_dir}."
         )
-    return Market(frame=merged, files=files, snapshot=snapshots.current(data_dir))
+    return Market(frame=merged, files=files, snapshot=snapshot)
 
 
 def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:

@@ -13,6 +13,10 @@ summed across exchanges. A fetched snapshot is therefore never spliced onto
 data of another source: an update extends only a snapshot of this same source.
 
 Days are UTC days; the current, unfinished UTC day is never stored.
+
+A fetch holds the data directory's write lock from reading the current snapshot
+to replacing the manifest (`cryptolstm.data.snapshots.locked`); an import or
+another fetch started meanwhile waits for it.
 """
 
 from __future__ import annotations
@@ -165,39 +169,48 @@ def fetch(
     retry: RetryPolicy | None = None,
 ) -> FetchReport:
     """Fetch ``coins`` into a new snapshot of ``data_dir``: only the days after the last stored
-    complete day of a snapshot of this source (checking the overlap day), else the full history."""
+    complete day of a snapshot of this source (checking the overlap day), else the full history.
+
+    ``now``: the time (UTC) whose unfinished day is not stored (default: now, when the lock is
+    taken). The whole fetch holds the data directory's lock (`snapshots.locked`): what it extends
+    is what is current when it writes, so a concurrent import or fetch is never lost.
+    """
     if not coins:
         raise DataError(f"coins must name at least one of {', '.join(SYMBOLS)}.")
     for coin in coins:
         if coin not in SYMBOLS:
             raise DataError(f"coin must be one of {', '.join(SYMBOLS)}; got {coin!r}.")
-    now = now or dt.datetime.now(dt.UTC)
-    today = now.astimezone(dt.UTC).date()
     exchange = exchange or make_exchange()
-    frames, sources, symbols = snapshots.carried(data_dir)
-    new_days, mode = {}, {}
-    for coin in coins:
-        if not full and coin in frames and sources[coin] == SOURCE:
-            old = frames[coin]
-            fetched = fetch_daily(exchange, coin, old.index[-1].date(), today, retry)
-            _overlap_check(coin, old, fetched)
-            added = fetched[fetched.index > old.index[-1]]
-            frames[coin] = pd.concat([old, added])
-            new_days[coin], mode[coin] = len(added), "update"
-        else:
-            fetched = fetch_daily(exchange, coin, HISTORY_START, today, retry)
-            if fetched.empty:
-                raise DataError(f"{SOURCE} returned no daily candles for {SYMBOLS[coin]}.")
-            frames[coin] = fetched
-            new_days[coin], mode[coin] = len(fetched), "full"
-    if all(m == "update" and n == 0 for m, n in zip(mode.values(), new_days.values())):
-        return FetchReport(None, new_days, mode, str(data_dir))
-    sources.update({c: SOURCE for c in coins})
-    symbols.update({c: SYMBOLS[c] for c in coins})
-    snapshot = snapshots.write_snapshot(
-        data_dir, frames, SOURCE, symbols, sources, note=", ".join(f"{c}: {m}" for c, m in mode.items()), now=now
-    )
+    with snapshots.locked(data_dir):
+        now = now or dt.datetime.now(dt.UTC)
+        frames, sources, symbols = snapshots.carried(data_dir)
+        new_days, mode = {}, {}
+        for coin in coins:
+            frames[coin], new_days[coin], mode[coin] = _fetch_coin(exchange, coin, frames.get(coin),
+                                                                   sources.get(coin), full, now, retry)
+        if all(m == "update" and n == 0 for m, n in zip(mode.values(), new_days.values())):
+            return FetchReport(None, new_days, mode, str(data_dir))
+        sources.update({c: SOURCE for c in coins})
+        symbols.update({c: SYMBOLS[c] for c in coins})
+        note = ", ".join(f"{c}: {m}" for c, m in mode.items())
+        snapshot = snapshots.write_snapshot(data_dir, frames, SOURCE, symbols, sources, note=note, now=now)
     return FetchReport(snapshot, new_days, mode, str(data_dir))
+
+
+def _fetch_coin(exchange, coin: str, stored: pd.DataFrame | None, source: str | None, full: bool,
+                now: dt.datetime, retry: RetryPolicy | None) -> tuple[pd.DataFrame, int, str]:
+    """``coin``'s frame after the fetch, how many days it added and how (``update`` of ``stored``,
+    a frame of this source, or ``full`` history)."""
+    today = now.astimezone(dt.UTC).date()
+    if not full and stored is not None and source == SOURCE:
+        fetched = fetch_daily(exchange, coin, stored.index[-1].date(), today, retry)
+        _overlap_check(coin, stored, fetched)
+        added = fetched[fetched.index > stored.index[-1]]
+        return pd.concat([stored, added]), len(added), "update"
+    fetched = fetch_daily(exchange, coin, HISTORY_START, today, retry)
+    if fetched.empty:
+        raise DataError(f"{SOURCE} returned no daily candles for {SYMBOLS[coin]}.")
+    return fetched, len(fetched), "full"
 
 
 def describe(report: FetchReport) -> str:

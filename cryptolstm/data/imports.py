@@ -8,8 +8,14 @@ is converted with the close); ``Market Cap`` and other columns are ignored;
 numbers with ``$``, thousands separators or ``K``/``M``/``B`` suffixes; ISO dates
 with or without a time, ``Jan 02, 2020``, ``02 Jan 2020``, ``MM/DD/YYYY`` or
 ``DD/MM/YYYY`` when the file itself tells which, and Unix timestamps; any row
-order. The result must still be one row per day with no gap, positive prices
-and ``low <= open, close <= high``; otherwise one sentence names the line.
+order. The result must still be one row per day with no gap, positive prices,
+``low <= open, close <= high``, no line shorter than the header, no last line
+cut inside its last field and no implausible one-day price jump
+(`cryptolstm.data.schema`); otherwise one sentence names the line.
+
+The import itself (read the current snapshot, write the new one, replace the
+manifest) runs under the data directory's lock (`snapshots.locked`), so
+imports and fetches started together each keep the others' coins.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import pandas as pd
 
 from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
-from cryptolstm.data.schema import COLUMNS, check_frame
+from cryptolstm.data.schema import COLUMNS, check_cut_tail, check_fields, check_frame
 from cryptolstm.errors import DataError
 
 ALIASES = {
@@ -47,7 +53,8 @@ def _header_key(name: str) -> str:
     return key.replace(" (", "(")
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path) -> tuple[pd.DataFrame, str]:
+    """The file as a frame of strings (its own header) and as text; every line as long as the header."""
     if not path.is_file():
         raise DataError(f"{path} does not exist.")
     data = path.read_bytes()
@@ -68,7 +75,8 @@ def _read(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
     if frame.empty:
         raise DataError(f"{path} has a header but no rows.")
-    return frame
+    check_fields(path, text, delimiter)
+    return frame, text
 
 
 def _columns(path: Path, frame: pd.DataFrame, coin: str) -> tuple[dict[str, str], str | None]:
@@ -147,8 +155,10 @@ def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
     path = Path(path)
     if coin not in COINS:
         raise DataError(f"coin must be one of {', '.join(COINS)}; got {coin!r}.")
-    raw = _read(path)
+    raw, text = _read(path)
     chosen, base_volume = _columns(path, raw, coin)
+    if raw.columns[-1] in (*chosen.values(), base_volume):  # else the last column is one we ignore
+        check_cut_tail(path, raw, text, _number)
     frame = pd.DataFrame({ours: _numbers(path, raw, col, ours) for ours, col in chosen.items() if ours != "date"})
     if base_volume is not None:
         frame["volume"] = _numbers(path, raw, base_volume, "volume") * frame["close"]
@@ -168,11 +178,11 @@ def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
 def import_csv(path: str | Path, coin: str, data_dir: str | Path) -> snapshots.Snapshot:
     """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept)."""
     frame = parse_prices(path, coin)
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    frames, sources, symbols = snapshots.carried(data_dir)
-    frames[coin], sources[coin], symbols[coin] = frame, f"import:{Path(path).name}", coin
-    return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources, note=f"{coin} from {Path(path).name}")
+    with snapshots.locked(data_dir):  # the current state read here is the one the new snapshot replaces
+        frames, sources, symbols = snapshots.carried(data_dir)
+        frames[coin], sources[coin], symbols[coin] = frame, f"import:{Path(path).name}", coin
+        return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources,
+                                        note=f"{coin} from {Path(path).name}")
 
 
 def describe_import(file: str, snap: snapshots.Snapshot, coin: str, data_dir: str) -> str:

@@ -22,24 +22,27 @@ def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
 
     if snapshots.has_data(data_dir) or not fetch_missing:
         return
-    log.info("no price data in %s: fetching it first", data_dir)
-    try:
-        report = fetching.fetch(data_dir, retry=replace(fetching.DEFAULT_RETRY, attempts=2))
-    except fetching.NetworkUnavailable as exc:
-        raise CryptoLstmError(f"there is no price data in {data_dir} and fetching it failed ({exc}); "
-                              f"{HOW_TO_SUPPLY}") from None
+    with snapshots.locked(data_dir):  # two commands on one empty directory fetch once
+        if snapshots.has_data(data_dir):
+            return
+        log.info("no price data in %s: fetching it first", data_dir)
+        try:
+            report = fetching.fetch(data_dir, retry=replace(fetching.DEFAULT_RETRY, attempts=2))
+        except fetching.NetworkUnavailable as exc:
+            raise CryptoLstmError(f"there is no price data in {data_dir} and fetching it failed ({exc}); "
+                                  f"{HOW_TO_SUPPLY}") from None
     log.info("fetched snapshot %s", report.snapshot.id)
 
 
 def prepare_market(cfg: RunConfig, fetch_missing: bool = True, checks: Iterable[RunConfig] | None = None,
-                   end_date: str | None = "config") -> Market:
-    """``cfg``'s merged market data (``end_date``: the config's unless given, None for all days),
+                   every_day: bool = False) -> Market:
+    """``cfg``'s merged market data (to its ``end_date``, or to the last day with ``every_day``),
     with the splits of every config in ``checks`` (default: ``cfg`` alone) built once to check
     that they fit."""
     from cryptolstm.splits import make_splits
 
     ensure_data(cfg.data_dir, fetch_missing)
-    market = load_market(cfg.data_dir, cfg.merge_date, cfg.end_date if end_date == "config" else end_date,
+    market = load_market(cfg.data_dir, cfg.merge_date, None if every_day else cfg.end_date,
                          cfg.fill_gaps)
     for each in (cfg,) if checks is None else checks:
         make_splits(market.frame, each)

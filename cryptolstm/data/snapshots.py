@@ -12,16 +12,27 @@ renamed into place only when complete, its files made read-only; then
 ``manifest.json`` is replaced atomically. A write that fails half-way therefore
 leaves the previous snapshot current and intact, and no snapshot is ever
 changed after it exists.
+
+Writers serialise on ``.manifest.lock`` beside the manifest (`locked`): an
+import or fetch reads the current state, writes its snapshot and replaces the
+manifest all under the lock, so writers started together each build on the one
+before (no lost update), and a snapshot id is chosen unique under it. The lock is
+an OS lock (flock), released when its holder exits or is killed; temporary
+files a killed writer left are removed by the next one. Readers take no lock:
+they read the manifest once (`pinned`) and then only immutable snapshot files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +41,11 @@ import pandas as pd
 from cryptolstm.data.schema import COLUMNS
 from cryptolstm.errors import DataError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
+LOCK_TIMEOUT_S = 600.0  # a full fetch of both coins takes under a minute; retries with back-off a few
 SNAPSHOT_INFO = "snapshot.json"
 
 
@@ -103,21 +118,54 @@ def read_manifest(data_dir: str | Path) -> dict | None:
 
 def current(data_dir: str | Path) -> Snapshot | None:
     """The current snapshot of a store, or None for a plain directory."""
-    manifest = read_manifest(data_dir)
-    if manifest is None:
-        return None
-    return Snapshot.from_dict(manifest["snapshots"][Path(manifest["current"]).name])
+    return pinned(data_dir)[1]
 
 
 def resolve(data_dir: str | Path) -> Path:
     """The directory whose CSVs are the data: the current snapshot's, or ``data_dir`` itself."""
+    return pinned(data_dir)[0]
+
+
+def pinned(data_dir: str | Path) -> tuple[Path, Snapshot | None]:
+    """The directory whose CSVs are the data and the snapshot it is (None for a plain directory),
+    from one reading of the manifest, so that the two agree while a writer replaces it."""
     manifest = read_manifest(data_dir)
     if manifest is None:
-        return Path(data_dir)
+        return Path(data_dir), None
     directory = Path(data_dir) / manifest["current"]
     if not directory.is_dir():
         raise DataError(f"the manifest of {data_dir} names snapshot {manifest['current']}, which does not exist.")
-    return directory
+    return directory, Snapshot.from_dict(manifest["snapshots"][directory.name])
+
+
+@contextmanager
+def locked(data_dir: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    """Hold ``data_dir``'s write lock (``.manifest.lock``, beside the manifest) for the block.
+
+    Re-entrant within a process; an OS lock, so it is released when the holder exits or dies.
+    Waits at most ``timeout`` seconds for another writer, then raises `DataError`.
+    """
+    from filelock import FileLock, Timeout
+
+    directory = Path(data_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # One lock object per directory in a process (however its path is spelled), so taking it again nests.
+        lock = FileLock(directory.resolve() / LOCK, is_singleton=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("another import or fetch is writing to %s; waiting for it (at most %g s)", directory, timeout)
+            lock.acquire(timeout=timeout)
+    except Timeout:
+        raise DataError(f"another import or fetch has held {directory / LOCK} for over {timeout:g} s; "
+                        f"wait for it to finish and run the command again.") from None
+    except OSError as exc:
+        raise DataError(f"cannot write to data directory {directory} ({exc.strerror or exc}).") from None
+    try:
+        yield directory
+    finally:
+        lock.release()
 
 
 def has_data(data_dir: str | Path) -> bool:
@@ -136,10 +184,20 @@ def _write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write one coin's frame (index date, columns open..volume) in the project's CSV format."""
     out = frame.reset_index()
     out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
-    out[list(COLUMNS)].to_csv(path, index=False, float_format="%.17g", lineterminator="\n")
+    _write_durably(path, out[list(COLUMNS)].to_csv(index=False, float_format="%.17g", lineterminator="\n"))
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write ``text`` to a new file and flush it to the disk (so a manifest never names a file
+    whose bytes are still only in memory)."""
+    with open(path, "x") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _replace_manifest(data_dir: Path, manifest: dict) -> None:
+    """Replace the manifest atomically: a reader sees the old one or the new one, never a mix."""
     fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=data_dir)
     with os.fdopen(fd, "w") as f:
         json.dump(manifest, f, indent=2)
@@ -160,60 +218,87 @@ def write_snapshot(
     """Write ``frames`` (coin -> daily frame) as a new snapshot and make it current.
 
     ``source``: what wrote it (``coinbaseexchange``, ``import``); ``sources``: per coin, where
-    its rows came from (default ``source``); ``symbols``: per coin, its name there.
+    its rows came from (default ``source``); ``symbols``: per coin, its name there; ``now``: when
+    (UTC; default: now, taken under the lock so that ids sort in the order they were written).
 
-    The files are validated by reading them back with the project's schema
-    before the snapshot is renamed into place.
+    Runs under `locked`; a caller that read the current state (`carried`) to build ``frames``
+    must hold the lock since then. The files are validated by reading them back with the
+    project's schema before the snapshot is renamed into place.
     """
+    data_dir, store = Path(data_dir), Path(data_dir) / "snapshots"
+    with locked(data_dir):
+        _sweep(data_dir)
+        now = now or dt.datetime.now(dt.UTC)
+        manifest = read_manifest(data_dir) or {"snapshots": {}}
+        last = max(frame.index.max() for frame in frames.values()).date().isoformat()
+        snap_id = _new_id(store, manifest, f"{now:%Y%m%dT%H%M%S.%fZ}-{source}-to-{last}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{snap_id}-", dir=store))
+        try:
+            coins = _write_files(tmp, frames, source, symbols, sources or {})
+            snapshot = Snapshot(snap_id, source, now.isoformat(timespec="seconds"), coins, note)
+            _write_durably(tmp / SNAPSHOT_INFO, json.dumps(snapshot.to_dict(), indent=2))
+            for path in tmp.iterdir():
+                path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.rename(tmp, store / snap_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest["snapshots"][snap_id] = snapshot.to_dict()
+        manifest["current"] = f"snapshots/{snap_id}"
+        _replace_manifest(data_dir, manifest)
+    return snapshot
+
+
+def _new_id(store: Path, manifest: dict, base: str) -> str:
+    """``base`` (it starts with the time, so ids sort by it), or ``base-2``, ``base-3``... if taken
+    (only when a clock gives the same microsecond twice); unique because chosen under the lock."""
+    store.mkdir(parents=True, exist_ok=True)
+    snap_id, n = base, 1
+    while snap_id in manifest["snapshots"] or (store / snap_id).exists():
+        n += 1
+        snap_id = f"{base}-{n}"
+    return snap_id
+
+
+def _write_files(tmp: Path, frames: dict[str, pd.DataFrame], source: str, symbols: dict[str, str],
+                 sources: dict[str, str]) -> dict[str, CoinFile]:
+    """Write every coin's file into ``tmp`` and describe it as read back through the schema."""
     from cryptolstm.data.schema import read_daily_csv
 
-    data_dir = Path(data_dir)
-    now = now or dt.datetime.now(dt.UTC)
-    store = data_dir / "snapshots"
-    store.mkdir(parents=True, exist_ok=True)
-    last = max(frame.index.max() for frame in frames.values()).date().isoformat()
-    snap_id = f"{now:%Y%m%dT%H%M%SZ}-{source}-to-{last}"
-    for n in range(2, 1000):  # never overwrite: a second snapshot in the same second gets a suffix
-        if not (store / snap_id).exists():
-            break
-        snap_id = f"{now:%Y%m%dT%H%M%SZ}-{source}-to-{last}-{n}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{snap_id}-", dir=store))
-    try:
-        coins = {}
-        for coin, frame in sorted(frames.items()):
-            path = coin_file(tmp, coin)
-            _write_frame(frame, path)
-            checked = read_daily_csv(path)
-            first, final = (d.date().isoformat() for d in (checked.index[0], checked.index[-1]))
-            coin_source = (sources or {}).get(coin, source)
-            coins[coin] = CoinFile(coin, coin_source, symbols.get(coin, coin), first, final, len(checked), sha256(path))
-        snapshot = Snapshot(snap_id, source, now.isoformat(timespec="seconds"), coins, note)
-        (tmp / SNAPSHOT_INFO).write_text(json.dumps(snapshot.to_dict(), indent=2))
-        for path in tmp.iterdir():
-            path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        os.rename(tmp, store / snap_id)
-    except BaseException:
+    coins = {}
+    for coin, frame in sorted(frames.items()):
+        path = coin_file(tmp, coin)
+        _write_frame(frame, path)
+        checked = read_daily_csv(path, warn=False)  # its source was checked (and warned about) when read
+        first, final = (d.date().isoformat() for d in (checked.index[0], checked.index[-1]))
+        coins[coin] = CoinFile(coin, sources.get(coin, source), symbols.get(coin, coin), first, final,
+                               len(checked), sha256(path))
+    return coins
+
+
+def _sweep(data_dir: Path) -> None:
+    """Remove what a writer killed half-way left (a temporary snapshot or manifest); only called
+    under the lock, when no other writer can be using them."""
+    for tmp in (data_dir / "snapshots").glob(".*"):
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    manifest = read_manifest(data_dir) or {"snapshots": {}}
-    manifest["snapshots"][snap_id] = snapshot.to_dict()
-    manifest["current"] = f"snapshots/{snap_id}"
-    _replace_manifest(data_dir, manifest)
-    return snapshot
+    for tmp in data_dir.glob(".manifest-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def frames_of(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Every coin's validated frame in the current data of ``data_dir`` (no gap handling)."""
     from cryptolstm.data.schema import read_daily_csv
 
-    directory = resolve(data_dir)
-    return {p.name.split("-")[0].upper(): read_daily_csv(p) for p in sorted(directory.glob("*-usd-daily.csv"))}
+    # No volume warnings: these files were checked when they were written (and again when loaded).
+    files = sorted(resolve(data_dir).glob("*-usd-daily.csv"))
+    return {p.name.split("-")[0].upper(): read_daily_csv(p, warn=False) for p in files}
 
 
 def carried(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, str]]:
     """What a new snapshot of ``data_dir`` starts from: every coin's current frame, where its rows
     came from and its symbol there (``files:<dir>`` for a plain directory's files); empty if
-    the directory holds no data. A fetch or import replaces only the coins it brings."""
+    the directory holds no data. A fetch or import replaces only the coins it brings; it must hold
+    `locked` from this call until its `write_snapshot` returns, or another writer's snapshot is lost."""
     if not has_data(data_dir):
         return {}, {}, {}
     frames, now = frames_of(data_dir), current(data_dir)

@@ -83,11 +83,32 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and Keras/TensorFlow, and make TF ops deterministic on CPU."""
-    import tensorflow as tf
-
+    """Seed Python, NumPy and the Keras backend, and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def training_device() -> str:
+    """Where Keras trains here: its backend and the first GPU it sees (``tensorflow on CPU``,
+    ``jax on cuda:0 NVIDIA H100 80GB HBM3``...)."""
+    backend = keras.backend.backend()
+    gpus: list[str] = []
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    elif backend == "jax":
+        import jax
+
+        gpus = [f"{d} {getattr(d, 'device_kind', '')}".strip() for d in jax.devices() if d.platform == "gpu"]
+    elif backend == "torch":
+        import torch
+
+        gpus = [f"cuda:0 {torch.cuda.get_device_name(0)}"] if torch.cuda.is_available() else []
+    return f"{backend} on {gpus[0] if gpus else 'CPU'}"
 
 
 class _Hook(keras.callbacks.Callback):

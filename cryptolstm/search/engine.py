@@ -18,6 +18,8 @@ from cryptolstm.config import RunConfig
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from cryptolstm.options import SearchOptions
+    from cryptolstm.search.space import SearchSpace
     from cryptolstm.search.trials import TrialRunner
     from cryptolstm.train import TrainResult
 
@@ -26,6 +28,12 @@ class SearchEngine(Protocol):
     """One study of one engine, opened (and checked to belong to this coin and space)."""
 
     name: str
+    algorithms: tuple[str, ...]  # what ``SearchOptions.algorithm`` may name, the first the default
+
+    @classmethod
+    def open(cls, space: SearchSpace, study_name: str, options: SearchOptions, max_epochs: int) -> SearchEngine:
+        """Open (create, resume or join) the study, checked to belong to this coin and space."""
+        ...
 
     def parent_run_id(self, create: Callable[[], str]) -> tuple[str, bool]:
         """The study's tracking parent and whether this worker made it (``create()``) and leads."""

@@ -22,6 +22,7 @@ from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
 from cryptolstm.metrics import split_metrics
 from cryptolstm.models.lstm import Lstm, build_lstm
+from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.splits import make_splits
 from cryptolstm.windowing import feature_columns
@@ -92,13 +93,17 @@ def _check_identity(directory: Path, identity: dict, overwrite: bool) -> None:
     path.write_text(json.dumps(identity, sort_keys=True))
 
 
-def make_tuner(runner: TrialRunner, algorithm: str, study_name: str, tuner_dir: str, n_trials: int,
-               max_epochs: int, seed: int, overwrite: bool) -> kt.Tuner:
-    """A Hyperband or Bayesian tuner whose state lives in ``tuner_dir/study_name``."""
-    identity = {"coin": runner.space.base.coin, "space_digest": runner.space.digest(), "algorithm": algorithm}
+def claim_directory(space: SearchSpace, algorithm: str, study_name: str, tuner_dir: str, overwrite: bool) -> None:
+    """Check (or, with ``overwrite``, clear) ``tuner_dir/study_name`` for this coin, space and algorithm."""
+    identity = {"coin": space.base.coin, "space_digest": space.digest(), "algorithm": algorithm}
     if overwrite and (Path(tuner_dir) / study_name).exists():
         shutil.rmtree(Path(tuner_dir) / study_name)
     _check_identity(Path(tuner_dir) / study_name, identity, overwrite)
+
+
+def make_tuner(runner: TrialRunner, algorithm: str, study_name: str, tuner_dir: str, n_trials: int,
+               max_epochs: int, seed: int) -> kt.Tuner:
+    """A Hyperband or Bayesian tuner whose state lives in ``tuner_dir/study_name``."""
     common = dict(
         hypermodel=LstmHyperModel(runner), objective=kt.Objective(_logs_key(runner.space.objective), "min"),
         seed=seed, directory=tuner_dir, project_name=study_name, overwrite=False,
@@ -115,19 +120,22 @@ class KerasTunerEngine:
     name = "keras-tuner"
     algorithms = ALGORITHMS
 
-    def __init__(self, tuner: kt.Tuner, runner: TrialRunner):
-        self.tuner, self.space = tuner, runner.space
+    def __init__(self, space: SearchSpace, study_name: str, options, max_epochs: int):
+        self.space, self.study_name, self.options, self.max_epochs = space, study_name, options, max_epochs
+        self.algorithm = options.algorithm or "hyperband"
+        self.tuner: kt.Tuner | None = None
 
     @classmethod
-    def open(cls, runner: TrialRunner, study_name: str, options, max_epochs: int) -> KerasTunerEngine:
-        tuner = make_tuner(runner, options.algorithm or "hyperband", study_name, options.tuner_dir,
-                           options.n_trials, max_epochs, runner.space.base.seed, options.overwrite)
-        return cls(tuner, runner)
+    def open(cls, space: SearchSpace, study_name: str, options, max_epochs: int) -> KerasTunerEngine:
+        claim_directory(space, options.algorithm or "hyperband", study_name, options.tuner_dir, options.overwrite)
+        return cls(space, study_name, options, max_epochs)
 
     def parent_run_id(self, create) -> tuple[str, bool]:
         return create(), True
 
     def optimise(self, runner: TrialRunner, progress: bool) -> None:
+        self.tuner = make_tuner(runner, self.algorithm, self.study_name, self.options.tuner_dir,
+                                self.options.n_trials, self.max_epochs, self.space.base.seed)
         self.tuner.search(verbose=1 if progress else 0)
 
     def best_values(self) -> dict:

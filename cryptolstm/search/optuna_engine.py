@@ -20,6 +20,7 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.options import SearchOptions, to_argv
 from cryptolstm.search import optuna_study
 from cryptolstm.search.optuna_study import SAMPLERS, StudyHandle
+from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,9 @@ class OptunaEngine:
         self.handle, self.options, self.max_epochs = handle, options, max_epochs
 
     @classmethod
-    def open(cls, runner: TrialRunner, study_name: str, options: SearchOptions, max_epochs: int) -> OptunaEngine:
-        handle = optuna_study.open_study(study_name, options.storage_url, runner, options.algorithm or "tpe",
-                                         runner.space.base.seed, options.prune, max_epochs,
+    def open(cls, space: SearchSpace, study_name: str, options: SearchOptions, max_epochs: int) -> OptunaEngine:
+        handle = optuna_study.open_study(study_name, options.storage_url, space, options.algorithm or "tpe",
+                                         space.base.seed, options.prune, max_epochs,
                                          options.heartbeat_seconds, options.follower)
         return cls(handle, options, max_epochs)
 
@@ -57,9 +58,7 @@ class OptunaEngine:
         if self.options.n_workers <= 1:
             return
         argv = [sys.executable, "-m", "cryptolstm", "search", *to_argv(self.options.worker()), "--quiet"]
-        self.handle.children = [subprocess.Popen(argv) for _ in range(self.options.n_workers - 1)]
-        log.info("started %d more worker process(es): %s", len(self.handle.children),
-                 ", ".join(str(p.pid) for p in self.handle.children))
+        self.handle.start_workers(argv, self.options.n_workers - 1)
 
     def close(self, failed: bool) -> None:
         for child in self.handle.children:
@@ -101,6 +100,7 @@ class OptunaEngine:
     def figures(self) -> dict[str, Figure]:
         """Optimisation history, parameter importances, parallel coordinates; a plot that cannot be
         drawn (e.g. importances of a single trial) is left out with a warning."""
+        plots.headless()
         from optuna.visualization import matplotlib as ovm
 
         drawn = {}

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import subprocess
 import tempfile
 import time
 import warnings
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 from cryptolstm.errors import ConfigError
 from cryptolstm.search.storage import JOURNAL, masked
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
+from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner, worker_id
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,11 @@ class StudyHandle:
                 self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                 log.warning("trial %d was created but never started by any worker; marked failed", trial.number)
 
+    def start_workers(self, argv: list[str], count: int) -> None:
+        """Start ``count`` more local worker processes running ``argv`` on this study."""
+        self.children = [subprocess.Popen(argv) for _ in range(count)]
+        log.info("started %d more worker process(es): %s", count, ", ".join(str(p.pid) for p in self.children))
+
     def reap_children(self) -> None:
         """Fail and queue again the RUNNING trials of local worker processes that have died."""
         alive = {f"{socket.gethostname()}:{p.pid}" for p in self.children if p.poll() is None} | {worker_id()}
@@ -167,7 +174,7 @@ def _wait_for_attrs(study: optuna.Study, keys: tuple[str, ...], seconds: float =
         time.sleep(0.5)
 
 
-def open_study(name: str, storage: str, runner: TrialRunner, algorithm: str, seed: int, prune: bool,
+def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed: int, prune: bool,
                max_epochs: int, heartbeat: int | None = None, follower: bool = False) -> StudyHandle:
     """Create the study, or load it to resume or to join it as one more worker; refuse a study
     made for another coin or space. Exactly one worker creates a study (the storage refuses a
@@ -181,29 +188,69 @@ def open_study(name: str, storage: str, runner: TrialRunner, algorithm: str, see
                                     sampler=make_sampler(algorithm, seed), pruner=pruner)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
-        # Another worker's sampler must not draw this one's numbers: parallel studies are not reproducible.
-        worker_seed = seed if not is_parallel(storage) else seed + 1 + zlib.crc32(worker_id().encode()) % 100_000
-        study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(algorithm, worker_seed),
-                                  pruner=pruner)
+        study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
+        study.sampler = make_sampler(algorithm, _resumed_seed(study, seed, is_parallel(storage)))
         created = False
-    identity = {"coin": runner.space.base.coin, "space_digest": runner.space.digest(),
-                "protocol": runner.space.base.protocol}
+    _check_identity(study, space, created, storage)
+    if not created:
+        fail_dead_trials(study, lone=not is_parallel(storage))
+    if created or not is_parallel(storage):
+        _enqueue_base(study, space)
+    return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
+                       follower)
+
+
+def _resumed_seed(study: optuna.Study, seed: int, parallel: bool) -> int:
+    """The sampler's seed for a study that already holds trials: it continues from the trials
+    stored rather than restarting its seeded sequence (which would draw the first trials' values
+    again); another worker's sampler must not draw this one's numbers either, so parallel
+    studies are not reproducible."""
+    offset = len(study.get_trials(deepcopy=False))
+    return seed + offset + (1 + zlib.crc32(worker_id().encode()) % 100_000 if parallel else 0)
+
+
+def _check_identity(study: optuna.Study, space: SearchSpace, created: bool, storage: str) -> None:
+    """Record (creator) or check (everyone else) the coin, space and protocol the study is for."""
+    identity = {"coin": space.base.coin, "space_digest": space.digest(), "protocol": space.base.protocol}
     if created:
         for key, value in identity.items():
             study.set_user_attr(key, value)
-    else:
-        # The creator writes the identity one key at a time: wait for all of it, not the first key.
-        attrs = _wait_for_attrs(study, tuple(identity))
-        existing = {k: attrs.get(k) for k in identity}
-        if existing != identity:
-            raise ConfigError(
-                f"study {name!r} in {masked(storage)} was made for {existing}, not {identity}; "
-                f"choose another study_name."
-            )
-    if created or not is_parallel(storage):
-        _enqueue_base(study, runner)
-    return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
-                       follower)
+        return
+    # The creator writes the identity one key at a time: wait for all of it, not the first key.
+    attrs = _wait_for_attrs(study, tuple(identity))
+    existing = {k: attrs.get(k) for k in identity}
+    if existing != identity:
+        raise ConfigError(f"study {study.study_name!r} in {masked(storage)} was made for {existing}, "
+                          f"not {identity}; choose another study_name.")
+
+
+def _alive(worker: str | None) -> bool:
+    """Whether the ``host:pid`` worker may still run: a live process here, or one on another host."""
+    host, _, pid = (worker or ":").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(worker) and host != socket.gethostname()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study, lone: bool) -> int:
+    """Fail the RUNNING trials no live process runs: on a single-process storage (``lone``) every
+    one of them, else those of a dead process on this host. A queued trial is queued again."""
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if lone or (worker and not _alive(worker)):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            if "fixed_params" in trial.system_attrs:
+                optuna.storages.RetryFailedTrialCallback(max_retry=3)(study, trial)
+            log.warning("trial %d was left running by a process that is gone; marked failed", trial.number)
+            failed += 1
+    return failed
 
 
 def parent_run_id(handle: StudyHandle, create) -> tuple[str, bool]:
@@ -221,11 +268,11 @@ def parent_run_id(handle: StudyHandle, create) -> tuple[str, bool]:
     return run_id, True
 
 
-def _enqueue_base(study: optuna.Study, runner: TrialRunner) -> None:
+def _enqueue_base(study: optuna.Study, space: SearchSpace) -> None:
     """Queue the base config (the 2018 model) first, so the gain over it is measured; again on
     resume if its trial failed or was interrupted, never twice."""
-    base = runner.space.base_values()
-    if not all(d.contains(base[d.name]) for d in runner.space.dimensions):
+    base = space.base_values()
+    if not all(d.contains(base[d.name]) for d in space.dimensions):
         log.warning("the base config lies outside the space; it is not enqueued")
         return
     alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
@@ -240,11 +287,21 @@ def objective_fn(runner: TrialRunner):
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
         values = {d.name: d.optuna(trial) for d in runner.space.dimensions}
+        done = _finished_with(trial.study, values)
+        if done is not None:  # the sampler drew values already trained: reuse, never train twice
+            trial.set_user_attr("duplicate_of", done.number)
+            return float(done.value)
         result = runner.run(values, f"trial-{trial.number}", [prune_on_val_loss(trial)])
         trial.set_user_attr("epochs_run", result.epochs_run)
         return runner.objective(result)
 
     return objective
+
+
+def _finished_with(study: optuna.Study, values: dict) -> optuna.trial.FrozenTrial | None:
+    """A COMPLETE trial of ``study`` with exactly these parameter values, if any."""
+    return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params == values),
+                None)
 
 
 def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout: float | None,

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
@@ -69,6 +71,18 @@ for _name, _method in list(vars(RDBStorage).items()):
         setattr(ResilientRDBStorage, _name, _retrying(_method))
 
 
+def _creation_lock(url: str):
+    """A file lock beside a local SQLite database while its schema is created or checked: two
+    processes creating one database at once would otherwise race in its migrations."""
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    path = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{path}.lock", timeout=600)
+
+
 def open_storage(url: str, heartbeat: int | None = None):
     """The Optuna storage for ``url`` (see module docstring); ``heartbeat``: seconds between a
     running trial's heartbeats (RDB storages only), a trial silent for 2x as long is failed and
@@ -90,7 +104,7 @@ def open_storage(url: str, heartbeat: int | None = None):
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
     engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _creation_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except (ImportError, ModuleNotFoundError) as exc:

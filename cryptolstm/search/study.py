@@ -39,6 +39,7 @@ class SearchResult:
     best: TrainResult | None  # None in a worker that was not the last one out
     trials: pd.DataFrame
     best_value: float | None = None
+    objective: str = ""
 
 
 def check_options(options: SearchOptions) -> None:
@@ -79,40 +80,42 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, track
         space = dataclasses.replace(space, base=space.base.replace(seed=options.seed))
     name = options.study_name or default_study_name(space, options)
     max_epochs = options.max_epochs or space.base.epochs
-    runner = TrialRunner(space, market, max_epochs, options.engine, tracker)
     # The engine's state is opened (and checked to belong to this coin and space) before
     # any run is touched, so a mismatched study leaves nothing behind.
-    engine: SearchEngine = ENGINES[options.engine].open(runner, name, options, max_epochs)
+    engine: SearchEngine = ENGINES[options.engine].open(space, name, options, max_epochs)
     tags = study_tags(space, options, name, max_epochs)
-    runner.parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
+    parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
     if not leader:
-        tracker.parent(name, tags, run_id=runner.parent_id)
-    tracker.started(runner.parent_id, space.path, tags, leader)
+        tracker.parent(name, tags, run_id=parent_id)
+    runner = TrialRunner(space, market, max_epochs, options.engine, tracker, parent_id)
     try:
+        tracker.started(parent_id, space.path, tags, leader)
         engine.optimise(runner, progress)
-        best_values = engine.best_values()
     except BaseException as exc:
         engine.close(failed=True)
         if engine.alone():  # no other worker is logging to the parent: it ends with this one
-            tracker.ended(runner.parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            tracker.ended(runner.parent_id, _status(exc))
         raise
     engine.close(failed=False)
-    summary = engine.summary()
     if not engine.claim_finish():
         log.info("other workers of study %s are still running; the last one re-trains the chosen config", name)
-        return SearchResult(runner.parent_id, name, best_values, None, engine.trials(), summary.get("search/best_value"))
-    return _finish(name, runner, engine, tracker, best_values, summary)
+        return SearchResult(runner.parent_id, name, {}, None, engine.trials())
+    return _finish(name, runner, engine, tracker)
 
 
-def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: SearchTracker, best_values: dict,
-            summary: dict[str, float]) -> SearchResult:
-    """Re-train the chosen config, score the test days once, record it all and end the parent."""
-    trials = engine.trials()
+def _status(exc: BaseException) -> str:
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+
+
+def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: SearchTracker) -> SearchResult:
+    """The last worker out: read the study's outcome, re-train the chosen config, score the test
+    days once, record it all and end the parent (FAILED if any of it fails)."""
     try:
+        best_values, summary, trials = engine.best_values(), engine.summary(), engine.trials()
         best = runner.retrain(best_values)
         tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures())
     except BaseException as exc:
-        tracker.ended(runner.parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        tracker.ended(runner.parent_id, _status(exc))
         raise
     value = summary.get("search/best_value", best.metrics.get(runner.space.objective))
-    return SearchResult(runner.parent_id, name, best_values, best, trials, value)
+    return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective)

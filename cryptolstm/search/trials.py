@@ -36,7 +36,7 @@ class TrialRunner:
     max_epochs: int | None
     engine: str
     tracker: SearchTracker
-    parent_id: str = ""
+    parent_id: str
 
     def config(self, values: dict[str, Any]) -> RunConfig:
         """The trial's config: base + ``values``, epochs capped at ``max_epochs``."""
@@ -58,8 +58,8 @@ class TrialRunner:
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
         with self.tracker.trial(self.parent_id, name, cfg, tags):
-            result = train(cfg, self.market, hooks, evaluate_test=False,
-                           forecaster=lstm(cfg, hooks) if lstm else None)
+            forecaster = lstm(cfg, hooks) if lstm else None
+            result = train(cfg, self.market, () if forecaster else hooks, evaluate_test=False, forecaster=forecaster)
             self.tracker.trial_metrics({**result.metrics, "epochs_run": result.epochs_run})
         return result
 

@@ -7,7 +7,7 @@ forecast of every day) and the plots. Child ``fold NN``: its dates and sizes,
 what each forecaster fitted, its metrics and its forecast plot.
 
 Metric names: ``{forecaster}/{units}/{metric}``, e.g. ``lstm.mean/usd/mae_ratio``,
-``lstm.seed202/return/dm_p``, ``arima/usd/mase``; unit-free ``{forecaster}/direction``.
+``lstm.seed202/return/dm_p``, ``arima/usd/mase``; unit-free ``{forecaster}/direction_accuracy``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cryptolstm.backtest.tables import (fold_metrics, metrics_table, predictions
                                         with_seed_summary)
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.models.lstm import training_device
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
 
@@ -111,23 +112,27 @@ def tracked_backtest(
     source_tags: dict[str, str],
     on_job: Callable[[], None] | None = None,
     launched: str | None = None,
+    planned: list | None = None,
 ) -> tuple[str, BacktestResult, pd.DataFrame, str]:
     """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown).
 
-    ``on_job()`` after every fit (a progress bar); ``launched``: the run ``mlflow run`` made."""
+    ``on_job()`` after every fit (a progress bar); ``launched``: the run ``mlflow run`` made;
+    ``planned``: the folds, if the caller planned (and so checked) them already."""
     fold_cfg = backtest_config(cfg, options)
-    planned = plan(fold_cfg, market, options)  # every fold checked before the run exists
+    if planned is None:
+        planned = plan(fold_cfg, market, options)  # every fold checked before the run exists
     name = f"{cfg.coin}-backtest-{options.start}..{options.end}-{options.fold_months}m-x{options.seeds}"
     with run_scope(fold_cfg, options.experiment_name, name=name, launched=launched) as run:
         parent_id = run.info.run_id
         mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": ENTRY, "protocol": "walk-forward",
+                         "device": training_device(),
                          "backtest.source_protocol": cfg.protocol, **source_tags})
         mlflow.log_params(config_params(fold_cfg))
         mlflow.log_params({f"backtest.{k}": v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
                           | {"backtest.folds": len(planned)})
         mlflow.log_dict(fold_cfg.to_dict(), "config.yaml")
         log_dataset(market, fold_cfg)
-        result = run_backtest(cfg, market, options, on_fold=lambda r: log_fold(parent_id, r), on_job=on_job)
+        result = run_backtest(cfg, market, options, lambda r: log_fold(parent_id, r), on_job, planned)
         table = metrics_table(result)
         markdown = log_summary(result, table)
     return parent_id, result, table, markdown

@@ -18,18 +18,16 @@ from mlflow.entities import RunStatus
 from cryptolstm import plots
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.tracking.store import open_store, process_tags
 from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def use_tracking_uri(uri: str | None) -> str:
-    """Point MLflow at ``uri`` (default: ``sqlite:///mlflow.db`` in the working directory)."""
-    uri = uri or DEFAULT_TRACKING_URI
-    mlflow.set_tracking_uri(uri)
-    return uri
+    """Open the tracking store at ``uri`` (default ``sqlite:///mlflow.db``): see `store.open_store`."""
+    return open_store(uri)
 
 
 def default_experiment_name(cfg: RunConfig) -> str:
@@ -75,15 +73,25 @@ def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = No
     else:
         mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
         run = mlflow.start_run(run_name=name or run_name(cfg))
+    mlflow.set_tags(process_tags())
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-        raise
-    except BaseException:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+    except BaseException as exc:
+        end_failed(exc)
         raise
     mlflow.end_run()
+
+
+def end_failed(exc: BaseException) -> None:
+    """End the active run KILLED (Ctrl-C, SIGTERM) or FAILED with the reason as its ``error`` tag.
+    If even that cannot be written (a full disk), the run is left to the reaper of the next command."""
+    killed = isinstance(exc, KeyboardInterrupt)
+    try:
+        if not killed:
+            mlflow.set_tag("error", (str(exc).splitlines() or [type(exc).__name__])[0][:500])
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED if killed else RunStatus.FAILED))
+    except Exception as again:  # noqa: BLE001 - the first error is the one to report
+        log.warning("the run could not be ended (%s); the next command marks it KILLED", again)
 
 
 def log_dataset(market: Market, cfg: RunConfig) -> None:

@@ -17,6 +17,7 @@ from mlflow.entities import RunStatus, RunTag
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch
+from cryptolstm.tracking.store import process_tags
 from cryptolstm.tracking.train import log_result
 from cryptolstm.train import TrainResult
 
@@ -76,7 +77,7 @@ def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -
     """A child run of ``parent_id`` for one trial; its tag ``trial_state`` says complete,
     pruned, failed (with ``error``) or interrupted. Pruned trials end FINISHED, failed ones
     FAILED, interrupted ones KILLED."""
-    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags=tags)
+    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags={**tags, **process_tags()})
     mlflow.log_params(config_params(cfg))
     try:
         yield run
@@ -113,11 +114,16 @@ class MlflowSearchTracker:
     made for this command (it becomes, or nests under, the study's parent).
     """
 
-    def __init__(self, market: Market, base: RunConfig, experiment_name: str, launched: str | None = None):
+    def __init__(self, market: Market, base: RunConfig, experiment_name: str, launched: str | None = None,
+                 single_process: bool = True):
         self.market, self.base, self.experiment_name, self.launched = market, base, experiment_name, launched
+        self.single_process = single_process
 
     def parent(self, study_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
-        return study_parent(study_name, tags, self.experiment_name, run_id, self.launched)
+        """The study's parent; a single-process study's parent is tied to this process (the reaper
+        ends it if the process dies), a shared study's is not: other workers may still log to it."""
+        own = process_tags() if self.single_process else {}
+        return study_parent(study_name, {**tags, **own}, self.experiment_name, run_id, self.launched)
 
     def started(self, parent_id: str, space_file: str, tags: dict[str, str], leader: bool) -> None:
         with on_run(parent_id):

@@ -8,7 +8,7 @@ import mlflow
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.models.lstm import EpochHook
+from cryptolstm.models.lstm import EpochHook, training_device
 from cryptolstm.tracking.runs import (config_params, log_dataset, log_epoch, log_figures, log_model,
                                       log_split_ranges, run_scope)
 from cryptolstm.train import TrainResult, train
@@ -42,6 +42,7 @@ def tracked_train(
 def log_result(result: TrainResult, market: Market) -> None:
     """A trained model's metrics, split ranges, figures and the model itself, on the active run."""
     log_split_ranges(result)
+    mlflow.set_tag("device", training_device())  # where it trained: backend and GPU, or CPU
     mlflow.log_metrics(result.metrics)
     mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
     log_figures(market, result)
