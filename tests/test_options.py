@@ -1,0 +1,77 @@
+"""Options, text to types, and the forecast value: the small pieces every command stands on."""
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from cryptolstm import options
+from cryptolstm.cli import app
+from cryptolstm.errors import ConfigError
+from cryptolstm.forecast import Forecast
+
+
+@pytest.mark.parametrize("kind, text, value", [("int", "3", 3), ("int", "3.0", 3), ("float", "0.5", 0.5),
+                                               ("bool", "TRUE", True), ("bool", "no", False),
+                                               ("date", "2020-02-29", "2020-02-29"), ("str", "x", "x")])
+def test_text_becomes_the_fields_type(kind, text, value):
+    assert options.coerce("name", kind, text) == value
+
+
+@pytest.mark.parametrize("kind, text, words", [("int", "3.5", "name must be an integer, got '3.5'."),
+                                               ("float", "abc", "name must be a number"),
+                                               ("bool", "maybe", "name must be true or false, got 'maybe'."),
+                                               ("date", "04/01/2018", "name must be a date written YYYY-MM-DD")])
+def test_text_that_is_not_the_fields_type_is_one_sentence(kind, text, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
+        options.coerce("name", kind, text)
+
+
+def test_empty_text_is_not_given_and_the_dataclass_default_holds():
+    built = options.from_text(options.BacktestOptions, {"seeds": "", "fold_months": None, "start": "2020-01-01"})
+    assert (built.seeds, built.fold_months, built.start) == (3, 3, "2020-01-01")
+
+
+def test_a_worker_of_a_search_gets_its_options_as_argv_and_reads_them_back():
+    search = options.SearchOptions(n_workers=3, n_trials=7, prune=False, coin="ETH")
+    worker = search.worker()
+    assert (worker.n_workers, worker.register, worker.follower) == (1, False, True)
+    assert worker.storage == "journal:optuna.journal"  # the storage the leader chose for several workers
+    argv = options.to_argv(worker)
+    texts = dict(zip([a.removeprefix("--").replace("-", "_") for a in argv[::2]], argv[1::2]))
+    assert options.from_text(options.SearchOptions, texts) == worker
+
+
+def test_search_option_defaults_follow_the_storage():
+    assert options.SearchOptions().heartbeat_seconds is None
+    assert options.SearchOptions(storage="postgresql://u:p@h/db").heartbeat_seconds == 30
+
+
+def test_a_forecast_checks_its_shapes_and_may_be_empty():
+    empty = Forecast(np.array([], "datetime64[D]"), np.zeros(0), np.zeros(0), np.zeros(0))
+    assert len(empty) == 0 and empty.horizon == 1
+    one = Forecast(np.array(["2020-01-02"], "datetime64[D]"), np.array([100.0]), np.array([110.0]), np.array([0.05]))
+    assert one.close()[0] == pytest.approx(105.0) and one.point().tolist() == [0.05]
+    with pytest.raises(ValueError, match="dates, reference and last_close"):
+        Forecast(one.dates, np.array([1.0, 2.0]), one.last_close, one.returns)
+    with pytest.raises(ValueError, match=r"quantiles must be \(n, H, Q\)"):
+        dataclasses.replace(one, quantiles=np.zeros((1, 1, 3)), levels=(0.1, 0.9))
+
+
+def test_the_mlflow_run_id_is_read_for_each_command_and_tags_its_own_failure(tracking, monkeypatch):
+    """Under `mlflow run`, a bad option's sentence is tagged on the launched run; a later command
+    in the same process without MLFLOW_RUN_ID does not write into that run."""
+    mlflow.set_experiment("launched")
+    launched = MlflowClient().create_run(mlflow.get_experiment_by_name("launched").experiment_id).info.run_id
+    runner = CliRunner()
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched)
+    first = runner.invoke(app, ["backtest", "--fold-months", "0"])
+    assert first.exit_code == 2 and "fold_months must be an integer >= 1" in first.stderr
+    assert "fold_months" in MlflowClient().get_run(launched).data.tags["error"]
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    second = runner.invoke(app, ["backtest", "--seeds", "0"])
+    assert second.exit_code == 2 and "seeds must be an integer >= 1" in second.stderr
+    assert "fold_months" in MlflowClient().get_run(launched).data.tags["error"]
