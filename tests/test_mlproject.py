@@ -98,6 +98,7 @@ def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, share
     assert params["config.data_dir"] == str(shared_data)
     assert run.data.tags["experiment_file"].endswith("seed-blog.yaml")
     assert run.data.tags["split.test.last"] == "2023-12-30" and run.data.tags["coin"] == "ETH"
+    assert run.info.run_name.startswith("ETH-honest-w")  # named as `cryptolstm train` names it, not at random
     metrics = run.data.metrics
     for key in ("test/mae", "test/rmse", "test/mape", "test/persistence_mae", "test/persistence_rmse",
                 "test/mae_ratio", "test/direction_accuracy", "val/mae", "val/persistence_mae", "train/loss",
@@ -143,6 +144,7 @@ def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, shared_d
     assert (tags["coin"], tags["engine"], tags["study_name"]) == ("ETH", engine, "e2e-study")
     assert tags["space_file"] == str(tmp_path / "space.yaml") and tags["search.seed"] == "4"
     assert tags["split.test.last"] == "2023-12-30" and "trial" not in tags  # the parent is no trial
+    assert parent.info.run_name == "e2e-study"  # the study's parent is named after the study
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) >= 2 and all(c.data.tags["trial_state"] == "complete" for c in children)
     assert all(c.data.params["config.coin"] == "ETH" and c.data.params["config.seed"] == "4" for c in children)

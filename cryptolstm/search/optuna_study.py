@@ -311,29 +311,48 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
     retries of trials whose worker died (heartbeat) if the count is not reached.
 
     A failing trial is recorded FAIL and the study goes on (at most ``n_trials`` failures per
-    round); Ctrl-C propagates after Optuna has marked the running trial failed.
+    round); Ctrl-C propagates after Optuna has marked the running trial failed. With
+    ``progress``, one bar counts the finished trials up to ``n_trials`` and shows the best value.
     """
     study = handle.study
-    if progress:  # the bar shows trials, best value and ETA; one log line per trial would break it
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
     deadline = time.monotonic() + timeout if timeout else None
     if finished(study) >= n_trials:
         log.warning("study %s already has %d finished trials; nothing to run", study.study_name, finished(study))
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        remaining = n_trials - finished(study)
-        if remaining > 0 and (left is None or left > 0):
-            study.optimize(
-                objective_fn(runner),
-                n_trials=remaining + n_trials,  # room for failures; MaxTrialsCallback ends it at the count
-                timeout=left,
-                catch=(Exception,),
-                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)],
-                show_progress_bar=progress,
-                gc_after_trial=True,
-            )
-        if not handle.live_running() or (left is not None and left <= 0 and not handle.heartbeat):
-            return
-        if handle.follower:
-            return
-        time.sleep(poll)
+    with _trial_bar(study, n_trials, progress) as on_trial:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            remaining = n_trials - finished(study)
+            if remaining > 0 and (left is None or left > 0):
+                study.optimize(
+                    objective_fn(runner),
+                    n_trials=remaining + n_trials,  # room for failures; MaxTrialsCallback ends it at the count
+                    timeout=left, catch=(Exception,), gc_after_trial=True,
+                    callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *on_trial],
+                )
+            if not handle.live_running() or (left is not None and left <= 0 and not handle.heartbeat):
+                return
+            if handle.follower:
+                return
+            time.sleep(poll)
+
+
+@contextlib.contextmanager
+def _trial_bar(study: optuna.Study, n_trials: int, progress: bool):
+    """A progress bar of the study's finished trials (every worker's) out of ``n_trials``, with the
+    best value so far; yields the Optuna callbacks that move it (none without ``progress``)."""
+    if not progress:
+        yield []
+        return
+    from tqdm import tqdm
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one log line per trial would break the bar
+    with tqdm(total=n_trials, initial=min(finished(study), n_trials), desc=f"{study.study_name} trials",
+              unit="trial") as bar:
+
+        def moved(study: optuna.Study, trial) -> None:
+            bar.update(min(finished(study), n_trials) - bar.n)
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if complete:
+                bar.set_postfix_str(f"best {min(t.value for t in complete):.4f}")
+
+        yield [moved]

@@ -68,8 +68,9 @@ def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = No
     it with the right status: Ctrl-C ends it KILLED and any other exception FAILED, so no run is
     left RUNNING.
     """
-    if launched:
+    if launched:  # `mlflow run` gave it a random name: name it as `cryptolstm train` would
         run = mlflow.start_run(run_id=launched)
+        mlflow.set_tag("mlflow.runName", name or run_name(cfg))
     else:
         mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
         run = mlflow.start_run(run_name=name or run_name(cfg))

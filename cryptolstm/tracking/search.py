@@ -48,7 +48,8 @@ def study_parent(study_name: str, tags: dict[str, str], experiment_name: str, ru
     if run_id is None:
         experiment = mlflow.set_experiment(experiment_name)
         run_id = client.create_run(experiment.experiment_id, run_name=study_name).info.run_id
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in {**tags, STUDY_TAG: study_name}.items()])
+    named = {**tags, STUDY_TAG: study_name, "mlflow.runName": study_name}  # `mlflow run` named it at random
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in named.items()])
     client.update_run(run_id, status="RUNNING")
     # Trials become children in the parent's experiment (the study lives where it began).
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
