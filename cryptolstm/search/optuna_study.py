@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-import os
 import socket
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.search.storage import JOURNAL, masked
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
 from cryptolstm.search.space import SearchSpace
-from cryptolstm.search.trials import TrialRunner, worker_id
+from cryptolstm.search.trials import TrialRunner, process_alive, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +228,7 @@ def _alive(worker: str | None) -> bool:
     host, _, pid = (worker or ":").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return bool(worker) and host != socket.gethostname()
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(int(pid))
 
 
 def fail_dead_trials(study: optuna.Study, lone: bool) -> int:

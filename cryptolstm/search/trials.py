@@ -24,6 +24,17 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host is alive (another user's live process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class TrialRunner:
     """Runs trials of ``space`` on ``market`` as child runs of ``parent_id`` in ``tracker``.

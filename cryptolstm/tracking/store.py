@@ -24,6 +24,7 @@ from filelock import FileLock
 from mlflow.entities import RunStatus
 
 from cryptolstm.errors import CryptoLstmError
+from cryptolstm.search.trials import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,6 @@ def _touch_store() -> None:
     mlflow.MlflowClient().search_experiments(max_results=1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def reap_dead_runs() -> int:
     """End KILLED every RUNNING run of this host whose process is gone; returns how many."""
     client, host = mlflow.MlflowClient(), socket.gethostname()
@@ -101,7 +92,7 @@ def reap_dead_runs() -> int:
     reaped = 0
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             client.set_tag(run.info.run_id, REAPED_TAG, f"process {pid} on {host} ended without ending this run")
             if "trial" in run.data.tags:
                 client.set_tag(run.info.run_id, "trial_state", "lost")
