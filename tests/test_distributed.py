@@ -246,3 +246,37 @@ def test_a_joining_worker_waits_for_the_whole_identity_of_the_study(tmp_path, sh
     handle = optuna_study.open_study("half", url, space, "tpe", 1, False, 2)
     writer.join()
     assert not handle.created and handle.study.user_attrs["protocol"] == "honest"
+
+
+@needs_pg
+def test_a_study_read_survives_connections_cut_under_it():
+    """Optuna's `_CachedStorage` reads trials through the private `_get_trials`; those calls
+    retry on a lost connection like the public ones. Without the pool's pre-ping the first
+    statement after the cut fails, so the retry is what the read rides on."""
+    from cryptolstm.search.storage import ResilientRDBStorage
+
+    url = _database(f"optuna_{uuid.uuid4().hex[:8]}")
+    storage = ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": False})
+    study = optuna.create_study(study_name="cut", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert _drop_connections(url) >= 1
+    assert len(study.get_trials(deepcopy=False)) == 2  # through _CachedStorage -> _get_trials
+    assert _drop_connections(url) >= 1
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # _create_new_trial, _set_trial_param
+    assert len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) == 3
+
+
+def test_every_backend_call_of_optunas_cached_storage_retries():
+    """Each method `_CachedStorage` calls on its backend is one `ResilientRDBStorage` wraps, so
+    an Optuna upgrade that adds a call shows up here."""
+    import inspect
+    import re
+
+    from optuna.storages import _cached_storage
+
+    from cryptolstm.search.storage import ResilientRDBStorage
+
+    called = set(re.findall(r"self\._backend\.(\w+)\(", inspect.getsource(_cached_storage)))
+    assert "_get_trials" in called
+    unwrapped = {name for name in called if not hasattr(getattr(ResilientRDBStorage, name), "retry")}
+    assert not unwrapped, f"not retried on a lost connection: {sorted(unwrapped)}"

@@ -61,13 +61,20 @@ def _retrying(method):
     return functools.wraps(method)(wrapped)
 
 
+# Private RDBStorage methods that Optuna's `_CachedStorage` (the wrapper every study uses) calls
+# directly on its backend; each opens and commits its own session, so a retry is safe.
+CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id",
+                        "_get_stale_trial_ids")
+
+
 class ResilientRDBStorage(RDBStorage):
     """An `RDBStorage` whose every call retries (up to `RECONNECT_SECONDS`) when the database
-    connection is lost, and whose pool checks connections before use (``pool_pre_ping``)."""
+    connection is lost, and whose pool checks connections before use (``pool_pre_ping``).
+    "Every call" covers the public methods and the private ones `_CachedStorage` calls."""
 
 
 for _name, _method in list(vars(RDBStorage).items()):
-    if callable(_method) and not _name.startswith("_"):
+    if callable(_method) and (not _name.startswith("_") or _name in CACHED_STORAGE_CALLS):
         setattr(ResilientRDBStorage, _name, _retrying(_method))
 
 
