@@ -25,6 +25,9 @@ ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
 LOSSES = ("mse", "mae", "huber")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+# What the network outputs: the next return (point), a Gaussian's mean and scale trained on its
+# negative log-likelihood (gaussian), or quantiles on `intervals.LEVELS` trained on the pinball loss.
+HEADS = ("point", "gaussian", "quantile")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class RunConfig:
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     output_activation: str = "tanh"
+    head: str = "point"
     loss: str = "mse"
     optimizer: str = "adam"
     learning_rate: float = 0.001
@@ -112,6 +116,7 @@ def _validate(c: RunConfig) -> None:
     _check_choice("activation", c.activation, ACTIVATIONS)
     _check_choice("output_activation", c.output_activation, ACTIVATIONS)
     _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
+    _check_choice("head", c.head, HEADS)
     _check_choice("loss", c.loss, LOSSES)
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
     if c.end_date is not None and c.end_date <= c.merge_date:  # ISO dates compare as text

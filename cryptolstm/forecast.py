@@ -12,6 +12,7 @@ Shapes: n origins, H horizons (1 today), Q quantile levels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,25 @@ class Forecast:
     def close(self, h: int = 1) -> np.ndarray:
         """(n,) forecast closes of horizon ``h`` in USD."""
         return self.reference * (1.0 + self.point(h))
+
+    def with_quantiles(self, quantiles: np.ndarray, levels) -> Forecast:
+        """This forecast with (n, H, Q) ``quantiles`` at ``levels`` (ascending, in (0, 1))."""
+        from cryptolstm.intervals import check_levels
+
+        return dataclasses.replace(self, quantiles=np.asarray(quantiles, dtype=np.float64), levels=check_levels(levels))
+
+    def bounds(self, coverage: int, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) lower and upper USD closes of the central ``coverage`` % interval of horizon ``h``."""
+        from cryptolstm.intervals import interval_levels, level_index
+
+        lo, hi = (level_index(level, self.levels) for level in interval_levels(coverage))
+        q = self.quantiles[:, h - 1, :]
+        return self.reference * (1.0 + q[:, lo]), self.reference * (1.0 + q[:, hi])
+
+    @property
+    def has_intervals(self) -> bool:
+        """Whether this forecast carries quantiles."""
+        return self.quantiles is not None
 
     @classmethod
     def of_samples(cls, samples, returns: np.ndarray) -> Forecast:

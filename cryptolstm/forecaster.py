@@ -2,7 +2,8 @@
 
 Input: raw daily rows, a frame with ``date`` and ``{COIN}_close``, ``{COIN}_volume`` for
 every coin (USD), at least ``window_len`` consecutive days. Output: one row, the
-forecast close in USD for the day after the last row, beside that last close.
+forecast close in USD for the day after the last row, beside that last close, and for a
+model with a distribution head its calibrated 80 % and 95 % intervals in USD.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
+from cryptolstm.intervals import INTERVALS, Calibration
 from cryptolstm.models.lstm import Lstm
 from cryptolstm.windowing import feature_columns, latest_window
 
@@ -44,19 +46,26 @@ def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
     return frame.assign(**{c: values[c].astype(float) for c in values})
 
 
-def forecast(model, rows: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+def forecast(lstm: Lstm, rows: pd.DataFrame) -> pd.DataFrame:
     """One-row frame: ``date`` (the day after the last row), ``coin``, ``forecast_close`` and
-    ``last_close`` in USD, and ``forecast_return`` (forecast / last close - 1).
+    ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1), and under a
+    distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
 
-    ``model``: the Keras model, forecasting through the `Lstm` forecaster like training does.
+    ``lstm``: the trained `Lstm` forecaster (model, config and calibration), as in training.
     """
+    cfg = lstm.cfg
     frame = prepare_rows(rows, cfg.window_len).set_index("date")
     sample = latest_window(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference)
-    predicted = Lstm(cfg, model=model).predict(sample)
+    predicted = lstm.predict(sample)
     value, last = float(predicted.close()[0]), float(predicted.last_close[0])
     day = pd.Timestamp(predicted.dates[0]).date().isoformat()
-    return pd.DataFrame({"date": [day], "coin": [cfg.coin], "forecast_close": [value],
-                         "last_close": [last], "forecast_return": [value / last - 1.0]})
+    out = pd.DataFrame({"date": [day], "coin": [cfg.coin], "forecast_close": [value],
+                        "last_close": [last], "forecast_return": [value / last - 1.0]})
+    if predicted.has_intervals:
+        for coverage in INTERVALS:
+            lower, upper = predicted.bounds(coverage)
+            out[f"lower_{coverage}"], out[f"upper_{coverage}"] = float(lower[0]), float(upper[0])
+    return out
 
 
 def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
@@ -66,20 +75,24 @@ def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
-    """The pyfunc: artifacts ``keras_model`` (a .keras file) and ``config`` (RunConfig JSON)."""
+    """The pyfunc: artifacts ``keras_model`` (a .keras file), ``config`` (RunConfig JSON) and, for
+    a distribution head, ``calibration`` (the conformal margins, `intervals.Calibration` JSON)."""
 
     def load_context(self, context) -> None:
         import keras
 
-        import cryptolstm.models.lstm  # noqa: F401 - registers the custom gate activation
+        import cryptolstm.models.lstm  # noqa: F401 - registers the custom activation, heads and losses
 
-        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
-        self.config = RunConfig(**json.loads(Path(context.artifacts["config"]).read_text()))
+        model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
+        config = RunConfig(**json.loads(Path(context.artifacts["config"]).read_text()))
+        self.lstm = Lstm(config, model=model)
+        if "calibration" in context.artifacts:
+            self.lstm.calibration = Calibration.from_dict(json.loads(Path(context.artifacts["calibration"]).read_text()))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
         try:
-            return forecast(self.model, model_input, self.config)
+            return forecast(self.lstm, model_input)
         except DataError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None

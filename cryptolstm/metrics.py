@@ -162,3 +162,121 @@ def split_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str
     if units == "usd":
         named[f"{split}/mape"] = scores["usd/mape"]
     return named
+
+
+# --- forecast distributions: quantiles on a grid (cryptolstm.intervals) ---------------------
+
+PROBABILISTIC_BASELINES = ("garch", "empirical")  # the forecasters every interval is compared with
+
+
+def pinball(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
+    """(n, Q) pinball (quantile) losses of (n, Q) ``quantiles`` at ``levels`` for (n,) ``actual``."""
+    diff = np.asarray(actual, dtype=np.float64)[:, None] - np.asarray(quantiles, dtype=np.float64)
+    tau = np.asarray(levels, dtype=np.float64)[None, :]
+    return np.maximum(tau * diff, (tau - 1.0) * diff)
+
+
+def crps_quantiles(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
+    """(n,) CRPS from (n, Q) quantiles: ``2 * integral over tau of the pinball loss``, by the
+    midpoint rule over ``levels`` (each level weighs half the gap to its neighbours, 0 and 1 at
+    the ends). On the 39-level grid it is within 0.5 % of a Gaussian's closed form."""
+    tau = np.asarray(levels, dtype=np.float64)
+    edges = np.concatenate([[0.0], tau, [1.0]])
+    weights = (edges[2:] - edges[:-2]) / 2.0
+    return 2.0 * pinball(quantiles, actual, levels) @ weights
+
+
+def crps_gaussian(mean: np.ndarray, scale: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """(n,) closed-form CRPS of Normal(mean, scale) forecasts of (n,) ``actual`` (Gneiting et al. 2005)."""
+    scale = np.asarray(scale, dtype=np.float64)
+    z = (np.asarray(actual, dtype=np.float64) - mean) / scale
+    return scale * (z * (2.0 * stats.norm.cdf(z) - 1.0) + 2.0 * stats.norm.pdf(z) - 1.0 / math.sqrt(math.pi))
+
+
+def interval_score(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, coverage: int) -> np.ndarray:
+    """(n,) interval (Winkler) score of central ``coverage`` % intervals: the width, plus
+    ``2 / alpha`` times how far ``actual`` falls outside (Gneiting & Raftery 2007); lower is better."""
+    alpha = 1.0 - coverage / 100.0
+    below = np.maximum(lower - actual, 0.0)
+    above = np.maximum(actual - upper, 0.0)
+    return (upper - lower) + 2.0 / alpha * (below + above)
+
+
+def distribution_scores(quantiles: np.ndarray, actual: np.ndarray, levels) -> dict[str, np.ndarray | float]:
+    """Scores of (n, Q) quantile forecasts of (n,) ``actual`` (any units; both the same).
+
+    ``coverage_{c}`` (share of days inside), ``width_{c}`` (mean width), ``interval_score_{c}``
+    for each reported interval c; ``pinball`` (mean over days and levels); ``crps`` (mean) and
+    ``crps_days`` (the (n,) per-day CRPS, for Diebold-Mariano)."""
+    from cryptolstm.intervals import INTERVALS, interval_levels, level_index
+
+    actual = np.asarray(actual, dtype=np.float64)
+    out: dict[str, np.ndarray | float] = {}
+    for c in INTERVALS:
+        lo_level, hi_level = interval_levels(c)
+        lower = quantiles[:, level_index(lo_level, levels)]
+        upper = quantiles[:, level_index(hi_level, levels)]
+        out[f"coverage_{c}"] = float(np.mean((actual >= lower) & (actual <= upper)))
+        out[f"width_{c}"] = float(np.mean(upper - lower))
+        out[f"interval_score_{c}"] = float(np.mean(interval_score(lower, upper, actual, c)))
+    out["pinball"] = float(np.mean(pinball(quantiles, actual, levels)))
+    out["crps_days"] = crps_quantiles(quantiles, actual, levels)
+    out["crps"] = float(np.mean(out["crps_days"]))
+    return out
+
+
+def central_coverage(forecast: Forecast, actual: np.ndarray, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(P,) nominal and (P,) observed coverage of each central interval of a `Forecast`'s grid
+    (levels p and Q-1-p) on (n,) USD ``actual`` closes: a reliability diagram's points."""
+    q = _quantiles_in(forecast, "usd", h)
+    levels, pairs = np.asarray(forecast.levels), len(forecast.levels) // 2
+    nominal = np.array([levels[-1 - p] - levels[p] for p in range(pairs)])
+    observed = np.array([np.mean((actual >= q[:, p]) & (actual <= q[:, -1 - p])) for p in range(pairs)])
+    order = np.argsort(nominal)
+    return nominal[order], observed[order]
+
+
+def _quantiles_in(forecast: Forecast, units: str, h: int) -> np.ndarray:
+    """(n, Q) quantiles of horizon ``h`` in ``units`` (USD closes or returns on the reference)."""
+    q = forecast.quantiles[:, h - 1, :]
+    return forecast.reference[:, None] * (1.0 + q) if units == "usd" else q
+
+
+def forecast_distribution_scores(forecast: Forecast, actual: np.ndarray, units: str, h: int = 1) -> dict:
+    """`distribution_scores` of horizon ``h`` of a `Forecast` with quantiles, against (n,) USD
+    ``actual`` closes, in ``units``."""
+    y = np.asarray(actual, dtype=np.float64)
+    y = y if units == "usd" else y / forecast.reference - 1.0
+    return distribution_scores(_quantiles_in(forecast, units, h), y, forecast.levels)
+
+
+SCORED = ("coverage_80", "coverage_95", "width_80", "width_95", "interval_score_80", "interval_score_95",
+          "pinball", "crps")
+
+
+def interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
+                     baselines: dict[str, Forecast], raw: Forecast | None = None, h: int = 1) -> dict[str, float]:
+    """``{"split/metric": value}`` of a forecast distribution beside the interval baselines on the
+    same days, in the protocol's ``units`` (widths, interval scores and CRPS also in returns).
+
+    ``forecast``: the reported (calibrated) forecast; ``raw``: the uncalibrated one, whose
+    coverage is logged beside as ``raw_coverage_{c}``; ``baselines``: name -> `Forecast` of
+    the same days (``garch``, ``empirical``...), each scored as ``{split}/{name}/{metric}``,
+    with ``{split}/crps_ratio_{name}`` and a Diebold-Mariano test on the per-day CRPS,
+    ``{split}/crps_dm_stat_{name}`` / ``crps_dm_p_{name}`` (negative: the forecast is better).
+    """
+    other = "return" if units == "usd" else "usd"
+    mine = forecast_distribution_scores(forecast, actual, units, h)
+    mine_other = forecast_distribution_scores(forecast, actual, other, h)
+    out = {f"{split}/{k}": float(mine[k]) for k in SCORED}
+    out |= {f"{split}/{k}_{other}": float(mine_other[k]) for k in ("width_80", "width_95", "interval_score_95", "crps")}
+    if raw is not None:
+        raw_scores = forecast_distribution_scores(raw, actual, units, h)
+        out |= {f"{split}/raw_{k}": float(raw_scores[k]) for k in ("coverage_80", "coverage_95", "crps")}
+    for name, baseline in baselines.items():
+        theirs = forecast_distribution_scores(baseline, actual, units, h)
+        out |= {f"{split}/{name}/{k}": float(theirs[k]) for k in SCORED}
+        out[f"{split}/crps_ratio_{name}"] = ratio(mine["crps"], theirs["crps"])
+        statistic, p = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
+        out[f"{split}/crps_dm_stat_{name}"], out[f"{split}/crps_dm_p_{name}"] = statistic, p
+    return out

@@ -153,3 +153,58 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
     ax.set_title("MAE ratio to persistence per fold (below 1 beats persistence)")
     ax.legend(fontsize=8)
     return fig
+
+
+def fan_chart(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 120) -> Figure:
+    """The last ``last_days`` days of ``split``: actual close, the forecast and its 80 % and 95 %
+    intervals as shaded bands (USD), with the share of days each band covered in the legend."""
+    from cryptolstm.intervals import INTERVALS
+
+    keep = slice(max(0, len(forecast) - last_days), len(forecast))
+    dates = pd.to_datetime(forecast.dates)[keep]
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    ax = fig.subplots()
+    for coverage, shade in zip(sorted(INTERVALS, reverse=True), ("#c6dbef", "#6baed6"), strict=True):
+        lower, upper = forecast.bounds(coverage)
+        hit = np.mean((actual >= lower) & (actual <= upper))
+        ax.fill_between(dates, lower[keep], upper[keep], color=shade, lw=0,
+                        label=f"{coverage} % interval (covered {hit:.0%} of {len(forecast)} days)")
+    ax.plot(dates, forecast.close()[keep], color="#08306b", lw=1, label="forecast")
+    ax.plot(dates, actual[keep], color="black", lw=1.2, marker=".", ms=3, label="actual")
+    ax.set_ylabel("close (USD)")
+    ax.set_title(f"{coin} next-day forecast with intervals, last {len(dates)} {split} days")
+    ax.legend(loc="upper left")
+    _date_axis(ax)
+    return fig
+
+
+def reliability(observed: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
+    """Observed against nominal coverage of central intervals, one line per forecaster
+    (``name -> (nominal, observed)`` shares); on the diagonal is calibrated, below it too narrow."""
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="calibrated")
+    for name, (nominal, seen) in observed.items():
+        ax.plot(nominal, seen, marker="o", ms=3, lw=1.2, label=name)
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("observed coverage")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def coverage_per_fold(labels: list[str], coverage: dict[str, np.ndarray], nominal: int) -> Figure:
+    """Coverage of the ``nominal`` % interval per fold, one line per forecaster, the nominal level dashed."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    for name, values in coverage.items():
+        ax.plot(x, values, marker="o", lw=1.2, label=name)
+    ax.axhline(nominal / 100, color="grey", ls="--", lw=1, label=f"nominal {nominal} %")
+    ax.set_xticks(x, labels, rotation=45, ha="right")
+    ax.set_ylabel(f"coverage of the {nominal} % interval")
+    ax.set_title(f"{nominal} % interval coverage per fold (test days)")
+    ax.legend()
+    return fig

@@ -176,7 +176,37 @@ def run_summary(run_id: str, uri: str, result) -> str:
                          f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
                  f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
+    if cfg.head != "point":
+        lines += interval_lines(result.metrics)
     return "\n".join(lines)
+
+
+def interval_lines(metrics: dict[str, float]) -> list[str]:
+    """The intervals of a run with a distribution head: coverage (calibrated, raw), CRPS, and
+    the CRPS ratio to GARCH and to the empirical baseline with their DM p-values, per split."""
+    lines = [f"  intervals (calibrated on val): {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
+             f"{'CRPS ratio GARCH (p)':>22}{'empirical (p)':>16}"]
+    for split in ("val", "test"):
+        if f"{split}/coverage_80" in metrics:
+            m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
+            lines.append(f"  {'':<30}{split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
+                         f"{m['raw_coverage_80']:>6.2f}/{m['raw_coverage_95']:.2f}"
+                         f"{m['crps_ratio_garch']:>14.3f} ({m['crps_dm_p_garch']:.2g})"
+                         f"{m['crps_ratio_empirical']:>9.3f} ({m['crps_dm_p_empirical']:.2g})")
+    lines.append("  a CRPS ratio < 1 means the LSTM's forecast distribution beat that baseline's; coverage on the "
+                 "val days is in-sample (they calibrated it).")
+    return lines
+
+
+def forecast_line(row, label: str) -> str:
+    """One line of `predict`: the forecast close, the last close, the move and, when the model has
+    intervals, its 80 % and 95 % intervals (USD)."""
+    text = (f"{row['coin']} close on {row['date']}: {row['forecast_close']:,.2f} USD "
+            f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%})")
+    if "lower_80" in row:
+        text += (f"; 80 % interval {row['lower_80']:,.2f} to {row['upper_80']:,.2f}, "
+                 f"95 % {row['lower_95']:,.2f} to {row['upper_95']:,.2f}")
+    return f"{text}; model {label}"
 
 
 def registered_line(reg) -> str:

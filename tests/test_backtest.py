@@ -275,7 +275,8 @@ def test_workers_2_gives_the_same_forecasts_in_two_processes(tiny_backtest):
 @pytest.mark.slow
 def test_backtest_command_logs_a_parent_and_a_child_per_fold(tracking, shared_data, tmp_path):
     base = tmp_path / "tiny.yaml"
-    base.write_text("merge_date: '2022-06-01'\nlayers: 1\nneurons: 4\nepochs: 2\npatience: 1\nbatch_size: 64\nseed: 3\n")
+    base.write_text("merge_date: '2022-06-01'\nlayers: 1\nneurons: 4\nepochs: 2\npatience: 1\nbatch_size: 64\nseed: 3\n"
+                    "head: gaussian\n")
     result = runner.invoke(app, ["backtest", "--config", str(base), "--coin", "ETH", "--data-dir", str(shared_data),
                                  "--start", "2023-10-01", "--end", "2023-12-31", "--fold-months", "1",
                                  "--seeds", "2", "--quiet"])
@@ -301,6 +302,18 @@ def test_backtest_command_logs_a_parent_and_a_child_per_fold(tracking, shared_da
     predictions = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/backtest/predictions.csv"))
     assert len(predictions) == 92 and {"lstm.seed3", "lstm.seed4", "persistence", "arima"} <= set(predictions.columns)
     assert "| all | 2023-10-01..2023-12-31 | 92 |" in result.output
+    # A distribution head: its intervals beside the interval baselines, per fold and pooled.
+    for key in ("lstm.mean/coverage_80", "lstm.seed3/crps_ratio_garch", "lstm.seed4/crps_dm_p_empirical",
+                "garch/coverage_95", "empirical/crps", "rolling_gaussian/interval_score_95", "lstm.mean/width_95_usd"):
+        assert key in m, key
+    assert "garch/crps" in child.metrics and "garch.nu" in child.params
+    assert {"backtest/intervals.csv", "backtest/intervals.md", "plots/coverage_80_per_fold.png",
+            "plots/coverage_95_per_fold.png"} <= artifacts
+    intervals = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/backtest/intervals.csv"))
+    pooled = intervals.loc[intervals["fold"] == "all"].set_index("forecaster")
+    assert pooled.loc["lstm.seed3", "crps_ratio_garch"] == pytest.approx(
+        pooled.loc["lstm.seed3", "crps"] / pooled.loc["garch", "crps"])
+    assert "Prediction intervals (ETH)" in result.output and "LSTM/GARCH CRPS" in result.output
 
 
 @pytest.mark.parametrize(

@@ -71,12 +71,13 @@ def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracki
     from cryptolstm import registry
     from cryptolstm.forecaster import forecast
 
-    cfg = tiny_config(shared_data, protocol="seed", train_frac=0.8, recurrent_activation="hard_sigmoid_keras2")
+    cfg = tiny_config(shared_data, protocol="seed", train_frac=0.8, recurrent_activation="hard_sigmoid_keras2",
+                      head="gaussian")
     market = load_market(shared_data, cfg.merge_date)
     run_id, result = tracked_train(cfg, market)
     registry.register(MlflowClient().get_run(run_id), "BTC")
     rows = example_rows(market.frame, 9)
-    here = forecast(result.model, rows, cfg)  # the training process's own forecast
+    here = forecast(result.forecaster(), rows)  # the training process's own forecast, with its intervals
     assert here["date"].tolist() == ["2024-01-01"]
     # A process that cannot import the project from its checkout: the model brings its code.
     env = {**os.environ, "PYTHONPATH": ""}
@@ -86,6 +87,10 @@ def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracki
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     there = pd.DataFrame(json.loads(lines[0]))
-    assert there["forecast_close"].iloc[0] == here["forecast_close"].iloc[0]
+    columns = ["forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"]
+    assert there[columns].iloc[0].tolist() == here[columns].iloc[0].tolist()  # the calibration travelled too
+    low95, low80, point, high80, high95 = here[["lower_95", "lower_80", "forecast_close", "upper_80",
+                                                 "upper_95"]].iloc[0]
+    assert low95 < low80 < point < high80 < high95
     assert there["date"].iloc[0] == "2024-01-01"
     assert lines[1].startswith("MlflowException") and "at least 7 daily rows" in lines[1]

@@ -62,3 +62,33 @@ def test_builder_shapes_and_the_2018_model(shared_data):
 def test_keras2_hard_sigmoid_has_slope_point_two():
     x = np.array([-3.0, -1.0, 0.0, 1.0, 3.0], dtype=np.float32)
     np.testing.assert_allclose(np.asarray(hard_sigmoid_keras2(x)), [0.0, 0.3, 0.5, 0.7, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["gaussian", "quantile"])
+def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored_beside_garch(market, shared_data,
+                                                                                               head):
+    from cryptolstm.intervals import LEVELS
+    from cryptolstm.metrics import crps_quantiles
+
+    cfg = tiny_config(shared_data, head=head, epochs=3)
+    r = train(cfg, market)
+    val, test = r.forecasts["val"], r.forecasts["test"]
+    assert val.quantiles.shape == (len(r.splits.val), 1, len(LEVELS)) and test.levels == LEVELS
+    assert np.all(np.diff(test.quantiles, axis=2) >= 0)  # never crossing
+    # The loss Keras minimised is the head's: the likelihood (can be negative) or the pinball loss.
+    raw = r.forecaster().predict(r.splits.val, calibrated=False)
+    if head == "quantile":
+        pinball = crps_quantiles(raw.quantiles[:, 0, :], r.splits.val.y, LEVELS).mean() / 2 * 40 / 39
+        assert pinball == pytest.approx(min(r.history["val_loss"]), rel=1e-3)
+    # Split conformal on val: at least nominal coverage on the days it calibrated on.
+    assert r.metrics["val/coverage_80"] >= 0.8 and r.metrics["val/coverage_95"] >= 0.95
+    for split in ("val", "test"):
+        for key in ("coverage_80", "coverage_95", "raw_coverage_80", "width_95", "width_95_return", "interval_score_95",
+                    "crps", "pinball", "crps_ratio_garch", "crps_ratio_empirical", "crps_dm_p_garch", "garch/crps",
+                    "empirical/coverage_95", "rolling_gaussian/crps"):
+            assert np.isfinite(r.metrics[f"{split}/{key}"]), (split, key)
+        assert r.metrics[f"{split}/crps_ratio_garch"] == pytest.approx(
+            r.metrics[f"{split}/crps"] / r.metrics[f"{split}/garch/crps"])
+    # The baselines forecast exactly the LSTM's days.
+    assert np.array_equal(r.baselines["test"]["garch"].dates, test.dates)
+    assert r.metrics["val/mae_ratio"] > 0  # the point forecast (mean or median) is scored as before

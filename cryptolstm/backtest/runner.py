@@ -26,6 +26,7 @@ from cryptolstm.forecast import Forecast
 from cryptolstm.metrics import UNITS, in_sample_scale
 from cryptolstm.models.base import Forecaster
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
+from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.models.lstm import Lstm
 from cryptolstm.options import BacktestOptions
 from cryptolstm.protocols import HONEST
@@ -76,14 +77,16 @@ def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
 
 def forecasters(cfg: RunConfig, options: BacktestOptions) -> dict[str, Callable[[], Forecaster]]:
     """label -> a maker of a fresh (unfitted) forecaster, so nothing fitted crosses a fold: the
-    LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...), then the baselines."""
+    LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...), then the baselines, and under a
+    distribution head the interval baselines (refitted per fold like every other)."""
     makers: dict[str, Callable[[], Forecaster]] = {
         f"lstm.seed{cfg.seed + k}": functools.partial(Lstm, cfg.replace(seed=cfg.seed + k))
         for k in range(options.seeds)
     }
     makers |= {"persistence": Persistence, "drift": Drift,
                "moving_average": functools.partial(MovingAverage, options.ma_window)}
-    return makers | ({"arima": Arima} if options.arima else {})
+    makers |= {"arima": Arima} if options.arima else {}
+    return makers | (interval_baselines() if cfg.head != "point" else {})
 
 
 def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[tuple[Fold, Splits]]:

@@ -15,7 +15,7 @@ import pandas as pd
 from cryptolstm.backtest.folds import Fold
 from cryptolstm.backtest.runner import BacktestResult, FoldResult
 from cryptolstm.forecast import Forecast
-from cryptolstm.metrics import score_forecast
+from cryptolstm.metrics import PROBABILISTIC_BASELINES, interval_metrics, score_forecast
 
 SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+$")
 
@@ -23,6 +23,19 @@ SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+$")
 def fold_metrics(result: FoldResult) -> pd.DataFrame:
     """One row per forecaster (``lstm.seed202``, ..., ``persistence``...) of one fold, metric columns."""
     rows = {name: score_forecast(forecast, result.actual, result.scales) for name, forecast in result.forecasts.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
+
+
+def fold_interval_metrics(result: FoldResult) -> pd.DataFrame:
+    """One row per forecaster with intervals of one fold: `metrics.interval_metrics` in returns
+    (coverage, widths, interval scores, CRPS; widths and CRPS also in USD), with the CRPS ratio
+    and Diebold-Mariano test against each interval baseline (``garch``, ``empirical``)."""
+    baselines = {b: result.forecasts[b] for b in PROBABILISTIC_BASELINES if b in result.forecasts}
+    rows = {}
+    for name, forecast in result.forecasts.items():
+        if forecast.has_intervals:
+            scored = interval_metrics("x", forecast, result.actual, "return", baselines)
+            rows[name] = {k.removeprefix("x/"): v for k, v in scored.items() if k.count("/") == 1}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
 
 
@@ -57,14 +70,15 @@ def pooled(result: BacktestResult) -> FoldResult:
     return merged
 
 
-def metrics_table(result: BacktestResult) -> pd.DataFrame:
+def metrics_table(result: BacktestResult, metrics=fold_metrics) -> pd.DataFrame:
     """Long table: one row per (fold, forecaster), fold ``all`` for the pooled test days.
 
-    Columns: fold, first, last, days, forecaster, then the metrics.
+    Columns: fold, first, last, days, forecaster, then the ``metrics`` of a fold (`fold_metrics`:
+    the point forecasts; `fold_interval_metrics`: the intervals).
     """
     frames = []
     for fold_result in [*result.folds, pooled(result)]:
-        table = with_seed_summary(fold_metrics(fold_result)).reset_index(names="forecaster")
+        table = with_seed_summary(metrics(fold_result)).reset_index(names="forecaster")
         fold = fold_result.fold
         table.insert(0, "days", len(fold_result.dates))
         table.insert(0, "last", fold.last.date().isoformat())
@@ -116,4 +130,39 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd") -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fold, rows in table.groupby("fold", sort=False):
         lines.append("| " + " | ".join(_summary_row(fold, rows.set_index("forecaster"), baselines, units)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:
+    """Coverage at 80 % / 95 % and the CRPS in percent of forecaster ``name``'s row."""
+    if name not in rows.index:
+        return ["n/a", "n/a"]
+    row = rows.loc[name]
+    return [f"{_fmt(row['coverage_80'], 2)} / {_fmt(row['coverage_95'], 2)}", _fmt(100 * row["crps"], 3)]
+
+
+def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
+    """A Markdown table of the intervals, one row per fold and one for all days: coverage of the
+    80 % and 95 % intervals and the CRPS (percent of the last close) of the LSTM (seeds' mean)
+    and each interval baseline, the LSTM's CRPS ratio to GARCH and to the empirical baseline
+    with the Diebold-Mariano p-values (range over seeds)."""
+    names = [n for n in ("lstm.mean", "garch", "empirical", "rolling_gaussian") if n in set(table["forecaster"])]
+    header = ["fold", "test days"]
+    for name in names:
+        header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]
+    header += ["LSTM/GARCH CRPS", "DM p", "LSTM/empirical CRPS", "DM p"]
+    lines = [f"Prediction intervals ({coin}): coverage (nominal 0.80 / 0.95) and CRPS in percent of the last "
+             "close; a CRPS ratio below 1 beats the baseline.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fold, rows in table.groupby("fold", sort=False):
+        rows = rows.set_index("forecaster")
+        seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
+        cells = [fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}"]
+        for name in names:
+            cells += _interval_cells(rows, name)
+        for baseline in PROBABILISTIC_BASELINES:
+            p = seeds.get(f"crps_dm_p_{baseline}", pd.Series(dtype=float))
+            cells += [_fmt(rows.loc["lstm.mean"].get(f"crps_ratio_{baseline}", np.nan)),
+                      f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from cryptolstm.forecast import Forecast
 from cryptolstm.windowing import WindowSet
 
 
-def _before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.ndarray:
+def day_before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.ndarray:
     """``values`` at the day before each sample's target day (a series aligned with ``closes``)."""
     days = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)
     missing = days.difference(closes.index)
@@ -77,7 +77,7 @@ class MovingAverage:
 
     def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
         mean = closes.rolling(self.k, min_periods=self.k).mean()
-        forecast = _before(closes, samples, mean)
+        forecast = day_before(closes, samples, mean)
         if np.isnan(forecast).any():
             raise DataError(f"the moving average of {self.k} closes needs {self.k} days before each target day.")
         return Forecast.of_closes(samples, forecast)

@@ -17,6 +17,7 @@ from keras import layers as kl
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import TrainingError
 from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import LEVELS, Calibration, fit_conformal, gaussian_quantiles
 from cryptolstm.splits import Splits
 from cryptolstm.windowing import WindowSet
 
@@ -34,6 +35,59 @@ def _recurrent_activation(name: str):
     return hard_sigmoid_keras2 if name == "hard_sigmoid_keras2" else name
 
 
+SCALE_AT_ZERO = 0.03  # the Gaussian head's scale (a daily return's sd) before training: BTC's is ~0.035
+
+
+@keras.saving.register_keras_serializable(package="cryptolstm")
+class GaussianHead(kl.Layer):
+    """(batch, 2) raw outputs -> (batch, 2) ``[mean, scale]`` of the next return: the mean as
+    given, the scale ``SCALE_AT_ZERO * softplus(raw) / ln 2`` (positive, and a plausible daily
+    scale at initialisation, so a few epochs suffice)."""
+
+    def call(self, raw):
+        scale = SCALE_AT_ZERO * keras.ops.softplus(raw[:, 1:2]) / np.log(2.0) + 1e-5
+        return keras.ops.concatenate([raw[:, 0:1], scale], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="cryptolstm")
+class QuantileHead(kl.Layer):
+    """(batch, Q) raw outputs -> (batch, Q) ascending quantiles of the next return on ``LEVELS``:
+    the median is the first output, the gaps between neighbouring levels are
+    ``0.01 * softplus(raw)`` (positive, so quantiles never cross)."""
+
+    def call(self, raw):
+        gaps = 0.01 * keras.ops.softplus(raw[:, 1:])
+        steps = keras.ops.concatenate([keras.ops.zeros_like(raw[:, 0:1]), keras.ops.cumsum(gaps, axis=1)], axis=1)
+        median = len(LEVELS) // 2
+        return raw[:, 0:1] + steps - steps[:, median:median + 1]
+
+
+@keras.saving.register_keras_serializable(package="cryptolstm")
+def gaussian_nll(y_true, y_pred):
+    """Mean negative log-likelihood (constant dropped) of ``y_true`` under ``[mean, scale]`` rows."""
+    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1,))
+    mean, scale = y_pred[:, 0], y_pred[:, 1]
+    return keras.ops.mean(keras.ops.log(scale) + 0.5 * keras.ops.square((y - mean) / scale))
+
+
+@keras.saving.register_keras_serializable(package="cryptolstm")
+def pinball_loss(y_true, y_pred):
+    """Mean pinball loss of (batch, Q) quantiles on ``LEVELS`` for (batch,) ``y_true``."""
+    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, 1))
+    tau = keras.ops.convert_to_tensor(np.asarray(LEVELS, dtype="float32")[None, :], dtype=y_pred.dtype)
+    diff = y - y_pred
+    return keras.ops.mean(keras.ops.maximum(tau * diff, (tau - 1.0) * diff))
+
+
+def _head(cfg: RunConfig) -> tuple[list, object, list]:
+    """(output layers, loss, metrics) of ``cfg.head`` (see `cryptolstm.config.HEADS`)."""
+    if cfg.head == "gaussian":
+        return [kl.Dense(2, name="raw"), GaussianHead(name="return")], gaussian_nll, []
+    if cfg.head == "quantile":
+        return [kl.Dense(len(LEVELS), name="raw"), QuantileHead(name="return")], pinball_loss, []
+    return [kl.Dense(1, activation=cfg.output_activation, name="return")], cfg.loss, ["mae"]
+
+
 def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
     classes = {
         "adam": keras.optimizers.Adam,
@@ -45,10 +99,12 @@ def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
 
 
 def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
-    """Compiled model mapping (batch, window_len, n_features) windows to (batch, 1) returns.
+    """Compiled model mapping (batch, window_len, n_features) windows to the next return.
 
     ``cfg.layers`` LSTM layers of ``cfg.neurons`` units, each followed by
-    Dropout(``cfg.dropout``), then Dense(1) with ``cfg.output_activation``.
+    Dropout(``cfg.dropout``), then the head: Dense(1) with ``cfg.output_activation`` and
+    ``cfg.loss`` (point: (batch, 1)), a `GaussianHead` on its likelihood ((batch, 2) mean and
+    scale) or a `QuantileHead` on the pinball loss ((batch, Q) quantiles on ``LEVELS``).
     Call `keras.utils.set_random_seed` first for reproducible weights.
     """
     model = keras.Sequential(name=f"lstm_{cfg.coin.lower()}")
@@ -64,8 +120,10 @@ def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
             )
         )
         model.add(kl.Dropout(cfg.dropout, name=f"dropout_{depth}"))
-    model.add(kl.Dense(1, activation=cfg.output_activation, name="return"))
-    model.compile(loss=cfg.loss, optimizer=_optimizer(cfg), metrics=["mae"])
+    outputs, loss, metrics = _head(cfg)
+    for layer in outputs:
+        model.add(layer)
+    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=metrics)
     return model
 
 
@@ -79,7 +137,7 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
     for _ in range(cfg.layers):
         total += 2 * window_len * 4 * cfg.neurons * (inputs + cfg.neurons + 1)
         inputs = cfg.neurons
-    return total + 2 * (inputs + 1)
+    return total + 2 * (inputs + 1) * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
 
 
 def set_seed(seed: int) -> None:
@@ -132,7 +190,8 @@ class Lstm:
     ``callbacks`` are further Keras callbacks. A ``model`` may be handed in, already
     built (and resumed at ``initial_epoch``), by a search engine that manages its own.
     After ``fit``: ``history`` (Keras' per-epoch ``loss``/``val_loss``), ``best_epoch``
-    (0-based) and ``params`` (best epoch, epochs run, best validation loss).
+    (0-based), ``params`` (best epoch, epochs run, best validation loss) and, for a
+    distribution head, the ``calibration`` of its intervals on the validation days.
     """
 
     name = "lstm"
@@ -144,6 +203,7 @@ class Lstm:
         self.history: dict[str, list[float]] = {}
         self.best_epoch = 0
         self.params: dict[str, float] = {}
+        self.calibration: Calibration | None = None
 
     def fit(self, splits: Splits, closes: pd.Series | None = None) -> Lstm:
         set_seed(self.cfg.seed)
@@ -163,6 +223,7 @@ class Lstm:
         self.best_epoch = int(stopper.best_epoch) if stopper else self.initial_epoch + self.epochs_run - 1
         self.params = {"best_epoch": self.best_epoch + 1, "epochs_run": self.epochs_run,
                        "val_loss": float(np.min(self.history["val_loss"]))}
+        self.calibrate(val)
         return self
 
     @property
@@ -176,12 +237,39 @@ class Lstm:
                 f"(now {self.cfg.learning_rate}) or a bounded output_activation."
             )
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
-        return Forecast.of_samples(samples, predict_returns(self.model, samples.X))
+    def calibrate(self, val: WindowSet) -> Calibration | None:
+        """Split conformal margins of the intervals from the validation days ``val`` (a
+        distribution head only; `cryptolstm.intervals`); `predict` applies them from then on."""
+        if self.cfg.head == "point":
+            return None
+        raw = self.predict(val, calibrated=False)
+        self.calibration = fit_conformal(raw.quantiles, np.asarray(val.y, np.float64)[:, None], raw.levels)
+        return self.calibration
+
+    def predict(self, samples: WindowSet, closes: pd.Series | None = None, calibrated: bool = True) -> Forecast:
+        """The forecast of every sample: the point return, and under a distribution head the
+        quantiles on ``LEVELS`` (conformally calibrated once `calibrate` has run, unless
+        ``calibrated=False``)."""
+        point, quantiles = predict_distribution(self.model, samples.X, self.cfg.head)
+        forecast = Forecast.of_samples(samples, point)
+        if quantiles is None:
+            return forecast
+        if calibrated and self.calibration is not None:
+            quantiles = self.calibration.apply(quantiles)
+        return forecast.with_quantiles(quantiles, LEVELS)
 
 
-def predict_returns(model: keras.Model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """(n, w, f) windows -> (n,) predicted target returns."""
+def predict_distribution(model: keras.Model, X: np.ndarray, head: str,
+                         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, w, f) windows -> ((n,) point returns, (n, 1, Q) quantiles on ``LEVELS`` or None).
+
+    The point of a distribution head is its mean (gaussian) or median (quantile)."""
     if len(X) == 0:
-        return np.zeros(0)
-    return model.predict(X, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float64)
+        out = np.zeros((0, {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[head]))
+    else:
+        out = model.predict(X, batch_size=batch_size, verbose=0).astype(np.float64)
+    if head == "gaussian":
+        return out[:, 0], gaussian_quantiles(out[:, 0], out[:, 1])[:, None, :]
+    if head == "quantile":
+        return out[:, len(LEVELS) // 2], out[:, None, :]
+    return out.reshape(-1), None

@@ -164,4 +164,19 @@ def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"space file {path} declares no dimensions under space.")
     dims = tuple(_dimension(path, name, spec, base) for name, spec in space.items())
+    _check_interval_objective(path, objective, base, dims)
     return SearchSpace(str(path), base, objective, dims)
+
+
+INTERVAL_OBJECTIVES = ("crps", "coverage", "interval_score", "pinball", "width", "raw_")
+
+
+def _check_interval_objective(path: Path, objective: str, base, dims: tuple[Dimension, ...]) -> None:
+    """An objective on the intervals (``val/crps_ratio_empirical``...) needs every trial to have a
+    distribution head: the base's ``head`` and every choice of a ``head`` dimension."""
+    if not objective.split("/", 1)[1].startswith(INTERVAL_OBJECTIVES):
+        return
+    heads = next((d.choices for d in dims if d.name == "head"), (base.head,))
+    if "point" in heads:
+        raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs head gaussian or "
+                          f"quantile; the space allows head point.")

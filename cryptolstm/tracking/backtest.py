@@ -21,10 +21,11 @@ import pandas as pd
 
 from cryptolstm import plots
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_config, plan, run_backtest
-from cryptolstm.backtest.tables import (fold_metrics, metrics_table, predictions_frame, summary_markdown,
-                                        with_seed_summary)
+from cryptolstm.backtest.tables import (fold_interval_metrics, fold_metrics, interval_summary_markdown, metrics_table,
+                                        predictions_frame, summary_markdown, with_seed_summary)
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.models.lstm import training_device
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
@@ -48,7 +49,7 @@ def _headline(result: FoldResult) -> dict[str, np.ndarray]:
     closes = result.closes()
     seeds = [c for c in closes if c.startswith("lstm.seed")]
     return {"LSTM (seed mean)": np.mean([closes[c] for c in seeds], axis=0),
-            **{k: v for k, v in closes.items() if k not in seeds}}
+            **{k: v for k, v in closes.items() if k not in seeds and k not in interval_baselines()}}
 
 
 def log_fold(parent_id: str, result: FoldResult) -> None:
@@ -62,6 +63,8 @@ def log_fold(parent_id: str, result: FoldResult) -> None:
         mlflow.log_params({k: v for k, v in result.fit.items() if not k.startswith("lstm.")})
         mlflow.log_metrics({k: float(v) for k, v in result.fit.items() if k.startswith("lstm.")})
         mlflow.log_metrics(_metrics(with_seed_summary(fold_metrics(result))))
+        if any(f.has_intervals for f in result.forecasts.values()):
+            mlflow.log_metrics(_metrics(with_seed_summary(fold_interval_metrics(result))))
         mlflow.log_figure(plots.fold_forecasts(result.dates, result.actual, _headline(result),
                                                f"fold {fold.index}: {fold.label}"), "plots/forecast.png")
 
@@ -83,6 +86,29 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     predictions = predictions_frame(result)
     mlflow.log_text(predictions.to_csv(index=False), "backtest/predictions.csv")
     _log_figures(result, ratios, predictions)
+    if cfg.head != "point":
+        markdown += "\n" + log_interval_summary(result)
+    return markdown
+
+
+def log_interval_summary(result: BacktestResult) -> str:
+    """The intervals' pooled metrics (``{forecaster}/crps``, ``lstm.mean/crps_ratio_garch``...),
+    ``backtest/intervals.csv``, ``backtest/intervals.md`` and the coverage per fold, on the active
+    parent run; returns the Markdown table."""
+    table = metrics_table(result, fold_interval_metrics)
+    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
+    mlflow.log_metrics(_metrics(pooled_rows))
+    markdown = interval_summary_markdown(table, result.config.coin)
+    mlflow.log_text(table.to_csv(index=False), "backtest/intervals.csv")
+    mlflow.log_text(markdown, "backtest/intervals.md")
+    per_fold = table.loc[table["fold"] != "all"]
+    labels = [f.fold.label for f in result.folds]
+    for nominal in (80, 95):
+        cover = per_fold.pivot(index="fold", columns="forecaster", values=f"coverage_{nominal}")
+        cover = cover.loc[[str(f.fold.index) for f in result.folds]]
+        lines = {name: cover[name].to_numpy() for name in ("lstm.mean", "garch", "empirical", "rolling_gaussian")
+                 if name in cover}
+        mlflow.log_figure(plots.coverage_per_fold(labels, lines, nominal), f"plots/coverage_{nominal}_per_fold.png")
     return markdown
 
 

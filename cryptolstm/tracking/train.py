@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import mlflow
 
+from cryptolstm import plots
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import EpochHook, training_device
 from cryptolstm.tracking.runs import (config_params, log_dataset, log_epoch, log_figures, log_model,
                                       log_split_ranges, run_scope)
+from cryptolstm.metrics import central_coverage
 from cryptolstm.train import TrainResult, train
 
 
@@ -46,4 +48,19 @@ def log_result(result: TrainResult, market: Market) -> None:
     mlflow.log_metrics(result.metrics)
     mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
     log_figures(market, result)
+    log_interval_figures(result)
     log_model(result, market)
+
+
+def log_interval_figures(result: TrainResult) -> None:
+    """Under a distribution head: a fan chart of the last split's days and the reliability of the
+    LSTM's intervals beside the interval baselines on the same days."""
+    cfg = result.config
+    for split, baselines in result.baselines.items():
+        forecast, actual = result.forecasts[split], getattr(result.splits, split).target_close
+        if split == list(result.baselines)[-1]:
+            mlflow.log_figure(plots.fan_chart(forecast, actual, cfg.coin, split), f"plots/fan_{split}.png")
+        observed = {"LSTM (calibrated)": central_coverage(forecast, actual)}
+        observed |= {name: central_coverage(f, actual) for name, f in baselines.items()}
+        title = f"{cfg.coin} interval reliability, {split} days ({len(actual)})"
+        mlflow.log_figure(plots.reliability(observed, title), f"plots/reliability_{split}.png")

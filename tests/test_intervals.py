@@ -1,0 +1,110 @@
+"""Forecast distributions: the quantile grid, the interval scores against hand-worked cases, and
+conformal calibration reaching its nominal coverage on a series whose spread changes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cryptolstm import metrics
+from cryptolstm.config import RunConfig
+from cryptolstm.errors import ConfigError
+from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import (LEVELS, Calibration, check_levels, conformal_margin, fit_conformal,
+                                  gaussian_quantiles, interval_levels, level_index)
+
+
+def test_the_grid_holds_the_reported_intervals_and_is_symmetric():
+    assert len(LEVELS) == 39 and LEVELS[0] == 0.025 and LEVELS[-1] == 0.975 and LEVELS[19] == 0.5
+    assert [interval_levels(c) for c in (80, 95)] == [(0.1, 0.9), (0.025, 0.975)]
+    assert level_index(0.1) == 3 and level_index(0.975) == 38
+    assert all(math.isclose(LEVELS[p] + LEVELS[-1 - p], 1.0) for p in range(19))
+
+
+def test_crps_of_a_gaussian_closed_form_and_from_the_grid():
+    # Hand-worked: for N(0, 1) and y = 0 the CRPS is 2 phi(0) - 1/sqrt(pi) = 0.2336949...
+    assert metrics.crps_gaussian(np.array([0.0]), np.array([1.0]), np.array([0.0]))[0] == pytest.approx(
+        2 * stats.norm.pdf(0) - 1 / math.sqrt(math.pi), rel=1e-12)
+    # scale-equivariant: CRPS(N(m, s), y) = s * CRPS(N(0, 1), (y - m) / s)
+    assert metrics.crps_gaussian(np.array([1.0]), np.array([2.0]), np.array([4.0]))[0] == pytest.approx(
+        2 * metrics.crps_gaussian(np.array([0.0]), np.array([1.0]), np.array([1.5]))[0])
+    y = np.linspace(-3, 3, 25)
+    grid = metrics.crps_quantiles(gaussian_quantiles(np.zeros(25), np.ones(25)), y, LEVELS)
+    closed = metrics.crps_gaussian(np.zeros(25), np.ones(25), y)
+    assert np.all(np.abs(grid / closed - 1) < 0.005)
+
+
+def test_interval_score_pinball_and_coverage_by_their_definitions():
+    lower, upper = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    actual = np.array([0.0, 2.0, -1.5])
+    # width 2; outside by 1 above and 0.5 below, times 2 / alpha = 2 / 0.2 = 10
+    assert metrics.interval_score(lower, upper, actual, 80) == pytest.approx([2.0, 12.0, 7.0])
+    q = np.array([[-1.0, 0.0, 1.0]])
+    assert metrics.pinball(q, np.array([0.5]), (0.1, 0.5, 0.9))[0] == pytest.approx([0.15, 0.25, 0.05])
+    quantiles = np.tile(np.linspace(-1, 1, 39), (3, 1))  # 0.1 -> -0.842..., 0.9 -> 0.842...
+    scores = metrics.distribution_scores(quantiles, np.array([0.0, 0.9, -0.5]), LEVELS)
+    assert scores["coverage_80"] == pytest.approx(2 / 3) and scores["coverage_95"] == 1.0
+    assert scores["width_95"] == pytest.approx(2.0)
+
+
+def test_a_forecast_gives_its_intervals_in_usd_and_refuses_levels_outside_0_1():
+    base = Forecast(np.array(["2020-01-02"], dtype="datetime64[D]"), np.array([100.0]), np.array([100.0]),
+                    np.array([0.0]))
+    q = gaussian_quantiles(np.zeros(1), np.full(1, 0.01))[:, None, :]
+    lower, upper = base.with_quantiles(q, LEVELS).bounds(95)
+    assert lower[0] == pytest.approx(100 * (1 - 0.01 * 1.959964), rel=1e-6) and upper[0] > 100
+    with pytest.raises(ValueError, match=r"a quantile level must be in \(0, 1\), got 1.5"):
+        check_levels((0.5, 1.5))
+    with pytest.raises(ValueError, match="quantiles must be"):
+        base.with_quantiles(q[:, :, :3], LEVELS)
+
+
+def test_conformal_margin_is_the_right_order_statistic():
+    scores = np.arange(1.0, 20.0)  # 19 scores: ceil(20 * 0.9) = 18th smallest for alpha 0.1
+    assert conformal_margin(scores, 0.1) == 18.0
+    assert conformal_margin(scores, 0.01) == 19.0  # past the end: the largest score
+    assert conformal_margin(np.array([]), 0.1) == 0.0
+
+
+def _heteroscedastic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A return series whose scale follows a slow cycle, and that scale."""
+    scale = 0.02 * (1.5 + np.sin(np.arange(n) / 40.0))
+    return rng.standard_normal(n) * scale, scale
+
+
+def test_calibration_brings_a_too_narrow_forecast_to_nominal_coverage_on_later_days():
+    rng = np.random.default_rng(0)
+    y, scale = _heteroscedastic(6000, rng)
+    # A forecaster that knows the shape of the spread but believes it half as wide.
+    raw = gaussian_quantiles(np.zeros_like(y), 0.5 * scale)[:, None, :]
+    calibration = fit_conformal(raw[:2000], y[:2000, None])
+    later = calibration.apply(raw[2000:])
+    for coverage in (80, 95):
+        lo, hi = (level_index(v) for v in interval_levels(coverage))
+        raw_cover = np.mean((y[2000:] >= raw[2000:, 0, lo]) & (y[2000:] <= raw[2000:, 0, hi]))
+        cover = np.mean((y[2000:] >= later[:, 0, lo]) & (y[2000:] <= later[:, 0, hi]))
+        assert raw_cover < coverage / 100 - 0.2
+        assert abs(cover - coverage / 100) < 0.02, (coverage, cover)
+    assert np.all(np.diff(later, axis=2) >= 0)  # quantiles never cross after calibration
+    again = Calibration.from_dict(calibration.to_dict())
+    assert np.array_equal(again.apply(raw[2000:]), later)
+
+
+def test_a_bad_head_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"^head must be one of point, gaussian, quantile; got 'banana'\.$"):
+        RunConfig(head="banana")
+
+
+def test_an_interval_objective_needs_a_distribution_head(tmp_path):
+    from cryptolstm.search.space import load_space
+
+    (tmp_path / "s.yaml").write_text("objective: val/crps_ratio_empirical\nspace:\n"
+                                     "  head: {type: categorical, choices: [point, gaussian]}\n")
+    with pytest.raises(ConfigError, match="every trial needs head gaussian or quantile; the space allows head point"):
+        load_space(tmp_path / "s.yaml")
+    (tmp_path / "s.yaml").write_text("objective: val/crps_ratio_empirical\nspace:\n"
+                                     "  head: {type: categorical, choices: [gaussian, quantile]}\n")
+    assert load_space(tmp_path / "s.yaml").objective == "val/crps_ratio_empirical"
