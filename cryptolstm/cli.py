@@ -3,9 +3,10 @@
 Every option of a command is a field of that workflow's options dataclass
 (`cryptolstm.options`), and ``cryptolstm train`` also takes every `RunConfig` field
 as ``--x-y``; each MLproject parameter ``x_y`` is passed to the option ``--x-y``,
-so ``mlflow run`` and the CLI cannot drift apart. The empty value ``mlflow run``
-passes for an unset parameter means "not given", here and nowhere else
-(`options.from_text`). This is the only module that reads the environment.
+so ``mlflow run`` and the CLI cannot drift apart. An MLproject parameter left unset
+defaults to the text ``None`` (MLflow logs every parameter on the run, and an empty value
+would show as a blank there); ``None`` and the empty text both mean "not given", here and
+nowhere else (`_given`, `options.from_text`). This is the only module that reads the environment.
 """
 
 import functools
@@ -17,11 +18,9 @@ import sys
 from dataclasses import fields
 from typing import Annotated, Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
-
 import typer
 
-from cryptolstm import options as opts
+from cryptolstm import noise, options as opts
 from cryptolstm.config import FIELD_NAMES, RunConfig
 from cryptolstm.errors import CryptoLstmError, write_error, write_error_sentence
 from cryptolstm import workflows
@@ -35,11 +34,18 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or i
 METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": "BOOLEAN", "date": "YYYY-MM-DD", "str": "TEXT"}
 HIDDEN = ("follower",)  # set by the search for the worker processes it starts
 LAUNCHED: list[str] = []  # the run `mlflow run` made for the command being run (see `_root`)
+VERBOSE: list[bool] = []  # the root option --verbose (see `_root`)
+UNSET = ("", "None")  # what an unset MLproject parameter passes: not given
+Verbose = Annotated[bool, typer.Option("--verbose", help="Keep TensorFlow's and MLflow's notices, warnings and "
+                                                         "download bars (hidden by default).")]
 
 
 @app.callback()
-def _root() -> None:
+def _root(verbose: Verbose = False) -> None:
     """Next-day BTC/ETH price forecasts with LSTMs, tracked in MLflow, always beside persistence."""
+    VERBOSE[:] = [verbose]
+    if not verbose:  # TensorFlow and MLflow are imported later, by the command: this is early enough
+        noise.quiet(os.environ)
     # The run `mlflow run` made for this command, read before any option is parsed (so that a bad
     # option's sentence is tagged on it too) and taken out of the environment: the tracking layer
     # resumes it itself where it should, and MLflow must not resume it in every later start_run.
@@ -70,8 +76,8 @@ def takes(cls, run_config: bool = False):
 
         @functools.wraps(func)
         def wrapper(**kwargs):
-            config_values = {name: kwargs.pop(name) for name in FIELD_NAMES} if run_config else {}
-            values = {f.name: kwargs.pop(f.name) for f in fields(cls)}
+            config_values = {name: _given(kwargs.pop(name)) for name in FIELD_NAMES} if run_config else {}
+            values = {f.name: _given(kwargs.pop(f.name)) for f in fields(cls)}
             try:
                 built = opts.from_text(cls, values)
             except CryptoLstmError as exc:
@@ -87,6 +93,11 @@ def takes(cls, run_config: bool = False):
     return decorate
 
 
+def _given(text: str | None) -> str | None:
+    """``text``, or None for the values an unset MLproject parameter passes (`UNSET`)."""
+    return None if text in UNSET else text
+
+
 def environment(quiet: bool) -> Environment:
     """The environment, read here and only here, and set-up shared by every command."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a run like Ctrl-C: KILLED, never RUNNING
@@ -95,6 +106,8 @@ def environment(quiet: bool) -> Environment:
     for noisy, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("urllib3", logging.WARNING),
                          ("absl", logging.ERROR), ("tensorflow", logging.ERROR)):
         logging.getLogger(noisy).setLevel(level)
+    if not any(VERBOSE):
+        noise.quiet_logging(logging.getLogger().handlers)
     return Environment(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), launched=next(iter(LAUNCHED), None),
                        data_dir=os.environ.get("CRYPTOLSTM_DATA_DIR") or None,
                        fetch_missing=os.environ.get("CRYPTOLSTM_OFFLINE", "") in ("", "0"), progress=not quiet)
@@ -129,6 +142,26 @@ def call(work, interrupted: str):
         raise typer.Exit(code=130) from None
 
 
+def _where(run_id: str, uri: str) -> str:
+    """The run's experiment and its page in the UI (`cryptolstm.tracking.runs.where`)."""
+    from cryptolstm.tracking.runs import where
+
+    return where(run_id, uri)
+
+
+def _record(write) -> None:
+    """Under ``mlflow run``, ``write(cryptolstm.tracking.commands)`` makes the run it launched a record
+    of what the command did; a record that cannot be written is a warning, the result stands."""
+    if not LAUNCHED:
+        return
+    from cryptolstm.tracking import commands
+
+    try:
+        write(commands)
+    except Exception as exc:  # noqa: BLE001 - the command's result was printed; keep its exit code
+        logging.getLogger(__name__).warning("the run %s could not record this command: %s", LAUNCHED[0], exc)
+
+
 @app.command("train")
 @takes(opts.TrainOptions, run_config=True)
 def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = False) -> None:
@@ -136,6 +169,7 @@ def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = Fa
     env = environment(quiet)
     run_id, uri, result = call(lambda: workflows.train(options, overrides, env), "the run was ended KILLED.")
     typer.echo(workflows.run_summary(run_id, uri, result))
+    typer.echo(_where(run_id, uri))
 
 
 @app.command("search")
@@ -156,6 +190,7 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
                f"with {result.best_values}")
     typer.echo(workflows.run_summary(result.parent_run_id, uri, result.best))
+    typer.echo(_where(result.parent_run_id, uri))
     if registered is not None:
         typer.echo(workflows.registered_line(registered))
 
@@ -165,7 +200,11 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
 def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> None:
     """Register the best run (by validation MAE ratio) as a new version; promote it to @champion if better."""
     env = environment(quiet)
-    typer.echo(workflows.registered_line(call(lambda: workflows.register(options, env), "nothing was registered.")))
+    registration = call(lambda: workflows.register(options, env), "nothing was registered.")
+    line = workflows.registered_line(registration)
+    typer.echo(line)
+    _record(lambda tracking: tracking.record_register(LAUNCHED[0], registration, options.coin,
+                                                      options.experiment_name, line))
 
 
 @app.command("predict")
@@ -174,9 +213,9 @@ def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     """Forecast the close for the day after the last day in the data directory."""
     env = environment(quiet)
     out, label = call(lambda: workflows.predict(options, env), "no forecast.")
-    row = out.iloc[0]
-    typer.echo(f"{row['coin']} close on {row['date']}: {row['forecast_close']:,.2f} USD "
-               f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%}); model {label}")
+    line = workflows.forecast_line(out.iloc[0], label)
+    typer.echo(line)
+    _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
 
 
 @app.command("backtest")
@@ -196,6 +235,7 @@ def report_command(options: opts.ReportOptions, quiet: Quiet = False) -> None:
     env = environment(quiet)
     text = call(lambda: workflows.report(options, env), "no report.")
     typer.echo(f"report written to {options.output}" if options.output else text)
+    _record(lambda tracking: tracking.record_report(LAUNCHED[0], options.experiment, text))
 
 
 @app.command("fetch")

@@ -30,6 +30,7 @@ from mlflow.models import Model
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from cryptolstm.config import COINS
+from cryptolstm.tracking.describe import describe_registered
 from cryptolstm.errors import ConfigError
 
 ALIAS = "champion"
@@ -123,6 +124,7 @@ def register(run: Run, coin: str, force: bool = False) -> Registration:
             "persistence_ratio": str(ratio), "source_run": run_id, **_evaluation(tags),
         }
         version = _register_model(source, name, version_tags, run_id)
+        describe_registered(client, name, version, run)
         promoted, reason = _promote(client, name, version, metrics[METRIC], _evaluation(tags), force)
     return Registration(name, version, promoted, reason, beats, ratio)
 
@@ -234,7 +236,7 @@ def _load(uri: str):
 def _check_model_coin(model, coin: str, label: str) -> None:
     """Refuse a model that is not a cryptolstm forecaster of ``coin`` (its saved `RunConfig`)."""
     try:
-        model_coin = model.unwrap_python_model().config.coin
+        model_coin = model.unwrap_python_model().lstm.cfg.coin
     except (MlflowException, AttributeError):
         raise ConfigError(f"{label} is not a cryptolstm forecaster; it cannot forecast {coin.upper()}.") from None
     if model_coin != coin.upper():

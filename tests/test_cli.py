@@ -131,3 +131,34 @@ def test_registry_commands_bad_input_is_one_sentence(tracking, args, words):
 def test_predict_without_a_champion_says_so(tracking, shared_data):
     result = runner.invoke(app, ["predict", "--coin", "ETH", "--data-dir", str(shared_data)])
     assert result.exit_code == 2 and "cannot load models:/cryptolstm-eth@champion" in result.stderr
+
+
+def test_none_is_an_unset_mlproject_parameter(tracking):
+    # MLflow logs every MLproject parameter on its run; an unset one is "None" there, never blank.
+    result = runner.invoke(app, ["train", "--data-dir", "/nonexistent/prices", "--neurons", "None", "--coin", ""])
+    assert result.exit_code == 2 and "data directory /nonexistent/prices does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_tensorflows_and_mlflows_notices_are_hidden_unless_verbose(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    # A real command that imports TensorFlow and MLflow and fails with its one sentence.
+    done = subprocess.run([sys.executable, "-m", "cryptolstm", "data", "verify", "--run", "0123456789abcdef"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: cannot read run 0123456789abcdef: Run with id=0123456789abcdef "
+                                        "not found"], done.stderr[-2000:]
+    for noise in ("oneDNN", "absl", "use_unbounded_threadpool", "I0000"):
+        assert noise not in done.stderr
+    # --verbose leaves TensorFlow's and MLflow's settings alone.
+    for key in ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "TF_CPP_MIN_LOG_LEVEL"):
+        monkeypatch.delenv(key, raising=False)
+    assert runner.invoke(app, ["--verbose", "data", "list", "--data-dir", str(tmp_path)]).exit_code == 0
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path)]).exit_code == 0
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"

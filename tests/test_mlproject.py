@@ -41,6 +41,7 @@ EVERY_PARAM = {
     "patience": "1",
     "shuffle": "True",
     "seed": "5",
+    "head": "point",  # the default: the interval heads are tested with the head feature, not here
 }
 
 
@@ -54,6 +55,17 @@ def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options()
         for name in spec["parameters"]:
             assert f"--{name.replace('_', '-')} {{{name}}}" in command
         assert set(re.findall(r"\{(\w+)\}", command)) == set(spec["parameters"])
+
+
+def test_no_parameter_defaults_to_an_empty_value():
+    # MLflow logs every parameter on the run it launches; an empty one would show blank in the UI.
+    for entry, spec in SPEC["entry_points"].items():
+        for name, param in spec["parameters"].items():
+            assert str(param.get("default", "")).strip(), (entry, name)
+
+
+def _no_empty_params(run) -> None:
+    assert run.data.params and "" not in run.data.params.values(), run.data.params
 
 
 def test_search_takes_the_issues_parameters():
@@ -91,6 +103,7 @@ def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"
 def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, shared_data):
     client, run, done = _mlflow_run(tmp_path, {**EVERY_PARAM, "data_dir": str(shared_data)})
     assert run.info.status == "FINISHED"
+    _no_empty_params(run)
     params = run.data.params
     for name, value in EVERY_PARAM.items():
         if name != "experiment":
@@ -138,8 +151,10 @@ def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, shared_d
               f"sqlite:///{tmp_path / 'optuna.db'}", "seed": "4", "data_dir": str(shared_data),
               "protocol": "honest", "merge_date": "2023-01-01", "end_date": "2023-12-30", "prune": "false",
               "tuner_dir": str(tmp_path / "kt"), "overwrite": "false", "timeout": "600"}
-    client, parent, _ = _mlflow_run(tmp_path, params, entry="search")
+    client, parent, done = _mlflow_run(tmp_path, params, entry="search")
     assert parent.info.status == "FINISHED"
+    _no_empty_params(parent)  # n_workers, heartbeat... were left unset: "None" or their own default
+    assert f"(id {parent.info.experiment_id})" in done.stdout
     tags = parent.data.tags
     assert (tags["coin"], tags["engine"], tags["study_name"]) == ("ETH", engine, "e2e-study")
     assert tags["space_file"] == str(tmp_path / "space.yaml") and tags["search.seed"] == "4"
@@ -181,11 +196,21 @@ def test_mlflow_run_register_and_predict(tmp_path, shared_data, monkeypatch):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = tiny_config(shared_data)
     run_id, _ = tracked_train(cfg, load_market(shared_data, cfg.merge_date))
-    client, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "experiment_name": "cryptolstm-btc"}, entry="register")
+    client, record, done = _mlflow_run(tmp_path, {"coin": "BTC", "experiment_name": "cryptolstm-btc"},
+                                       entry="register")
     assert "registered cryptolstm-btc version 1 (now @champion: first champion)" in done.stdout
     assert client.get_model_version_by_alias("cryptolstm-btc", "champion").tags["source_run"] == run_id
-    _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data)}, entry="predict")
+    # The run `mlflow run` made is a record of the registration, not an empty run with a random name.
+    assert record.info.run_name == "register-btc" and record.info.status == "FINISHED"
+    assert (record.data.tags["registered.version"], record.data.tags["registered.source_run"]) == ("1", run_id)
+    assert record.data.tags["mlflow.note.content"] in done.stdout
+    _no_empty_params(record)
+    _, record, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data)}, entry="predict")
     assert "BTC close on 2024-01-01:" in done.stdout and "(version 1)" in done.stdout
+    assert record.info.run_name == "predict-btc" and record.data.metrics["forecast_close"] > 0
+    assert "forecast.csv" in {a.path for a in client.list_artifacts(record.info.run_id)}
+    _no_empty_params(record)
+    assert not client.search_runs(["0"])  # nothing in the Default experiment
     _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data),
                                         "model_uri": f"runs:/{run_id}/model"}, entry="predict")
     assert f"model runs:/{run_id}/model" in done.stdout
@@ -203,8 +228,11 @@ def test_mlflow_run_backtest_and_report(tmp_path, shared_data):
     assert "arima/usd/mae" not in parent.data.metrics and "moving_average/usd/mae" in parent.data.metrics
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 1 and children[0].data.params["fold.n_test"] == "31"
-    _, _, done = _mlflow_run(tmp_path, {"experiment": "e2e", "output": str(tmp_path / "r.md")}, entry="report")
+    report = {"experiment": "e2e", "output": str(tmp_path / "r.md")}
+    _, record, done = _mlflow_run(tmp_path, report, entry="report")
     assert parent.info.run_id[:8] in (tmp_path / "r.md").read_text()
+    assert record.info.run_name == "report-e2e" and "report.md" in {a.path for a in client.list_artifacts(
+        record.info.run_id)}
 
 
 @pytest.mark.slow

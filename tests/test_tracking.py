@@ -73,3 +73,82 @@ def test_a_failing_run_ends_failed_not_running(tracking, shared_data):
         tracked_train(cfg, market)
     (run,) = MlflowClient().search_runs([mlflow.get_experiment_by_name("cryptolstm-btc").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def test_a_tiny_optuna_study_names_its_objective_and_each_trial_its_child_run(tracking, tmp_path, shared_data):
+    import optuna
+
+    from cryptolstm.options import SearchOptions
+    from cryptolstm.search.space import load_space
+    from cryptolstm.search.study import run_search
+    from cryptolstm.tracking.search import MlflowSearchTracker
+
+    (tmp_path / "base.yaml").write_text("layers: 1\nneurons: 2\nepochs: 1\nbatch_size: 64\nseed: 3\n")
+    (tmp_path / "space.yaml").write_text("base: base.yaml\nspace:\n  neurons: {type: categorical, choices: [2, 3]}\n")
+    space = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-06-01")
+    market = load_market(shared_data, "2023-06-01")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    options = SearchOptions(study_name="tiny", storage=storage, n_trials=1, max_epochs=1, prune=False, register=False)
+    run_search(space, market, options, MlflowSearchTracker(market, space.base, "cryptolstm-btc"))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert study.metric_names == ["val/mae_ratio"]  # what optuna-dashboard shows instead of "Objective 0"
+    (trial,) = study.trials
+    child = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
+    assert child.data.tags["trial"] == f"trial-{trial.number}" and child.data.tags["mlflow.parentRunId"]
+
+
+def _launched_by_mlflow_run(params: dict[str, str]) -> str:
+    """A run as `mlflow run` makes it without --experiment-name: in Default, its parameters logged."""
+    client = MlflowClient()
+    run = client.create_run("0", tags={"mlflow.project.entryPoint": "predict", "mlflow.source.type": "PROJECT"})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    return run.info.run_id
+
+
+def test_a_record_launched_in_default_moves_to_the_coins_experiment_and_the_launched_run_is_deleted(tracking):
+    import pandas as pd
+
+    from cryptolstm.tracking.commands import record_predict
+
+    launched = _launched_by_mlflow_run({"coin": "BTC", "model_uri": "None"})
+    forecast = pd.DataFrame({"date": ["2024-01-01"], "coin": ["BTC"], "forecast_close": [43000.0],
+                             "forecast_return": [0.01], "last_close": [42574.0]})
+    run_id = record_predict(launched, forecast, "BTC", "models:/cryptolstm-btc@champion (version 1)", "BTC close ...")
+    client = MlflowClient()
+    assert client.get_run(launched).info.lifecycle_stage == "deleted"  # hidden from the UI
+    assert not client.search_runs(["0"])  # nothing left in Default
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "cryptolstm-btc" and "persistence" in experiment.tags["mlflow.note.content"]
+    assert run.info.run_name == "predict-btc" and run.info.status == "FINISHED"
+    assert run.data.params == {"coin": "BTC", "model_uri": "None"} and run.data.tags["mlflow.source.type"] == "PROJECT"
+    assert run.data.metrics["forecast_close"] == 43000.0 and run.data.metrics["forecast_return"] == 0.01
+    assert run.data.tags["model"].endswith("(version 1)") and run.data.tags["mlflow.note.content"] == "BTC close ..."
+    assert "forecast_close" in open(client.download_artifacts(run_id, "forecast.csv")).read()
+
+
+def test_experiments_registered_models_and_versions_are_described(tracking, tmp_path, shared_data):
+    from cryptolstm.tracking.describe import describe_registered
+    from cryptolstm.tracking.runs import run_scope, ui_url, where
+
+    with run_scope(tiny_config(shared_data), None) as active:
+        mlflow.log_metrics({"val/mae_ratio": 0.98, "test/mae_ratio": 1.02})
+        mlflow.set_tags({"coin": "BTC", "protocol": "honest"})
+    client = MlflowClient()
+    run = client.get_run(active.info.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.note.content"].startswith("BTC runs of cryptolstm")
+    (tmp_path / "model").mkdir()
+    client.create_registered_model("cryptolstm-btc")
+    version = client.create_model_version("cryptolstm-btc", str(tmp_path / "model"), run_id=run.info.run_id)
+    describe_registered(client, "cryptolstm-btc", version.version, run)
+    assert "@champion" in client.get_registered_model("cryptolstm-btc").description
+    text = client.get_model_version("cryptolstm-btc", version.version).description
+    assert run.info.run_id in text and "honest protocol" in text
+    assert "validation 0.9800 (beats persistence), test 1.0200 (does not beat persistence)" in text
+    # The run's page in the UI: MLflow 3's hash routes, on the server itself when the store is one.
+    assert ui_url("3") == "http://127.0.0.1:5000/#/experiments/3/runs"
+    page = f"http://mlflow:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    assert where(run.info.run_id, "http://mlflow:5000").endswith(f"(id {experiment.experiment_id}): {page}")
+    assert f"mlflow ui --backend-store-uri {tracking}" in where(run.info.run_id, tracking)

@@ -68,6 +68,7 @@ def make_pruner(prune: bool, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the MLflow parent run all workers log under
+RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's MLflow child run
 FINISH_ATTR = "finished_at"  # study user attr: finished-trial count when a worker claimed the final step
 
 
@@ -191,12 +192,22 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
         study.sampler = make_sampler(algorithm, _resumed_seed(study, seed, is_parallel(storage)))
         created = False
     _check_identity(study, space, created, storage)
+    _name_objective(study, space.objective)
     if not created:
         fail_dead_trials(study, lone=not is_parallel(storage))
     if created or not is_parallel(storage):
         _enqueue_base(study, space)
     return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
                        follower)
+
+
+def _name_objective(study: optuna.Study, objective: str) -> None:
+    """Name the study's value after its metric (``val/mae_ratio``), so optuna-dashboard and
+    Optuna's plots say what is minimised; a study from before names were recorded gets it too."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([objective])
 
 
 def _resumed_seed(study: optuna.Study, seed: int, parallel: bool) -> int:
@@ -284,7 +295,8 @@ def objective_fn(runner: TrialRunner):
         if done is not None:  # the sampler drew values already trained: reuse, never train twice
             trial.set_user_attr("duplicate_of", done.number)
             return float(done.value)
-        result = runner.run(values, f"trial-{trial.number}", [prune_on_val_loss(trial)])
+        result = runner.run(values, f"trial-{trial.number}", [prune_on_val_loss(trial)],
+                            on_run=lambda run_id: trial.set_user_attr(RUN_ATTR, run_id))
         trial.set_user_attr("epochs_run", result.epochs_run)
         return runner.objective(result)
 

@@ -55,11 +55,13 @@ class TrialRunner:
         return cfg.replace(epochs=min(cfg.epochs, self.max_epochs)) if self.max_epochs else cfg
 
     def run(self, values: dict[str, Any], name: str, on_epoch: Sequence[EpochHook] = (),
-            lstm: Callable[[RunConfig, list[EpochHook]], Lstm] | None = None, epochs: int | None = None) -> TrainResult:
+            lstm: Callable[[RunConfig, list[EpochHook]], Lstm] | None = None, epochs: int | None = None,
+            on_run: Callable[[str], None] | None = None) -> TrainResult:
         """Train one trial on the validation split only, as a child run.
 
         ``lstm(cfg, hooks)`` makes the forecaster when an engine manages its own model;
-        ``epochs`` overrides the trial's epochs (an engine's budget). Raises whatever
+        ``epochs`` overrides the trial's epochs (an engine's budget); ``on_run(run_id)`` hears the
+        child run's id as it starts (an engine records it with its trial). Raises whatever
         training raised (a pruning signal, a NaN loss) after the child run records it.
         """
         cfg = self.config(values)
@@ -68,7 +70,9 @@ class TrialRunner:
         if lstm is None:  # a model an engine hands in was built after its own clear_session
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
-        with self.tracker.trial(self.parent_id, name, cfg, tags):
+        with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id:
+            if on_run:
+                on_run(run_id)
             forecaster = lstm(cfg, hooks) if lstm else None
             result = train(cfg, self.market, () if forecaster else hooks, evaluate_test=False, forecaster=forecaster)
             self.tracker.trial_metrics({**result.metrics, "epochs_run": result.epochs_run})

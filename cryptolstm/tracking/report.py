@@ -12,8 +12,7 @@ import mlflow
 from mlflow.entities import Run
 
 from cryptolstm.errors import ConfigError
-
-UI = "http://127.0.0.1:5000"
+from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
 
 
@@ -22,7 +21,7 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 
 def _link(run: Run) -> str:
-    return f"[`{run.info.run_id[:8]}`]({UI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id})"
+    return f"[`{run.info.run_id[:8]}`]({ui_url(run.info.experiment_id, run.info.run_id)})"
 
 
 def _kind(run: Run) -> str:

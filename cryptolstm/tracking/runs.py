@@ -18,11 +18,13 @@ from mlflow.entities import RunStatus
 from cryptolstm import plots
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
 from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
 
+UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 
 
 def use_tracking_uri(uri: str | None) -> str:
@@ -30,9 +32,30 @@ def use_tracking_uri(uri: str | None) -> str:
     return open_store(uri)
 
 
+def coin_experiment(coin: str) -> str:
+    """One experiment per coin, so the UI compares like with like: ``cryptolstm-btc``."""
+    return f"cryptolstm-{coin.lower()}"
+
+
 def default_experiment_name(cfg: RunConfig) -> str:
-    """One experiment per coin, so the UI compares like with like."""
-    return f"cryptolstm-{cfg.coin.lower()}"
+    return coin_experiment(cfg.coin)
+
+
+def ui_url(experiment_id: str, run_id: str | None = None, server: str = UI) -> str:
+    """The UI page of an experiment's runs, or of one run (MLflow 3's routes)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+
+
+def where(run_id: str, uri: str) -> str:
+    """One line: the run's experiment, its id, and the run's page in the UI (the server's own
+    page when ``uri`` is an MLflow server; else what `mlflow ui` would serve)."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    experiment_id = run.info.experiment_id
+    name = mlflow.MlflowClient().get_experiment(experiment_id).name
+    if uri.startswith(("http://", "https://")):
+        return f"experiment {name} (id {experiment_id}): {ui_url(experiment_id, run_id, uri)}"
+    return (f"experiment {name} (id {experiment_id}); to look: mlflow ui --backend-store-uri {uri}, "
+            f"then {ui_url(experiment_id, run_id)}")
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -75,6 +98,7 @@ def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = No
         mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
         run = mlflow.start_run(run_name=name or run_name(cfg))
     mlflow.set_tags(process_tags())
+    describe_experiment(mlflow.MlflowClient(), run.info.experiment_id)
     try:
         yield run
     except BaseException as exc:
@@ -150,7 +174,7 @@ def log_figures(market: Market, result: TrainResult) -> None:
         mlflow.log_figure(fig, path)
 
 
-RUNTIME_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "pandera", "pyyaml")
+RUNTIME_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "scipy", "pandera", "pyyaml")
 
 
 def _runtime_requirements() -> list[str]:
@@ -172,15 +196,20 @@ def log_model(result: TrainResult, market: Market) -> None:
 
     cfg = result.config
     example = example_rows(market.frame, cfg.window_len)
+    lstm = result.forecaster()
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, config_path = Path(tmp) / "lstm.keras", Path(tmp) / "config.json"
         result.model.save(keras_path)
         config_path.write_text(json.dumps(cfg.to_dict()))
-        signature = mlflow.models.infer_signature(example, forecast(result.model, example, cfg))
+        artifacts = {"keras_model": str(keras_path), "config": str(config_path)}
+        if result.calibration is not None:  # the intervals' conformal margins travel with the model
+            artifacts["calibration"] = str(Path(tmp) / "calibration.json")
+            Path(artifacts["calibration"]).write_text(json.dumps(result.calibration.to_dict()))
+        signature = mlflow.models.infer_signature(example, forecast(lstm, example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LstmForecaster(),
-            artifacts={"keras_model": str(keras_path), "config": str(config_path)},
+            artifacts=artifacts,
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
             signature=signature,
             input_example=example,

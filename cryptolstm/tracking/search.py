@@ -16,6 +16,7 @@ from mlflow.entities import RunStatus, RunTag
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch
 from cryptolstm.tracking.store import process_tags
 from cryptolstm.tracking.train import log_result
@@ -52,7 +53,9 @@ def study_parent(study_name: str, tags: dict[str, str], experiment_name: str, ru
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in named.items()])
     client.update_run(run_id, status="RUNNING")
     # Trials become children in the parent's experiment (the study lives where it began).
-    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    describe_experiment(client, experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
     return run_id
 
 
@@ -74,14 +77,14 @@ def on_run(run_id: str, status_after: str | None = "RUNNING") -> Iterator[mlflow
 
 
 @contextlib.contextmanager
-def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """A child run of ``parent_id`` for one trial; its tag ``trial_state`` says complete,
+def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -> Iterator[str]:
+    """A child run of ``parent_id`` for one trial, yielding its id; its tag ``trial_state`` says complete,
     pruned, failed (with ``error``) or interrupted. Pruned trials end FINISHED, failed ones
     FAILED, interrupted ones KILLED."""
     run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags={**tags, **process_tags()})
     mlflow.log_params(config_params(cfg))
     try:
-        yield run
+        yield run.info.run_id
     except KeyboardInterrupt:
         mlflow.set_tag("trial_state", "interrupted")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))

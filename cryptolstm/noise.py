@@ -1,0 +1,76 @@
+"""What the terminal is spared: notices of TensorFlow and MLflow a user can do nothing about.
+
+TensorFlow writes some notices through absl before it reads its log level (the oneDNN
+notice, "All log messages before absl::InitializeLog() ...") and grappler logs a harmless
+``use_unbounded_threadpool`` error on every fit, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide
+them. The process's native stderr (file descriptor 2) therefore goes through a small filter
+process that drops exactly those lines (absl's INFO and WARNING lines, and that error) and
+passes every other line on; Python's own stderr (our log messages, tracebacks, progress
+bars) keeps the terminal directly. The filter lives in its own session, so it outlives a
+crash or a Ctrl-C of the command and still passes on its last lines. MLflow's artifact
+download bars are switched off and its CloudPickle version notes dropped.
+
+``cryptolstm --verbose <command>`` keeps all of it; `quiet` is what the command line calls
+otherwise, before TensorFlow or MLflow is imported.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import MutableMapping
+
+# absl-formatted INFO and WARNING lines ("I0000 00:00:..."), absl's pre-initialisation banner,
+# the second line of TensorFlow's CPU-instructions notice, and grappler's error about an
+# attribute of the tf.data op that it does not know.
+DROPPED = (rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:"
+           rb"|E\d{4} .*use_unbounded_threadpool|To enable the following instructions: )")
+ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+DROPPED_LOG_WORDS = ("CloudPickle",)  # MLflow's note that the pickling library's version changed
+_FILTER = """import re, sys
+drop = re.compile(sys.argv[1].encode())
+for line in sys.stdin.buffer:
+    if not drop.match(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+_FILTERING: list[subprocess.Popen] = []  # the filter process, once per process
+
+
+def quiet(environ: MutableMapping[str, str]) -> None:
+    """Hide the notices (see module docstring): set ``environ``'s defaults for TensorFlow and
+    MLflow (a value the user set wins) and filter the native stderr, once per process."""
+    for key, value in ENVIRONMENT.items():
+        environ.setdefault(key, value)
+    if not _FILTERING and _is_native_stderr():
+        _FILTERING.append(_filter_native_stderr())
+
+
+def _is_native_stderr() -> bool:
+    """Whether Python's stderr is file descriptor 2 (not a test runner's or a notebook's capture)."""
+    try:
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _filter_native_stderr() -> subprocess.Popen:
+    """Point file descriptor 2 at the filter process, and Python's stderr at the terminal itself."""
+    terminal = os.dup(2)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, DROPPED.decode()], stdin=subprocess.PIPE,
+                            stdout=terminal, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.dup2(proc.stdin.fileno(), 2)
+    proc.stdin.close()
+    sys.stderr.flush()
+    sys.stderr = io.TextIOWrapper(io.FileIO(terminal, "w"), encoding=sys.stderr.encoding,
+                                  errors=sys.stderr.errors, line_buffering=True)
+    return proc
+
+
+def quiet_logging(handlers: list[logging.Handler]) -> None:
+    """Drop MLflow's CloudPickle notes from what ``handlers`` print."""
+    for handler in handlers:
+        handler.addFilter(lambda record: not any(w in record.getMessage() for w in DROPPED_LOG_WORDS))

@@ -1,0 +1,85 @@
+"""The run ``mlflow run`` made for a command that trains nothing: register, predict, report.
+
+``mlflow run`` creates a run before our code starts and logs the entry point's parameters on
+it. For these commands it becomes a record of what the command did: named after the command
+and coin (``register-btc``), its outcome as tags, metrics and a file, a description. A plain
+``cryptolstm register`` (no ``mlflow run``) records no run.
+
+MLflow cannot move a run between experiments. ``mlflow run`` without ``--experiment-name``
+creates it in the Default experiment, so there the record is made again in the coin's
+experiment (with the launched run's parameters and source tags) and the launched run is
+ended and deleted: hidden from the UI's run lists (``mlflow gc`` removes it for good).
+"""
+
+from __future__ import annotations
+
+import time
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run, RunTag
+
+from cryptolstm.tracking.describe import NOTE, describe_experiment
+from cryptolstm.tracking.runs import coin_experiment
+
+DEFAULT_EXPERIMENT_ID = "0"
+
+
+def record(launched: str, experiment_name: str, name: str, note: str, tags: dict[str, str],
+           metrics: dict[str, float] | None = None, files: dict[str, str] | None = None) -> str:
+    """Make ``launched`` the record ``name`` of a command (moved to ``experiment_name`` if it is in
+    Default): ``note`` as its description, ``tags``, ``metrics`` and ``files`` (path -> text).
+    Returns the record's run id."""
+    client = MlflowClient()
+    run = client.get_run(launched)
+    target = launched
+    if run.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment_name != "Default":
+        target = _copy(client, run, experiment_name)
+    describe_experiment(client, client.get_run(target).info.experiment_id)
+    now = int(time.time() * 1000)
+    client.log_batch(target, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                     tags=[RunTag(k, str(v)) for k, v in {**tags, NOTE: note, "mlflow.runName": name}.items()])
+    for path, text in (files or {}).items():
+        client.log_text(target, text, path)
+    if target != launched:
+        client.set_terminated(target)
+        client.set_terminated(launched)
+        client.delete_run(launched)
+    return target
+
+
+def _copy(client: MlflowClient, run: Run, experiment_name: str) -> str:
+    """A new run in ``experiment_name`` with ``run``'s parameters and tags (source, entry point)."""
+    experiment_id = mlflow.set_experiment(experiment_name).experiment_id
+    copy = client.create_run(experiment_id, tags={k: v for k, v in run.data.tags.items() if k != "mlflow.runName"})
+    client.log_batch(copy.info.run_id, params=[Param(k, v) for k, v in run.data.params.items()])
+    return copy.info.run_id
+
+
+def record_register(launched: str, registration, coin: str, experiment_name: str | None, line: str) -> str:
+    """The record of `cryptolstm register`: which version of which model, champion or not, why,
+    from which run (``registration``: a `cryptolstm.registry.Registration`; ``line``: what was printed)."""
+    version = MlflowClient().get_model_version(registration.name, registration.version)
+    tags = {"cryptolstm.entry": "register", "coin": coin.upper(), "registered.model": registration.name,
+            "registered.version": registration.version, "registered.champion": str(registration.promoted).lower(),
+            "registered.added": str(registration.added).lower(), "registered.reason": registration.reason[:5000],
+            "registered.source_run": version.tags.get("source_run", version.run_id or "")}
+    return record(launched, experiment_name or coin_experiment(coin), f"register-{coin.lower()}", line, tags,
+                  {"registered/mae_ratio": registration.ratio})
+
+
+def record_predict(launched: str, forecast: pd.DataFrame, coin: str, label: str, line: str) -> str:
+    """The record of `cryptolstm predict`: the forecast as metrics and ``forecast.csv``."""
+    row = forecast.iloc[0]
+    metrics = {k: float(row[k]) for k in ("forecast_close", "forecast_return", "last_close") if k in row}
+    tags = {"cryptolstm.entry": "predict", "coin": coin.upper(), "model": label, "forecast.date": str(row["date"])}
+    return record(launched, coin_experiment(coin), f"predict-{coin.lower()}", line, tags, metrics,
+                  {"forecast.csv": forecast.to_csv(index=False)})
+
+
+def record_report(launched: str, experiment_name: str, text: str) -> str:
+    """The record of `cryptolstm report`: the Markdown as ``report.md``, in the experiment reported on."""
+    tags = {"cryptolstm.entry": "report", "report.experiment": experiment_name}
+    return record(launched, experiment_name, f"report-{experiment_name}",
+                  f"The report of experiment {experiment_name}: report.md.", tags, files={"report.md": text})
