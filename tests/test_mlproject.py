@@ -14,7 +14,8 @@ from mlflow import MlflowClient
 from cryptolstm.config import FIELD_NAMES
 from tests.conftest import ROOT
 
-SPEC = yaml.safe_load((ROOT / "MLproject").read_text())
+MLPROJECT_TEXT = (ROOT / "MLproject").read_text()
+SPEC = yaml.safe_load(MLPROJECT_TEXT)
 
 # A non-default value for every parameter of `main`, to see each one reach the code.
 EVERY_PARAM = {
@@ -41,7 +42,7 @@ EVERY_PARAM = {
     "patience": "1",
     "shuffle": "True",
     "seed": "5",
-    "head": "point",  # the default: the interval heads are tested with the head feature, not here
+    "head": "quantile",
 }
 
 
@@ -55,6 +56,12 @@ def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options()
         for name in spec["parameters"]:
             assert f"--{name.replace('_', '-')} {{{name}}}" in command
         assert set(re.findall(r"\{(\w+)\}", command)) == set(spec["parameters"])
+        options = re.findall(r"--[\w-]+", command)
+        assert len(options) == len(set(options)), f"{entry}: an option is passed twice"
+    for entry in SPEC["entry_points"]:  # a YAML mapping keeps the last of two equal keys, silently
+        block = re.search(rf"^  {entry}:\n(.*?)(?=^  \w|\Z)", MLPROJECT_TEXT, re.S | re.M).group(1)
+        keys = re.findall(r"^      (\w+):", block, re.M)
+        assert len(keys) == len(set(keys)), f"{entry}: a parameter is declared twice"
 
 
 def test_no_parameter_defaults_to_an_empty_value():
@@ -115,7 +122,7 @@ def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, share
     metrics = run.data.metrics
     for key in ("test/mae", "test/rmse", "test/mape", "test/persistence_mae", "test/persistence_rmse",
                 "test/mae_ratio", "test/direction_accuracy", "val/mae", "val/persistence_mae", "train/loss",
-                "val/loss"):
+                "val/loss", "test/coverage_80", "test/crps_ratio_garch"):
         assert key in metrics, key
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == int(metrics["epochs_run"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
