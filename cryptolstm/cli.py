@@ -210,10 +210,10 @@ def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> Non
 @app.command("predict")
 @takes(opts.PredictOptions)
 def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
-    """Forecast the close for the day after the last day in the data directory."""
+    """Forecast the close of the day(s) after the last day in the data directory."""
     env = environment(quiet)
     out, label = call(lambda: workflows.predict(options, env), "no forecast.")
-    line = workflows.forecast_line(out.iloc[0], label)
+    line = workflows.forecast_text(out, label)
     typer.echo(line)
     _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
 

@@ -51,6 +51,7 @@ class RunConfig:
     fill_gaps: bool = False
     # windows and splits
     window_len: int = 7
+    horizon: int = 1
     train_frac: float = 0.70
     val_frac: float = 0.15
     # model (the 2018 notebook's by default)
@@ -123,6 +124,7 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError(f"end_date ({c.end_date}) must be after merge_date ({c.merge_date}).")
     # A window of one day normalises to all zeros and leaves persistence undefined.
     _check_min("window_len", c.window_len, 2)
+    _check_min("horizon", c.horizon, 1)
     for name in ("layers", "neurons", "batch_size", "epochs", "patience"):
         _check_min(name, getattr(c, name), 1)
     if not 0.0 <= c.dropout < 1.0:

@@ -89,6 +89,8 @@ class Forecast:
 
     @classmethod
     def of_closes(cls, samples, closes_usd: np.ndarray) -> Forecast:
-        """The forecast of ``samples`` that predicts the (n,) USD ``closes_usd``."""
-        returns = np.asarray(closes_usd, dtype=np.float64) / samples.ref_close - 1.0
-        return cls.of_samples(samples, returns)
+        """The forecast of ``samples`` that predicts the (n,) or (n, H) USD ``closes_usd``
+        (horizon k in column k - 1)."""
+        closes = np.asarray(closes_usd, dtype=np.float64)
+        reference = samples.ref_close if closes.ndim == 1 else samples.ref_close[:, None]
+        return cls.of_samples(samples, closes / reference - 1.0)

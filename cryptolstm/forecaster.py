@@ -1,9 +1,10 @@
 """Window normalisation + Keras model + inverse transform, saved and loaded as one MLflow pyfunc.
 
 Input: raw daily rows, a frame with ``date`` and ``{COIN}_close``, ``{COIN}_volume`` for
-every coin (USD), at least ``window_len`` consecutive days. Output: one row, the
-forecast close in USD for the day after the last row, beside that last close, and for a
-model with a distribution head its calibrated 80 % and 95 % intervals in USD.
+every coin (USD), at least ``window_len`` consecutive days. Output: one row per forecast
+day (the ``horizon`` days after the last row; one for a next-day model), the forecast close
+in USD beside the last close, and for a model with a distribution head its calibrated 80 %
+and 95 % intervals in USD.
 """
 
 from __future__ import annotations
@@ -47,24 +48,28 @@ def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
 
 
 def forecast(lstm: Lstm, rows: pd.DataFrame) -> pd.DataFrame:
-    """One-row frame: ``date`` (the day after the last row), ``coin``, ``forecast_close`` and
-    ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1), and under a
-    distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
+    """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
+    ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
+    and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
 
     ``lstm``: the trained `Lstm` forecaster (model, config and calibration), as in training.
     """
     cfg = lstm.cfg
     frame = prepare_rows(rows, cfg.window_len).set_index("date")
-    sample = latest_window(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference)
+    sample = latest_window(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, cfg.horizon)
     predicted = lstm.predict(sample)
-    value, last = float(predicted.close()[0]), float(predicted.last_close[0])
-    day = pd.Timestamp(predicted.dates[0]).date().isoformat()
-    out = pd.DataFrame({"date": [day], "coin": [cfg.coin], "forecast_close": [value],
-                        "last_close": [last], "forecast_return": [value / last - 1.0]})
+    horizons = np.arange(1, cfg.horizon + 1)
+    last = float(predicted.last_close[0])
+    values = np.array([predicted.close(h)[0] for h in horizons])
+    first = pd.Timestamp(predicted.dates[0])
+    out = pd.DataFrame({"date": [(first + pd.Timedelta(days=int(h) - 1)).date().isoformat() for h in horizons],
+                        "horizon": horizons.astype(np.int64), "coin": cfg.coin, "forecast_close": values,
+                        "last_close": last, "forecast_return": values / last - 1.0})
     if predicted.has_intervals:
         for coverage in INTERVALS:
-            lower, upper = predicted.bounds(coverage)
-            out[f"lower_{coverage}"], out[f"upper_{coverage}"] = float(lower[0]), float(upper[0])
+            bounds = [predicted.bounds(coverage, h) for h in horizons]
+            out[f"lower_{coverage}"] = [float(lower[0]) for lower, _ in bounds]
+            out[f"upper_{coverage}"] = [float(upper[0]) for _, upper in bounds]
     return out
 
 

@@ -102,10 +102,12 @@ def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, f
             "direction_p": test.pvalue}
 
 
-def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale: float | None) -> dict[str, float]:
-    """Accuracy of (n,) ``forecast`` against (n,) ``actual`` beside persistence's (n,) ``naive``."""
+def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale: float | None,
+              h: int = 1) -> dict[str, float]:
+    """Accuracy of (n,) ``forecast`` against (n,) ``actual`` beside persistence's (n,) ``naive``;
+    ``h``: the horizon, whose forecast errors are autocorrelated up to lag h - 1 (DM)."""
     err, naive_err = forecast - actual, naive - actual
-    statistic, p = dm_test(err, naive_err)
+    statistic, p = dm_test(err, naive_err, h=h)
     out = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
            "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p}
     out["mae_ratio"] = ratio(out["mae"], out["persistence_mae"])
@@ -115,15 +117,16 @@ def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale
 
 
 def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference: np.ndarray | None = None,
-          scales: dict[str, float] | None = None) -> dict[str, float]:
+          scales: dict[str, float] | None = None, h: int = 1) -> dict[str, float]:
     """Every metric of (n,) USD ``forecast`` closes against (n,) USD ``actual`` closes.
 
     ``last``: (n,) the last known close (persistence's forecast); ``reference``: (n,)
     the close returns are relative to (default ``last``); ``scales``: the in-sample
     scale per units for MASE (left out without it). Keys ``{units}/{metric}`` for
     units ``usd`` and ``return``: mae, rmse, mase, mae_ratio, persistence_mae,
-    persistence_rmse, dm_stat, dm_p (against persistence); ``usd/mape`` (a
-    percentage of a return near 0 means nothing); and the unit-free direction keys.
+    persistence_rmse, dm_stat, dm_p (against persistence, with the h - 1 autocovariance lags
+    of an ``h``-day-ahead forecast); ``usd/mape`` (a percentage of a return near 0 means
+    nothing); and the unit-free direction keys.
     """
     actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
     reference = last if reference is None else np.asarray(reference, dtype=np.float64)
@@ -132,14 +135,14 @@ def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference:
              "return": (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
     out = {"usd/mape": mape(forecast - actual, actual)}
     for units, (a, f, naive) in views.items():
-        out.update({f"{units}/{k}": v for k, v in _accuracy(a, f, naive, scales.get(units)).items()})
+        out.update({f"{units}/{k}": v for k, v in _accuracy(a, f, naive, scales.get(units), h).items()})
     return out | direction(actual - last, forecast - last)
 
 
 def score_forecast(forecast: Forecast, actual: np.ndarray, scales: dict[str, float] | None = None,
                    h: int = 1) -> dict[str, float]:
-    """`score` of horizon ``h`` of a `Forecast` against the (n,) USD ``actual`` closes."""
-    return score(actual, forecast.close(h), forecast.last_close, forecast.reference, scales)
+    """`score` of horizon ``h`` of a `Forecast` against the (n,) USD ``actual`` closes of that horizon."""
+    return score(actual, forecast.close(h), forecast.last_close, forecast.reference, scales, h)
 
 
 PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p")
@@ -147,21 +150,37 @@ BESIDE = ("mae", "persistence_mae", "mae_ratio")  # also reported in the other u
 DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")
 
 
+PER_HORIZON = ("mae", "persistence_mae", "mae_ratio", "dm_stat", "dm_p")
+
+
 def split_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str) -> dict[str, float]:
     """``{"split/metric": value}`` of a training run's split, in the protocol's primary ``units``,
-    with the MAEs in the other units beside them.
+    with the MAEs in the other units beside them. ``actual``: (n, H) (or (n,)) USD closes.
 
     Honest (USD): ``val/mae`` in USD, ``val/mae_return`` in returns, ``val/mape``.
     Seed (return): ``val/mae`` in the notebook's normalised units, ``val/mae_usd`` in USD.
+    These are horizon 1; a forecast of H > 1 days also gets ``{split}/h{k}/{mae, persistence_mae,
+    mae_ratio, dm_stat, dm_p, direction_accuracy}`` for k = 1..H.
     """
-    scores = score_forecast(forecast, actual)
+    actual = _by_horizon(actual)
+    scores = score_forecast(forecast, actual[:, 0])
     other = "return" if units == "usd" else "usd"
     named = {f"{split}/{k}": scores[f"{units}/{k}"] for k in PRIMARY}
     named |= {f"{split}/{k}_{other}": scores[f"{other}/{k}"] for k in BESIDE}
     named |= {f"{split}/{k}": scores[k] for k in DIRECTION}
     if units == "usd":
         named[f"{split}/mape"] = scores["usd/mape"]
+    for h in range(1, forecast.horizon + 1) if forecast.horizon > 1 else ():
+        scores = score_forecast(forecast, actual[:, h - 1], h=h)
+        named |= {f"{split}/h{h}/{k}": scores[f"{units}/{k}"] for k in PER_HORIZON}
+        named[f"{split}/h{h}/direction_accuracy"] = scores["direction_accuracy"]
     return named
+
+
+def _by_horizon(actual: np.ndarray) -> np.ndarray:
+    """(n, H) from (n, H) or (n,) closes."""
+    actual = np.asarray(actual, dtype=np.float64)
+    return actual[:, None] if actual.ndim == 1 else actual
 
 
 # --- forecast distributions: quantiles on a grid (cryptolstm.intervals) ---------------------
@@ -255,7 +274,24 @@ SCORED = ("coverage_80", "coverage_95", "width_80", "width_95", "interval_score_
 
 
 def interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
-                     baselines: dict[str, Forecast], raw: Forecast | None = None, h: int = 1) -> dict[str, float]:
+                     baselines: dict[str, Forecast], raw: Forecast | None = None) -> dict[str, float]:
+    """`horizon_interval_metrics` of horizon 1 as ``{split}/...`` and, for a forecast of H > 1
+    days, of every horizon k as ``{split}/h{k}/...``; ``actual``: (n, H) (or (n,)) USD closes."""
+    actual = _by_horizon(actual)
+    out = horizon_interval_metrics(split, forecast, actual[:, 0], units, baselines, raw)
+    for h in range(1, forecast.horizon + 1) if forecast.horizon > 1 else ():
+        scored = horizon_interval_metrics(f"{split}/h{h}", forecast, actual[:, h - 1], units, baselines, raw, h)
+        out |= {k: v for k, v in scored.items() if k.rsplit("/", 1)[1] in HORIZON_INTERVAL_KEYS}
+    return out
+
+
+HORIZON_INTERVAL_KEYS = ("coverage_80", "coverage_95", "width_95", "crps", "crps_ratio_garch", "crps_ratio_empirical",
+                         "crps_dm_p_garch", "crps_dm_p_empirical")
+
+
+def horizon_interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
+                             baselines: dict[str, Forecast], raw: Forecast | None = None,
+                             h: int = 1) -> dict[str, float]:
     """``{"split/metric": value}`` of a forecast distribution beside the interval baselines on the
     same days, in the protocol's ``units`` (widths, interval scores and CRPS also in returns).
 

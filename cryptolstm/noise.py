@@ -28,7 +28,10 @@ from collections.abc import MutableMapping
 # attribute of the tf.data op that it does not know.
 DROPPED = (rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:"
            rb"|E\d{4} .*use_unbounded_threadpool|To enable the following instructions: )")
-ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# MLflow re-configures its own loggers when it is imported (level from MLFLOW_LOGGING_LEVEL, its
+# own handler), so its INFO lines ("Creating initial MLflow database tables...") are hidden here.
+ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+               "MLFLOW_LOGGING_LEVEL": "WARNING"}
 DROPPED_LOG_WORDS = ("CloudPickle",)  # MLflow's note that the pickling library's version changed
 _FILTER = """import re, sys
 drop = re.compile(sys.argv[1].encode())
@@ -70,7 +73,13 @@ def _filter_native_stderr() -> subprocess.Popen:
     return proc
 
 
+def _kept(record: logging.LogRecord) -> bool:
+    return not any(w in record.getMessage() for w in DROPPED_LOG_WORDS)
+
+
 def quiet_logging(handlers: list[logging.Handler]) -> None:
-    """Drop MLflow's CloudPickle notes from what ``handlers`` print."""
+    """Drop MLflow's CloudPickle notes from what ``handlers`` print, and from the logger that
+    writes them (MLflow gives its loggers their own handler, so a root handler never sees them)."""
     for handler in handlers:
-        handler.addFilter(lambda record: not any(w in record.getMessage() for w in DROPPED_LOG_WORDS))
+        handler.addFilter(_kept)
+    logging.getLogger("mlflow.pyfunc").addFilter(_kept)

@@ -208,3 +208,53 @@ def coverage_per_fold(labels: list[str], coverage: dict[str, np.ndarray], nomina
     ax.set_title(f"{nominal} % interval coverage per fold (test days)")
     ax.legend()
     return fig
+
+
+def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray],
+                     title: str) -> Figure:
+    """MAE ratio to persistence against the horizon (days ahead): the LSTM's seeds' mean with
+    their min-max as a band, each baseline as a line; below 1 beats persistence.
+
+    ``seed_ratios``: (seeds, H); ``baseline_ratios``: name -> (H,).
+    """
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    seed_ratios = np.atleast_2d(seed_ratios)
+    ax.plot(horizons, seed_ratios.mean(axis=0), marker="o", color="C0",
+            label=f"LSTM (mean of {len(seed_ratios)} seed{'s' if len(seed_ratios) > 1 else ''})")
+    if len(seed_ratios) > 1:
+        ax.fill_between(horizons, seed_ratios.min(axis=0), seed_ratios.max(axis=0), color="C0", alpha=0.2,
+                        label="LSTM seeds, min-max")
+    for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
+        ax.plot(horizons, values, marker=".", lw=1, color=f"C{i}", label=name)
+    ax.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence")
+    ax.set_xticks(horizons)
+    ax.set_xlabel("horizon (days ahead)")
+    ax.set_ylabel("MAE / persistence MAE (USD)")
+    ax.set_title(f"MAE ratio to persistence by horizon: {title}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def forecast_paths(forecast: Forecast, closes: pd.Series, coin: str, split: str, origins: int = 6) -> Figure:
+    """``origins`` forecasts of the H days after evenly spaced origins of ``split``, each drawn as
+    a path from its last close over the actual closes (USD), persistence as a flat dotted line."""
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    ax = fig.subplots()
+    starts = pd.to_datetime(forecast.dates)
+    picks = np.unique(np.linspace(0, len(forecast) - 1, origins).astype(int))
+    first, last = starts[picks[0]] - pd.Timedelta(days=7), starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)
+    span = closes.loc[first:last]
+    ax.plot(span.index, span.to_numpy(), color="black", lw=1.2, label="actual")
+    for n, i in enumerate(picks):
+        origin = starts[i] - pd.Timedelta(days=1)
+        days = pd.date_range(origin, periods=forecast.horizon + 1)
+        path = np.concatenate([[forecast.last_close[i]], [forecast.close(h)[i] for h in range(1, forecast.horizon + 1)]])
+        ax.plot(days, path, color="C1", lw=1.2, marker=".", label="LSTM path" if n == 0 else None)
+        ax.plot(days, np.full(len(days), forecast.last_close[i]), color="C2", lw=0.8, ls=":",
+                label="persistence" if n == 0 else None)
+    ax.set_ylabel("close (USD)")
+    ax.set_title(f"{coin} forecasts of {forecast.horizon} days from {len(picks)} origins of the {split} days")
+    ax.legend()
+    _date_axis(ax)
+    return fig

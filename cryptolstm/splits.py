@@ -47,8 +47,10 @@ def seed_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COI
     """The notebook's split: the first ``int(train_frac * days)`` days train, the rest validate."""
     cut = int(cfg.train_frac * len(frame))
     return Splits(
-        train=target_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK),
-        val=target_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK),
+        train=target_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK,
+                             cfg.horizon),
+        val=target_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK,
+                           cfg.horizon),
         test=None,
     )
 
@@ -58,20 +60,26 @@ def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = C
 
     The boundaries are cut on the *days* of ``frame`` (``train_frac``, ``val_frac``
     of them), not on samples, so every ``window_len`` gets the same validation and
-    test days and trials of a search are compared on the same days.
+    test days and trials of a search are compared on the same days. A window belongs
+    to a split only if all of its ``horizon`` target days do: the last H-1 windows
+    before a boundary belong to none.
     """
-    samples = target_windows(frame, cfg.coin, coins, cfg.window_len, cfg.rules.reference)
+    h = cfg.horizon
+    samples = target_windows(frame, cfg.coin, coins, cfg.window_len, cfg.rules.reference, horizon=h)
     days = len(frame)
-    target_pos = np.arange(cfg.window_len, days)  # position in frame of each sample's target day
+    first_target = np.arange(cfg.window_len, cfg.window_len + len(samples))  # position in frame of target day 1
     first_val = int(cfg.train_frac * days)
     first_test = int(round(cfg.train_frac + cfg.val_frac, 10) * days)
-    a, b = np.searchsorted(target_pos, [first_val, first_test])
-    if min(a, b - a, len(samples) - b) < 1:
+    # a window with first target at p has its last at p + h - 1
+    train_end, val_start, val_end, test_start = np.searchsorted(
+        first_target, [first_val - h + 1, first_val, first_test - h + 1, first_test])
+    if min(train_end, val_end - val_start, len(samples) - test_start) < 1:
         raise DataError(
             f"{days} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
-            f"with window_len {cfg.window_len}; widen merge_date..end_date."
+            f"with window_len {cfg.window_len} and horizon {h}; widen merge_date..end_date."
         )
-    return Splits(train=samples.take(slice(0, a)), val=samples.take(slice(a, b)), test=samples.take(slice(b, None)))
+    return Splits(train=samples.take(slice(0, train_end)), val=samples.take(slice(val_start, val_end)),
+                  test=samples.take(slice(test_start, None)))
 
 
 def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:

@@ -26,11 +26,11 @@ class WindowSet:
     """Model inputs and targets, with what is needed to score them in USD.
 
     X:           (n, w, f) float32, each window divided by its first row, minus 1
-    y:           (n,) float32 target return, relative to ``ref_close``
-    ref_close:   (n,) USD close the target return is relative to
+    y:           (n, H) float32 target returns of the H days after the window, relative to ``ref_close``
+    ref_close:   (n,) USD close the target returns are relative to
     persistence: (n,) return that "tomorrow = today" predicts (last input close vs ``ref_close``)
-    target_close:(n,) USD close on the target day
-    dates:       (n,) datetime64 target days
+    target_close:(n, H) USD closes on the H target days
+    dates:       (n,) datetime64 first target day (horizon 1) of each window
     """
 
     X: np.ndarray
@@ -46,6 +46,15 @@ class WindowSet:
     def take(self, index: slice | np.ndarray) -> WindowSet:
         """The samples at ``index`` (a slice keeps chronological order)."""
         return WindowSet(*(getattr(self, k)[index] for k in self.__dataclass_fields__))
+
+    @property
+    def horizon(self) -> int:
+        """H, the number of target days after each window."""
+        return self.y.shape[1]
+
+    def actual(self, h: int = 1) -> np.ndarray:
+        """(n,) USD closes of the target day of horizon ``h`` (1-based)."""
+        return self.target_close[:, h - 1]
 
     def last_close(self) -> np.ndarray:
         """(n,) USD close on each window's last day: the persistence forecast in USD."""
@@ -80,44 +89,52 @@ def _require(days: int, needed: int, what: str) -> None:
 
 
 def target_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
-                   what: str = "the merged data") -> WindowSet:
-    """Every window of ``frame`` with the day after it as its target.
+                   what: str = "the merged data", horizon: int = 1) -> WindowSet:
+    """Every window of ``frame`` with the ``horizon`` days after it as its targets.
 
-    Window i covers days i..i+w-1 and targets day i+w; n = days - w. The target return is
+    Window i covers days i..i+w-1 and targets days i+w..i+w+H-1; n = days - w - H + 1 (a
+    window whose last target day is not in ``frame`` is no sample). The target returns are
     relative to the window's ``reference`` close, ``"first"`` (the 2018 notebook's
-    ``close[i+w] / close[i] - 1``) or ``"last"`` (the next day's return, ``close[t+1] / close[t] - 1``,
-    for which persistence is 0): the protocol says which (`cryptolstm.protocols`).
+    ``close[i+w] / close[i] - 1``) or ``"last"`` (returns on the last close ``close[t]``, for which
+    persistence is 0): the protocol says which (`cryptolstm.protocols`).
     """
-    w = window_len
-    _require(len(frame), w + 1, what)
+    w, h = window_len, horizon
+    _require(len(frame), w + h, what)
     values = frame[feature_columns(coins)].to_numpy(np.float64)
     close = frame[f"{coin}_close"].to_numpy(np.float64)
-    ref = close[:-w] if reference == "first" else close[w - 1 : -1]
+    n = len(close) - w - h + 1
+    last = close[w - 1 : w - 1 + n]
+    ref = close[:n] if reference == "first" else last
+    targets = np.stack([close[w - 1 + k : w - 1 + k + n] for k in range(1, h + 1)], axis=1)
     return WindowSet(
-        X=normalise(_windows(values, w)[:-1]).astype(np.float32),
-        y=(close[w:] / ref - 1.0).astype(np.float32),
+        X=normalise(_windows(values, w)[:n]).astype(np.float32),
+        y=(targets / ref[:, None] - 1.0).astype(np.float32),
         ref_close=ref,
-        persistence=close[w - 1 : -1] / ref - 1.0,
-        target_close=close[w:],
-        dates=frame.index.to_numpy()[w:],
+        persistence=last / ref - 1.0,
+        target_close=targets,
+        dates=frame.index.to_numpy()[w : w + n],
     )
 
 
-def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
+def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int,
+                 horizon: int = 1) -> WindowSet:
     """The 2018 notebook's samples over a block of consecutive days (targets relative to the first close)."""
-    return target_windows(frame, coin, coins, window_len, "first", "a block of the seed split")
+    return target_windows(frame, coin, coins, window_len, "first", "a block of the seed split", horizon)
 
 
-def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int) -> WindowSet:
-    """Honest samples: window ending on day t, target ``close[t+1] / close[t] - 1``."""
-    return target_windows(frame, coin, coins, window_len, "last")
+def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int,
+                     horizon: int = 1) -> WindowSet:
+    """Honest samples: window ending on day t, targets ``close[t+k] / close[t] - 1``, k = 1..H."""
+    return target_windows(frame, coin, coins, window_len, "last", horizon=horizon)
 
 
-def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str) -> WindowSet:
-    """One sample: the last ``window_len`` days of ``frame`` as the input, to forecast the day after.
+def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
+                  horizon: int = 1) -> WindowSet:
+    """One sample: the last ``window_len`` days of ``frame`` as the input, to forecast the
+    ``horizon`` days after.
 
-    Its target is unknown (``y`` and ``target_close`` NaN); ``reference`` (``"first"`` or
-    ``"last"``) names the window close the target return is relative to, as the protocol says.
+    Its targets are unknown (``y`` and ``target_close`` NaN); ``reference`` (``"first"`` or
+    ``"last"``) names the window close the target returns are relative to, as the protocol says.
     """
     w = window_len
     _require(len(frame), w, "the input")
@@ -126,9 +143,9 @@ def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window
     ref = close[:1] if reference == "first" else close[-1:]
     return WindowSet(
         X=normalise(values[None]).astype(np.float32),
-        y=np.full(1, np.nan, dtype=np.float32),
+        y=np.full((1, horizon), np.nan, dtype=np.float32),
         ref_close=ref,
         persistence=close[-1:] / ref - 1.0,
-        target_close=np.full(1, np.nan),
+        target_close=np.full((1, horizon), np.nan),
         dates=(frame.index[-1:] + pd.Timedelta(days=1)).to_numpy(),
     )

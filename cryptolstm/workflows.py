@@ -176,9 +176,22 @@ def run_summary(run_id: str, uri: str, result) -> str:
                          f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
                  f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
+    if cfg.horizon > 1:
+        lines += horizon_lines(result.metrics, cfg.horizon)
     if cfg.head != "point":
         lines += interval_lines(result.metrics)
     return "\n".join(lines)
+
+
+def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
+    """The MAE ratio to persistence of each horizon k = 1..H, per evaluated split."""
+    lines = ["  MAE ratio to persistence by horizon (days ahead):",
+             f"  {'split':<6}" + "".join(f"{f'h{h}':>7}" for h in range(1, horizon + 1))]
+    for split in ("val", "test"):
+        if f"{split}/h1/mae_ratio" in metrics:
+            lines.append(f"  {split:<6}" + "".join(f"{metrics[f'{split}/h{h}/mae_ratio']:>7.3f}"
+                                                  for h in range(1, horizon + 1)))
+    return lines
 
 
 def interval_lines(metrics: dict[str, float]) -> list[str]:
@@ -207,6 +220,24 @@ def forecast_line(row, label: str) -> str:
         text += (f"; 80 % interval {row['lower_80']:,.2f} to {row['upper_80']:,.2f}, "
                  f"95 % {row['lower_95']:,.2f} to {row['upper_95']:,.2f}")
     return f"{text}; model {label}"
+
+
+def forecast_text(out, label: str) -> str:
+    """What `predict` prints: `forecast_line` for a next-day model, else a small table of the H
+    forecast days (date, horizon, close, move from the last close and the intervals if any)."""
+    if len(out) == 1:
+        return forecast_line(out.iloc[0], label)
+    first = out.iloc[0]
+    lines = [f"{first['coin']} from the last close {first['last_close']:,.2f} USD, {len(out)} days ahead; model {label}:",
+             f"  {'date':<12}{'h':>3}{'close (USD)':>15}{'move':>9}" + ("  80 % interval (USD)       95 % interval (USD)"
+                                                                        if "lower_80" in out else "")]
+    for _, row in out.iterrows():
+        line = f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>15,.2f}{row['forecast_return']:>+9.2%}"
+        if "lower_80" in row:
+            line += (f"  {row['lower_80']:>11,.2f}-{row['upper_80']:<11,.2f}"
+                     f"  {row['lower_95']:>11,.2f}-{row['upper_95']:<11,.2f}")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def registered_line(reg) -> str:

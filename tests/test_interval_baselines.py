@@ -62,7 +62,7 @@ def test_every_interval_baseline_gives_ordered_quantiles_on_the_grid(btc, garch_
         # Daily BTC: an 80 % interval a few percent wide, covering most of 2022's days.
         width = q[:, 0, LEVELS.index(0.9)] - q[:, 0, LEVELS.index(0.1)]
         assert 0.01 < np.median(width) < 0.15, model.name
-        inside = (samples.y >= q[:, 0, LEVELS.index(0.1)]) & (samples.y <= q[:, 0, LEVELS.index(0.9)])
+        inside = (samples.y[:, 0] >= q[:, 0, LEVELS.index(0.1)]) & (samples.y[:, 0] <= q[:, 0, LEVELS.index(0.9)])
         assert 0.6 < inside.mean() < 0.95, model.name
 
 

@@ -11,7 +11,7 @@ from tests.conftest import synthetic_frame
 
 def score(samples, pred_return, units):
     """The metrics of ``pred_return`` on ``samples`` in ``units``, without the units prefix."""
-    scores = score_forecast(Forecast.of_samples(samples, pred_return), samples.target_close)
+    scores = score_forecast(Forecast.of_samples(samples, pred_return), samples.actual())
     return {k.removeprefix(f"{units}/"): v for k, v in scores.items() if "/" not in k or k.startswith(units)}
 
 
@@ -43,12 +43,12 @@ def test_metrics_by_hand_on_three_days():
     pred = np.array([0.01, -0.02, 0.0])
     m = score(s, pred, "usd")
     forecast = s.ref_close * (1 + pred)
-    err = forecast - s.target_close
+    err = forecast - s.actual()
     assert m["mae"] == pytest.approx(np.mean(np.abs(err)))
     assert m["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)))
-    assert m["mape"] == pytest.approx(100 * np.mean(np.abs(err) / s.target_close))
-    up = s.target_close > s.ref_close
-    moved = s.target_close != s.ref_close
+    assert m["mape"] == pytest.approx(100 * np.mean(np.abs(err) / s.actual()))
+    up = s.actual() > s.ref_close
+    moved = s.actual() != s.ref_close
     expected_dir = np.sum((np.sign(pred) == np.where(up, 1, -1)) & moved) / moved.sum()
     assert m["direction_accuracy"] == pytest.approx(expected_dir)
 

@@ -43,3 +43,12 @@ def test_ci_runs_the_readme_test_command():
     assert "grep -m1 -F \"uv pip install -e '.[test]'\" README.md" in (ROOT / ".ci" / "run").read_text()
     first_block = readme.split("```bash\n")[1]
     assert first_block.startswith("python3 -m venv .venv") and "mlflow run . -P coin=BTC" in first_block
+
+
+def test_the_gpu_extra_adds_cuda_to_the_same_tensorflow():
+    project = _pyproject()["project"]
+    base = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "tensorflow")
+    (gpu,) = (Requirement(r) for r in project["optional-dependencies"]["gpu"])
+    assert gpu.name == "tensorflow" and gpu.extras == {"and-cuda"} and gpu.specifier == base.specifier
+    assert base.marker is None  # one TensorFlow distribution everywhere: no tensorflow-cpu beside it
+    assert not any(Requirement(r).name == "tensorflow-cpu" for r in project["dependencies"])

@@ -27,17 +27,18 @@ def _changed_after(frame, day, factor=3.0):
     return changed
 
 
-@pytest.mark.parametrize("coin", ["BTC", "ETH"])
-def test_changing_prices_after_the_val_test_boundary_leaves_train_and_val_bit_identical(coin):
+@pytest.mark.parametrize("coin, horizon", [("BTC", 1), ("ETH", 1), ("BTC", 3), ("ETH", 7)])
+def test_changing_prices_after_a_boundary_leaves_every_earlier_split_bit_identical(coin, horizon):
     frame = synthetic_frame(300, seed=11)
-    cfg = CFG.replace(coin=coin)
+    cfg = CFG.replace(coin=coin, horizon=horizon)
     before = honest_split(frame, cfg)
-    boundary = before.test.dates[0]  # first test target day
-    after = honest_split(_changed_after(frame, boundary), cfg)
-    for name in ("train", "val"):
-        for field in ("X", "y", "ref_close", "target_close", "dates"):
-            a, b = getattr(getattr(before, name), field), getattr(getattr(after, name), field)
-            assert a.tobytes() == b.tobytes(), f"{name}.{field} changed"
+    days = frame.index
+    for boundary, kept in ((days[int(0.85 * 300)], ("train", "val")), (days[int(0.7 * 300)], ("train",))):
+        after = honest_split(_changed_after(frame, boundary), cfg)
+        for name in kept:
+            for field in ("X", "y", "ref_close", "target_close", "dates"):
+                a, b = getattr(getattr(before, name), field), getattr(getattr(after, name), field)
+                assert a.tobytes() == b.tobytes(), f"{name}.{field} changed (boundary {boundary.date()}, H={horizon})"
     assert not np.array_equal(before.test.target_close, after.test.target_close)
 
 

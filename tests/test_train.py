@@ -33,7 +33,7 @@ def test_honest_run_scores_val_and_test_beside_persistence_with_best_weights(mar
         )
     # The restored weights are the best epoch's: their validation MSE is the minimum val_loss.
     val = r.splits.val
-    mse = float(np.mean((r.forecasts["val"].point() - val.y) ** 2))
+    mse = float(np.mean((r.forecasts["val"].point() - val.y[:, 0]) ** 2))
     assert mse == pytest.approx(min(r.history["val_loss"]), rel=1e-4)
     assert r.best_epoch == int(np.argmin(r.history["val_loss"]))
 
@@ -78,7 +78,7 @@ def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored
     # The loss Keras minimised is the head's: the likelihood (can be negative) or the pinball loss.
     raw = r.forecaster().predict(r.splits.val, calibrated=False)
     if head == "quantile":
-        pinball = crps_quantiles(raw.quantiles[:, 0, :], r.splits.val.y, LEVELS).mean() / 2 * 40 / 39
+        pinball = crps_quantiles(raw.quantiles[:, 0, :], r.splits.val.y[:, 0], LEVELS).mean() / 2 * 40 / 39
         assert pinball == pytest.approx(min(r.history["val_loss"]), rel=1e-3)
     # Split conformal on val: at least nominal coverage on the days it calibrated on.
     assert r.metrics["val/coverage_80"] >= 0.8 and r.metrics["val/coverage_95"] >= 0.95

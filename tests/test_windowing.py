@@ -32,7 +32,7 @@ def test_seed_windows_equal_the_notebooks(coin):
     samples = seed_windows(frame, coin, COINS, 7)
     assert samples.X.shape == (43, 7, 4) == X_ref.shape
     np.testing.assert_array_equal(samples.X, X_ref.astype(np.float32))
-    np.testing.assert_array_equal(samples.y, y_ref.astype(np.float32))
+    np.testing.assert_array_equal(samples.y[:, 0], y_ref.astype(np.float32))
 
 
 def test_seed_split_equals_the_notebooks_split_then_window():
@@ -43,7 +43,7 @@ def test_seed_split_equals_the_notebooks_split_then_window():
     for block, samples in ((frame[:cut], splits.train), (frame[cut:], splits.val)):
         X_ref, y_ref = notebook_inputs_outputs(block, "ETH", 7)
         np.testing.assert_array_equal(samples.X, X_ref.astype(np.float32))
-        np.testing.assert_array_equal(samples.y, y_ref.astype(np.float32))
+        np.testing.assert_array_equal(samples.y[:, 0], y_ref.astype(np.float32))
     assert splits.test is None
     assert len(splits.train) == cut - 7 and len(splits.val) == 101 - cut - 7
 

@@ -61,25 +61,29 @@ def make_folds(start: str, end: str, fold_months: int) -> list[Fold]:
 
 def fold_splits(frame: pd.DataFrame, cfg: RunConfig, fold: Fold, coins: tuple[str, ...] = COINS) -> Splits:
     """The fold's samples: train and a validation tail from the days before ``fold.first``,
-    test on ``fold.first..fold.last``.
+    test on the origins whose every target day (``cfg.horizon`` of them) is in ``fold.first..fold.last``.
 
-    Only ``frame``'s rows up to ``fold.last`` are read at all; train and
-    validation samples (inputs and targets) end before ``fold.first``.
+    Only ``frame``'s rows up to ``fold.last`` are read at all; train and validation samples
+    (inputs and all targets) end before ``fold.first``, and the H-1 windows between train and
+    validation, whose targets would cross into the validation days, are dropped.
     """
+    h = cfg.horizon
     visible = frame.loc[: fold.last]
-    samples = target_windows(visible, cfg.coin, coins, cfg.window_len, cfg.rules.reference)
+    samples = target_windows(visible, cfg.coin, coins, cfg.window_len, cfg.rules.reference, horizon=h)
     dates = pd.DatetimeIndex(samples.dates)
-    before = int(np.searchsorted(dates, fold.first))  # samples whose target precedes the fold
+    before = int(np.searchsorted(dates, fold.first - pd.Timedelta(days=h - 1)))  # every target before the fold
+    test_start = int(np.searchsorted(dates, fold.first))
     val_share = cfg.val_frac / (cfg.train_frac + cfg.val_frac)
     n_train = int(round(before * (1.0 - val_share)))
-    if n_train < 1 or before - n_train < 1 or before == len(samples):
+    val_start = n_train + h - 1
+    if n_train < 1 or before - val_start < 1 or test_start == len(samples):
         raise DataError(
-            f"fold {fold.label} has {n_train} training, {before - n_train} validation and "
-            f"{len(samples) - before} test sample(s) with window_len {cfg.window_len}; it needs at "
-            f"least one of each: start the backtest later or the data (merge_date) earlier."
+            f"fold {fold.label} has {n_train} training, {max(0, before - val_start)} validation and "
+            f"{len(samples) - test_start} test sample(s) with window_len {cfg.window_len} and horizon {h}; it "
+            f"needs at least one of each: start the backtest later or the data (merge_date) earlier."
         )
     return Splits(
         train=samples.take(slice(0, n_train)),
-        val=samples.take(slice(n_train, before)),
-        test=samples.take(slice(before, None)),
+        val=samples.take(slice(val_start, before)),
+        test=samples.take(slice(test_start, None)),
     )

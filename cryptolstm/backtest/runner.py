@@ -37,7 +37,8 @@ from cryptolstm.splits import Splits
 class FoldResult:
     """One fold's test days and every forecaster's `Forecast` of them.
 
-    ``dates``, ``actual``: (n,) target days and their USD closes; ``scales``: the in-sample
+    ``dates``: (n,) first target day of each origin; ``targets``: (n, H) USD closes of its H
+    target days (``actual``: horizon 1's, (n,)); ``scales``: the in-sample
     scale per units (MASE); ``forecasts``: label -> `Forecast` (``lstm.seed202``,
     ``persistence``...); ``fit``: what each fitted (``drift.mu``, ``lstm.seed202.best_epoch``...).
     """
@@ -46,10 +47,19 @@ class FoldResult:
     n_train: int
     n_val: int
     dates: np.ndarray
-    actual: np.ndarray
+    targets: np.ndarray
     scales: dict[str, float]
     forecasts: dict[str, Forecast] = field(default_factory=dict)
     fit: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def actual(self) -> np.ndarray:
+        """(n,) USD closes of the first target day (horizon 1)."""
+        return self.targets[:, 0]
+
+    @property
+    def horizon(self) -> int:
+        return self.targets.shape[1]
 
     @property
     def last(self) -> np.ndarray:

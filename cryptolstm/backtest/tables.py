@@ -17,12 +17,27 @@ from cryptolstm.backtest.runner import BacktestResult, FoldResult
 from cryptolstm.forecast import Forecast
 from cryptolstm.metrics import PROBABILISTIC_BASELINES, interval_metrics, score_forecast
 
-SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+$")
+SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+(?P<rest>/h\d+)?$")
 
 
 def fold_metrics(result: FoldResult) -> pd.DataFrame:
     """One row per forecaster (``lstm.seed202``, ..., ``persistence``...) of one fold, metric columns."""
     rows = {name: score_forecast(forecast, result.actual, result.scales) for name, forecast in result.forecasts.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
+
+
+HORIZON_COLUMNS = ("usd/mae", "usd/persistence_mae", "usd/mae_ratio", "usd/dm_p", "return/mae_ratio", "direction_accuracy")
+
+
+def fold_horizon_metrics(result: FoldResult) -> pd.DataFrame:
+    """One row per forecaster and horizon k = 1..H of one fold (index ``{forecaster}/h{k}``):
+    `metrics.score` of the forecasts of day t+k against persistence's (the close of day t),
+    the Diebold-Mariano test with the h - 1 lags that horizon needs."""
+    rows = {}
+    for name, forecast in result.forecasts.items():
+        for h in range(1, result.horizon + 1):
+            scored = score_forecast(forecast, result.targets[:, h - 1], result.scales, h)
+            rows[f"{name}/h{h}"] = {k: scored[k] for k in HORIZON_COLUMNS}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
 
 
@@ -34,21 +49,22 @@ def fold_interval_metrics(result: FoldResult) -> pd.DataFrame:
     rows = {}
     for name, forecast in result.forecasts.items():
         if forecast.has_intervals:
-            scored = interval_metrics("x", forecast, result.actual, "return", baselines)
+            scored = interval_metrics("x", forecast, result.targets, "return", baselines)
             rows[name] = {k.removeprefix("x/"): v for k, v in scored.items() if k.count("/") == 1}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
 
 
 def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` (indexed by forecaster) with rows ``<name>.mean`` and ``<name>.std`` (sample sd; 0
-    for one seed) after the per-seed rows of each seeded forecaster, then the others."""
-    seeded = np.array([m["name"] if (m := SEEDED.match(label)) else "" for label in table.index])
-    parts = []
-    for name in dict.fromkeys(n for n in seeded if n):
-        seeds = table.loc[seeded == name]
+    for one seed) after the per-seed rows of each seeded forecaster, then the others. Labels with
+    a horizon (``lstm.seed7/h2``) are summarised per horizon (``lstm.mean/h2``)."""
+    groups = [(m["name"], m["rest"] or "") if (m := SEEDED.match(label)) else None for label in table.index]
+    parts, others = [], np.array([g is None for g in groups])
+    for name, rest in dict.fromkeys(g for g in groups if g is not None):
+        seeds = table.loc[np.array([g == (name, rest) for g in groups])]
         spread = seeds.std(ddof=1) if len(seeds) > 1 else 0.0 * seeds.mean()
-        parts += [seeds, pd.DataFrame({f"{name}.mean": seeds.mean(), f"{name}.std": spread}).T]
-    return pd.concat([*parts, table.loc[seeded == ""]])
+        parts += [seeds, pd.DataFrame({f"{name}.mean{rest}": seeds.mean(), f"{name}.std{rest}": spread}).T]
+    return pd.concat([*parts, table.loc[others]])
 
 
 def _concat(forecasts: list[Forecast]) -> Forecast:
@@ -65,7 +81,7 @@ def pooled(result: BacktestResult) -> FoldResult:
     folds = result.folds
     scales = {units: float(np.mean([f.scales[units] for f in folds])) for units in folds[0].scales}
     merged = FoldResult(Fold(-1, folds[0].fold.first, folds[-1].fold.last), 0, 0,
-                        np.concatenate([f.dates for f in folds]), np.concatenate([f.actual for f in folds]), scales)
+                        np.concatenate([f.dates for f in folds]), np.concatenate([f.targets for f in folds]), scales)
     merged.forecasts = {k: _concat([f.forecasts[k] for f in folds]) for k in folds[0].forecasts}
     return merged
 
@@ -165,4 +181,32 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
             cells += [_fmt(rows.loc["lstm.mean"].get(f"crps_ratio_{baseline}", np.nan)),
                       f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g")]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
+    """A Markdown table of the MAE ratio to persistence (USD) against the horizon: one row per
+    fold and one for all days, the LSTM's seeds' mean (± sd with several seeds) per horizon,
+    then the pooled ratio of each baseline per horizon. ``table``: `metrics_table` of
+    `fold_horizon_metrics`."""
+    labels = table["forecaster"].str.rsplit("/", n=1)
+    table = table.assign(name=labels.str[0], horizon=labels.str[1])
+    horizons = list(dict.fromkeys(table["horizon"]))
+    several = (table["name"] == "lstm.std").any() and table.loc[table["name"] == "lstm.std", "usd/mae_ratio"].gt(0).any()
+    lines = [f"MAE ratio to persistence in USD against the horizon ({coin}); below 1 beats persistence "
+             "(day t+k forecast from day t; persistence forecasts the close of day t for every k).", "",
+             "| fold | forecaster | " + " | ".join(horizons) + " |", "|---|---|" + "---|" * len(horizons)]
+    for fold, rows in table.groupby("fold", sort=False):
+        names = ["lstm.mean"] if fold != "all" else [n for n in dict.fromkeys(rows["name"])
+                                                    if not SEEDED.match(n) and n not in ("lstm.std", "persistence")]
+        for name in names:
+            cells = []
+            for h in horizons:
+                row = rows.loc[(rows["name"] == name) & (rows["horizon"] == h)]
+                value = _fmt(row["usd/mae_ratio"].iloc[0]) if len(row) else "n/a"
+                if name == "lstm.mean" and several:
+                    sd = rows.loc[(rows["name"] == "lstm.std") & (rows["horizon"] == h), "usd/mae_ratio"]
+                    value += f" ± {_fmt(sd.iloc[0])}"
+                cells.append(value)
+            lines.append(f"| {fold} | {name.removesuffix('.mean')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

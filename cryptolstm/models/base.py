@@ -4,8 +4,9 @@
 samples of a split or fold (``train`` and its ``val`` tail for early stopping),
 ``closes`` the coin's daily USD closes up to (not including) the first day to
 be forecast. ``predict(samples, closes) -> Forecast`` forecasts each sample's
-target day using only closes *before* that day (``closes`` may run on through
-the days being forecast: they are inputs of later forecasts). ``params`` says
+``samples.horizon`` target days (its origin's next H days) using only closes up to
+the origin, the day before the first target day, for every horizon (``closes`` may
+run on through the days being forecast: they are inputs of later forecasts). ``params`` says
 what was fitted (logged beside the forecasts). A loop over forecasters never
 asks which one it holds.
 """

@@ -2,6 +2,10 @@
 
 Persistence (tomorrow = today), drift (a random walk with drift on log prices),
 the moving average of the last k closes, and ARIMA(p, 1, q) with drift.
+
+Each forecasts every horizon k = 1..H of the samples (``samples.horizon``) from the
+same origin t (a window's last day): the forecast of day t + k uses closes up to and
+including t only, never a later one, whatever k is. Returns are (n, H).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from cryptolstm.windowing import WindowSet
 
 
 def day_before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.ndarray:
-    """``values`` at the day before each sample's target day (a series aligned with ``closes``)."""
+    """``values`` at the day before each sample's first target day, its origin (a series aligned
+    with ``closes``)."""
     days = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)
     missing = days.difference(closes.index)
     if len(missing):
@@ -25,8 +30,18 @@ def day_before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.n
     return values.reindex(days).to_numpy(np.float64)
 
 
+def horizons(samples: WindowSet) -> np.ndarray:
+    """(H,) the horizons 1..H of ``samples``, as floats (days ahead of the origin)."""
+    return np.arange(1, samples.horizon + 1, dtype=np.float64)
+
+
+def every_horizon(samples: WindowSet, values: np.ndarray) -> np.ndarray:
+    """(n,) ``values`` forecast for every horizon alike: (n, H)."""
+    return np.repeat(np.asarray(values, dtype=np.float64)[:, None], samples.horizon, axis=1)
+
+
 class Persistence:
-    """"Tomorrow = today": the target day's close equals the last known close."""
+    """"Tomorrow = today": every target day's close equals the origin's close."""
 
     name = "persistence"
     params: dict[str, float] = {}
@@ -35,12 +50,12 @@ class Persistence:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
-        """The forecast that keeps the last close."""
-        return Forecast.of_samples(samples, samples.persistence)
+        """The forecast that keeps the last close, for every horizon."""
+        return Forecast.of_samples(samples, every_horizon(samples, samples.persistence))
 
 
 class Drift:
-    """Random walk with drift on log prices: tomorrow = today * exp(mean daily log return).
+    """Random walk with drift on log prices: day t + k = close[t] * exp(k * mean daily log return).
 
     The drift is the mean of ``diff(log close)`` over the training closes.
     """
@@ -58,11 +73,12 @@ class Drift:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
-        return Forecast.of_closes(samples, samples.last_close() * np.exp(self.params["mu"]))
+        growth = np.exp(self.params["mu"] * horizons(samples))  # (H,)
+        return Forecast.of_closes(samples, samples.last_close()[:, None] * growth[None, :])
 
 
 class MovingAverage:
-    """Tomorrow = the mean of the last ``k`` closes. Nothing is fitted."""
+    """Every target day = the mean of the last ``k`` closes up to the origin. Nothing is fitted."""
 
     name = "moving_average"
 
@@ -80,14 +96,18 @@ class MovingAverage:
         forecast = day_before(closes, samples, mean)
         if np.isnan(forecast).any():
             raise DataError(f"the moving average of {self.k} closes needs {self.k} days before each target day.")
-        return Forecast.of_closes(samples, forecast)
+        return Forecast.of_closes(samples, every_horizon(samples, forecast))
 
 
 class Arima:
     """ARIMA(p, 1, q) with drift on log closes (statsmodels), fitted on the training closes.
 
-    The test days are forecast one step ahead with the fitted parameters held
-    fixed, each from the closes before it (``ARIMAResults.apply``).
+    The test days are forecast with the fitted parameters held fixed
+    (``ARIMAResults.apply``), each origin's days t + 1..t + H from the closes up to t:
+    horizon 1 is statsmodels' one-step prediction; for H > 1 the Kalman filter's state
+    predicted for t + 1 from closes up to t is carried k - 1 steps through the transition
+    matrix, which is exactly what ``predict(start=t + 1, end=t + H, dynamic=True)`` does,
+    for every origin at once.
     """
 
     name = "arima"
@@ -115,9 +135,36 @@ class Arima:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
+        if samples.horizon > 1:
+            return Forecast.of_closes(samples, np.exp(self._paths(samples, closes)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             applied = self._result.apply(self._log_daily(closes))  # same parameters, more days
         one_step = applied.predict()  # value at day d uses closes up to d - 1
         forecast = np.exp(one_step.reindex(pd.DatetimeIndex(samples.dates)).to_numpy(np.float64))
         return Forecast.of_closes(samples, forecast)
+
+    def _paths(self, samples: WindowSet, closes: pd.Series) -> np.ndarray:
+        """(n, H) forecast log closes of days t + 1..t + H of each sample's origin t."""
+        h = samples.horizon
+        origins = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)
+        day_before(closes, samples, closes)  # every origin has a close
+        series = self._log_daily(closes)
+        # Missing days after the data (a forecast of days not yet seen) let the filter run on
+        # through them; a filter only looks back, so no forecast changes by it.
+        last = max(series.index[-1], origins.max() + pd.Timedelta(days=h))
+        series = series.reindex(pd.date_range(series.index[0], last, freq="D", name=series.index.name))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            applied = self._result.apply(series)
+        ssm = applied.model.ssm
+        design, transition = ssm["design"], ssm["transition"]
+        if design.ndim == 3 or transition.ndim == 3 or np.any(ssm["state_intercept"] != 0):
+            raise RuntimeError("ARIMA's multi-day paths assume statsmodels' time-invariant state space form.")
+        t = series.index.get_indexer(origins)
+        state = applied.filter_results.predicted_state[:, t + 1]  # (m, n): state of t + 1 from closes up to t
+        paths = np.empty((len(t), h))
+        for k in range(h):
+            paths[:, k] = (design @ state)[0] + ssm["obs_intercept"][0, t + 1 + k]  # obs_intercept: the drift's trend
+            state = transition @ state
+        return paths

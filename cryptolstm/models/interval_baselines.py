@@ -1,20 +1,20 @@
 """The interval baselines every forecast distribution is scored beside, with the interface of
 `cryptolstm.models.base`.
 
-Each forecasts the next day's close as quantiles on `cryptolstm.intervals.LEVELS` of the
-return on the last close, from closes strictly before the target day, and returns them
-relative to the samples' reference close (the last close under the honest protocol, the
-window's first close under the seed protocol). The point forecast is the median.
+Each forecasts the close of every horizon k = 1..H (``samples.horizon``) of an origin t (a
+window's last day) as quantiles on `cryptolstm.intervals.LEVELS` of the k-day return on the
+origin's close, from closes up to and including t only (never a later one, whatever k is),
+and returns them relative to the samples' reference close (the last close under the honest
+protocol, the window's first close under the seed protocol). The point forecast is the median.
 
-- `Empirical`: a random walk whose next-day return has the empirical distribution of the
-  last ``n_days`` daily returns (nothing fitted; the distribution moves with the window).
+- `Empirical`: a random walk whose k-day return has the empirical distribution of the
+  (overlapping) k-day returns of the last ``n_days`` days (nothing fitted; the distribution
+  moves with the window).
 - `RollingGaussian`: persistence ± a Gaussian with the standard deviation of the last
-  ``n_days`` daily returns.
+  ``n_days`` daily returns times sqrt(k).
 - `Garch`: GARCH(1,1) with Student-t innovations and a constant mean on daily log returns
   in percent (`arch`), fitted on the training closes, its variance filtered through later
-  closes with the parameters held fixed.
-
-All three forecast horizon 1 only: a quantile of tomorrow's return, never of a later day's.
+  closes with the parameters held fixed; days after the first by simulation.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MIN_DAYS = 30  # fewest past daily returns a rolling distribution is estimated from
 GARCH_MIN_FIT = 100  # fewest training returns GARCH(1,1)-t is fitted on
+SIMULATIONS = 2000  # GARCH paths per origin for the days after the first (an even number: antithetic pairs)
+SIMULATION_BLOCK = 100  # origins simulated at once
+SEED = 2018  # of the GARCH shocks: the same forecasts on every run
 ARCH_NAMES = {"mu": "mu", "omega": "omega", "alpha[1]": "alpha", "beta[1]": "beta", "nu": "nu"}
 
 
@@ -50,36 +53,40 @@ def _origins(samples: WindowSet, closes: pd.Series) -> np.ndarray:
 
 
 def _of_quantiles(samples: WindowSet, on_last: np.ndarray) -> Forecast:
-    """The forecast of ``samples`` from (n, Q) quantiles of the return on each last close.
+    """The forecast of ``samples`` from (n, H, Q) quantiles of the return of each horizon on
+    each last close.
 
     A return r on the last close is ``last / ref * (1 + r) - 1`` on the reference close; the
     map is increasing, so the quantiles stay quantiles. Point forecast: the median."""
     last, ref = samples.last_close(), samples.ref_close
-    quantiles = (last / ref)[:, None] * (1.0 + np.asarray(on_last, dtype=np.float64)) - 1.0
-    median = quantiles[:, level_index(0.5)]
-    return Forecast(samples.dates, ref, last, median, quantiles[:, None, :], LEVELS)
+    quantiles = (last / ref)[:, None, None] * (1.0 + np.asarray(on_last, dtype=np.float64)) - 1.0
+    median = quantiles[:, :, level_index(0.5)]
+    return Forecast(samples.dates, ref, last, median, quantiles, LEVELS)
 
 
-def _windows_of_returns(samples: WindowSet, closes: pd.Series, n_days: int, name: str) -> list[np.ndarray]:
-    """For each sample, the last ``n_days`` (at least ``min(n_days, MIN_DAYS)``) daily simple
-    returns ending on its origin: ``close[t] / close[t-1] - 1`` for days t before the target."""
+def _returns_before(samples: WindowSet, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
+    """For each sample, the k-day simple returns ``close[s] / close[s-k] - 1`` of the last
+    ``n_days`` days s up to its origin (overlapping for k > 1; at least
+    ``min(n_days, MIN_DAYS)``, fewer than ``n_days`` where the data starts later)."""
     origin = _origins(samples, closes)
     values = closes.to_numpy(np.float64)
-    returns = values[1:] / values[:-1] - 1.0  # returns[j] is the return of day j + 1
+    returns = values[k:] / values[:-k] - 1.0  # returns[j] is the k-day return of day j + k
     needed = min(n_days, MIN_DAYS)
-    if origin.min() < needed:
+    if origin.min() - (k - 1) < needed:
         first = pd.Timestamp(samples.dates[int(np.argmin(origin))]).date()
-        raise DataError(f"the {name} baseline needs {needed} daily returns before each target day "
-                        f"but {first} has {origin.min()}; start the data earlier.")
-    return [returns[max(0, p - n_days):p] for p in origin]
+        what = "daily" if k == 1 else f"{k}-day"
+        raise DataError(f"the {name} baseline needs {needed} {what} returns before each target day "
+                        f"but {first} has {origin.min() - (k - 1)}; start the data earlier.")
+    # Day s = j + k runs over max(k, p - n_days + 1)..p, the origin p included.
+    return [returns[max(0, p - n_days + 1 - k) : p - k + 1] for p in origin]
 
 
 class Empirical:
-    """Random walk with the empirical distribution of recent returns (horizon 1 only).
+    """Random walk with the empirical distribution of recent returns.
 
-    The next-day return's quantiles are the empirical quantiles of the last ``n_days`` daily
-    simple returns before the target day (fewer if the data starts later, at least 30).
-    Nothing is fitted.
+    The quantiles of horizon k are the empirical quantiles of the k-day simple returns
+    ``close[s] / close[s-k] - 1`` of the last ``n_days`` days s up to the origin (they overlap
+    for k > 1; fewer days if the data starts later, at least 30). Nothing is fitted.
     """
 
     name = "empirical"
@@ -94,15 +101,17 @@ class Empirical:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
-        windows = _windows_of_returns(samples, closes, self.n_days, self.name)
-        return _of_quantiles(samples, np.stack([empirical_quantiles(w, LEVELS) for w in windows]))
+        per_k = [[empirical_quantiles(w, LEVELS) for w in _returns_before(samples, closes, self.n_days, self.name, k)]
+                 for k in range(1, samples.horizon + 1)]
+        return _of_quantiles(samples, np.asarray(per_k).transpose(1, 0, 2))  # (H, n, Q) -> (n, H, Q)
 
 
 class RollingGaussian:
-    """Persistence ± a zero-mean Gaussian scaled by recent volatility (horizon 1 only).
+    """Persistence ± a zero-mean Gaussian scaled by recent volatility.
 
-    The scale is the sample standard deviation (ddof 1) of the last ``n_days`` daily simple
-    returns before the target day (fewer if the data starts later, at least 30). Nothing is fitted.
+    The scale of horizon k is sqrt(k) times the sample standard deviation (ddof 1) of the last
+    ``n_days`` daily simple returns up to the origin (fewer if the data starts later, at least
+    30): independent daily returns, their sum's variance k times one day's. Nothing is fitted.
     """
 
     name = "rolling_gaussian"
@@ -117,8 +126,8 @@ class RollingGaussian:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
-        windows = _windows_of_returns(samples, closes, self.n_days, "rolling Gaussian")
-        scale = np.array([np.std(w, ddof=1) for w in windows])
+        windows = _returns_before(samples, closes, self.n_days, "rolling Gaussian")
+        scale = np.array([np.std(w, ddof=1) for w in windows])[:, None] * np.sqrt(np.arange(1, samples.horizon + 1))
         return _of_quantiles(samples, gaussian_quantiles(np.zeros_like(scale), scale, LEVELS))
 
 
@@ -135,14 +144,20 @@ def _arch_model(returns: pd.Series):
 
 class Garch:
     """GARCH(1,1) with Student-t innovations and a constant mean on daily log returns in
-    percent (`arch`), horizon 1 only.
+    percent (`arch`).
 
     ``fit`` estimates (mu, omega, alpha, beta, nu) on the training closes only. ``predict``
     holds them fixed (`ARCHModel.fix`) and filters the conditional variance through the
-    closes it is given; the forecast of target day d is arch's one-step forecast made at day
-    d - 1, which uses returns up to d - 1. The recursion starts from arch's backcast of the
-    first (up to 75) returns before the first target day. Quantiles of the log return are
-    ``mu + sigma * t_nu`` with arch's unit-variance Student-t, then ``exp(q / 100) - 1``.
+    closes it is given, with returns up to each origin t only. The recursion starts from
+    arch's backcast of the first (up to 75) returns up to the first origin.
+
+    Horizon 1 is arch's one-step forecast made at t: its log return is exactly
+    ``mu + sigma * t_nu`` with arch's unit-variance Student-t, whose quantiles are exact.
+    The k-day log return (k > 1) is no Student-t (the variance of later days depends on
+    earlier shocks), so its quantiles are those of the sums of the first k days of
+    `SIMULATIONS` paths simulated by arch from each origin, all origins driven by the same
+    shocks (drawn with `SEED`; antithetic pairs, so the median is exactly ``k * mu``). Log
+    quantiles ``q`` in percent become returns ``exp(q / 100) - 1``.
     """
 
     name = "garch"
@@ -171,23 +186,59 @@ class Garch:
         return self
 
     def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
-        from arch.univariate import StudentsT
-        from arch.utility.exceptions import DataScaleWarning
-
         if self._fitted is None:
             raise DataError("the GARCH baseline must be fitted before it predicts.")
         origin = _origins(samples, closes)  # origin day p has return position p - 1
         if origin.min() < 1:
             raise DataError("the GARCH baseline needs a daily return before each target day; start the data earlier.")
         returns = _percent_log_returns(closes)
+        log_quantiles = self._one_day(origin, returns)[:, None, :]
+        if samples.horizon > 1:
+            later = self.simulated(origin, returns, samples.horizon)[:, 1:, :]
+            log_quantiles = np.concatenate([log_quantiles, later], axis=1)
+        return _of_quantiles(samples, np.expm1(log_quantiles / 100.0))
+
+    def _one_day(self, origin: np.ndarray, returns: pd.Series) -> np.ndarray:
+        """(n, Q) exact quantiles of the next day's percent log return of each origin."""
+        from arch.univariate import StudentsT
+        from arch.utility.exceptions import DataScaleWarning
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataScaleWarning)
             # The fixed sample ends before the first target day, so the backcast sees no target day.
             fixed = _arch_model(returns).fix(self._fitted, last_obs=int(origin.min()))
             forecast = fixed.forecast(horizon=1, start=int(origin.min()) - 1, reindex=False)
-        days = closes.index[origin]
+        days = returns.index[origin - 1]
         mean = forecast.mean["h.1"].reindex(days).to_numpy(np.float64)
         sigma = np.sqrt(forecast.variance["h.1"].reindex(days).to_numpy(np.float64))
         z = StudentsT().ppf(np.asarray(LEVELS), [self.params["nu"]])  # unit variance
-        log_quantiles = mean[:, None] + sigma[:, None] * z[None, :]
-        return _of_quantiles(samples, np.expm1(log_quantiles / 100.0))
+        return mean[:, None] + sigma[:, None] * z[None, :]
+
+    def simulated(self, origin: np.ndarray, returns: pd.Series, horizon: int) -> np.ndarray:
+        """(n, H, Q) simulated quantiles of the percent log return from each origin (position
+        in the closes) to each of the ``horizon`` days after it, from ``returns`` up to the origin."""
+        from arch.utility.exceptions import DataScaleWarning
+
+        shocks = self._shocks(horizon)
+        quantiles = np.empty((len(origin), horizon, len(LEVELS)))
+        positions = np.unique(origin)
+        # In blocks of origins, to bound the (origins, SIMULATIONS, H) paths arch keeps.
+        for block in np.array_split(positions, -(-len(positions) // SIMULATION_BLOCK)):
+            lo, hi = int(block[0]), int(block[-1])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataScaleWarning)
+                # Returns up to the block's last origin; the same fixed sample (and backcast) in every block.
+                fixed = _arch_model(returns.iloc[:hi]).fix(self._fitted, last_obs=int(origin.min()))
+                forecast = fixed.forecast(horizon=horizon, start=lo - 1, method="simulation",
+                                          simulations=SIMULATIONS, rng=lambda size: shocks, reindex=False)
+            paths = np.cumsum(forecast.simulations.values, axis=2)  # (hi - lo + 1, SIMULATIONS, H)
+            rows = np.flatnonzero((origin >= lo) & (origin <= hi))
+            # (Q, m, H) -> (m, H, Q)
+            quantiles[rows] = np.quantile(paths[origin[rows] - lo], LEVELS, axis=1).transpose(1, 2, 0)
+        return quantiles
+
+    def _shocks(self, horizon: int) -> np.ndarray:
+        """(SIMULATIONS, H) unit-variance Student-t shocks, antithetic: the second half is minus the first."""
+        nu = self.params["nu"]
+        half = np.random.default_rng(SEED).standard_t(nu, size=(SIMULATIONS // 2, horizon)) / np.sqrt(nu / (nu - 2.0))
+        return np.concatenate([half, -half])

@@ -40,52 +40,59 @@ SCALE_AT_ZERO = 0.03  # the Gaussian head's scale (a daily return's sd) before t
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 class GaussianHead(kl.Layer):
-    """(batch, 2) raw outputs -> (batch, 2) ``[mean, scale]`` of the next return: the mean as
-    given, the scale ``SCALE_AT_ZERO * softplus(raw) / ln 2`` (positive, and a plausible daily
-    scale at initialisation, so a few epochs suffice)."""
+    """(batch, 2H) raw outputs -> (batch, 2H) ``[means | scales]`` of the returns of the H
+    target days: the means as given, the scales ``SCALE_AT_ZERO * softplus(raw) / ln 2``
+    (positive, and a plausible daily scale at initialisation, so a few epochs suffice)."""
 
     def call(self, raw):
-        scale = SCALE_AT_ZERO * keras.ops.softplus(raw[:, 1:2]) / np.log(2.0) + 1e-5
-        return keras.ops.concatenate([raw[:, 0:1], scale], axis=1)
+        h = raw.shape[-1] // 2
+        scale = SCALE_AT_ZERO * keras.ops.softplus(raw[:, h:]) / np.log(2.0) + 1e-5
+        return keras.ops.concatenate([raw[:, :h], scale], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 class QuantileHead(kl.Layer):
-    """(batch, Q) raw outputs -> (batch, Q) ascending quantiles of the next return on ``LEVELS``:
-    the median is the first output, the gaps between neighbouring levels are
-    ``0.01 * softplus(raw)`` (positive, so quantiles never cross)."""
+    """(batch, H * Q) raw outputs -> (batch, H, Q) ascending quantiles on ``LEVELS`` of each
+    target day's return: per day the median is the first output and the gaps between
+    neighbouring levels are ``0.01 * softplus(raw)`` (positive, so quantiles never cross)."""
 
     def call(self, raw):
-        gaps = 0.01 * keras.ops.softplus(raw[:, 1:])
-        steps = keras.ops.concatenate([keras.ops.zeros_like(raw[:, 0:1]), keras.ops.cumsum(gaps, axis=1)], axis=1)
-        median = len(LEVELS) // 2
-        return raw[:, 0:1] + steps - steps[:, median:median + 1]
+        q = len(LEVELS)
+        raw = keras.ops.reshape(raw, (-1, raw.shape[-1] // q, q))
+        gaps = 0.01 * keras.ops.softplus(raw[:, :, 1:])
+        steps = keras.ops.concatenate([keras.ops.zeros_like(raw[:, :, 0:1]), keras.ops.cumsum(gaps, axis=2)], axis=2)
+        median = q // 2
+        return raw[:, :, 0:1] + steps - steps[:, :, median:median + 1]
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 def gaussian_nll(y_true, y_pred):
-    """Mean negative log-likelihood (constant dropped) of ``y_true`` under ``[mean, scale]`` rows."""
-    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1,))
-    mean, scale = y_pred[:, 0], y_pred[:, 1]
+    """Mean negative log-likelihood (constant dropped) of (batch, H) ``y_true`` under
+    (batch, 2H) ``[means | scales]`` rows."""
+    h = y_pred.shape[-1] // 2
+    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, h))
+    mean, scale = y_pred[:, :h], y_pred[:, h:]
     return keras.ops.mean(keras.ops.log(scale) + 0.5 * keras.ops.square((y - mean) / scale))
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 def pinball_loss(y_true, y_pred):
-    """Mean pinball loss of (batch, Q) quantiles on ``LEVELS`` for (batch,) ``y_true``."""
-    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, 1))
-    tau = keras.ops.convert_to_tensor(np.asarray(LEVELS, dtype="float32")[None, :], dtype=y_pred.dtype)
+    """Mean pinball loss of (batch, H, Q) quantiles on ``LEVELS`` for (batch, H) ``y_true``."""
+    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, y_pred.shape[1], 1))
+    tau = keras.ops.convert_to_tensor(np.asarray(LEVELS, dtype="float32")[None, None, :], dtype=y_pred.dtype)
     diff = y - y_pred
     return keras.ops.mean(keras.ops.maximum(tau * diff, (tau - 1.0) * diff))
 
 
 def _head(cfg: RunConfig) -> tuple[list, object, list]:
-    """(output layers, loss, metrics) of ``cfg.head`` (see `cryptolstm.config.HEADS`)."""
+    """(output layers, loss, metrics) of ``cfg.head`` (see `cryptolstm.config.HEADS`) for
+    ``cfg.horizon`` target days."""
+    h = cfg.horizon
     if cfg.head == "gaussian":
-        return [kl.Dense(2, name="raw"), GaussianHead(name="return")], gaussian_nll, []
+        return [kl.Dense(2 * h, name="raw"), GaussianHead(name="return")], gaussian_nll, []
     if cfg.head == "quantile":
-        return [kl.Dense(len(LEVELS), name="raw"), QuantileHead(name="return")], pinball_loss, []
-    return [kl.Dense(1, activation=cfg.output_activation, name="return")], cfg.loss, ["mae"]
+        return [kl.Dense(h * len(LEVELS), name="raw"), QuantileHead(name="return")], pinball_loss, []
+    return [kl.Dense(h, activation=cfg.output_activation, name="return")], cfg.loss, ["mae"]
 
 
 def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
@@ -99,12 +106,13 @@ def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
 
 
 def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
-    """Compiled model mapping (batch, window_len, n_features) windows to the next return.
+    """Compiled model mapping (batch, window_len, n_features) windows to the returns of the
+    ``cfg.horizon`` days after each window (all at once: a direct multi-output forecast).
 
     ``cfg.layers`` LSTM layers of ``cfg.neurons`` units, each followed by
     Dropout(``cfg.dropout``), then the head: Dense(1) with ``cfg.output_activation`` and
-    ``cfg.loss`` (point: (batch, 1)), a `GaussianHead` on its likelihood ((batch, 2) mean and
-    scale) or a `QuantileHead` on the pinball loss ((batch, Q) quantiles on ``LEVELS``).
+    ``cfg.loss`` (point: (batch, H)), a `GaussianHead` on its likelihood ((batch, 2H) means and
+    scales) or a `QuantileHead` on the pinball loss ((batch, H, Q) quantiles on ``LEVELS``).
     Call `keras.utils.set_random_seed` first for reproducible weights.
     """
     model = keras.Sequential(name=f"lstm_{cfg.coin.lower()}")
@@ -137,7 +145,7 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
     for _ in range(cfg.layers):
         total += 2 * window_len * 4 * cfg.neurons * (inputs + cfg.neurons + 1)
         inputs = cfg.neurons
-    return total + 2 * (inputs + 1) * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
+    return total + 2 * (inputs + 1) * cfg.horizon * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
 
 
 def set_seed(seed: int) -> None:
@@ -243,14 +251,14 @@ class Lstm:
         if self.cfg.head == "point":
             return None
         raw = self.predict(val, calibrated=False)
-        self.calibration = fit_conformal(raw.quantiles, np.asarray(val.y, np.float64)[:, None], raw.levels)
+        self.calibration = fit_conformal(raw.quantiles, np.asarray(val.y, np.float64), raw.levels)
         return self.calibration
 
     def predict(self, samples: WindowSet, closes: pd.Series | None = None, calibrated: bool = True) -> Forecast:
         """The forecast of every sample: the point return, and under a distribution head the
         quantiles on ``LEVELS`` (conformally calibrated once `calibrate` has run, unless
         ``calibrated=False``)."""
-        point, quantiles = predict_distribution(self.model, samples.X, self.cfg.head)
+        point, quantiles = predict_distribution(self.model, samples.X, self.cfg.head, self.cfg.horizon)
         forecast = Forecast.of_samples(samples, point)
         if quantiles is None:
             return forecast
@@ -259,17 +267,20 @@ class Lstm:
         return forecast.with_quantiles(quantiles, LEVELS)
 
 
-def predict_distribution(model: keras.Model, X: np.ndarray, head: str,
+def predict_distribution(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1,
                          batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, w, f) windows -> ((n,) point returns, (n, 1, Q) quantiles on ``LEVELS`` or None).
+    """(n, w, f) windows -> ((n, H) point returns, (n, H, Q) quantiles on ``LEVELS`` or None).
 
     The point of a distribution head is its mean (gaussian) or median (quantile)."""
+    width = {"point": horizon, "gaussian": 2 * horizon, "quantile": horizon * len(LEVELS)}[head]
     if len(X) == 0:
-        out = np.zeros((0, {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[head]))
+        out = np.zeros((0, width))
     else:
-        out = model.predict(X, batch_size=batch_size, verbose=0).astype(np.float64)
+        out = model.predict(X, batch_size=batch_size, verbose=0).astype(np.float64).reshape(len(X), width)
     if head == "gaussian":
-        return out[:, 0], gaussian_quantiles(out[:, 0], out[:, 1])[:, None, :]
+        mean, scale = out[:, :horizon], out[:, horizon:]
+        return mean, gaussian_quantiles(mean, scale)
     if head == "quantile":
-        return out[:, len(LEVELS) // 2], out[:, None, :]
-    return out.reshape(-1), None
+        quantiles = out.reshape(len(X), horizon, len(LEVELS))
+        return quantiles[:, :, len(LEVELS) // 2], quantiles
+    return out, None

@@ -21,7 +21,8 @@ import pandas as pd
 
 from cryptolstm import plots
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_config, plan, run_backtest
-from cryptolstm.backtest.tables import (fold_interval_metrics, fold_metrics, interval_summary_markdown, metrics_table,
+from cryptolstm.backtest.tables import (fold_horizon_metrics, fold_interval_metrics, fold_metrics,
+                                        horizon_summary_markdown, interval_summary_markdown, metrics_table,
                                         predictions_frame, summary_markdown, with_seed_summary)
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
@@ -65,6 +66,8 @@ def log_fold(parent_id: str, result: FoldResult) -> None:
         mlflow.log_metrics(_metrics(with_seed_summary(fold_metrics(result))))
         if any(f.has_intervals for f in result.forecasts.values()):
             mlflow.log_metrics(_metrics(with_seed_summary(fold_interval_metrics(result))))
+        if result.horizon > 1:
+            mlflow.log_metrics(_metrics(with_seed_summary(fold_horizon_metrics(result))))
         mlflow.log_figure(plots.fold_forecasts(result.dates, result.actual, _headline(result),
                                                f"fold {fold.index}: {fold.label}"), "plots/forecast.png")
 
@@ -88,6 +91,32 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     _log_figures(result, ratios, predictions)
     if cfg.head != "point":
         markdown += "\n" + log_interval_summary(result)
+    if cfg.horizon > 1:
+        markdown += "\n" + log_horizon_summary(result)
+    return markdown
+
+
+def log_horizon_summary(result: BacktestResult) -> str:
+    """Per horizon, on the active parent run: the pooled metrics (``lstm.mean/h7/usd/mae_ratio``...),
+    ``backtest/horizons.csv``, ``backtest/horizons.md`` and the ratio against the horizon with the
+    seeds' spread; returns the Markdown table."""
+    table = metrics_table(result, fold_horizon_metrics)
+    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
+    mlflow.log_metrics(_metrics(pooled_rows))
+    markdown = horizon_summary_markdown(table, result.config.coin)
+    mlflow.log_text(table.to_csv(index=False), "backtest/horizons.csv")
+    mlflow.log_text(markdown, "backtest/horizons.md")
+    ratio = pooled_rows["usd/mae_ratio"]
+    horizons = np.arange(1, result.config.horizon + 1)
+
+    def line(name: str) -> np.ndarray:
+        return np.array([ratio.get(f"{name}/h{h}", np.nan) for h in horizons])
+
+    seeds = sorted({label.split("/")[0] for label in ratio.index if label.startswith("lstm.seed")})
+    baselines = [b for b in ("drift", "moving_average", "arima") if f"{b}/h1" in ratio.index]
+    mlflow.log_figure(plots.ratio_by_horizon(horizons, np.array([line(s) for s in seeds]),
+                                             {b: line(b) for b in baselines}, f"{result.config.coin} walk-forward, all folds"),
+                      "plots/mae_ratio_by_horizon.png")
     return markdown
 
 

@@ -73,6 +73,8 @@ def record_predict(launched: str, forecast: pd.DataFrame, coin: str, label: str,
     """The record of `cryptolstm predict`: the forecast as metrics and ``forecast.csv``."""
     row = forecast.iloc[0]
     metrics = {k: float(row[k]) for k in ("forecast_close", "forecast_return", "last_close") if k in row}
+    if len(forecast) > 1:  # a model of several days: each day's forecast too
+        metrics |= {f"h{int(r['horizon'])}/forecast_close": float(r["forecast_close"]) for _, r in forecast.iterrows()}
     tags = {"cryptolstm.entry": "predict", "coin": coin.upper(), "model": label, "forecast.date": str(row["date"])}
     return record(launched, coin_experiment(coin), f"predict-{coin.lower()}", line, tags, metrics,
                   {"forecast.csv": forecast.to_csv(index=False)})

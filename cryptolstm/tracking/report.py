@@ -80,6 +80,40 @@ def _backtest_section(backtests: list[Run]) -> list[str]:
     return lines + [""]
 
 
+def _interval_section(runs: list[Run]) -> list[str]:
+    """Runs with prediction intervals: their coverage and CRPS ratios to the interval baselines."""
+    trained = [r for r in runs if "test/coverage_80" in r.data.metrics and r.info.status == "FINISHED"]
+    backtests = [r for r in runs if "lstm.mean/crps_ratio_garch" in r.data.metrics and r.info.status == "FINISHED"]
+    if not trained and not backtests:
+        return []
+    lines = ["## Prediction intervals", "",
+             "Coverage of the calibrated 80 % / 95 % intervals on the test days (walk-forward: all folds' days, "
+             "seeds' mean) and the CRPS ratio to GARCH(1,1)-t and to the empirical quantiles (below 1 beats them; DM p).", "",
+             "| run | kind | coverage 80 / 95 | CRPS ratio GARCH (p) | CRPS ratio empirical (p) |", "|---|---|---|---|---|"]
+    for run, prefix in [*((r, "test/") for r in trained), *((r, "lstm.mean/") for r in backtests)]:
+        m = {k.removeprefix(prefix): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+        lines.append(f"| {_link(run)} {run.info.run_name} | {_kind(run)} | {_num(m.get('coverage_80'), 2)} / "
+                     f"{_num(m.get('coverage_95'), 2)} | {_num(m.get('crps_ratio_garch'), 3)} "
+                     f"({_num(m.get('crps_dm_p_garch'), 3)}) | {_num(m.get('crps_ratio_empirical'), 3)} "
+                     f"({_num(m.get('crps_dm_p_empirical'), 3)}) |")
+    return lines + [""]
+
+
+def _horizon_section(runs: list[Run]) -> list[str]:
+    """Runs forecasting several days: the test MAE ratio to persistence per horizon."""
+    several = [r for r in runs if "test/h2/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
+    if not several:
+        return []
+    horizon = max(int(k.split("/")[1][1:]) for r in several for k in r.data.metrics if k.startswith("test/h"))
+    lines = ["## Several days ahead", "", "Test MAE ratio to persistence per horizon (days ahead).", "",
+             "| run | " + " | ".join(f"h{h}" for h in range(1, horizon + 1)) + " |", "|---|" + "---|" * horizon]
+    for run in several:
+        m = run.data.metrics
+        lines.append(f"| {_link(run)} {run.info.run_name} | "
+                     + " | ".join(_num(m.get(f"test/h{h}/mae_ratio"), 3) for h in range(1, horizon + 1)) + " |")
+    return lines + [""]
+
+
 def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | None = None) -> str:
     """The Markdown report of ``experiment_name`` (see module docstring)."""
     if top < 1:
@@ -103,5 +137,7 @@ def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | N
         "",
         *_best_section(runs, backtested, top),
         *_backtest_section(backtests),
+        *_interval_section(runs),
+        *_horizon_section(runs),
     ]
     return "\n".join(lines)

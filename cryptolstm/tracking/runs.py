@@ -61,8 +61,9 @@ def where(run_id: str, uri: str) -> str:
 def run_name(cfg: RunConfig) -> str:
     """A name that tells runs apart in the UI's run list."""
     return (
-        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}-{cfg.layers}x{cfg.neurons}"
-        f"-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
+        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}{f'-h{cfg.horizon}' if cfg.horizon > 1 else ''}"
+        f"-{cfg.layers}x{cfg.neurons}-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
+        f"{'' if cfg.head == 'point' else '-' + cfg.head}"
     )
 
 
@@ -167,7 +168,7 @@ def log_figures(market: Market, result: TrainResult) -> None:
     }
     for split in ("val", "test"):
         if split in result.forecasts:
-            actual = getattr(result.splits, split).target_close
+            actual = getattr(result.splits, split).actual(1)
             figures[f"plots/forecast_{split}.png"] = plots.forecast_vs_actual(result.forecasts[split], actual,
                                                                                 cfg.coin, split)
     for path, fig in figures.items():
@@ -205,7 +206,9 @@ def log_model(result: TrainResult, market: Market) -> None:
         if result.calibration is not None:  # the intervals' conformal margins travel with the model
             artifacts["calibration"] = str(Path(tmp) / "calibration.json")
             Path(artifacts["calibration"]).write_text(json.dumps(result.calibration.to_dict()))
-        signature = mlflow.models.infer_signature(example, forecast(lstm, example))
+        with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            signature = mlflow.models.infer_signature(example, forecast(lstm, example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LstmForecaster(),

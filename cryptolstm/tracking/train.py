@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import mlflow
+import numpy as np
 
 from cryptolstm import plots
 from cryptolstm.config import RunConfig
@@ -49,7 +50,24 @@ def log_result(result: TrainResult, market: Market) -> None:
     mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
     log_figures(market, result)
     log_interval_figures(result)
+    log_horizon_figures(result, market)
     log_model(result, market)
+
+
+def log_horizon_figures(result: TrainResult, market: Market) -> None:
+    """For a forecast of several days: the MAE ratio to persistence by horizon on each evaluated
+    split, and forecast paths from a few origins of the last one."""
+    cfg = result.config
+    if cfg.horizon < 2:
+        return
+    horizons = np.arange(1, cfg.horizon + 1)
+    ratios = {split: np.array([result.metrics[f"{split}/h{h}/mae_ratio"] for h in horizons]) for split in result.forecasts
+              if f"{split}/h1/mae_ratio" in result.metrics and split != "train"}
+    last = list(ratios)[-1]
+    mlflow.log_figure(plots.ratio_by_horizon(horizons, ratios[last], {s: r for s, r in ratios.items() if s != last},
+                                             f"{cfg.coin}, {last} days"), "plots/mae_ratio_by_horizon.png")
+    mlflow.log_figure(plots.forecast_paths(result.forecasts[last], market.frame[f"{cfg.coin}_close"], cfg.coin, last),
+                      f"plots/paths_{last}.png")
 
 
 def log_interval_figures(result: TrainResult) -> None:
@@ -57,7 +75,7 @@ def log_interval_figures(result: TrainResult) -> None:
     LSTM's intervals beside the interval baselines on the same days."""
     cfg = result.config
     for split, baselines in result.baselines.items():
-        forecast, actual = result.forecasts[split], getattr(result.splits, split).target_close
+        forecast, actual = result.forecasts[split], getattr(result.splits, split).actual(1)
         if split == list(result.baselines)[-1]:
             mlflow.log_figure(plots.fan_chart(forecast, actual, cfg.coin, split), f"plots/fan_{split}.png")
         observed = {"LSTM (calibrated)": central_coverage(forecast, actual)}
