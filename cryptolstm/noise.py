@@ -24,10 +24,10 @@ import sys
 from collections.abc import MutableMapping
 
 # absl-formatted INFO and WARNING lines ("I0000 00:00:..."), absl's pre-initialisation banner,
-# the second line of TensorFlow's CPU-instructions notice, and grappler's error about an
-# attribute of the tf.data op that it does not know.
+# the second line of TensorFlow's CPU-instructions notice, grappler's error about an attribute
+# of the tf.data op that it does not know, and the CUDA build's error on a machine without a GPU.
 DROPPED = (rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:"
-           rb"|E\d{4} .*use_unbounded_threadpool|To enable the following instructions: )")
+           rb"|E\d{4} .*(use_unbounded_threadpool|failed call to cuInit)|To enable the following instructions: )")
 # MLflow re-configures its own loggers when it is imported (level from MLFLOW_LOGGING_LEVEL, its
 # own handler), so its INFO lines ("Creating initial MLflow database tables...") are hidden here.
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

@@ -62,18 +62,25 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
 
 
 def learning_curves(history: dict[str, list[float]], best_epoch: int | None = None) -> Figure:
-    """Training and validation loss per epoch, with the restored epoch marked."""
+    """Training and validation loss per epoch, with the restored epoch marked; a log scale when
+    every loss is positive (a Gaussian head's negative log-likelihood is not), whole-epoch ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
     epochs = np.arange(1, len(history["loss"]) + 1)
-    ax.plot(epochs, history["loss"], label="train")
+    ax.plot(epochs, history["loss"], label="train", marker="." if len(epochs) < 30 else None)
     if "val_loss" in history:
-        ax.plot(epochs, history["val_loss"], label="validation")
+        ax.plot(epochs, history["val_loss"], label="validation", marker="." if len(epochs) < 30 else None)
     if best_epoch is not None:
-        ax.axvline(best_epoch + 1, color="grey", ls=":", label=f"best epoch {best_epoch + 1}")
+        ax.axvline(best_epoch + 1, color="grey", ls=":", label=f"kept: epoch {best_epoch + 1}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    losses = np.concatenate([history["loss"], history.get("val_loss", [])])
+    if np.all(losses > 0):
+        ax.set_yscale("log")
+    ax.set_title(f"Learning curves ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
     ax.legend()
     return fig
 

@@ -228,14 +228,16 @@ def forecast_text(out, label: str) -> str:
     if len(out) == 1:
         return forecast_line(out.iloc[0], label)
     first = out.iloc[0]
+    intervals = "lower_80" in out
     lines = [f"{first['coin']} from the last close {first['last_close']:,.2f} USD, {len(out)} days ahead; model {label}:",
-             f"  {'date':<12}{'h':>3}{'close (USD)':>15}{'move':>9}" + ("  80 % interval (USD)       95 % interval (USD)"
-                                                                        if "lower_80" in out else "")]
+             f"  {'date':<12}{'h':>3}{'close (USD)':>14}{'move':>9}"
+             + (f"{'80 % interval (USD)':>28}{'95 % interval (USD)':>28}" if intervals else "")]
     for _, row in out.iterrows():
-        line = f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>15,.2f}{row['forecast_return']:>+9.2%}"
-        if "lower_80" in row:
-            line += (f"  {row['lower_80']:>11,.2f}-{row['upper_80']:<11,.2f}"
-                     f"  {row['lower_95']:>11,.2f}-{row['upper_95']:<11,.2f}")
+        line = f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>14,.2f}{row['forecast_return']:>+9.2%}"
+        if intervals:
+            for c in (80, 95):
+                span = f"{row['lower_' + str(c)]:,.2f} to {row['upper_' + str(c)]:,.2f}"
+                line += f"{span:>28}"
         lines.append(line)
     return "\n".join(lines)
 

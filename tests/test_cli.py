@@ -162,3 +162,41 @@ def test_tensorflows_and_mlflows_notices_are_hidden_unless_verbose(tmp_path, mon
     assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     assert runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path)]).exit_code == 0
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+
+
+def test_the_noise_filter_drops_exactly_tensorflows_notices():
+    """The lines TensorFlow 2.21 printed here (a CPU machine, the CUDA build), and lines that must pass."""
+    import re
+
+    from cryptolstm.noise import DROPPED
+
+    dropped = re.compile(DROPPED)
+    notices = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+               b"I0000 00:00:1795801431.054516   21738 cpu_feature_guard.cc:210] This TensorFlow binary is optimized",
+               b"E0000 00:00:1795801431.054516   21738 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+               b"E0000 00:00:1795801431.1   21738 meta_optimizer.cc:967] NodeDef mentions attribute use_unbounded_threadpool",
+               b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow"]
+    kept = [b"error: cannot read run 0123: not found", b"E0000 00:00:1.0 1 some_other.cc:1] a real TensorFlow error",
+            b"Traceback (most recent call last):", b"WARNING cryptolstm: the snapshot has a price jump"]
+    assert all(dropped.match(line) for line in notices)
+    assert not any(dropped.match(line) for line in kept)
+
+
+def test_predict_prints_one_line_for_a_day_and_a_table_with_intervals_for_several():
+    import pandas as pd
+
+    from cryptolstm.workflows import forecast_text
+
+    one = pd.DataFrame({"date": ["2024-01-01"], "horizon": [1], "coin": ["BTC"], "forecast_close": [41850.344],
+                        "last_close": [42265.19], "forecast_return": [41850.344 / 42265.19 - 1]})
+    assert forecast_text(one, "m") == ("BTC close on 2024-01-01: 41,850.34 USD (last close 42,265.19, -0.98%); "
+                                       "model m")
+    three = pd.DataFrame({"date": ["2024-01-01", "2024-01-02", "2024-01-03"], "horizon": [1, 2, 3], "coin": "BTC",
+                          "forecast_close": [42397.83, 42234.30, 42338.35], "last_close": 42265.19,
+                          "forecast_return": [0.0031, -0.0007, 0.0017], "lower_80": [41081.82, 40204.76, 39794.92],
+                          "upper_80": [43713.26, 44265.68, 44919.38], "lower_95": [39250.37, 37815.29, 37462.47],
+                          "upper_95": [45536.73, 46653.48, 47254.58]})
+    lines = forecast_text(three, "m").splitlines()
+    assert lines[0] == "BTC from the last close 42,265.19 USD, 3 days ahead; model m:" and len(lines) == 5
+    assert lines[2].split() == ["2024-01-01", "1", "42,397.83", "+0.31%", "41,081.82", "to", "43,713.26",
+                                "39,250.37", "to", "45,536.73"]

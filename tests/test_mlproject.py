@@ -26,6 +26,7 @@ EVERY_PARAM = {
     "end_date": "2023-12-30",
     "fill_gaps": "True",
     "window_len": "5",
+    "horizon": "2",
     "train_frac": "0.6",
     "val_frac": "0.2",
     "layers": "2",
@@ -122,7 +123,7 @@ def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, share
     metrics = run.data.metrics
     for key in ("test/mae", "test/rmse", "test/mape", "test/persistence_mae", "test/persistence_rmse",
                 "test/mae_ratio", "test/direction_accuracy", "val/mae", "val/persistence_mae", "train/loss",
-                "val/loss", "test/coverage_80", "test/crps_ratio_garch"):
+                "val/loss", "test/coverage_80", "test/crps_ratio_garch", "test/h2/mae_ratio", "test/h2/crps"):
         assert key in metrics, key
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == int(metrics["epochs_run"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

@@ -96,16 +96,24 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     return markdown
 
 
+def _log_table(result: BacktestResult, metrics, summary, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """A second table of the backtest (``metrics`` of each fold, pooled) on the active parent run:
+    its pooled rows as metrics, ``backtest/{name}.csv`` and ``summary``'s ``backtest/{name}.md``.
+    Returns (the table, its pooled rows indexed by forecaster, the Markdown)."""
+    table = metrics_table(result, metrics)
+    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
+    mlflow.log_metrics(_metrics(pooled_rows))
+    markdown = summary(table, result.config.coin)
+    mlflow.log_text(table.to_csv(index=False), f"backtest/{name}.csv")
+    mlflow.log_text(markdown, f"backtest/{name}.md")
+    return table, pooled_rows, markdown
+
+
 def log_horizon_summary(result: BacktestResult) -> str:
     """Per horizon, on the active parent run: the pooled metrics (``lstm.mean/h7/usd/mae_ratio``...),
     ``backtest/horizons.csv``, ``backtest/horizons.md`` and the ratio against the horizon with the
     seeds' spread; returns the Markdown table."""
-    table = metrics_table(result, fold_horizon_metrics)
-    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
-    mlflow.log_metrics(_metrics(pooled_rows))
-    markdown = horizon_summary_markdown(table, result.config.coin)
-    mlflow.log_text(table.to_csv(index=False), "backtest/horizons.csv")
-    mlflow.log_text(markdown, "backtest/horizons.md")
+    table, pooled_rows, markdown = _log_table(result, fold_horizon_metrics, horizon_summary_markdown, "horizons")
     ratio = pooled_rows["usd/mae_ratio"]
     horizons = np.arange(1, result.config.horizon + 1)
 
@@ -124,12 +132,7 @@ def log_interval_summary(result: BacktestResult) -> str:
     """The intervals' pooled metrics (``{forecaster}/crps``, ``lstm.mean/crps_ratio_garch``...),
     ``backtest/intervals.csv``, ``backtest/intervals.md`` and the coverage per fold, on the active
     parent run; returns the Markdown table."""
-    table = metrics_table(result, fold_interval_metrics)
-    pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
-    mlflow.log_metrics(_metrics(pooled_rows))
-    markdown = interval_summary_markdown(table, result.config.coin)
-    mlflow.log_text(table.to_csv(index=False), "backtest/intervals.csv")
-    mlflow.log_text(markdown, "backtest/intervals.md")
+    table, _, markdown = _log_table(result, fold_interval_metrics, interval_summary_markdown, "intervals")
     per_fold = table.loc[table["fold"] != "all"]
     labels = [f.fold.label for f in result.folds]
     for nominal in (80, 95):

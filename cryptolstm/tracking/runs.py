@@ -151,11 +151,12 @@ def log_dataset(market: Market, cfg: RunConfig) -> None:
 
 
 def log_split_ranges(result: TrainResult) -> None:
-    """Tags with each split's first and last target day and sample count."""
+    """Tags with each split's first and last target day (of any horizon) and sample count."""
     tags = {}
     for name, samples in result.splits.items():
-        dates = np.datetime_as_string(samples.dates, unit="D")
-        tags.update({f"split.{name}.first": dates[0], f"split.{name}.last": dates[-1], f"split.{name}.n": str(len(dates))})
+        last = samples.dates[-1:] + np.timedelta64(samples.horizon - 1, "D")
+        first, last = (np.datetime_as_string(d, unit="D")[0] for d in (samples.dates[:1], last))
+        tags.update({f"split.{name}.first": first, f"split.{name}.last": last, f"split.{name}.n": str(len(samples))})
     mlflow.set_tags(tags)
 
 
