@@ -50,7 +50,7 @@ def main() -> None:
     garch = Garch().fit(None, history)
     print("GARCH(1,1)-t params (percent log returns): "
           + ", ".join(f"{k}={v:.4f}" for k, v in garch.params.items()))
-    actual = 100.0 * (samples.target_close / samples.ref_close - 1.0)  # percent simple returns
+    actual = 100.0 * (samples.actual(1) / samples.ref_close - 1.0)  # percent simple returns of the next day
     print(f"{'forecaster':<18}{'CRPS %':>8}{'cov80':>8}{'cov95':>8}{'width80 %':>11}{'width95 %':>11}")
     for model in (garch, Empirical(365), RollingGaussian(30)):
         forecast = model.predict(samples, closes)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cryptolstm.intervals import check_levels, interval_levels, level_index
+
 
 @dataclass(frozen=True)
 class Forecast:
@@ -64,14 +66,10 @@ class Forecast:
 
     def with_quantiles(self, quantiles: np.ndarray, levels) -> Forecast:
         """This forecast with (n, H, Q) ``quantiles`` at ``levels`` (ascending, in (0, 1))."""
-        from cryptolstm.intervals import check_levels
-
         return dataclasses.replace(self, quantiles=np.asarray(quantiles, dtype=np.float64), levels=check_levels(levels))
 
     def bounds(self, coverage: int, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(n,) lower and upper USD closes of the central ``coverage`` % interval of horizon ``h``."""
-        from cryptolstm.intervals import interval_levels, level_index
-
         lo, hi = (level_index(level, self.levels) for level in interval_levels(coverage))
         q = self.quantiles[:, h - 1, :]
         return self.reference * (1.0 + q[:, lo]), self.reference * (1.0 + q[:, hi])

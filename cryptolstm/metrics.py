@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import INTERVALS, LEVELS, gaussian_quantiles, interval_levels, level_index
 
 UNITS = ("usd", "return")
 NAN = float("nan")
@@ -198,7 +199,10 @@ def pinball(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
 def crps_quantiles(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
     """(n,) CRPS from (n, Q) quantiles: ``2 * integral over tau of the pinball loss``, by the
     midpoint rule over ``levels`` (each level weighs half the gap to its neighbours, 0 and 1 at
-    the ends). On the 39-level grid it is within 0.5 % of a Gaussian's closed form."""
+    the ends, so the outermost 1.25 % of each tail of the 39-level grid weighs nothing). Against
+    closed forms: within 0.4 % of a Gaussian's up to 3 standard deviations (1.3 % low at 5), and
+    0.2 % low on average for Student-t(3.3) days; weights that tile (0, 1) instead would count
+    extreme misses in full but read 0.5-0.8 % high on ordinary days."""
     tau = np.asarray(levels, dtype=np.float64)
     edges = np.concatenate([[0.0], tau, [1.0]])
     weights = (edges[2:] - edges[:-2]) / 2.0
@@ -227,8 +231,6 @@ def distribution_scores(quantiles: np.ndarray, actual: np.ndarray, levels) -> di
     ``coverage_{c}`` (share of days inside), ``width_{c}`` (mean width), ``interval_score_{c}``
     for each reported interval c; ``pinball`` (mean over days and levels); ``crps`` (mean) and
     ``crps_days`` (the (n,) per-day CRPS, for Diebold-Mariano)."""
-    from cryptolstm.intervals import INTERVALS, interval_levels, level_index
-
     actual = np.asarray(actual, dtype=np.float64)
     out: dict[str, np.ndarray | float] = {}
     for c in INTERVALS:
@@ -292,27 +294,64 @@ HORIZON_INTERVAL_KEYS = ("coverage_80", "coverage_95", "width_95", "crps", "crps
 def horizon_interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
                              baselines: dict[str, Forecast], raw: Forecast | None = None,
                              h: int = 1) -> dict[str, float]:
-    """``{"split/metric": value}`` of a forecast distribution beside the interval baselines on the
-    same days, in the protocol's ``units`` (widths, interval scores and CRPS also in returns).
+    """`interval_scores` of horizon ``h`` as ``{"split/metric": value}``."""
+    return {f"{split}/{k}": v for k, v in interval_scores(forecast, actual, units, baselines, raw, h).items()}
+
+
+def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baselines: dict[str, Forecast],
+                    raw: Forecast | None = None, h: int = 1) -> dict[str, float]:
+    """``{metric: value}`` of horizon ``h`` of a forecast distribution against (n,) USD ``actual``
+    closes, beside the interval baselines on the same days, in ``units`` (widths, interval scores
+    and CRPS also in the other units, ``width_95_return``...).
 
     ``forecast``: the reported (calibrated) forecast; ``raw``: the uncalibrated one, whose
-    coverage is logged beside as ``raw_coverage_{c}``; ``baselines``: name -> `Forecast` of
-    the same days (``garch``, ``empirical``...), each scored as ``{split}/{name}/{metric}``,
-    with ``{split}/crps_ratio_{name}`` and a Diebold-Mariano test on the per-day CRPS,
-    ``{split}/crps_dm_stat_{name}`` / ``crps_dm_p_{name}`` (negative: the forecast is better).
+    coverage is given beside as ``raw_coverage_{c}``; ``baselines``: name -> `Forecast` of the
+    same days (``garch``, ``empirical``...), each scored as ``{name}/{metric}``, with
+    ``crps_ratio_{name}`` and a Diebold-Mariano test on the per-day CRPS, ``crps_dm_stat_{name}``
+    / ``crps_dm_p_{name}`` (negative: the forecast is better).
     """
     other = "return" if units == "usd" else "usd"
     mine = forecast_distribution_scores(forecast, actual, units, h)
     mine_other = forecast_distribution_scores(forecast, actual, other, h)
-    out = {f"{split}/{k}": float(mine[k]) for k in SCORED}
-    out |= {f"{split}/{k}_{other}": float(mine_other[k]) for k in ("width_80", "width_95", "interval_score_95", "crps")}
+    out = {k: float(mine[k]) for k in SCORED}
+    out |= {f"{k}_{other}": float(mine_other[k]) for k in ("width_80", "width_95", "interval_score_95", "crps")}
     if raw is not None:
         raw_scores = forecast_distribution_scores(raw, actual, units, h)
-        out |= {f"{split}/raw_{k}": float(raw_scores[k]) for k in ("coverage_80", "coverage_95", "crps")}
+        out |= {f"raw_{k}": float(raw_scores[k]) for k in ("coverage_80", "coverage_95", "crps")}
     for name, baseline in baselines.items():
         theirs = forecast_distribution_scores(baseline, actual, units, h)
-        out |= {f"{split}/{name}/{k}": float(theirs[k]) for k in SCORED}
-        out[f"{split}/crps_ratio_{name}"] = ratio(mine["crps"], theirs["crps"])
+        out |= {f"{name}/{k}": float(theirs[k]) for k in SCORED}
+        out[f"crps_ratio_{name}"] = ratio(mine["crps"], theirs["crps"])
         statistic, p = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
-        out[f"{split}/crps_dm_stat_{name}"], out[f"{split}/crps_dm_p_{name}"] = statistic, p
+        out[f"crps_dm_stat_{name}"], out[f"crps_dm_p_{name}"] = statistic, p
     return out
+
+
+# --- what a run logs: the names a search objective may use ---------------------------------
+
+LOWER_IS_BETTER = ("mae", "rmse", "mape", "mase", "crps", "pinball", "interval_score")
+
+
+def logged_names(split: str, horizon: int, head: str, units: str) -> set[str]:
+    """The ``{split}/...`` metric names a training run of ``horizon`` days and ``head`` logs in
+    ``units``: those of `split_metrics` and, for a distribution head, `interval_metrics`, read off
+    a small made-up forecast so that the list can never drift from what is logged."""
+    n = 40
+    rng = np.random.default_rng(0)
+    dates = np.arange(n).astype("datetime64[D]")
+    ones = np.ones(n)
+    returns = rng.normal(0, 0.01, (n, horizon))
+    actual = 1.0 + rng.normal(0, 0.01, (n, horizon))
+    forecast = Forecast(dates, ones, ones, returns)
+    names = set(split_metrics(split, forecast, actual, units))
+    if head != "point":
+        forecast = forecast.with_quantiles(gaussian_quantiles(returns, 0.01 * np.ones_like(returns)), LEVELS)
+        names |= set(interval_metrics(split, forecast, actual, units, dict.fromkeys(PROBABILISTIC_BASELINES, forecast),
+                                      raw=forecast))
+    return names
+
+
+def is_minimised(name: str) -> bool:
+    """Whether lower is better for metric ``name`` (``val/h7/mae_ratio``, ``val/crps_ratio_garch``...):
+    errors, losses, interval scores and their ratios; not coverage, width, direction or p-values."""
+    return name.rsplit("/", 1)[-1].startswith(LOWER_IS_BETTER)

@@ -9,6 +9,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import INTERVALS
 
 
 def _date_axis(ax) -> None:
@@ -46,18 +47,39 @@ def figure_of(axes) -> Figure:
     return fig
 
 
-def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split: str) -> Figure:
-    """Actual close, model forecast and persistence (USD) on ``split``'s target days."""
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax = fig.subplots()
+def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 90) -> Figure:
+    """Where the model differs from persistence on ``split``'s target days (horizon 1, USD):
+    the last ``last_days`` days of actual, model and persistence closes; the forecast against
+    the actual move from the last close (persistence forecasts no move); and the cumulative
+    difference of absolute errors, model minus persistence (falling: the model is ahead)."""
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    top, left, right = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     dates = pd.to_datetime(forecast.dates)
-    ax.plot(dates, actual, label="actual", lw=1.5, color="black")
-    ax.plot(dates, forecast.close(), label="LSTM", lw=1)
-    ax.plot(dates, forecast.last_close, label="persistence", lw=1, ls="--")
-    ax.set_ylabel("close (USD)")
-    ax.set_title(f"{coin} forecast vs actual on the {split} days ({len(forecast)} days)")
-    ax.legend()
-    _date_axis(ax)
+    model, last = forecast.close(), forecast.last_close
+    recent = slice(max(0, len(dates) - last_days), len(dates))
+    top.plot(dates[recent], actual[recent], label="actual", lw=1.5, color="black", marker=".", ms=3)
+    top.plot(dates[recent], model[recent], label="LSTM", lw=1, color="C0")
+    top.plot(dates[recent], last[recent], label="persistence (yesterday's close)", lw=1, ls="--", color="C2")
+    top.set_ylabel("close (USD)")
+    top.set_title(f"{coin}, last {len(dates[recent])} of {len(dates)} {split} days")
+    top.legend()
+    _date_axis(top)
+    moved, said = 100 * (actual / last - 1), 100 * (model / last - 1)
+    left.scatter(moved, said, s=6, alpha=0.5, color="C0")
+    left.axhline(0, color="C2", ls="--", lw=1, label="persistence: no move")
+    left.axline((0, 0), slope=1, color="grey", ls=":", lw=1, label="perfect forecast")
+    left.set_xlabel("actual move from the last close (%)")
+    left.set_ylabel("forecast move (%)")
+    left.set_title("forecast against actual move")
+    left.legend(fontsize=8)
+    gap = np.cumsum(np.abs(model - actual) - np.abs(last - actual))
+    right.plot(dates, gap, color="C0")
+    right.axhline(0, color="black", lw=0.8)
+    right.set_ylabel("cumulative |LSTM error| - |persistence error| (USD)")
+    right.set_title(f"ahead of persistence where it falls ({'behind' if gap[-1] > 0 else 'ahead'} at the end)")
+    _date_axis(right)
+    fig.suptitle(f"{coin} next-day forecast vs persistence on the {split} days")
     return fig
 
 
@@ -165,8 +187,6 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
 def fan_chart(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 120) -> Figure:
     """The last ``last_days`` days of ``split``: actual close, the forecast and its 80 % and 95 %
     intervals as shaded bands (USD), with the share of days each band covered in the legend."""
-    from cryptolstm.intervals import INTERVALS
-
     keep = slice(max(0, len(forecast) - last_days), len(forecast))
     dates = pd.to_datetime(forecast.dates)[keep]
     fig = Figure(figsize=(12, 5), layout="constrained")
@@ -218,17 +238,18 @@ def coverage_per_fold(labels: list[str], coverage: dict[str, np.ndarray], nomina
 
 
 def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray],
-                     title: str) -> Figure:
+                     title: str, label: str = "LSTM") -> Figure:
     """MAE ratio to persistence against the horizon (days ahead): the LSTM's seeds' mean with
     their min-max as a band, each baseline as a line; below 1 beats persistence.
 
-    ``seed_ratios``: (seeds, H); ``baseline_ratios``: name -> (H,).
+    ``seed_ratios``: (seeds, H); ``baseline_ratios``: name -> (H,) (other lines: baselines, or
+    the same model on other days); ``label``: the model's line.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     seed_ratios = np.atleast_2d(seed_ratios)
     ax.plot(horizons, seed_ratios.mean(axis=0), marker="o", color="C0",
-            label=f"LSTM (mean of {len(seed_ratios)} seed{'s' if len(seed_ratios) > 1 else ''})")
+            label=f"{label} (mean of {len(seed_ratios)} seeds)" if len(seed_ratios) > 1 else label)
     if len(seed_ratios) > 1:
         ax.fill_between(horizons, seed_ratios.min(axis=0), seed_ratios.max(axis=0), color="C0", alpha=0.2,
                         label="LSTM seeds, min-max")

@@ -35,7 +35,9 @@ from cryptolstm.errors import ConfigError
 
 ALIAS = "champion"
 METRIC = "val/mae_ratio"  # selection stays on validation days; test is reported, never chosen on
-EVALUATION_TAGS = ("protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last")
+# What makes two validation ratios comparable: the same protocol, data and validation days; the
+# number of validation samples differs between horizons (a window needs all its target days).
+EVALUATION_TAGS = ("protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last", "split.val.n")
 
 
 def model_name(coin: str) -> str:

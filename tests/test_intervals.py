@@ -35,6 +35,10 @@ def test_crps_of_a_gaussian_closed_form_and_from_the_grid():
     grid = metrics.crps_quantiles(gaussian_quantiles(np.zeros(25), np.ones(25)), y, LEVELS)
     closed = metrics.crps_gaussian(np.zeros(25), np.ones(25), y)
     assert np.all(np.abs(grid / closed - 1) < 0.005)
+    far = np.array([5.0])  # the outer 1.25 % of each tail weighs nothing: an extreme miss reads a little low
+    ratio = metrics.crps_quantiles(gaussian_quantiles(np.zeros(1), np.ones(1)), far, LEVELS) / metrics.crps_gaussian(
+        np.zeros(1), np.ones(1), far)
+    assert 0.98 < ratio[0] < 1.0
 
 
 def test_interval_score_pinball_and_coverage_by_their_definitions():
@@ -108,3 +112,32 @@ def test_an_interval_objective_needs_a_distribution_head(tmp_path):
     (tmp_path / "s.yaml").write_text("objective: val/crps_ratio_empirical\nspace:\n"
                                      "  head: {type: categorical, choices: [gaussian, quantile]}\n")
     assert load_space(tmp_path / "s.yaml").objective == "val/crps_ratio_empirical"
+
+
+@pytest.mark.parametrize("objective, space, words", [
+    ("val/coverage_95", "head: {type: categorical, choices: [gaussian]}",
+     "objective val/coverage_95 is not an error to minimise"),
+    ("val/h7/mae_ratio", "dropout: {type: float, low: 0.0, high: 0.5}",
+     "objective val/h7/mae_ratio is not logged by a run of horizon 1 and head point"),
+    ("val/mae_ration", "dropout: {type: float, low: 0.0, high: 0.5}", "objective val/mae_ration is not logged"),
+    ("val/mae_ratio", "horizon: {type: int, low: 1, high: 7}", "horizon cannot be searched"),
+])
+def test_an_objective_no_trial_logs_or_that_is_not_an_error_is_one_sentence(tmp_path, objective, space, words):
+    from cryptolstm.search.space import load_space
+
+    (tmp_path / "s.yaml").write_text(f"objective: {objective}\nspace:\n  {space}\n")
+    with pytest.raises(ConfigError, match=words):
+        load_space(tmp_path / "s.yaml")
+
+
+def test_keras_tuner_refuses_an_interval_objective(tmp_path):
+    from cryptolstm.options import SearchOptions
+    from cryptolstm.search.keras_tuner_engine import KerasTunerEngine
+    from cryptolstm.search.space import load_space
+
+    (tmp_path / "b.yaml").write_text("head: gaussian\n")
+    (tmp_path / "s.yaml").write_text("base: b.yaml\nobjective: val/crps_ratio_garch\nspace:\n"
+                                     "  dropout: {type: float, low: 0.0, high: 0.5}\n")
+    with pytest.raises(ConfigError, match="engine keras-tuner cannot search on val/crps_ratio_garch"):
+        KerasTunerEngine.open(load_space(tmp_path / "s.yaml"), "s", SearchOptions(engine="keras-tuner"), 2)
+    assert not any(tmp_path.glob("keras_tuner*"))  # refused before its directory was claimed

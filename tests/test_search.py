@@ -78,6 +78,10 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
     metrics = parent.data.metrics
     assert metrics["val/mae_ratio"] == pytest.approx(best_child.data.metrics["val/mae_ratio"], rel=1e-6)
     assert {"test/mae", "test/persistence_mae", "test/mae_ratio", "search/epochs_saved"} <= metrics.keys()
+    # The best values as metrics too (the runs table sorts and charts them), beside their tags.
+    best = {k.removeprefix("best."): v for k, v in tags.items() if k.startswith("best.")}
+    numeric = {k for k, v in best.items() if v.replace(".", "", 1).replace("e-", "", 1).isdigit()}
+    assert numeric and all(metrics[f"best/{k}"] == pytest.approx(float(best[k])) for k in numeric)
     artifacts = {a.path for a in client.list_artifacts(first.parent_run_id)} | {
         a.path for a in client.list_artifacts(first.parent_run_id, "plots")}
     assert {"trials.csv", "plots/optuna_optimization_history.png", "plots/optuna_param_importances.png",

@@ -67,7 +67,7 @@ def test_keras2_hard_sigmoid_has_slope_point_two():
 def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored_beside_garch(market, shared_data):
     """The quantile head here; the gaussian head is trained by the pyfunc, backtest and horizon tests."""
     from cryptolstm.intervals import LEVELS
-    from cryptolstm.metrics import crps_quantiles
+    from cryptolstm import metrics
 
     cfg = tiny_config(shared_data, head="quantile", epochs=3)
     r = train(cfg, market)
@@ -76,7 +76,7 @@ def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored
     assert np.all(np.diff(test.quantiles, axis=2) >= 0)  # never crossing
     # The loss Keras minimised is the head's: the pinball loss over the grid.
     raw = r.forecaster().predict(r.splits.val, calibrated=False)
-    pinball = crps_quantiles(raw.quantiles[:, 0, :], r.splits.val.y[:, 0], LEVELS).mean() / 2 * 40 / 39
+    pinball = metrics.pinball(raw.quantiles[:, 0, :], r.splits.val.y[:, 0], LEVELS).mean()
     assert pinball == pytest.approx(min(r.history["val_loss"]), rel=1e-3)
     # Split conformal on val: at least nominal coverage on the days it calibrated on.
     assert r.metrics["val/coverage_80"] >= 0.8 and r.metrics["val/coverage_95"] >= 0.95

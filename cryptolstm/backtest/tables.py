@@ -15,7 +15,8 @@ import pandas as pd
 from cryptolstm.backtest.folds import Fold
 from cryptolstm.backtest.runner import BacktestResult, FoldResult
 from cryptolstm.forecast import Forecast
-from cryptolstm.metrics import PROBABILISTIC_BASELINES, interval_metrics, score_forecast
+from cryptolstm.metrics import PROBABILISTIC_BASELINES, interval_scores, score_forecast
+from cryptolstm.models.interval_baselines import interval_baselines
 
 SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+(?P<rest>/h\d+)?$")
 
@@ -42,15 +43,15 @@ def fold_horizon_metrics(result: FoldResult) -> pd.DataFrame:
 
 
 def fold_interval_metrics(result: FoldResult) -> pd.DataFrame:
-    """One row per forecaster with intervals of one fold: `metrics.interval_metrics` in returns
+    """One row per forecaster with intervals of one fold: `metrics.interval_scores` of horizon 1 in returns
     (coverage, widths, interval scores, CRPS; widths and CRPS also in USD), with the CRPS ratio
     and Diebold-Mariano test against each interval baseline (``garch``, ``empirical``)."""
     baselines = {b: result.forecasts[b] for b in PROBABILISTIC_BASELINES if b in result.forecasts}
     rows = {}
     for name, forecast in result.forecasts.items():
         if forecast.has_intervals:
-            scored = interval_metrics("x", forecast, result.targets, "return", baselines)
-            rows[name] = {k.removeprefix("x/"): v for k, v in scored.items() if k.count("/") == 1}
+            scored = interval_scores(forecast, result.actual, "return", baselines)
+            rows[name] = {k: v for k, v in scored.items() if "/" not in k}  # a baseline's own scores: its row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
 
 
@@ -162,7 +163,7 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     80 % and 95 % intervals and the CRPS (percent of the last close) of the LSTM (seeds' mean)
     and each interval baseline, the LSTM's CRPS ratio to GARCH and to the empirical baseline
     with the Diebold-Mariano p-values (range over seeds)."""
-    names = [n for n in ("lstm.mean", "garch", "empirical", "rolling_gaussian") if n in set(table["forecaster"])]
+    names = [n for n in ("lstm.mean", *interval_baselines()) if n in set(table["forecaster"])]
     header = ["fold", "test days"]
     for name in names:
         header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]

@@ -98,17 +98,25 @@ class OptunaEngine:
         }
 
     def figures(self) -> dict[str, Figure]:
-        """Optimisation history, parameter importances, parallel coordinates; a plot that cannot be
-        drawn (e.g. importances of a single trial) is left out with a warning."""
+        """Optimisation history (with the line at ratio 1, persistence), parameter importances and
+        parallel coordinates, labelled with the objective; a plot that cannot be drawn (e.g.
+        importances of a single trial) is left out with a warning. Optuna's matplotlib backend
+        switches pyplot to its ggplot style; that stays inside these figures."""
+        import matplotlib
+
         plots.headless()
         from optuna.visualization import matplotlib as ovm
 
-        drawn = {}
+        drawn, objective = {}, (self.study.metric_names or ["objective"])[0]  # the space's, named on creation
         for name in ("optimization_history", "param_importances", "parallel_coordinate"):
             try:
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), matplotlib.rc_context():
                     warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib backend
-                    drawn[f"plots/optuna_{name}.png"] = plots.figure_of(getattr(ovm, f"plot_{name}")(self.study))
+                    axes = getattr(ovm, f"plot_{name}")(self.study, target_name=objective)
+                    if name == "optimization_history" and objective.endswith("ratio"):
+                        axes.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence (ratio 1)")
+                        axes.legend(fontsize=8)
+                    drawn[f"plots/optuna_{name}.png"] = plots.figure_of(axes)
             except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the search
                 log.warning("optuna plot %s skipped: %s", name, exc)
         return drawn

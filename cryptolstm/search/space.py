@@ -164,19 +164,29 @@ def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"space file {path} declares no dimensions under space.")
     dims = tuple(_dimension(path, name, spec, base) for name, spec in space.items())
-    _check_interval_objective(path, objective, base, dims)
+    _check_objective(path, objective, base, dims)
     return SearchSpace(str(path), base, objective, dims)
 
 
-INTERVAL_OBJECTIVES = ("crps", "coverage", "interval_score", "pinball", "width", "raw_")
+def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ...]) -> None:
+    """The objective must be a metric every trial logs (`metrics.logged_names`, for each ``head``
+    the space allows) and one where lower is better (a search minimises it); ``horizon`` cannot
+    be a dimension, since trials of different horizons are scored on different days."""
+    from cryptolstm.metrics import is_minimised, logged_names
 
-
-def _check_interval_objective(path: Path, objective: str, base, dims: tuple[Dimension, ...]) -> None:
-    """An objective on the intervals (``val/crps_ratio_empirical``...) needs every trial to have a
-    distribution head: the base's ``head`` and every choice of a ``head`` dimension."""
-    if not objective.split("/", 1)[1].startswith(INTERVAL_OBJECTIVES):
-        return
+    if any(d.name == "horizon" for d in dims):
+        raise ConfigError(f"{path}: horizon cannot be searched (each horizon has its own validation days); "
+                          f"fix it in the base and compare horizons with a metric such as val/h7/mae_ratio.")
+    if not is_minimised(objective):
+        raise ConfigError(f"{path}: objective {objective} is not an error to minimise; use an error, loss, interval "
+                          f"score or CRPS (val/mae_ratio, val/h7/mae_ratio, val/crps_ratio_empirical...).")
     heads = next((d.choices for d in dims if d.name == "head"), (base.head,))
-    if "point" in heads:
-        raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs head gaussian or "
-                          f"quantile; the space allows head point.")
+    for head in heads:
+        if objective in logged_names("val", base.horizon, head, base.rules.units):
+            continue
+        if head == "point" and objective in logged_names("val", base.horizon, "gaussian", base.rules.units):
+            raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs head gaussian or "
+                              f"quantile; the space allows head point.")
+        raise ConfigError(f"{path}: objective {objective} is not logged by a run of horizon {base.horizon} and head "
+                          f"{head}; a run logs val/mae_ratio, val/h<k>/mae_ratio for k up to its horizon, and with "
+                          f"intervals val/crps_ratio_garch...")

@@ -87,7 +87,7 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, track
     parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
     if not leader:
         tracker.parent(name, tags, run_id=parent_id)
-    runner = TrialRunner(space, market, max_epochs, options.engine, tracker, parent_id)
+    runner = TrialRunner(space, market, max_epochs, options.engine, tracker, parent_id, progress=progress)
     try:
         tracker.started(parent_id, space.path, tags, leader)
         engine.optimise(runner, progress)

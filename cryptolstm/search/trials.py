@@ -3,6 +3,7 @@ the final step that re-trains the chosen config and reads the test days once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -35,11 +36,31 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _epoch_bar(name: str, cfg: RunConfig, progress: bool):
+    """An ``on_epoch`` hook moving a bar of the trial's epochs (a no-op without ``progress``); the
+    bar goes away when the trial ends, leaving the search's bar of trials."""
+    if not progress:
+        yield lambda epoch, logs: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=cfg.epochs, desc=f"  {name} epochs", unit="epoch", position=1, leave=False) as bar:
+
+        def moved(epoch: int, logs: dict) -> None:
+            bar.update(1)
+            if "val_loss" in logs:
+                bar.set_postfix_str(f"val_loss {logs['val_loss']:.4g}")
+
+        yield moved
+
+
 @dataclass
 class TrialRunner:
     """Runs trials of ``space`` on ``market`` as child runs of ``parent_id`` in ``tracker``.
 
-    ``max_epochs`` caps each trial's epochs (the space's base value otherwise).
+    ``max_epochs`` caps each trial's epochs (the space's base value otherwise); ``progress``
+    shows a bar of the running trial's epochs (under the search's bar of trials).
     """
 
     space: SearchSpace
@@ -48,6 +69,7 @@ class TrialRunner:
     engine: str
     tracker: SearchTracker
     parent_id: str
+    progress: bool = False
 
     def config(self, values: dict[str, Any]) -> RunConfig:
         """The trial's config: base + ``values``, epochs capped at ``max_epochs``."""
@@ -70,7 +92,8 @@ class TrialRunner:
         if lstm is None:  # a model an engine hands in was built after its own clear_session
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
-        with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id:
+        with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id, _epoch_bar(name, cfg, self.progress) as bar:
+            hooks.append(bar)
             if on_run:
                 on_run(run_id)
             forecaster = lstm(cfg, hooks) if lstm else None

@@ -138,7 +138,7 @@ def log_interval_summary(result: BacktestResult) -> str:
     for nominal in (80, 95):
         cover = per_fold.pivot(index="fold", columns="forecaster", values=f"coverage_{nominal}")
         cover = cover.loc[[str(f.fold.index) for f in result.folds]]
-        lines = {name: cover[name].to_numpy() for name in ("lstm.mean", "garch", "empirical", "rolling_gaussian")
+        lines = {name: cover[name].to_numpy() for name in ("lstm.mean", *interval_baselines())
                  if name in cover}
         mlflow.log_figure(plots.coverage_per_fold(labels, lines, nominal), f"plots/coverage_{nominal}_per_fold.png")
     return markdown

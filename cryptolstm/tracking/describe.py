@@ -22,7 +22,8 @@ def experiment_text(name: str) -> str:
     """The description of the experiment ``name`` (``cryptolstm-btc``: BTC's runs)."""
     coin = name.removeprefix("cryptolstm-").upper()
     whose = f"{coin} runs" if name.startswith("cryptolstm-") and coin in COINS else "Runs"
-    return (f"{whose} of cryptolstm, next-day close forecasts by an LSTM: training runs (named "
+    return (f"{whose} of cryptolstm, close forecasts by an LSTM (the next day, or the next H days, with or "
+            "without prediction intervals): training runs (named "
             "coin-protocol-window-layers x neurons-dropout-batch-seed), searches (a parent run per study, "
             "named after it, with a child run per trial), walk-forward backtests (a child run per fold), and "
             f"the records of `register`, `predict` and `report`. {PERSISTENCE}")
@@ -38,8 +39,8 @@ def describe_experiment(client: MlflowClient, experiment_id: str) -> None:
 def model_text(name: str) -> str:
     """The description of the registered model ``name`` (``cryptolstm-btc``)."""
     coin = name.removeprefix("cryptolstm-").upper()
-    return (f"cryptolstm's next-day {coin} close forecaster (an MLflow pyfunc: the last days' raw daily rows in, "
-            f"tomorrow's close in USD out). Each version is one registered run; the alias @champion is the "
+    return (f"cryptolstm's {coin} close forecaster (an MLflow pyfunc: the last days' raw daily rows in, one row "
+            f"per forecast day out, the close in USD and, for a distribution head, its intervals). Each version is one registered run; the alias @champion is the "
             f"version with the lowest validation MAE ratio to persistence among those evaluated on the same "
             f"days. {PERSISTENCE}")
 

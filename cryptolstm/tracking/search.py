@@ -153,6 +153,9 @@ class MlflowSearchTracker:
             for path, fig in figures.items():
                 mlflow.log_figure(fig, path)
             mlflow.set_tags({f"best.{k}": str(v) for k, v in best_values.items()})  # a resumed study may change them
+            # numeric best values also as metrics, so the runs table and charts can show and sort them
+            mlflow.log_metrics({f"best/{k}": float(v) for k, v in best_values.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
             log_result(best, self.market)
             mlflow.log_text(trials.to_csv(index=False), "trials.csv")
 

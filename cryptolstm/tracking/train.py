@@ -64,8 +64,9 @@ def log_horizon_figures(result: TrainResult, market: Market) -> None:
     ratios = {split: np.array([result.metrics[f"{split}/h{h}/mae_ratio"] for h in horizons]) for split in result.forecasts
               if f"{split}/h1/mae_ratio" in result.metrics and split != "train"}
     last = list(ratios)[-1]
-    mlflow.log_figure(plots.ratio_by_horizon(horizons, ratios[last], {s: r for s, r in ratios.items() if s != last},
-                                             f"{cfg.coin}, {last} days"), "plots/mae_ratio_by_horizon.png")
+    others = {f"LSTM, {s} days": r for s, r in ratios.items() if s != last}
+    mlflow.log_figure(plots.ratio_by_horizon(horizons, ratios[last], others, f"{cfg.coin}, one run",
+                                             label=f"LSTM, {last} days"), "plots/mae_ratio_by_horizon.png")
     mlflow.log_figure(plots.forecast_paths(result.forecasts[last], market.frame[f"{cfg.coin}_close"], cfg.coin, last),
                       f"plots/paths_{last}.png")
 

@@ -1,0 +1,60 @@
+"""Figures a user reads: what they show, their labels, and that no other library's style leaks in."""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+import numpy as np
+import optuna
+import pandas as pd
+
+from cryptolstm import plots
+from cryptolstm.forecast import Forecast
+
+
+def _forecast(n: int = 120) -> tuple[Forecast, np.ndarray]:
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2023-01-01", periods=n).to_numpy()
+    last = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    actual = last * np.exp(rng.normal(0, 0.02, n))
+    return Forecast(dates, last, last, rng.normal(0, 0.01, n)), actual
+
+
+def test_the_forecast_figure_shows_the_gap_to_persistence():
+    forecast, actual = _forecast()
+    fig = plots.forecast_vs_actual(forecast, actual, "BTC", "test", last_days=30)
+    top, scatter, gap = fig.axes
+    assert len(top.lines[0].get_xdata()) == 30  # the zoomed recent window
+    assert scatter.get_xlabel() == "actual move from the last close (%)"
+    expected = np.cumsum(np.abs(forecast.close() - actual) - np.abs(forecast.last_close - actual))
+    np.testing.assert_allclose(gap.lines[0].get_ydata(), expected)
+
+
+def test_learning_curves_have_whole_epochs_and_a_linear_scale_for_a_negative_loss():
+    fig = plots.learning_curves({"loss": [-1.0, -2.0, -2.5], "val_loss": [-0.5, -1.0, -0.9]}, best_epoch=1)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear" and all(float(t).is_integer() for t in ax.get_xticks())
+    assert plots.learning_curves({"loss": [1.0, 0.5], "val_loss": [1.0, 0.7]}).axes[0].get_yscale() == "log"
+
+
+def test_optuna_plots_name_the_objective_mark_persistence_and_keep_their_style_to_themselves():
+    from cryptolstm.search.optuna_engine import OptunaEngine
+    from cryptolstm.search.optuna_study import StudyHandle
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val/mae_ratio"])
+    study.optimize(lambda t: 1.0 + t.suggest_float("dropout", 0, 0.5) - t.suggest_int("layers", 1, 3) / 10, n_trials=6)
+    def style() -> dict:  # every setting but the backend, which `plots.headless` sets on purpose
+        return {k: v for k, v in matplotlib.rcParams.items() if not k.startswith("backend")}
+
+    before = style()
+    engine = OptunaEngine(StudyHandle(study, True, "sqlite://", None, None), options=None, max_epochs=2)
+    figures = engine.figures()
+    history = figures["plots/optuna_optimization_history.png"].axes[0]
+    assert history.get_ylabel() == "val/mae_ratio"
+    assert any(list(line.get_ydata()) == [1.0, 1.0] for line in history.lines)  # the persistence line
+    assert style() == before  # Optuna's ggplot style did not stay behind
