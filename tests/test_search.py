@@ -82,6 +82,13 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
     best = {k.removeprefix("best."): v for k, v in tags.items() if k.startswith("best.")}
     numeric = {k for k, v in best.items() if v.replace(".", "", 1).replace("e-", "", 1).isdigit()}
     assert numeric and all(metrics[f"best/{k}"] == pytest.approx(float(best[k])) for k in numeric)
+    # What the UI shows as descriptions: the study's result, and each trial's values.
+    note = tags["mlflow.note.content"]
+    assert note.startswith("Study s: ") and f"test {metrics['test/mae_ratio']:.4f}" in note
+    for child in children:
+        values = child.data.tags["trial.values"]
+        assert child.data.tags["mlflow.note.content"].startswith(f"{child.data.tags['trial']}: {values}.")
+        assert f"window_len={child.data.params['config.window_len']}" in values
     artifacts = {a.path for a in client.list_artifacts(first.parent_run_id)} | {
         a.path for a in client.list_artifacts(first.parent_run_id, "plots")}
     assert {"trials.csv", "plots/optuna_optimization_history.png", "plots/optuna_param_importances.png",

@@ -91,7 +91,8 @@ class TrialRunner:
         hooks = [self.tracker.on_epoch, *on_epoch]
         if lstm is None:  # a model an engine hands in was built after its own clear_session
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
-        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id()}
+        tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id(),
+                "objective": self.space.objective, "trial.values": ", ".join(f"{k}={v}" for k, v in values.items())}
         with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id, _epoch_bar(name, cfg, self.progress) as bar:
             hooks.append(bar)
             if on_run:

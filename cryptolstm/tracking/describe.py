@@ -66,3 +66,27 @@ def describe_registered(client: MlflowClient, name: str, version: str, run: Run)
     """Describe the registered model ``name`` and its ``version``, registered from ``run``."""
     client.update_registered_model(name, description=model_text(name))
     client.update_model_version(name, version, description=version_text(run))
+
+
+def result_text(metrics: dict[str, float]) -> str:
+    """One sentence of a run's result beside persistence: the validation and test MAE ratios and,
+    where logged, the intervals' test coverage and CRPS ratio to GARCH."""
+    text = (f"MAE ratio to persistence: validation {_ratio(metrics, 'val/mae_ratio')}, "
+            f"test {_ratio(metrics, 'test/mae_ratio')}.")
+    if "test/coverage_80" in metrics:
+        text += (f" Intervals on the test days: coverage {metrics['test/coverage_80']:.2f} / "
+                 f"{metrics['test/coverage_95']:.2f} (80 % / 95 %), CRPS ratio to GARCH "
+                 f"{metrics.get('test/crps_ratio_garch', float('nan')):.3f}.")
+    return text
+
+
+def trial_text(name: str, values: str, objective: str) -> str:
+    """The description of a search trial: what it tried; its objective is among its metrics."""
+    return f"{name}: {values}. Scored on the validation days only ({objective}); the test days are never read."
+
+
+def study_text(study: str, objective: str, best: float, best_values: dict, metrics: dict[str, float]) -> str:
+    """The description of a study's parent: the best trial's values and the chosen config's result."""
+    chosen = ", ".join(f"{k}={v}" for k, v in best_values.items())
+    return (f"Study {study}: its trials are this run's children. Best {objective} {best:.4f} with {chosen}; "
+            f"that config was re-trained and scored on the test days once. {result_text(metrics)} {PERSISTENCE}")

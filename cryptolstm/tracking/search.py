@@ -16,7 +16,7 @@ from mlflow.entities import RunStatus, RunTag
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.tracking.describe import describe_experiment
+from cryptolstm.tracking.describe import NOTE, describe_experiment, study_text, trial_text
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch
 from cryptolstm.tracking.store import process_tags
 from cryptolstm.tracking.train import log_result
@@ -81,7 +81,9 @@ def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -
     """A child run of ``parent_id`` for one trial, yielding its id; its tag ``trial_state`` says complete,
     pruned, failed (with ``error``) or interrupted. Pruned trials end FINISHED, failed ones
     FAILED, interrupted ones KILLED."""
-    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags={**tags, **process_tags()})
+    note = {NOTE: trial_text(name, tags["trial.values"], tags.get("objective", ""))} if "trial.values" in tags else {}
+    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id,
+                           tags={**tags, **process_tags(), **note})
     mlflow.log_params(config_params(cfg))
     try:
         yield run.info.run_id
@@ -158,6 +160,10 @@ class MlflowSearchTracker:
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
             log_result(best, self.market)
             mlflow.log_text(trials.to_csv(index=False), "trials.csv")
+            tags = mlflow.get_run(parent_id).data.tags
+            objective = tags.get("objective", "val/mae_ratio")
+            value = summary.get("search/best_value", best.metrics.get(objective, float("nan")))
+            mlflow.set_tag(NOTE, study_text(tags.get("study_name", "?"), objective, value, best_values, best.metrics))
 
     def ended(self, parent_id: str, status: str) -> None:
         mlflow.MlflowClient().set_terminated(parent_id, status)

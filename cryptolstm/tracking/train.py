@@ -14,6 +14,7 @@ from cryptolstm.models.lstm import EpochHook, training_device
 from cryptolstm.tracking.runs import (config_params, log_dataset, log_epoch, log_figures, log_model,
                                       log_split_ranges, run_scope)
 from cryptolstm.metrics import central_coverage
+from cryptolstm.tracking.describe import NOTE, result_text
 from cryptolstm.train import TrainResult, train
 
 
@@ -48,6 +49,7 @@ def log_result(result: TrainResult, market: Market) -> None:
     mlflow.set_tag("device", training_device())  # where it trained: backend and GPU, or CPU
     mlflow.log_metrics(result.metrics)
     mlflow.log_metrics({"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run})
+    mlflow.set_tag(NOTE, result_text(result.metrics))  # the run's description in the UI
     log_figures(market, result)
     log_interval_figures(result)
     log_horizon_figures(result, market)
