@@ -20,6 +20,7 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.options import coerce_fields
 
 COINS = ("BTC", "ETH")
+FEATURES = ("close", "volume")  # per coin, in the 2018 notebook's order
 ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "swish", "gelu")
 # hard_sigmoid_keras2 is Keras 2.x's hard sigmoid (slope 0.2), the LSTM gate default in 2018.
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")

@@ -1,10 +1,17 @@
-"""Window normalisation + Keras model + inverse transform, saved and loaded as one MLflow pyfunc.
+"""Window normalisation + the trained network + inverse transform, saved and loaded as one MLflow pyfunc.
 
 Input: raw daily rows, a frame with ``date`` and ``{COIN}_close``, ``{COIN}_volume`` for
 every coin (USD), at least ``window_len`` consecutive days. Output: one row per forecast
 day (the ``horizon`` days after the last row; one for a next-day model), the forecast close
 in USD beside the last close, and for a model with a distribution head its calibrated 80 %
-and 95 % intervals in USD.
+and 95 % intervals in USD. With the parameter ``every_day`` (``params={"every_day": True}``),
+every window of the input is forecast in one pass, one row per origin day and horizon, with
+the origin and, for a distribution head, every quantile on ``LEVELS`` in USD (``q0.025``...):
+what `cryptolstm evaluate` scores.
+
+The network runs in ONNX Runtime (artifact ``onnx_model``), so loading a model and forecasting
+imports neither TensorFlow nor Keras; a model saved without it (before cryptolstm logged one)
+runs in Keras.
 """
 
 from __future__ import annotations
@@ -19,15 +26,21 @@ import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.intervals import INTERVALS, Calibration
-from cryptolstm.models.lstm import Lstm
-from cryptolstm.windowing import feature_columns, latest_window
+from cryptolstm.intervals import INTERVALS, LEVELS, Calibration
+from cryptolstm.windowing import feature_columns, latest_window, origin_windows
 
 INPUT_COLUMNS = ["date", *feature_columns(COINS)]
+PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
 
 
-def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
-    """The last ``window_len`` rows, validated and sorted by date; ``DataError`` otherwise."""
+def quantile_column(level: float) -> str:
+    """The column of the quantile at ``level`` in an ``every_day`` forecast: ``q0.025``."""
+    return f"q{level:g}"
+
+
+def prepare_rows(rows: pd.DataFrame, window_len: int, every_day: bool = False) -> pd.DataFrame:
+    """The last ``window_len`` rows (every row with ``every_day``), validated and sorted by date;
+    ``DataError`` otherwise."""
     if not isinstance(rows, pd.DataFrame):
         raise DataError("the input must be a table of daily rows.")
     missing = [c for c in INPUT_COLUMNS if c not in rows.columns]
@@ -38,38 +51,52 @@ def prepare_rows(rows: pd.DataFrame, window_len: int) -> pd.DataFrame:
     dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
     if dates.isna().any():
         raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
-    frame = rows.assign(date=dates).sort_values("date").tail(window_len).reset_index(drop=True)
+    frame = rows.assign(date=dates).sort_values("date")
+    frame = (frame if every_day else frame.tail(window_len)).reset_index(drop=True)
     values = frame[INPUT_COLUMNS[1:]].apply(pd.to_numeric, errors="coerce")
     if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
-        raise DataError("every price and volume in the last window must be a number greater than 0.")
+        raise DataError(f"every price and volume in {'the input' if every_day else 'the last window'} "
+                        "must be a number greater than 0.")
     if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
-        raise DataError(f"the last {window_len} rows must be consecutive days.")
+        raise DataError("the input's rows must be consecutive days." if every_day
+                        else f"the last {window_len} rows must be consecutive days.")
     return frame.assign(**{c: values[c].astype(float) for c in values})
 
 
-def forecast(lstm: Lstm, rows: pd.DataFrame) -> pd.DataFrame:
+def forecast(lstm, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
     """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
     ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
     and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
 
-    ``lstm``: the trained `Lstm` forecaster (model, config and calibration), as in training.
+    ``every_day``: forecast every window of ``rows`` (n = rows - window_len + 1 origins), H rows
+    per origin in origin order, with the ``origin`` (the window's last day) and, under a
+    distribution head, every quantile in USD (`quantile_column`).
+    ``lstm``: the trained forecaster (`cryptolstm.inference.Predictor` or `Lstm`: a config, a
+    calibration and ``predict(samples)``), as in training.
     """
     cfg = lstm.cfg
-    frame = prepare_rows(rows, cfg.window_len).set_index("date")
-    sample = latest_window(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, cfg.horizon)
-    predicted = lstm.predict(sample)
-    horizons = np.arange(1, cfg.horizon + 1)
-    last = float(predicted.last_close[0])
-    values = np.array([predicted.close(h)[0] for h in horizons])
-    first = pd.Timestamp(predicted.dates[0])
-    out = pd.DataFrame({"date": [(first + pd.Timedelta(days=int(h) - 1)).date().isoformat() for h in horizons],
-                        "horizon": horizons.astype(np.int64), "coin": cfg.coin, "forecast_close": values,
-                        "last_close": last, "forecast_return": values / last - 1.0})
+    frame = prepare_rows(rows, cfg.window_len, every_day).set_index("date")
+    windows = origin_windows if every_day else latest_window
+    predicted = lstm.predict(windows(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, cfg.horizon))
+    n, h = len(predicted), cfg.horizon
+    horizons = np.tile(np.arange(1, h + 1), n)
+    first = np.repeat(predicted.dates.astype("datetime64[D]"), h)
+    closes = np.stack([predicted.close(k) for k in range(1, h + 1)], axis=1).reshape(-1)
+    last = np.repeat(predicted.last_close, h)
+    out = pd.DataFrame({"date": np.datetime_as_string(first + (horizons - 1), unit="D"),
+                        "horizon": horizons.astype(np.int64), "coin": cfg.coin, "forecast_close": closes,
+                        "last_close": last, "forecast_return": closes / last - 1.0})
+    if every_day:
+        out.insert(0, "origin", np.datetime_as_string(first - 1, unit="D"))
     if predicted.has_intervals:
         for coverage in INTERVALS:
-            bounds = [predicted.bounds(coverage, h) for h in horizons]
-            out[f"lower_{coverage}"] = [float(lower[0]) for lower, _ in bounds]
-            out[f"upper_{coverage}"] = [float(upper[0]) for _, upper in bounds]
+            bounds = [predicted.bounds(coverage, k) for k in range(1, h + 1)]
+            out[f"lower_{coverage}"] = np.stack([lower for lower, _ in bounds], axis=1).reshape(-1)
+            out[f"upper_{coverage}"] = np.stack([upper for _, upper in bounds], axis=1).reshape(-1)
+        if every_day:
+            usd = predicted.reference[:, None, None] * (1.0 + predicted.quantiles)  # (n, H, Q)
+            out = pd.concat([out, pd.DataFrame(usd.reshape(n * h, -1), columns=[quantile_column(q) for q in LEVELS])],
+                            axis=1)
     return out
 
 
@@ -80,24 +107,38 @@ def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
-    """The pyfunc: artifacts ``keras_model`` (a .keras file), ``config`` (RunConfig JSON) and, for
-    a distribution head, ``calibration`` (the conformal margins, `intervals.Calibration` JSON)."""
+    """The pyfunc: artifacts ``onnx_model`` (the network for ONNX Runtime), ``keras_model`` (the
+    same network as a .keras file), ``config`` (RunConfig JSON) and, for a distribution head,
+    ``calibration`` (the conformal margins, `intervals.Calibration` JSON)."""
 
     def load_context(self, context) -> None:
-        import keras
+        from cryptolstm.inference import Predictor, onnx_network
 
-        import cryptolstm.models.lstm  # noqa: F401 - registers the custom activation, heads and losses
-
-        model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
-        config = RunConfig(**json.loads(Path(context.artifacts["config"]).read_text()))
-        self.lstm = Lstm(config, model=model)
-        if "calibration" in context.artifacts:
-            self.lstm.calibration = Calibration.from_dict(json.loads(Path(context.artifacts["calibration"]).read_text()))
+        artifacts = context.artifacts
+        config = RunConfig(**json.loads(Path(artifacts["config"]).read_text()))
+        calibration = None
+        if "calibration" in artifacts:
+            calibration = Calibration.from_dict(json.loads(Path(artifacts["calibration"]).read_text()))
+        if "onnx_model" in artifacts:
+            self.lstm = Predictor(config, onnx_network(artifacts["onnx_model"]), calibration)
+        else:  # a model logged before the ONNX artifact existed: Keras (and TensorFlow) it is
+            self.lstm = _keras_predictor(artifacts["keras_model"], config, calibration)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
         try:
-            return forecast(self.lstm, model_input)
+            return forecast(self.lstm, model_input, every_day=bool((params or {}).get("every_day", False)))
         except DataError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def _keras_predictor(path: str, config: RunConfig, calibration: Calibration | None):
+    """The `Lstm` of the .keras file at ``path``: the fallback without an ONNX artifact."""
+    import keras
+
+    from cryptolstm.models.lstm import Lstm  # registers the custom activation, heads and losses
+
+    lstm = Lstm(config, model=keras.models.load_model(path, compile=False))
+    lstm.calibration = calibration
+    return lstm

@@ -19,13 +19,16 @@ cross.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 LEVELS: tuple[float, ...] = tuple(round(k / 40, 4) for k in range(1, 40))
 INTERVALS: tuple[int, ...] = (80, 95)  # central interval coverages in percent that are reported
+
+
+_NORMAL = NormalDist()
 
 
 def interval_levels(coverage: int) -> tuple[float, float]:
@@ -55,12 +58,14 @@ def check_levels(levels) -> tuple[float, ...]:
 
 def gaussian_quantiles(mean: np.ndarray, scale: np.ndarray, levels=LEVELS) -> np.ndarray:
     """(..., Q) quantiles of Normal(``mean``, ``scale``) at ``levels``; ``mean``, ``scale`` (...)."""
-    z = stats.norm.ppf(np.asarray(levels))
+    z = np.array([_NORMAL.inv_cdf(float(p)) for p in levels])  # the standard library's: no scipy to load
     return np.asarray(mean)[..., None] + np.asarray(scale)[..., None] * z
 
 
 def student_t_quantiles(mean: np.ndarray, scale: np.ndarray, nu: float, levels=LEVELS) -> np.ndarray:
     """(..., Q) quantiles of ``mean + scale * T(nu)`` at ``levels`` (``scale`` is T's scale, not its sd)."""
+    from scipy import stats
+
     z = stats.t.ppf(np.asarray(levels), df=nu)
     return np.asarray(mean)[..., None] + np.asarray(scale)[..., None] * z
 

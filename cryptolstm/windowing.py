@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cryptolstm.data import FEATURES
+from cryptolstm.config import FEATURES
 from cryptolstm.errors import DataError
 
 
@@ -128,24 +128,34 @@ def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], win
     return target_windows(frame, coin, coins, window_len, "last", horizon=horizon)
 
 
-def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
-                  horizon: int = 1) -> WindowSet:
-    """One sample: the last ``window_len`` days of ``frame`` as the input, to forecast the
-    ``horizon`` days after.
+def origin_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
+                   horizon: int = 1) -> WindowSet:
+    """Every window of ``frame`` as an input, to forecast the ``horizon`` days after it: window i
+    covers days i..i+w-1 and its origin is day i+w-1 (n = days - w + 1; the last one ends on the
+    last day of ``frame``).
 
     Its targets are unknown (``y`` and ``target_close`` NaN); ``reference`` (``"first"`` or
     ``"last"``) names the window close the target returns are relative to, as the protocol says.
     """
     w = window_len
     _require(len(frame), w, "the input")
-    values = frame[feature_columns(coins)].to_numpy(np.float64)[-w:]
-    close = frame[f"{coin}_close"].to_numpy(np.float64)[-w:]
-    ref = close[:1] if reference == "first" else close[-1:]
+    values = frame[feature_columns(coins)].to_numpy(np.float64)
+    close = frame[f"{coin}_close"].to_numpy(np.float64)
+    n = len(close) - w + 1
+    last = close[w - 1:]
+    ref = close[:n] if reference == "first" else last
     return WindowSet(
-        X=normalise(values[None]).astype(np.float32),
-        y=np.full((1, horizon), np.nan, dtype=np.float32),
+        X=normalise(_windows(values, w)).astype(np.float32),
+        y=np.full((n, horizon), np.nan, dtype=np.float32),
         ref_close=ref,
-        persistence=close[-1:] / ref - 1.0,
-        target_close=np.full((1, horizon), np.nan),
-        dates=(frame.index[-1:] + pd.Timedelta(days=1)).to_numpy(),
+        persistence=last / ref - 1.0,
+        target_close=np.full((n, horizon), np.nan),
+        dates=(frame.index[w - 1:] + pd.Timedelta(days=1)).to_numpy(),
     )
+
+
+def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
+                  horizon: int = 1) -> WindowSet:
+    """One sample: the last ``window_len`` days of ``frame`` as the input (`origin_windows`)."""
+    _require(len(frame), window_len, "the input")
+    return origin_windows(frame.iloc[-window_len:], coin, coins, window_len, reference, horizon)

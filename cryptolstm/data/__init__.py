@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryptolstm.config import COINS
+from cryptolstm.config import COINS, FEATURES
 from cryptolstm.data import snapshots
 from cryptolstm.data.schema import read_daily_csv
 from cryptolstm.data.snapshots import coin_file, sha256
@@ -23,7 +23,6 @@ from cryptolstm.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("close", "volume")
 HOW_TO_SUPPLY = (
     "fetch prices with `cryptolstm fetch --data-dir DIR` (needs the network), import a CSV with "
     "`cryptolstm data import FILE --coin BTC --data-dir DIR`, or pass --data-dir (mlflow run: -P data_dir=...) "

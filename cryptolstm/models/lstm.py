@@ -17,7 +17,8 @@ from keras import layers as kl
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import TrainingError
 from cryptolstm.forecast import Forecast
-from cryptolstm.intervals import LEVELS, Calibration, fit_conformal, gaussian_quantiles
+from cryptolstm.inference import distribution, forecast_of, output_width
+from cryptolstm.intervals import LEVELS, Calibration, fit_conformal
 from cryptolstm.splits import Splits
 from cryptolstm.windowing import WindowSet
 
@@ -148,6 +149,35 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
     return total + 2 * (inputs + 1) * cfg.horizon * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
 
 
+ONNX_TOLERANCE = 1e-6  # largest difference of a raw output (a return) allowed between ONNX Runtime and Keras
+
+
+def export_onnx(model: keras.Model, path: str, windows: np.ndarray) -> str | None:
+    """Save ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath) and check
+    that ONNX Runtime's outputs on the (n, w, f) ``windows`` equal Keras' within
+    ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is
+    then removed: the model is used through Keras)."""
+    import warnings
+    from pathlib import Path
+
+    from cryptolstm.inference import onnx_network
+
+    try:
+        with warnings.catch_warnings():  # tf2onnx's NumPy deprecation notices
+            warnings.simplefilter("ignore")
+            model.export(path, format="onnx", verbose=False)
+        expected = np.asarray(model(windows, training=False), dtype=np.float64)
+        got = np.asarray(onnx_network(path)(windows), dtype=np.float64).reshape(expected.shape)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure: the model is used through Keras
+        Path(path).unlink(missing_ok=True)
+        return f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}"
+    gap = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+    if not gap <= ONNX_TOLERANCE:
+        Path(path).unlink(missing_ok=True)
+        return f"ONNX Runtime's outputs differ from Keras' by {gap:.2g} (more than {ONNX_TOLERANCE:g})"
+    return None
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend, and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
@@ -258,29 +288,18 @@ class Lstm:
         """The forecast of every sample: the point return, and under a distribution head the
         quantiles on ``LEVELS`` (conformally calibrated once `calibrate` has run, unless
         ``calibrated=False``)."""
-        point, quantiles = predict_distribution(self.model, samples.X, self.cfg.head, self.cfg.horizon)
-        forecast = Forecast.of_samples(samples, point)
-        if quantiles is None:
-            return forecast
-        if calibrated and self.calibration is not None:
-            quantiles = self.calibration.apply(quantiles)
-        return forecast.with_quantiles(quantiles, LEVELS)
+        raw = raw_outputs(self.model, samples.X, self.cfg.head, self.cfg.horizon)
+        return forecast_of(samples, raw, self.cfg.head, self.cfg.horizon, self.calibration if calibrated else None)
+
+
+def raw_outputs(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1, batch_size: int = 1024) -> np.ndarray:
+    """(n, w, f) windows -> the network's raw outputs (`cryptolstm.inference.distribution` reads them)."""
+    if len(X) == 0:
+        return np.zeros((0, output_width(head, horizon)))
+    return model.predict(X, batch_size=batch_size, verbose=0)
 
 
 def predict_distribution(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1,
                          batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, w, f) windows -> ((n, H) point returns, (n, H, Q) quantiles on ``LEVELS`` or None).
-
-    The point of a distribution head is its mean (gaussian) or median (quantile)."""
-    width = {"point": horizon, "gaussian": 2 * horizon, "quantile": horizon * len(LEVELS)}[head]
-    if len(X) == 0:
-        out = np.zeros((0, width))
-    else:
-        out = model.predict(X, batch_size=batch_size, verbose=0).astype(np.float64).reshape(len(X), width)
-    if head == "gaussian":
-        mean, scale = out[:, :horizon], out[:, horizon:]
-        return mean, gaussian_quantiles(mean, scale)
-    if head == "quantile":
-        quantiles = out.reshape(len(X), horizon, len(LEVELS))
-        return quantiles[:, :, len(LEVELS) // 2], quantiles
-    return out, None
+    """(n, w, f) windows -> ((n, H) point returns, (n, H, Q) quantiles on ``LEVELS`` or None)."""
+    return distribution(raw_outputs(model, X, head, horizon, batch_size), head, horizon)

@@ -176,7 +176,7 @@ def log_figures(market: Market, result: TrainResult) -> None:
         mlflow.log_figure(fig, path)
 
 
-RUNTIME_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "scipy", "pandera", "pyyaml")
+RUNTIME_PACKAGES = ("onnxruntime", "keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "scipy", "pandera", "pyyaml")
 
 
 def _runtime_requirements() -> list[str]:
@@ -194,7 +194,8 @@ def _runtime_requirements() -> list[str]:
 def log_model(result: TrainResult, market: Market) -> None:
     """The forecaster as an MLflow pyfunc under ``model``: raw daily rows in, next-day close in USD
     out. The Keras model and the config are its artifacts; the package travels with it."""
-    from cryptolstm.forecaster import LstmForecaster, example_rows, forecast
+    from cryptolstm.forecaster import PARAMS, LstmForecaster, example_rows, forecast
+    from cryptolstm.models.lstm import export_onnx
 
     cfg = result.config
     example = example_rows(market.frame, cfg.window_len)
@@ -204,12 +205,18 @@ def log_model(result: TrainResult, market: Market) -> None:
         result.model.save(keras_path)
         config_path.write_text(json.dumps(cfg.to_dict()))
         artifacts = {"keras_model": str(keras_path), "config": str(config_path)}
+        onnx_path = str(Path(tmp) / "lstm.onnx")  # what the pyfunc runs: ONNX Runtime, no TensorFlow
+        problem = export_onnx(result.model, onnx_path, result.splits.val.X[:64])
+        if problem is None:
+            artifacts["onnx_model"] = onnx_path
+        else:
+            log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
         if result.calibration is not None:  # the intervals' conformal margins travel with the model
             artifacts["calibration"] = str(Path(tmp) / "calibration.json")
             Path(artifacts["calibration"]).write_text(json.dumps(result.calibration.to_dict()))
         with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-            signature = mlflow.models.infer_signature(example, forecast(lstm, example))
+            signature = mlflow.models.infer_signature(example, forecast(lstm, example), params=PARAMS)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LstmForecaster(),
