@@ -228,6 +228,28 @@ def backtest_command(options: opts.BacktestOptions, quiet: Quiet = False) -> Non
     typer.echo(markdown)
 
 
+@app.command("evaluate")
+@takes(opts.EvaluateOptions)
+def evaluate_command(options: opts.EvaluateOptions, quiet: Quiet = False) -> None:
+    """Score a registered model on the days after its training data, beside persistence, without refitting."""
+    env = environment(quiet)
+    evaluation, uri = call(lambda: workflows.evaluate(options, env), "no evaluation was logged.")
+    typer.echo(workflows.live_summary(evaluation))
+    typer.echo(_where(evaluation.run_id, uri))
+
+
+@app.command("refit")
+@takes(opts.RefitOptions)
+def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
+    """Retrain a model's configuration on every day up to the latest; register it, promoted only if not worse."""
+    env = environment(quiet)
+    done, uri = call(lambda: workflows.refit(options, env), "the refit run was ended KILLED.")
+    typer.echo(f"refit of {done.ref.label}:")
+    typer.echo(workflows.run_summary(done.run_id, uri, done.result))
+    typer.echo(workflows.registered_line(done.registration))
+    typer.echo(_where(done.run_id, uri))
+
+
 @app.command("report")
 @takes(opts.ReportOptions)
 def report_command(options: opts.ReportOptions, quiet: Quiet = False) -> None:

@@ -38,8 +38,9 @@ class RunConfig:
     Protocols: ``seed`` reproduces the 2018 notebook (80/20 positional split of
     days, the last part used as validation, target ``close[i+w]/close[i]-1``);
     ``honest`` splits target days chronologically into train/val/test
-    (``train_frac``, ``val_frac``, the rest is test) and predicts the next
-    day's return relative to the window's last close.
+    (``train_frac``, ``val_frac``, the rest is test; with no rest there is no test split,
+    as in a refit on every day up to the latest) and predicts the next day's return
+    relative to the window's last close.
     """
 
     # what and how
@@ -134,10 +135,10 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError(f"learning_rate must be > 0, got {c.learning_rate}.")
     if not 0.0 < c.train_frac < 1.0:
         raise ConfigError(f"train_frac must be in (0, 1), got {c.train_frac}.")
-    if rules.has_test and not (0.0 < c.val_frac and c.test_frac > 0.0):
+    if rules.has_test and not (0.0 < c.val_frac and c.test_frac >= 0.0):
         raise ConfigError(
-            f"val_frac must be > 0 and train_frac + val_frac < 1 so that a test split remains; "
-            f"got train_frac={c.train_frac}, val_frac={c.val_frac}."
+            f"val_frac must be > 0 and train_frac + val_frac <= 1 (the rest is the test split; none for a "
+            f"refit on every day); got train_frac={c.train_frac}, val_frac={c.val_frac}."
         )
 
 

@@ -21,7 +21,7 @@ from cryptolstm.errors import ConfigError
 DEFAULT_EXPERIMENT = "experiments/default.yaml"
 DEFAULT_SPACE = "experiments/search-default.yaml"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
-DATE_FIELDS = ("start", "end")
+DATE_FIELDS = ("start", "end", "since", "until")
 
 
 def option(default: Any, help: str) -> Any:
@@ -221,6 +221,44 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+
+
+MODEL_URIS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
+
+
+def _check_model_uri(uri: str) -> None:
+    if not uri.startswith(("models:/", "runs:/")) or uri.rstrip("/") in ("models:", "runs:"):
+        raise ConfigError(f"model must be a model URI, {MODEL_URIS}; got {uri!r}.")
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """``cryptolstm evaluate``: which model, on which new days."""
+
+    model: str = option("models:/cryptolstm-btc@champion", f"Model to score: {MODEL_URIS}.")
+    since: str | None = option(None, "First day to score (default: the day after the model's data ended).")
+    until: str | None = option(None, "Last day to score (default: the last day of the data).")
+    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _check_model_uri(self.model)
+        if self.since and self.until and self.since > self.until:
+            raise ConfigError(f"--since ({self.since}) is after --until ({self.until}): no day to score.")
+
+
+@dataclass(frozen=True)
+class RefitOptions:
+    """``cryptolstm refit``: which model to retrain on every day up to the latest."""
+
+    model: str = option("models:/cryptolstm-btc@champion", f"Model whose configuration to refit: {MODEL_URIS}.")
+    end_date: str | None = option(None, "Last day to train on (default: the last day of the data).")
+    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
+    force: bool = option(False, "Make the refit champion even if it is worse on the common evaluation.")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        _check_model_uri(self.model)
 
 
 @dataclass(frozen=True)

@@ -286,3 +286,29 @@ def forecast_paths(forecast: Forecast, closes: pd.Series, coin: str, split: str,
     ax.legend()
     _date_axis(ax)
     return fig
+
+
+def live_gap(days: pd.DataFrame, coin: str, label: str, window: int = 30) -> Figure:
+    """Where a model wins and loses against persistence on new days (``days``: `live.daily_table`):
+    the cumulative difference of absolute errors, model minus persistence (USD; falling where
+    the model is closer), shaded by sign, above the ``window``-day rolling MAE ratio to
+    persistence (below 1: the model was better over those days)."""
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    dates, gap = pd.to_datetime(days["date"]), days["cumulative_gap"].to_numpy(float)
+    top.plot(dates, gap, color="C0", lw=1.2)
+    top.fill_between(dates, 0, gap, where=gap <= 0, color="C2", alpha=0.25, label="model ahead of persistence")
+    top.fill_between(dates, 0, gap, where=gap > 0, color="C3", alpha=0.25, label="model behind persistence")
+    top.axhline(0, color="black", lw=0.8)
+    top.set_ylabel("cumulative |model error| - |persistence error| (USD)")
+    top.set_title(f"{coin}, {label}: {len(days)} new days, {days['date'].iloc[0]} to {days['date'].iloc[-1]} "
+                  f"({'behind' if gap[-1] > 0 else 'ahead'} at the end)")
+    top.legend(fontsize=8)
+    model = days["error"].abs().rolling(window, min_periods=window).mean()
+    naive = days["persistence_error"].abs().rolling(window, min_periods=window).mean()
+    bottom.plot(dates, model / naive, color="C0", lw=1)
+    bottom.axhline(1, color="C2", ls="--", lw=1, label="persistence")
+    bottom.set_ylabel(f"{window}-day MAE ratio")
+    bottom.legend(fontsize=8)
+    _date_axis(bottom)
+    return fig

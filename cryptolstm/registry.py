@@ -17,6 +17,7 @@ import hashlib
 import tempfile
 import urllib.parse
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,14 @@ def _evaluation(tags: dict[str, str]) -> dict[str, str]:
     return {k: tags.get(k, "") for k in EVALUATION_TAGS}
 
 
-def register(run: Run, coin: str, force: bool = False) -> Registration:
+Decision = Callable[[ModelVersion], tuple[bool, str]]  # the champion -> (promote?, why)
+
+
+def register(run: Run, coin: str, force: bool = False, decide: Decision | None = None,
+             tags: dict[str, str] | None = None) -> Registration:
     """Register ``run``'s model as a new version of ``cryptolstm-<coin>`` and promote it if it is
-    better (`_decide`; ``force`` promotes it anyway).
+    better (`_decide`, or ``decide(champion)`` when given: a refit's common evaluation; ``force``
+    promotes it anyway). ``tags``: more tags of the new version.
 
     A run of another coin, one that names no coin and one without ``val/mae_ratio`` are refused
     (`ConfigError`, nothing registered). A run that already has a version gets that version back
@@ -112,7 +118,7 @@ def register(run: Run, coin: str, force: bool = False) -> Registration:
     promotion share one lock, so two registrations of one run at once add one version."""
     client, name = MlflowClient(), model_name(coin)
     _check_run(run, name, coin)
-    metrics, tags, run_id = run.data.metrics, run.data.tags, run.info.run_id
+    metrics, extra, tags, run_id = run.data.metrics, tags, run.data.tags, run.info.run_id
     ratio = metrics.get("test/mae_ratio", metrics[METRIC])
     beats = ratio < 1.0
     source = tags.get("model_uri", f"runs:/{run_id}/model")
@@ -123,11 +129,11 @@ def register(run: Run, coin: str, force: bool = False) -> Registration:
         version_tags = {
             METRIC: str(metrics[METRIC]), "test/mae_ratio": str(metrics.get("test/mae_ratio", "")),
             "test/mae": str(metrics.get("test/mae", "")), "beats_persistence": str(beats).lower(),
-            "persistence_ratio": str(ratio), "source_run": run_id, **_evaluation(tags),
+            "persistence_ratio": str(ratio), "source_run": run_id, **_evaluation(tags), **(extra or {}),
         }
         version = _register_model(source, name, version_tags, run_id)
         describe_registered(client, name, version, run)
-        promoted, reason = _promote(client, name, version, metrics[METRIC], _evaluation(tags), force)
+        promoted, reason = _promote(client, name, version, metrics[METRIC], _evaluation(tags), force, decide)
     return Registration(name, version, promoted, reason, beats, ratio)
 
 
@@ -144,9 +150,9 @@ def _again(client: MlflowClient, earlier: ModelVersion, value: float, evaluation
 
 
 def _promote(client: MlflowClient, name: str, version: str, value: float, evaluation: dict,
-             force: bool) -> tuple[bool, str]:
+             force: bool, decide: Decision | None = None) -> tuple[bool, str]:
     """`_decide` for ``version``; move the alias to it if promoted and tag the reason (``promotion``)."""
-    promoted, reason = _decide(client, name, value, evaluation, force)
+    promoted, reason = _decide(client, name, value, evaluation, force, decide)
     if promoted:
         client.set_registered_model_alias(name, ALIAS, version)
     client.set_model_version_tag(name, version, "promotion", reason)
@@ -192,14 +198,18 @@ def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -
         raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {_first_line(exc)}.") from None
 
 
-def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, force: bool) -> tuple[bool, str]:
-    """Whether a version with ``value`` on ``evaluation`` should become champion, and why."""
+def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, force: bool,
+            decide: Decision | None = None) -> tuple[bool, str]:
+    """Whether a version with ``value`` on ``evaluation`` should become champion, and why
+    (``decide(champion)`` says it instead of the comparison of validation ratios)."""
     try:
         current = client.get_model_version_by_alias(name, ALIAS)
     except MlflowException:
         return True, "first champion"
     if force:
         return True, f"promoted by force over version {current.version}"
+    if decide is not None:
+        return decide(current)
     if _evaluation(current.tags) != evaluation:
         return False, (f"not compared: champion version {current.version} was evaluated on {_evaluation(current.tags)}, "
                        f"this one on {evaluation}; promote it with --force")
@@ -207,6 +217,61 @@ def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, for
     if value < best:
         return True, f"{METRIC} {value:.4f} beats champion version {current.version} ({best:.4f})"
     return False, f"{METRIC} {value:.4f} does not beat champion version {current.version} ({best:.4f})"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model URI names: the registered ``name`` and ``version`` (None for ``runs:/``), the
+    training run ``run`` it came from, and ``label``, how it is named to a user."""
+
+    uri: str
+    run: Run
+    name: str | None = None
+    version: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} version {self.version}" if self.version else self.uri
+
+
+def model_ref(uri: str) -> ModelRef:
+    """The `ModelRef` of ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/ID/model``;
+    one sentence (`ConfigError`) when it names no model or its run is gone."""
+    client = MlflowClient()
+    try:
+        if uri.startswith("models:/"):
+            name, _, rest = uri.removeprefix("models:/").partition("@")
+            if rest:
+                version = client.get_model_version_by_alias(name, rest)
+            else:
+                name, _, number = name.rpartition("/")
+                version = client.get_model_version(name, number)
+            run_id = version.tags.get("source_run") or version.run_id
+            return ModelRef(uri, client.get_run(run_id), version.name, str(version.version))
+        if uri.startswith("runs:/"):
+            return ModelRef(uri, client.get_run(uri.removeprefix("runs:/").split("/")[0]))
+    except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
+        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {_first_line(exc)}.") from None
+    raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
+
+
+def load_model(ref: ModelRef, coin: str | None = None):
+    """The pyfunc of ``ref``, loaded as a user loads it; one sentence when it cannot be, or when
+    it is not a cryptolstm forecaster (of ``coin``, when given)."""
+    model = _load(ref.uri)
+    if coin is not None:
+        _check_model_coin(model, coin, ref.label)
+    else:
+        _check_model_coin(model, config_of(model).coin, ref.label)
+    return model
+
+
+def config_of(model):
+    """The `RunConfig` a loaded cryptolstm pyfunc was trained with."""
+    try:
+        return model.unwrap_python_model().lstm.cfg
+    except (MlflowException, AttributeError):
+        raise ConfigError("the model is not a cryptolstm forecaster.") from None
 
 
 def load_champion(coin: str, model_uri: str | None = None):

@@ -60,7 +60,8 @@ def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = C
 
     The boundaries are cut on the *days* of ``frame`` (``train_frac``, ``val_frac``
     of them), not on samples, so every ``window_len`` gets the same validation and
-    test days and trials of a search are compared on the same days. A window belongs
+    test days and trials of a search are compared on the same days (``test_frac`` 0: no
+    test split, the validation days run to the end). A window belongs
     to a split only if all of its ``horizon`` target days do: the last H-1 windows
     before a boundary belong to none.
     """
@@ -73,13 +74,14 @@ def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = C
     # a window with first target at p has its last at p + h - 1
     train_end, val_start, val_end, test_start = np.searchsorted(
         first_target, [first_val - h + 1, first_val, first_test - h + 1, first_test])
-    if min(train_end, val_end - val_start, len(samples) - test_start) < 1:
+    has_test = cfg.test_frac > 0
+    if min(train_end, val_end - val_start, len(samples) - test_start if has_test else 1) < 1:
         raise DataError(
             f"{days} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
             f"with window_len {cfg.window_len} and horizon {h}; widen merge_date..end_date."
         )
     return Splits(train=samples.take(slice(0, train_end)), val=samples.take(slice(val_start, val_end)),
-                  test=samples.take(slice(test_start, None)))
+                  test=samples.take(slice(test_start, None)) if has_test else None)
 
 
 def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:

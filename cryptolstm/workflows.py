@@ -15,8 +15,8 @@ from typing import Any
 
 from cryptolstm.config import RunConfig, load_config
 from cryptolstm.data.prepare import prepare_market
-from cryptolstm.options import (BacktestOptions, FetchOptions, PredictOptions, RegisterOptions, ReportOptions,
-                                SearchOptions, TrainOptions)
+from cryptolstm.options import (BacktestOptions, EvaluateOptions, FetchOptions, PredictOptions, RefitOptions,
+                                RegisterOptions, ReportOptions, SearchOptions, TrainOptions)
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def _bar(total: int, desc: str, unit: str, env: Environment) -> Iterator[Callable[[int], None] | None]:
-    """``advance(to)``, which moves a progress bar of ``total`` steps to step ``to``, and closes it
-    afterwards, whatever happens; None without progress."""
+def _bar(total: int | None, desc: str, unit: str, env: Environment) -> Iterator[Callable[[int], None] | None]:
+    """``advance(to)``, which moves a progress bar of ``total`` steps (None: not known) to step ``to``,
+    and closes it afterwards, whatever happens; None without progress."""
     if not env.progress:
         yield None
         return
@@ -138,6 +138,29 @@ def predict(options: PredictOptions, env: Environment):
     registry.model_name(options.coin)
     market = load_market(env.data_dir_for(options.data_dir), "2000-01-01")
     return registry.forecast_with(options.coin, options.model_uri, example_rows(market.frame, 60))
+
+
+def evaluate(options: EvaluateOptions, env: Environment):
+    """`cryptolstm evaluate`: (the `tracking.live.Evaluation`, tracking URI)."""
+    from cryptolstm import tracking
+    from cryptolstm.tracking.live import evaluate as evaluate_model
+
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    return evaluate_model(options.model, env.data_dir_for(options.data_dir), options.since, options.until,
+                          env.launched, env.fetch_missing), uri
+
+
+def refit(options: RefitOptions, env: Environment):
+    """`cryptolstm refit`: (the `tracking.refit.Refit`, tracking URI)."""
+    from cryptolstm import tracking
+    from cryptolstm.tracking.refit import refit as refit_model
+
+    uri = tracking.use_tracking_uri(env.tracking_uri)
+    with _bar(None, "refit epochs", "epoch", env) as advance:
+        hooks = [lambda epoch, logs: advance(epoch + 1)] if advance else []
+        done = refit_model(options.model, env.data_dir_for(options.data_dir), options.end_date, options.force,
+                           env.launched, env.fetch_missing, hooks)
+    return done, uri
 
 
 def report(options: ReportOptions, env: Environment) -> str:
@@ -250,3 +273,30 @@ def registered_line(reg) -> str:
         return f"{reg.name} version {reg.version} ({alias}): {reg.reason}; it {verdict} persistence (MAE ratio {reg.ratio:.4f})."
     return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
             f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
+
+
+def live_summary(evaluation) -> str:
+    """What `evaluate` prints: the days scored, the model beside persistence on them (USD), the
+    intervals when the model has them, and where the evaluation is."""
+    result, ref = evaluation.result, evaluation.ref
+    m = {k.removeprefix("live/"): v for k, v in result.metrics.items()}
+    lines = [f"{ref.label} on {result.n_days} new day(s), {result.first}..{result.last}, one day ahead "
+             f"(no refit), USD:",
+             f"  {'':<13}{'MAE':>12}{'RMSE':>12}",
+             f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
+             f"  {'persistence':<13}{m['persistence_mae']:>12,.2f}{m['persistence_rmse']:>12,.2f}",
+             f"  MAE ratio {m['mae_ratio']:.4f} ({'beats' if m['mae_ratio'] < 1 else 'does not beat'} persistence), "
+             f"Diebold-Mariano p {m['dm_p']:.3g}; direction {m['direction_accuracy']:.1%} "
+             f"(95 % interval {m['direction_low']:.1%}..{m['direction_high']:.1%}, p {m['direction_p']:.3g} against "
+             f"a coin flip)"]
+    if result.forecast.horizon > 1:
+        lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}"
+                                                          for h in range(1, result.forecast.horizon + 1)))
+    if "coverage_80" in m:
+        lines.append(f"  intervals: coverage {m['coverage_80']:.2f} (80 %) / {m['coverage_95']:.2f} (95 %); CRPS "
+                     f"ratio to GARCH {m['crps_ratio_garch']:.3f} (p {m['crps_dm_p_garch']:.2g}), to the empirical "
+                     f"quantiles {m['crps_ratio_empirical']:.3f} (p {m['crps_dm_p_empirical']:.2g})")
+    if ref.version:
+        lines.append(f"  tagged {ref.name} version {ref.version}: live.mae_ratio {m['mae_ratio']:.4f}, "
+                     f"live.days {result.n_days}, live.first_date {result.first}, live.last_date {result.last}")
+    return "\n".join(lines)

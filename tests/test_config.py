@@ -22,7 +22,7 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
         ({"activation": "banana"}, "activation must be one of tanh"),
         ({"merge_date": "2016-13-01"}, "merge_date must be a date written YYYY-MM-DD"),
         ({"end_date": "2015-01-01"}, "end_date (2015-01-01) must be after merge_date"),
-        ({"train_frac": 0.9, "val_frac": 0.1}, "so that a test split remains"),
+        ({"train_frac": 0.9, "val_frac": 0.2}, "train_frac + val_frac <= 1"),
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"fill_gaps": "maybe"}, "fill_gaps must be true or false"),
     ],

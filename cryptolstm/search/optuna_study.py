@@ -26,7 +26,8 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.search.storage import JOURNAL, masked
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
 from cryptolstm.search.space import SearchSpace
-from cryptolstm.search.trials import TrialRunner, process_alive, worker_id
+from cryptolstm.processes import process_alive
+from cryptolstm.search.trials import TrialRunner, worker_id
 
 log = logging.getLogger(__name__)
 

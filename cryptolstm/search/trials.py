@@ -25,17 +25,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host is alive (another user's live process counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def _epoch_bar(name: str, cfg: RunConfig, progress: bool):
     """An ``on_epoch`` hook moving a bar of the trial's epochs (a no-op without ``progress``); the

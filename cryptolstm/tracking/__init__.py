@@ -7,10 +7,21 @@ these modules attach to them.
 - `train`: a training run; `search`: a study's parent run and its trials' child runs;
 - `backtest`: a backtest's parent run and its folds' child runs;
 - `source`: a configuration read back from a run or a registered model;
-- `report`: the Markdown summary of an experiment.
+- `report`: the Markdown summary of an experiment;
+- `live`: a registered model scored on the days after its training (`cryptolstm evaluate`);
+- `refit`: a model's configuration retrained on every day up to the latest (`cryptolstm refit`);
+- `commands`: the run of a command that trains nothing (register, predict, report, evaluate).
 """
 
 from cryptolstm.tracking.runs import use_tracking_uri
-from cryptolstm.tracking.train import tracked_train
 
 __all__ = ["tracked_train", "use_tracking_uri"]
+
+
+def __getattr__(name: str):
+    """``tracked_train`` on first use: it imports Keras, which `evaluate` and `report` do without."""
+    if name == "tracked_train":
+        from cryptolstm.tracking.train import tracked_train
+
+        return tracked_train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

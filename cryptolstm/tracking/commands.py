@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 
 from cryptolstm.tracking.describe import NOTE, describe_experiment
 from cryptolstm.tracking.runs import coin_experiment
+from cryptolstm.tracking.store import process_tags
 
 DEFAULT_EXPERIMENT_ID = "0"
 
@@ -32,21 +33,44 @@ def record(launched: str, experiment_name: str, name: str, note: str, tags: dict
     Default): ``note`` as its description, ``tags``, ``metrics`` and ``files`` (path -> text).
     Returns the record's run id."""
     client = MlflowClient()
-    run = client.get_run(launched)
-    target = launched
-    if run.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment_name != "Default":
-        target = _copy(client, run, experiment_name)
-    describe_experiment(client, client.get_run(target).info.experiment_id)
+    target = command_run(launched, experiment_name)
     now = int(time.time() * 1000)
     client.log_batch(target, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
                      tags=[RunTag(k, str(v)) for k, v in {**tags, NOTE: note, "mlflow.runName": name}.items()])
     for path, text in (files or {}).items():
         client.log_text(target, text, path)
+    finish(target, launched)
+    return target
+
+
+def command_run(launched: str | None, experiment_name: str) -> str:
+    """The run a command records itself in: ``launched`` (the run ``mlflow run`` made; a copy in
+    ``experiment_name`` when it is in Default), else a new run in ``experiment_name`` tied to this
+    process (if the process dies, the next command ends it KILLED). End it with `finish`."""
+    client = MlflowClient()
+    if launched:
+        run = client.get_run(launched)
+        target = launched
+        if run.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment_name != "Default":
+            target = _copy(client, run, experiment_name)
+    else:
+        experiment_id = mlflow.set_experiment(experiment_name).experiment_id
+        target = client.create_run(experiment_id, tags=process_tags()).info.run_id
+    describe_experiment(client, client.get_run(target).info.experiment_id)
+    return target
+
+
+def finish(target: str, launched: str | None, error: str | None = None) -> None:
+    """End a `command_run` ``target``: FINISHED, or FAILED with ``error`` as its tag. ``mlflow run``
+    ends its own run; one it made in Default that was copied is ended and deleted (hidden)."""
+    client = MlflowClient()
+    if error is not None:
+        client.set_tag(target, "error", error[:500])
     if target != launched:
-        client.set_terminated(target)
+        client.set_terminated(target, "FAILED" if error is not None else "FINISHED")
+    if launched and target != launched:
         client.set_terminated(launched)
         client.delete_run(launched)
-    return target
 
 
 def _copy(client: MlflowClient, run: Run, experiment_name: str) -> str:

@@ -114,6 +114,42 @@ def _horizon_section(runs: list[Run]) -> list[str]:
     return lines + [""]
 
 
+def _registry_section(experiment_name: str) -> list[str]:
+    """The versions of the registered model named like the experiment (``cryptolstm-btc``): their
+    validation and test ratios at training time beside how they did on new days (``live.*``)."""
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{experiment_name}'")
+        champion = str(client.get_model_version_by_alias(experiment_name, "champion").version)
+    except Exception:  # noqa: BLE001 - no such registered model (or no champion yet)
+        versions = versions if "versions" in locals() else []
+        champion = None
+    if not versions:
+        return []
+    lines = [f"## Registered model `{experiment_name}` ({len(versions)} versions)", "",
+             "MAE ratio to persistence on the validation and test days at training time, and on the new days "
+             "after its training (`cryptolstm evaluate`, one day ahead, no refit; DM p against persistence).", "",
+             "| version | alias | val ratio | test ratio | new days | new-day ratio (DM p) | refit of | source run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        t = v.tags
+        days = (f"{t['live.days']}, {t.get('live.first_date')}..{t.get('live.last_date')}" if "live.days" in t
+                else "not evaluated")
+        live = f"{_num(float(t['live.mae_ratio']))} ({_num(float(t['live.dm_p']), 3)})" if "live.mae_ratio" in t else "-"
+        refit = f"version {t['refit.of_version']}" if t.get("refit.of_version") else "-"
+        lines.append(f"| {v.version} | {'@champion' if str(v.version) == champion else ''} | "
+                     f"{_num(_float(t.get('val/mae_ratio')))} | {_num(_float(t.get('test/mae_ratio')))} | {days} | "
+                     f"{live} | {refit} | `{t.get('source_run', v.run_id or '')[:8]}` |")
+    return lines + [""]
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | None = None) -> str:
     """The Markdown report of ``experiment_name`` (see module docstring)."""
     if top < 1:
@@ -139,5 +175,6 @@ def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | N
         *_backtest_section(backtests),
         *_interval_section(runs),
         *_horizon_section(runs),
+        *_registry_section(experiment_name),
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -20,7 +21,9 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
-from cryptolstm.train import TrainResult
+
+if TYPE_CHECKING:
+    from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
 

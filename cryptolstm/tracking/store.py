@@ -24,7 +24,7 @@ from filelock import FileLock
 from mlflow.entities import RunStatus
 
 from cryptolstm.errors import CryptoLstmError
-from cryptolstm.search.trials import process_alive
+from cryptolstm.processes import process_alive
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,16 @@ def tracked_train(
     experiment_name: str | None = None,
     on_epoch: Sequence[EpochHook] = (),
     launched: str | None = None,
+    name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> tuple[str, TrainResult]:
     """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result).
 
-    ``on_epoch``: further hooks (a progress bar); ``launched``: the run ``mlflow run`` made.
+    ``on_epoch``: further hooks (a progress bar); ``launched``: the run ``mlflow run`` made;
+    ``name`` and ``tags``: the run's name (default `runs.run_name`) and more tags (a refit's).
     """
-    with run_scope(cfg, experiment_name, launched=launched) as run:
-        mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train"})
+    with run_scope(cfg, experiment_name, name, launched=launched) as run:
+        mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train", **(tags or {})})
         mlflow.log_params(config_params(cfg))
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         if experiment_file:
