@@ -2,7 +2,8 @@
 
 For each model (an MLflow pyfunc logged by `cryptolstm train`) it prints:
 
-1. cold start in a fresh Python process (median of ``--repeats`` processes): wall time of
+1. cold start in a fresh Python process (median of ``--repeats`` processes, after one
+   unmeasured process that warms the disk cache and any bytecode cache): wall time of
    ``import mlflow.pyfunc``, of ``mlflow.pyfunc.load_model(uri)`` and of the first forecast
    of one window, their total, the whole process's wall time, and which of tensorflow, keras
    and onnxruntime ended up in ``sys.modules``;
@@ -12,7 +13,8 @@ For each model (an MLflow pyfunc logged by `cryptolstm train`) it prints:
    POST ``/invocations`` of one window, then p50 and p99 of ``--requests`` more after
    ``--warmup`` (the server is killed, with its process group, however the run ends);
 4. where the model takes the ``every_day`` parameter (models logged since the ONNX export),
-   the wall time of one forecast of every day of ``--year`` (365 origins in one call).
+   the wall time of one call forecasting every one of the ``--year-days`` days up to ``--end``
+   (365 origins, 365 + window_len - 1 rows, in one call).
 
 It also prints reference floors: fresh processes that only ``import mlflow.pyfunc``,
 ``import onnxruntime`` or ``import tensorflow``. Every model runs in its own processes, none
@@ -30,7 +32,10 @@ package (MLflow code_paths), which an earlier import would shadow.
 ``--train LABEL[=CODE_DIR]`` runs ``python -m cryptolstm train --coin BTC --end-date
 2022-12-31`` with the default experiment (3 x 512 LSTM) and CODE_DIR first on PYTHONPATH (this
 checkout's installed package without it), from ``--workdir``, and measures ``runs:/<id>/model``.
-Timings only: nothing is asserted.
+Timings only: nothing is asserted. An environment without .pyc files (``PYTHONDONTWRITEBYTECODE=1``
+and a read-only or never-compiled site-packages) compiles every imported module from source in
+every process, seconds of a cold start; ``--pycache DIR`` gives the children a bytecode cache
+outside the environment (``PYTHONPYCACHEPREFIX``) to measure what an ordinary install sees.
 """
 
 from __future__ import annotations
@@ -108,13 +113,13 @@ def run_child(args: argparse.Namespace, uri: str, rows_csv: Path, env: dict, war
 
 
 def floor(code: str, env: dict, repeats: int) -> float:
-    """Median wall time of ``repeats`` fresh ``python -c code`` processes."""
+    """Median wall time of ``repeats`` fresh ``python -c code`` processes (after one unmeasured)."""
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times[1:])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -247,6 +252,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--year-days", type=int, default=365, help="origins of the every_day forecast")
     parser.add_argument("--serve-timeout", type=float, default=300.0)
+    parser.add_argument("--pycache", metavar="DIR", help="give the children a bytecode cache in DIR "
+                        "(PYTHONPYCACHEPREFIX, PYTHONDONTWRITEBYTECODE unset): for an environment without .pyc files")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows-csv", help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
@@ -261,6 +268,9 @@ def main() -> None:
         return
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if args.pycache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(args.pycache).resolve())
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(args.workdir).resolve()}/mlflow.db")
     models = [train(spec, args, env) for spec in args.train]
     models += [tuple(m.split("=", 1)) if re.match(r"^\w+=", m) else (m, m) for m in args.models]
@@ -269,19 +279,21 @@ def main() -> None:
     rows_csv = market_rows(args.data_dir, args.end, Path(args.workdir) / "rows.csv")
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
           f"python {sys.version.split()[0]}; tracking {env['MLFLOW_TRACKING_URI']}")
+    print(f"bytecode: PYTHONDONTWRITEBYTECODE={env.get('PYTHONDONTWRITEBYTECODE', '')!r}, "
+          f"PYTHONPYCACHEPREFIX={env.get('PYTHONPYCACHEPREFIX', '')!r}")
     for label, uri in models:
         print(f"  {label}: {uri}")
     floors = {code: floor(code, env, args.repeats) for code in
               ("import mlflow.pyfunc", "import onnxruntime", "import tensorflow")}
-    print(f"\nreference floors, fresh process wall, median of {args.repeats}: "
+    print(f"\nreference floors, fresh process wall, median of {args.repeats} (after one unmeasured): "
           + "; ".join(f'python -c "{code}" {s:.2f} s' for code, s in floors.items()))
 
     width = max(len(label) for label, _ in models)
-    print(f"\ncold start in a fresh process, seconds, median of {args.repeats} processes")
+    print(f"\ncold start in a fresh process, seconds, median of {args.repeats} processes (after one unmeasured)")
     print(f"{'model':<{width}}  import mlflow.pyfunc  load_model  first forecast  total  process  modules loaded")
     results = {}
     for label, uri in models:
-        runs = [run_child(args, uri, rows_csv, env, warm=False) for _ in range(args.repeats)]
+        runs = [run_child(args, uri, rows_csv, env, warm=False) for _ in range(args.repeats + 1)][1:]
         median = {k: statistics.median(r[k] for r in runs) for k in ("import_s", "load_s", "first_s", "process_s")}
         total = statistics.median(r["import_s"] + r["load_s"] + r["first_s"] for r in runs)
         results[label] = runs[0]

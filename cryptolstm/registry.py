@@ -228,6 +228,7 @@ class ModelRef:
     run: Run
     name: str | None = None
     version: str | None = None
+    model_id: str | None = None  # MLflow 3's logged model (``m-...``), whose page shows metrics linked to it
 
     @property
     def label(self) -> str:
@@ -246,13 +247,20 @@ def model_ref(uri: str) -> ModelRef:
             else:
                 name, _, number = name.rpartition("/")
                 version = client.get_model_version(name, number)
-            run_id = version.tags.get("source_run") or version.run_id
-            return ModelRef(uri, client.get_run(run_id), version.name, str(version.version))
+            run = client.get_run(version.tags.get("source_run") or version.run_id)
+            return ModelRef(uri, run, version.name, str(version.version),
+                            getattr(version, "model_id", None) or _logged_model_id(version.source))
         if uri.startswith("runs:/"):
-            return ModelRef(uri, client.get_run(uri.removeprefix("runs:/").split("/")[0]))
+            run = client.get_run(uri.removeprefix("runs:/").split("/")[0])
+            return ModelRef(uri, run, model_id=_logged_model_id(run.data.tags.get("model_uri", "")))
     except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
         raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {_first_line(exc)}.") from None
     raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
+
+
+def _logged_model_id(uri: str) -> str | None:
+    """``m-...`` of a logged model's URI ``models:/m-...`` (MLflow 3), else None."""
+    return uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
 
 
 def load_model(ref: ModelRef, coin: str | None = None):

@@ -195,6 +195,38 @@ def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, 
     assert lost and lost[0].info.status == "KILLED" and lost[0].data.tags["trial_state"] == "lost"
 
 
+@needs_pg
+@pytest.mark.slow
+def test_evaluate_and_refit_a_registered_model_on_a_tracking_server(tmp_path, shared_data, tracking_server):
+    """The registry's life after registration works on the distributed set-up too: the model, its
+    evaluation's files and the refit are all stored through the server."""
+    (tmp_path / "base.yaml").write_text("coin: ETH\nmerge_date: '2022-01-01'\nend_date: '2022-12-31'\nlayers: 1\n"
+                                        "neurons: 4\nepochs: 2\nbatch_size: 64\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"MLFLOW_TRACKING_URI": tracking_server, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "cryptolstm", *args, "--quiet"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    cli("train", "--experiment", "base.yaml", "--data-dir", str(shared_data))
+    cli("register", "--coin", "ETH")
+    out = cli("evaluate", "--model", "models:/cryptolstm-eth@champion", "--data-dir", str(shared_data))
+    assert "on 365 new day(s), 2023-01-01..2023-12-31" in out
+    client = MlflowClient(tracking_server)
+    version = client.get_model_version("cryptolstm-eth", "1")
+    assert version.tags["live.days"] == "365"
+    run = client.get_run(version.tags["live.run"])
+    assert run.info.status == "FINISHED" and run.data.tags["evaluated.version"] == "1"
+    days = Path(client.download_artifacts(run.info.run_id, "live/forecasts.csv", str(tmp_path))).read_text().splitlines()
+    assert len(days) == 366 and days[1].startswith("2023-01-01,2022-12-31,")
+    cli("refit", "--model", "models:/cryptolstm-eth@champion", "--data-dir", str(shared_data))
+    refitted = client.get_model_version("cryptolstm-eth", "2")
+    assert refitted.tags["refit.of_version"] == "1" and "common evaluation" in refitted.tags["promotion"]
+
+
 @pytest.mark.slow
 def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, shared_data):
     _setup_files(tmp_path)

@@ -96,6 +96,8 @@ def test_evaluate_scores_exactly_the_days_after_the_cut(store, shared_data):
     assert float(version["live.mae_ratio"]) == pytest.approx(m["live/mae_ratio"], rel=1e-5)
     assert float(version["live.dm_p"]) == pytest.approx(m["live/dm_p"], rel=1e-5)
     assert version["live.run"] == done.run_id
+    linked = MlflowClient().get_logged_model(registry.model_ref(V1).model_id)
+    assert {m.key: m.value for m in linked.metrics}["live/mae_ratio"] == pytest.approx(m["live/mae_ratio"])
     report = experiment_report("cryptolstm-btc", tracking_uri=store.uri)
     assert "## Registered model `cryptolstm-btc`" in report
     assert f"| 1 | @champion | {float(version['val/mae_ratio']):.4f}" in report

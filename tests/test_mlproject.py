@@ -222,6 +222,16 @@ def test_mlflow_run_register_and_predict(tmp_path, shared_data, monkeypatch):
     _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data),
                                         "model_uri": f"runs:/{run_id}/model"}, entry="predict")
     assert f"model runs:/{run_id}/model" in done.stdout
+    # evaluate: the champion on its own test days (the data holds none after them)
+    test_first = client.get_run(run_id).data.tags["split.test.first"]
+    _, record, done = _mlflow_run(tmp_path, {"model": "models:/cryptolstm-btc@champion", "since": test_first,
+                                             "data_dir": str(shared_data)}, entry="evaluate")
+    assert f"cryptolstm-btc version 1 on " in done.stdout and f"{test_first}..2023-12-31" in done.stdout
+    assert record.info.run_name == "evaluate-btc-v1" and record.info.status == "FINISHED"
+    assert record.data.tags["evaluated.source_run"] == run_id and record.data.metrics["live/mae_ratio"] > 0
+    assert "live/forecasts.csv" in {a.path for a in client.list_artifacts(record.info.run_id, "live")}
+    assert client.get_model_version("cryptolstm-btc", "1").tags["live.run"] == record.info.run_id
+    _no_empty_params(record)
 
 
 @pytest.mark.slow

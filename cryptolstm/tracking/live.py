@@ -123,7 +123,8 @@ def log_evaluation(ref: registry.ModelRef, cfg, result: LiveResult, market: Mark
     try:
         metrics = {k: v for k, v in result.metrics.items() if pd.notna(v)} | {"live/days": result.n_days}
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        # linked to the logged model too (MLflow 3): its page lists them beside its training metrics
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=ref.model_id) for k, v in metrics.items()],
                          params=_params(ref, result, data_dir, launched, client),
                          tags=[RunTag(k, v) for k, v in _tags(ref, cfg, result, market, run_id).items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
