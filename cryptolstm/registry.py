@@ -267,19 +267,16 @@ def load_model(ref: ModelRef, coin: str | None = None):
     """The pyfunc of ``ref``, loaded as a user loads it; one sentence when it cannot be, or when
     it is not a cryptolstm forecaster (of ``coin``, when given)."""
     model = _load(ref.uri)
-    if coin is not None:
-        _check_model_coin(model, coin, ref.label)
-    else:
-        _check_model_coin(model, config_of(model).coin, ref.label)
+    _check_model_coin(model, coin or config_of(model, ref.label).coin, ref.label)
     return model
 
 
-def config_of(model):
-    """The `RunConfig` a loaded cryptolstm pyfunc was trained with."""
+def config_of(model, label: str = "the model"):
+    """The `RunConfig` a loaded cryptolstm pyfunc (called ``label``) was trained with."""
     try:
         return model.unwrap_python_model().lstm.cfg
     except (MlflowException, AttributeError):
-        raise ConfigError("the model is not a cryptolstm forecaster.") from None
+        raise ConfigError(f"{label} is not a cryptolstm forecaster.") from None
 
 
 def load_champion(coin: str, model_uri: str | None = None):

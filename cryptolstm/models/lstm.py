@@ -17,7 +17,7 @@ from keras import layers as kl
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import TrainingError
 from cryptolstm.forecast import Forecast
-from cryptolstm.inference import distribution, forecast_of, output_width
+from cryptolstm.inference import forecast_of, output_width
 from cryptolstm.intervals import LEVELS, Calibration, fit_conformal
 from cryptolstm.splits import Splits
 from cryptolstm.windowing import WindowSet
@@ -297,9 +297,3 @@ def raw_outputs(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1, 
     if len(X) == 0:
         return np.zeros((0, output_width(head, horizon)))
     return model.predict(X, batch_size=batch_size, verbose=0)
-
-
-def predict_distribution(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1,
-                         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, w, f) windows -> ((n, H) point returns, (n, H, Q) quantiles on ``LEVELS`` or None)."""
-    return distribution(raw_outputs(model, X, head, horizon, batch_size), head, horizon)

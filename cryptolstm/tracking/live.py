@@ -48,6 +48,8 @@ def every_day(model):
         parts = []
         for end in range(window, len(rows) + 1):
             out = model.predict(rows.iloc[end - window:end])
+            if "horizon" not in out:  # a next-day model logged before several days were possible
+                out = out.assign(horizon=1)
             parts.append(out.assign(origin=rows["date"].iloc[end - 1]))
         return pd.concat(parts, ignore_index=True)
 

@@ -118,14 +118,13 @@ def _registry_section(experiment_name: str) -> list[str]:
     """The versions of the registered model named like the experiment (``cryptolstm-btc``): their
     validation and test ratios at training time beside how they did on new days (``live.*``)."""
     client = mlflow.MlflowClient()
-    try:
-        versions = client.search_model_versions(f"name = '{experiment_name}'")
-        champion = str(client.get_model_version_by_alias(experiment_name, "champion").version)
-    except Exception:  # noqa: BLE001 - no such registered model (or no champion yet)
-        versions = versions if "versions" in locals() else []
-        champion = None
+    versions = client.search_model_versions(f"name = '{experiment_name}'")
     if not versions:
         return []
+    try:
+        champion = str(client.get_model_version_by_alias(experiment_name, "champion").version)
+    except Exception:  # noqa: BLE001 - no champion (yet)
+        champion = None
     lines = [f"## Registered model `{experiment_name}` ({len(versions)} versions)", "",
              "MAE ratio to persistence on the validation and test days at training time, and on the new days "
              "after its training (`cryptolstm evaluate`, one day ahead, no refit; DM p against persistence).", "",
