@@ -58,7 +58,7 @@ WATCHED = ("tensorflow", "keras", "onnxruntime")  # the heavy modules a cold sta
 COINS = ("BTC", "ETH")
 
 
-def child(uri: str, rows_csv: str, warm: bool, calls: int, warmup: int, year_rows: int) -> None:
+def child(uri: str, rows_csv: str, warm: bool, calls: int, warmup: int, year_days: int) -> None:
     """The measured process: import, load, first forecast of one window (timed), then with
     ``warm`` the in-process latency and the ``every_day`` year; prints one ``RESULT`` JSON line."""
     started = time.perf_counter()
@@ -91,7 +91,7 @@ def child(uri: str, rows_csv: str, warm: bool, calls: int, warmup: int, year_row
         result["warm_s"] = times
         schema = model.metadata.get_params_schema()
         if schema is not None and "every_day" in {p.name for p in schema.params}:
-            year = frame.tail(year_rows + window_len - 1).reset_index(drop=True)
+            year = frame.tail(year_days + window_len - 1).reset_index(drop=True)
             t = time.perf_counter()
             out = model.predict(year, params={"every_day": True})
             result["every_day_s"] = time.perf_counter() - t

@@ -107,9 +107,9 @@ def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
-    """The pyfunc: artifacts ``onnx_model`` (the network for ONNX Runtime), ``keras_model`` (the
-    same network as a .keras file), ``config`` (RunConfig JSON) and, for a distribution head,
-    ``calibration`` (the conformal margins, `intervals.Calibration` JSON)."""
+    """The pyfunc: artifacts ``onnx_model`` (the network for ONNX Runtime; ``keras_model``, a .keras
+    file, in a model whose export failed or that was logged before exports), ``config`` (RunConfig
+    JSON) and, for a distribution head, ``calibration`` (the conformal margins, JSON)."""
 
     def load_context(self, context) -> None:
         from cryptolstm.inference import Predictor, onnx_network

@@ -335,7 +335,8 @@ def _location(uri: str) -> str | None:
 def _damage(location: str) -> tuple[str, str] | None:
     """(what is wrong, its path) when ``location`` is a local model folder that is gone, lacks
     its MLmodel or a file the MLmodel lists, or holds a ``.keras`` file that is not a complete
-    zip archive (Keras reports a truncated one as "File not found"); else None."""
+    zip archive (Keras reports a truncated one as "File not found") or an ``.onnx`` file that
+    is not a valid ONNX model; else None."""
     folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
     if not folder.is_absolute():
         return None  # a remote artifact store: nothing to look at here
@@ -353,7 +354,20 @@ def _damage(location: str) -> tuple[str, str] | None:
             return f"its artifact {path.name} is missing", str(path)
         if path.suffix == ".keras" and not zipfile.is_zipfile(path):
             return f"its artifact {path.name} is truncated or damaged (not a complete .keras zip file)", str(path)
+        if path.suffix == ".onnx" and not _valid_onnx(path):
+            return f"its artifact {path.name} is truncated or damaged (not a valid ONNX model)", str(path)
     return None
+
+
+def _valid_onnx(path: Path) -> bool:
+    """Whether the ONNX file at ``path`` is a complete, well-formed model (`onnx.checker`)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception:  # noqa: BLE001 - unreadable or malformed: damaged
+        return False
+    return True
 
 
 def _a(coin: str) -> str:

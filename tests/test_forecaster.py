@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -98,3 +99,37 @@ def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracki
     assert there["date"].iloc[0] == "2024-01-01"
     assert lines[1].startswith("MlflowException") and "at least 7 daily rows" in lines[1]
     assert json.loads(lines[2]) == []  # ONNX Runtime forecast: neither TensorFlow nor Keras was imported
+
+
+@pytest.mark.slow
+def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking, shared_data, tmp_path):
+    """A model whose ONNX export failed (or logged before exports) carries the .keras file and is
+    run by Keras; its forecast equals the ONNX model's to 1e-6. A failed export says why."""
+    from cryptolstm.forecaster import LstmForecaster
+    from cryptolstm.models.lstm import export_onnx
+
+    cfg = tiny_config(shared_data, head="quantile")
+    market = load_market(shared_data, cfg.merge_date)
+    run_id, result = tracked_train(cfg, market)
+    (tmp_path / "a-file").write_text("")  # no folder can be made here: the export fails
+    assert export_onnx(result.model, str(tmp_path / "a-file" / "lstm.onnx"), result.splits.val.X[:4]).startswith(
+        "ONNX export failed")
+    keras_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="keras/lstm.keras", dst_path=str(tmp_path))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg.to_dict()))
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps(result.calibration.to_dict()))
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="keras_only", python_model=LstmForecaster(), code_paths=[str(ROOT / "cryptolstm")],
+                                       artifacts={"keras_model": keras_file, "config": str(config),
+                                                  "calibration": str(calibration)})
+    rows = example_rows(market.frame, 9)
+    through_keras = mlflow.pyfunc.load_model(info.model_uri)
+    through_onnx = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert type(through_keras.unwrap_python_model().lstm).__name__ == "Lstm"
+    assert type(through_onnx.unwrap_python_model().lstm).__name__ == "Predictor"
+    columns = ["forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"]
+    np.testing.assert_allclose(through_keras.predict(rows)[columns].to_numpy(float),
+                               through_onnx.predict(rows)[columns].to_numpy(float), rtol=1e-6)
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt")).read_text()
+    assert "onnxruntime==" in requirements and "tensorflow" not in requirements and "keras" not in requirements

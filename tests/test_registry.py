@@ -151,10 +151,10 @@ def test_predict_refuses_a_model_of_another_coin(tracking, shared_data, tmp_path
 def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(tracking, shared_data, tmp_path):
     (btc,), market = _runs(shared_data, seeds=(1,))
     registry.register(btc, "BTC")
-    (keras_file,) = tmp_path.glob("mlruns/**/*.keras")
-    folder = keras_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm.keras
+    (network_file,) = tmp_path.glob("mlruns/**/artifacts/lstm.onnx")  # what the pyfunc runs
+    folder = network_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm.onnx
     assert (folder / "MLmodel").is_file()
-    whole = keras_file.read_bytes()
+    whole = network_file.read_bytes()
     uri = "models:/cryptolstm-btc@champion"
 
     def refusal(model_uri=None) -> str:
@@ -163,16 +163,16 @@ def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(trackin
         assert "\n" not in str(refused.value)
         return str(refused.value)
 
-    keras_file.write_bytes(whole[: len(whole) // 2])
-    assert refusal() == (f"cannot load {uri}: its artifact lstm.keras is truncated or damaged "
-                         f"(not a complete .keras zip file) ({keras_file}).")
+    network_file.write_bytes(whole[: len(whole) // 2])
+    assert refusal() == (f"cannot load {uri}: its artifact lstm.onnx is truncated or damaged "
+                         f"(not a valid ONNX model) ({network_file}).")
     done = _cli(tmp_path, "predict", "-q", "--coin", "BTC", "--data-dir", str(shared_data))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert f"cannot load {uri}: its artifact lstm.keras is truncated" in done.stderr and str(keras_file) in done.stderr
-    keras_file.write_bytes(b"")
-    assert "lstm.keras is truncated" in refusal()
-    keras_file.unlink()
-    assert refusal() == f"cannot load {uri}: its artifact lstm.keras is missing ({keras_file})."
+    assert f"cannot load {uri}: its artifact lstm.onnx is truncated" in done.stderr and str(network_file) in done.stderr
+    network_file.write_bytes(b"")
+    assert "lstm.onnx is truncated" in refusal()
+    network_file.unlink()
+    assert refusal() == f"cannot load {uri}: its artifact lstm.onnx is missing ({network_file})."
     shutil.rmtree(folder)  # was "No such artifact: ''", naming nothing
     assert refusal() == f"cannot load {uri}: the model's folder is missing ({folder})."
     assert refusal(f"runs:/{btc.info.run_id}/model") == (f"cannot load runs:/{btc.info.run_id}/model: "

@@ -179,14 +179,16 @@ def log_figures(market: Market, result: TrainResult) -> None:
         mlflow.log_figure(fig, path)
 
 
-RUNTIME_PACKAGES = ("onnxruntime", "keras", "tensorflow-cpu", "tensorflow", "mlflow", "pandas", "numpy", "scipy", "pandera", "pyyaml")
+PYFUNC_PACKAGES = ("onnxruntime", "mlflow", "pandas", "numpy", "pyyaml")  # what the pyfunc imports
+KERAS_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow")  # and without its ONNX artifact
 
 
-def _runtime_requirements() -> list[str]:
+def _runtime_requirements(keras: bool = False) -> list[str]:
     """Pinned requirements of the logged model, read from what is installed here (given, not
-    inferred: inference starts a subprocess that loads the model again)."""
+    inferred: inference starts a subprocess that loads the model again); Keras and TensorFlow
+    only for a model saved without its ONNX network (``keras``)."""
     pins = []
-    for name in RUNTIME_PACKAGES:
+    for name in PYFUNC_PACKAGES + (KERAS_PACKAGES if keras else ()):
         try:
             pins.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -196,7 +198,9 @@ def _runtime_requirements() -> list[str]:
 
 def log_model(result: TrainResult, market: Market) -> None:
     """The forecaster as an MLflow pyfunc under ``model``: raw daily rows in, next-day close in USD
-    out. The Keras model and the config are its artifacts; the package travels with it."""
+    out. Its artifacts are the network exported to ONNX (checked against Keras; the Keras file
+    instead if the export fails), the config and the calibration; the package travels with it.
+    The Keras model (with its optimizer's state) is a run artifact, ``keras/lstm.keras``."""
     from cryptolstm.forecaster import PARAMS, LstmForecaster, example_rows, forecast
     from cryptolstm.models.lstm import export_onnx
 
@@ -207,13 +211,14 @@ def log_model(result: TrainResult, market: Market) -> None:
         keras_path, config_path = Path(tmp) / "lstm.keras", Path(tmp) / "config.json"
         result.model.save(keras_path)
         config_path.write_text(json.dumps(cfg.to_dict()))
-        artifacts = {"keras_model": str(keras_path), "config": str(config_path)}
+        artifacts = {"config": str(config_path)}
         onnx_path = str(Path(tmp) / "lstm.onnx")  # what the pyfunc runs: ONNX Runtime, no TensorFlow
         problem = export_onnx(result.model, onnx_path, result.splits.val.X[:64])
         if problem is None:
             artifacts["onnx_model"] = onnx_path
         else:
             log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
+            artifacts["keras_model"] = str(keras_path)
         if result.calibration is not None:  # the intervals' conformal margins travel with the model
             artifacts["calibration"] = str(Path(tmp) / "calibration.json")
             Path(artifacts["calibration"]).write_text(json.dumps(result.calibration.to_dict()))
@@ -227,8 +232,9 @@ def log_model(result: TrainResult, market: Market) -> None:
             code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
             signature=signature,
             input_example=example,
-            pip_requirements=_runtime_requirements(),
+            pip_requirements=_runtime_requirements(keras="keras_model" in artifacts),
         )
+        mlflow.log_artifact(str(keras_path), "keras")  # for Keras users: not copied on every load of the model
     mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
 
 
