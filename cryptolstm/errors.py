@@ -45,3 +45,14 @@ def write_error_sentence(exc: BaseException) -> str:
     reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
     return (f"a file could not be written{f' ({filename})' if filename else ''}: {reason}; "
             f"free some disk space or choose a writable place.")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type if it has none), at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300].rstrip(".")
+
+
+def with_article(coin: str) -> str:
+    """``coin`` with its article, as read aloud: "a BTC", "an ETH"."""
+    return f"{'an' if coin[:1].upper() in 'AEIOU' else 'a'} {coin}"

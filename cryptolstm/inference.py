@@ -13,7 +13,10 @@ to forecast pays for ONNX Runtime (a fraction of a second), not for TensorFlow (
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from cryptolstm.windowing import WindowSet
 
 Network = Callable[[np.ndarray], np.ndarray]  # (n, w, f) float32 windows -> raw outputs
+ONNX_TOLERANCE = 1e-6  # largest difference of a raw output (a return or a scale) allowed between ONNX Runtime and Keras
 
 
 def output_width(head: str, horizon: int) -> int:
@@ -75,6 +79,28 @@ def onnx_network(path: str) -> Network:
         return session.run(None, {name: np.ascontiguousarray(X, dtype=np.float32)})[0]
 
     return run
+
+
+def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
+    """Save the Keras ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath)
+    and check that ONNX Runtime's raw outputs on the (n, w, f) ``windows`` equal Keras' within
+    ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is then
+    removed: the model is used through Keras)."""
+    try:
+        with warnings.catch_warnings():  # tf2onnx's NumPy deprecation notices
+            warnings.simplefilter("ignore")
+            model.export(path, format="onnx", verbose=False)
+        expected = np.asarray(model(windows, training=False), dtype=np.float64)
+        got = np.asarray(onnx_network(path)(windows), dtype=np.float64).reshape(expected.shape)
+        gap = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+        problem = None if gap <= ONNX_TOLERANCE else (f"ONNX Runtime's outputs differ from Keras' by {gap:.2g} "
+                                                       f"(more than {ONNX_TOLERANCE:g})")
+    except Exception as exc:  # noqa: BLE001 - any exporter failure: the model is used through Keras
+        problem = f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}"
+    if problem is not None:
+        with contextlib.suppress(OSError):
+            Path(path).unlink(missing_ok=True)
+    return problem
 
 
 class Predictor:

@@ -5,9 +5,9 @@ The model is any callable that forecasts every window of daily rows at once, as 
 does with ``params={"every_day": True}`` (`cryptolstm.forecaster.forecast`): a table of one
 row per origin day and horizon, USD closes, quantile columns under a distribution head.
 
-The days scored are the target days ``first..last``: every window whose target days all lie
-there (its inputs end the day before its first target day, so each forecast uses only data
-up to the day before the day it forecasts). The samples are those the honest protocol makes
+The days scored are the target days ``first..last``, each by the window that ends the day
+before it (so each forecast uses only data up to the day before the day it forecasts); a
+model of H > 1 days is also scored per horizon on the windows whose H days all lie there. The samples are those the honest protocol makes
 (`cryptolstm.windowing.target_windows`), so a model's test days scored here give the test
 metrics it logged when it was trained.
 """
@@ -35,7 +35,7 @@ EveryDay = Callable[[pd.DataFrame], pd.DataFrame]  # daily rows -> every window'
 class LiveResult:
     """The score of a model on the days ``first``..``last`` (ISO dates).
 
-    ``samples``: the windows scored (n, targets (n, H)); ``forecast``: their `Forecast` (returns
+    ``samples``: the windows scored, one per day (horizon 1); ``forecast``: their `Forecast` (returns
     on each sample's reference close, quantiles under a distribution head); ``metrics``:
     ``{"live/<metric>": value}`` (`metrics.split_metrics`, and `metrics.interval_metrics` beside
     the interval baselines when the model has intervals); ``days``: the per-day table
@@ -61,17 +61,23 @@ def model_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
 
 
-def scored_samples(frame: pd.DataFrame, cfg: RunConfig, first: str, last: str) -> WindowSet:
-    """The windows of ``cfg`` whose ``cfg.horizon`` target days all lie in ``first..last``
-    (ISO dates), built from ``frame``'s days up to ``last``; `DataError` when there is none."""
-    start = frame.index.searchsorted(pd.Timestamp(first))
-    if start < cfg.window_len:
-        raise DataError(f"the data starts on {frame.index[0].date()}: {first} needs the {cfg.window_len} days "
+def _input_start(frame: pd.DataFrame, first: str, window_len: int) -> int:
+    """Position in ``frame`` of the first input day of the window that forecasts ``first``."""
+    start = int(frame.index.searchsorted(pd.Timestamp(first)))
+    if start < window_len:
+        raise DataError(f"the data starts on {frame.index[0].date()}: {first} needs the {window_len} days "
                         f"before it as the model's input.")
-    window = frame.iloc[start - cfg.window_len:].loc[: pd.Timestamp(last)]
-    if len(window) < cfg.window_len + cfg.horizon:
-        raise DataError(f"no {cfg.horizon}-day target period lies within {first}..{last}.")
-    return target_windows(window, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, horizon=cfg.horizon)
+    return start - window_len
+
+
+def scored_samples(frame: pd.DataFrame, cfg: RunConfig, first: str, last: str, horizon: int = 1) -> WindowSet:
+    """The windows of ``cfg`` whose ``horizon`` target days all lie in ``first..last`` (ISO dates),
+    built from ``frame``'s days up to ``last``: with ``horizon`` 1, one window per day scored.
+    `DataError` when there is none."""
+    window = frame.iloc[_input_start(frame, first, cfg.window_len):].loc[: pd.Timestamp(last)]
+    if len(window) < cfg.window_len + horizon:
+        raise DataError(f"no {horizon}-day target period lies within {first}..{last}.")
+    return target_windows(window, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, horizon=horizon)
 
 
 def forecast_of_table(table: pd.DataFrame, samples: WindowSet) -> Forecast:
@@ -99,7 +105,7 @@ def daily_table(samples: WindowSet, forecast: Forecast) -> pd.DataFrame:
     ``actual`` close, the model's ``forecast`` and persistence's (the origin's close, USD), both
     errors, ``abs_error_gap`` (|model error| - |persistence error|: below 0 the model was closer)
     and its running sum ``cumulative_gap``; the 80 % / 95 % bounds and whether the actual close
-    fell inside, under a distribution head; the forecasts of later horizons for H > 1."""
+    fell inside, under a distribution head (``samples``: one window per day, horizon 1)."""
     actual, predicted, last = samples.actual(1), forecast.close(1), forecast.last_close
     gap = np.abs(predicted - actual) - np.abs(last - actual)
     dates = samples.dates.astype("datetime64[D]")
@@ -113,8 +119,6 @@ def daily_table(samples: WindowSet, forecast: Forecast) -> pd.DataFrame:
             lower, upper = forecast.bounds(coverage)
             days[f"lower_{coverage}"], days[f"upper_{coverage}"] = lower, upper
             days[f"inside_{coverage}"] = (actual >= lower) & (actual <= upper)
-    for h in range(2, samples.horizon + 1):
-        days[f"forecast_h{h}"], days[f"actual_h{h}"] = forecast.close(h), samples.actual(h)
     return days
 
 
@@ -124,12 +128,19 @@ def score_live(forecast_every_day: EveryDay, cfg: RunConfig, frame: pd.DataFrame
     ``first..last`` of ``frame`` (the merged market, from well before ``first``): one call
     forecasts every window, the metrics stand beside persistence on the same days (in USD),
     and under a distribution head beside the ``interval_baselines`` (name -> maker), fitted on
-    the closes before ``first``."""
+    the closes before ``first``.
+
+    Every day is scored one day ahead; a model of H > 1 days is also scored per horizon
+    (``live/h<k>/...``) on the windows whose H target days all lie in the range."""
+    inputs = frame.iloc[_input_start(frame, first, cfg.window_len):].loc[: pd.Timestamp(last) - pd.Timedelta(days=1)]
+    table = forecast_every_day(model_rows(inputs))
     samples = scored_samples(frame, cfg, first, last)
-    start = frame.index.searchsorted(pd.Timestamp(first))
-    inputs = frame.iloc[start - cfg.window_len:].loc[: pd.Timestamp(last) - pd.Timedelta(days=1)]
-    forecast = forecast_of_table(forecast_every_day(model_rows(inputs)), samples)
+    forecast = forecast_of_table(table, samples)
     metrics = split_metrics(SPLIT, forecast, samples.target_close, "usd")
+    if cfg.horizon > 1 and len(samples) >= cfg.horizon:
+        full = scored_samples(frame, cfg, first, last, cfg.horizon)
+        per_horizon = split_metrics(SPLIT, forecast_of_table(table, full), full.target_close, "usd")
+        metrics |= {k: v for k, v in per_horizon.items() if k.startswith(f"{SPLIT}/h")}
     baselines = {}
     if forecast.has_intervals and interval_baselines:
         closes = frame[f"{cfg.coin}_close"].loc[: pd.Timestamp(last)]
@@ -137,5 +148,10 @@ def score_live(forecast_every_day: EveryDay, cfg: RunConfig, frame: pd.DataFrame
         baselines = {name: make().fit(None, history).predict(samples, closes) for name, make in interval_baselines.items()}
         metrics |= interval_metrics(SPLIT, forecast, samples.target_close, "usd", baselines)
     dates = samples.dates.astype("datetime64[D]")
-    covered = (str(dates[0]), str(dates[-1] + (samples.horizon - 1)))
-    return LiveResult(*covered, samples, forecast, metrics, daily_table(samples, forecast), baselines)
+    return LiveResult(str(dates[0]), str(dates[-1]), samples, forecast, metrics, daily_table(samples, forecast),
+                      baselines)
+
+
+def next_day(day: str) -> str:
+    """The ISO date after ``day``."""
+    return (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()

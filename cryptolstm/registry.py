@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import urllib.parse
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +25,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
-from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from cryptolstm.config import COINS
 from cryptolstm.tracking.describe import describe_registered
-from cryptolstm.errors import ConfigError
+from cryptolstm.errors import ConfigError, first_line, with_article
+from cryptolstm.tracking.models import check_model_coin, load_pyfunc
 
 ALIAS = "champion"
 METRIC = "val/mae_ratio"  # selection stays on validation days; test is reported, never chosen on
@@ -169,7 +166,7 @@ def _check_run(run: Run, name: str, coin: str) -> None:
                           f"it cannot be registered as {name}.")
     other = sorted(c for c in said if c.upper() != coin.upper())
     if other:
-        raise ConfigError(f"run {run_id} is {_a(other[0])} run; it cannot be registered as {name}.")
+        raise ConfigError(f"run {run_id} is {with_article(other[0])} run; it cannot be registered as {name}.")
     if METRIC not in run.data.metrics:
         raise ConfigError(f"run {run_id} has no {METRIC}: only a training run or a study's parent run "
                           f"holds a model to register as {name}.")
@@ -195,7 +192,7 @@ def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -
     try:
         return str(mlflow.register_model(source, name, tags=tags).version)
     except MlflowException as exc:
-        raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {_first_line(exc)}.") from None
+        raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {first_line(exc)}.") from None
 
 
 def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, force: bool,
@@ -219,66 +216,6 @@ def _decide(client: MlflowClient, name: str, value: float, evaluation: dict, for
     return False, f"{METRIC} {value:.4f} does not beat champion version {current.version} ({best:.4f})"
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """What a model URI names: the registered ``name`` and ``version`` (None for ``runs:/``), the
-    training run ``run`` it came from, and ``label``, how it is named to a user."""
-
-    uri: str
-    run: Run
-    name: str | None = None
-    version: str | None = None
-    model_id: str | None = None  # MLflow 3's logged model (``m-...``), whose page shows metrics linked to it
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} version {self.version}" if self.version else self.uri
-
-
-def model_ref(uri: str) -> ModelRef:
-    """The `ModelRef` of ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/ID/model``;
-    one sentence (`ConfigError`) when it names no model or its run is gone."""
-    client = MlflowClient()
-    try:
-        if uri.startswith("models:/"):
-            name, _, rest = uri.removeprefix("models:/").partition("@")
-            if rest:
-                version = client.get_model_version_by_alias(name, rest)
-            else:
-                name, _, number = name.rpartition("/")
-                version = client.get_model_version(name, number)
-            run = client.get_run(version.tags.get("source_run") or version.run_id)
-            return ModelRef(uri, run, version.name, str(version.version),
-                            getattr(version, "model_id", None) or _logged_model_id(version.source))
-        if uri.startswith("runs:/"):
-            run = client.get_run(uri.removeprefix("runs:/").split("/")[0])
-            return ModelRef(uri, run, model_id=_logged_model_id(run.data.tags.get("model_uri", "")))
-    except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
-        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {_first_line(exc)}.") from None
-    raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
-
-
-def _logged_model_id(uri: str) -> str | None:
-    """``m-...`` of a logged model's URI ``models:/m-...`` (MLflow 3), else None."""
-    return uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
-
-
-def load_model(ref: ModelRef, coin: str | None = None):
-    """The pyfunc of ``ref``, loaded as a user loads it; one sentence when it cannot be, or when
-    it is not a cryptolstm forecaster (of ``coin``, when given)."""
-    model = _load(ref.uri)
-    _check_model_coin(model, coin or config_of(model, ref.label).coin, ref.label)
-    return model
-
-
-def config_of(model, label: str = "the model"):
-    """The `RunConfig` a loaded cryptolstm pyfunc (called ``label``) was trained with."""
-    try:
-        return model.unwrap_python_model().lstm.cfg
-    except (MlflowException, AttributeError):
-        raise ConfigError(f"{label} is not a cryptolstm forecaster.") from None
-
-
 def load_champion(coin: str, model_uri: str | None = None):
     """(pyfunc model, version or URI label) for ``model_uri`` or ``coin``'s champion.
 
@@ -286,99 +223,12 @@ def load_champion(coin: str, model_uri: str | None = None):
     another coin are refused with one sentence (`ConfigError`); the first names where the
     model's files are."""
     uri = model_uri or champion_uri(coin)
-    model = _load(uri)
+    model = load_pyfunc(uri)
     label = uri
     if model_uri is None:
         label = f"{uri} (version {_champion_version(MlflowClient(), model_name(coin))})"
-    _check_model_coin(model, coin, label)
+    check_model_coin(model, coin, label)
     return model, label
-
-
-def _load(uri: str):
-    """`mlflow.pyfunc.load_model`; any failure (MLflow, OS, Keras or zip errors) is one sentence
-    naming the model's folder, or the damaged file in it when `_damage` finds one."""
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
-        location = _location(uri)
-        what, where = (_damage(location) if location else None) or (_first_line(exc), location)
-        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})." if where else ".")) from None
-
-
-def _check_model_coin(model, coin: str, label: str) -> None:
-    """Refuse a model that is not a cryptolstm forecaster of ``coin`` (its saved `RunConfig`)."""
-    try:
-        model_coin = model.unwrap_python_model().lstm.cfg.coin
-    except (MlflowException, AttributeError):
-        raise ConfigError(f"{label} is not a cryptolstm forecaster; it cannot forecast {coin.upper()}.") from None
-    if model_coin != coin.upper():
-        raise ConfigError(f"{label} is {_a(model_coin)} model; it cannot forecast {coin.upper()} "
-                          f"(pass --coin {model_coin}, or --model-uri of {_a(coin.upper())} model).")
-
-
-def _location(uri: str) -> str | None:
-    """Where the files of ``uri`` are stored (a local folder or an artifact URI), found without
-    reading them; None for an unknown model. ``runs:/<id>/model`` is the run's logged model
-    (its ``model_uri`` tag), as MLflow 3 resolves it."""
-    try:
-        if uri.startswith("runs:/"):
-            run_id, _, path = uri.removeprefix("runs:/").partition("/")
-            if path.strip("/") == "model":
-                uri = MlflowClient().get_run(run_id).data.tags.get("model_uri", uri)
-        if uri.startswith("models:/"):
-            return ModelsArtifactRepository.get_underlying_uri(uri)
-    except Exception:  # noqa: BLE001 - an unknown model or run: the loading error says so
-        return None
-    return uri
-
-
-def _damage(location: str) -> tuple[str, str] | None:
-    """(what is wrong, its path) when ``location`` is a local model folder that is gone, lacks
-    its MLmodel or a file the MLmodel lists, or holds a ``.keras`` file that is not a complete
-    zip archive (Keras reports a truncated one as "File not found") or an ``.onnx`` file that
-    is not a valid ONNX model; else None."""
-    folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
-    if not folder.is_absolute():
-        return None  # a remote artifact store: nothing to look at here
-    if not folder.is_dir():
-        return "the model's folder is missing", str(folder)
-    if not (folder / "MLmodel").is_file():
-        return "its MLmodel file is missing", str(folder / "MLmodel")
-    try:
-        artifacts = Model.load(str(folder)).flavors.get("python_function", {}).get("artifacts", {})
-    except Exception:  # noqa: BLE001 - an unreadable MLmodel: the loading error says more
-        return None
-    for artifact in artifacts.values():
-        path = folder / artifact["path"]
-        if not path.is_file():
-            return f"its artifact {path.name} is missing", str(path)
-        if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-            return f"its artifact {path.name} is truncated or damaged (not a complete .keras zip file)", str(path)
-        if path.suffix == ".onnx" and not _valid_onnx(path):
-            return f"its artifact {path.name} is truncated or damaged (not a valid ONNX model)", str(path)
-    return None
-
-
-def _valid_onnx(path: Path) -> bool:
-    """Whether the ONNX file at ``path`` is a complete, well-formed model (`onnx.checker`)."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception:  # noqa: BLE001 - unreadable or malformed: damaged
-        return False
-    return True
-
-
-def _a(coin: str) -> str:
-    """``coin`` with its article, as read aloud: "a BTC", "an ETH"."""
-    return f"{'an' if coin[:1].upper() in 'AEIOU' else 'a'} {coin}"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (its type if it has none), at most 300 characters."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300].rstrip(".")
 
 
 def register_run(run_id: str, coin: str, force: bool = False) -> Registration:
@@ -386,7 +236,7 @@ def register_run(run_id: str, coin: str, force: bool = False) -> Registration:
     try:
         run = MlflowClient().get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - an unknown or malformed run id: one sentence
-        raise ConfigError(f"cannot register a {coin.upper()} model: {_first_line(exc)}.") from None
+        raise ConfigError(f"cannot register a {coin.upper()} model: {first_line(exc)}.") from None
     return register(run, coin, force)
 
 
@@ -405,4 +255,4 @@ def forecast_with(coin: str, model_uri: str | None, rows):
     try:
         return model.predict(rows), label
     except Exception as exc:  # noqa: BLE001 - e.g. a model logged before the forecaster existed: one sentence
-        raise ConfigError(f"{label} could not forecast: {_first_line(exc)}.") from None
+        raise ConfigError(f"{label} could not forecast: {first_line(exc)}.") from None

@@ -106,7 +106,7 @@ def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking,
     """A model whose ONNX export failed (or logged before exports) carries the .keras file and is
     run by Keras; its forecast equals the ONNX model's to 1e-6. A failed export says why."""
     from cryptolstm.forecaster import LstmForecaster
-    from cryptolstm.models.lstm import export_onnx
+    from cryptolstm.inference import export_onnx
 
     cfg = tiny_config(shared_data, head="quantile")
     market = load_market(shared_data, cfg.merge_date)

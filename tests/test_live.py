@@ -20,7 +20,8 @@ from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.live import model_rows, score_live
 from cryptolstm.metrics import direction
 from cryptolstm.tracking import tracked_train, use_tracking_uri
-from cryptolstm.tracking.live import evaluate, every_day
+from cryptolstm.tracking.live import evaluate
+from cryptolstm.tracking.models import config_of, every_day, load_model, model_ref
 from cryptolstm.tracking.refit import refit
 from cryptolstm.tracking.report import experiment_report
 from tests.conftest import all_runs, tiny_config
@@ -63,7 +64,6 @@ def test_evaluate_scores_exactly_the_days_after_the_cut(store, shared_data):
     assert (done.result.first, done.result.last, done.result.n_days) == ("2023-01-01", "2023-12-31", 365)
     days = _csv(done.run_id)
     assert days["date"].tolist() == _days("2023-01-01", "2023-12-31")
-    assert (pd.to_datetime(days["origin"]) == pd.to_datetime(days["date"]) - pd.Timedelta(days=1)).all()
     # each row's actual close and persistence are the data's, not the model's
     closes = load_market(shared_data, "2022-12-01").frame["BTC_close"]
     assert np.allclose(days["actual"], closes.loc["2023-01-01":"2023-12-31"].to_numpy())
@@ -96,7 +96,7 @@ def test_evaluate_scores_exactly_the_days_after_the_cut(store, shared_data):
     assert float(version["live.mae_ratio"]) == pytest.approx(m["live/mae_ratio"], rel=1e-5)
     assert float(version["live.dm_p"]) == pytest.approx(m["live/dm_p"], rel=1e-5)
     assert version["live.run"] == done.run_id
-    linked = MlflowClient().get_logged_model(registry.model_ref(V1).model_id)
+    linked = MlflowClient().get_logged_model(model_ref(V1).model_id)
     assert {m.key: m.value for m in linked.metrics}["live/mae_ratio"] == pytest.approx(m["live/mae_ratio"])
     report = experiment_report("cryptolstm-btc", tracking_uri=store.uri)
     assert "## Registered model `cryptolstm-btc`" in report
@@ -112,10 +112,36 @@ def test_evaluate_on_the_test_days_gives_the_test_metrics_of_training(store, sha
     assert done.result.n_days == int(tags["split.test.n"])
     for key in ("mae", "persistence_mae", "rmse", "direction_accuracy", "coverage_80", "coverage_95", "crps"):
         assert m[f"live/{key}"] == pytest.approx(trained[f"test/{key}"], rel=1e-5), key
+    # its test days again are not new days: the version's live.* tags stay those of new days, if any
+    assert MlflowClient().get_model_version("cryptolstm-btc", "1").tags.get("live.first_date", "2023-01-01") == "2023-01-01"
+
+
+def test_a_forecast_uses_no_data_of_the_day_it_forecasts(store, shared_data):
+    """Changing every price from day D on leaves the forecast of D as it was, and changes D+1's."""
+    model = load_model(model_ref(V1))
+    frame = load_market(shared_data, "2023-03-01", "2023-03-31").frame
+    changed = frame.copy()
+    changed.loc["2023-03-20":] *= 1.5
+    first, second = (every_day(model)(model_rows(f)).set_index("date")["forecast_close"] for f in (frame, changed))
+    assert first.loc["2023-03-20"] == second.loc["2023-03-20"]
+    assert first.loc["2023-03-21"] != pytest.approx(second.loc["2023-03-21"], rel=1e-6)
+    assert first.index.max() == "2023-04-01"  # the last window forecasts the day after the rows
+
+
+def test_a_model_of_several_days_by_run_uri_is_scored_every_day_and_per_horizon(store, shared_data):
+    cfg = tiny_config(shared_data, merge_date="2022-01-01", end_date=CUT, horizon=3, seed=5)
+    run_id, _ = tracked_train(cfg, load_market(shared_data, cfg.merge_date, cfg.end_date))
+    done = evaluate(f"runs:/{run_id}/model", str(shared_data), until="2023-01-31")
+    m = done.result.metrics
+    assert (done.result.first, done.result.last, done.result.n_days) == ("2023-01-01", "2023-01-31", 31)
+    assert _csv(done.run_id)["date"].tolist() == _days("2023-01-01", "2023-01-31")
+    assert {f"live/h{h}/mae_ratio" for h in (1, 2, 3)} <= set(m)
+    assert m["live/h1/mae"] != m["live/mae"]  # h1 over the 29 windows whose 3 days all fall in January
+    assert MlflowClient().get_run(done.run_id).data.tags["evaluated.version"] == ""  # not a registered version
 
 
 def test_every_window_at_once_equals_one_window_at_a_time(store, shared_data):
-    model = registry.load_model(registry.model_ref(V1))
+    model = load_model(model_ref(V1))
     rows = model_rows(load_market(shared_data, "2023-03-01", "2023-03-20").frame)
     batch = every_day(model)(rows)
     assert len(batch) == len(rows) - store.cfg.window_len + 1
@@ -176,7 +202,8 @@ def test_refit_registers_a_new_version_and_moves_the_alias_only_if_not_worse(sto
     assert run.info.run_name.startswith("refit-") and tags["refit.of_version"] == champion_before
     assert tags["data.last_date"] == "2023-12-31" and tags["split.val.last"] == "2023-12-31"
     assert "test/mae" not in run.data.metrics and "split.test.first" not in tags
-    assert run.data.params["config.train_frac"] == str(round(1 - store.cfg.val_frac, 10))
+    days = load_market(shared_data, store.cfg.merge_date).frame.index  # validation: the last val_frac of the days
+    assert tags["split.val.first"] == days[int((1 - store.cfg.val_frac) * len(days))].date().isoformat()
     for name in ("layers", "neurons", "head", "window_len", "seed", "merge_date"):
         assert run.data.params[f"config.{name}"] == str(getattr(store.cfg, name)), name
     assert (version.tags["refit.of_version"], version.tags["source_run"]) == (champion_before, done.run_id)
@@ -185,8 +212,8 @@ def test_refit_registers_a_new_version_and_moves_the_alias_only_if_not_worse(sto
     frame = load_market(shared_data, "2022-01-01").frame
     scores = {}
     for uri in ("models:/cryptolstm-btc/1", f"models:/cryptolstm-btc/{done.registration.version}"):
-        model = registry.load_model(registry.model_ref(uri))
-        scores[uri] = score_live(every_day(model), registry.config_of(model), frame, tags["split.val.first"],
+        model = load_model(model_ref(uri))
+        scores[uri] = score_live(every_day(model), config_of(model), frame, tags["split.val.first"],
                                  "2023-12-31").metrics["live/mae"]
     not_worse = scores[f"models:/cryptolstm-btc/{done.registration.version}"] <= scores["models:/cryptolstm-btc/1"]
     assert done.registration.promoted == not_worse, version.tags["promotion"]
@@ -219,7 +246,12 @@ def test_a_version_the_comparison_finds_worse_is_registered_but_not_promoted(sto
     assert (tags["promotion"], tags["refit.of_version"]) == ("worse on the common evaluation", champion)
 
 
-def test_refit_without_new_days_is_refused(store, shared_data, tmp_path):
+def test_refit_without_new_days_or_of_another_registered_model_is_refused(store, shared_data, tmp_path):
     data = _cut_data(shared_data, tmp_path / "cut", CUT)
+    before = len(all_runs(MlflowClient()))
     with pytest.raises(DataError, match="there is no new day to refit on"):
         refit(V1, str(data))
+    mlflow.register_model(MlflowClient().get_model_version("cryptolstm-btc", "1").source, "someone-elses")
+    with pytest.raises(ConfigError, match="someone-elses version 1 is not one of cryptolstm's registered models"):
+        refit("models:/someone-elses/1", str(shared_data))
+    assert len(all_runs(MlflowClient())) == before

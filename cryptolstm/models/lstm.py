@@ -149,35 +149,6 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
     return total + 2 * (inputs + 1) * cfg.horizon * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
 
 
-ONNX_TOLERANCE = 1e-6  # largest difference of a raw output (a return) allowed between ONNX Runtime and Keras
-
-
-def export_onnx(model: keras.Model, path: str, windows: np.ndarray) -> str | None:
-    """Save ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath) and check
-    that ONNX Runtime's outputs on the (n, w, f) ``windows`` equal Keras' within
-    ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is
-    then removed: the model is used through Keras)."""
-    import warnings
-    from pathlib import Path
-
-    from cryptolstm.inference import onnx_network
-
-    try:
-        with warnings.catch_warnings():  # tf2onnx's NumPy deprecation notices
-            warnings.simplefilter("ignore")
-            model.export(path, format="onnx", verbose=False)
-        expected = np.asarray(model(windows, training=False), dtype=np.float64)
-        got = np.asarray(onnx_network(path)(windows), dtype=np.float64).reshape(expected.shape)
-    except Exception as exc:  # noqa: BLE001 - any exporter failure: the model is used through Keras
-        Path(path).unlink(missing_ok=True)
-        return f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}"
-    gap = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-    if not gap <= ONNX_TOLERANCE:
-        Path(path).unlink(missing_ok=True)
-        return f"ONNX Runtime's outputs differ from Keras' by {gap:.2g} (more than {ONNX_TOLERANCE:g})"
-    return None
-
-
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend, and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)

@@ -60,14 +60,15 @@ def command_run(launched: str | None, experiment_name: str) -> str:
     return target
 
 
-def finish(target: str, launched: str | None, error: str | None = None) -> None:
-    """End a `command_run` ``target``: FINISHED, or FAILED with ``error`` as its tag. ``mlflow run``
-    ends its own run; one it made in Default that was copied is ended and deleted (hidden)."""
+def finish(target: str, launched: str | None, error: str | None = None, killed: bool = False) -> None:
+    """End a `command_run` ``target``: FINISHED, KILLED (``killed``: Ctrl-C, SIGTERM) or FAILED with
+    ``error`` as its tag. ``mlflow run`` ends its own run; one it made in Default that was copied
+    is ended and deleted (hidden)."""
     client = MlflowClient()
-    if error is not None:
+    if error is not None and not killed:
         client.set_tag(target, "error", error[:500])
     if target != launched:
-        client.set_terminated(target, "FAILED" if error is not None else "FINISHED")
+        client.set_terminated(target, "KILLED" if killed else "FAILED" if error is not None else "FINISHED")
     if launched and target != launched:
         client.set_terminated(launched)
         client.delete_run(launched)
@@ -76,7 +77,8 @@ def finish(target: str, launched: str | None, error: str | None = None) -> None:
 def _copy(client: MlflowClient, run: Run, experiment_name: str) -> str:
     """A new run in ``experiment_name`` with ``run``'s parameters and tags (source, entry point)."""
     experiment_id = mlflow.set_experiment(experiment_name).experiment_id
-    copy = client.create_run(experiment_id, tags={k: v for k, v in run.data.tags.items() if k != "mlflow.runName"})
+    tags = {k: v for k, v in run.data.tags.items() if k != "mlflow.runName"} | process_tags()
+    copy = client.create_run(experiment_id, tags=tags)
     client.log_batch(copy.info.run_id, params=[Param(k, v) for k, v in run.data.params.items()])
     return copy.info.run_id
 

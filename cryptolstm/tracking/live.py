@@ -1,16 +1,15 @@
 """`cryptolstm evaluate`: a registered model scored on the days after its training, in MLflow.
 
-The model is loaded as a user loads it (the pyfunc, `registry.load_model`) and forecasts every
-window at once (its ``every_day`` parameter; a model logged before that parameter existed is
-called once per day). Which days it trained and validated on is read from its training run's
+The model is loaded as a user loads it (the pyfunc, `tracking.models.load_model`) and forecasts
+every window at once (`tracking.models.every_day`). Which days it trained and validated on is read from its training run's
 tags (``split.val.last``: the last day training or validation used; ``data.last_date``: the
 last day of its data). The evaluation is one run in the coin's experiment, linked to the
-model version (tags, a link in its description) and the version gets ``live.*`` tags.
+model version (tags, a link in its description). When every day scored comes after the model's
+data (new days, not its test days again), the version gets ``live.*`` tags.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -20,14 +19,16 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from cryptolstm import plots, registry
+from cryptolstm import plots
 from cryptolstm.data import Market, load_market
 from cryptolstm.data.prepare import ensure_data
+from cryptolstm.config import RunConfig
 from cryptolstm.errors import ConfigError, DataError
-from cryptolstm.live import LiveResult, score_live
+from cryptolstm.live import LiveResult, next_day, score_live
 from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.tracking.commands import command_run, finish
 from cryptolstm.tracking.describe import NOTE
+from cryptolstm.tracking.models import ModelRef, config_of, every_day, load_model, model_ref
 from cryptolstm.tracking.runs import coin_experiment, ui_url
 
 log = logging.getLogger(__name__)
@@ -36,47 +37,12 @@ VERSION_TAGS = ("live.first_date", "live.last_date", "live.days", "live.mae_rati
 BASELINES = ("garch", "empirical")  # the interval baselines beside a model with intervals
 
 
-def every_day(model):
-    """``rows -> every window's forecast`` of a loaded pyfunc: one call with ``every_day``, or, for
-    a model logged before that parameter existed, one call per window (slower, the same numbers)."""
-    schema = model.metadata.get_params_schema()
-    if schema is not None and "every_day" in {p.name for p in schema.params}:
-        return lambda rows: model.predict(rows, params={"every_day": True})
-    window = registry.config_of(model).window_len
-
-    def one_by_one(rows: pd.DataFrame) -> pd.DataFrame:
-        parts = []
-        for end in range(window, len(rows) + 1):
-            out = model.predict(rows.iloc[end - window:end])
-            if "horizon" not in out:  # a next-day model logged before several days were possible
-                out = out.assign(horizon=1)
-            parts.append(out.assign(origin=rows["date"].iloc[end - 1]))
-        return pd.concat(parts, ignore_index=True)
-
-    return one_by_one
-
-
-def trained_until(ref: registry.ModelRef) -> tuple[str, str]:
-    """(the last day ``ref``'s training or validation used, the last day of its data), ISO dates."""
-    tags = ref.run.data.tags
-    used, data_last = tags.get("split.val.last"), tags.get("data.last_date")
-    if not used or not data_last:
-        raise ConfigError(f"{ref.label}'s training run {ref.run.info.run_id} does not say which days it "
-                          f"trained on (no split.val.last or data.last_date tag); it cannot be scored on new days.")
-    return used, data_last
-
-
-def next_day(day: str) -> str:
-    """The ISO date after ``day``."""
-    return (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-
-
-def live_days(ref: registry.ModelRef, market: Market, since: str | None, until: str | None,
+def live_days(ref: ModelRef, market: Market, since: str | None, until: str | None,
               data_dir: str) -> tuple[str, str]:
     """The days to score (first, last): from ``since`` (default: the day after the model's data)
     to ``until`` (default: the data's last day). One sentence for a day the model trained or
     validated on, and when no new day is left."""
-    used, data_last = trained_until(ref)
+    used, data_last = ref.trained_until()
     first, last = since or next_day(data_last), until or market.last_date
     if first <= used:
         raise ConfigError(f"{first} is not a new day for {ref.label}: its training and validation used the days up "
@@ -94,7 +60,7 @@ def live_days(ref: registry.ModelRef, market: Market, since: str | None, until: 
 class Evaluation:
     """What `evaluate` did: the model, the run that holds the evaluation, and its result."""
 
-    ref: registry.ModelRef
+    ref: ModelRef
     run_id: str
     result: LiveResult
 
@@ -103,9 +69,9 @@ def evaluate(model_uri: str, data_dir: str, since: str | None = None, until: str
              launched: str | None = None, fetch_missing: bool = True) -> Evaluation:
     """Score ``model_uri`` on new days of ``data_dir`` and log the evaluation (module docstring).
     Everything that can be refused is checked before the run exists."""
-    ref = registry.model_ref(model_uri)
-    model = registry.load_model(ref)
-    cfg = registry.config_of(model)
+    ref = model_ref(model_uri)
+    model = load_model(ref)
+    cfg = config_of(model)
     ensure_data(data_dir, fetch_missing)
     market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps)
     first, last = live_days(ref, market, since, until, data_dir)
@@ -117,7 +83,7 @@ def evaluate(model_uri: str, data_dir: str, since: str | None = None, until: str
     return Evaluation(ref, run_id, result)
 
 
-def log_evaluation(ref: registry.ModelRef, cfg, result: LiveResult, market: Market, data_dir: str,
+def log_evaluation(ref: ModelRef, cfg: RunConfig, result: LiveResult, market: Market, data_dir: str,
                    launched: str | None) -> str:
     """One run in the coin's experiment: metrics, per-day CSV, figure, links; then the version's tags."""
     client = MlflowClient()
@@ -127,28 +93,28 @@ def log_evaluation(ref: registry.ModelRef, cfg, result: LiveResult, market: Mark
         now = int(time.time() * 1000)
         # linked to the logged model too (MLflow 3): its page lists them beside its training metrics
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=ref.model_id) for k, v in metrics.items()],
-                         params=_params(ref, result, data_dir, launched, client),
+                         params=_params(ref, result, data_dir),
                          tags=[RunTag(k, v) for k, v in _tags(ref, cfg, result, market, run_id).items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
         client.log_figure(run_id, plots.live_gap(result.days, cfg.coin, ref.label), "plots/live_cumulative_gap.png")
-        if ref.version:
+        if ref.version and result.first > ref.trained_until()[1]:  # new days only: not its test days again
             _tag_version(client, ref, result, run_id)
     except BaseException as exc:
-        finish(run_id, launched, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        finish(run_id, launched, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+               killed=isinstance(exc, KeyboardInterrupt))
         raise
     finish(run_id, launched)
     return run_id
 
 
-def _params(ref, result: LiveResult, data_dir: str, launched: str | None, client: MlflowClient) -> list[Param]:
-    """The evaluation's params, except those ``mlflow run`` already logged on the run."""
+def _params(ref: ModelRef, result: LiveResult, data_dir: str) -> list[Param]:
+    """What was evaluated, as params ``evaluate.*`` (beside those ``mlflow run`` logs, unprefixed)."""
     values = {"model": ref.uri, "since": result.first, "until": result.last,
               "data_dir": str(Path(data_dir).resolve())}
-    logged = client.get_run(launched).data.params if launched else {}
-    return [Param(f"evaluate.{k}", v) for k, v in values.items() if f"evaluate.{k}" not in logged]
+    return [Param(f"evaluate.{k}", v) for k, v in values.items()]
 
 
-def _tags(ref: registry.ModelRef, cfg, result: LiveResult, market: Market, run_id: str) -> dict[str, str]:
+def _tags(ref: ModelRef, cfg: RunConfig, result: LiveResult, market: Market, run_id: str) -> dict[str, str]:
     """The run's tags: what was scored, on which days and data, and a description with links."""
     m = result.metrics
     source = ref.run
@@ -169,7 +135,8 @@ def _tags(ref: registry.ModelRef, cfg, result: LiveResult, market: Market, run_i
             **{f"data.sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}}
 
 
-def _tag_version(client: MlflowClient, ref: registry.ModelRef, result: LiveResult, run_id: str) -> None:
+def _tag_version(client: MlflowClient, ref: ModelRef, result: LiveResult, run_id: str) -> None:
+    """The version's ``live.*`` tags: the days scored, the MAE ratio, the DM p, the run."""
     m = result.metrics
     values = {"live.first_date": result.first, "live.last_date": result.last, "live.days": str(result.n_days),
               "live.mae_ratio": f"{m['live/mae_ratio']:.6f}", "live.dm_p": f"{m['live/dm_p']:.6g}",

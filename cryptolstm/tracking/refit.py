@@ -10,7 +10,8 @@ Promotion (`common_evaluation`): the refit becomes champion only if its one-day-
 not worse than the champion's on the same days: the days of the refit's validation tail
 that the champion never trained or validated on. Neither model fitted its weights on those
 days; the refit chose its early-stopping epoch on them (the one way they favour it), the
-champion forecasts them as a model does after its training. No other days are fair: every
+champion forecasts them as a model does after its training. A champion that cannot be scored
+(its files or tags gone) is not compared: the refit is registered without the alias. No other days are fair: every
 earlier day is the refit's training data, and there is no later day yet.
 """
 
@@ -27,10 +28,10 @@ from cryptolstm import registry
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.data.prepare import prepare_market
-from cryptolstm.errors import DataError
-from cryptolstm.live import score_live
+from cryptolstm.errors import ConfigError, CryptoLstmError, DataError
+from cryptolstm.live import next_day, score_live
 from cryptolstm.models.lstm import EpochHook
-from cryptolstm.tracking.live import every_day, next_day, trained_until
+from cryptolstm.tracking.models import ModelRef, config_of, every_day, load_model, model_ref
 from cryptolstm.tracking.runs import coin_experiment, run_name
 from cryptolstm.tracking.source import config_values_of_run
 from cryptolstm.tracking.train import tracked_train
@@ -50,7 +51,7 @@ def refit_config(cfg: RunConfig, data_dir: str, end_date: str | None) -> RunConf
 class Refit:
     """What `refit` did: the model it refitted, the new run, its result and registration."""
 
-    ref: registry.ModelRef
+    ref: ModelRef
     run_id: str
     result: TrainResult
     registration: registry.Registration
@@ -60,10 +61,14 @@ def refit(model_uri: str, data_dir: str, end_date: str | None = None, force: boo
           launched: str | None = None, fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = ()) -> Refit:
     """Retrain ``model_uri``'s configuration on ``data_dir`` up to ``end_date``, log and register it,
     and promote it if it is not worse than the champion on the common evaluation (or ``force``)."""
-    ref = registry.model_ref(model_uri)
+    ref = model_ref(model_uri)
     cfg = refit_config(RunConfig(**config_values_of_run(ref.run.info.run_id)), data_dir, end_date)
+    if ref.name and ref.name != registry.model_name(cfg.coin):
+        raise ConfigError(f"{ref.label} is not one of cryptolstm's registered models: a refit is registered as a "
+                          f"new version of {registry.model_name(cfg.coin)}; pass --model runs:/"
+                          f"{ref.run.info.run_id}/model to refit its configuration there.")
     market = prepare_market(cfg, fetch_missing)
-    data_last = trained_until(ref)[1]
+    data_last = ref.trained_until()[1]
     if market.last_date <= data_last:
         raise DataError(f"the data in {data_dir}{' up to ' + end_date if end_date else ''} ends on {market.last_date}, "
                         f"and {ref.label} was trained on data up to {data_last}: there is no new day to refit on.")
@@ -85,20 +90,24 @@ def common_evaluation(run_id: str, cfg: RunConfig, market: Market) -> registry.D
     tail_first, tail_last = tags["split.val.first"], tags["split.val.last"]
 
     def decide(champion: ModelVersion) -> tuple[bool, str]:
-        theirs_ref = registry.model_ref(f"models:/{champion.name}/{champion.version}")
-        used = trained_until(theirs_ref)[0]
-        first = max(tail_first, next_day(used))
+        try:
+            return compare(champion)
+        except CryptoLstmError as exc:  # a champion that cannot be scored: registered, not promoted
+            return False, f"not compared with champion version {champion.version}: {exc} Promote it with --force."
+
+    def compare(champion: ModelVersion) -> tuple[bool, str]:
+        theirs_ref = model_ref(f"models:/{champion.name}/{champion.version}")
+        first = max(tail_first, next_day(theirs_ref.trained_until()[0]))
         if first > tail_last:
             return False, (f"not compared: champion version {champion.version} trained or validated on every day of "
                            f"this refit's validation tail ({tail_first}..{tail_last}); promote it with --force")
-        champion_model = registry.load_model(theirs_ref, cfg.coin)
-        if registry.config_of(champion_model).horizon != cfg.horizon:
-            return False, (f"not compared: champion version {champion.version} forecasts "
-                           f"{registry.config_of(champion_model).horizon} day(s), this refit {cfg.horizon}; "
-                           f"promote it with --force")
-        mine_model = registry.load_model(registry.model_ref(f"runs:/{run_id}/model"), cfg.coin)
-        mine_result, theirs_result = (score_live(every_day(model), registry.config_of(model), market.frame, first,
-                                                 tail_last) for model in (mine_model, champion_model))
+        champion_model = load_model(theirs_ref, cfg.coin)
+        if (theirs := config_of(champion_model)).horizon != cfg.horizon:
+            return False, (f"not compared: champion version {champion.version} forecasts {theirs.horizon} day(s), "
+                           f"this refit {cfg.horizon}; promote it with --force")
+        mine_model = load_model(model_ref(f"runs:/{run_id}/model"), cfg.coin)
+        mine_result, theirs_result = (score_live(every_day(model), config_of(model), market.frame, first, tail_last)
+                                      for model in (mine_model, champion_model))
         mine, theirs = mine_result.metrics, theirs_result.metrics
         text = (f"on the common evaluation, {first}..{tail_last} ({mine_result.n_days} days new to champion "
                 f"version {champion.version}), MAE {mine['live/mae']:,.2f} USD against its "

@@ -202,7 +202,7 @@ def log_model(result: TrainResult, market: Market) -> None:
     instead if the export fails), the config and the calibration; the package travels with it.
     The Keras model (with its optimizer's state) is a run artifact, ``keras/lstm.keras``."""
     from cryptolstm.forecaster import PARAMS, LstmForecaster, example_rows, forecast
-    from cryptolstm.models.lstm import export_onnx
+    from cryptolstm.inference import export_onnx
 
     cfg = result.config
     example = example_rows(market.frame, cfg.window_len)
