@@ -8,6 +8,7 @@ these modules attach to them.
 - `backtest`: a backtest's parent run and its folds' child runs;
 - `source`: a configuration read back from a run or a registered model;
 - `report`: the Markdown summary of an experiment;
+- `models`: a model URI resolved (its version and training run) and its pyfunc loaded;
 - `live`: a registered model scored on the days after its training (`cryptolstm evaluate`);
 - `refit`: a model's configuration retrained on every day up to the latest (`cryptolstm refit`);
 - `commands`: the run of a command that trains nothing (register, predict, report, evaluate).

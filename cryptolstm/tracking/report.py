@@ -12,6 +12,7 @@ import mlflow
 from mlflow.entities import Run
 
 from cryptolstm.errors import ConfigError
+from cryptolstm.registry import ALIAS
 from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
 
@@ -122,7 +123,7 @@ def _registry_section(experiment_name: str) -> list[str]:
     if not versions:
         return []
     try:
-        champion = str(client.get_model_version_by_alias(experiment_name, "champion").version)
+        champion = str(client.get_model_version_by_alias(experiment_name, ALIAS).version)
     except Exception:  # noqa: BLE001 - no champion (yet)
         champion = None
     lines = [f"## Registered model `{experiment_name}` ({len(versions)} versions)", "",
@@ -136,7 +137,7 @@ def _registry_section(experiment_name: str) -> list[str]:
                 else "not evaluated")
         live = f"{_num(float(t['live.mae_ratio']))} ({_num(float(t['live.dm_p']), 3)})" if "live.mae_ratio" in t else "-"
         refit = f"version {t['refit.of_version']}" if t.get("refit.of_version") else "-"
-        lines.append(f"| {v.version} | {'@champion' if str(v.version) == champion else ''} | "
+        lines.append(f"| {v.version} | {'@' + ALIAS if str(v.version) == champion else ''} | "
                      f"{_num(_float(t.get('val/mae_ratio')))} | {_num(_float(t.get('test/mae_ratio')))} | {days} | "
                      f"{live} | {refit} | `{t.get('source_run', v.run_id or '')[:8]}` |")
     return lines + [""]
