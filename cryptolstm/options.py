@@ -232,33 +232,36 @@ def _check_model_uri(uri: str) -> None:
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
-    """``cryptolstm evaluate``: which model, on which new days."""
+class ModelOptions:
+    """What ``evaluate`` and ``refit`` share: the model they work on and the price directory."""
 
-    model: str = option("models:/cryptolstm-btc@champion", f"Model to score: {MODEL_URIS}.")
-    since: str | None = option(None, "First day to score (default: the day after the model's data ended).")
-    until: str | None = option(None, "Last day to score (default: the last day of the data).")
+    model: str = option("models:/cryptolstm-btc@champion", f"The model: {MODEL_URIS}.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
         _check_model_uri(self.model)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions(ModelOptions):
+    """``cryptolstm evaluate``: which model, on which new days."""
+
+    since: str | None = option(None, "First day to score (default: the day after the model's data ended).")
+    until: str | None = option(None, "Last day to score (default: the last day of the data).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.since and self.until and self.since > self.until:
             raise ConfigError(f"--since ({self.since}) is after --until ({self.until}): no day to score.")
 
 
 @dataclass(frozen=True)
-class RefitOptions:
-    """``cryptolstm refit``: which model to retrain on every day up to the latest."""
+class RefitOptions(ModelOptions):
+    """``cryptolstm refit``: which model's configuration to retrain on every day up to the latest."""
 
-    model: str = option("models:/cryptolstm-btc@champion", f"Model whose configuration to refit: {MODEL_URIS}.")
     end_date: str | None = option(None, "Last day to train on (default: the last day of the data).")
-    data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
     force: bool = option(False, "Make the refit champion even if it is worse on the common evaluation.")
-
-    def __post_init__(self) -> None:
-        coerce_fields(self)
-        _check_model_uri(self.model)
 
 
 @dataclass(frozen=True)

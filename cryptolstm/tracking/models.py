@@ -22,6 +22,7 @@ from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from cryptolstm.errors import ConfigError, first_line, with_article
 
+
 @dataclass(frozen=True)
 class ModelRef:
     """What a model URI names: the registered ``name`` and ``version`` (None for ``runs:/``), the
