@@ -6,7 +6,9 @@ saves a PNG of each:
 - ``runs.png``: a coin's experiment on its runs (the link `cryptolstm train` prints);
 - ``study.png``: a study's parent run;
 - ``study_children.png``: the runs table filtered to that study's trials;
-- ``models.png`` and ``model.png``: the registered models and the coin's model with its versions.
+- ``models.png`` and ``model.png``: the registered models and the coin's model with its versions;
+- ``evaluation.png`` and ``version.png``: the latest `cryptolstm evaluate` run and the version it
+  scored (its ``live.*`` tags).
 
     python bench/ui_screenshots.py --store sqlite:///mlflow.db --coin BTC --out screenshots
 
@@ -66,6 +68,13 @@ def _pages(store: str, coin: str) -> dict[str, str]:
         pages["study_children"] = f"#/experiments/{eid}/runs?searchFilter={urllib.parse.quote(search)}"
     pages["models"] = "#/models"
     pages["model"] = f"#/models/cryptolstm-{coin.lower()}"
+    evaluations = client.search_runs([eid], "tags.`cryptolstm.entry` = 'evaluate'", max_results=1,
+                                     order_by=["attributes.start_time DESC"])
+    if evaluations:
+        tags = evaluations[0].data.tags
+        pages["evaluation"] = f"#/experiments/{eid}/runs/{evaluations[0].info.run_id}"
+        if tags.get("evaluated.version"):
+            pages["version"] = f"#/models/{tags['evaluated.model']}/versions/{tags['evaluated.version']}"
     return pages
 
 

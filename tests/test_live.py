@@ -96,6 +96,9 @@ def test_evaluate_scores_exactly_the_days_after_the_cut(store, shared_data):
     assert float(version["live.mae_ratio"]) == pytest.approx(m["live/mae_ratio"], rel=1e-5)
     assert float(version["live.dm_p"]) == pytest.approx(m["live/dm_p"], rel=1e-5)
     assert version["live.run"] == done.run_id
+    described = MlflowClient().get_model_version("cryptolstm-btc", "1").description
+    assert described.startswith("BTC LSTM, honest protocol") and f"On 365 new days after its training" in described
+    assert f"{m['live/mae_ratio']:.4f}" in described and done.run_id in described
     linked = MlflowClient().get_logged_model(model_ref(V1).model_id)
     assert {m.key: m.value for m in linked.metrics}["live/mae_ratio"] == pytest.approx(m["live/mae_ratio"])
     report = experiment_report("cryptolstm-btc", tracking_uri=store.uri)

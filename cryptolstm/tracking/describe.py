@@ -62,6 +62,13 @@ def version_text(run: Run) -> str:
             f"validation {_ratio(metrics, 'val/mae_ratio')}, test {_ratio(metrics, 'test/mae_ratio')}.")
 
 
+def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, run_id: str) -> str:
+    """One sentence of a version's score on new days (`cryptolstm evaluate`)."""
+    return (f"On {days} new days after its training, {first}..{last}, one day ahead: MAE ratio to persistence "
+            f"{ratio:.4f} ({'beats' if ratio < 1 else 'does not beat'} persistence, DM p {dm_p:.3g}; "
+            f"evaluation run {run_id}).")
+
+
 def describe_registered(client: MlflowClient, name: str, version: str, run: Run) -> None:
     """Describe the registered model ``name`` and its ``version``, registered from ``run``."""
     client.update_registered_model(name, description=model_text(name))

@@ -27,7 +27,7 @@ from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.live import LiveResult, next_day, score_live
 from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.tracking.commands import command_run, finish
-from cryptolstm.tracking.describe import NOTE
+from cryptolstm.tracking.describe import NOTE, live_text, version_text
 from cryptolstm.tracking.models import ModelRef, config_of, every_day, load_model, model_ref
 from cryptolstm.tracking.runs import coin_experiment, ui_url
 
@@ -136,10 +136,13 @@ def _tags(ref: ModelRef, cfg: RunConfig, result: LiveResult, market: Market, run
 
 
 def _tag_version(client: MlflowClient, ref: ModelRef, result: LiveResult, run_id: str) -> None:
-    """The version's ``live.*`` tags: the days scored, the MAE ratio, the DM p, the run."""
+    """The version's ``live.*`` tags (the days scored, the MAE ratio, the DM p, the run) and its
+    description, which ends with the same in a sentence."""
     m = result.metrics
     values = {"live.first_date": result.first, "live.last_date": result.last, "live.days": str(result.n_days),
               "live.mae_ratio": f"{m['live/mae_ratio']:.6f}", "live.dm_p": f"{m['live/dm_p']:.6g}",
               "live.run": run_id}
     for key, value in values.items():
         client.set_model_version_tag(ref.name, ref.version, key, value)
+    live = live_text(result.first, result.last, result.n_days, m["live/mae_ratio"], m["live/dm_p"], run_id)
+    client.update_model_version(ref.name, ref.version, description=f"{version_text(ref.run)} {live}")
