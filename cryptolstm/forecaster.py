@@ -27,7 +27,7 @@ import pandas as pd
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
 from cryptolstm.intervals import INTERVALS, LEVELS, Calibration
-from cryptolstm.windowing import feature_columns, latest_window, origin_windows
+from cryptolstm.windowing import feature_columns, input_rows, latest_window, origin_windows
 
 INPUT_COLUMNS = ["date", *feature_columns(COINS)]
 PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
@@ -102,8 +102,7 @@ def forecast(lstm, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
 
 def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
     """The last ``window_len`` days of a merged market frame, in the model's input format."""
-    rows = frame[feature_columns(COINS)].tail(window_len).reset_index()
-    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
+    return input_rows(frame.tail(window_len))
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):

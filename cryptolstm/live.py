@@ -25,7 +25,7 @@ from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
 from cryptolstm.intervals import LEVELS
 from cryptolstm.metrics import interval_metrics, split_metrics
-from cryptolstm.windowing import WindowSet, feature_columns, target_windows
+from cryptolstm.windowing import WindowSet, input_rows, target_windows
 
 SPLIT = "live"  # the metrics' prefix: live/mae, live/mae_ratio, live/h2/mae_ratio...
 EveryDay = Callable[[pd.DataFrame], pd.DataFrame]  # daily rows -> every window's forecast
@@ -53,12 +53,6 @@ class LiveResult:
     @property
     def n_days(self) -> int:
         return len(self.samples)
-
-
-def model_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """A market frame (date index, ``{COIN}_close``/``_volume``) as the pyfunc's input rows."""
-    rows = frame[feature_columns(COINS)].reset_index()
-    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
 
 
 def _input_start(frame: pd.DataFrame, first: str, window_len: int) -> int:
@@ -133,7 +127,7 @@ def score_live(forecast_every_day: EveryDay, cfg: RunConfig, frame: pd.DataFrame
     Every day is scored one day ahead; a model of H > 1 days is also scored per horizon
     (``live/h<k>/...``) on the windows whose H target days all lie in the range."""
     inputs = frame.iloc[_input_start(frame, first, cfg.window_len):].loc[: pd.Timestamp(last) - pd.Timedelta(days=1)]
-    table = forecast_every_day(model_rows(inputs))
+    table = forecast_every_day(input_rows(inputs))
     samples = scored_samples(frame, cfg, first, last)
     forecast = forecast_of_table(table, samples)
     metrics = split_metrics(SPLIT, forecast, samples.target_close, "usd")

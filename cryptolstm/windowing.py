@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cryptolstm.config import FEATURES
+from cryptolstm.config import COINS, FEATURES
 from cryptolstm.errors import DataError
 
 
@@ -64,6 +64,13 @@ class WindowSet:
 def feature_columns(coins: tuple[str, ...]) -> list[str]:
     """Column names of the input features, coin-major as in the 2018 notebook."""
     return [f"{coin}_{feat}" for coin in coins for feat in FEATURES]
+
+
+def input_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A merged market frame (date index, ``{COIN}_close`` / ``_volume``) as the registered model's
+    input rows: a ``date`` column (YYYY-MM-DD) and the feature columns."""
+    rows = frame[feature_columns(COINS)].reset_index()
+    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
 
 
 def normalise(windows: np.ndarray) -> np.ndarray:

@@ -280,7 +280,8 @@ def live_summary(evaluation) -> str:
     intervals when the model has them, and where the evaluation is."""
     result, ref = evaluation.result, evaluation.ref
     m = {k.removeprefix("live/"): v for k, v in result.metrics.items()}
-    lines = [f"{ref.label} on {result.n_days} new day(s), {result.first}..{result.last}, one day ahead "
+    days = "new day(s)" if evaluation.new_days else "day(s), its test days (not new)"
+    lines = [f"{ref.label} on {result.n_days} {days}, {result.first}..{result.last}, one day ahead "
              f"(no refit), USD:",
              f"  {'':<13}{'MAE':>12}{'RMSE':>12}",
              f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
@@ -289,14 +290,14 @@ def live_summary(evaluation) -> str:
              f"Diebold-Mariano p {m['dm_p']:.3g}; direction {m['direction_accuracy']:.1%} "
              f"(95 % interval {m['direction_low']:.1%}..{m['direction_high']:.1%}, p {m['direction_p']:.3g} against "
              f"a coin flip)"]
-    if result.forecast.horizon > 1:
-        lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}"
-                                                          for h in range(1, result.forecast.horizon + 1)))
+    horizons = sorted(int(k.split("/")[0][1:]) for k in m if k.startswith("h") and k.endswith("/mae_ratio"))
+    if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
+        lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
     if "coverage_80" in m:
         lines.append(f"  intervals: coverage {m['coverage_80']:.2f} (80 %) / {m['coverage_95']:.2f} (95 %); CRPS "
                      f"ratio to GARCH {m['crps_ratio_garch']:.3f} (p {m['crps_dm_p_garch']:.2g}), to the empirical "
                      f"quantiles {m['crps_ratio_empirical']:.3f} (p {m['crps_dm_p_empirical']:.2g})")
-    if ref.version:
+    if ref.version and evaluation.new_days:
         lines.append(f"  tagged {ref.name} version {ref.version}: live.mae_ratio {m['mae_ratio']:.4f}, "
                      f"live.days {result.n_days}, live.first_date {result.first}, live.last_date {result.last}")
     return "\n".join(lines)

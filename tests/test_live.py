@@ -17,12 +17,14 @@ from cryptolstm import registry
 from cryptolstm.cli import app
 from cryptolstm.data import load_market
 from cryptolstm.errors import ConfigError, DataError
-from cryptolstm.live import model_rows, score_live
+from cryptolstm.live import score_live
+from cryptolstm.windowing import input_rows
 from cryptolstm.metrics import direction
 from cryptolstm.tracking import tracked_train, use_tracking_uri
 from cryptolstm.tracking.live import evaluate
 from cryptolstm.tracking.models import config_of, every_day, load_model, model_ref
 from cryptolstm.tracking.refit import refit
+from cryptolstm.workflows import live_summary
 from cryptolstm.tracking.report import experiment_report
 from tests.conftest import all_runs, tiny_config
 
@@ -62,6 +64,8 @@ def _csv(run_id: str) -> pd.DataFrame:
 def test_evaluate_scores_exactly_the_days_after_the_cut(store, shared_data):
     done = evaluate(V1, str(shared_data))
     assert (done.result.first, done.result.last, done.result.n_days) == ("2023-01-01", "2023-12-31", 365)
+    said = live_summary(done)
+    assert said.startswith("cryptolstm-btc version 1 on 365 new day(s), 2023-01-01..2023-12-31") and "tagged" in said
     days = _csv(done.run_id)
     assert days["date"].tolist() == _days("2023-01-01", "2023-12-31")
     # each row's actual close and persistence are the data's, not the model's
@@ -115,6 +119,8 @@ def test_evaluate_on_the_test_days_gives_the_test_metrics_of_training(store, sha
     assert done.result.n_days == int(tags["split.test.n"])
     for key in ("mae", "persistence_mae", "rmse", "direction_accuracy", "coverage_80", "coverage_95", "crps"):
         assert m[f"live/{key}"] == pytest.approx(trained[f"test/{key}"], rel=1e-5), key
+    said = live_summary(done)
+    assert "day(s), its test days (not new)" in said and "tagged" not in said
     # its test days again are not new days: the version's live.* tags stay those of new days, if any
     assert MlflowClient().get_model_version("cryptolstm-btc", "1").tags.get("live.first_date", "2023-01-01") == "2023-01-01"
 
@@ -125,7 +131,7 @@ def test_a_forecast_uses_no_data_of_the_day_it_forecasts(store, shared_data):
     frame = load_market(shared_data, "2023-03-01", "2023-03-31").frame
     changed = frame.copy()
     changed.loc["2023-03-20":] *= 1.5
-    first, second = (every_day(model)(model_rows(f)).set_index("date")["forecast_close"] for f in (frame, changed))
+    first, second = (every_day(model)(input_rows(f)).set_index("date")["forecast_close"] for f in (frame, changed))
     assert first.loc["2023-03-20"] == second.loc["2023-03-20"]
     assert first.loc["2023-03-21"] != pytest.approx(second.loc["2023-03-21"], rel=1e-6)
     assert first.index.max() == "2023-04-01"  # the last window forecasts the day after the rows
@@ -139,13 +145,14 @@ def test_a_model_of_several_days_by_run_uri_is_scored_every_day_and_per_horizon(
     assert (done.result.first, done.result.last, done.result.n_days) == ("2023-01-01", "2023-01-31", 31)
     assert _csv(done.run_id)["date"].tolist() == _days("2023-01-01", "2023-01-31")
     assert {f"live/h{h}/mae_ratio" for h in (1, 2, 3)} <= set(m)
+    assert f"MAE ratio by horizon: h1 {m['live/h1/mae_ratio']:.3f}, h2 " in live_summary(done)
     assert m["live/h1/mae"] != m["live/mae"]  # h1 over the 29 windows whose 3 days all fall in January
     assert MlflowClient().get_run(done.run_id).data.tags["evaluated.version"] == ""  # not a registered version
 
 
 def test_every_window_at_once_equals_one_window_at_a_time(store, shared_data):
     model = load_model(model_ref(V1))
-    rows = model_rows(load_market(shared_data, "2023-03-01", "2023-03-20").frame)
+    rows = input_rows(load_market(shared_data, "2023-03-01", "2023-03-20").frame)
     batch = every_day(model)(rows)
     assert len(batch) == len(rows) - store.cfg.window_len + 1
     for end in (store.cfg.window_len, len(rows)):

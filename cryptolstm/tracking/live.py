@@ -33,7 +33,6 @@ from cryptolstm.tracking.runs import coin_experiment, ui_url
 
 log = logging.getLogger(__name__)
 
-VERSION_TAGS = ("live.first_date", "live.last_date", "live.days", "live.mae_ratio", "live.dm_p")
 BASELINES = ("garch", "empirical")  # the interval baselines beside a model with intervals
 
 
@@ -63,6 +62,11 @@ class Evaluation:
     ref: ModelRef
     run_id: str
     result: LiveResult
+
+    @property
+    def new_days(self) -> bool:
+        """Whether every day scored came after the model's data (and so the version was tagged)."""
+        return self.ref.is_new(self.result.first)
 
 
 def evaluate(model_uri: str, data_dir: str, since: str | None = None, until: str | None = None,
@@ -97,7 +101,7 @@ def log_evaluation(ref: ModelRef, cfg: RunConfig, result: LiveResult, market: Ma
                          tags=[RunTag(k, v) for k, v in _tags(ref, cfg, result, market, run_id).items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
         client.log_figure(run_id, plots.live_gap(result.days, cfg.coin, ref.label), "plots/live_cumulative_gap.png")
-        if ref.version and result.first > ref.trained_until()[1]:  # new days only: not its test days again
+        if ref.version and ref.is_new(result.first):  # new days only: not its test days again
             _tag_version(client, ref, result, run_id)
     except BaseException as exc:
         finish(run_id, launched, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
@@ -122,7 +126,8 @@ def _tags(ref: ModelRef, cfg: RunConfig, result: LiveResult, market: Market, run
     links = f"[its training run]({ui_url(source.info.experiment_id, source.info.run_id, '')})"
     if ref.version:
         links += f", [the model version](#/models/{ref.name}/versions/{ref.version})"
-    note = (f"{ref.label} ({cfg.coin}, {cfg.protocol} protocol) scored on {result.n_days} new days, "
+    days = "new days" if ref.is_new(result.first) else "days (not new: from its test days)"
+    note = (f"{ref.label} ({cfg.coin}, {cfg.protocol} protocol) scored on {result.n_days} {days}, "
             f"{result.first}..{result.last}, one day ahead, without refitting: MAE {m['live/mae']:,.2f} USD "
             f"against persistence's {m['live/persistence_mae']:,.2f} (ratio {m['live/mae_ratio']:.4f}, "
             f"DM p {m['live/dm_p']:.3g}). Links: {links}. Per-day forecasts: live/forecasts.csv.")

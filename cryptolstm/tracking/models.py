@@ -44,6 +44,10 @@ class ModelRef:
         """The URI of exactly this model: ``models:/NAME/VERSION`` (not an alias that may move)."""
         return f"models:/{self.name}/{self.version}" if self.version else self.uri
 
+    def is_new(self, day: str) -> bool:
+        """Whether ``day`` (ISO) comes after the last day of the model's data (not a test day again)."""
+        return day > self.trained_until()[1]
+
     def trained_until(self) -> tuple[str, str]:
         """(the last day its training or validation used, the last day of its data), ISO dates, read
         from its training run's ``split.val.last`` and ``data.last_date`` tags."""
