@@ -88,20 +88,20 @@ def test_main_takes_every_config_field():
     assert set(EVERY_PARAM) | {"data_dir"} == set(params)
 
 
-def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main", ok=True):
+def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main", ok=True, experiment="e2e"):
     # As with an activated virtualenv: `python` and `uv` are this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(leaked, None)  # mlflow.set_experiment in earlier tests exports the experiment id
     args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", entry, "--env-manager",
-            env_manager, "--experiment-name", "e2e"]
+            env_manager, *(["--experiment-name", experiment] if experiment else [])]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert (done.returncode == 0) == ok, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
+    runs = client.search_runs([client.get_experiment_by_name(experiment or "Default").experiment_id],
                               order_by=["attributes.start_time DESC"])
     run = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)  # this launch's run
     return client, run, done
@@ -218,10 +218,19 @@ def test_mlflow_run_register_and_predict(tmp_path, shared_data, monkeypatch):
     assert record.info.run_name == "predict-btc" and record.data.metrics["forecast_close"] > 0
     assert "forecast.csv" in {a.path for a in client.list_artifacts(record.info.run_id)}
     _no_empty_params(record)
-    assert not client.search_runs(["0"])  # nothing in the Default experiment
+    assert not client.search_runs(["0"])  # nothing in the Default experiment (all of these named one)
     _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data),
                                         "model_uri": f"runs:/{run_id}/model"}, entry="predict")
     assert f"model runs:/{run_id}/model" in done.stdout
+    # as the README writes it, without --experiment-name: `mlflow run` makes its run in Default, the
+    # record goes to the coin's experiment, and `mlflow run` still ends its own run (exit 0)
+    _, launched, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": str(shared_data)}, entry="predict",
+                                    experiment=None)
+    assert "BTC close on 2024-01-01:" in done.stdout and "Traceback" not in done.stderr
+    record = client.get_run(launched.data.tags["cryptolstm.record_run"])
+    assert client.get_experiment(record.info.experiment_id).name == "cryptolstm-btc"
+    assert record.info.run_name == "predict-btc" and record.info.status == "FINISHED"
+    assert launched.info.run_name == "predict-btc-launch" and launched.info.status == "FINISHED"
     # evaluate: the champion on its own test days (the data holds none after them)
     test_first = client.get_run(run_id).data.tags["split.test.first"]
     _, record, done = _mlflow_run(tmp_path, {"model": "models:/cryptolstm-btc@champion", "since": test_first,

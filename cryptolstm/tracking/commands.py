@@ -7,8 +7,9 @@ and coin (``register-btc``), its outcome as tags, metrics and a file, a descript
 
 MLflow cannot move a run between experiments. ``mlflow run`` without ``--experiment-name``
 creates it in the Default experiment, so there the record is made again in the coin's
-experiment (with the launched run's parameters and source tags) and the launched run is
-ended and deleted: hidden from the UI's run lists (``mlflow gc`` removes it for good).
+experiment (with the launched run's parameters and source tags); the launched run stays in
+Default, named ``<record>-launch``, its description pointing at the record, and ``mlflow run``
+ends it (a deleted run cannot be ended: ``mlflow run`` would fail after the command).
 """
 
 from __future__ import annotations
@@ -63,15 +64,19 @@ def command_run(launched: str | None, experiment_name: str) -> str:
 def finish(target: str, launched: str | None, error: str | None = None, killed: bool = False) -> None:
     """End a `command_run` ``target``: FINISHED, KILLED (``killed``: Ctrl-C, SIGTERM) or FAILED with
     ``error`` as its tag. ``mlflow run`` ends its own run; one it made in Default that was copied
-    is ended and deleted (hidden)."""
+    is renamed and points at the record (module docstring)."""
     client = MlflowClient()
     if error is not None and not killed:
         client.set_tag(target, "error", error[:500])
     if target != launched:
         client.set_terminated(target, "KILLED" if killed else "FAILED" if error is not None else "FINISHED")
     if launched and target != launched:
-        client.set_terminated(launched)
-        client.delete_run(launched)
+        record = client.get_run(target)
+        where = client.get_experiment(record.info.experiment_id).name
+        client.log_batch(launched, tags=[
+            RunTag("mlflow.runName", f"{record.info.run_name}-launch"), RunTag("cryptolstm.record_run", target),
+            RunTag(NOTE, f"`mlflow run` made this run in the Default experiment before the command started; MLflow "
+                         f"cannot move a run, so the command's record is run {target} in experiment {where}.")])
 
 
 def _copy(client: MlflowClient, run: Run, experiment_name: str) -> str:
