@@ -106,7 +106,7 @@ def _launched_by_mlflow_run(params: dict[str, str]) -> str:
     return run.info.run_id
 
 
-def test_a_record_launched_in_default_moves_to_the_coins_experiment_and_the_launched_run_is_deleted(tracking):
+def test_a_record_launched_in_default_moves_to_the_coins_experiment_and_the_launched_run_points_at_it(tracking):
     import pandas as pd
 
     from cryptolstm.tracking.commands import record_predict
@@ -116,8 +116,12 @@ def test_a_record_launched_in_default_moves_to_the_coins_experiment_and_the_laun
                              "forecast_return": [0.01], "last_close": [42574.0]})
     run_id = record_predict(launched, forecast, "BTC", "models:/cryptolstm-btc@champion (version 1)", "BTC close ...")
     client = MlflowClient()
-    assert client.get_run(launched).info.lifecycle_stage == "deleted"  # hidden from the UI
-    assert not client.search_runs(["0"])  # nothing left in Default
+    # kept (mlflow run ends it after the command; a deleted run cannot be ended), pointing at the record
+    left = client.get_run(launched)
+    assert left.info.lifecycle_stage == "active" and left.data.tags["cryptolstm.record_run"] == run_id
+    assert left.info.run_name == "predict-btc-launch" and run_id in left.data.tags["mlflow.note.content"]
+    client.set_terminated(launched)  # what mlflow run does next
+    assert client.get_run(launched).info.status == "FINISHED"
     run = client.get_run(run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "cryptolstm-btc" and "persistence" in experiment.tags["mlflow.note.content"]
