@@ -23,7 +23,7 @@ import typer
 from cryptolstm import noise, options as opts
 from cryptolstm.config import FIELD_NAMES, RunConfig
 from cryptolstm.errors import CryptoLstmError, write_error, write_error_sentence
-from cryptolstm import workflows
+from cryptolstm import render, workflows
 from cryptolstm.workflows import Environment
 
 app = typer.Typer(
@@ -168,7 +168,7 @@ def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = Fa
     """Train one LSTM on one coin and log the whole run to MLflow."""
     env = environment(quiet)
     run_id, uri, result = call(lambda: workflows.train(options, overrides, env), "the run was ended KILLED.")
-    typer.echo(workflows.run_summary(run_id, uri, result))
+    typer.echo(render.run_summary(run_id, uri, result))
     typer.echo(_where(run_id, uri))
 
 
@@ -189,10 +189,10 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
         return
     typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
                f"with {result.best_values}")
-    typer.echo(workflows.run_summary(result.parent_run_id, uri, result.best))
+    typer.echo(render.run_summary(result.parent_run_id, uri, result.best))
     typer.echo(_where(result.parent_run_id, uri))
     if registered is not None:
-        typer.echo(workflows.registered_line(registered))
+        typer.echo(render.registered_line(registered))
 
 
 @app.command("register")
@@ -201,7 +201,7 @@ def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> Non
     """Register the best run (by validation MAE ratio) as a new version; promote it to @champion if better."""
     env = environment(quiet)
     registration = call(lambda: workflows.register(options, env), "nothing was registered.")
-    line = workflows.registered_line(registration)
+    line = render.registered_line(registration)
     typer.echo(line)
     _record(lambda tracking: tracking.record_register(LAUNCHED[0], registration, options.coin,
                                                       options.experiment_name, line))
@@ -213,7 +213,7 @@ def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     """Forecast the close of the day(s) after the last day in the data directory."""
     env = environment(quiet)
     out, label = call(lambda: workflows.predict(options, env), "no forecast.")
-    line = workflows.forecast_text(out, label)
+    line = render.forecast_text(out, label)
     typer.echo(line)
     _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
 
@@ -234,7 +234,7 @@ def evaluate_command(options: opts.EvaluateOptions, quiet: Quiet = False) -> Non
     """Score a registered model on the days after its training data, beside persistence, without refitting."""
     env = environment(quiet)
     evaluation, uri = call(lambda: workflows.evaluate(options, env), "no evaluation was logged.")
-    typer.echo(workflows.live_summary(evaluation))
+    typer.echo(render.live_summary(evaluation))
     typer.echo(_where(evaluation.run_id, uri))
 
 
@@ -244,9 +244,9 @@ def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
     """Retrain a model's configuration on every day up to the latest; register it, promoted only if not worse."""
     env = environment(quiet)
     done, uri = call(lambda: workflows.refit(options, env), "the refit run was ended KILLED.")
-    typer.echo(f"refit of {done.ref.label}:")
-    typer.echo(workflows.run_summary(done.run_id, uri, done.result))
-    typer.echo(workflows.registered_line(done.registration))
+    typer.echo(f"refit of {done.info.label}:")
+    typer.echo(render.run_summary(done.run_id, uri, done.result))
+    typer.echo(render.registered_line(done.registration))
     typer.echo(_where(done.run_id, uri))
 
 

@@ -16,19 +16,19 @@ from typing import Any
 
 import yaml
 
+from cryptolstm import features as feature_library
+from cryptolstm import heads
 from cryptolstm.errors import ConfigError
 from cryptolstm.options import coerce_fields
+from cryptolstm.protocols import Protocol, protocol
 
 COINS = ("BTC", "ETH")
-FEATURES = ("close", "volume")  # per coin, in the 2018 notebook's order
 ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "swish", "gelu")
 # hard_sigmoid_keras2 is Keras 2.x's hard sigmoid (slope 0.2), the LSTM gate default in 2018.
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
 LOSSES = ("mse", "mae", "huber")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-# What the network outputs: the next return (point), a Gaussian's mean and scale trained on its
-# negative log-likelihood (gaussian), or quantiles on `intervals.LEVELS` trained on the pinball loss.
-HEADS = ("point", "gaussian", "quantile")
+CELLS = ("lstm", "gru")  # the recurrent layer; same layers, neurons and dropout either way
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ class RunConfig:
     merge_date: str = "2016-01-01"
     end_date: str | None = None
     fill_gaps: bool = False
-    # windows and splits
+    # inputs (`cryptolstm.features`), windows and splits
+    features: str = ",".join(feature_library.DEFAULT)
     window_len: int = 7
     horizon: int = 1
     train_frac: float = 0.70
     val_frac: float = 0.15
-    # model (the 2018 notebook's by default)
+    # model (the 2018 notebook's by default); the head: `cryptolstm.heads`
+    cell: str = "lstm"
     layers: int = 3
     neurons: int = 512
     dropout: float = 0.25
@@ -73,18 +75,30 @@ class RunConfig:
     patience: int = 10
     shuffle: bool = False
     seed: int = 202
+    ensemble: int = 1  # seeds trained (seed, seed + 1...) and forecast as one model
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coin", str(self.coin).upper())
+        if isinstance(self.features, (list, tuple)):  # a YAML list
+            object.__setattr__(self, "features", ",".join(str(f) for f in self.features))
         coerce_fields(self)
+        object.__setattr__(self, "features", ",".join(feature_library.parse(self.features)))
         _validate(self)
 
     @property
-    def rules(self):
+    def rules(self) -> Protocol:
         """The `cryptolstm.protocols.Protocol` named by ``protocol``: what the protocol decides."""
-        from cryptolstm.protocols import protocol  # protocols -> splits -> config: imported late
-
         return protocol(self.protocol)
+
+    @property
+    def head_spec(self) -> heads.Head:
+        """The `cryptolstm.heads.Head` named by ``head``: what the network outputs."""
+        return heads.get(self.head)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The input features, in order (`cryptolstm.features`)."""
+        return tuple(self.features.split(","))
 
     @property
     def test_frac(self) -> float:
@@ -119,7 +133,8 @@ def _validate(c: RunConfig) -> None:
     _check_choice("activation", c.activation, ACTIVATIONS)
     _check_choice("output_activation", c.output_activation, ACTIVATIONS)
     _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
-    _check_choice("head", c.head, HEADS)
+    head = heads.get(c.head)  # an unknown head is one sentence
+    _check_choice("cell", c.cell, CELLS)
     _check_choice("loss", c.loss, LOSSES)
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
     if c.end_date is not None and c.end_date <= c.merge_date:  # ISO dates compare as text
@@ -127,8 +142,9 @@ def _validate(c: RunConfig) -> None:
     # A window of one day normalises to all zeros and leaves persistence undefined.
     _check_min("window_len", c.window_len, 2)
     _check_min("horizon", c.horizon, 1)
-    for name in ("layers", "neurons", "batch_size", "epochs", "patience"):
+    for name in ("layers", "neurons", "batch_size", "epochs", "patience", "ensemble"):
         _check_min(name, getattr(c, name), 1)
+    _check_head(c, head, rules)
     if not 0.0 <= c.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}.")
     if not c.learning_rate > 0.0:
@@ -140,6 +156,17 @@ def _validate(c: RunConfig) -> None:
             f"val_frac must be > 0 and train_frac + val_frac <= 1 (the rest is the test split; none for a "
             f"refit on every day); got train_frac={c.train_frac}, val_frac={c.val_frac}."
         )
+
+
+def _check_head(c: RunConfig, head: heads.Head, rules: Protocol) -> None:
+    """A head centred on persistence needs targets relative to the last close; a head scaled by a
+    feature needs that feature among the inputs."""
+    if head.pinned and rules.reference != "last":
+        raise ConfigError(f"head {c.head} centres its forecast on the last close, which the {c.protocol} protocol's "
+                          f"targets are not relative to; use protocol honest.")
+    if head.scale_feature and head.scale_feature not in c.feature_names:
+        raise ConfigError(f"head {c.head} scales its forecast by the {head.scale_feature} feature; add it to features "
+                          f"(features: {c.features},{head.scale_feature}).")
 
 
 def read_experiment(path: str | Path) -> dict[str, Any]:

@@ -56,6 +56,13 @@ class Forecast:
         """H, the number of days ahead each origin forecasts."""
         return self.returns.shape[1]
 
+    def first(self, horizon: int) -> Forecast:
+        """This forecast of the first ``horizon`` days only."""
+        if horizon >= self.horizon:
+            return self
+        quantiles = None if self.quantiles is None else self.quantiles[:, :horizon, :]
+        return dataclasses.replace(self, returns=self.returns[:, :horizon], quantiles=quantiles)
+
     def point(self, h: int = 1) -> np.ndarray:
         """(n,) forecast returns of horizon ``h`` (1-based), relative to ``reference``."""
         return self.returns[:, h - 1]

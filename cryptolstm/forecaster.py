@@ -1,17 +1,20 @@
-"""Window normalisation + the trained network + inverse transform, saved and loaded as one MLflow pyfunc.
+"""The registered model: raw daily rows in, forecast closes in USD out, as one MLflow pyfunc.
 
-Input: raw daily rows, a frame with ``date`` and ``{COIN}_close``, ``{COIN}_volume`` for
-every coin (USD), at least ``window_len`` consecutive days. Output: one row per forecast
-day (the ``horizon`` days after the last row; one for a next-day model), the forecast close
-in USD beside the last close, and for a model with a distribution head its calibrated 80 %
-and 95 % intervals in USD. With the parameter ``every_day`` (``params={"every_day": True}``),
-every window of the input is forecast in one pass, one row per origin day and horizon, with
-the origin and, for a distribution head, every quantile on ``LEVELS`` in USD (``q0.025``...):
-what `cryptolstm evaluate` scores.
+Input: raw daily rows, a frame with ``date`` and the ``{COIN}_{field}`` columns the model's
+features read (`cryptolstm.features.required`: ``BTC_close``, ``BTC_volume``, ``ETH_close``,
+``ETH_volume`` for the default model; extra columns are ignored), at least ``min_rows``
+consecutive days (the window and the features' warm-up). Output: one row per forecast day (the
+``horizon`` days after the last row; one for a next-day model), the forecast close in USD beside
+the last close, and for a model with a distribution head its calibrated 80 % and 95 % intervals
+in USD. With the parameter ``every_day`` (``params={"every_day": True}``), every window of the
+input is forecast in one pass, one row per origin day and horizon, with the origin and, for a
+distribution head, every quantile on the grid in USD (``q0.025``...).
 
-The network runs in ONNX Runtime (artifact ``onnx_model``), so loading a model and forecasting
-imports neither TensorFlow nor Keras; a model saved without it (before cryptolstm logged one)
-runs in Keras.
+The networks run in ONNX Runtime (artifacts ``onnx_model``, ``onnx_model_1``... for an ensemble),
+so loading a model and forecasting imports neither TensorFlow nor Keras; a model saved without
+them (before cryptolstm logged ONNX) runs in Keras. The files are written by
+`cryptolstm.packaging`; the forecasts are made by the same `cryptolstm.inference.NetworkForecaster`
+that made them in training.
 """
 
 from __future__ import annotations
@@ -24,60 +27,61 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from cryptolstm import features
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.intervals import INTERVALS, LEVELS, Calibration
-from cryptolstm.windowing import feature_columns, input_rows, latest_window, origin_windows
+from cryptolstm.forecasting import quantile_column
+from cryptolstm.intervals import INTERVALS, Calibration
+from cryptolstm.windowing import forecast_samples, input_rows, min_rows
 
-INPUT_COLUMNS = ["date", *feature_columns(COINS)]
 PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
 
 
-def quantile_column(level: float) -> str:
-    """The column of the quantile at ``level`` in an ``every_day`` forecast: ``q0.025``."""
-    return f"q{level:g}"
+def input_columns(cfg: RunConfig) -> list[str]:
+    """The columns a model of ``cfg`` reads: ``date`` and its features' raw columns."""
+    return ["date", *features.required(cfg.feature_names, COINS, cfg.coin)]
 
 
-def prepare_rows(rows: pd.DataFrame, window_len: int, every_day: bool = False) -> pd.DataFrame:
-    """The last ``window_len`` rows (every row with ``every_day``), validated and sorted by date;
-    ``DataError`` otherwise."""
+def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> pd.DataFrame:
+    """The model's input columns of ``rows``, validated and sorted by date, indexed by date (the last
+    `min_rows` rows unless ``every_day``); one sentence (`DataError`) otherwise."""
+    needed, fewest = input_columns(cfg), min_rows(cfg)
     if not isinstance(rows, pd.DataFrame):
         raise DataError("the input must be a table of daily rows.")
-    missing = [c for c in INPUT_COLUMNS if c not in rows.columns]
+    missing = [c for c in needed if c not in rows.columns]
     if missing:
-        raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(INPUT_COLUMNS)}.")
-    if len(rows) < window_len:
-        raise DataError(f"the input has {len(rows)} row(s); this model needs at least {window_len} daily rows.")
+        raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(needed)}.")
+    if len(rows) < fewest:
+        raise DataError(f"the input has {len(rows)} row(s); this model needs at least {fewest} daily rows.")
     dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
     if dates.isna().any():
         raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
-    frame = rows.assign(date=dates).sort_values("date")
-    frame = (frame if every_day else frame.tail(window_len)).reset_index(drop=True)
-    values = frame[INPUT_COLUMNS[1:]].apply(pd.to_numeric, errors="coerce")
+    frame = rows[needed].assign(date=dates).sort_values("date")
+    frame = (frame if every_day else frame.tail(fewest)).reset_index(drop=True)
+    values = frame[needed[1:]].apply(pd.to_numeric, errors="coerce")
     if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
-        raise DataError(f"every price and volume in {'the input' if every_day else 'the last window'} "
+        raise DataError(f"every price and volume in {'the input' if every_day else 'the last rows'} "
                         "must be a number greater than 0.")
     if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
         raise DataError("the input's rows must be consecutive days." if every_day
-                        else f"the last {window_len} rows must be consecutive days.")
-    return frame.assign(**{c: values[c].astype(float) for c in values})
+                        else f"the last {fewest} rows must be consecutive days.")
+    return frame.assign(**{c: values[c].astype(float) for c in values}).set_index("date")
 
 
-def forecast(lstm, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
+def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
     """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
     ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
     and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
 
-    ``every_day``: forecast every window of ``rows`` (n = rows - window_len + 1 origins), H rows
-    per origin in origin order, with the ``origin`` (the window's last day) and, under a
-    distribution head, every quantile in USD (`quantile_column`).
-    ``lstm``: the trained forecaster (`cryptolstm.inference.Predictor` or `Lstm`: a config, a
-    calibration and ``predict(samples)``), as in training.
-    """
-    cfg = lstm.cfg
-    frame = prepare_rows(rows, cfg.window_len, every_day).set_index("date")
-    windows = origin_windows if every_day else latest_window
-    predicted = lstm.predict(windows(frame, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, cfg.horizon))
+    ``every_day``: forecast every window of ``rows``, H rows per origin in origin order, with the
+    ``origin`` (the window's last day) and, under a distribution head, every quantile in USD.
+    ``forecaster``: the trained `cryptolstm.inference.NetworkForecaster` (its config, features'
+    state and calibration), as in training."""
+    from cryptolstm.models.base import History
+
+    cfg = forecaster.cfg
+    frame = prepare_rows(rows, cfg, every_day)
+    predicted = forecaster.predict(forecast_samples(frame, cfg, every_day), History(frame, cfg.coin))
     n, h = len(predicted), cfg.horizon
     horizons = np.tile(np.arange(1, h + 1), n)
     first = np.repeat(predicted.dates.astype("datetime64[D]"), h)
@@ -95,49 +99,65 @@ def forecast(lstm, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
             out[f"upper_{coverage}"] = np.stack([upper for _, upper in bounds], axis=1).reshape(-1)
         if every_day:
             usd = predicted.reference[:, None, None] * (1.0 + predicted.quantiles)  # (n, H, Q)
-            out = pd.concat([out, pd.DataFrame(usd.reshape(n * h, -1), columns=[quantile_column(q) for q in LEVELS])],
-                            axis=1)
+            columns = [quantile_column(q) for q in predicted.levels]
+            out = pd.concat([out, pd.DataFrame(usd.reshape(n * h, -1), columns=columns)], axis=1)
     return out
 
 
-def example_rows(frame: pd.DataFrame, window_len: int) -> pd.DataFrame:
-    """The last ``window_len`` days of a merged market frame, in the model's input format."""
-    return input_rows(frame.tail(window_len))
+def example_rows(frame: pd.DataFrame, cfg: RunConfig | None = None) -> pd.DataFrame:
+    """The last rows of a merged market frame a model of ``cfg`` needs, in its input format."""
+    return input_rows(frame.tail(min_rows(cfg) if cfg else 60), cfg)
+
+
+def _json(path: str) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def load_forecaster(artifacts: dict[str, str]):
+    """The `cryptolstm.inference.Predictor` of a model's artifacts (see the module docstring)."""
+    from cryptolstm.inference import Predictor, onnx_network
+
+    cfg = RunConfig(**_json(artifacts["config"]))
+    calibration = Calibration.from_dict(_json(artifacts["calibration"])) if "calibration" in artifacts else None
+    state = _json(artifacts["features"]) if "features" in artifacts else {}
+    networks = []
+    for k in range(cfg.ensemble):
+        onnx, keras_file = ("onnx_model", "keras_model") if k == 0 else (f"onnx_model_{k}", f"keras_model_{k}")
+        networks.append(onnx_network(artifacts[onnx]) if onnx in artifacts else _keras_network(artifacts[keras_file]))
+    return Predictor(cfg, networks, state, calibration)
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
-    """The pyfunc: artifacts ``onnx_model`` (the network for ONNX Runtime; ``keras_model``, a .keras
-    file, in a model whose export failed or that was logged before exports), ``config`` (RunConfig
-    JSON) and, for a distribution head, ``calibration`` (the conformal margins, JSON)."""
+    """The pyfunc: artifacts ``config`` (RunConfig JSON), ``onnx_model`` (a network for ONNX Runtime;
+    ``keras_model``, a .keras file, in a model whose export failed or that was logged before
+    exports; ``onnx_model_1``... for an ensemble's further members), ``calibration`` (the
+    conformal margins of a distribution head), ``features`` (what the features fitted on training
+    days) and ``training`` (the days it trained and validated on, the data it read)."""
 
     def load_context(self, context) -> None:
-        from cryptolstm.inference import Predictor, onnx_network
+        self.forecaster = load_forecaster(dict(context.artifacts))
+        training = context.artifacts.get("training")
+        self.training = _json(training) if training else None
 
-        artifacts = context.artifacts
-        config = RunConfig(**json.loads(Path(artifacts["config"]).read_text()))
-        calibration = None
-        if "calibration" in artifacts:
-            calibration = Calibration.from_dict(json.loads(Path(artifacts["calibration"]).read_text()))
-        if "onnx_model" in artifacts:
-            self.lstm = Predictor(config, onnx_network(artifacts["onnx_model"]), calibration)
-        else:  # a model logged before the ONNX artifact existed: Keras (and TensorFlow) it is
-            self.lstm = _keras_predictor(artifacts["keras_model"], config, calibration)
+    @property
+    def lstm(self):
+        """The forecaster under its name before heads and features were objects."""
+        return self.forecaster
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 
         try:
-            return forecast(self.lstm, model_input, every_day=bool((params or {}).get("every_day", False)))
+            return forecast(self.forecaster, model_input, every_day=bool((params or {}).get("every_day", False)))
         except DataError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
-def _keras_predictor(path: str, config: RunConfig, calibration: Calibration | None):
-    """The `Lstm` of the .keras file at ``path``: the fallback without an ONNX artifact."""
+def _keras_network(path: str):
+    """The forward pass of the .keras file at ``path``: the fallback without an ONNX artifact."""
     import keras
 
-    from cryptolstm.models.lstm import Lstm  # registers the custom activation, heads and losses
+    import cryptolstm.models.lstm  # noqa: F401 - registers the custom activation, heads and losses
 
-    lstm = Lstm(config, model=keras.models.load_model(path, compile=False))
-    lstm.calibration = calibration
-    return lstm
+    model = keras.models.load_model(path, compile=False)
+    return lambda X: model.predict(X, batch_size=1024, verbose=0)

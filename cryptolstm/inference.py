@@ -1,67 +1,109 @@
-"""The trained network's outputs as a `Forecast`, and a forward pass that needs no TensorFlow.
+"""A trained network as a forecaster, whatever runs it: Keras while training, ONNX Runtime once
+registered (no TensorFlow to load).
 
-A network maps (n, w, f) float32 windows to its raw outputs: (n, H) returns (point head),
-(n, 2H) means and scales (gaussian) or (n, H, Q) quantiles on ``LEVELS`` (quantile).
-`distribution` turns those into point returns and quantiles, `forecast_of` into the
-`Forecast` of the samples, calibrated when a `Calibration` is given. Training (Keras,
-`cryptolstm.models.lstm.Lstm`) and the registered pyfunc (`Predictor` over an ONNX Runtime
-session, `onnx_network`) share these functions, so they forecast the same numbers.
+A network maps (n, w, f) float32 input windows to its head's parameters (`cryptolstm.heads`).
+`NetworkForecaster` builds the windows of the samples from the model's own features (and what they
+fitted on training days), runs the network, and decodes the parameters into a `Forecast`,
+calibrated by the conformal margins fitted on validation days. Training (Keras,
+`cryptolstm.models.lstm.Lstm`) and the registered pyfunc (`Predictor` over an ONNX Runtime session)
+share it, so they forecast the same numbers.
 
-This module imports neither Keras nor TensorFlow: a process that loads a registered model
-to forecast pays for ONNX Runtime (a fraction of a second), not for TensorFlow (about 10 s).
+This module imports neither Keras nor TensorFlow: a process that loads a registered model to
+forecast pays for ONNX Runtime (a fraction of a second), not for TensorFlow (about 10 s).
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cryptolstm.forecast import Forecast
-from cryptolstm.intervals import LEVELS, Calibration, gaussian_quantiles
+from cryptolstm.intervals import Calibration
+from cryptolstm.windowing import Samples, inputs
 
 if TYPE_CHECKING:
     from cryptolstm.config import RunConfig
-    from cryptolstm.windowing import WindowSet
+    from cryptolstm.features import State
+    from cryptolstm.heads import Head
+    from cryptolstm.models.base import History
 
-Network = Callable[[np.ndarray], np.ndarray]  # (n, w, f) float32 windows -> raw outputs
-ONNX_TOLERANCE = 1e-6  # largest difference of a raw output (a return or a scale) allowed between ONNX Runtime and Keras
-
-
-def output_width(head: str, horizon: int) -> int:
-    """How many numbers the network outputs per window for ``head`` and ``horizon`` H."""
-    return {"point": horizon, "gaussian": 2 * horizon, "quantile": horizon * len(LEVELS)}[head]
+Network = Callable[[np.ndarray], np.ndarray]  # (n, w, f) float32 windows -> the head's parameters
 
 
-def distribution(raw: np.ndarray, head: str, horizon: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A network's raw outputs of n windows -> ((n, H) point returns, (n, H, Q) quantiles on
-    ``LEVELS`` or None). The point of a distribution head is its mean (gaussian) or median
-    (quantile)."""
-    out = np.asarray(raw, dtype=np.float64).reshape(len(raw), output_width(head, horizon))
-    if head == "gaussian":
-        mean, scale = out[:, :horizon], out[:, horizon:]
-        return mean, gaussian_quantiles(mean, scale)
-    if head == "quantile":
-        quantiles = out.reshape(len(out), horizon, len(LEVELS))
-        return quantiles[:, :, len(LEVELS) // 2], quantiles
-    return out, None
-
-
-def forecast_of(samples: WindowSet, raw: np.ndarray, head: str, horizon: int,
+def forecast_of(samples: Samples, params: np.ndarray, head: Head, horizon: int,
                 calibration: Calibration | None = None) -> Forecast:
-    """The `Forecast` of ``samples`` from the network's ``raw`` outputs on ``samples.X``, its
-    quantiles adjusted by ``calibration`` (the conformal margins) when one is given."""
-    point, quantiles = distribution(raw, head, horizon)
+    """The `Forecast` of ``samples`` from the network's outputs (the head's parameters) on their
+    windows, its quantiles adjusted by ``calibration`` (the conformal margins) when one is given."""
+    point, quantiles = head.decode(params, horizon)
     forecast = Forecast.of_samples(samples, point)
     if quantiles is None:
         return forecast
     if calibration is not None:
         quantiles = calibration.apply(quantiles)
-    return forecast.with_quantiles(quantiles, LEVELS)
+    return forecast.with_quantiles(quantiles, head.levels)
+
+
+def combine(forecasts: Sequence[Forecast]) -> Forecast:
+    """One forecast from several of the same samples (an ensemble's members): the mean of their
+    point returns and, when they have quantiles, the mean of each quantile (Vincentization: the
+    quantile function of the combination is the average of theirs)."""
+    first = forecasts[0]
+    mean = np.mean([f.returns for f in forecasts], axis=0)
+    combined = Forecast(first.dates, first.reference, first.last_close, mean)
+    if first.quantiles is None:
+        return combined
+    return combined.with_quantiles(np.mean([f.quantiles for f in forecasts], axis=0), first.levels)
+
+
+class NetworkForecaster:
+    """A forecaster made of ``cfg`` (its features, window, head), ``state`` (what its features fitted
+    on training days), one network per ensemble member (``networks``: a forward pass each) and
+    ``calibration`` (the intervals' conformal margins; None for a point head or before `calibrate`)."""
+
+    name = "lstm"
+
+    def __init__(self, cfg: RunConfig, networks: Sequence[Network] = (), state: State | None = None,
+                 calibration: Calibration | None = None) -> None:
+        self.cfg, self._networks, self.state, self.calibration = cfg, list(networks), state or {}, calibration
+        self.params: dict[str, float] = {}
+
+    @property
+    def networks(self) -> list[Network]:
+        """One forward pass per ensemble member."""
+        return self._networks
+
+    def windows(self, samples: Samples, history: History) -> np.ndarray:
+        """(n, w, f) input windows of ``samples`` from ``history.frame``."""
+        return inputs(history.frame, self.cfg, self.state, samples)
+
+    def outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        """Each network's parameters for the (n, w, f) windows ``X``."""
+        if len(X) == 0:
+            return [np.zeros((0, self.cfg.head_spec.width(self.cfg.horizon))) for _ in self.networks]
+        return [np.asarray(network(X)) for network in self.networks]
+
+    def predict(self, samples: Samples, history: History, calibrated: bool = True) -> Forecast:
+        """The forecast of every sample (all windows in one forward pass per network): the members'
+        combination (`combine`), calibrated unless ``calibrated`` is False."""
+        head, h = self.cfg.head_spec, self.cfg.horizon
+        members = [forecast_of(samples, out, head, h) for out in self.outputs(self.windows(samples, history))]
+        forecast = combine(members) if len(members) > 1 else members[0]
+        if forecast.quantiles is None or not calibrated or self.calibration is None:
+            return forecast
+        return forecast.with_quantiles(self.calibration.apply(forecast.quantiles), forecast.levels)
+
+    def calibrate(self, val: Samples, history: History) -> Calibration | None:
+        """Split conformal margins of the intervals from the validation samples ``val`` (a
+        distribution head only; `cryptolstm.intervals`); `predict` applies them from then on."""
+        from cryptolstm.intervals import fit_conformal
+
+        if not self.cfg.head_spec.distribution:
+            return None
+        raw = self.predict(val, history, calibrated=False)
+        self.calibration = fit_conformal(raw.quantiles, np.asarray(val.y, np.float64), raw.levels)
+        return self.calibration
 
 
 def onnx_network(path: str) -> Network:
@@ -81,37 +123,6 @@ def onnx_network(path: str) -> Network:
     return run
 
 
-def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
-    """Save the Keras ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath)
-    and check that ONNX Runtime's raw outputs on the (n, w, f) ``windows`` equal Keras' within
-    ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is then
-    removed: the model is used through Keras)."""
-    try:
-        with warnings.catch_warnings():  # tf2onnx's NumPy deprecation notices
-            warnings.simplefilter("ignore")
-            model.export(path, format="onnx", verbose=False)
-        expected = np.asarray(model(windows, training=False), dtype=np.float64)
-        got = np.asarray(onnx_network(path)(windows), dtype=np.float64).reshape(expected.shape)
-        gap = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-        problem = None if gap <= ONNX_TOLERANCE else (f"ONNX Runtime's outputs differ from Keras' by {gap:.2g} "
-                                                       f"(more than {ONNX_TOLERANCE:g})")
-    except Exception as exc:  # noqa: BLE001 - any exporter failure: the model is used through Keras
-        problem = f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}"
-    if problem is not None:
-        with contextlib.suppress(OSError):
-            Path(path).unlink(missing_ok=True)
-    return problem
-
-
-class Predictor:
-    """A trained network with its config and calibration, forecasting like `Lstm.predict`
-    (``cfg``: its `RunConfig`; ``network``: its forward pass; ``calibration``: the intervals'
-    conformal margins, None for a point head)."""
-
-    def __init__(self, cfg: RunConfig, network: Network, calibration: Calibration | None = None) -> None:
-        self.cfg, self.network, self.calibration = cfg, network, calibration
-
-    def predict(self, samples: WindowSet, closes=None, calibrated: bool = True) -> Forecast:
-        """The forecast of every sample (all windows in one forward pass)."""
-        raw = self.network(samples.X) if len(samples) else np.zeros((0, output_width(self.cfg.head, self.cfg.horizon)))
-        return forecast_of(samples, raw, self.cfg.head, self.cfg.horizon, self.calibration if calibrated else None)
+class Predictor(NetworkForecaster):
+    """A registered model's forecaster: its networks run in ONNX Runtime (or Keras, for a model saved
+    before ONNX), forecasting exactly as the `Lstm` that trained it."""

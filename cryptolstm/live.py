@@ -1,108 +1,90 @@
-"""A trained model on days after its training: one-step-ahead forecasts, scored beside persistence.
+"""A registered model on the days after its training (`cryptolstm evaluate`): which days it may be
+scored on, and its one-step-ahead forecasts of them, beside persistence. No MLflow here: the
+model and the record of the evaluation go through a `cryptolstm.registry.ModelStore`.
 
-No MLflow here (`cryptolstm.tracking.live` loads the registered model and logs the result).
-The model is any callable that forecasts every window of daily rows at once, as the pyfunc
-does with ``params={"every_day": True}`` (`cryptolstm.forecaster.forecast`): a table of one
-row per origin day and horizon, USD closes, quantile columns under a distribution head.
-
-The days scored are the target days ``first..last``, each by the window that ends the day
-before it (so each forecast uses only data up to the day before the day it forecasts); a
-model of H > 1 days is also scored per horizon on the windows whose H days all lie there. The samples are those the honest protocol makes
-(`cryptolstm.windowing.target_windows`), so a model's test days scored here give the test
-metrics it logged when it was trained.
+The days scored are the target days ``first..last``, each by the window that ends the day before
+it (so each forecast uses only data up to the day before the day it forecasts); a model of H > 1
+days is also scored per horizon on the windows whose H days all lie there. The forecasts go
+through the one forecasting loop with the registered model's own forecaster (its ONNX network,
+features and calibration: no round trip through the pyfunc's USD table), so a model's test days
+scored here give back the test metrics it logged when it was trained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from cryptolstm.config import COINS, RunConfig
-from cryptolstm.errors import DataError
+from cryptolstm.config import RunConfig
+from cryptolstm.data import Market, load_market
+from cryptolstm.data.prepare import ensure_data
+from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.forecast import Forecast
-from cryptolstm.intervals import LEVELS
-from cryptolstm.metrics import interval_metrics, split_metrics
-from cryptolstm.windowing import WindowSet, input_rows, target_windows
+from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
+from cryptolstm.models.interval_baselines import interval_baselines
+from cryptolstm.registry import ModelInfo, ModelStore, next_day
+from cryptolstm.scoring import score
+from cryptolstm.splits import Period
 
 SPLIT = "live"  # the metrics' prefix: live/mae, live/mae_ratio, live/h2/mae_ratio...
-EveryDay = Callable[[pd.DataFrame], pd.DataFrame]  # daily rows -> every window's forecast
+MODEL = "model"  # the evaluated model's label in the table of forecasts
 
 
 @dataclass
-class LiveResult:
-    """The score of a model on the days ``first``..``last`` (ISO dates).
+class Evaluation:
+    """A model scored on the days ``first``..``last`` (ISO dates): the ``forecasts`` (the model's
+    and, for a forecast distribution, the interval baselines'), the ``metrics``
+    (``{"live/<metric>": value}``), the per-day table ``days`` (`daily_table`), and the
+    ``run_id`` of its record once recorded."""
 
-    ``samples``: the windows scored, one per day (horizon 1); ``forecast``: their `Forecast` (returns
-    on each sample's reference close, quantiles under a distribution head); ``metrics``:
-    ``{"live/<metric>": value}`` (`metrics.split_metrics`, and `metrics.interval_metrics` beside
-    the interval baselines when the model has intervals); ``days``: the per-day table
-    (`daily_table`); ``baselines``: interval baseline name -> `Forecast` of the same days.
-    """
-
+    info: ModelInfo
     first: str
     last: str
-    samples: WindowSet
-    forecast: Forecast
+    forecasts: Forecasts
     metrics: dict[str, float]
     days: pd.DataFrame
-    baselines: dict[str, Forecast] = field(default_factory=dict)
+    seconds: float = 0.0
+    run_id: str = ""
 
     @property
     def n_days(self) -> int:
-        return len(self.samples)
+        return len(self.days)
+
+    @property
+    def new_days(self) -> bool:
+        """Whether every day scored came after the model's data."""
+        return self.info.is_new(self.first)
 
 
-def _input_start(frame: pd.DataFrame, first: str, window_len: int) -> int:
-    """Position in ``frame`` of the first input day of the window that forecasts ``first``."""
-    start = int(frame.index.searchsorted(pd.Timestamp(first)))
-    if start < window_len:
-        raise DataError(f"the data starts on {frame.index[0].date()}: {first} needs the {window_len} days "
-                        f"before it as the model's input.")
-    return start - window_len
+def live_days(info: ModelInfo, market: Market, since: str | None, until: str | None, data_dir: str) -> tuple[str, str]:
+    """The days to score (first, last): from ``since`` (default: the day after the model's data)
+    to ``until`` (default: the data's last day). One sentence for a day the model trained or
+    validated on, and when no new day is left."""
+    first, last = since or next_day(info.data_last), until or market.last_date
+    if first <= info.trained_until:
+        raise ConfigError(f"{first} is not a new day for {info.label}: its training and validation used the days up "
+                          f"to {info.trained_until}; score days from {next_day(info.trained_until)} on.")
+    if first > market.last_date:
+        raise DataError(f"no new day to score: the data in {data_dir} ends on {market.last_date} and "
+                        f"{info.label} {'is scored from ' + first if since else 'trained on data up to ' + info.data_last}; "
+                        f"fetch newer prices (cryptolstm fetch --data-dir {data_dir}).")
+    if first > last:
+        raise ConfigError(f"no day to score between {first} and {last}.")
+    return first, min(last, market.last_date)
 
 
-def scored_samples(frame: pd.DataFrame, cfg: RunConfig, first: str, last: str, horizon: int = 1) -> WindowSet:
-    """The windows of ``cfg`` whose ``horizon`` target days all lie in ``first..last`` (ISO dates),
-    built from ``frame``'s days up to ``last``: with ``horizon`` 1, one window per day scored.
-    `DataError` when there is none."""
-    window = frame.iloc[_input_start(frame, first, cfg.window_len):].loc[: pd.Timestamp(last)]
-    if len(window) < cfg.window_len + horizon:
-        raise DataError(f"no {horizon}-day target period lies within {first}..{last}.")
-    return target_windows(window, cfg.coin, COINS, cfg.window_len, cfg.rules.reference, horizon=horizon)
-
-
-def forecast_of_table(table: pd.DataFrame, samples: WindowSet) -> Forecast:
-    """The `Forecast` of ``samples`` read from the pyfunc's ``every_day`` table (one row per origin
-    and horizon, USD), relative to each sample's reference close as in training."""
-    h = samples.horizon
-    origins = (samples.dates - np.timedelta64(1, "D")).astype("datetime64[D]")
-    table = table.assign(origin=pd.to_datetime(table["origin"]).to_numpy().astype("datetime64[D]"))
-    table = table.set_index(["origin", "horizon"]).sort_index()
-    try:
-        picked = table.loc[pd.MultiIndex.from_product([pd.to_datetime(origins), range(1, h + 1)])]
-    except KeyError:
-        raise DataError("the model did not forecast every window it was given.") from None
-    closes = picked["forecast_close"].to_numpy(np.float64).reshape(len(samples), h)
-    forecast = Forecast.of_closes(samples, closes)
-    quantile_columns = [c for c in table.columns if c.startswith("q") and c[1:2].isdigit()]
-    if not quantile_columns:
-        return forecast
-    usd = picked[quantile_columns].to_numpy(np.float64).reshape(len(samples), h, len(quantile_columns))
-    return forecast.with_quantiles(usd / samples.ref_close[:, None, None] - 1.0, LEVELS)
-
-
-def daily_table(samples: WindowSet, forecast: Forecast) -> pd.DataFrame:
+def daily_table(forecast: Forecast, actual: np.ndarray) -> pd.DataFrame:
     """One row per target day of horizon 1: its ``date``, the ``origin`` (the day before), the
     ``actual`` close, the model's ``forecast`` and persistence's (the origin's close, USD), both
     errors, ``abs_error_gap`` (|model error| - |persistence error|: below 0 the model was closer)
     and its running sum ``cumulative_gap``; the 80 % / 95 % bounds and whether the actual close
-    fell inside, under a distribution head (``samples``: one window per day, horizon 1)."""
-    actual, predicted, last = samples.actual(1), forecast.close(1), forecast.last_close
+    fell inside, under a distribution head."""
+    actual, predicted, last = actual[:, 0], forecast.close(1), forecast.last_close
     gap = np.abs(predicted - actual) - np.abs(last - actual)
-    dates = samples.dates.astype("datetime64[D]")
+    dates = forecast.dates.astype("datetime64[D]")
     days = pd.DataFrame({"date": np.datetime_as_string(dates, unit="D"),
                          "origin": np.datetime_as_string(dates - 1, unit="D"),
                          "actual": actual, "forecast": predicted, "persistence": last,
@@ -116,36 +98,46 @@ def daily_table(samples: WindowSet, forecast: Forecast) -> pd.DataFrame:
     return days
 
 
-def score_live(forecast_every_day: EveryDay, cfg: RunConfig, frame: pd.DataFrame, first: str, last: str,
-               interval_baselines: dict[str, type] | None = None) -> LiveResult:
-    """Score the model ``forecast_every_day`` (of config ``cfg``) on the target days
-    ``first..last`` of ``frame`` (the merged market, from well before ``first``): one call
-    forecasts every window, the metrics stand beside persistence on the same days (in USD),
-    and under a distribution head beside the ``interval_baselines`` (name -> maker), fitted on
-    the closes before ``first``.
-
-    Every day is scored one day ahead; a model of H > 1 days is also scored per horizon
-    (``live/h<k>/...``) on the windows whose H target days all lie in the range."""
-    inputs = frame.iloc[_input_start(frame, first, cfg.window_len):].loc[: pd.Timestamp(last) - pd.Timedelta(days=1)]
-    table = forecast_every_day(input_rows(inputs))
-    samples = scored_samples(frame, cfg, first, last)
-    forecast = forecast_of_table(table, samples)
-    metrics = split_metrics(SPLIT, forecast, samples.target_close, "usd")
-    if cfg.horizon > 1 and len(samples) >= cfg.horizon:
-        full = scored_samples(frame, cfg, first, last, cfg.horizon)
-        per_horizon = split_metrics(SPLIT, forecast_of_table(table, full), full.target_close, "usd")
-        metrics |= {k: v for k, v in per_horizon.items() if k.startswith(f"{SPLIT}/h")}
-    baselines = {}
-    if forecast.has_intervals and interval_baselines:
-        closes = frame[f"{cfg.coin}_close"].loc[: pd.Timestamp(last)]
-        history = closes.loc[: pd.Timestamp(first) - pd.Timedelta(days=1)]
-        baselines = {name: make().fit(None, history).predict(samples, closes) for name, make in interval_baselines.items()}
-        metrics |= interval_metrics(SPLIT, forecast, samples.target_close, "usd", baselines)
-    dates = samples.dates.astype("datetime64[D]")
-    return LiveResult(str(dates[0]), str(dates[-1]), samples, forecast, metrics, daily_table(samples, forecast),
-                      baselines)
+def score_days(forecaster, cfg: RunConfig, frame: pd.DataFrame, first: str, last: str,
+               baselines: bool = True) -> tuple[Forecasts, dict[str, float]]:
+    """Forecast the target days ``first..last`` of ``frame`` (the market from well before ``first``)
+    with the fitted ``forecaster`` (of config ``cfg``) one day ahead, and for a model of H > 1 days
+    also per horizon on the windows whose H days all lie there; beside persistence in USD and, for
+    a forecast distribution (with ``baselines``), the interval baselines fitted on the days before
+    ``first``. Returns (the table of day-ahead forecasts, the metrics ``live/...``)."""
+    period = Period(SPLIT, pd.Timestamp(first), pd.Timestamp(last))
+    if frame.index.searchsorted(period.first) < cfg.window_len:
+        raise DataError(f"the data starts on {frame.index[0].date()}: {first} needs the {cfg.window_len} days "
+                        f"before it as the model's input.")
+    made = historical_forecasts({MODEL: fitted(forecaster)}, frame, cfg, [period], NEVER, horizon=1)
+    if not made.table.shape[0]:
+        raise DataError(f"no 1-day target period lies within {first}..{last}.")
+    if baselines and cfg.head_spec.distribution:
+        makers = {name: fresh(make) for name, make in interval_baselines().items()}
+        made += historical_forecasts(makers, frame, cfg, [period], once([period]), horizon=1)
+    metrics = score(made, "usd").named(MODEL)
+    if cfg.horizon > 1:
+        ahead = historical_forecasts({MODEL: fitted(forecaster)}, frame, cfg, [period], NEVER)
+        if len(ahead.table):
+            metrics |= {k: v for k, v in score(ahead, "usd").named(MODEL).items() if k.startswith(f"{SPLIT}/h")}
+    return made, metrics
 
 
-def next_day(day: str) -> str:
-    """The ISO date after ``day``."""
-    return (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()
+def evaluate(store: ModelStore, uri: str, data_dir: str, since: str | None = None, until: str | None = None,
+             fetch_missing: bool = True) -> Evaluation:
+    """Score the model ``uri`` on the days after its training (module docstring) and record the
+    evaluation in ``store``. Everything that can be refused is checked before the record exists."""
+    info = store.resolve(uri)
+    forecaster = store.load(info)
+    cfg = info.config
+    ensure_data(data_dir, fetch_missing)
+    market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps)
+    first, last = live_days(info, market, since, until, data_dir)
+    started = time.perf_counter()
+    forecasts, metrics = score_days(forecaster, cfg, market.frame, first, last)
+    forecast, actual = forecasts.forecast(MODEL, SPLIT)
+    days = daily_table(forecast, actual)
+    evaluation = Evaluation(info, days["date"].iloc[0], days["date"].iloc[-1], forecasts, metrics, days,
+                            time.perf_counter() - started)
+    evaluation.run_id = store.record_evaluation(evaluation, market, data_dir)
+    return evaluation

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from cryptolstm.forecast import Forecast
-from cryptolstm.intervals import INTERVALS, LEVELS, gaussian_quantiles, interval_levels, level_index
+from cryptolstm.intervals import INTERVALS, interval_levels, level_index
 
 UNITS = ("usd", "return")
 NAN = float("nan")
@@ -146,48 +146,7 @@ def score_forecast(forecast: Forecast, actual: np.ndarray, scales: dict[str, flo
     return score(actual, forecast.close(h), forecast.last_close, forecast.reference, scales, h)
 
 
-PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p")
-BESIDE = ("mae", "persistence_mae", "mae_ratio")  # also reported in the other units
-DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")
-
-
-PER_HORIZON = ("mae", "persistence_mae", "mae_ratio", "dm_stat", "dm_p")
-
-
-def split_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str) -> dict[str, float]:
-    """``{"split/metric": value}`` of a training run's split, in the protocol's primary ``units``,
-    with the MAEs in the other units beside them. ``actual``: (n, H) (or (n,)) USD closes.
-
-    Honest (USD): ``val/mae`` in USD, ``val/mae_return`` in returns, ``val/mape``.
-    Seed (return): ``val/mae`` in the notebook's normalised units, ``val/mae_usd`` in USD.
-    These are horizon 1; a forecast of H > 1 days also gets ``{split}/h{k}/{mae, persistence_mae,
-    mae_ratio, dm_stat, dm_p, direction_accuracy}`` for k = 1..H.
-    """
-    actual = _by_horizon(actual)
-    scores = score_forecast(forecast, actual[:, 0])
-    other = "return" if units == "usd" else "usd"
-    named = {f"{split}/{k}": scores[f"{units}/{k}"] for k in PRIMARY}
-    named |= {f"{split}/{k}_{other}": scores[f"{other}/{k}"] for k in BESIDE}
-    named |= {f"{split}/{k}": scores[k] for k in DIRECTION}
-    if units == "usd":
-        named[f"{split}/mape"] = scores["usd/mape"]
-    for h in range(1, forecast.horizon + 1) if forecast.horizon > 1 else ():
-        scores = score_forecast(forecast, actual[:, h - 1], h=h)
-        named |= {f"{split}/h{h}/{k}": scores[f"{units}/{k}"] for k in PER_HORIZON}
-        named[f"{split}/h{h}/direction_accuracy"] = scores["direction_accuracy"]
-    return named
-
-
-def _by_horizon(actual: np.ndarray) -> np.ndarray:
-    """(n, H) from (n, H) or (n,) closes."""
-    actual = np.asarray(actual, dtype=np.float64)
-    return actual[:, None] if actual.ndim == 1 else actual
-
-
 # --- forecast distributions: quantiles on a grid (cryptolstm.intervals) ---------------------
-
-PROBABILISTIC_BASELINES = ("garch", "empirical")  # the forecasters every interval is compared with
-
 
 def pinball(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
     """(n, Q) pinball (quantile) losses of (n, Q) ``quantiles`` at ``levels`` for (n,) ``actual``."""
@@ -275,29 +234,6 @@ SCORED = ("coverage_80", "coverage_95", "width_80", "width_95", "interval_score_
           "pinball", "crps")
 
 
-def interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
-                     baselines: dict[str, Forecast], raw: Forecast | None = None) -> dict[str, float]:
-    """`horizon_interval_metrics` of horizon 1 as ``{split}/...`` and, for a forecast of H > 1
-    days, of every horizon k as ``{split}/h{k}/...``; ``actual``: (n, H) (or (n,)) USD closes."""
-    actual = _by_horizon(actual)
-    out = horizon_interval_metrics(split, forecast, actual[:, 0], units, baselines, raw)
-    for h in range(1, forecast.horizon + 1) if forecast.horizon > 1 else ():
-        scored = horizon_interval_metrics(f"{split}/h{h}", forecast, actual[:, h - 1], units, baselines, raw, h)
-        out |= {k: v for k, v in scored.items() if k.rsplit("/", 1)[1] in HORIZON_INTERVAL_KEYS}
-    return out
-
-
-HORIZON_INTERVAL_KEYS = ("coverage_80", "coverage_95", "width_95", "crps", "crps_ratio_garch", "crps_ratio_empirical",
-                         "crps_dm_p_garch", "crps_dm_p_empirical")
-
-
-def horizon_interval_metrics(split: str, forecast: Forecast, actual: np.ndarray, units: str,
-                             baselines: dict[str, Forecast], raw: Forecast | None = None,
-                             h: int = 1) -> dict[str, float]:
-    """`interval_scores` of horizon ``h`` as ``{"split/metric": value}``."""
-    return {f"{split}/{k}": v for k, v in interval_scores(forecast, actual, units, baselines, raw, h).items()}
-
-
 def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baselines: dict[str, Forecast],
                     raw: Forecast | None = None, h: int = 1) -> dict[str, float]:
     """``{metric: value}`` of horizon ``h`` of a forecast distribution against (n,) USD ``actual``
@@ -330,25 +266,6 @@ def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baseline
 # --- what a run logs: the names a search objective may use ---------------------------------
 
 LOWER_IS_BETTER = ("mae", "rmse", "mape", "mase", "crps", "pinball", "interval_score")
-
-
-def logged_names(split: str, horizon: int, head: str, units: str) -> set[str]:
-    """The ``{split}/...`` metric names a training run of ``horizon`` days and ``head`` logs in
-    ``units``: those of `split_metrics` and, for a distribution head, `interval_metrics`, read off
-    a small made-up forecast so that the list can never drift from what is logged."""
-    n = 40
-    rng = np.random.default_rng(0)
-    dates = np.arange(n).astype("datetime64[D]")
-    ones = np.ones(n)
-    returns = rng.normal(0, 0.01, (n, horizon))
-    actual = 1.0 + rng.normal(0, 0.01, (n, horizon))
-    forecast = Forecast(dates, ones, ones, returns)
-    names = set(split_metrics(split, forecast, actual, units))
-    if head != "point":
-        forecast = forecast.with_quantiles(gaussian_quantiles(returns, 0.01 * np.ones_like(returns)), LEVELS)
-        names |= set(interval_metrics(split, forecast, actual, units, dict.fromkeys(PROBABILISTIC_BASELINES, forecast),
-                                      raw=forecast))
-    return names
 
 
 def is_minimised(name: str) -> bool:

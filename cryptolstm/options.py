@@ -22,6 +22,7 @@ DEFAULT_EXPERIMENT = "experiments/default.yaml"
 DEFAULT_SPACE = "experiments/search-default.yaml"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 DATE_FIELDS = ("start", "end", "since", "until")
+RETRAIN = ("scratch", "warm")  # how a walk-forward fit starts (`cryptolstm.forecasting.Retrain`)
 
 
 def option(default: Any, help: str) -> Any:
@@ -183,6 +184,10 @@ class BacktestOptions:
     seeds: int = option(3, "Seeds per fold: the config's seed and the next ones.")
     max_epochs: int | None = option(None, "Cap on each fit's epochs (default: the config's).")
     workers: int = option(1, "Processes fitting in parallel.")
+    retrain: str = option("scratch", "How each fold's LSTM starts: scratch (fresh weights) or warm (the last fit's "
+                                     "weights, early-stopped on its own validation tail).")
+    retrain_every: int = option(1, "Fit on every K-th fold only; the folds between are forecast with the last fit.")
+    warm_epochs: int | None = option(None, "Cap on the epochs of a warm fit (default: the fold config's).")
     arima: bool = option(True, "Include the ARIMA baseline.")
     ma_window: int = option(7, "Closes averaged by the moving-average baseline.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")
@@ -190,7 +195,9 @@ class BacktestOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs")
+        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs")
+        if self.retrain not in RETRAIN:
+            raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
 
     def overrides(self) -> dict[str, Any]:
         """The values that override the source config's."""

@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from cryptolstm.features import closes, raw
 from cryptolstm.forecast import Forecast
 from cryptolstm.intervals import INTERVALS
 
@@ -22,11 +23,11 @@ def price_volume(frame: pd.DataFrame, coin: str) -> Figure:
     """Daily close (USD, log scale) above daily volume (USD bn) for ``coin``."""
     fig = Figure(figsize=(10, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.plot(frame.index, frame[f"{coin}_close"], lw=1)
+    top.plot(frame.index, closes(frame, coin), lw=1)
     top.set_yscale("log")
     top.set_ylabel("close (USD)")
     top.set_title(f"{coin} daily close and volume, {frame.index[0]:%Y-%m-%d} to {frame.index[-1]:%Y-%m-%d}")
-    bottom.bar(frame.index, frame[f"{coin}_volume"] / 1e9, width=1.0)
+    bottom.bar(frame.index, raw(frame, coin, "volume") / 1e9, width=1.0)
     bottom.set_ylabel("volume (USD bn)")
     _date_axis(bottom)
     return fig
@@ -264,7 +265,7 @@ def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_rat
     return fig
 
 
-def forecast_paths(forecast: Forecast, closes: pd.Series, coin: str, split: str, origins: int = 6) -> Figure:
+def forecast_paths(forecast: Forecast, history: pd.Series, coin: str, split: str, origins: int = 6) -> Figure:
     """``origins`` forecasts of the H days after evenly spaced origins of ``split``, each drawn as
     a path from its last close over the actual closes (USD), persistence as a flat dotted line."""
     fig = Figure(figsize=(12, 5), layout="constrained")
@@ -272,7 +273,7 @@ def forecast_paths(forecast: Forecast, closes: pd.Series, coin: str, split: str,
     starts = pd.to_datetime(forecast.dates)
     picks = np.unique(np.linspace(0, len(forecast) - 1, origins).astype(int))
     first, last = starts[picks[0]] - pd.Timedelta(days=7), starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)
-    span = closes.loc[first:last]
+    span = history.loc[first:last]
     ax.plot(span.index, span.to_numpy(), color="black", lw=1.2, label="actual")
     for n, i in enumerate(picks):
         origin = starts[i] - pd.Timedelta(days=1)

@@ -14,31 +14,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
 from cryptolstm.errors import ConfigError
-from cryptolstm.splits import Splits, honest_split, seed_split
+from cryptolstm.splits import Period, honest_periods, seed_periods
 
 
 @dataclass(frozen=True)
 class Protocol:
     """What a protocol decides.
 
-    ``split(frame, cfg)``: the samples of each split; ``reference``: which close of an
-    input window the target return is relative to (``"first"`` or ``"last"``);
-    ``early_stopping``: stop on validation loss and restore the best weights, else
-    train every epoch; ``units``: the primary units of its metrics (``"usd"`` or
+    ``cut(days, train_frac, val_frac)``: its periods (train, val and maybe test) over the days of
+    the data; ``reference``: which close of an input window the target return is relative to
+    (``"first"`` or ``"last"``); ``early_stopping``: stop on validation loss and restore the best
+    weights, else train every epoch; ``units``: the primary units of its metrics (``"usd"`` or
     ``"return"``); ``has_test``: whether a test split exists (read once, after training).
     """
 
     name: str
-    split: Callable[..., Splits]
+    cut: Callable[[pd.DatetimeIndex, float, float], dict[str, Period]]
     reference: str
     early_stopping: bool
     units: str
     has_test: bool
 
+    def periods(self, days: pd.DatetimeIndex, train_frac: float, val_frac: float) -> dict[str, Period]:
+        """The protocol's periods over ``days``: ``train``, ``val`` and perhaps ``test``."""
+        return self.cut(days, train_frac, val_frac)
 
-SEED = Protocol("seed", seed_split, reference="first", early_stopping=False, units="return", has_test=False)
-HONEST = Protocol("honest", honest_split, reference="last", early_stopping=True, units="usd", has_test=True)
+
+SEED = Protocol("seed", lambda days, train_frac, val_frac: seed_periods(days, train_frac), reference="first",
+                early_stopping=False, units="return", has_test=False)
+HONEST = Protocol("honest", honest_periods, reference="last", early_stopping=True, units="usd", has_test=True)
 PROTOCOLS = {p.name: p for p in (HONEST, SEED)}
 
 

@@ -1,89 +1,102 @@
-"""Chronological splits. There is no shuffled split in this package.
+"""Chronological periods of target days. There is no shuffled split in this package.
 
-``seed``: the 2018 notebook's 80/20 positional cut of the *days*, windows built
-inside each block, the second block used as validation (and it is also the
-notebook's test set: that is the flaw this protocol reproduces).
+Every set of samples the harness fits on or scores (a training split, a backtest fold, the new
+days `evaluate` scores) is a `Period`: the first and last *target* day, and optionally the first
+day an input window may start on. A window belongs to a period only if every one of its target
+days (H of them) lies inside it; its inputs are the days before its first target day, as they
+would be known when the forecast is made (`cryptolstm.windowing.samples` builds them).
 
-``honest``: the days are cut into train / val / test (``train_frac``, ``val_frac``,
-rest) and each sample goes to the split of its target day. A sample's inputs end the day before its
-target, so every train input and target lies on or before the last train
-target day: changing any later price cannot change the training data.
+``honest``: the days are cut into train / val / test (``train_frac``, ``val_frac``, the rest) and
+each window goes to the period of its target days, so every train input and target lies on or
+before the last train day: changing any later price cannot change the training data.
+
+``seed``: the 2018 notebook's 80/20 positional cut of the *days*, windows built inside each block
+(``inputs_from``), the second block used as validation (and it is also the notebook's test set:
+that is the flaw this protocol reproduces).
+
+Walk-forward folds: consecutive calendar blocks of ``fold_months`` months (`folds`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from typing import TYPE_CHECKING
+from cryptolstm.errors import ConfigError
 
-from cryptolstm.config import COINS
-from cryptolstm.errors import DataError
-from cryptolstm.windowing import WindowSet, target_windows
-
-BLOCK = "a block of the seed split"
-
-if TYPE_CHECKING:
-    from cryptolstm.config import RunConfig
+DAY = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class Splits:
-    """Samples per split; ``test`` is None under the seed protocol."""
+class Period:
+    """Target days ``first..last`` (inclusive), named ``name`` (``val``, ``test``, a fold's number,
+    ``live``); no window of it starts before ``inputs_from`` when that is given."""
 
-    train: WindowSet
-    val: WindowSet
-    test: WindowSet | None
+    name: str
+    first: pd.Timestamp
+    last: pd.Timestamp
+    inputs_from: pd.Timestamp | None = None
 
-    def items(self) -> list[tuple[str, WindowSet]]:
-        """``[(split name, samples)]`` for the splits that exist."""
-        pairs = [("train", self.train), ("val", self.val), ("test", self.test)]
-        return [(name, ws) for name, ws in pairs if ws is not None]
+    @property
+    def label(self) -> str:
+        """``2019-01-01..2019-03-31``: the first and last target day."""
+        return f"{self.first:%Y-%m-%d}..{self.last:%Y-%m-%d}"
 
-
-def seed_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
-    """The notebook's split: the first ``int(train_frac * days)`` days train, the rest validate."""
-    cut = int(cfg.train_frac * len(frame))
-    return Splits(
-        train=target_windows(frame.iloc[:cut], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK,
-                             cfg.horizon),
-        val=target_windows(frame.iloc[cut:], cfg.coin, coins, cfg.window_len, cfg.rules.reference, BLOCK,
-                           cfg.horizon),
-        test=None,
-    )
+    @property
+    def before(self) -> pd.Timestamp:
+        """The last day before the period: the last one a fit for it may read."""
+        return self.first - DAY
 
 
-def honest_split(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
-    """Train / val / test by target day, in that order, with no overlap.
+def honest_periods(days: pd.DatetimeIndex, train_frac: float, val_frac: float) -> dict[str, Period]:
+    """``train``, ``val`` and (when ``train_frac + val_frac < 1``) ``test`` periods over ``days``.
 
-    The boundaries are cut on the *days* of ``frame`` (``train_frac``, ``val_frac``
-    of them), not on samples, so every ``window_len`` gets the same validation and
-    test days and trials of a search are compared on the same days (``test_frac`` 0: no
-    test split, the validation days run to the end). A window belongs
-    to a split only if all of its ``horizon`` target days do: the last H-1 windows
-    before a boundary belong to none.
-    """
-    h = cfg.horizon
-    samples = target_windows(frame, cfg.coin, coins, cfg.window_len, cfg.rules.reference, horizon=h)
-    days = len(frame)
-    first_target = np.arange(cfg.window_len, cfg.window_len + len(samples))  # position in frame of target day 1
-    first_val = int(cfg.train_frac * days)
-    first_test = int(round(cfg.train_frac + cfg.val_frac, 10) * days)
-    # a window with first target at p has its last at p + h - 1
-    train_end, val_start, val_end, test_start = np.searchsorted(
-        first_target, [first_val - h + 1, first_val, first_test - h + 1, first_test])
-    has_test = cfg.test_frac > 0
-    if min(train_end, val_end - val_start, len(samples) - test_start if has_test else 1) < 1:
-        raise DataError(
-            f"{days} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
-            f"with window_len {cfg.window_len} and horizon {h}; widen merge_date..end_date."
-        )
-    return Splits(train=samples.take(slice(0, train_end)), val=samples.take(slice(val_start, val_end)),
-                  test=samples.take(slice(test_start, None)) if has_test else None)
+    The cuts are made on the *days* (``int(train_frac * days)``...), not on samples, so every
+    ``window_len`` gets the same validation and test days and trials of a search are compared on
+    the same days; with no test share the validation days run to the end."""
+    n = len(days)
+    first_val = int(train_frac * n)
+    first_test = int(round(train_frac + val_frac, 10) * n)
+    periods = {"train": Period("train", days[0], days[max(first_val, 1) - 1])}
+    has_test = first_test < n
+    periods["val"] = Period("val", days[min(first_val, n - 1)], days[(first_test if has_test else n) - 1])
+    if has_test:
+        periods["test"] = Period("test", days[first_test], days[-1])
+    return periods
 
 
-def make_splits(frame: pd.DataFrame, cfg: RunConfig, coins: tuple[str, ...] = COINS) -> Splits:
-    """The splits of ``cfg``'s protocol."""
-    return cfg.rules.split(frame, cfg, coins)
+def seed_periods(days: pd.DatetimeIndex, train_frac: float) -> dict[str, Period]:
+    """The notebook's blocks: the first ``int(train_frac * days)`` days train, the rest validate,
+    each block's windows built inside it."""
+    cut = max(int(train_frac * len(days)), 1)
+    return {"train": Period("train", days[0], days[cut - 1], inputs_from=days[0]),
+            "val": Period("val", days[min(cut, len(days) - 1)], days[-1], inputs_from=days[min(cut, len(days) - 1)])}
+
+
+def _date(name: str, value: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(str(value)).normalize()
+    except ValueError:
+        raise ConfigError(f"{name} must be a date written YYYY-MM-DD, got {value!r}.") from None
+
+
+def folds(start: str, end: str, fold_months: int) -> list[Period]:
+    """Consecutive folds of ``fold_months`` calendar months covering ``start..end`` (inclusive),
+    named ``0``, ``1``...; the last fold ends at ``end`` and may be shorter."""
+    first, last = _date("start", start), _date("end", end)
+    if fold_months < 1:
+        raise ConfigError(f"fold_months must be an integer >= 1, got {fold_months}.")
+    if last < first:
+        raise ConfigError(f"end ({end}) must not be before start ({start}).")
+    out, begin = [], first
+    while begin <= last:
+        stop = min(begin + pd.DateOffset(months=fold_months) - DAY, last)
+        out.append(Period(str(len(out)), begin, stop))
+        begin = stop + DAY
+    return out
+
+
+def pooled(periods: list[Period], name: str = "all") -> Period:
+    """One period spanning ``periods`` (the pooled days of a backtest)."""
+    return Period(name, periods[0].first, periods[-1].last)

@@ -1,111 +1,146 @@
 """``train(config, market) -> TrainResult``: one model, one coin, one protocol.
 
-No argv, no environment, no MLflow here: tracking attaches through the
-``on_epoch`` hooks and reads the result (`cryptolstm.tracking`).
+No argv, no environment, no MLflow here: tracking attaches through the ``on_epoch`` hooks and
+reads the result (`cryptolstm.tracking`). The model is fitted on the protocol's training period
+(validating on its validation period), then every split is forecast through the one forecasting
+loop (`cryptolstm.forecasting`) beside, for a forecast distribution, the interval baselines fitted
+on the days before the validation period, and scored in one step (`cryptolstm.scoring`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import keras
 import pandas as pd
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
-from cryptolstm.intervals import Calibration
-from cryptolstm.metrics import interval_metrics, split_metrics
+from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
+from cryptolstm.inference import NetworkForecaster
+from cryptolstm.models.base import History
 from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.models.lstm import EpochHook, Lstm
-from cryptolstm.splits import Splits, make_splits
+from cryptolstm.models.lstm import EpochHook, make_forecaster
+from cryptolstm.scoring import UNCALIBRATED, Scores, score
+from cryptolstm.splits import Period
+from cryptolstm.windowing import Samples, protocol_samples
+
+MODEL = "lstm"  # the trained model's label in the table of forecasts
 
 
 @dataclass
 class TrainResult:
     """What a run produced.
 
-    ``forecasts``: split name -> `Forecast` of that split's target days, aligned with
-    ``splits`` (calibrated quantiles under a distribution head); ``baselines``: split name ->
-    interval baseline name -> `Forecast` of the same days (distribution heads only);
-    ``metrics``: ``{"split/metric": value}`` (`metrics.split_metrics`, `metrics.interval_metrics`);
-    ``history``: Keras per-epoch ``loss`` / ``val_loss`` lists; ``best_epoch``: 0-based.
+    ``forecaster``: the trained network (`Lstm` or `Ensemble`: its model(s), features' state,
+    calibration, Keras history); ``forecasts``: the long table of every split's forecasts by the
+    model (``lstm``), its uncalibrated quantiles and the interval baselines; ``scores``: every
+    metric of it; ``metrics``: the model's, named as the run logs them (``val/mae_ratio``...);
+    ``periods``: the protocol's periods (train, val, test).
     """
 
     config: RunConfig
-    model: keras.Model
-    splits: Splits
-    history: dict[str, list[float]]
-    forecasts: dict[str, Forecast]
-    metrics: dict[str, float] = field(default_factory=dict)
-    best_epoch: int = 0
-    baselines: dict[str, dict[str, Forecast]] = field(default_factory=dict)
-    calibration: Calibration | None = None
+    forecaster: NetworkForecaster
+    forecasts: Forecasts
+    scores: Scores
+    metrics: dict[str, float]
+    periods: dict[str, Period]
+
+    @property
+    def model(self):
+        """The Keras model (the first member's of an ensemble)."""
+        return getattr(self.forecaster, "model", None) or self.forecaster.members[0].model
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.forecaster.history
+
+    @property
+    def best_epoch(self) -> int:
+        return self.forecaster.best_epoch
 
     @property
     def epochs_run(self) -> int:
-        return len(self.history.get("loss", []))
-
-    def forecaster(self) -> Lstm:
-        """The trained `Lstm` forecaster: the model, its config and the intervals' calibration."""
-        lstm = Lstm(self.config, model=self.model)
-        lstm.calibration = self.calibration
-        return lstm
+        return self.forecaster.epochs_run
 
     @property
     def stopped_early(self) -> bool:
         """Whether early stopping ended training before the last epoch."""
         return self.epochs_run < self.config.epochs
 
+    @property
+    def calibration(self):
+        return self.forecaster.calibration
+
+    @property
+    def splits(self):
+        """The samples the model was fitted on (train and its validation tail)."""
+        return self.forecaster.splits
+
+    def forecast(self, split: str, forecaster: str = MODEL) -> tuple[Forecast, pd.Series]:
+        """(``forecaster``'s `Forecast` of ``split``'s samples, their (n, H) actual USD closes)."""
+        return self.forecasts.forecast(forecaster, split)
+
+
+class Uncalibrated:
+    """A network forecaster's raw quantiles, before its conformal calibration (scored beside the
+    calibrated ones: their coverage shows what calibration changed)."""
+
+    def __init__(self, network: NetworkForecaster) -> None:
+        self.network, self.name, self.params = network, network.name + UNCALIBRATED, {}
+
+    def fit(self, history: History) -> Uncalibrated:
+        return self
+
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        return self.network.predict(samples, history, calibrated=False)
+
+
+def split_forecasts(cfg: RunConfig, frame: pd.DataFrame, network: NetworkForecaster,
+                    periods: Sequence[Period]) -> Forecasts:
+    """The fitted ``network``'s forecasts of ``periods`` and, for a forecast distribution, its
+    uncalibrated ones and the interval baselines', those fitted on the days before the first
+    period that is not the training one (they have no earlier days to fit on for it)."""
+    made = historical_forecasts({MODEL: fitted(network)}, frame, cfg, periods, NEVER)
+    if not cfg.head_spec.distribution:
+        return made
+    later = [p for p in periods if p.name != "train"]
+    made += historical_forecasts({MODEL + UNCALIBRATED: fitted(Uncalibrated(network))}, frame, cfg, later, NEVER)
+    baselines = {name: fresh(make) for name, make in interval_baselines().items()}
+    return made + historical_forecasts(baselines, frame, cfg, later, once(later))
+
+
+def validation_metrics(network: NetworkForecaster, frame: pd.DataFrame) -> dict[str, float]:
+    """The metrics (``val/...``, no interval baselines) of ``network``'s forecasts of the validation
+    samples it is being fitted on, with its weights as they are now (a search engine's per-epoch
+    objective)."""
+    made = historical_forecasts({MODEL: fitted(network)}, frame, network.cfg, [network.splits.periods[1]], NEVER)
+    return score(made, network.cfg.rules.units).named(MODEL)
+
 
 def train(cfg: RunConfig, market: Market, on_epoch: Sequence[EpochHook] = (), evaluate_test: bool = True,
-          forecaster: Lstm | None = None) -> TrainResult:
-    """Split, fit, then score every split beside persistence.
+          forecaster: NetworkForecaster | None = None) -> TrainResult:
+    """Fit, then forecast and score every split beside persistence (module docstring).
 
-    The test split (honest protocol only) is predicted once, after training has
-    finished and the best weights are restored; nothing about it feeds back.
-    A search passes ``evaluate_test=False`` for its trials: selection sees
-    validation days only, and the test days are read for the chosen model alone.
-    ``forecaster``: an `Lstm` prepared by the caller (a search engine's own model, with its
-    own hooks); by default one is made from ``cfg`` with the ``on_epoch`` hooks.
+    The test split (honest protocol only) is forecast once, after training has finished and the
+    best weights are restored; nothing about it feeds back. A search passes ``evaluate_test=False``
+    for its trials: selection sees validation days only, and the test days are read for the chosen
+    model alone. ``forecaster``: a network prepared by the caller (a search engine's own model,
+    with its own hooks); by default one is made from ``cfg`` with the ``on_epoch`` hooks.
     """
     if forecaster is not None and on_epoch:
         raise ValueError("pass the on_epoch hooks to the forecaster you hand in, not to train()")
-    splits = make_splits(market.frame, cfg)
-    if len(splits.train) < 1:
-        raise DataError("the training split is empty; widen merge_date..end_date.")
-    lstm = (forecaster or Lstm(cfg, on_epoch)).fit(splits)
-    forecasts, metrics = {}, {}
-    for name, samples in splits.items():
-        if name == "test" and not evaluate_test:
-            continue
-        forecasts[name] = lstm.predict(samples)
-        metrics.update(split_metrics(name, forecasts[name], samples.target_close, cfg.rules.units))
-    baselines = {}
-    if cfg.head != "point":
-        baselines = score_intervals(cfg, market, splits, lstm, forecasts, metrics)
-    return TrainResult(cfg, lstm.model, splits, lstm.history, forecasts, metrics, lstm.best_epoch, baselines,
-                       lstm.calibration)
-
-
-def score_intervals(cfg: RunConfig, market: Market, splits: Splits, lstm: Lstm, forecasts: dict[str, Forecast],
-                    metrics: dict[str, float]) -> dict[str, dict[str, Forecast]]:
-    """Add the interval metrics of the validation and test forecasts to ``metrics``, beside the
-    interval baselines (`models.interval_baselines`) fitted on the closes before the first
-    validation day and forecasting the same days; returns split -> baseline -> `Forecast`.
-    The validation days calibrated the intervals, so their coverage is in-sample: the test
-    days are the honest check."""
-    closes = market.frame[f"{cfg.coin}_close"]
-    history = closes.loc[: pd.Timestamp(splits.val.dates[0]) - pd.Timedelta(days=1)]
-    fitted = {name: make().fit(splits, history) for name, make in interval_baselines().items()}
-    out = {}
-    for name, samples in splits.items():
-        if name == "train" or name not in forecasts:
-            continue
-        out[name] = {b: model.predict(samples, closes) for b, model in fitted.items()}
-        metrics.update(interval_metrics(name, forecasts[name], samples.target_close, cfg.rules.units, out[name],
-                                        raw=lstm.predict(samples, calibrated=False)))
-    return out
-
+    frame = market.frame
+    periods, _ = protocol_samples(frame, cfg)
+    network = forecaster or make_forecaster(cfg, on_epoch)
+    network.fit(History(frame.loc[: periods["val"].last], cfg.coin, periods["train"], periods["val"]))
+    scored = [p for name, p in periods.items() if name != "test" or evaluate_test]
+    forecasts = split_forecasts(cfg, frame, network, scored)
+    scores = score(forecasts, cfg.rules.units)
+    metrics = scores.named(MODEL)
+    for k, member in enumerate(getattr(network, "members", [])):  # an ensemble's members beside it
+        alone = score(historical_forecasts({MODEL: fitted(member)}, frame, cfg, scored, NEVER), cfg.rules.units)
+        metrics |= {key: value for key, value in alone.named(MODEL, f"member{k}/").items() if key.endswith("mae_ratio")
+                    or key.endswith("/crps")}
+    return TrainResult(cfg, network, forecasts, scores, metrics, periods)

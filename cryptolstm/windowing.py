@@ -1,39 +1,40 @@
-"""Windows of daily features and their targets, for both protocols.
+"""The samples of a period and their input windows: the one way samples are built.
 
-Features are close and volume of every coin, in the notebook's column order
-(BTC_close, BTC_volume, ETH_close, ETH_volume). Each window is divided by its
-own first row, minus 1, so nothing is fitted across windows and no window sees
-another window's days.
+A *sample* is a forecast origin t (a window's last day) and its H target days t+1..t+H. Every
+forecaster forecasts the same `Samples` (its origins and targets); the network alone also reads
+their input windows (`inputs`). Training splits, backtest folds, the new days `evaluate` scores
+and the rows a served model forecasts all come from `samples` (or `forecast_samples`).
 
-Notation: ``w`` = window_len, a window starting at day ``i`` covers days
-``i .. i+w-1``; ``f`` = number of features.
+Notation: ``w`` = window_len, a window ending on day t covers days t-w+1..t; ``f`` = number of
+input columns (`cryptolstm.features.columns`). Each window is normalised by itself only (the
+2018 rule: divided by its own first row, minus 1, for close and volume), so nothing is fitted
+across windows and no window sees another window's days.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
-from cryptolstm.config import COINS, FEATURES
+from cryptolstm import features
+from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import DataError
+from cryptolstm.splits import Period
 
 
 @dataclass(frozen=True)
-class WindowSet:
-    """Model inputs and targets, with what is needed to score them in USD.
+class Samples:
+    """Forecast origins and their targets, with what is needed to score them in USD.
 
-    X:           (n, w, f) float32, each window divided by its first row, minus 1
-    y:           (n, H) float32 target returns of the H days after the window, relative to ``ref_close``
+    y:           (n, H) float32 target returns of the H days after each origin, relative to ``ref_close``
     ref_close:   (n,) USD close the target returns are relative to
-    persistence: (n,) return that "tomorrow = today" predicts (last input close vs ``ref_close``)
-    target_close:(n, H) USD closes on the H target days
-    dates:       (n,) datetime64 first target day (horizon 1) of each window
+    persistence: (n,) return that "tomorrow = today" predicts (the origin's close vs ``ref_close``)
+    target_close:(n, H) USD closes on the H target days (NaN for days not in the data yet)
+    dates:       (n,) datetime64 first target day (horizon 1) of each origin, the day after it
     """
 
-    X: np.ndarray
     y: np.ndarray
     ref_close: np.ndarray
     persistence: np.ndarray
@@ -43,126 +44,152 @@ class WindowSet:
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, index: slice | np.ndarray) -> WindowSet:
+    def take(self, index: slice | np.ndarray) -> Samples:
         """The samples at ``index`` (a slice keeps chronological order)."""
-        return WindowSet(*(getattr(self, k)[index] for k in self.__dataclass_fields__))
+        return Samples(*(getattr(self, f.name)[index] for f in fields(self)))
 
     @property
     def horizon(self) -> int:
-        """H, the number of target days after each window."""
+        """H, the number of target days after each origin."""
         return self.y.shape[1]
+
+    @property
+    def origins(self) -> np.ndarray:
+        """(n,) datetime64 origin of each sample: the last day of its input window."""
+        return (self.dates - np.timedelta64(1, "D")).astype(self.dates.dtype)
 
     def actual(self, h: int = 1) -> np.ndarray:
         """(n,) USD closes of the target day of horizon ``h`` (1-based)."""
         return self.target_close[:, h - 1]
 
     def last_close(self) -> np.ndarray:
-        """(n,) USD close on each window's last day: the persistence forecast in USD."""
+        """(n,) USD close on each origin: the persistence forecast in USD."""
         return self.ref_close * (1.0 + self.persistence)
 
 
-def feature_columns(coins: tuple[str, ...]) -> list[str]:
-    """Column names of the input features, coin-major as in the 2018 notebook."""
-    return [f"{coin}_{feat}" for coin in coins for feat in FEATURES]
+@dataclass(frozen=True)
+class Splits:
+    """The samples of a fit: ``train`` and its validation tail ``val`` (early stopping, calibration),
+    with the periods they came from."""
+
+    train: Samples
+    val: Samples
+    periods: tuple[Period, Period]
 
 
-def input_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """A merged market frame (date index, ``{COIN}_close`` / ``_volume``) as the registered model's
-    input rows: a ``date`` column (YYYY-MM-DD) and the feature columns."""
-    rows = frame[feature_columns(COINS)].reset_index()
+def _first_window(frame: pd.DataFrame, cfg: RunConfig, inputs_from: pd.Timestamp | None) -> int:
+    """Position in ``frame`` of the first day a window may start on: after the features' warm-up
+    and not before ``inputs_from``."""
+    start = features.warmup(cfg.feature_names)
+    if inputs_from is not None:
+        start = max(start, int(frame.index.searchsorted(inputs_from)))
+    return start
+
+
+def _targets(close: np.ndarray, origin: np.ndarray, window_len: int, horizon: int, reference: str) -> Samples:
+    """Samples of origins at positions ``origin`` in the (days,) ``close`` (NaN past its end)."""
+    padded = np.concatenate([close, np.full(horizon, np.nan)])
+    targets = np.stack([padded[origin + k] for k in range(1, horizon + 1)], axis=1)
+    last = close[origin]
+    ref = close[origin - window_len + 1] if reference == "first" else last
+    return Samples(y=(targets / ref[:, None] - 1.0).astype(np.float32), ref_close=ref,
+                   persistence=last / ref - 1.0, target_close=targets, dates=None)
+
+
+def samples(frame: pd.DataFrame, cfg: RunConfig, period: Period) -> Samples:
+    """Every sample of ``cfg`` whose ``cfg.horizon`` target days all lie in ``period`` and whose
+    window lies in ``frame`` (starting after the features' warm-up and ``period.inputs_from``).
+
+    Only rows of ``frame`` up to ``period.last`` are read. Targets are relative to the close the
+    protocol says (``cfg.rules.reference``)."""
+    frame = frame.loc[: period.last]
+    w, h = cfg.window_len, cfg.horizon
+    days = frame.index
+    first_origin = _first_window(frame, cfg, period.inputs_from) + w - 1
+    # origin t: its first target t + 1 >= period.first and its last t + h <= the period's (and data's) last day
+    lo = max(first_origin, int(days.searchsorted(period.first)) - 1)
+    hi = len(days) - 1 - h
+    return _at(frame, cfg, np.arange(lo, hi + 1) if hi >= lo else np.arange(0))
+
+
+def _at(frame: pd.DataFrame, cfg: RunConfig, origin: np.ndarray) -> Samples:
+    close = features.closes(frame, cfg.coin).to_numpy(np.float64)
+    made = _targets(close, origin, cfg.window_len, cfg.horizon, cfg.rules.reference)
+    dates = (frame.index[origin] + pd.Timedelta(days=1)).to_numpy() if len(origin) else frame.index[:0].to_numpy()
+    return Samples(made.y, made.ref_close, made.persistence, made.target_close, dates)
+
+
+def min_rows(cfg: RunConfig) -> int:
+    """The fewest consecutive daily rows a model of ``cfg`` forecasts from: its window and its
+    features' warm-up."""
+    return cfg.window_len + features.warmup(cfg.feature_names)
+
+
+def forecast_samples(frame: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> Samples:
+    """Samples of the days after the data: the last day of ``frame`` as the origin (or every day a
+    window ends on, with ``every_day``), targets unknown where they lie after ``frame``."""
+    first_origin = _first_window(frame, cfg, None) + cfg.window_len - 1
+    if len(frame) <= first_origin:
+        raise DataError(f"the input has {len(frame)} row(s); this model needs at least {min_rows(cfg)} "
+                        f"consecutive daily rows.")
+    origin = np.arange(first_origin if every_day else len(frame) - 1, len(frame))
+    return _at(frame, cfg, origin)
+
+
+def inputs(frame: pd.DataFrame, cfg: RunConfig, state: features.State | None, at: Samples) -> np.ndarray:
+    """(n, w, f) float32 input windows of the samples ``at`` (each ending on its origin), from
+    ``cfg``'s features (``state``: what they fitted on training days), each window normalised."""
+    w = cfg.window_len
+    names = cfg.feature_names
+    if len(at) == 0:
+        return np.zeros((0, w, len(features.columns(names, COINS))), dtype=np.float32)
+    end = frame.index.get_indexer(pd.DatetimeIndex(at.origins))
+    if (end < w - 1).any():
+        raise DataError("a sample's input window is not in the data it was given.")
+    # Features over every row up to the last origin: a value depends on its own and earlier rows only.
+    values = features.values(names, frame.iloc[: int(end.max()) + 1], COINS, state)
+    windows = values[end[:, None] + np.arange(-w + 1, 1)[None, :]]
+    if np.isnan(windows).any():
+        raise DataError("an input window reaches a day before its features' first value; start the data earlier.")
+    return features.normalise(windows, names, COINS).astype(np.float32)
+
+
+def input_rows(frame: pd.DataFrame, cfg: RunConfig | None = None) -> pd.DataFrame:
+    """A merged market frame (date index) as a registered model's input rows: a ``date`` column
+    (YYYY-MM-DD) and the raw columns ``cfg``'s features read (the default model's without ``cfg``)."""
+    names = cfg.feature_names if cfg else features.DEFAULT
+    coin = cfg.coin if cfg else COINS[0]
+    rows = frame[features.required(names, COINS, coin)].reset_index()
     return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
 
 
-def normalise(windows: np.ndarray) -> np.ndarray:
-    """(n, w, f) raw windows -> the same divided by their first row, minus 1.
-
-    Volumes are validated positive upstream; a zero base still cannot divide
-    by zero here, it raises instead.
-    """
-    base = windows[:, :1, :]
-    if np.any(base == 0):
-        raise DataError("a window starts on a day with a zero price or volume; it cannot be normalised.")
-    return windows / base - 1.0
-
-
-def _windows(values: np.ndarray, window_len: int) -> np.ndarray:
-    """(days, f) -> (days - w + 1, w, f) sliding windows, a copy."""
-    return sliding_window_view(values, window_len, axis=0).transpose(0, 2, 1).copy()
+def protocol_samples(frame: pd.DataFrame, cfg: RunConfig) -> tuple[dict[str, Period], dict[str, Samples]]:
+    """The protocol's periods over ``frame`` and their samples; one sentence when one is empty."""
+    periods = cfg.rules.periods(frame.index, cfg.train_frac, cfg.val_frac)
+    made = {name: samples(frame, cfg, period) for name, period in periods.items()}
+    if min(len(s) for s in made.values()) < 1:
+        raise DataError(
+            f"{len(frame)} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
+            f"({cfg.protocol} protocol) with window_len {cfg.window_len} and horizon {cfg.horizon}; "
+            f"widen merge_date..end_date."
+        )
+    return periods, made
 
 
-def _require(days: int, needed: int, what: str) -> None:
-    if days < needed:
-        raise DataError(f"{what} has {days} day(s); at least {needed} are needed for these windows.")
+def market_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every raw column of a merged market frame as a model's input rows (a served model reads the
+    columns it needs and ignores the others)."""
+    kept = [features.column(coin, field) for coin in COINS for field in features.FIELDS
+            if features.column(coin, field) in frame]
+    rows = frame[kept].reset_index()
+    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
 
 
-def target_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
-                   what: str = "the merged data", horizon: int = 1) -> WindowSet:
-    """Every window of ``frame`` with the ``horizon`` days after it as its targets.
-
-    Window i covers days i..i+w-1 and targets days i+w..i+w+H-1; n = days - w - H + 1 (a
-    window whose last target day is not in ``frame`` is no sample). The target returns are
-    relative to the window's ``reference`` close, ``"first"`` (the 2018 notebook's
-    ``close[i+w] / close[i] - 1``) or ``"last"`` (returns on the last close ``close[t]``, for which
-    persistence is 0): the protocol says which (`cryptolstm.protocols`).
-    """
-    w, h = window_len, horizon
-    _require(len(frame), w + h, what)
-    values = frame[feature_columns(coins)].to_numpy(np.float64)
-    close = frame[f"{coin}_close"].to_numpy(np.float64)
-    n = len(close) - w - h + 1
-    last = close[w - 1 : w - 1 + n]
-    ref = close[:n] if reference == "first" else last
-    targets = np.stack([close[w - 1 + k : w - 1 + k + n] for k in range(1, h + 1)], axis=1)
-    return WindowSet(
-        X=normalise(_windows(values, w)[:n]).astype(np.float32),
-        y=(targets / ref[:, None] - 1.0).astype(np.float32),
-        ref_close=ref,
-        persistence=last / ref - 1.0,
-        target_close=targets,
-        dates=frame.index.to_numpy()[w : w + n],
-    )
-
-
-def seed_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int,
-                 horizon: int = 1) -> WindowSet:
-    """The 2018 notebook's samples over a block of consecutive days (targets relative to the first close)."""
-    return target_windows(frame, coin, coins, window_len, "first", "a block of the seed split", horizon)
-
-
-def next_day_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int,
-                     horizon: int = 1) -> WindowSet:
-    """Honest samples: window ending on day t, targets ``close[t+k] / close[t] - 1``, k = 1..H."""
-    return target_windows(frame, coin, coins, window_len, "last", horizon=horizon)
-
-
-def origin_windows(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
-                   horizon: int = 1) -> WindowSet:
-    """Every window of ``frame`` as an input, to forecast the ``horizon`` days after it: window i
-    covers days i..i+w-1 and its origin is day i+w-1 (n = days - w + 1; the last one ends on the
-    last day of ``frame``).
-
-    Its targets are unknown (``y`` and ``target_close`` NaN); ``reference`` (``"first"`` or
-    ``"last"``) names the window close the target returns are relative to, as the protocol says.
-    """
-    w = window_len
-    _require(len(frame), w, "the input")
-    values = frame[feature_columns(coins)].to_numpy(np.float64)
-    close = frame[f"{coin}_close"].to_numpy(np.float64)
-    n = len(close) - w + 1
-    last = close[w - 1:]
-    ref = close[:n] if reference == "first" else last
-    return WindowSet(
-        X=normalise(_windows(values, w)).astype(np.float32),
-        y=np.full((n, horizon), np.nan, dtype=np.float32),
-        ref_close=ref,
-        persistence=last / ref - 1.0,
-        target_close=np.full((n, horizon), np.nan),
-        dates=(frame.index[w - 1:] + pd.Timedelta(days=1)).to_numpy(),
-    )
-
-
-def latest_window(frame: pd.DataFrame, coin: str, coins: tuple[str, ...], window_len: int, reference: str,
-                  horizon: int = 1) -> WindowSet:
-    """One sample: the last ``window_len`` days of ``frame`` as the input (`origin_windows`)."""
-    _require(len(frame), window_len, "the input")
-    return origin_windows(frame.iloc[-window_len:], coin, coins, window_len, reference, horizon)
+def fit_splits(frame: pd.DataFrame, cfg: RunConfig, train: Period, val: Period) -> Splits:
+    """The samples of ``train`` and ``val`` (a fit's); one sentence when either is empty."""
+    made = Splits(samples(frame, cfg, train), samples(frame, cfg, val), (train, val))
+    if len(made.train) < 1 or len(made.val) < 1:
+        raise DataError(f"{len(made.train)} training and {len(made.val)} validation sample(s) between "
+                        f"{train.first.date()} and {val.last.date()} with window_len {cfg.window_len} and horizon "
+                        f"{cfg.horizon}; widen merge_date..end_date.")
+    return made

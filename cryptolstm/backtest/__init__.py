@@ -1,5 +1,6 @@
 """Expanding-window walk-forward evaluation of a configuration against baselines.
 
-`folds` cuts the days, `runner` fits and forecasts, `metrics` scores,
-`tracked` logs to MLflow, `source` finds the configuration to test.
+`runner` plans the folds (`cryptolstm.splits.folds`) and runs every forecaster through the one
+forecasting loop, `tables` lays the scores out per fold and pooled; the MLflow side is
+`cryptolstm.tracking.backtest`.
 """

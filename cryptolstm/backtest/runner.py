@@ -1,81 +1,71 @@
-"""Walk-forward backtest: every forecaster (the LSTM per seed and each baseline), fitted per fold.
+"""Walk-forward backtest: every forecaster (the LSTM per seed and each baseline) through the one
+forecasting loop (`cryptolstm.forecasting.historical_forecasts`), fold by fold.
 
-No MLflow here (`cryptolstm.tracking.backtest` attaches through ``on_fold``). Every
-(forecaster, fold) pair is one independent job through the same interface; with
-``workers > 1`` the jobs run in that many spawned processes, each limited to
-``cores // workers`` TensorFlow threads.
+No MLflow here (`cryptolstm.tracking.backtest` attaches through ``on_fold``). Each fold is a
+period of test days; before it, a forecaster is fitted (a fresh one, or the LSTM warm-started
+from the last fold's weights, on every fold or every K-th: the `Retrain` policy) on the days
+before the fold, the network's validation tail being the last ``val_frac / (train_frac +
+val_frac)`` of them. The chains of fits run in this process, in local processes
+(``workers``), or on a Dask cluster (``cluster``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import functools
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from cryptolstm.backtest.folds import Fold, fold_splits, make_folds
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.errors import DataError
-from cryptolstm.forecast import Forecast
-from cryptolstm.metrics import UNITS, in_sample_scale
-from cryptolstm.models.base import Forecaster
+from cryptolstm.features import closes
+from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
 from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.models.lstm import Lstm
 from cryptolstm.options import BacktestOptions
 from cryptolstm.protocols import HONEST
-from cryptolstm.splits import Splits
+from cryptolstm.scoring import Scores, scales_before, score
+from cryptolstm.splits import DAY, Period, folds, pooled
+from cryptolstm.windowing import samples
+
+UNITS = "return"  # a backtest's interval metrics are in returns (comparable across years)
 
 
 @dataclass
 class FoldResult:
-    """One fold's test days and every forecaster's `Forecast` of them.
+    """One fold: its test ``period``, every forecaster's forecasts of it, their ``scores`` (the fold
+    alone), the ``fits`` made for it and the sizes of the network's training and validation samples."""
 
-    ``dates``: (n,) first target day of each origin; ``targets``: (n, H) USD closes of its H
-    target days (``actual``: horizon 1's, (n,)); ``scales``: the in-sample
-    scale per units (MASE); ``forecasts``: label -> `Forecast` (``lstm.seed202``,
-    ``persistence``...); ``fit``: what each fitted (``drift.mu``, ``lstm.seed202.best_epoch``...).
-    """
-
-    fold: Fold
+    period: Period
+    forecasts: Forecasts
+    scores: Scores
+    fits: list[Fit]
     n_train: int
     n_val: int
-    dates: np.ndarray
-    targets: np.ndarray
-    scales: dict[str, float]
-    forecasts: dict[str, Forecast] = field(default_factory=dict)
-    fit: dict[str, float] = field(default_factory=dict)
 
     @property
-    def actual(self) -> np.ndarray:
-        """(n,) USD closes of the first target day (horizon 1)."""
-        return self.targets[:, 0]
-
-    @property
-    def horizon(self) -> int:
-        return self.targets.shape[1]
-
-    @property
-    def last(self) -> np.ndarray:
-        """(n,) the close of the day before each target day (persistence's forecast), USD."""
-        return next(iter(self.forecasts.values())).last_close
-
-    def closes(self) -> dict[str, np.ndarray]:
-        """label -> (n,) USD forecast closes, in the order the forecasters were listed."""
-        return {label: forecast.close() for label, forecast in self.forecasts.items()}
+    def days(self) -> int:
+        return self.scores.days[self.period.name]
 
 
 @dataclass
 class BacktestResult:
+    """The whole walk forward: the config each fold trained, the options, the folds (`FoldResult`),
+    every forecast (`Forecasts`) and the scores per fold and pooled over all folds (``all``)."""
+
     config: RunConfig
     options: BacktestOptions
     folds: list[FoldResult]
+    forecasts: Forecasts
+    scores: Scores = field(repr=False, default=None)
 
 
 def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
@@ -85,34 +75,79 @@ def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
     return cfg.replace(protocol=HONEST.name, epochs=epochs)
 
 
-def forecasters(cfg: RunConfig, options: BacktestOptions) -> dict[str, Callable[[], Forecaster]]:
-    """label -> a maker of a fresh (unfitted) forecaster, so nothing fitted crosses a fold: the
-    LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...), then the baselines, and under a
-    distribution head the interval baselines (refitted per fold like every other)."""
-    makers: dict[str, Callable[[], Forecaster]] = {
-        f"lstm.seed{cfg.seed + k}": functools.partial(Lstm, cfg.replace(seed=cfg.seed + k))
-        for k in range(options.seeds)
-    }
-    makers |= {"persistence": Persistence, "drift": Drift,
-               "moving_average": functools.partial(MovingAverage, options.ma_window)}
-    makers |= {"arima": Arima} if options.arima else {}
-    return makers | (interval_baselines() if cfg.head != "point" else {})
+def retrain_policy(cfg: RunConfig, options: BacktestOptions) -> Retrain:
+    """The options' `Retrain`: scratch or warm, every ``retrain_every`` folds; a warm fit trains at
+    most ``warm_epochs`` epochs (default: the fold config's)."""
+    return Retrain(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs)
 
 
-def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[tuple[Fold, Splits]]:
-    """Every fold with its samples, checked before anything is trained or logged."""
+class NetworkMaker:
+    """The `Maker` of the LSTM of ``cfg``: a fresh one (after clearing Keras' global state, so
+    nothing of an earlier fit carries into it), or one continuing from the last fit (warm)."""
+
+    def __init__(self, cfg: RunConfig, warm_epochs: int | None = None) -> None:
+        self.cfg, self.warm_epochs = cfg, warm_epochs
+
+    def __call__(self, last: Lstm | None) -> Lstm:
+        if last is not None:
+            return last.continued(self.warm_epochs or self.cfg.epochs)
+        import keras
+
+        keras.backend.clear_session()
+        return Lstm(self.cfg)
+
+
+def forecasters(cfg: RunConfig, options: BacktestOptions) -> dict[str, Maker]:
+    """label -> `Maker`: the LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...), then the
+    baselines, and under a distribution head the interval baselines (refitted per fold like every
+    other), so nothing fitted crosses a fold unless the policy is warm."""
+    warm = retrain_policy(cfg, options).warm_epochs
+    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm)
+                                for k in range(options.seeds)}
+    makers |= {"persistence": fresh(Persistence), "drift": fresh(Drift),
+               "moving_average": fresh(functools.partial(MovingAverage, options.ma_window))}
+    makers |= {"arima": fresh(Arima)} if options.arima else {}
+    if cfg.head_spec.distribution:
+        makers |= {name: fresh(make) for name, make in interval_baselines().items()}
+    return makers
+
+
+def fit_periods(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[Period, Period]:
+    """The network's training period and validation tail before ``fold``: of the samples whose
+    every target day is before the fold, the last ``val_frac / (train_frac + val_frac)`` validate;
+    the H-1 windows between them, whose targets would cross into the validation days, belong to
+    neither."""
+    before = samples(frame, cfg, Period("before", frame.index[0], fold.before))
+    n_train = int(round(len(before) * (1.0 - cfg.val_frac / (cfg.train_frac + cfg.val_frac))))
+    last_train = pd.Timestamp(before.dates[max(n_train, 1) - 1]) + (cfg.horizon - 1) * DAY if len(before) else fold.before
+    return Period("train", frame.index[0], last_train), Period("val", last_train + DAY, fold.before)
+
+
+def _check_fold(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[int, int]:
+    """(training, validation) sample counts of ``fold``; one sentence when any part is empty."""
+    train, val = fit_periods(cfg, frame, fold)
+    n = [len(samples(frame.loc[: fold.last], cfg, p)) for p in (train, val, fold)]
+    if min(n) < 1:
+        raise DataError(
+            f"fold {fold.label} has {n[0]} training, {n[1]} validation and {n[2]} test sample(s) with window_len "
+            f"{cfg.window_len} and horizon {cfg.horizon}; it needs at least one of each: start the backtest "
+            f"later or the data (merge_date) earlier."
+        )
+    return n[0], n[1]
+
+
+def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[Period]:
+    """Every fold, each checked to have samples, before anything is trained or logged."""
     frame = market.frame
-    folds = make_folds(options.start, options.end, options.fold_months)
-    if folds[-1].last > frame.index[-1]:
-        raise DataError(
-            f"the backtest ends {options.end} but the data ends {market.last_date}; pass an earlier end."
-        )
-    if folds[0].first <= frame.index[0]:
-        raise DataError(
-            f"the backtest starts {options.start}, not after the data's first day {market.first_date}; "
-            f"a fold needs earlier days to train on."
-        )
-    return [(fold, fold_splits(frame, cfg, fold)) for fold in folds]
+    made = folds(options.start, options.end, options.fold_months)
+    if made[-1].last > frame.index[-1]:
+        raise DataError(f"the backtest ends {options.end} but the data ends {market.last_date}; pass an earlier end.")
+    if made[0].first <= frame.index[0]:
+        raise DataError(f"the backtest starts {options.start}, not after the data's first day {market.first_date}; "
+                        f"a fold needs earlier days to train on.")
+    for fold in made:
+        _check_fold(cfg, frame, fold)
+    return made
 
 
 def _limit_threads(threads: int) -> None:
@@ -123,80 +158,91 @@ def _limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def fit_and_forecast(make: Callable[[], Forecaster], cfg: RunConfig, frame: pd.DataFrame,
-                     fold: Fold) -> tuple[Forecast, dict[str, float]]:
-    """Fit a fresh forecaster on the days before ``fold`` and forecast the fold's test days.
-
-    ``frame`` may run past the fold: only its rows up to ``fold.last`` are read, and
-    every forecast of a day uses closes before that day. Returns (forecast, fitted params).
-    """
-    import keras
-
-    keras.backend.clear_session()  # nothing of an earlier fit's Keras state carries into this one
-    visible = frame.loc[: fold.last]
-    splits = fold_splits(visible, cfg, fold)
-    closes = visible[f"{cfg.coin}_close"]
-    model = make().fit(splits, closes.loc[: fold.first - pd.Timedelta(days=1)])
-    return model.predict(splits.test, closes), dict(model.params)
-
-
-Job = tuple[str, Fold]  # (forecaster label, fold)
-
-
-def _run_jobs(makers: dict, cfg: RunConfig, frame: pd.DataFrame, jobs: list[Job], workers: int,
-              done: Callable[[Job, tuple], None]) -> None:
-    """Every (forecaster, fold) job, in sequence or in ``workers`` processes; ``done(job, output)``."""
+@contextlib.contextmanager
+def local_processes(workers: int) -> Iterator[futures.Executor | None]:
+    """``workers`` spawned processes (TensorFlow is not fork-safe), each with ``cores // workers``
+    TensorFlow threads; None (this process) for one worker."""
     if workers == 1:
-        for label, fold in jobs:
-            done((label, fold), fit_and_forecast(makers[label], cfg, frame, fold))
+        yield None
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
-                                     initargs=(threads,)) as pool:
-        pending = {pool.submit(fit_and_forecast, makers[label], cfg, frame.loc[: fold.last], fold): (label, fold)
-                   for label, fold in jobs}
-        try:
-            for future in futures.as_completed(pending):
-                done(pending[future], future.result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_limit_threads, initargs=(threads,)) as pool:
+        yield pool
 
 
-def _empty_result(fold: Fold, splits: Splits, closes: pd.Series) -> FoldResult:
-    history = closes.loc[: fold.first - pd.Timedelta(days=1)]
-    scales = {units: in_sample_scale(history, units) for units in UNITS}
-    return FoldResult(fold, len(splits.train), len(splits.val), splits.test.dates, splits.test.target_close, scales)
+def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Forecasts) -> FoldResult:
+    n_train, n_val = _check_fold(cfg, frame, fold)
+    scores = score(made, UNITS, {fold.name: [fold.name]}, {fold.name: scales_before(closes(frame, cfg.coin), fold.first)})
+    return FoldResult(fold, made, scores, [f for f in made.fits if f.period == fold.name], n_train, n_val)
+
+
+class _Folds:
+    """Collects the loop's finished jobs into folds, calling ``on_fold`` as soon as every forecaster
+    has forecast a fold."""
+
+    def __init__(self, cfg: RunConfig, frame: pd.DataFrame, makers: dict, planned: list[Period],
+                 on_fold: Callable[[FoldResult], None] | None, on_job: Callable[[], None] | None) -> None:
+        self.cfg, self.frame, self.makers, self.on_fold, self.on_job = cfg, frame, makers, on_fold, on_job
+        self.chunks: dict[str, list] = {fold.name: [] for fold in planned}
+        self.fits: dict[str, list] = {fold.name: [] for fold in planned}
+        self.periods = {fold.name: fold for fold in planned}
+        self.results: dict[str, FoldResult] = {}
+
+    def done(self, job, chunks, fits) -> None:
+        for chunk in chunks:
+            self.chunks[chunk.period.name].append(chunk)
+        for fit in fits:
+            self.fits[fit.period].append(fit)
+        if self.on_job is not None:
+            self.on_job()
+        for name, got in self.chunks.items():
+            if name not in self.results and len(got) == len(self.makers):
+                order = {label: i for i, label in enumerate(self.makers)}  # the listed order, whatever the finish order
+                made = Forecasts.of(sorted(got, key=lambda c: order[c.forecaster]), self.fits[name])
+                self.results[name] = _fold_result(self.cfg, self.frame, self.periods[name], made)
+                if self.on_fold is not None:
+                    self.on_fold(self.results[name])
 
 
 def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
                  on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
-                 planned: list[tuple[Fold, Splits]] | None = None) -> BacktestResult:
-    """Walk forward over ``options``' folds (``planned`` if the caller planned them already):
-    every forecaster fitted on each fold's past and forecasting its test days. ``on_job()``
-    after each fit, ``on_fold(result)`` as soon as a fold is complete."""
+                 planned: list[Period] | None = None, executor: futures.Executor | None = None) -> BacktestResult:
+    """Walk forward over ``options``' folds (``planned`` if the caller planned them already): every
+    forecaster fitted on each fold's past (as the retrain policy says) and forecasting its test days.
+    ``on_job()`` after each chain of fits, ``on_fold(result)`` as soon as a fold is complete;
+    ``executor``: where the chains run (default: local processes as ``options.workers`` says)."""
     cfg = backtest_config(cfg, options)
     planned = planned if planned is not None else plan(cfg, market, options)
     makers = forecasters(cfg, options)
-    closes = market.frame[f"{cfg.coin}_close"]
-    results = {fold.index: _empty_result(fold, splits, closes) for fold, splits in planned}
-    received: dict[int, dict] = {fold.index: {} for fold, _ in planned}
+    collected = _Folds(cfg, market.frame, makers, planned, on_fold, on_job)
+    plan_fit = functools.partial(_plan_fit, cfg)
+    with contextlib.nullcontext(executor) if executor is not None else local_processes(options.workers) as pool:
+        forecasts = historical_forecasts(makers, market.frame, cfg, planned, retrain_policy(cfg, options), plan_fit,
+                                         executor=pool, done=collected.done)
+    folds_done = [collected.results[fold.name] for fold in planned]
+    result = BacktestResult(cfg, options, folds_done, forecasts)
+    result.scores = backtest_scores(result, market)
+    return result
 
-    def done(job: Job, output: tuple[Forecast, dict[str, float]]) -> None:
-        (label, fold), (forecast, params) = job, output
-        received[fold.index][label] = (forecast, params)
-        if on_job is not None:
-            on_job()
-        if len(received[fold.index]) == len(makers):
-            result = results[fold.index]
-            for name in makers:  # in the listed order, whatever order the jobs ended in
-                result.forecasts[name], fitted = received[fold.index][name]
-                result.fit.update({f"{name}.{k}": v for k, v in fitted.items()})
-            if on_fold is not None:
-                on_fold(result)
 
-    jobs = [(label, fold) for fold, _ in planned for label in makers]
-    _run_jobs(makers, cfg, market.frame, jobs, options.workers, done)
-    return BacktestResult(cfg, options, [results[fold.index] for fold, _ in planned])
+def _plan_fit(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[Period, Period]:
+    return fit_periods(cfg, frame, fold)
+
+
+def backtest_scores(result: BacktestResult, market: Market) -> Scores:
+    """Every fold's scores and the pooled ones (``all``: every test day, MASE scaled by the mean of
+    the folds' in-sample scales)."""
+    names = [f.period.name for f in result.folds]
+    history = closes(market.frame, result.config.coin)
+    scales = [scales_before(history, f.period.first) for f in result.folds]
+    mean = {units: float(np.mean([s[units] for s in scales])) for units in scales[0]}
+    pooled_scores = score(result.forecasts, UNITS, {"all": names}, {"all": mean})
+    rows = {key: row for f in result.folds for key, row in f.scores.rows.items()} | pooled_scores.rows
+    days = {**{f.period.name: f.days for f in result.folds}, **pooled_scores.days}
+    return Scores(rows, UNITS, days, {**{name: [name] for name in names}, "all": names})
+
+
+def pooled_period(result: BacktestResult) -> Period:
+    """The period of every test day of the backtest."""
+    return pooled([f.period for f in result.folds])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryptolstm.config import COINS, FEATURES
+from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
 from cryptolstm.data.schema import read_daily_csv
 from cryptolstm.data.snapshots import coin_file, sha256

@@ -39,11 +39,11 @@ def prepare_market(cfg: RunConfig, fetch_missing: bool = True, checks: Iterable[
     """``cfg``'s merged market data (to its ``end_date``, or to the last day with ``every_day``),
     with the splits of every config in ``checks`` (default: ``cfg`` alone) built once to check
     that they fit."""
-    from cryptolstm.splits import make_splits
+    from cryptolstm.windowing import protocol_samples
 
     ensure_data(cfg.data_dir, fetch_missing)
     market = load_market(cfg.data_dir, cfg.merge_date, None if every_day else cfg.end_date,
                          cfg.fill_gaps)
     for each in (cfg,) if checks is None else checks:
-        make_splits(market.frame, each)
+        protocol_samples(market.frame, each)
     return market

@@ -17,10 +17,11 @@ import pandas as pd
 
 from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
-from cryptolstm.windowing import WindowSet
+from cryptolstm.models.base import History
+from cryptolstm.windowing import Samples
 
 
-def day_before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.ndarray:
+def day_before(closes: pd.Series, samples: Samples, values: pd.Series) -> np.ndarray:
     """``values`` at the day before each sample's first target day, its origin (a series aligned
     with ``closes``)."""
     days = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)
@@ -30,12 +31,12 @@ def day_before(closes: pd.Series, samples: WindowSet, values: pd.Series) -> np.n
     return values.reindex(days).to_numpy(np.float64)
 
 
-def horizons(samples: WindowSet) -> np.ndarray:
+def horizons(samples: Samples) -> np.ndarray:
     """(H,) the horizons 1..H of ``samples``, as floats (days ahead of the origin)."""
     return np.arange(1, samples.horizon + 1, dtype=np.float64)
 
 
-def every_horizon(samples: WindowSet, values: np.ndarray) -> np.ndarray:
+def every_horizon(samples: Samples, values: np.ndarray) -> np.ndarray:
     """(n,) ``values`` forecast for every horizon alike: (n, H)."""
     return np.repeat(np.asarray(values, dtype=np.float64)[:, None], samples.horizon, axis=1)
 
@@ -46,10 +47,10 @@ class Persistence:
     name = "persistence"
     params: dict[str, float] = {}
 
-    def fit(self, splits=None, closes: pd.Series | None = None) -> Persistence:
+    def fit(self, history: History | None = None) -> Persistence:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
+    def predict(self, samples: Samples, history: History | None = None) -> Forecast:
         """The forecast that keeps the last close, for every horizon."""
         return Forecast.of_samples(samples, every_horizon(samples, samples.persistence))
 
@@ -65,14 +66,14 @@ class Drift:
     def __init__(self) -> None:
         self.params: dict[str, float] = {}
 
-    def fit(self, splits, closes: pd.Series) -> Drift:
-        log_returns = np.diff(np.log(closes.to_numpy(np.float64)))
+    def fit(self, history: History) -> Drift:
+        log_returns = np.diff(np.log(history.closes.to_numpy(np.float64)))
         if len(log_returns) < 1:
             raise DataError("the drift baseline needs at least two training closes.")
         self.params = {"mu": float(np.mean(log_returns))}
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None) -> Forecast:
+    def predict(self, samples: Samples, history: History | None = None) -> Forecast:
         growth = np.exp(self.params["mu"] * horizons(samples))  # (H,)
         return Forecast.of_closes(samples, samples.last_close()[:, None] * growth[None, :])
 
@@ -88,10 +89,11 @@ class MovingAverage:
         self.k = k
         self.params = {"k": float(k)}
 
-    def fit(self, splits=None, closes: pd.Series | None = None) -> MovingAverage:
+    def fit(self, history: History | None = None) -> MovingAverage:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        closes = history.closes
         mean = closes.rolling(self.k, min_periods=self.k).mean()
         forecast = day_before(closes, samples, mean)
         if np.isnan(forecast).any():
@@ -122,19 +124,20 @@ class Arima:
         series = np.log(closes.astype(np.float64))
         return series.asfreq("D") if series.index.freq is None else series
 
-    def fit(self, splits, closes: pd.Series) -> Arima:
+    def fit(self, history: History) -> Arima:
         from statsmodels.tools.sm_exceptions import ConvergenceWarning
         from statsmodels.tsa.arima.model import ARIMA
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", UserWarning)
-            self._result = ARIMA(self._log_daily(closes), order=self.order, trend="t").fit()
+            self._result = ARIMA(self._log_daily(history.closes), order=self.order, trend="t").fit()
         # statsmodels calls the drift of a differenced model's trend "x1"
         self.params = {{"x1": "drift"}.get(str(k), str(k)): float(v) for k, v in self._result.params.items()}
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        closes = history.closes
         if samples.horizon > 1:
             return Forecast.of_closes(samples, np.exp(self._paths(samples, closes)))
         with warnings.catch_warnings():
@@ -144,7 +147,7 @@ class Arima:
         forecast = np.exp(one_step.reindex(pd.DatetimeIndex(samples.dates)).to_numpy(np.float64))
         return Forecast.of_closes(samples, forecast)
 
-    def _paths(self, samples: WindowSet, closes: pd.Series) -> np.ndarray:
+    def _paths(self, samples: Samples, closes: pd.Series) -> np.ndarray:
         """(n, H) forecast log closes of days t + 1..t + H of each sample's origin t."""
         h = samples.horizon
         origins = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)

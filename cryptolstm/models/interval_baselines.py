@@ -27,18 +27,18 @@ import pandas as pd
 
 from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
+from cryptolstm.garch import arch_model, fit_garch, percent_log_returns
 from cryptolstm.intervals import LEVELS, empirical_quantiles, gaussian_quantiles, level_index
+from cryptolstm.models.base import History
 from cryptolstm.models.baselines import day_before
-from cryptolstm.windowing import WindowSet
+from cryptolstm.windowing import Samples
 
 log = logging.getLogger(__name__)
 
 MIN_DAYS = 30  # fewest past daily returns a rolling distribution is estimated from
-GARCH_MIN_FIT = 100  # fewest training returns GARCH(1,1)-t is fitted on
 SIMULATIONS = 2000  # GARCH paths per origin for the days after the first (an even number: antithetic pairs)
 SIMULATION_BLOCK = 100  # origins simulated at once
 SEED = 2018  # of the GARCH shocks: the same forecasts on every run
-ARCH_NAMES = {"mu": "mu", "omega": "omega", "alpha[1]": "alpha", "beta[1]": "beta", "nu": "nu"}
 
 
 def interval_baselines() -> dict[str, type]:
@@ -46,13 +46,13 @@ def interval_baselines() -> dict[str, type]:
     return {"garch": Garch, "empirical": Empirical, "rolling_gaussian": RollingGaussian}
 
 
-def _origins(samples: WindowSet, closes: pd.Series) -> np.ndarray:
+def _origins(samples: Samples, closes: pd.Series) -> np.ndarray:
     """(n,) positions in ``closes`` of the day before each sample's target day (its origin)."""
     positions = pd.Series(np.arange(len(closes), dtype=np.float64), index=closes.index)
     return day_before(closes, samples, positions).astype(np.int64)
 
 
-def _of_quantiles(samples: WindowSet, on_last: np.ndarray) -> Forecast:
+def _of_quantiles(samples: Samples, on_last: np.ndarray) -> Forecast:
     """The forecast of ``samples`` from (n, H, Q) quantiles of the return of each horizon on
     each last close.
 
@@ -64,7 +64,7 @@ def _of_quantiles(samples: WindowSet, on_last: np.ndarray) -> Forecast:
     return Forecast(samples.dates, ref, last, median, quantiles, LEVELS)
 
 
-def _returns_before(samples: WindowSet, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
+def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
     """For each sample, the k-day simple returns ``close[s] / close[s-k] - 1`` of the last
     ``n_days`` days s up to its origin (overlapping for k > 1; at least
     ``min(n_days, MIN_DAYS)``, fewer than ``n_days`` where the data starts later)."""
@@ -97,10 +97,11 @@ class Empirical:
         self.n_days = n_days
         self.params = {"n_days": float(n_days)}
 
-    def fit(self, splits=None, closes: pd.Series | None = None) -> Empirical:
+    def fit(self, history: History | None = None) -> Empirical:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        closes = history.closes
         per_k = [[empirical_quantiles(w, LEVELS) for w in _returns_before(samples, closes, self.n_days, self.name, k)]
                  for k in range(1, samples.horizon + 1)]
         return _of_quantiles(samples, np.asarray(per_k).transpose(1, 0, 2))  # (H, n, Q) -> (n, H, Q)
@@ -122,24 +123,13 @@ class RollingGaussian:
         self.n_days = n_days
         self.params = {"n_days": float(n_days)}
 
-    def fit(self, splits=None, closes: pd.Series | None = None) -> RollingGaussian:
+    def fit(self, history: History | None = None) -> RollingGaussian:
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
-        windows = _returns_before(samples, closes, self.n_days, "rolling Gaussian")
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        windows = _returns_before(samples, history.closes, self.n_days, "rolling Gaussian")
         scale = np.array([np.std(w, ddof=1) for w in windows])[:, None] * np.sqrt(np.arange(1, samples.horizon + 1))
         return _of_quantiles(samples, gaussian_quantiles(np.zeros_like(scale), scale, LEVELS))
-
-
-def _percent_log_returns(closes: pd.Series) -> pd.Series:
-    """``100 * log(close[t] / close[t-1])``, indexed by day t (the first close has none)."""
-    return (100.0 * np.log(closes.astype(np.float64))).diff().iloc[1:]
-
-
-def _arch_model(returns: pd.Series):
-    from arch import arch_model
-
-    return arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, dist="t")
 
 
 class Garch:
@@ -166,32 +156,18 @@ class Garch:
         self.params: dict[str, float] = {}
         self._fitted: np.ndarray | None = None  # arch's parameter vector, in arch's order
 
-    def fit(self, splits, closes: pd.Series) -> Garch:
-        from arch.utility.exceptions import ConvergenceWarning, DataScaleWarning
-
-        returns = _percent_log_returns(closes)
-        if len(returns) < GARCH_MIN_FIT:
-            raise DataError(f"the GARCH baseline needs at least {GARCH_MIN_FIT + 1} training closes, "
-                            f"got {len(closes)}; start the data earlier.")
-        with warnings.catch_warnings():
-            # Percent returns are on the scale arch wants; non-convergence is logged below instead.
-            warnings.simplefilter("ignore", DataScaleWarning)
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            result = _arch_model(returns).fit(disp="off", show_warning=False)
-        if result.convergence_flag != 0:
-            log.warning("GARCH fit on %s..%s did not converge (%s); its parameters are used as they are",
-                        returns.index[0].date(), returns.index[-1].date(), result.optimization_result.message)
-        self._fitted = result.params.to_numpy(np.float64)
-        self.params = {ARCH_NAMES[k]: float(v) for k, v in result.params.items()}
+    def fit(self, history: History) -> Garch:
+        self._fitted, self.params = fit_garch(history.closes)
         return self
 
-    def predict(self, samples: WindowSet, closes: pd.Series) -> Forecast:
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        closes = history.closes
         if self._fitted is None:
             raise DataError("the GARCH baseline must be fitted before it predicts.")
         origin = _origins(samples, closes)  # origin day p has return position p - 1
         if origin.min() < 1:
             raise DataError("the GARCH baseline needs a daily return before each target day; start the data earlier.")
-        returns = _percent_log_returns(closes)
+        returns = percent_log_returns(closes)
         log_quantiles = self._one_day(origin, returns)[:, None, :]
         if samples.horizon > 1:
             later = self.simulated(origin, returns, samples.horizon)[:, 1:, :]
@@ -206,7 +182,7 @@ class Garch:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataScaleWarning)
             # The fixed sample ends before the first target day, so the backcast sees no target day.
-            fixed = _arch_model(returns).fix(self._fitted, last_obs=int(origin.min()))
+            fixed = arch_model(returns).fix(self._fitted, last_obs=int(origin.min()))
             forecast = fixed.forecast(horizon=1, start=int(origin.min()) - 1, reindex=False)
         days = returns.index[origin - 1]
         mean = forecast.mean["h.1"].reindex(days).to_numpy(np.float64)
@@ -228,7 +204,7 @@ class Garch:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DataScaleWarning)
                 # Returns up to the block's last origin; the same fixed sample (and backcast) in every block.
-                fixed = _arch_model(returns.iloc[:hi]).fix(self._fitted, last_obs=int(origin.min()))
+                fixed = arch_model(returns.iloc[:hi]).fix(self._fitted, last_obs=int(origin.min()))
                 forecast = fixed.forecast(horizon=horizon, start=lo - 1, method="simulation",
                                           simulations=SIMULATIONS, rng=lambda size: shocks, reindex=False)
             paths = np.cumsum(forecast.simulations.values, axis=2)  # (hi - lo + 1, SIMULATIONS, H)

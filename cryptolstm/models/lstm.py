@@ -1,8 +1,12 @@
-"""The stacked LSTM of the 2018 tutorial, generalised to any depth and width, as a forecaster.
+"""The stacked recurrent network of the 2018 tutorial, generalised to any depth, width, cell and
+head, as a forecaster.
 
-The builder takes plain values (a `RunConfig`), never a search trial, so every
-search engine and the plain training run build the same network. `Lstm` gives
-it the interface of every forecaster (`cryptolstm.models.base`).
+The builder takes plain values (a `RunConfig`), never a search trial, so every search engine
+and the plain training run build the same network. Its output layer is the head's
+(`cryptolstm.heads`): a Dense layer of the head's width, then the head's map to its parameters
+(`HeadOutput`), trained on the head's loss (`HeadLoss`). `Lstm` gives the network the interface
+of every forecaster (`cryptolstm.models.base`); an ensemble (`cfg.ensemble` > 1) is several of
+them forecasting as one (`Ensemble`).
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
-import pandas as pd
 from keras import layers as kl
 
-from cryptolstm.config import RunConfig
+from cryptolstm import features
+from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import TrainingError
 from cryptolstm.forecast import Forecast
-from cryptolstm.inference import forecast_of, output_width
-from cryptolstm.intervals import LEVELS, Calibration, fit_conformal
-from cryptolstm.splits import Splits
-from cryptolstm.windowing import WindowSet
+from cryptolstm.heads import HEADS, Head
+from cryptolstm.inference import NetworkForecaster
+from cryptolstm.models.base import History
+from cryptolstm.windowing import Samples, fit_splits
 
 EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
 
@@ -36,64 +40,57 @@ def _recurrent_activation(name: str):
     return hard_sigmoid_keras2 if name == "hard_sigmoid_keras2" else name
 
 
-SCALE_AT_ZERO = 0.03  # the Gaussian head's scale (a daily return's sd) before training: BTC's is ~0.035
+@keras.saving.register_keras_serializable(package="cryptolstm")
+class HeadOutput(kl.Layer):
+    """The head's map from the last Dense layer's raw outputs to its parameters
+    (`cryptolstm.heads.Head.activate`); given ``[raw, window]`` when the head reads a feature of
+    the window's last day (``scale_column``: its column)."""
+
+    def __init__(self, head: str, scale_column: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.head, self.scale_column = head, scale_column
+
+    def call(self, inputs):
+        if self.scale_column is None:
+            return HEADS[self.head].activate(inputs, keras.ops)
+        raw, window = inputs
+        scale = window[:, -1, self.scale_column:self.scale_column + 1]
+        return HEADS[self.head].activate(raw, keras.ops, scale=scale)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "head": self.head, "scale_column": self.scale_column}
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
-class GaussianHead(kl.Layer):
-    """(batch, 2H) raw outputs -> (batch, 2H) ``[means | scales]`` of the returns of the H
-    target days: the means as given, the scales ``SCALE_AT_ZERO * softplus(raw) / ln 2``
-    (positive, and a plausible daily scale at initialisation, so a few epochs suffice)."""
+class HeadLoss(keras.losses.Loss):
+    """The head's training loss (`cryptolstm.heads.Head.loss`)."""
 
-    def call(self, raw):
-        h = raw.shape[-1] // 2
-        scale = SCALE_AT_ZERO * keras.ops.softplus(raw[:, h:]) / np.log(2.0) + 1e-5
-        return keras.ops.concatenate([raw[:, :h], scale], axis=1)
+    def __init__(self, head: str, name: str | None = None, **kwargs):
+        super().__init__(name=name or f"{head}_loss", **kwargs)
+        self.head = head
 
+    def call(self, y_true, y_pred):
+        return HEADS[self.head].loss(y_true, y_pred, keras.ops)
 
-@keras.saving.register_keras_serializable(package="cryptolstm")
-class QuantileHead(kl.Layer):
-    """(batch, H * Q) raw outputs -> (batch, H, Q) ascending quantiles on ``LEVELS`` of each
-    target day's return: per day the median is the first output and the gaps between
-    neighbouring levels are ``0.01 * softplus(raw)`` (positive, so quantiles never cross)."""
-
-    def call(self, raw):
-        q = len(LEVELS)
-        raw = keras.ops.reshape(raw, (-1, raw.shape[-1] // q, q))
-        gaps = 0.01 * keras.ops.softplus(raw[:, :, 1:])
-        steps = keras.ops.concatenate([keras.ops.zeros_like(raw[:, :, 0:1]), keras.ops.cumsum(gaps, axis=2)], axis=2)
-        median = q // 2
-        return raw[:, :, 0:1] + steps - steps[:, :, median:median + 1]
+    def get_config(self) -> dict:
+        return {**super().get_config(), "head": self.head}
 
 
-@keras.saving.register_keras_serializable(package="cryptolstm")
-def gaussian_nll(y_true, y_pred):
-    """Mean negative log-likelihood (constant dropped) of (batch, H) ``y_true`` under
-    (batch, 2H) ``[means | scales]`` rows."""
-    h = y_pred.shape[-1] // 2
-    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, h))
-    mean, scale = y_pred[:, :h], y_pred[:, h:]
-    return keras.ops.mean(keras.ops.log(scale) + 0.5 * keras.ops.square((y - mean) / scale))
+def _legacy_layer(head: Head) -> type:
+    """The head's Keras layer under the name models were saved with before heads were objects
+    (``cryptolstm>GaussianHead``...), so those .keras files still load."""
+
+    class Legacy(HeadOutput):
+        def __init__(self, **kwargs):
+            kwargs.pop("head", None)
+            kwargs.pop("scale_column", None)
+            super().__init__(head.name, **kwargs)
+
+    Legacy.__name__ = Legacy.__qualname__ = head.legacy_layer
+    return keras.saving.register_keras_serializable(package="cryptolstm")(Legacy)
 
 
-@keras.saving.register_keras_serializable(package="cryptolstm")
-def pinball_loss(y_true, y_pred):
-    """Mean pinball loss of (batch, H, Q) quantiles on ``LEVELS`` for (batch, H) ``y_true``."""
-    y = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, y_pred.shape[1], 1))
-    tau = keras.ops.convert_to_tensor(np.asarray(LEVELS, dtype="float32")[None, None, :], dtype=y_pred.dtype)
-    diff = y - y_pred
-    return keras.ops.mean(keras.ops.maximum(tau * diff, (tau - 1.0) * diff))
-
-
-def _head(cfg: RunConfig) -> tuple[list, object, list]:
-    """(output layers, loss, metrics) of ``cfg.head`` (see `cryptolstm.config.HEADS`) for
-    ``cfg.horizon`` target days."""
-    h = cfg.horizon
-    if cfg.head == "gaussian":
-        return [kl.Dense(2 * h, name="raw"), GaussianHead(name="return")], gaussian_nll, []
-    if cfg.head == "quantile":
-        return [kl.Dense(h * len(LEVELS), name="raw"), QuantileHead(name="return")], pinball_loss, []
-    return [kl.Dense(h, activation=cfg.output_activation, name="return")], cfg.loss, ["mae"]
+LEGACY_LAYERS = [_legacy_layer(head) for head in HEADS.values() if head.legacy_layer]
 
 
 def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
@@ -106,47 +103,60 @@ def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
     return classes[cfg.optimizer](learning_rate=cfg.learning_rate)
 
 
-def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
-    """Compiled model mapping (batch, window_len, n_features) windows to the returns of the
-    ``cfg.horizon`` days after each window (all at once: a direct multi-output forecast).
+def _cell(cfg: RunConfig, depth: int) -> kl.Layer:
+    """Layer ``depth`` of the recurrent stack: ``cfg.cell`` (LSTM or GRU), ``cfg.neurons`` units."""
+    make = {"lstm": kl.LSTM, "gru": kl.GRU}[cfg.cell]
+    return make(cfg.neurons, activation=cfg.activation, recurrent_activation=_recurrent_activation(cfg.recurrent_activation),
+                return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}")
 
-    ``cfg.layers`` LSTM layers of ``cfg.neurons`` units, each followed by
-    Dropout(``cfg.dropout``), then the head: Dense(1) with ``cfg.output_activation`` and
-    ``cfg.loss`` (point: (batch, H)), a `GaussianHead` on its likelihood ((batch, 2H) means and
-    scales) or a `QuantileHead` on the pinball loss ((batch, H, Q) quantiles on ``LEVELS``).
-    Call `keras.utils.set_random_seed` first for reproducible weights.
-    """
-    model = keras.Sequential(name=f"lstm_{cfg.coin.lower()}")
-    model.add(keras.Input(shape=(window_len, n_features), name="window"))
+
+def _stack(cfg: RunConfig) -> list[kl.Layer]:
+    out = []
     for depth in range(cfg.layers):
-        model.add(
-            kl.LSTM(
-                cfg.neurons,
-                activation=cfg.activation,
-                recurrent_activation=_recurrent_activation(cfg.recurrent_activation),
-                return_sequences=depth < cfg.layers - 1,
-                name=f"lstm_{depth}",
-            )
-        )
-        model.add(kl.Dropout(cfg.dropout, name=f"dropout_{depth}"))
-    outputs, loss, metrics = _head(cfg)
-    for layer in outputs:
-        model.add(layer)
-    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=metrics)
+        out += [_cell(cfg, depth), kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
+    return out
+
+
+def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
+    """Compiled model mapping (batch, window_len, n_features) windows to the head's parameters of
+    the ``cfg.horizon`` days after each window (all at once: a direct multi-output forecast).
+
+    ``cfg.layers`` recurrent layers (``cfg.cell``) of ``cfg.neurons`` units, each followed by
+    Dropout(``cfg.dropout``), then the head: Dense(width) (with ``cfg.output_activation`` and
+    ``cfg.loss`` for the point head: the 2018 model) and the head's map to its parameters, trained
+    on its loss. Call `keras.utils.set_random_seed` first for reproducible weights.
+    """
+    head = cfg.head_spec
+    window = keras.Input(shape=(window_len, n_features), name="window")
+    stack = _stack(cfg)  # the layers are made in the order they run: their initial weights depend on it
+    dense = kl.Dense(head.width(cfg.horizon), activation=head.dense_activation(cfg.output_activation),
+                     name="return" if not head.distribution else "raw")
+    if head.scale_feature is None:
+        model = keras.Sequential([window, *stack, dense, *([HeadOutput(head.name, name="return")] if head.distribution
+                                                          else [])], name=f"lstm_{cfg.coin.lower()}")
+    else:  # the head reads a feature of the window's last day: a functional graph
+        hidden = window
+        for layer in stack:
+            hidden = layer(hidden)
+        column = features.columns(cfg.feature_names, COINS).index(features.column(cfg.coin, head.scale_feature))
+        params = HeadOutput(head.name, column, name="return")([dense(hidden), window])
+        model = keras.Model(window, params, name=f"lstm_{cfg.coin.lower()}")
+    loss = head.configured_loss(cfg.loss) or HeadLoss(head.name)
+    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=["mae"] if not head.distribution else [])
     return model
 
 
 def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
     """Multiply-add FLOPs (2 per MAC) of one forward pass of `build_lstm`'s network.
 
-    Per LSTM layer and step: 4 gates x units x (inputs + units + 1 bias) MACs;
-    the elementwise gate arithmetic is left out (under 1%).
-    """
-    total, inputs = 0, n_features
+    Per recurrent layer and step: gates x units x (inputs + units + 1 bias) MACs (4 gates for an
+    LSTM, 3 for a GRU); the elementwise gate arithmetic is left out (under 1%)."""
+    gates = {"lstm": 4, "gru": 3}[cfg.cell]
+    total, n_in = 0, n_features
     for _ in range(cfg.layers):
-        total += 2 * window_len * 4 * cfg.neurons * (inputs + cfg.neurons + 1)
-        inputs = cfg.neurons
-    return total + 2 * (inputs + 1) * cfg.horizon * {"point": 1, "gaussian": 2, "quantile": len(LEVELS)}[cfg.head]
+        total += 2 * window_len * gates * cfg.neurons * (n_in + cfg.neurons + 1)
+        n_in = cfg.neurons
+    return total + 2 * (n_in + 1) * cfg.head_spec.width(cfg.horizon)
 
 
 def set_seed(seed: int) -> None:
@@ -190,40 +200,55 @@ class _Hook(keras.callbacks.Callback):
         self.on_epoch(epoch, logs if logs is not None else {})
 
 
-class Lstm:
-    """The LSTM of ``cfg`` as a forecaster.
+class Lstm(NetworkForecaster):
+    """The network of ``cfg`` as a forecaster.
 
-    ``fit(splits)`` trains on ``splits.train``, validating on ``splits.val``: early
-    stopping with the best weights restored where the protocol says so, else a fixed
-    number of epochs. ``on_epoch`` hooks run after every epoch (tracking, pruning);
-    ``callbacks`` are further Keras callbacks. A ``model`` may be handed in, already
-    built (and resumed at ``initial_epoch``), by a search engine that manages its own.
-    After ``fit``: ``history`` (Keras' per-epoch ``loss``/``val_loss``), ``best_epoch``
-    (0-based), ``params`` (best epoch, epochs run, best validation loss) and, for a
-    distribution head, the ``calibration`` of its intervals on the validation days.
+    ``fit(history)`` fits the features' parameters on the training period, trains on its samples,
+    validating on ``history.val``: early stopping with the best weights restored where the
+    protocol says so, else a fixed number of epochs; then calibrates the intervals on the
+    validation samples. ``on_epoch`` hooks run after every epoch (tracking, pruning);
+    ``callbacks`` are further Keras callbacks. A ``model`` may be handed in, already built (and
+    resumed at ``initial_epoch``), by a search engine that manages its own, or trained further (a
+    warm start, `continued`). After ``fit``: ``history`` (Keras' per-epoch ``loss``/``val_loss``),
+    ``best_epoch`` (0-based), ``params`` (best epoch, epochs run, best validation loss),
+    ``calibration`` (distribution heads) and ``splits`` (the samples it trained on).
     """
-
-    name = "lstm"
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), model: keras.Model | None = None,
                  initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
-        self.cfg, self.model, self.initial_epoch = cfg, model, initial_epoch
+        super().__init__(cfg)
+        self.model, self.initial_epoch = model, initial_epoch
         self.callbacks = [*(_Hook(h) for h in on_epoch), *callbacks]
         self.history: dict[str, list[float]] = {}
         self.best_epoch = 0
-        self.params: dict[str, float] = {}
-        self.calibration: Calibration | None = None
+        self.splits = None
 
-    def fit(self, splits: Splits, closes: pd.Series | None = None) -> Lstm:
+    @property
+    def networks(self) -> list:
+        return [] if self.model is None else [self._forward]
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        return self.model.predict(X, batch_size=1024, verbose=0)
+
+    def continued(self, epochs: int) -> Lstm:
+        """A forecaster that starts from this one's trained weights (and optimizer state) and trains
+        at most ``epochs`` more epochs on its next fit: a warm start."""
+        return Lstm(self.cfg.replace(epochs=epochs), model=self.model)
+
+    def fit(self, history: History) -> Lstm:
         set_seed(self.cfg.seed)
-        train, val = splits.train, splits.val
+        frame = history.frame
+        self.state = features.fit(self.cfg.feature_names, frame.loc[: history.train.last], COINS)
+        self.splits = fit_splits(frame, self.cfg, history.train, history.val)
+        train, val = self.splits.train, self.splits.val
+        X_train, X_val = self.windows(train, history), self.windows(val, history)
         if self.model is None:
-            self.model = build_lstm(self.cfg, self.cfg.window_len, train.X.shape[2])
+            self.model = build_lstm(self.cfg, self.cfg.window_len, X_train.shape[2])
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.cfg.patience,
                                                 restore_best_weights=True) if self.cfg.rules.early_stopping else None
         hist = self.model.fit(
-            train.X, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size,
-            validation_data=(val.X, val.y), shuffle=self.cfg.shuffle, verbose=0, initial_epoch=self.initial_epoch,
+            X_train, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, validation_data=(X_val, val.y), shuffle=self.cfg.shuffle, verbose=0,
+            initial_epoch=self.initial_epoch,
             callbacks=[keras.callbacks.TerminateOnNaN(), *self.callbacks, *([stopper] if stopper else [])],
         )
         self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -232,7 +257,7 @@ class Lstm:
         self.best_epoch = int(stopper.best_epoch) if stopper else self.initial_epoch + self.epochs_run - 1
         self.params = {"best_epoch": self.best_epoch + 1, "epochs_run": self.epochs_run,
                        "val_loss": float(np.min(self.history["val_loss"]))}
-        self.calibrate(val)
+        self.calibrate(val, history)
         return self
 
     @property
@@ -246,25 +271,38 @@ class Lstm:
                 f"(now {self.cfg.learning_rate}) or a bounded output_activation."
             )
 
-    def calibrate(self, val: WindowSet) -> Calibration | None:
-        """Split conformal margins of the intervals from the validation days ``val`` (a
-        distribution head only; `cryptolstm.intervals`); `predict` applies them from then on."""
-        if self.cfg.head == "point":
-            return None
-        raw = self.predict(val, calibrated=False)
-        self.calibration = fit_conformal(raw.quantiles, np.asarray(val.y, np.float64), raw.levels)
-        return self.calibration
 
-    def predict(self, samples: WindowSet, closes: pd.Series | None = None, calibrated: bool = True) -> Forecast:
-        """The forecast of every sample: the point return, and under a distribution head the
-        quantiles on ``LEVELS`` (conformally calibrated once `calibrate` has run, unless
-        ``calibrated=False``)."""
-        raw = raw_outputs(self.model, samples.X, self.cfg.head, self.cfg.horizon)
-        return forecast_of(samples, raw, self.cfg.head, self.cfg.horizon, self.calibration if calibrated else None)
+class Ensemble(NetworkForecaster):
+    """``cfg.ensemble`` networks of ``cfg`` trained with the seeds ``cfg.seed``, ``cfg.seed + 1``...,
+    forecasting as one: the mean of their point forecasts and the mean of their quantiles
+    (`cryptolstm.inference.combine`), calibrated on the validation days as one model."""
+
+    def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = ()) -> None:
+        super().__init__(cfg)
+        self.members = [Lstm(cfg.replace(seed=cfg.seed + k, ensemble=1), on_epoch) for k in range(cfg.ensemble)]
+
+    @property
+    def networks(self) -> list:
+        return [network for member in self.members for network in member.networks]
+
+    def fit(self, history: History) -> Ensemble:
+        for member in self.members:
+            member.fit(history)
+        first = self.members[0]
+        self.state, self.history, self.best_epoch, self.splits = first.state, first.history, first.best_epoch, first.splits
+        self.params = {f"member{k}.{name}": value for k, m in enumerate(self.members) for name, value in m.params.items()}
+        self.calibrate(first.splits.val, history)
+        return self
+
+    def member_forecasts(self, samples: Samples, history: History) -> list[Forecast]:
+        """Each member's own (calibrated) forecast of ``samples``."""
+        return [member.predict(samples, history) for member in self.members]
+
+    @property
+    def epochs_run(self) -> int:
+        return self.members[0].epochs_run
 
 
-def raw_outputs(model: keras.Model, X: np.ndarray, head: str, horizon: int = 1, batch_size: int = 1024) -> np.ndarray:
-    """(n, w, f) windows -> the network's raw outputs (`cryptolstm.inference.distribution` reads them)."""
-    if len(X) == 0:
-        return np.zeros((0, output_width(head, horizon)))
-    return model.predict(X, batch_size=batch_size, verbose=0)
+def make_forecaster(cfg: RunConfig, on_epoch: Sequence[EpochHook] = ()) -> Lstm | Ensemble:
+    """The network forecaster of ``cfg``: one `Lstm`, or an `Ensemble` of ``cfg.ensemble`` of them."""
+    return Ensemble(cfg, on_epoch) if cfg.ensemble > 1 else Lstm(cfg, on_epoch)

@@ -18,14 +18,13 @@ import keras
 import keras_tuner as kt
 import pandas as pd
 
+from cryptolstm import features
 from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
-from cryptolstm.metrics import split_metrics
 from cryptolstm.models.lstm import Lstm, build_lstm
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner
-from cryptolstm.splits import make_splits
-from cryptolstm.windowing import feature_columns
+from cryptolstm.train import validation_metrics
 
 ALGORITHMS = ("hyperband", "bayesian")
 IDENTITY_FILE = "cryptolstm-search.json"
@@ -36,14 +35,13 @@ def _logs_key(objective: str) -> str:
     return objective.replace("/", "_")
 
 
-def objective_in_logs(runner: TrialRunner, cfg, model: keras.Model):
-    """An ``on_epoch`` hook that writes the space's validation objective into each epoch's logs, so
-    keras-tuner can track and checkpoint on it (it only sees what Keras logs)."""
-    val = make_splits(runner.market.frame, cfg).val
-    lstm = Lstm(cfg, model=model)
+def objective_in_logs(runner: TrialRunner, trained: dict[str, Lstm]):
+    """An ``on_epoch`` hook that writes the space's validation objective of the network being
+    trained (``trained["lstm"]``) into each epoch's logs, so keras-tuner can track and checkpoint
+    on it (it only sees what Keras logs)."""
 
     def on_epoch(epoch: int, logs: dict) -> None:
-        metrics = split_metrics("val", lstm.predict(val), val.target_close, cfg.rules.units)
+        metrics = validation_metrics(trained["lstm"], runner.market.frame)
         logs[_logs_key(runner.space.objective)] = metrics[runner.space.objective]
 
     return on_epoch
@@ -63,16 +61,17 @@ class LstmHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         keras.backend.clear_session()  # before each trial's model, as the Optuna path does
         cfg = self.runner.config(self._values(hp))
-        return build_lstm(cfg, cfg.window_len, len(feature_columns(COINS)))
+        return build_lstm(cfg, cfg.window_len, len(features.columns(cfg.feature_names, COINS)))
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs) -> dict:
         values = self._values(hp)
-        cfg = self.runner.config(values)
-        objective = objective_in_logs(self.runner, cfg, model)
+        trained: dict[str, Lstm] = {}
+        objective = objective_in_logs(self.runner, trained)
 
         def lstm(trial_cfg, hooks) -> Lstm:  # keras-tuner's model, resumed where it says, with its callbacks
-            return Lstm(trial_cfg, [*hooks, objective], model=model, initial_epoch=kwargs.get("initial_epoch", 0),
-                        callbacks=kwargs.get("callbacks", []))
+            trained["lstm"] = Lstm(trial_cfg, [*hooks, objective], model=model,
+                                   initial_epoch=kwargs.get("initial_epoch", 0), callbacks=kwargs.get("callbacks", []))
+            return trained["lstm"]
 
         name = f"fit-{self.fits}"  # Hyperband fits one trial's model in several rounds
         self.fits += 1

@@ -21,13 +21,12 @@ import pandas as pd
 
 from cryptolstm import plots
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_config, plan, run_backtest
-from cryptolstm.backtest.tables import (fold_horizon_metrics, fold_interval_metrics, fold_metrics,
-                                        horizon_summary_markdown, interval_summary_markdown, metrics_table,
-                                        predictions_frame, summary_markdown, with_seed_summary)
+from cryptolstm.backtest.tables import fold_closes, fold_table, metrics_table, predictions_frame
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.models.lstm import training_device
+from cryptolstm.render import horizon_summary_markdown, interval_summary_markdown, summary_markdown
+from cryptolstm.scoring import INTERVAL_BASELINES
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
 
@@ -47,29 +46,45 @@ def _metrics(rows: pd.DataFrame) -> dict[str, float]:
 
 def _headline(result: FoldResult) -> dict[str, np.ndarray]:
     """The USD forecasts a plot shows: the seeds' mean LSTM forecast and the baselines."""
-    closes = result.closes()
+    closes = fold_closes(result)
     seeds = [c for c in closes if c.startswith("lstm.seed")]
     return {"LSTM (seed mean)": np.mean([closes[c] for c in seeds], axis=0),
-            **{k: v for k, v in closes.items() if k not in seeds and k not in interval_baselines()}}
+            **{k: v for k, v in closes.items() if k not in seeds and k not in INTERVAL_BASELINES}}
+
+
+def _fitted(result: FoldResult) -> tuple[dict[str, str], dict[str, float]]:
+    """(params, metrics) of what each forecaster fitted for the fold: a baseline's values are one
+    per fold (params), each LSTM seed's epochs and loss are metrics and its starting weights a param
+    (``lstm.seed202.init``: ``scratch``, or ``fold 3`` for a warm start from fold 3's fit)."""
+    params, metrics = {}, {}
+    for fit in result.fits:
+        values = {f"{fit.forecaster}.{k}": v for k, v in fit.params.items()}
+        if fit.forecaster.startswith("lstm."):
+            metrics |= values
+            params[f"{fit.forecaster}.init"] = "scratch" if fit.init == "scratch" else f"fold {fit.init}"
+        else:
+            params |= values
+    made = result.forecasts.table
+    for label, at in made.loc[made["horizon"] == 1].groupby("forecaster", sort=False)["fit"].first().items():
+        if label.startswith("lstm.") and at != result.period.name:  # forecast with an earlier fold's fit
+            params[f"{label}.fitted_at"] = f"fold {at}"
+    return params, metrics
 
 
 def log_fold(parent_id: str, result: FoldResult) -> None:
     """The fold's child run: dates, sizes, fitted values, metrics, forecast plot."""
-    fold = result.fold
-    with mlflow.start_run(run_name=f"fold {fold.index:02d} {fold.label}", nested=True, parent_run_id=parent_id):
-        mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": str(fold.index)})
+    fold = result.period
+    with mlflow.start_run(run_name=f"fold {int(fold.name):02d} {fold.label}", nested=True, parent_run_id=parent_id):
+        mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": fold.name})
         mlflow.log_params({"fold.first": fold.first.date().isoformat(), "fold.last": fold.last.date().isoformat(),
-                           "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": len(result.dates)})
-        # What a baseline fitted is one value per fold (a param); each LSTM seed's epochs and loss are metrics.
-        mlflow.log_params({k: v for k, v in result.fit.items() if not k.startswith("lstm.")})
-        mlflow.log_metrics({k: float(v) for k, v in result.fit.items() if k.startswith("lstm.")})
-        mlflow.log_metrics(_metrics(with_seed_summary(fold_metrics(result))))
-        if any(f.has_intervals for f in result.forecasts.values()):
-            mlflow.log_metrics(_metrics(with_seed_summary(fold_interval_metrics(result))))
-        if result.horizon > 1:
-            mlflow.log_metrics(_metrics(with_seed_summary(fold_horizon_metrics(result))))
-        mlflow.log_figure(plots.fold_forecasts(result.dates, result.actual, _headline(result),
-                                               f"fold {fold.index}: {fold.label}"), "plots/forecast.png")
+                           "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": result.days})
+        params, fitted = _fitted(result)
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: float(v) for k, v in fitted.items()})
+        for kind in ("point", "intervals", "horizons"):
+            mlflow.log_metrics(_metrics(fold_table(result.scores, fold.name, kind)))
+        mlflow.log_figure(plots.fold_forecasts(*_days(result), _headline(result), f"fold {fold.name}: {fold.label}"),
+                          "plots/forecast.png")
 
 
 def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
@@ -79,7 +94,7 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     mlflow.log_metrics(_metrics(pooled_rows))
     per_fold = table.loc[table["fold"] != "all"]
     ratios = per_fold.pivot(index="fold", columns="forecaster", values="usd/mae_ratio")
-    ratios = ratios.loc[[str(f.fold.index) for f in result.folds]]
+    ratios = ratios.loc[[f.period.name for f in result.folds]]
     beaten = int((ratios["lstm.mean"] < 1).sum())
     mlflow.set_tags({"backtest.folds_beating_persistence": f"{beaten}/{len(ratios)}",
                      "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
@@ -89,18 +104,18 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     predictions = predictions_frame(result)
     mlflow.log_text(predictions.to_csv(index=False), "backtest/predictions.csv")
     _log_figures(result, ratios, predictions)
-    if cfg.head != "point":
+    if cfg.head_spec.distribution:
         markdown += "\n" + log_interval_summary(result)
     if cfg.horizon > 1:
         markdown += "\n" + log_horizon_summary(result)
     return markdown
 
 
-def _log_table(result: BacktestResult, metrics, summary, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """A second table of the backtest (``metrics`` of each fold, pooled) on the active parent run:
-    its pooled rows as metrics, ``backtest/{name}.csv`` and ``summary``'s ``backtest/{name}.md``.
-    Returns (the table, its pooled rows indexed by forecaster, the Markdown)."""
-    table = metrics_table(result, metrics)
+def _log_table(result: BacktestResult, kind: str, summary, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """A second table of the backtest (the metrics of ``kind`` of each fold, pooled) on the active
+    parent run: its pooled rows as metrics, ``backtest/{name}.csv`` and ``summary``'s
+    ``backtest/{name}.md``. Returns (the table, its pooled rows indexed by forecaster, the Markdown)."""
+    table = metrics_table(result, kind)
     pooled_rows = table.loc[table["fold"] == "all"].set_index("forecaster").drop(columns=["fold", "first", "last"])
     mlflow.log_metrics(_metrics(pooled_rows))
     markdown = summary(table, result.config.coin)
@@ -113,7 +128,7 @@ def log_horizon_summary(result: BacktestResult) -> str:
     """Per horizon, on the active parent run: the pooled metrics (``lstm.mean/h7/usd/mae_ratio``...),
     ``backtest/horizons.csv``, ``backtest/horizons.md`` and the ratio against the horizon with the
     seeds' spread; returns the Markdown table."""
-    table, pooled_rows, markdown = _log_table(result, fold_horizon_metrics, horizon_summary_markdown, "horizons")
+    table, pooled_rows, markdown = _log_table(result, "horizons", horizon_summary_markdown, "horizons")
     ratio = pooled_rows["usd/mae_ratio"]
     horizons = np.arange(1, result.config.horizon + 1)
 
@@ -132,28 +147,34 @@ def log_interval_summary(result: BacktestResult) -> str:
     """The intervals' pooled metrics (``{forecaster}/crps``, ``lstm.mean/crps_ratio_garch``...),
     ``backtest/intervals.csv``, ``backtest/intervals.md`` and the coverage per fold, on the active
     parent run; returns the Markdown table."""
-    table, _, markdown = _log_table(result, fold_interval_metrics, interval_summary_markdown, "intervals")
+    table, _, markdown = _log_table(result, "intervals", interval_summary_markdown, "intervals")
     per_fold = table.loc[table["fold"] != "all"]
-    labels = [f.fold.label for f in result.folds]
+    labels = [f.period.label for f in result.folds]
     for nominal in (80, 95):
         cover = per_fold.pivot(index="fold", columns="forecaster", values=f"coverage_{nominal}")
-        cover = cover.loc[[str(f.fold.index) for f in result.folds]]
-        lines = {name: cover[name].to_numpy() for name in ("lstm.mean", *interval_baselines())
+        cover = cover.loc[[f.period.name for f in result.folds]]
+        lines = {name: cover[name].to_numpy() for name in ("lstm.mean", *INTERVAL_BASELINES)
                  if name in cover}
         mlflow.log_figure(plots.coverage_per_fold(labels, lines, nominal), f"plots/coverage_{nominal}_per_fold.png")
     return markdown
+
+
+def _days(result: FoldResult) -> tuple[np.ndarray, np.ndarray]:
+    """(the fold's first target days, their actual USD closes)."""
+    forecast, actual = result.forecasts.forecast(result.forecasts.forecasters[0], result.period.name)
+    return forecast.dates, actual[:, 0]
 
 
 def _log_figures(result: BacktestResult, ratios: pd.DataFrame, predictions: pd.DataFrame) -> None:
     """MAE ratio per fold with the seed spread, forecasts per fold, error distribution."""
     cfg = result.config
     seed_cols = [c for c in ratios.columns if c.startswith("lstm.seed")]
-    labels = [f.fold.label for f in result.folds]
+    labels = [f.period.label for f in result.folds]
     baselines = [b for b in ("drift", "moving_average", "arima") if b in ratios.columns]
     mlflow.log_figure(plots.ratio_per_fold(labels, ratios[seed_cols].to_numpy(), {b: ratios[b].to_numpy() for b in baselines}),
                       "plots/mae_ratio_per_fold.png")
-    mlflow.log_figure(plots.backtest_forecasts(
-        [(f.fold.label, f.dates, f.actual, _headline(f)) for f in result.folds], cfg.coin), "plots/forecasts_per_fold.png")
+    mlflow.log_figure(plots.backtest_forecasts([(f.period.label, *_days(f), _headline(f)) for f in result.folds],
+                                               cfg.coin), "plots/forecasts_per_fold.png")
     errors = {name: predictions[name].to_numpy() / predictions["last_close"].to_numpy()
               - predictions["actual"].to_numpy() / predictions["last_close"].to_numpy()
               for name in ["persistence", "drift", "moving_average", *(["arima"] if "arima" in predictions else [])]}

@@ -21,7 +21,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 
-from cryptolstm.tracking.describe import NOTE, describe_experiment
+from cryptolstm.render import NOTE
+from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.runs import coin_experiment
 from cryptolstm.tracking.store import process_tags
 

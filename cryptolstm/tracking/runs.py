@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import json
 import logging
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
-import numpy as np
 from mlflow.entities import RunStatus
 
-from cryptolstm import plots
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.render import run_name
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
 
 if TYPE_CHECKING:
+    from cryptolstm.packaging import Package
     from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -61,13 +58,6 @@ def where(run_id: str, uri: str) -> str:
             f"then {ui_url(experiment_id, run_id)}")
 
 
-def run_name(cfg: RunConfig) -> str:
-    """A name that tells runs apart in the UI's run list."""
-    return (
-        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}{f'-h{cfg.horizon}' if cfg.horizon > 1 else ''}"
-        f"-{cfg.layers}x{cfg.neurons}-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
-        f"{'' if cfg.head == 'point' else '-' + cfg.head}"
-    )
 
 
 def config_params(cfg: RunConfig) -> dict[str, str]:
@@ -153,88 +143,30 @@ def log_dataset(market: Market, cfg: RunConfig) -> None:
     )
 
 
-def log_split_ranges(result: TrainResult) -> None:
-    """Tags with each split's first and last target day (of any horizon) and sample count."""
-    tags = {}
-    for name, samples in result.splits.items():
-        last = samples.dates[-1:] + np.timedelta64(samples.horizon - 1, "D")
-        first, last = (np.datetime_as_string(d, unit="D")[0] for d in (samples.dates[:1], last))
-        tags.update({f"split.{name}.first": first, f"split.{name}.last": last, f"split.{name}.n": str(len(samples))})
-    mlflow.set_tags(tags)
+PYFUNC = "model"  # the logged model's name in its run
 
 
-def log_figures(market: Market, result: TrainResult) -> None:
-    """Price/volume history, forecast vs actual on the evaluation days, learning curves (PNG)."""
-    cfg = result.config
-    figures = {
-        f"plots/{cfg.coin.lower()}_price_volume.png": plots.price_volume(market.frame, cfg.coin),
-        "plots/learning_curves.png": plots.learning_curves(result.history, result.best_epoch),
-    }
-    for split in ("val", "test"):
-        if split in result.forecasts:
-            actual = getattr(result.splits, split).actual(1)
-            figures[f"plots/forecast_{split}.png"] = plots.forecast_vs_actual(result.forecasts[split], actual,
-                                                                                cfg.coin, split)
-    for path, fig in figures.items():
-        mlflow.log_figure(fig, path)
+def log_model(made: Package, result: TrainResult) -> None:
+    """The packaged model (`cryptolstm.packaging.package`) as an MLflow pyfunc under ``model``: raw
+    daily rows in, forecast closes in USD out; the package travels with it. Each Keras model (with
+    its optimizer's state) is also a run artifact, ``keras/lstm.keras`` (``lstm-1.keras``... for an
+    ensemble's further members): what a warm start reads."""
+    from cryptolstm.forecaster import PARAMS, LstmForecaster, forecast, load_forecaster
 
-
-PYFUNC_PACKAGES = ("onnxruntime", "mlflow", "pandas", "numpy", "pyyaml")  # what the pyfunc imports
-KERAS_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow")  # and without its ONNX artifact
-
-
-def _runtime_requirements(keras: bool = False) -> list[str]:
-    """Pinned requirements of the logged model, read from what is installed here (given, not
-    inferred: inference starts a subprocess that loads the model again); Keras and TensorFlow
-    only for a model saved without its ONNX network (``keras``)."""
-    pins = []
-    for name in PYFUNC_PACKAGES + (KERAS_PACKAGES if keras else ()):
-        try:
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return pins
-
-
-def log_model(result: TrainResult, market: Market) -> None:
-    """The forecaster as an MLflow pyfunc under ``model``: raw daily rows in, next-day close in USD
-    out. Its artifacts are the network exported to ONNX (checked against Keras; the Keras file
-    instead if the export fails), the config and the calibration; the package travels with it.
-    The Keras model (with its optimizer's state) is a run artifact, ``keras/lstm.keras``."""
-    from cryptolstm.forecaster import PARAMS, LstmForecaster, example_rows, forecast
-    from cryptolstm.inference import export_onnx
-
-    cfg = result.config
-    example = example_rows(market.frame, cfg.window_len)
-    lstm = result.forecaster()
-    with tempfile.TemporaryDirectory() as tmp:
-        keras_path, config_path = Path(tmp) / "lstm.keras", Path(tmp) / "config.json"
-        result.model.save(keras_path)
-        config_path.write_text(json.dumps(cfg.to_dict()))
-        artifacts = {"config": str(config_path)}
-        onnx_path = str(Path(tmp) / "lstm.onnx")  # what the pyfunc runs: ONNX Runtime, no TensorFlow
-        problem = export_onnx(result.model, onnx_path, result.splits.val.X[:64])
-        if problem is None:
-            artifacts["onnx_model"] = onnx_path
-        else:
-            log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
-            artifacts["keras_model"] = str(keras_path)
-        if result.calibration is not None:  # the intervals' conformal margins travel with the model
-            artifacts["calibration"] = str(Path(tmp) / "calibration.json")
-            Path(artifacts["calibration"]).write_text(json.dumps(result.calibration.to_dict()))
-        with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
-            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-            signature = mlflow.models.infer_signature(example, forecast(lstm, example), params=PARAMS)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=LstmForecaster(),
-            artifacts=artifacts,
-            code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
-            signature=signature,
-            input_example=example,
-            pip_requirements=_runtime_requirements(keras="keras_model" in artifacts),
-        )
-        mlflow.log_artifact(str(keras_path), "keras")  # for Keras users: not copied on every load of the model
+    with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        output = forecast(load_forecaster(made.artifacts), made.example)
+        signature = mlflow.models.infer_signature(made.example, output, params=PARAMS)
+    info = mlflow.pyfunc.log_model(
+        name=PYFUNC, python_model=LstmForecaster(), artifacts=made.artifacts,
+        code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
+        signature=signature, input_example=made.example, pip_requirements=made.requirements,
+    )
+    members = getattr(result.forecaster, "members", None) or [result.forecaster]
+    for k, member in enumerate(members):
+        path = made.folder / ("lstm.keras" if k == 0 else f"lstm-{k}.keras")
+        member.model.save(path)
+        mlflow.log_artifact(str(path), "keras")  # for Keras users: not copied on every load of the model
     mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
 
 

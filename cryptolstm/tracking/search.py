@@ -16,7 +16,8 @@ from mlflow.entities import RunStatus, RunTag
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.tracking.describe import NOTE, describe_experiment, study_text, trial_text
+from cryptolstm.render import NOTE, study_text, trial_text
+from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch
 from cryptolstm.tracking.store import process_tags
 from cryptolstm.tracking.train import log_result

@@ -1,0 +1,217 @@
+"""The model's inputs, declared once: each feature is an object, a run config lists their names.
+
+A `Feature` declares
+
+- ``fields``: the raw daily columns of each coin it reads (``open``, ``high``, ``low``, ``close``,
+  ``volume``), so the data check and the registered model's input schema follow from the list;
+- ``compute(frame, coin, state)``: its value on every day, from that day's and earlier rows only
+  (never a later one: a test changes every price from day D on and checks the days before D);
+- ``normalise``: how a window of it is made comparable across windows: ``ratio`` (divided by the
+  window's first row, minus 1: the 2018 tutorial's rule for close and volume), ``difference``
+  (minus the first row) or ``none`` (as it is: returns and volatilities are already unit-free);
+- ``warmup``: the days of history it needs before its first value (a window starts after them);
+- ``fit(frame, coin)``: for a feature with parameters (GARCH's volatility), the state fitted on
+  the training days only; it is saved with the model, so serving needs nothing else.
+
+Every per-coin feature is computed for every coin of the run, coin-major in the 2018 notebook's
+order (``BTC_close, BTC_volume, ETH_close, ETH_volume`` for the default ``close,volume``).
+Nothing else in the package builds a raw column name (``BTC_close``): it asks this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm.errors import ConfigError, DataError
+
+FIELDS = ("open", "high", "low", "close", "volume")  # a coin's raw daily columns, USD
+DEFAULT = ("close", "volume")  # the 2018 tutorial's inputs
+RATIO, DIFFERENCE, NONE = "ratio", "difference", "none"
+GARCH_WARMUP = 100  # days before garch_vol's first value: arch's backcast reads the first 75 returns
+
+State = dict[str, dict]  # column -> what its feature fitted (JSON-able)
+Compute = Callable[[pd.DataFrame, str, dict], pd.Series]
+
+
+def column(coin: str, name: str) -> str:
+    """The frame's column of ``coin``'s raw field or feature ``name``: ``BTC_close``."""
+    return f"{coin}_{name}"
+
+
+def raw(frame: pd.DataFrame, coin: str, name: str) -> pd.Series:
+    """``coin``'s raw daily ``name`` (a `FIELDS` entry) from a merged market frame."""
+    return frame[column(coin, name)].astype(np.float64)
+
+
+def closes(frame: pd.DataFrame, coin: str) -> pd.Series:
+    """``coin``'s daily USD closes: what every target and every baseline is made of."""
+    return raw(frame, coin, "close")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One declared input (see the module docstring)."""
+
+    name: str
+    fields: tuple[str, ...]
+    compute: Compute
+    normalise: str = NONE
+    warmup: int = 0
+    per_coin: bool = True
+    fit: Callable[[pd.DataFrame, str], dict] | None = None
+    doc: str = field(default="", compare=False)
+    packages: tuple[str, ...] = ()  # what computing it needs beyond the pyfunc's own (a served model's requirements)
+
+
+def _log_return(frame, coin, state):
+    return np.log(closes(frame, coin)).diff()
+
+
+def _range(frame, coin):
+    return np.log(raw(frame, coin, "high") / raw(frame, coin, "low"))
+
+
+def _parkinson(frame, coin, state):
+    return np.sqrt(_range(frame, coin) ** 2 / (4.0 * math.log(2.0)))
+
+
+def _garman_klass(frame, coin, state):
+    body = np.log(raw(frame, coin, "close") / raw(frame, coin, "open"))
+    variance = 0.5 * _range(frame, coin) ** 2 - (2.0 * math.log(2.0) - 1.0) * body ** 2
+    return np.sqrt(variance.clip(lower=0.0))
+
+
+def _realized(days: int) -> Compute:
+    def compute(frame, coin, state):
+        return np.sqrt((_log_return(frame, coin, state) ** 2).rolling(days, min_periods=days).mean())
+
+    return compute
+
+
+def _day_of_week(frame, coin, state):
+    return pd.Series(frame.index.dayofweek / 6.0, index=frame.index)
+
+
+def _garch_fit(frame: pd.DataFrame, coin: str) -> dict:
+    from cryptolstm.garch import fit_garch
+
+    params, named = fit_garch(closes(frame, coin))
+    return {"params": params.tolist(), **named}
+
+
+def _garch_vol(frame, coin, state):
+    from cryptolstm.garch import next_day_volatility
+
+    if "params" not in state:
+        raise DataError("garch_vol has not been fitted on training days; fit the features first.")
+    sigma = next_day_volatility(np.asarray(state["params"]), closes(frame, coin))
+    return sigma.where(np.arange(len(sigma)) >= GARCH_WARMUP)
+
+
+FEATURES: dict[str, Feature] = {f.name: f for f in (
+    Feature("close", ("close",), lambda frame, coin, state: closes(frame, coin), RATIO, doc="the close (USD)"),
+    Feature("volume", ("volume",), lambda frame, coin, state: raw(frame, coin, "volume"), RATIO,
+            doc="24-hour volume (USD)"),
+    Feature("log_return", ("close",), _log_return, warmup=1, doc="log(close / previous close)"),
+    Feature("abs_return", ("close",), lambda f, c, s: _log_return(f, c, s).abs(), warmup=1,
+            doc="|log return|"),
+    Feature("parkinson", ("high", "low"), _parkinson, doc="Parkinson's range volatility of the day"),
+    Feature("garman_klass", ("open", "high", "low", "close"), _garman_klass,
+            doc="Garman-Klass volatility of the day (range and open-to-close)"),
+    Feature("realized_vol_5", ("close",), _realized(5), warmup=5, doc="root mean square log return, 5 days"),
+    Feature("realized_vol_22", ("close",), _realized(22), warmup=22, doc="root mean square log return, 22 days"),
+    Feature("log_volume", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")), DIFFERENCE,
+            doc="log volume"),
+    Feature("volume_change", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")).diff(), warmup=1,
+            doc="log(volume / previous volume)"),
+    Feature("day_of_week", (), _day_of_week, per_coin=False, doc="weekday, 0 (Monday) to 1 (Sunday)"),
+    Feature("garch_vol", ("close",), _garch_vol, warmup=GARCH_WARMUP, fit=_garch_fit,
+            doc="GARCH(1,1)-t's volatility forecast for the next day, fitted on training days",
+            packages=("arch", "scipy")),
+)}
+NAMES = tuple(FEATURES)
+
+
+def parse(names) -> tuple[str, ...]:
+    """A feature list (``"log_return,parkinson"`` or a sequence) as a tuple of known, distinct names;
+    one sentence for an unknown, repeated or empty one."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    found = tuple(str(n).strip() for n in items if str(n).strip())
+    unknown = [n for n in found if n not in FEATURES]
+    if unknown:
+        raise ConfigError(f"unknown feature {unknown[0]!r}; features are {', '.join(NAMES)}.")
+    if not found:
+        raise ConfigError(f"features must name at least one of {', '.join(NAMES)}.")
+    if len(set(found)) < len(found):
+        raise ConfigError(f"features name {next(n for n in found if found.count(n) > 1)!r} twice.")
+    return found
+
+
+def columns(names: tuple[str, ...], coins: tuple[str, ...]) -> list[str]:
+    """The input columns of ``names`` for ``coins``, coin-major, then the coin-free features."""
+    per_coin = [column(coin, n) for coin in coins for n in names if FEATURES[n].per_coin]
+    return per_coin + [n for n in names if not FEATURES[n].per_coin]
+
+
+def required(names: tuple[str, ...], coins: tuple[str, ...], coin: str) -> list[str]:
+    """The raw columns a model of ``coin`` with features ``names`` reads: its features' fields for
+    every coin, and ``coin``'s close (the target), in `FIELDS` order per coin."""
+    needed = {f for n in names for f in FEATURES[n].fields}
+    return [column(c, f) for c in coins for f in FIELDS if f in needed or (c == coin and f == "close")]
+
+
+def warmup(names: tuple[str, ...]) -> int:
+    """Days of history the features need before their first value."""
+    return max(FEATURES[n].warmup for n in names)
+
+
+def fit(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...]) -> State:
+    """What the features with parameters fit on ``frame`` (the training days only)."""
+    return {column(coin, n): FEATURES[n].fit(frame, coin) for coin in coins for n in names
+            if FEATURES[n].fit is not None and FEATURES[n].per_coin}
+
+
+def values(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...], state: State | None = None) -> np.ndarray:
+    """(days, f) float64 values of the features on every day of ``frame`` (NaN before a feature's
+    first value), in `columns` order."""
+    state = state or {}
+    out = [FEATURES[n].compute(frame, coin, state.get(column(coin, n), {}))
+           for coin in coins for n in names if FEATURES[n].per_coin]
+    out += [FEATURES[n].compute(frame, "", {}) for n in names if not FEATURES[n].per_coin]
+    return np.stack([np.asarray(v, dtype=np.float64) for v in out], axis=1)
+
+
+def normalise(windows: np.ndarray, names: tuple[str, ...], coins: tuple[str, ...]) -> np.ndarray:
+    """(n, w, f) raw windows -> each column normalised as its feature says (module docstring).
+
+    A ratio column whose window starts at zero cannot be normalised: one sentence."""
+    kinds = [FEATURES[n].normalise for coin in coins for n in names if FEATURES[n].per_coin]
+    kinds += [FEATURES[n].normalise for n in names if not FEATURES[n].per_coin]
+    base = windows[:, :1, :]
+    if all(k == RATIO for k in kinds):  # the 2018 rule on every column (the default), in one step
+        return _ratio(windows, base)
+    out = windows.copy()
+    for kind, index in ((RATIO, _where(kinds, RATIO)), (DIFFERENCE, _where(kinds, DIFFERENCE))):
+        if len(index):
+            out[:, :, index] = (_ratio if kind == RATIO else np.subtract)(windows[:, :, index], base[:, :, index])
+    return out
+
+
+def _where(kinds: list[str], kind: str) -> np.ndarray:
+    return np.flatnonzero(np.asarray(kinds) == kind)
+
+
+def _ratio(windows: np.ndarray, base: np.ndarray) -> np.ndarray:
+    if np.any(base == 0):
+        raise DataError("a window starts on a day with a zero price or volume; it cannot be normalised.")
+    return windows / base - 1.0
+
+
+def describe() -> str:
+    """One line per feature: its name, what it is, the fields it reads."""
+    return "\n".join(f"{f.name}: {f.doc} ({', '.join(f.fields) or 'the date'})" for f in FEATURES.values())

@@ -1,0 +1,284 @@
+"""The one forecasting loop: training's scores, every backtest fold, `evaluate` and refit's common
+evaluation all go through `historical_forecasts`, and come back as one long table (`Forecasts`).
+
+Like darts' ``historical_forecasts`` and statsforecast's ``cross_validation``, the loop walks a
+list of periods (target days); before a period it may fit the forecaster, then it forecasts the
+period's samples (`cryptolstm.windowing.samples`). When it fits is the `Retrain` policy:
+
+- ``scratch``: a fresh forecaster fitted on the days before the period (the default);
+- ``warm``: the next fit starts from the last fit's trained weights (a network's `continued`),
+  with its own early stopping and epoch cap;
+- ``every=K``: fit on every K-th period only and forecast the ones between with the last fit
+  (darts' ``retrain=K``, statsforecast's ``refit=K``);
+- ``never``: the forecaster is fitted already (training's own model, a registered model).
+
+Leakage is ruled out by construction: a fit before period p reads the rows up to the day before
+p's first target day (``period.before``), nothing else, and a forecast of a day reads the rows
+up to the day before it. A warm start uses weights fitted on earlier days only.
+
+The chains of fits that depend on each other (every fit of a warm chain, the periods between
+two fits) run in order; independent chains may run anywhere (`run_jobs`: in this process, in
+local processes, or on a Dask cluster through its ``concurrent.futures`` executor).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm.config import RunConfig
+from cryptolstm.errors import ConfigError
+from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import LEVELS
+from cryptolstm.models.base import Forecaster, History
+from cryptolstm.splits import Period
+from cryptolstm.windowing import Samples, samples
+
+MODES = ("scratch", "warm")
+Maker = Callable[[Forecaster | None], Forecaster]  # (the last fit, or None) -> the forecaster to fit next
+FitPlan = Callable[[pd.DataFrame, Period], tuple[Period | None, Period | None]]  # frame, period -> (train, val)
+
+
+def quantile_column(level: float) -> str:
+    """The table's column of the quantile at ``level``: ``q0.025``."""
+    return f"q{level:g}"
+
+
+QUANTILE_COLUMNS = [quantile_column(q) for q in LEVELS]
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """When the loop fits (module docstring): ``mode`` scratch, warm or never; on every
+    ``every``-th period; a warm fit trains at most ``warm_epochs`` epochs (None: the config's)."""
+
+    mode: str = "scratch"
+    every: int = 1
+    warm_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in (*MODES, "never"):
+            raise ConfigError(f"retrain must be one of {', '.join(MODES)}; got {self.mode!r}.")
+        if self.every < 1:
+            raise ConfigError(f"retrain_every must be an integer >= 1, got {self.every}.")
+
+    def due(self, k: int) -> bool:
+        """Whether the loop fits before the ``k``-th period (0-based)."""
+        return self.mode != "never" and k % self.every == 0
+
+    def chains(self, periods: Sequence[Period]) -> list[list[tuple[int, Period]]]:
+        """The periods in runs that must go in order: one for a warm or a fitted forecaster, else
+        one per fit (the fit's period and those forecast with it)."""
+        indexed = list(enumerate(periods))
+        if self.mode != "scratch":
+            return [indexed]
+        return [indexed[k:k + self.every] for k in range(0, len(indexed), self.every)]
+
+
+NEVER = Retrain("never")
+
+
+def once(periods: Sequence[Period]) -> Retrain:
+    """Fit before the first of ``periods`` only, and forecast them all with that fit."""
+    return Retrain("scratch", every=max(len(periods), 1))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fit the loop made: of ``forecaster``, before ``period``, starting from the weights of the
+    fit before period ``init`` (or ``scratch``), and what it fitted (``params``)."""
+
+    forecaster: str
+    period: str
+    init: str
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The forecast of one period by one forecaster, with its samples."""
+
+    forecaster: str
+    period: Period
+    samples: Samples
+    forecast: Forecast
+    fitted_at: str = ""  # the period before which the forecasting model was fitted ("" : fitted before the loop)
+
+
+def forecast_chain(label: str, make: Maker, frame: pd.DataFrame, cfg: RunConfig, chain: list[tuple[int, Period]],
+                   retrain: Retrain, plan: FitPlan | None = None, horizon: int | None = None) -> tuple[list[Chunk], list[Fit]]:
+    """Walk ``chain`` ((index, period) pairs, in order) with forecaster ``label``: fit where ``retrain``
+    is due (on the rows before the period, its train and validation periods from ``plan``), then
+    forecast the period's samples: the origins whose first ``horizon`` target days (default: the
+    config's) lie in the period, scored on those days. Returns the forecasts and the fits."""
+    model, fitted_at, chunks, fits = None, None, [], []
+    scored = cfg if horizon is None or horizon == cfg.horizon else cfg.replace(horizon=horizon)
+    for k, period in chain:
+        if retrain.due(k) or model is None and retrain.mode != "never":
+            train, val = plan(frame, period) if plan else (None, None)
+            start = model if retrain.mode == "warm" else None
+            model = make(start).fit(History(frame.loc[: period.before], cfg.coin, train, val))
+            fits.append(Fit(label, period.name, fitted_at if start is not None else "scratch", dict(model.params)))
+            fitted_at = period.name
+        elif model is None:
+            model = make(None)  # never: the forecaster handed in is fitted already
+        visible = frame.loc[: period.last]
+        made = samples(visible, scored, period)
+        forecast = model.predict(made, History(visible, cfg.coin)).first(scored.horizon)
+        chunks.append(Chunk(label, period, made, forecast, fitted_at or ""))
+    return chunks, fits
+
+
+Job = tuple[str, list[tuple[int, Period]]]  # (forecaster label, its chain)
+Done = Callable[[Job, list[Chunk], list[Fit]], None]
+
+
+def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, retrain: Retrain,
+             plan: FitPlan | None, executor: futures.Executor | None = None, done: Done | None = None,
+             horizon: int | None = None) -> list:
+    """Every job's chain, in this process (``executor`` None) or submitted to ``executor`` (local
+    processes, or a Dask cluster's), each given only the rows it may read; ``done(job, chunks,
+    fits)`` as each finishes. Returns [(job, chunks, fits)] in the order of ``jobs``."""
+    results: dict[int, tuple] = {}
+
+    def finish(i: int, output) -> None:
+        results[i] = (jobs[i], *output)
+        if done is not None:
+            done(jobs[i], *output)
+
+    if executor is None:
+        for i, (label, chain) in enumerate(jobs):
+            finish(i, forecast_chain(label, makers[label], frame, cfg, chain, retrain, plan, horizon))
+    else:
+        pending = {executor.submit(forecast_chain, label, makers[label], frame.loc[: chain[-1][1].last], cfg, chain,
+                                   retrain, plan, horizon): i for i, (label, chain) in enumerate(jobs)}
+        try:
+            for future in futures.as_completed(pending):
+                finish(pending[future], future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return [results[i] for i in range(len(jobs))]
+
+
+def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, periods: Sequence[Period],
+                         retrain: Retrain = Retrain(), plan: FitPlan | None = None, horizon: int | None = None,
+                         executor: futures.Executor | None = None, done: Done | None = None) -> Forecasts:
+    """Forecast every period of ``periods`` with every forecaster of ``makers`` (label -> `Maker`)
+    under ``retrain`` (module docstring), ``horizon`` days ahead (default: the config's; 1 scores a
+    model of several days one day ahead, on every day); ``plan(frame, period)`` gives a fit's train
+    and validation periods (a network's; baselines read the closes). Returns the long table of
+    every forecast."""
+    jobs = [(label, chain) for label in makers for chain in retrain.chains(periods)]
+    results = run_jobs(jobs, makers, frame, cfg, retrain, plan, executor, done, horizon)
+    chunks = [c for _, made, _ in results for c in made]
+    return Forecasts.of(chunks, [f for _, _, fitted in results for f in fitted])
+
+
+def fresh(factory: Callable[[], Forecaster]) -> Maker:
+    """The `Maker` of a forecaster that is always fitted from scratch (a baseline)."""
+    return _Fresh(factory)
+
+
+class _Fresh:
+    """A picklable `Maker` that ignores the last fit."""
+
+    def __init__(self, factory: Callable[[], Forecaster]) -> None:
+        self.factory = factory
+
+    def __call__(self, last: Forecaster | None) -> Forecaster:
+        return self.factory()
+
+
+def fitted(forecaster: Forecaster) -> Maker:
+    """The `Maker` of a forecaster that is fitted already (for `NEVER`)."""
+    return lambda last: forecaster
+
+
+def _block(chunk: Chunk) -> pd.DataFrame:
+    """The rows of one chunk: one per origin and horizon."""
+    s, f = chunk.samples, chunk.forecast
+    n, h = len(s), s.horizon
+    origins = np.repeat(s.origins.astype("datetime64[D]"), h)
+    horizon = np.tile(np.arange(1, h + 1), n)
+    block = pd.DataFrame({
+        "forecaster": chunk.forecaster, "period": chunk.period.name, "fit": chunk.fitted_at, "origin": origins,
+        "date": origins + horizon.astype("timedelta64[D]"), "horizon": horizon,
+        "reference": np.repeat(f.reference, h), "last_close": np.repeat(f.last_close, h),
+        "actual": s.target_close.reshape(-1), "forecast": f.returns.reshape(-1)})
+    if f.quantiles is not None:
+        block = pd.concat([block, pd.DataFrame(f.quantiles.reshape(n * h, -1), columns=QUANTILE_COLUMNS)], axis=1)
+    return block
+
+
+@dataclass
+class Forecasts:
+    """The long table of forecasts (statsforecast's shape): one row per forecaster, period, origin
+    and horizon, with the period before which its model was fitted (``fit``; empty: before the
+    loop), ``reference`` and ``last_close`` (USD), the ``actual`` close (USD, NaN where
+    not known yet), the ``forecast`` as a return on the reference close and, for a forecast
+    distribution, its quantiles as returns (``q0.025``...); ``fits``: the fits that made them."""
+
+    table: pd.DataFrame
+    fits: list[Fit] = field(default_factory=list)
+    periods: dict[str, Period] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, chunks: Iterable[Chunk], fits: list[Fit] | None = None) -> Forecasts:
+        chunks = list(chunks)
+        blocks = [_block(c) for c in chunks]
+        table = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=["forecaster", "period"])
+        return cls(table, list(fits or []), {c.period.name: c.period for c in chunks})
+
+    def __add__(self, other: Forecasts) -> Forecasts:
+        return Forecasts(pd.concat([self.table, other.table], ignore_index=True), self.fits + other.fits,
+                         {**self.periods, **other.periods})
+
+    @property
+    def forecasters(self) -> list[str]:
+        return list(dict.fromkeys(self.table["forecaster"]))
+
+    @property
+    def period_names(self) -> list[str]:
+        return list(dict.fromkeys(self.table["period"]))
+
+    def rows(self, forecaster: str, periods: Sequence[str] | str) -> pd.DataFrame:
+        """The rows of ``forecaster`` in ``periods`` (in the order given), sorted by origin and horizon."""
+        names = [periods] if isinstance(periods, str) else list(periods)
+        rows = self.table[(self.table["forecaster"] == forecaster) & self.table["period"].isin(names)]
+        order = rows["period"].map({name: i for i, name in enumerate(names)})
+        return rows.assign(_order=order).sort_values(["_order", "origin", "horizon"], kind="stable").drop(columns="_order")
+
+    def forecast(self, forecaster: str, periods: Sequence[str] | str) -> tuple[Forecast, np.ndarray]:
+        """(the `Forecast` of ``forecaster`` over ``periods``, the (n, H) actual USD closes)."""
+        rows = self.rows(forecaster, periods)
+        h = int(rows["horizon"].max()) if len(rows) else 1
+        n = len(rows) // h
+        first = rows.iloc[::h]
+        forecast = Forecast((first["origin"].to_numpy() + np.timedelta64(1, "D")).astype("datetime64[ns]"),
+                            first["reference"].to_numpy(np.float64), first["last_close"].to_numpy(np.float64),
+                            rows["forecast"].to_numpy(np.float64).reshape(n, h))
+        if QUANTILE_COLUMNS[0] in rows and rows[QUANTILE_COLUMNS[0]].notna().all() and len(rows):
+            forecast = forecast.with_quantiles(rows[QUANTILE_COLUMNS].to_numpy(np.float64).reshape(n, h, -1), LEVELS)
+        return forecast, rows["actual"].to_numpy(np.float64).reshape(n, h)
+
+    def has_quantiles(self, forecaster: str) -> bool:
+        rows = self.table[self.table["forecaster"] == forecaster]
+        return QUANTILE_COLUMNS[0] in rows and bool(rows[QUANTILE_COLUMNS[0]].notna().all()) and len(rows) > 0
+
+    def usd(self) -> pd.DataFrame:
+        """The table with forecasts and quantiles in USD (``forecast_close``, ``q0.025``...): what a
+        user reads (``predictions.csv``)."""
+        out = self.table.copy()
+        reference = out["reference"].to_numpy()
+        out.insert(out.columns.get_loc("forecast"), "forecast_close", reference * (1.0 + out.pop("forecast")))
+        for column in [c for c in QUANTILE_COLUMNS if c in out]:
+            out[column] = reference * (1.0 + out[column])
+        for column in ("origin", "date"):
+            out[column] = pd.to_datetime(out[column]).dt.strftime("%Y-%m-%d")
+        return out

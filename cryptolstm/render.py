@@ -1,0 +1,311 @@
+"""Every text the harness shows a person, in one place: the terminal's summaries, the Markdown
+tables of a backtest, the run names and the descriptions the MLflow UI shows.
+
+Plain values in (metrics dicts, tables, results), text out; nothing here reads a store or a file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm.config import COINS, RunConfig
+from cryptolstm.scoring import INTERVAL_BASELINES, SEEDED
+
+NOTE = "mlflow.note.content"  # the tag MLflow shows as a run's or an experiment's description
+PERSISTENCE = ("Every error is beside persistence (\"tomorrow = today\") on the same days, in the same units: "
+               "`<split>/mae_ratio` is the model's MAE over persistence's, below 1 beats it. Selection uses "
+               "`val/mae_ratio` only; the test days are scored once, after selection.")
+COMPARED = ("garch", "har", "empirical")  # the interval baselines the backtest's summary compares the LSTM with
+LABELS = {"garch": "GARCH", "har": "HAR", "empirical": "empirical"}
+
+def run_name(cfg: RunConfig) -> str:
+    """A name that tells runs apart in the UI's run list."""
+    return (
+        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}{f'-h{cfg.horizon}' if cfg.horizon > 1 else ''}"
+        f"-{cfg.layers}x{cfg.neurons}-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
+        f"{'' if cfg.head == 'point' else '-' + cfg.head}"
+    )
+
+def experiment_text(name: str) -> str:
+    """The description of the experiment ``name`` (``cryptolstm-btc``: BTC's runs)."""
+    coin = name.removeprefix("cryptolstm-").upper()
+    whose = f"{coin} runs" if name.startswith("cryptolstm-") and coin in COINS else "Runs"
+    return (f"{whose} of cryptolstm, close forecasts by an LSTM (the next day, or the next H days, with or "
+            "without prediction intervals): training runs (named "
+            "coin-protocol-window-layers x neurons-dropout-batch-seed), searches (a parent run per study, "
+            "named after it, with a child run per trial), walk-forward backtests (a child run per fold), and "
+            f"the records of `register`, `predict` and `report`. {PERSISTENCE}")
+
+def model_text(name: str) -> str:
+    """The description of the registered model ``name`` (``cryptolstm-btc``)."""
+    coin = name.removeprefix("cryptolstm-").upper()
+    return (f"cryptolstm's {coin} close forecaster (an MLflow pyfunc: the last days' raw daily rows in, one row "
+            f"per forecast day out, the close in USD and, for a distribution head, its intervals). Each version is one registered run; the alias @champion is the "
+            f"version with the lowest validation MAE ratio to persistence among those evaluated on the same "
+            f"days. {PERSISTENCE}")
+
+def _ratio(metrics: dict[str, float], key: str) -> str:
+    value = metrics.get(key)
+    if value is None:
+        return "not measured"
+    return f"{value:.4f} ({'beats' if value < 1 else 'does not beat'} persistence)"
+
+def version_text(run_id: str, run_name: str, experiment_id: str, tags: dict[str, str], params: dict[str, str],
+                 metrics: dict[str, float]) -> str:
+    """The description of a version registered from a run: coin, protocol, source, ratios."""
+    coin = tags.get("coin") or params.get("config.coin", "?")
+    return (f"{coin} LSTM, {tags.get('protocol', '?')} protocol, from run {run_id} "
+            f"({run_name}, experiment id {experiment_id}), data "
+            f"{tags.get('data.first_date', '?')}..{tags.get('data.last_date', '?')}. MAE ratio to persistence: "
+            f"validation {_ratio(metrics, 'val/mae_ratio')}, test {_ratio(metrics, 'test/mae_ratio')}.")
+
+def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, run_id: str) -> str:
+    """One sentence of a version's score on new days (`cryptolstm evaluate`)."""
+    return (f"On {days} new days after its training, {first}..{last}, one day ahead: MAE ratio to persistence "
+            f"{ratio:.4f} ({'beats' if ratio < 1 else 'does not beat'} persistence, DM p {dm_p:.3g}; "
+            f"evaluation run {run_id}).")
+
+def result_text(metrics: dict[str, float]) -> str:
+    """One sentence of a run's result beside persistence: the validation and test MAE ratios and,
+    where logged, the intervals' test coverage and CRPS ratio to GARCH."""
+    text = (f"MAE ratio to persistence: validation {_ratio(metrics, 'val/mae_ratio')}, "
+            f"test {_ratio(metrics, 'test/mae_ratio')}.")
+    if "test/coverage_80" in metrics:
+        text += (f" Intervals on the test days: coverage {metrics['test/coverage_80']:.2f} / "
+                 f"{metrics['test/coverage_95']:.2f} (80 % / 95 %), CRPS ratio to GARCH "
+                 f"{metrics.get('test/crps_ratio_garch', float('nan')):.3f}.")
+    return text
+
+def trial_text(name: str, values: str, objective: str) -> str:
+    """The description of a search trial: what it tried; its objective is among its metrics."""
+    return f"{name}: {values}. Scored on the validation days only ({objective}); the test days are never read."
+
+def study_text(study: str, objective: str, best: float, best_values: dict, metrics: dict[str, float]) -> str:
+    """The description of a study's parent: the best trial's values and the chosen config's result."""
+    chosen = ", ".join(f"{k}={v}" for k, v in best_values.items())
+    return (f"Study {study}: its trials are this run's children. Best {objective} {best:.4f} with {chosen}; "
+            f"that config was re-trained and scored on the test days once. {result_text(metrics)} {PERSISTENCE}")
+
+
+# --- the terminal
+
+def run_summary(run_id: str, uri: str, result) -> str:
+    """A few lines: where the run is, and each split's MAE beside persistence."""
+    cfg = result.config
+    units = {"usd": "USD", "return": "normalised units"}[cfg.rules.units]
+    lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
+             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'direction':>11}"]
+    for split in ("val", "test"):
+        if f"{split}/mae" in result.metrics:
+            m = {k.split("/", 1)[1]: v for k, v in result.metrics.items() if k.startswith(split + "/")}
+            lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
+                         f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
+    lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
+                 f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
+    if cfg.horizon > 1:
+        lines += horizon_lines(result.metrics, cfg.horizon)
+    if cfg.head != "point":
+        lines += interval_lines(result.metrics)
+    return "\n".join(lines)
+
+
+def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
+    """The MAE ratio to persistence of each horizon k = 1..H, per evaluated split."""
+    lines = ["  MAE ratio to persistence by horizon (days ahead):",
+             f"  {'split':<6}" + "".join(f"{f'h{h}':>7}" for h in range(1, horizon + 1))]
+    for split in ("val", "test"):
+        if f"{split}/h1/mae_ratio" in metrics:
+            lines.append(f"  {split:<6}" + "".join(f"{metrics[f'{split}/h{h}/mae_ratio']:>7.3f}"
+                                                  for h in range(1, horizon + 1)))
+    return lines
+
+
+def interval_lines(metrics: dict[str, float]) -> list[str]:
+    """The intervals of a run with a distribution head: coverage (calibrated, raw), CRPS, and
+    the CRPS ratio to GARCH and to the empirical baseline with their DM p-values, per split."""
+    lines = [f"  intervals (calibrated on val): {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
+             f"{'CRPS ratio GARCH (p)':>22}{'empirical (p)':>16}"]
+    for split in ("val", "test"):
+        if f"{split}/coverage_80" in metrics:
+            m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
+            lines.append(f"  {'':<30}{split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
+                         f"{m['raw_coverage_80']:>6.2f}/{m['raw_coverage_95']:.2f}"
+                         f"{m['crps_ratio_garch']:>14.3f} ({m['crps_dm_p_garch']:.2g})"
+                         f"{m['crps_ratio_empirical']:>9.3f} ({m['crps_dm_p_empirical']:.2g})")
+    lines.append("  a CRPS ratio < 1 means the LSTM's forecast distribution beat that baseline's; coverage on the "
+                 "val days is in-sample (they calibrated it).")
+    return lines
+
+
+def forecast_line(row, label: str) -> str:
+    """One line of `predict`: the forecast close, the last close, the move and, when the model has
+    intervals, its 80 % and 95 % intervals (USD)."""
+    text = (f"{row['coin']} close on {row['date']}: {row['forecast_close']:,.2f} USD "
+            f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%})")
+    if "lower_80" in row:
+        text += (f"; 80 % interval {row['lower_80']:,.2f} to {row['upper_80']:,.2f}, "
+                 f"95 % {row['lower_95']:,.2f} to {row['upper_95']:,.2f}")
+    return f"{text}; model {label}"
+
+
+def forecast_text(out, label: str) -> str:
+    """What `predict` prints: `forecast_line` for a next-day model, else a small table of the H
+    forecast days (date, horizon, close, move from the last close and the intervals if any)."""
+    if len(out) == 1:
+        return forecast_line(out.iloc[0], label)
+    first = out.iloc[0]
+    intervals = "lower_80" in out
+    lines = [f"{first['coin']} from the last close {first['last_close']:,.2f} USD, {len(out)} days ahead; model {label}:",
+             f"  {'date':<12}{'h':>3}{'close (USD)':>14}{'move':>9}"
+             + (f"{'80 % interval (USD)':>28}{'95 % interval (USD)':>28}" if intervals else "")]
+    for _, row in out.iterrows():
+        line = f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>14,.2f}{row['forecast_return']:>+9.2%}"
+        if intervals:
+            for c in (80, 95):
+                span = f"{row['lower_' + str(c)]:,.2f} to {row['upper_' + str(c)]:,.2f}"
+                line += f"{span:>28}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def registered_line(reg) -> str:
+    """One line: which version was registered, whether it is champion, and against persistence."""
+    verdict = "beats" if reg.beats_persistence else "does not beat"
+    alias = "now @champion" if reg.promoted else "not champion"
+    if not reg.added:
+        return f"{reg.name} version {reg.version} ({alias}): {reg.reason}; it {verdict} persistence (MAE ratio {reg.ratio:.4f})."
+    return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
+            f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
+
+
+def live_summary(evaluation) -> str:
+    """What `evaluate` prints: the days scored, the model beside persistence on them (USD), the
+    intervals when the model has them, and where the evaluation is."""
+    result = ref = evaluation
+    ref = evaluation.info
+    m = {k.removeprefix("live/"): v for k, v in evaluation.metrics.items()}
+    days = "new day(s)" if evaluation.new_days else "day(s), its test days (not new)"
+    lines = [f"{ref.label} on {result.n_days} {days}, {result.first}..{result.last}, one day ahead "
+             f"(no refit), USD:",
+             f"  {'':<13}{'MAE':>12}{'RMSE':>12}",
+             f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
+             f"  {'persistence':<13}{m['persistence_mae']:>12,.2f}{m['persistence_rmse']:>12,.2f}",
+             f"  MAE ratio {m['mae_ratio']:.4f} ({'beats' if m['mae_ratio'] < 1 else 'does not beat'} persistence), "
+             f"Diebold-Mariano p {m['dm_p']:.3g}; direction {m['direction_accuracy']:.1%} "
+             f"(95 % interval {m['direction_low']:.1%}..{m['direction_high']:.1%}, p {m['direction_p']:.3g} against "
+             f"a coin flip)"]
+    horizons = sorted(int(k.split("/")[0][1:]) for k in m if k.startswith("h") and k.endswith("/mae_ratio"))
+    if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
+        lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
+    if "coverage_80" in m:
+        lines.append(f"  intervals: coverage {m['coverage_80']:.2f} (80 %) / {m['coverage_95']:.2f} (95 %); CRPS "
+                     f"ratio to GARCH {m['crps_ratio_garch']:.3f} (p {m['crps_dm_p_garch']:.2g}), to the empirical "
+                     f"quantiles {m['crps_ratio_empirical']:.3f} (p {m['crps_dm_p_empirical']:.2g})")
+    if ref.version and evaluation.new_days:
+        lines.append(f"  tagged {ref.name} version {ref.version}: live.mae_ratio {m['mae_ratio']:.4f}, "
+                     f"live.days {result.n_days}, live.first_date {result.first}, live.last_date {result.last}")
+    return "\n".join(lines)
+
+
+# --- a backtest's Markdown tables
+
+def _fmt(value: float, digits: int = 3, style: str = "f") -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}{style}}"
+
+
+def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str) -> list[str]:
+    ratio = f"{units}/mae_ratio"
+    seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
+    mean, sd = rows.loc["lstm.mean", ratio], rows.loc["lstm.std", ratio]
+    beats = int((seeds[ratio] < 1).sum())
+    p_values = seeds[f"{units}/dm_p"]
+    several = len(seeds) > 1  # one seed: its values, without a spread that is not there
+    return [
+        fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}", str(rows["days"].iloc[0]),
+        f"{_fmt(mean)} ± {_fmt(sd)} ({_fmt(seeds[ratio].min())}-{_fmt(seeds[ratio].max())})" if several else _fmt(mean),
+        f"{beats}/{len(seeds)} seeds" if several else ("yes" if beats else "no"),
+        *[_fmt(rows.loc[b, ratio]) for b in baselines],
+        f"{_fmt(p_values.min(), 2, 'g')}-{_fmt(p_values.max(), 2, 'g')}" if several else _fmt(p_values.iloc[0], 2, "g"),
+        _fmt(rows.loc["lstm.mean", "direction_accuracy"]),
+    ]
+
+
+def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd") -> str:
+    """A Markdown table, one row per fold and one for all days: the LSTM's MAE ratio to persistence
+    (seeds' mean ± sd, min-max), each baseline's ratio, the LSTM's DM p-values against
+    persistence (range over seeds) and its direction accuracy (seeds' mean)."""
+    baselines = [b for b in ("drift", "moving_average", "arima") if b in set(table["forecaster"])]
+    header = ["fold", "test days", "days", "LSTM MAE ratio", "beats persistence",
+              *[f"{b} ratio" for b in baselines], "LSTM DM p", "LSTM direction"]
+    lines = [f"MAE ratio to persistence in {units.upper()} ({coin}); below 1 beats persistence.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fold, rows in table.groupby("fold", sort=False):
+        lines.append("| " + " | ".join(_summary_row(fold, rows.set_index("forecaster"), baselines, units)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:
+    """Coverage at 80 % / 95 % and the CRPS in percent of forecaster ``name``'s row."""
+    if name not in rows.index:
+        return ["n/a", "n/a"]
+    row = rows.loc[name]
+    return [f"{_fmt(row['coverage_80'], 2)} / {_fmt(row['coverage_95'], 2)}", _fmt(100 * row["crps"], 3)]
+
+
+def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
+    """A Markdown table of the intervals, one row per fold and one for all days: coverage of the
+    80 % and 95 % intervals and the CRPS (percent of the last close) of the LSTM (seeds' mean)
+    and each interval baseline, the LSTM's CRPS ratio to GARCH and to the empirical baseline
+    with the Diebold-Mariano p-values (range over seeds)."""
+    present = set(table["forecaster"])
+    names = [n for n in ("lstm.mean", *INTERVAL_BASELINES) if n in present]
+    comparators = [b for b in COMPARED if b in present]
+    header = ["fold", "test days"]
+    for name in names:
+        header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]
+    for baseline in comparators:
+        header += [f"LSTM/{LABELS[baseline]} CRPS", "DM p"]
+    lines = [f"Prediction intervals ({coin}): coverage (nominal 0.80 / 0.95) and CRPS in percent of the last "
+             "close; a CRPS ratio below 1 beats the baseline.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fold, rows in table.groupby("fold", sort=False):
+        rows = rows.set_index("forecaster")
+        seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
+        cells = [fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}"]
+        for name in names:
+            cells += _interval_cells(rows, name)
+        for baseline in comparators:
+            p = seeds.get(f"crps_dm_p_{baseline}", pd.Series(dtype=float))
+            cells += [_fmt(rows.loc["lstm.mean"].get(f"crps_ratio_{baseline}", np.nan)),
+                      f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
+    """A Markdown table of the MAE ratio to persistence (USD) against the horizon: one row per
+    fold and one for all days, the LSTM's seeds' mean (± sd with several seeds) per horizon,
+    then the pooled ratio of each baseline per horizon. ``table``: `metrics_table` of
+    `fold_horizon_metrics`."""
+    labels = table["forecaster"].str.rsplit("/", n=1)
+    table = table.assign(name=labels.str[0], horizon=labels.str[1])
+    horizons = list(dict.fromkeys(table["horizon"]))
+    several = (table["name"] == "lstm.std").any() and table.loc[table["name"] == "lstm.std", "usd/mae_ratio"].gt(0).any()
+    lines = [f"MAE ratio to persistence in USD against the horizon ({coin}); below 1 beats persistence "
+             "(day t+k forecast from day t; persistence forecasts the close of day t for every k).", "",
+             "| fold | forecaster | " + " | ".join(horizons) + " |", "|---|---|" + "---|" * len(horizons)]
+    for fold, rows in table.groupby("fold", sort=False):
+        names = ["lstm.mean"] if fold != "all" else [n for n in dict.fromkeys(rows["name"])
+                                                    if not SEEDED.match(n) and n not in ("lstm.std", "persistence")]
+        for name in names:
+            cells = []
+            for h in horizons:
+                row = rows.loc[(rows["name"] == name) & (rows["horizon"] == h)]
+                value = _fmt(row["usd/mae_ratio"].iloc[0]) if len(row) else "n/a"
+                if name == "lstm.mean" and several:
+                    sd = rows.loc[(rows["name"] == "lstm.std") & (rows["horizon"] == h), "usd/mae_ratio"]
+                    value += f" ± {_fmt(sd.iloc[0])}"
+                cells.append(value)
+            lines.append(f"| {fold} | {name.removesuffix('.mean')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
