@@ -291,7 +291,7 @@ class GarchScaledHead(StudentTPinnedHead):
         return ops.concatenate([scale * days * correction + MIN_SCALE, degrees_of_freedom(raw[:, h:], ops)], axis=1)
 
 
-HEADS: dict[str, Head] = {head.name: head for head in (
+HEADS: dict[str, Head] = {made.name: made for made in (
     PointHead(), GaussianHead(), QuantileHead(), StudentTHead(), GaussianPinnedHead(), StudentTPinnedHead(),
     GarchScaledHead())}
 NAMES = tuple(HEADS)

@@ -24,7 +24,7 @@ def run_name(cfg: RunConfig) -> str:
     return (
         f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}{f'-h{cfg.horizon}' if cfg.horizon > 1 else ''}"
         f"-{cfg.layers}x{cfg.neurons}-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
-        f"{'' if cfg.head == 'point' else '-' + cfg.head}"
+        f"{'-' + cfg.head if cfg.head_spec.distribution else ''}"
     )
 
 def experiment_text(name: str) -> str:
@@ -105,7 +105,7 @@ def run_summary(run_id: str, uri: str, result) -> str:
                  f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
     if cfg.horizon > 1:
         lines += horizon_lines(result.metrics, cfg.horizon)
-    if cfg.head != "point":
+    if cfg.head_spec.distribution:
         lines += interval_lines(result.metrics)
     return "\n".join(lines)
 

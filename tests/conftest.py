@@ -1,8 +1,12 @@
-"""Shared fixtures: the real price data beside the repo, tiny configs, synthetic frames, temp MLflow stores."""
+"""Shared set-up: synthetic price files made here (the quick tests need nothing outside the
+repository), the real price data beside the repository where a test needs it (skipped without
+it), tiny configs, temporary MLflow stores, and the command-line helpers."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,13 +23,15 @@ from cryptolstm.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CRYPTOLSTM_TEST_DATA", ROOT.parent / "shared" / "data"))
+LEAKED = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")  # what `mlflow run` leaves set
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data``: real BTC and ETH daily prices up to 2023-12-31 (never copied here)."""
+    """``../shared/data``: real BTC and ETH daily prices up to 2023-12-31 (never copied here); a test
+    that needs them is skipped, saying why, where they are absent."""
     if not (SHARED_DATA / "btc-usd-daily.csv").is_file():
-        pytest.fail(f"the shared price data is expected at {SHARED_DATA}; set CRYPTOLSTM_TEST_DATA")
+        pytest.skip(f"needs the real price files at {SHARED_DATA} (set CRYPTOLSTM_TEST_DATA)")
     return SHARED_DATA
 
 
@@ -37,16 +43,56 @@ def tiny_config(data_dir: Path | str, **changes) -> RunConfig:
     return RunConfig(**{**base, **changes})
 
 
-def synthetic_frame(days: int = 60, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
-    """A merged frame like `load_market`'s: random-walk closes and positive volumes for BTC and ETH."""
+def synthetic_coin(days: int, seed: int, level: float, start: str = "2020-01-01") -> pd.DataFrame:
+    """One coin's daily prices like the shared files' (date, open, high, low, close, volume in USD):
+    a random walk whose volatility clusters (a GARCH(1,1) with t shocks), the next open at the
+    close, a high and low around them, positive volumes."""
     rng = np.random.default_rng(seed)
-    index = pd.date_range(start, periods=days, freq="D", name="date")
-    columns = {}
-    for coin, level in (("BTC", 10_000.0), ("ETH", 500.0)):
-        close = level * np.exp(np.cumsum(rng.normal(0, 0.03, days)))
-        columns[f"{coin}_close"] = close
-        columns[f"{coin}_volume"] = rng.uniform(1e8, 5e9, days)
-    return pd.DataFrame(columns, index=index)
+    shocks = rng.standard_t(5, days) / np.sqrt(5 / 3)
+    variance, returns = np.empty(days), np.empty(days)
+    variance[0] = 0.03 ** 2
+    for t in range(days):
+        if t:
+            variance[t] = 2e-5 + 0.1 * returns[t - 1] ** 2 + 0.85 * variance[t - 1]
+        returns[t] = np.sqrt(variance[t]) * shocks[t]
+    close = level * np.exp(np.cumsum(returns))
+    open_ = np.concatenate([[level], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.5, days)) * np.sqrt(variance)
+    return pd.DataFrame({"date": pd.date_range(start, periods=days, freq="D").strftime("%Y-%m-%d"),
+                         "open": open_, "high": np.maximum(open_, close) * (1 + spread),
+                         "low": np.minimum(open_, close) * (1 - spread), "close": close,
+                         "volume": level * 1e5 * np.exp(rng.normal(0, 0.4, days))})
+
+
+def write_synthetic(folder: Path, days: int = 700, seed: int = 0, start: str = "2020-01-01") -> Path:
+    """``folder`` with ``btc-usd-daily.csv`` and ``eth-usd-daily.csv`` of `synthetic_coin` prices."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for coin, level, offset in (("btc", 10_000.0, 0), ("eth", 500.0, 100)):
+        synthetic_coin(days, seed + offset, level, start).to_csv(folder / f"{coin}-usd-daily.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A data directory of 700 synthetic days of both coins, 2020-01-01 to 2021-11-30."""
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "data")
+
+
+@pytest.fixture(scope="session")
+def synthetic_market(synthetic_data):
+    """`load_market` of `synthetic_data`, every day."""
+    from cryptolstm.data import load_market
+
+    return load_market(synthetic_data, "2020-01-01")
+
+
+def synthetic_frame(days: int = 60, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
+    """A merged frame like `load_market`'s (``{COIN}_{open,high,low,close,volume}``) of `synthetic_coin` prices."""
+    parts = []
+    for coin, level, offset in (("BTC", 10_000.0, 0), ("ETH", 500.0, 100)):
+        frame = synthetic_coin(days, seed + offset, level, start)
+        parts.append(frame.assign(date=pd.to_datetime(frame["date"])).set_index("date").add_prefix(f"{coin}_"))
+    return pd.concat(parts, axis=1)
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
@@ -55,12 +101,17 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
+def clear_mlflow_env(monkeypatch) -> None:
+    """Unset what an enclosing `mlflow run` would leave set, so a test's runs go where it says."""
+    for leaked in LEAKED:
+        monkeypatch.delenv(leaked, raising=False)
+
+
 @pytest.fixture
 def tracking(tmp_path, monkeypatch) -> str:
     """A fresh SQLite MLflow store in a temp working directory (artifacts under its mlruns/)."""
     monkeypatch.chdir(tmp_path)
-    for leaked in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(leaked, raising=False)
+    clear_mlflow_env(monkeypatch)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
@@ -72,6 +123,28 @@ def tracking(tmp_path, monkeypatch) -> str:
 def all_runs(client) -> list:
     """Every run in every experiment of ``client``'s store."""
     return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def cli_env(tracking_uri: str | None = None, **more: str) -> dict[str, str]:
+    """The environment of a `cryptolstm` subprocess: this one without what `mlflow run` leaves set,
+    with ``tracking_uri`` and ``more``."""
+    env = {k: v for k, v in os.environ.items() if k not in LEAKED}
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env | more
+
+
+def run_cli(args: list[str], cwd: Path | str, tracking_uri: str | None = None, timeout: float = 600,
+            **env: str) -> subprocess.CompletedProcess:
+    """``python -m cryptolstm *args`` in a real subprocess, waited for; its stdout and stderr as text."""
+    return subprocess.run([sys.executable, "-m", "cryptolstm", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=cli_env(tracking_uri, **env))
+
+
+def start_cli(args: list[str], cwd: Path | str, tracking_uri: str | None = None, **env: str) -> subprocess.Popen:
+    """``python -m cryptolstm *args`` started in a real subprocess (for signals and concurrency)."""
+    return subprocess.Popen([sys.executable, "-m", "cryptolstm", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(tracking_uri, **env))
 
 
 def sigterm_after_first_epoch(proc, client, trials_only: bool = False, wait: float = 120.0) -> str:

@@ -172,7 +172,9 @@ def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ..
     """The objective must be a metric every trial logs (`metrics.logged_names`, for each ``head``
     the space allows) and one where lower is better (a search minimises it); ``horizon`` cannot
     be a dimension, since trials of different horizons are scored on different days."""
-    from cryptolstm.metrics import is_minimised, logged_names
+    from cryptolstm import heads
+    from cryptolstm.metrics import is_minimised
+    from cryptolstm.scoring import logged_names
 
     if any(d.name == "horizon" for d in dims):
         raise ConfigError(f"{path}: horizon cannot be searched (each horizon has its own validation days); "
@@ -180,13 +182,15 @@ def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ..
     if not is_minimised(objective):
         raise ConfigError(f"{path}: objective {objective} is not an error to minimise; use an error, loss, interval "
                           f"score or CRPS (val/mae_ratio, val/h7/mae_ratio, val/crps_ratio_empirical...).")
-    heads = next((d.choices for d in dims if d.name == "head"), (base.head,))
-    for head in heads:
+    names = next((d.choices for d in dims if d.name == "head"), (base.head,))
+    distributions = [h for h in heads.HEADS.values() if h.distribution]
+    for name in names:
+        head = heads.get(name)
         if objective in logged_names("val", base.horizon, head, base.rules.units):
             continue
-        if head == "point" and objective in logged_names("val", base.horizon, "gaussian", base.rules.units):
-            raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs head gaussian or "
-                              f"quantile; the space allows head point.")
+        if not head.distribution and objective in logged_names("val", base.horizon, distributions[0], base.rules.units):
+            raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs a distribution head "
+                              f"({', '.join(h.name for h in distributions)}); the space allows head {name}.")
         raise ConfigError(f"{path}: objective {objective} is not logged by a run of horizon {base.horizon} and head "
                           f"{head}; a run logs val/mae_ratio, val/h<k>/mae_ratio for k up to its horizon, and with "
                           f"intervals val/crps_ratio_garch...")

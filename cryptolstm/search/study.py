@@ -18,7 +18,8 @@ import pandas as pd
 from cryptolstm.data import Market
 from cryptolstm.errors import ConfigError
 from cryptolstm.options import SearchOptions
-from cryptolstm.search.engine import SearchEngine, SearchTracker
+from cryptolstm.search.engine import SearchEngine
+from cryptolstm.search.tracker import SearchTracker
 from cryptolstm.search.keras_tuner_engine import KerasTunerEngine
 from cryptolstm.search.optuna_engine import OptunaEngine
 from cryptolstm.search.space import SearchSpace

@@ -15,7 +15,7 @@ import keras
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import EpochHook, Lstm
-from cryptolstm.search.engine import SearchTracker
+from cryptolstm.search.tracker import SearchTracker
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.train import TrainResult, train
 

@@ -115,7 +115,7 @@ def close_lost_trials(parent_id: str) -> int:
 
 
 class MlflowSearchTracker:
-    """The `cryptolstm.search.engine.SearchTracker` of MLflow, for a study on ``market``.
+    """The `cryptolstm.search.tracker.SearchTracker` of MLflow, for a study on ``market``.
 
     ``experiment_name``: where a new parent run goes; ``launched``: the run ``mlflow run``
     made for this command (it becomes, or nests under, the study's parent).
