@@ -65,7 +65,7 @@ class RunConfig:
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     output_activation: str = "tanh"
-    head: str = "point"
+    head: str = heads.DEFAULT.name
     loss: str = "mse"
     optimizer: str = "adam"
     learning_rate: float = 0.001

@@ -122,8 +122,8 @@ class Scores:
             out |= {f"{at}h{h}/{k}": v for k, v in row.items() if _per_horizon_interval(k)}
         return out
 
-    def table(self, kind: str = "point") -> pd.DataFrame:
-        """One row per group and forecaster (``point``: every point metric of horizon 1; ``intervals``:
+    def table(self, kind: str = "accuracy") -> pd.DataFrame:
+        """One row per group and forecaster (``accuracy``: every point-forecast metric of horizon 1; ``intervals``:
         the interval metrics of the forecasters with quantiles; ``horizons``: one row per forecaster and
         horizon, ``{forecaster}/h{k}``), indexed by group then forecaster."""
         frame = self.frame

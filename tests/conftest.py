@@ -161,3 +161,13 @@ def sigterm_after_first_epoch(proc, client, trials_only: bool = False, wait: flo
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     return proc.communicate(timeout=60)[1]
+
+
+def cut_data(source: Path, folder: Path, last: str) -> Path:
+    """``folder``, a data directory of its own holding ``source``'s price files up to ``last`` (a
+    model's data that ends there, or a store with no day after a model's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("btc-usd-daily.csv", "eth-usd-daily.csv"):
+        frame = pd.read_csv(source / name)
+        frame[frame["date"] <= last].to_csv(folder / name, index=False)
+    return folder

@@ -1,7 +1,9 @@
-"""The shape of the code: the MLflow boundary, one option per field everywhere, short functions."""
+"""The shape of the code: the floors and the MLflow boundary, no import circle, heads and features
+named only where they are declared, one option per field everywhere, short functions."""
 
 import ast
 import dataclasses
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from cryptolstm import options
+from cryptolstm import features, heads, options
 from cryptolstm.cli import app
 from cryptolstm.config import FIELD_NAMES
 
@@ -24,13 +26,76 @@ ENTRY_POINTS = {"main": ("train", options.TrainOptions, True), "search": ("searc
 CLI_ONLY = {"experiment_name", "follower"}  # mlflow run chooses the experiment itself; follower is internal
 
 
-def test_the_import_contract_keeps_mlflow_behind_the_tracking_layer():
-    """import-linter's contracts (pyproject.toml): only tracking, registry and the pyfunc import mlflow."""
+PACKAGE = ROOT / "cryptolstm"
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {str(p.relative_to(PACKAGE)): ast.parse(p.read_text()) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_the_import_contracts_keep_the_floors_and_mlflow_behind_the_tracking_layer():
+    """import-linter's contracts (pyproject.toml): cli -> workflows -> tracking -> cores, never upwards;
+    only the tracking layer and the pyfunc import mlflow."""
     lint = shutil.which("lint-imports")
     assert lint, "import-linter is part of the test extra"
     done = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 kept, 0 broken" in done.stdout
+
+
+def _imports(name: str, tree: ast.Module) -> set[str]:
+    """The cryptolstm modules a module imports (anywhere in it, TYPE_CHECKING blocks included)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cryptolstm"):
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("cryptolstm")}
+    return found
+
+
+def test_the_package_has_no_import_circle():
+    """No two modules import each other, directly or around a loop (a type-only import counts too)."""
+    modules = {("cryptolstm." + path.removesuffix(".py").replace("/", ".")).removesuffix(".__init__"): tree
+               for path, tree in _modules().items()}
+    graph = {name: {d for d in _imports(name, tree) if d in modules and d != name} for name, tree in modules.items()}
+    circles = []
+    for start in graph:  # a depth-first search for a path back to ``start``
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    circles.append(" -> ".join(path + [start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    assert not circles, circles[:5]
+
+
+def _strings(tree: ast.Module) -> list[ast.Constant]:
+    """The string constants of a module that are not docstrings (names said in code, not prose)."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_no_module_but_the_heads_module_names_a_head():
+    """A head is asked (`cryptolstm.heads`), never compared by name: no other module spells one."""
+    named = [f"{path}:{n.lineno} {n.value!r}" for path, tree in _modules().items() if path != "heads.py"
+             for n in _strings(tree) if n.value in heads.NAMES]
+    assert not named, named
+
+
+RAW_COLUMN = re.compile(r"^([A-Z]{3})?_(" + "|".join(features.FIELDS) + r")$")
+
+
+def test_no_module_but_the_features_module_names_a_raw_column():
+    """``BTC_close`` and its kin are built by `cryptolstm.features.column` only."""
+    named = [f"{path}:{n.lineno} {n.value!r}" for path, tree in _modules().items() if path != "features.py"
+             for n in _strings(tree) if RAW_COLUMN.match(n.value)]
+    assert not named, named
 
 
 def _calls_environ(path: Path) -> bool:
@@ -65,9 +130,8 @@ def _imports_mlflow(path: Path) -> bool:
 
 
 def test_the_modules_that_import_mlflow_are_exactly_the_boundary():
-    package = ROOT / "cryptolstm"
-    found = {str(p.relative_to(package)) for p in package.rglob("*.py") if _imports_mlflow(p)}
-    assert found and all(p.startswith("tracking/") or p in ("registry.py", "forecaster.py") for p in found), found
+    found = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if _imports_mlflow(p)}
+    assert "forecaster.py" in found and all(p.startswith("tracking/") or p == "forecaster.py" for p in found), found
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))

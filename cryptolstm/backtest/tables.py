@@ -13,12 +13,12 @@ import pandas as pd
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, pooled_period
 from cryptolstm.scoring import SEEDED, Scores
 
-KINDS = ("point", "intervals", "horizons")  # the backtest's tables (`cryptolstm.scoring.Scores.table`)
+KINDS = ("accuracy", "intervals", "horizons")  # the backtest's tables (`cryptolstm.scoring.Scores.table`)
 
 
-def fold_table(scores: Scores, group: str, kind: str = "point") -> pd.DataFrame:
+def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFrame:
     """One row per forecaster (``lstm.seed202``, ..., ``persistence``...) of one fold (or ``all``) with
-    the seeds' summary rows, metric columns: ``point`` (`cryptolstm.metrics.score`), ``intervals``
+    the seeds' summary rows, metric columns: ``accuracy`` (`cryptolstm.metrics.score`), ``intervals``
     (the forecasters with quantiles, in returns, beside each interval baseline) or ``horizons``
     (``{forecaster}/h{k}``)."""
     table = scores.table(kind)
@@ -39,7 +39,7 @@ def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([*parts, table.loc[others]])
 
 
-def metrics_table(result: BacktestResult, kind: str = "point") -> pd.DataFrame:
+def metrics_table(result: BacktestResult, kind: str = "accuracy") -> pd.DataFrame:
     """Long table: one row per (fold, forecaster), fold ``all`` for the pooled test days.
 
     Columns: fold, first, last, days, forecaster, then the metrics of ``kind`` (`fold_table`).

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryptolstm import features
 from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
 from cryptolstm.data.schema import read_daily_csv
@@ -114,7 +115,7 @@ def load_market(
     parts, files = [], {}
     for coin in coins:
         frame = _load_file(data_dir, directory, coin, fill_gaps)
-        parts.append(frame.add_prefix(f"{coin}_"))
+        parts.append(frame.rename(columns=lambda field, coin=coin: features.column(coin, field)))
         path = coin_file(directory, coin)
         files[coin] = (str(path.resolve()), sha256(path))
     merged = pd.concat(parts, axis=1, join="inner").sort_index()
@@ -129,7 +130,7 @@ def load_market(
 
 
 def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:
-    volume = frame.filter(like="_volume")
+    volume = frame[[c for c in frame.columns if c in {features.column(coin, "volume") for coin in COINS}]]
     reported = volume.notna().all(axis=1)
     if reported.any() and not reported.iloc[0]:
         start = reported.idxmax()

@@ -126,10 +126,12 @@ class KerasTunerEngine:
 
     @classmethod
     def open(cls, space: SearchSpace, study_name: str, options, max_epochs: int) -> KerasTunerEngine:
-        from cryptolstm.metrics import logged_names
+        from cryptolstm.heads import HEADS
+        from cryptolstm.scoring import logged_names
 
         # keras-tuner reads the objective after every epoch, where only the point metrics are computed.
-        if space.objective not in logged_names("val", space.base.horizon, "point", space.base.rules.units):
+        pointwise = next(head for head in HEADS.values() if not head.distribution)
+        if space.objective not in logged_names("val", space.base.horizon, pointwise, space.base.rules.units):
             raise ConfigError(f"engine keras-tuner cannot search on {space.objective} (it scores each epoch's point "
                               f"forecast only); use --engine optuna for an interval objective.")
         claim_directory(space, options.algorithm or "hyperband", study_name, options.tuner_dir, options.overwrite)

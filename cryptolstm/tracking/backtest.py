@@ -81,7 +81,7 @@ def log_fold(parent_id: str, result: FoldResult) -> None:
         params, fitted = _fitted(result)
         mlflow.log_params(params)
         mlflow.log_metrics({k: float(v) for k, v in fitted.items()})
-        for kind in ("point", "intervals", "horizons"):
+        for kind in ("accuracy", "intervals", "horizons"):
             mlflow.log_metrics(_metrics(fold_table(result.scores, fold.name, kind)))
         mlflow.log_figure(plots.fold_forecasts(*_days(result), _headline(result), f"fold {fold.name}: {fold.label}"),
                           "plots/forecast.png")
