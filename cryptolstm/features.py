@@ -76,7 +76,10 @@ def _range(frame, coin):
     return np.log(raw(frame, coin, "high") / raw(frame, coin, "low"))
 
 
-def _parkinson(frame, coin, state):
+def parkinson(frame: pd.DataFrame, coin: str, state: dict | None = None) -> pd.Series:
+    """Parkinson's volatility of each day from its high and low: sqrt(ln(high / low)^2 / (4 ln 2)),
+    an estimate of the day's log-return standard deviation about five times as efficient as the
+    close-to-close one."""
     return np.sqrt(_range(frame, coin) ** 2 / (4.0 * math.log(2.0)))
 
 
@@ -120,7 +123,7 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("log_return", ("close",), _log_return, warmup=1, doc="log(close / previous close)"),
     Feature("abs_return", ("close",), lambda f, c, s: _log_return(f, c, s).abs(), warmup=1,
             doc="|log return|"),
-    Feature("parkinson", ("high", "low"), _parkinson, doc="Parkinson's range volatility of the day"),
+    Feature("parkinson", ("high", "low"), parkinson, doc="Parkinson's range volatility of the day"),
     Feature("garman_klass", ("open", "high", "low", "close"), _garman_klass,
             doc="Garman-Klass volatility of the day (range and open-to-close)"),
     Feature("realized_vol_5", ("close",), _realized(5), warmup=5, doc="root mean square log return, 5 days"),
@@ -135,16 +138,28 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             packages=("arch", "scipy")),
 )}
 NAMES = tuple(FEATURES)
+# Named sets a config or a search space may give instead of a list (``features: ranges``).
+SETS: dict[str, tuple[str, ...]] = {
+    "tutorial": DEFAULT,
+    "returns": ("log_return", "abs_return", "log_volume", "volume_change", "day_of_week"),
+    "ranges": ("log_return", "abs_return", "parkinson", "garman_klass", "realized_vol_5", "realized_vol_22"),
+    "garch": ("log_return", "abs_return", "parkinson", "realized_vol_22", "garch_vol"),
+    "all": ("log_return", "abs_return", "parkinson", "garman_klass", "realized_vol_5", "realized_vol_22",
+            "log_volume", "volume_change", "day_of_week", "garch_vol"),
+}
 
 
 def parse(names) -> tuple[str, ...]:
-    """A feature list (``"log_return,parkinson"`` or a sequence) as a tuple of known, distinct names;
-    one sentence for an unknown, repeated or empty one."""
+    """A feature list (``"log_return,parkinson"``, a sequence, or the name of a set in `SETS`) as a
+    tuple of known, distinct names; one sentence for an unknown, repeated or empty one."""
     items = names.split(",") if isinstance(names, str) else list(names)
     found = tuple(str(n).strip() for n in items if str(n).strip())
+    if len(found) == 1 and found[0] in SETS:
+        return SETS[found[0]]
     unknown = [n for n in found if n not in FEATURES]
     if unknown:
-        raise ConfigError(f"unknown feature {unknown[0]!r}; features are {', '.join(NAMES)}.")
+        raise ConfigError(f"unknown feature {unknown[0]!r}; features are {', '.join(NAMES)} (or one of the sets "
+                          f"{', '.join(SETS)}).")
     if not found:
         raise ConfigError(f"features must name at least one of {', '.join(NAMES)}.")
     if len(set(found)) < len(found):

@@ -32,6 +32,7 @@ from cryptolstm.intervals import LEVELS, gaussian_quantiles
 SCALE_AT_ZERO = 0.03  # a scale (a daily return's sd) before training: BTC's is ~0.035
 MIN_SCALE = 1e-5
 MIN_DF = 2.0  # Student-t degrees of freedom stay above 2, where its variance is finite
+_LN2 = float(np.log(2.0))
 
 
 def positive_scale(raw, ops):
@@ -226,8 +227,73 @@ class StudentTHead(Head):
         return loc, _student_t_quantiles(loc, _columns(params, 1, horizon), _columns(params, 2, horizon), self.levels)
 
 
+class GaussianPinnedHead(Head):
+    """A Gaussian whose mean is persistence's (a zero return on the last close): the network
+    learns only the scale of each target day."""
+
+    name = "gaussian_pinned"
+    parameters = ("scale",)
+    pinned = True
+    doc = "a Gaussian centred on persistence; only its scale is learned"
+
+    def activate(self, raw, ops, scale=None):
+        return positive_scale(raw, ops)
+
+    def loss(self, y, params, ops):
+        y = _target(y, params.dtype, params.shape[-1], ops)
+        return ops.mean(ops.log(params) + 0.5 * ops.square(y / params))
+
+    def decode(self, params, horizon):
+        scale = self.flat(params, horizon)
+        zero = np.zeros_like(scale)
+        return zero, gaussian_quantiles(zero, scale, self.levels)
+
+
+class StudentTPinnedHead(Head):
+    """A Student-t centred on persistence: the network learns its scale and degrees of freedom."""
+
+    name = "student_t_pinned"
+    parameters = ("scale", "df")
+    packages = ("scipy",)
+    pinned = True
+    doc = "a Student-t centred on persistence; its scale and degrees of freedom are learned"
+
+    def activate(self, raw, ops, scale=None):
+        h = raw.shape[-1] // 2
+        return ops.concatenate([positive_scale(raw[:, :h], ops), degrees_of_freedom(raw[:, h:], ops)], axis=1)
+
+    def loss(self, y, params, ops):
+        h = params.shape[-1] // 2
+        y = _target(y, params.dtype, h, ops)
+        return ops.mean(student_t_nll(y, 0.0, params[:, :h], params[:, h:], ops))
+
+    def decode(self, params, horizon):
+        params = self.flat(params, horizon)
+        scale = _columns(params, 0, horizon)
+        zero = np.zeros_like(scale)
+        return zero, _student_t_quantiles(zero, scale, _columns(params, 1, horizon), self.levels)
+
+
+class GarchScaledHead(StudentTPinnedHead):
+    """A hybrid: a Student-t centred on persistence whose scale of day t + k is GARCH(1,1)'s
+    volatility forecast for day t + 1 (the ``garch_vol`` feature on the window's last day) times
+    sqrt(k) times a learned correction ``softplus(raw) / ln 2`` (1 before training). The network
+    learns where GARCH's volatility is too high or too low, and the tails."""
+
+    name = "garch_scaled"
+    scale_feature = "garch_vol"
+    doc = "a Student-t centred on persistence, scaled by GARCH's volatility times a learned correction"
+
+    def activate(self, raw, ops, scale=None):
+        h = raw.shape[-1] // 2
+        days = np.sqrt(np.arange(1, h + 1, dtype="float32"))[None, :]
+        correction = ops.softplus(raw[:, :h]) / _LN2
+        return ops.concatenate([scale * days * correction + MIN_SCALE, degrees_of_freedom(raw[:, h:], ops)], axis=1)
+
+
 HEADS: dict[str, Head] = {made.name: made for made in (
-    PointHead(), GaussianHead(), QuantileHead(), StudentTHead())}
+    PointHead(), GaussianHead(), QuantileHead(), StudentTHead(), GaussianPinnedHead(), StudentTPinnedHead(),
+    GarchScaledHead())}
 NAMES = tuple(HEADS)
 DEFAULT = HEADS["point"]  # the 2018 tutorial's head: the next return, no intervals
 

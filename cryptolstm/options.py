@@ -188,6 +188,8 @@ class BacktestOptions:
                                      "weights, early-stopped on its own validation tail).")
     retrain_every: int = option(1, "Fit on every K-th fold only; the folds between are forecast with the last fit.")
     warm_epochs: int | None = option(None, "Cap on the epochs of a warm fit (default: the fold config's).")
+    cluster: str | None = option(None, "Run the fits on a Dask cluster: its scheduler's address, tcp://HOST:PORT "
+                                       "(default: local processes, --workers).")
     arima: bool = option(True, "Include the ARIMA baseline.")
     ma_window: int = option(7, "Closes averaged by the moving-average baseline.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")
@@ -198,6 +200,8 @@ class BacktestOptions:
         _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs")
         if self.retrain not in RETRAIN:
             raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
+        if self.cluster is not None and not self.cluster.startswith(("tcp://", "tls://")):
+            raise ConfigError(f"cluster must be a Dask scheduler's address, tcp://HOST:PORT; got {self.cluster!r}.")
 
     def overrides(self) -> dict[str, Any]:
         """The values that override the source config's."""
@@ -269,6 +273,14 @@ class RefitOptions(ModelOptions):
 
     end_date: str | None = option(None, "Last day to train on (default: the last day of the data).")
     force: bool = option(False, "Make the refit champion even if it is worse on the common evaluation.")
+    retrain: str = option("scratch", "scratch (fresh weights) or warm (the model's own weights go on training).")
+    warm_epochs: int | None = option(None, "Cap on a warm refit's epochs (default: the model's config's).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least(self, 1, "warm_epochs")
+        if self.retrain not in RETRAIN:
+            raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,18 @@ def refit_name(cfg: RunConfig) -> str:
 
 
 def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = None, force: bool = False,
-          fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = ()) -> Refit:
+          fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = (), retrain: str = "scratch",
+          warm_epochs: int | None = None) -> Refit:
     """Retrain ``uri``'s configuration on ``data_dir`` up to ``end_date``, register it, and promote it
-    if it is not worse than the champion on the common evaluation (or ``force``)."""
+    if it is not worse than the champion on the common evaluation (or ``force``). ``retrain``:
+    ``scratch`` (fresh weights) or ``warm`` (the model's own trained weights go on training, at most
+    ``warm_epochs`` epochs, default the config's, early-stopped on the new validation tail)."""
     info = store.resolve(uri)
     cfg = refit_config(info.config, data_dir, end_date)
+    if retrain == "warm":
+        if cfg.ensemble > 1:
+            raise ConfigError(f"{info.label} is an ensemble of {cfg.ensemble} networks; refit it with --retrain scratch.")
+        cfg = cfg.replace(epochs=warm_epochs or cfg.epochs)
     if info.name and info.name != model_name(cfg.coin):
         raise ConfigError(f"{info.label} is not one of cryptolstm's registered models: a refit is registered as a "
                           f"new version of {model_name(cfg.coin)}; pass --model runs:/{info.run_id}/model to refit "
@@ -73,8 +80,10 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
     if market.last_date <= info.data_last:
         raise DataError(f"the data in {data_dir}{' up to ' + end_date if end_date else ''} ends on {market.last_date}, "
                         f"and {info.label} was trained on data up to {info.data_last}: there is no new day to refit on.")
-    tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id}
-    run_id, result = store.train(cfg, market, refit_name(cfg), tags, on_epoch)
+    tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
+            "init.from": info.label if retrain == "warm" else "scratch"}
+    init = store.network(info) if retrain == "warm" else None
+    run_id, result = store.train(cfg, market, refit_name(cfg), tags, on_epoch, init)
     decide = common_evaluation(store, store.resolve(f"runs:/{run_id}/model"), market)
     return Refit(info, run_id, result, store.register(run_id, cfg.coin, force, decide, tags))
 

@@ -141,9 +141,14 @@ class ModelStore(Protocol):
         """The model's forecaster, loaded as a user loads it (of ``coin``, when given)."""
         ...
 
+    def network(self, info: ModelInfo):
+        """The model's trained Keras network (with its optimizer's state): where a warm start begins."""
+        ...
+
     def train(self, cfg: RunConfig, market: Market, name: str, tags: dict[str, str],
-              on_epoch: Sequence[EpochHook] = ()) -> tuple[str, TrainResult]:
-        """Train ``cfg`` as a tracked run named ``name``; (its run id, the result)."""
+              on_epoch: Sequence[EpochHook] = (), init=None) -> tuple[str, TrainResult]:
+        """Train ``cfg`` as a tracked run named ``name``, from the Keras network ``init`` when given
+        (a warm start), else from fresh weights; (its run id, the result)."""
         ...
 
     def register(self, run_id: str, coin: str, force: bool = False, decide: Decision | None = None,

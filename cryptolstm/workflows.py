@@ -166,7 +166,7 @@ def refit(options: RefitOptions, env: Environment):
     with _bar(None, "refit epochs", "epoch", env) as advance:
         hooks = [lambda epoch, logs: advance(epoch + 1)] if advance else []
         done = refit_model(MlflowModels(env.launched), options.model, env.data_dir_for(options.data_dir),
-                           options.end_date, options.force, env.fetch_missing, hooks)
+                           options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs)
     return done, uri
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.errors import DataError
+from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.features import closes
 from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
@@ -171,6 +171,32 @@ def local_processes(workers: int) -> Iterator[futures.Executor | None]:
         yield pool
 
 
+CONNECT_SECONDS = 15  # how long a backtest waits for a Dask scheduler before it gives up
+
+
+@contextlib.contextmanager
+def dask_cluster(address: str) -> Iterator[futures.Executor]:
+    """A ``concurrent.futures`` executor of the Dask cluster whose scheduler is at ``address``: each
+    chain of fits is one task (Dask reruns the tasks of a worker that dies); one sentence when no
+    scheduler answers there."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({exc.__class__.__name__}); "
+                          f"start one with `dask scheduler` and its workers with `dask worker {address}` "
+                          f"(docs/distributed.md).") from None
+    with client:
+        yield client.get_executor(pure=False)
+
+
+def executor_for(options: BacktestOptions):
+    """Where the backtest's chains of fits run: a Dask cluster (``options.cluster``), else local
+    processes (``options.workers``; one: this process)."""
+    return dask_cluster(options.cluster) if options.cluster else local_processes(options.workers)
+
+
 def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Forecasts) -> FoldResult:
     n_train, n_val = _check_fold(cfg, frame, fold)
     scores = score(made, UNITS, {fold.name: [fold.name]}, {fold.name: scales_before(closes(frame, cfg.coin), fold.first)})
@@ -217,7 +243,7 @@ def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
     makers = forecasters(cfg, options)
     collected = _Folds(cfg, market.frame, makers, planned, on_fold, on_job)
     plan_fit = functools.partial(_plan_fit, cfg)
-    with contextlib.nullcontext(executor) if executor is not None else local_processes(options.workers) as pool:
+    with contextlib.nullcontext(executor) if executor is not None else executor_for(options) as pool:
         forecasts = historical_forecasts(makers, market.frame, cfg, planned, retrain_policy(cfg, options), plan_fit,
                                          executor=pool, done=collected.done)
     folds_done = [collected.results[fold.name] for fold in planned]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
+from cryptolstm.intervals import LEVELS, level_index
 from cryptolstm.models.base import History
 from cryptolstm.windowing import Samples
 
@@ -171,3 +172,21 @@ class Arima:
             paths[:, k] = (design @ state)[0] + ssm["obs_intercept"][0, t + 1 + k]  # obs_intercept: the drift's trend
             state = transition @ state
         return paths
+
+
+def origins_in(samples: Samples, closes: pd.Series) -> np.ndarray:
+    """(n,) positions in ``closes`` of the day before each sample's target day (its origin)."""
+    positions = pd.Series(np.arange(len(closes), dtype=np.float64), index=closes.index)
+    return day_before(closes, samples, positions).astype(np.int64)
+
+
+def quantiles_forecast(samples: Samples, on_last: np.ndarray) -> Forecast:
+    """The forecast of ``samples`` from (n, H, Q) quantiles of the return of each horizon on
+    each last close.
+
+    A return r on the last close is ``last / ref * (1 + r) - 1`` on the reference close; the
+    map is increasing, so the quantiles stay quantiles. Point forecast: the median."""
+    last, ref = samples.last_close(), samples.ref_close
+    quantiles = (last / ref)[:, None, None] * (1.0 + np.asarray(on_last, dtype=np.float64)) - 1.0
+    median = quantiles[:, :, level_index(0.5)]
+    return Forecast(samples.dates, ref, last, median, quantiles, LEVELS)

@@ -30,7 +30,8 @@ from cryptolstm.forecast import Forecast
 from cryptolstm.garch import arch_model, fit_garch, percent_log_returns
 from cryptolstm.intervals import LEVELS, empirical_quantiles, gaussian_quantiles, level_index
 from cryptolstm.models.base import History
-from cryptolstm.models.baselines import day_before
+from cryptolstm.models.baselines import day_before, origins_in, quantiles_forecast
+from cryptolstm.models.har import Har
 from cryptolstm.windowing import Samples
 
 log = logging.getLogger(__name__)
@@ -43,32 +44,14 @@ SEED = 2018  # of the GARCH shocks: the same forecasts on every run
 
 def interval_baselines() -> dict[str, type]:
     """name -> maker of a fresh, unfitted interval baseline (a class with default arguments)."""
-    return {"garch": Garch, "empirical": Empirical, "rolling_gaussian": RollingGaussian}
-
-
-def _origins(samples: Samples, closes: pd.Series) -> np.ndarray:
-    """(n,) positions in ``closes`` of the day before each sample's target day (its origin)."""
-    positions = pd.Series(np.arange(len(closes), dtype=np.float64), index=closes.index)
-    return day_before(closes, samples, positions).astype(np.int64)
-
-
-def _of_quantiles(samples: Samples, on_last: np.ndarray) -> Forecast:
-    """The forecast of ``samples`` from (n, H, Q) quantiles of the return of each horizon on
-    each last close.
-
-    A return r on the last close is ``last / ref * (1 + r) - 1`` on the reference close; the
-    map is increasing, so the quantiles stay quantiles. Point forecast: the median."""
-    last, ref = samples.last_close(), samples.ref_close
-    quantiles = (last / ref)[:, None, None] * (1.0 + np.asarray(on_last, dtype=np.float64)) - 1.0
-    median = quantiles[:, :, level_index(0.5)]
-    return Forecast(samples.dates, ref, last, median, quantiles, LEVELS)
+    return {"garch": Garch, "har": Har, "empirical": Empirical, "rolling_gaussian": RollingGaussian}
 
 
 def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
     """For each sample, the k-day simple returns ``close[s] / close[s-k] - 1`` of the last
     ``n_days`` days s up to its origin (overlapping for k > 1; at least
     ``min(n_days, MIN_DAYS)``, fewer than ``n_days`` where the data starts later)."""
-    origin = _origins(samples, closes)
+    origin = origins_in(samples, closes)
     values = closes.to_numpy(np.float64)
     returns = values[k:] / values[:-k] - 1.0  # returns[j] is the k-day return of day j + k
     needed = min(n_days, MIN_DAYS)
@@ -104,7 +87,7 @@ class Empirical:
         closes = history.closes
         per_k = [[empirical_quantiles(w, LEVELS) for w in _returns_before(samples, closes, self.n_days, self.name, k)]
                  for k in range(1, samples.horizon + 1)]
-        return _of_quantiles(samples, np.asarray(per_k).transpose(1, 0, 2))  # (H, n, Q) -> (n, H, Q)
+        return quantiles_forecast(samples, np.asarray(per_k).transpose(1, 0, 2))  # (H, n, Q) -> (n, H, Q)
 
 
 class RollingGaussian:
@@ -129,7 +112,7 @@ class RollingGaussian:
     def predict(self, samples: Samples, history: History) -> Forecast:
         windows = _returns_before(samples, history.closes, self.n_days, "rolling Gaussian")
         scale = np.array([np.std(w, ddof=1) for w in windows])[:, None] * np.sqrt(np.arange(1, samples.horizon + 1))
-        return _of_quantiles(samples, gaussian_quantiles(np.zeros_like(scale), scale, LEVELS))
+        return quantiles_forecast(samples, gaussian_quantiles(np.zeros_like(scale), scale, LEVELS))
 
 
 class Garch:
@@ -164,7 +147,7 @@ class Garch:
         closes = history.closes
         if self._fitted is None:
             raise DataError("the GARCH baseline must be fitted before it predicts.")
-        origin = _origins(samples, closes)  # origin day p has return position p - 1
+        origin = origins_in(samples, closes)  # origin day p has return position p - 1
         if origin.min() < 1:
             raise DataError("the GARCH baseline needs a daily return before each target day; start the data earlier.")
         returns = percent_log_returns(closes)
@@ -172,7 +155,7 @@ class Garch:
         if samples.horizon > 1:
             later = self.simulated(origin, returns, samples.horizon)[:, 1:, :]
             log_quantiles = np.concatenate([log_quantiles, later], axis=1)
-        return _of_quantiles(samples, np.expm1(log_quantiles / 100.0))
+        return quantiles_forecast(samples, np.expm1(log_quantiles / 100.0))
 
     def _one_day(self, origin: np.ndarray, returns: pd.Series) -> np.ndarray:
         """(n, Q) exact quantiles of the next day's percent log return of each origin."""

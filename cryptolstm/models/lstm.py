@@ -11,7 +11,9 @@ them forecasting as one (`Ensemble`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -168,6 +170,22 @@ def set_seed(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+@contextlib.contextmanager
+def own_default_seeds(seed: int) -> Iterator[None]:
+    """Inside, the seeds Keras draws for its layers' initializers and dropout (Python's
+    ``random.randint``, process-wide) come from a generator of this thread's own, seeded with
+    ``seed`` exactly as `set_seed` seeds the process's: the same weights as in a process that does
+    nothing else, also on a Dask worker, whose other threads draw from ``random`` while a fit runs."""
+    from keras.src.random import seed_generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
+
+
 def training_device() -> str:
     """Where Keras trains here: its backend and the first GPU it sees (``tensorflow on CPU``,
     ``jax on cuda:0 NVIDIA H100 80GB HBM3``...)."""
@@ -243,7 +261,8 @@ class Lstm(NetworkForecaster):
         train, val = self.splits.train, self.splits.val
         X_train, X_val = self.windows(train, history), self.windows(val, history)
         if self.model is None:
-            self.model = build_lstm(self.cfg, self.cfg.window_len, X_train.shape[2])
+            with own_default_seeds(self.cfg.seed):
+                self.model = build_lstm(self.cfg, self.cfg.window_len, X_train.shape[2])
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.cfg.patience,
                                                 restore_best_weights=True) if self.cfg.rules.early_stopping else None
         hist = self.model.fit(

@@ -396,11 +396,24 @@ class MlflowModels:
     def load(self, info: ModelInfo, coin: str | None = None):
         return load(info, coin)
 
-    def train(self, cfg: RunConfig, market, name: str, tags: dict[str, str], on_epoch: Sequence = ()):
+    def network(self, info: ModelInfo):
+        """The Keras network its training run saved (``keras/lstm.keras``); one sentence without it."""
+        import keras
+
+        import cryptolstm.models.lstm  # noqa: F401 - registers the custom activation, heads and losses
+
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path="keras/lstm.keras")
+            return keras.models.load_model(path)
+        except Exception as exc:  # noqa: BLE001 - a run without it (or a damaged file): one sentence
+            raise ConfigError(f"{info.label} has no Keras network to start from ({first_line(exc)}); refit it with "
+                              f"--retrain scratch.") from None
+
+    def train(self, cfg: RunConfig, market, name: str, tags: dict[str, str], on_epoch: Sequence = (), init=None):
         from cryptolstm.tracking.runs import coin_experiment
         from cryptolstm.tracking.train import tracked_train
 
-        return tracked_train(cfg, market, None, coin_experiment(cfg.coin), on_epoch, self.launched, name, tags)
+        return tracked_train(cfg, market, None, coin_experiment(cfg.coin), on_epoch, self.launched, name, tags, init)
 
     def register(self, run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
                  tags: dict[str, str] | None = None) -> Registration:

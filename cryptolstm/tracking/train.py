@@ -12,7 +12,7 @@ import mlflow
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.models.lstm import EpochHook, training_device
+from cryptolstm.models.lstm import EpochHook, Lstm, training_device
 from cryptolstm.outputs import RunRecord, record
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch, log_model, run_scope
 from cryptolstm.train import TrainResult, train
@@ -27,11 +27,13 @@ def tracked_train(
     launched: str | None = None,
     name: str | None = None,
     tags: dict[str, str] | None = None,
+    init=None,
 ) -> tuple[str, TrainResult]:
     """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result).
 
     ``on_epoch``: further hooks (a progress bar); ``launched``: the run ``mlflow run`` made;
-    ``name`` and ``tags``: the run's name (default `cryptolstm.render.run_name`) and more tags (a refit's).
+    ``name`` and ``tags``: the run's name (default `cryptolstm.render.run_name`) and more tags (a refit's);
+    ``init``: a Keras network to go on training (a warm start) instead of fresh weights.
     """
     with run_scope(cfg, experiment_name, name, launched=launched) as run:
         mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train", **(tags or {})})
@@ -41,7 +43,9 @@ def tracked_train(
             mlflow.log_artifact(experiment_file, "experiment")
             mlflow.set_tag("experiment_file", str(experiment_file))
         log_dataset(market, cfg)
-        result = train(cfg, market, [log_epoch, *on_epoch])
+        hooks = [log_epoch, *on_epoch]
+        network = Lstm(cfg, hooks, model=init) if init is not None else None
+        result = train(cfg, market, () if network else hooks, forecaster=network)
         log_result(result, market)
         return run.info.run_id, result
 
