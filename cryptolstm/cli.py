@@ -19,25 +19,76 @@ from dataclasses import fields
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from cryptolstm import noise, options as opts
 from cryptolstm.config import FIELD_NAMES, RunConfig
-from cryptolstm.errors import CryptoLstmError, write_error, write_error_sentence
+from cryptolstm.errors import CryptoLstmError, sentence_of
 from cryptolstm import render, workflows
 from cryptolstm.workflows import Environment
 
+BOOLEAN = "[true|false]"  # a boolean option's metavar: its value may be left out (see `bare_flags`)
+METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": BOOLEAN, "date": "YYYY-MM-DD", "str": "TEXT"}
+
+
+def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[str]:
+    """``args`` with ``true`` put after each boolean option given bare (last, or before another
+    option): ``--force`` reads as ``--force true``, while ``--force false``, as ``mlflow run`` passes
+    it, stays. ``valued``: the other options that take a value, which is passed over (it may start
+    with "-"); after ``--`` nothing is an option.
+
+    Why here: typer 0.29 parses with its own copy of click, which has no option with an optional
+    value (click's ``is_flag=False, flag_value=...``); typer declares those two arguments unsupported.
+    """
+    out, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        out.append(arg)
+        if arg == "--":
+            return out + rest
+        if arg in booleans:
+            out.append("true" if not rest or rest[0].startswith("-") else rest.pop(0))
+        elif arg in valued and rest:
+            out.append(rest.pop(0))
+    return out
+
+
+class _PlainFlags:
+    """Help that shows no type beside a real flag (``--help``; typer 0.29 writes ``<bool>`` there)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Group(_PlainFlags, TyperGroup):
+    """A command group (``cryptolstm``, ``cryptolstm data``)."""
+
+
+class Command(_PlainFlags, TyperCommand):
+    """A command whose boolean options (text options, see `_option`) also work as bare flags."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        options = [p for p in self.params if isinstance(p, TyperOption)]
+        booleans = {name for p in options if p.metavar == BOOLEAN for name in p.opts}
+        valued = {name for p in options if not p.is_flag and not p.count for name in p.opts}
+        return super().parse_args(ctx, bare_flags(args, booleans, valued))
+
+
 app = typer.Typer(
     help="Next-day BTC/ETH price forecasts with LSTMs, tracked in MLflow, always beside persistence.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=Group,
 )
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")]
-METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": "BOOLEAN", "date": "YYYY-MM-DD", "str": "TEXT"}
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.", metavar="")]
 HIDDEN = ("follower",)  # set by the search for the worker processes it starts
 LAUNCHED: list[str] = []  # the run `mlflow run` made for the command being run (see `_root`)
+INTERRUPTED: list[bool] = []  # whether `call` has said what a Ctrl-C did (see `main`)
 VERBOSE: list[bool] = []  # the root option --verbose (see `_root`)
 UNSET = ("", "None")  # what an unset MLproject parameter passes: not given
 Verbose = Annotated[bool, typer.Option("--verbose", help="Keep TensorFlow's and MLflow's notices, warnings and "
-                                                         "download bars (hidden by default).")]
+                                                         "download bars (hidden by default).", metavar="")]
 
 
 @app.callback()
@@ -128,17 +179,18 @@ def fail(message: str) -> None:
 
 
 def call(work, interrupted: str):
-    """``work()``, with a user's error as one sentence and Ctrl-C or SIGTERM as exit 130."""
+    """``work()``, with a user's error as one sentence and Ctrl-C or SIGTERM as exit 130 with
+    ``interrupted`` said (nothing when it is empty)."""
     try:
         return work()
-    except CryptoLstmError as exc:
-        fail(str(exc))
     except Exception as exc:
-        if write_error(exc) is None:
+        if sentence_of(exc) is None:
             raise
-        fail(write_error_sentence(write_error(exc)))
+        fail(sentence_of(exc))
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: {interrupted}", err=True)
+        if interrupted:  # a worker the search started stays silent: its leader says it
+            typer.echo(f"interrupted: {interrupted}", err=True)
+        INTERRUPTED.append(True)
         raise typer.Exit(code=130) from None
 
 
@@ -162,7 +214,7 @@ def _record(write) -> None:
         logging.getLogger(__name__).warning("the run %s could not record this command: %s", LAUNCHED[0], exc)
 
 
-@app.command("train")
+@app.command("train", cls=Command)
 @takes(opts.TrainOptions, run_config=True)
 def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = False) -> None:
     """Train one LSTM on one coin and log the whole run to MLflow."""
@@ -172,7 +224,7 @@ def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = Fa
     typer.echo(_where(run_id, uri))
 
 
-@app.command("search")
+@app.command("search", cls=Command)
 @takes(opts.SearchOptions)
 def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     """Search the space with Optuna or keras-tuner; every trial a child run of the study's run.
@@ -181,7 +233,7 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     --study-name and a --storage they all reach (postgresql://...), see docs/distributed.md.
     """
     env = environment(quiet)
-    result, uri, registered = call(lambda: workflows.search(options, env),
+    result, uri, registered = call(lambda: workflows.search(options, env), "" if options.follower else
                                    "the study run was ended KILLED; run the same command to resume.")
     if result.best is None:
         typer.echo(f"this worker's trials are done; the last worker out re-trains the chosen config "
@@ -195,7 +247,7 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
         typer.echo(render.registered_line(registered))
 
 
-@app.command("register")
+@app.command("register", cls=Command)
 @takes(opts.RegisterOptions)
 def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> None:
     """Register the best run (by validation MAE ratio) as a new version; promote it to @champion if better."""
@@ -207,7 +259,7 @@ def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> Non
                                                       options.experiment_name, line))
 
 
-@app.command("predict")
+@app.command("predict", cls=Command)
 @takes(opts.PredictOptions)
 def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     """Forecast the close of the day(s) after the last day in the data directory."""
@@ -218,7 +270,7 @@ def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
 
 
-@app.command("backtest")
+@app.command("backtest", cls=Command)
 @takes(opts.BacktestOptions)
 def backtest_command(options: opts.BacktestOptions, quiet: Quiet = False) -> None:
     """Walk-forward backtest: retrain per fold, several seeds, beside persistence, drift, MA and ARIMA."""
@@ -228,7 +280,7 @@ def backtest_command(options: opts.BacktestOptions, quiet: Quiet = False) -> Non
     typer.echo(markdown)
 
 
-@app.command("evaluate")
+@app.command("evaluate", cls=Command)
 @takes(opts.EvaluateOptions)
 def evaluate_command(options: opts.EvaluateOptions, quiet: Quiet = False) -> None:
     """Score a registered model on the days after its training data, beside persistence, without refitting."""
@@ -238,7 +290,7 @@ def evaluate_command(options: opts.EvaluateOptions, quiet: Quiet = False) -> Non
     typer.echo(_where(evaluation.run_id, uri))
 
 
-@app.command("refit")
+@app.command("refit", cls=Command)
 @takes(opts.RefitOptions)
 def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
     """Retrain a model's configuration on every day up to the latest; register it, promoted only if not worse."""
@@ -250,7 +302,7 @@ def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
     typer.echo(_where(done.run_id, uri))
 
 
-@app.command("report")
+@app.command("report", cls=Command)
 @takes(opts.ReportOptions)
 def report_command(options: opts.ReportOptions, quiet: Quiet = False) -> None:
     """A Markdown summary of an experiment: best configurations, their ratio to persistence, backtests."""
@@ -260,7 +312,7 @@ def report_command(options: opts.ReportOptions, quiet: Quiet = False) -> None:
     _record(lambda tracking: tracking.record_report(LAUNCHED[0], options.experiment, text))
 
 
-@app.command("fetch")
+@app.command("fetch", cls=Command)
 @takes(opts.FetchOptions)
 def fetch_command(options: opts.FetchOptions, quiet: Quiet = False) -> None:
     """Download daily USD candles (Coinbase Exchange, via ccxt) into a new immutable snapshot."""
@@ -270,12 +322,12 @@ def fetch_command(options: opts.FetchOptions, quiet: Quiet = False) -> None:
     typer.echo(describe(call(lambda: workflows.fetch(options, env), "nothing was stored.")))
 
 
-data_app = typer.Typer(help="Import, list and verify price data.", no_args_is_help=True)
+data_app = typer.Typer(help="Import, list and verify price data.", no_args_is_help=True, cls=Group)
 app.add_typer(data_app, name="data")
 DataDir = Annotated[Optional[str], typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")]
 
 
-@data_app.command("import")
+@data_app.command("import", cls=Command)
 def import_command(
     file: Annotated[str, typer.Argument(help="A daily price CSV (Yahoo, Kaggle, CoinMarketCap export...).")],
     coin: Annotated[str, typer.Option(help="Coin the file holds: BTC or ETH.")],
@@ -289,7 +341,7 @@ def import_command(
     typer.echo(describe_import(file, snap, coin.upper(), directory))
 
 
-@data_app.command("list")
+@data_app.command("list", cls=Command)
 def list_command(data_dir: DataDir = None) -> None:
     """The snapshots of a data directory, oldest first; * marks the current one."""
     from cryptolstm.data.snapshots import describe_all
@@ -298,7 +350,7 @@ def list_command(data_dir: DataDir = None) -> None:
     typer.echo(call(lambda: describe_all(directory), "nothing was listed."))
 
 
-@data_app.command("verify")
+@data_app.command("verify", cls=Command)
 def verify_command(
     run: Annotated[str, typer.Option("--run", help="MLflow run id whose data to check.")],
     data_dir: Annotated[Optional[str], typer.Option(help="Data directory (default: the one the run read).")] = None,
@@ -313,5 +365,11 @@ def verify_command(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """The command line (`cryptolstm.__main__` runs it). A Ctrl-C outside a command's work (while
+    its options are read or its result printed) is exit 130 through typer, silently: say it."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 130 and not INTERRUPTED:
+            typer.echo("interrupted.", err=True)
+        raise

@@ -18,7 +18,7 @@ import yaml
 
 from cryptolstm import features as feature_library
 from cryptolstm import heads
-from cryptolstm.errors import ConfigError
+from cryptolstm.errors import ConfigError, path_problem
 from cryptolstm.options import coerce_fields
 from cryptolstm.protocols import Protocol, protocol
 
@@ -172,8 +172,8 @@ def _check_head(c: RunConfig, head: heads.Head, rules: Protocol) -> None:
 def read_experiment(path: str | Path) -> dict[str, Any]:
     """Read an experiment file's ``{field: value}`` mapping, checking its keys."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file {path} does not exist.")
+    if problem := path_problem(path):
+        raise ConfigError(f"experiment file {path} {problem}.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -186,6 +186,9 @@ def read_experiment(path: str | Path) -> dict[str, Any]:
             f"experiment file {path} has unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(FIELD_NAMES)}."
         )
+    empty = sorted(k for k, v in raw.items() if v is None)
+    if empty:
+        raise ConfigError(f"experiment file {path} gives no value for {', '.join(empty)}; give one or delete the line.")
     return raw
 
 

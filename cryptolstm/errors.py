@@ -4,6 +4,10 @@ The CLI prints the sentence and exits 2 instead of showing a traceback.
 """
 
 import errno
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 
 class CryptoLstmError(Exception):
@@ -28,15 +32,41 @@ WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
 FULL = ("No space left on device", "database or disk is full", "File too large", "Read-only file system")
 
 
+def causes(exc: BaseException | None, limit: int = 20) -> Iterator[BaseException]:
+    """``exc`` and what lies behind it: its cause or context, and the exceptions that HTTP clients
+    keep as a ``reason`` or an argument (requests' ConnectionError holds urllib3's error that way)."""
+    todo, seen = [exc], set()
+    while todo and len(seen) < limit:
+        exc = todo.pop(0)
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        yield exc
+        behind = [exc.__cause__ or exc.__context__, getattr(exc, "reason", None), *getattr(exc, "args", ())]
+        todo += [e for e in behind if isinstance(e, BaseException)]
+
+
 def write_error(exc: BaseException | None) -> BaseException | None:
     """The disk's refusal behind ``exc`` (full, read-only, over a size limit), following the chain of
     causes (MLflow and SQLAlchemy wrap it), or None."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS or any(text in str(exc) for text in FULL):
-            return exc
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
+    return next((e for e in causes(exc) if isinstance(e, OSError) and e.errno in WRITE_ERRNOS
+                 or any(text in str(e) for text in FULL)), None)
+
+
+def lasting_network_error(exc: BaseException | None) -> OSError | None:
+    """The cause behind ``exc`` that waiting does not cure, or None: a host name that does not
+    resolve (DNS), or an address where nothing listens (connection refused). A timeout, a reset
+    connection or a rate limit may pass, so they are not lasting."""
+    return next((e for e in causes(exc) if isinstance(e, (socket.gaierror, ConnectionRefusedError))), None)
+
+
+def sentence_of(exc: BaseException) -> str | None:
+    """The one sentence a user is shown for ``exc`` (what the CLI prints and a failed run's
+    ``error`` tag says): a user's error or a refused write; None for anything else (a bug)."""
+    if isinstance(exc, CryptoLstmError):
+        return str(exc)
+    refused = write_error(exc)
+    return write_error_sentence(refused) if refused is not None else None
 
 
 def write_error_sentence(exc: BaseException) -> str:
@@ -45,6 +75,17 @@ def write_error_sentence(exc: BaseException) -> str:
     reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
     return (f"a file could not be written{f' ({filename})' if filename else ''}: {reason}; "
             f"free some disk space or choose a writable place.")
+
+
+def error_tag(exc: BaseException) -> str:
+    """What a failed run's ``error`` tag says: the sentence the user saw (`sentence_of`), else
+    (a bug, whose traceback the user saw) the exception's type and first line."""
+    return (sentence_of(exc) or f"{type(exc).__name__}: {first_line(exc)}")[:500]
+
+
+def masked(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages, logs and tags)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def first_line(exc: BaseException) -> str:
@@ -56,3 +97,18 @@ def first_line(exc: BaseException) -> str:
 def with_article(coin: str) -> str:
     """``coin`` with its article, as read aloud: "a BTC", "an ETH"."""
     return f"{'an' if coin[:1].upper() in 'AEIOU' else 'a'} {coin}"
+
+
+def path_problem(path: str | Path, directory: bool = False) -> str | None:
+    """What is wrong with ``path`` where a file (``directory``: a directory) is wanted, as the end of
+    a sentence ("does not exist", "is a directory, not a file"...), or None if it is one.
+
+    Why: "does not exist" said of a path that exists sends the user looking in the wrong place."""
+    path = Path(path)
+    if directory and path.is_dir() or not directory and path.is_file():
+        return None
+    if not path.exists():
+        return "does not exist"
+    if directory:
+        return "is a file, not a directory" if path.is_file() else "is not a directory"
+    return "is a directory, not a file" if path.is_dir() else "is not a regular file"

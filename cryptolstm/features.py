@@ -191,10 +191,21 @@ def fit(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...]) -> 
             if FEATURES[n].fit is not None and FEATURES[n].per_coin}
 
 
+def check_columns(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...]) -> None:
+    """One sentence when ``frame`` lacks a raw column one of the features reads."""
+    for coin in coins:
+        for n in names:
+            absent = [column(coin, f) for f in FEATURES[n].fields if FEATURES[n].per_coin and column(coin, f) not in frame]
+            if absent:
+                raise DataError(f"feature {n} reads the column {absent[0]}, which the data lacks; drop {n} from "
+                                f"features or use data that has it.")
+
+
 def values(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...], state: State | None = None) -> np.ndarray:
     """(days, f) float64 values of the features on every day of ``frame`` (NaN before a feature's
     first value), in `columns` order."""
     state = state or {}
+    check_columns(names, frame, coins)
     out = [FEATURES[n].compute(frame, coin, state.get(column(coin, n), {}))
            for coin in coins for n in names if FEATURES[n].per_coin]
     out += [FEATURES[n].compute(frame, "", {}) for n in names if not FEATURES[n].per_coin]

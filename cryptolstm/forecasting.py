@@ -70,11 +70,12 @@ class Retrain:
         """Whether the loop fits before the ``k``-th period (0-based)."""
         return self.mode != "never" and k % self.every == 0
 
-    def chains(self, periods: Sequence[Period]) -> list[list[tuple[int, Period]]]:
-        """The periods in runs that must go in order: one for a warm or a fitted forecaster, else
-        one per fit (the fit's period and those forecast with it)."""
+    def chains(self, periods: Sequence[Period], warm_starts: bool = True) -> list[list[tuple[int, Period]]]:
+        """The periods in runs that must go in order: one for a fitted forecaster, or a warm one
+        (``warm_starts``: one that can start from its last fit), else one per fit (the fit's period
+        and those forecast with it)."""
         indexed = list(enumerate(periods))
-        if self.mode != "scratch":
+        if self.mode == "never" or self.mode == "warm" and warm_starts:
             return [indexed]
         return [indexed[k:k + self.every] for k in range(0, len(indexed), self.every)]
 
@@ -120,7 +121,7 @@ def forecast_chain(label: str, make: Maker, frame: pd.DataFrame, cfg: RunConfig,
     for k, period in chain:
         if retrain.due(k) or model is None and retrain.mode != "never":
             train, val = plan(frame, period) if plan else (None, None)
-            start = model if retrain.mode == "warm" else None
+            start = model if retrain.mode == "warm" and getattr(make, "warm_starts", True) else None
             model = make(start).fit(History(frame.loc[: period.before], cfg.coin, train, val))
             fits.append(Fit(label, period.name, fitted_at if start is not None else "scratch", dict(model.params)))
             fitted_at = period.name
@@ -174,7 +175,8 @@ def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: Run
     model of several days one day ahead, on every day); ``plan(frame, period)`` gives a fit's train
     and validation periods (a network's; baselines read the closes). Returns the long table of
     every forecast."""
-    jobs = [(label, chain) for label in makers for chain in retrain.chains(periods)]
+    jobs = [(label, chain) for label, make in makers.items()
+            for chain in retrain.chains(periods, getattr(make, "warm_starts", True))]
     results = run_jobs(jobs, makers, frame, cfg, retrain, plan, executor, done, horizon)
     chunks = [c for _, made, _ in results for c in made]
     return Forecasts.of(chunks, [f for _, _, fitted in results for f in fitted])
@@ -187,6 +189,8 @@ def fresh(factory: Callable[[], Forecaster]) -> Maker:
 
 class _Fresh:
     """A picklable `Maker` that ignores the last fit."""
+
+    warm_starts = False  # a warm policy fits it from scratch all the same, period by period
 
     def __init__(self, factory: Callable[[], Forecaster]) -> None:
         self.factory = factory

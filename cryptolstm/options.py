@@ -11,8 +11,10 @@ MLproject's parameters are those fields.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -38,11 +40,30 @@ def kind_of(name: str, annotation: Any) -> str:
 
 
 def parse_date(name: str, value: Any) -> dt.date:
-    """An ISO ``YYYY-MM-DD`` date, the only date format the harness reads."""
+    """An ISO ``YYYY-MM-DD`` date, the only date format the harness reads.
+
+    Raises `ConfigError`: text not written YYYY-MM-DD is told the format; text written so but
+    naming no day (``2023-02-30``, ``2023-13-01``) is told why the calendar has no such day.
+    """
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
+        written = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", str(value))
+        if written:
+            raise ConfigError(f"{name} {value} is not a day of the calendar "
+                              f"({_no_such_day(*map(int, written.groups()))}).") from None
         raise ConfigError(f"{name} must be a date written YYYY-MM-DD, got {value!r}.") from None
+
+
+def _no_such_day(year: int, month: int, day: int) -> str:
+    """Why ``year-month-day`` (each in range of its digits) is not a day: the clause after the date."""
+    if year < 1:
+        return "years start at 0001"
+    if not 1 <= month <= 12:
+        return f"there is no month {month:02d}; months run 01 to 12"
+    if day < 1:
+        return "days start at 01"
+    return f"{calendar.month_name[month]} {year} has {calendar.monthrange(year, month)[1]} days"
 
 
 def coerce(name: str, kind: str, value: Any) -> Any:

@@ -139,7 +139,7 @@ def predict(options: PredictOptions, env: Environment):
     from cryptolstm.tracking.registry import forecast_with
     from cryptolstm.windowing import market_rows
 
-    tracking.use_tracking_uri(env.tracking_uri)
+    tracking.use_tracking_uri(env.tracking_uri, read_only=True)
     model_name(options.coin)
     market = load_market(env.data_dir_for(options.data_dir), "2000-01-01")
     return forecast_with(options.coin, options.model_uri, market_rows(market.frame))
@@ -176,7 +176,7 @@ def report(options: ReportOptions, env: Environment) -> str:
     from cryptolstm.errors import CryptoLstmError
     from cryptolstm.tracking.report import experiment_report
 
-    uri = tracking.use_tracking_uri(env.tracking_uri)
+    uri = tracking.use_tracking_uri(env.tracking_uri, read_only=True)
     text = experiment_report(options.experiment, top=options.top, tracking_uri=uri)
     if options.output:
         try:

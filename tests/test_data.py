@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from cryptolstm.data import coin_file, load_coin, load_market
+from cryptolstm.data.schema import PRICE_RANGE, VOLUME_RANGE
 from cryptolstm.errors import DataError
 
 # From ../shared/data/README.md.
@@ -77,8 +78,14 @@ def _set(column, row, value):
         (_set("date", 3, "2020-13-45"), "line 5, column date: value '2020-13-45' does not parse"),
         (_set("close", 2, "abc"), "line 4, column close: value 'abc' does not parse"),
         (_set("close", 6, ""), "line 8, column close: value '' is empty"),
-        (_set("close", 4, -5.0), "line 6, column close: value -5.0 fails check greater_than(0)"),
-        (_set("volume", 1, -1.0), "line 3, column volume"),
+        (_set("close", 4, -5.0), "line 6, column close: -5 on 2020-01-05 is outside the plausible range "
+                                 "(a price is 1e-06 to 1e+09 USD); check the file"),
+        (_set("close", 4, 2e9), "line 6, column close: 2000000000 on 2020-01-05 is outside the plausible range"),
+        (_set("volume", 1, -1.0), "line 3, column volume: -1 on 2020-01-02 is outside the plausible range"),
+        (_set("volume", 2, 1e300), "line 4, column volume: 1e+300 on 2020-01-03 is outside the plausible range "
+                                   "(a daily volume is 0 or 1 to 1e+14 USD); check the file"),
+        (_set("volume", 2, "inf"), "line 4, column volume: inf on 2020-01-03 is outside the plausible range"),
+        (_set("volume", 2, 0.5), "line 4, column volume: 0.5 on 2020-01-03 is outside the plausible range"),
         (_set("date", 5, "2020-01-05"), "date 2020-01-05 appears more than once"),
         (_set("high", 7, 1.0), "line 9: the row fails check high >= max(open, close)"),
         (lambda f: f.drop(index=[4]), "missing 1 day(s), the first 2020-01-05"),
@@ -135,6 +142,16 @@ def test_the_real_files_pass_every_plausibility_check_without_a_warning(shared_d
         load_coin(shared_data, "BTC")  # every row from 2013, not only the merged range
         load_coin(shared_data, "ETH")
     assert caplog.records == []
+
+
+def test_the_real_files_lie_well_inside_the_plausible_ranges(shared_data):
+    """PRICE_RANGE and VOLUME_RANGE leave a margin of 1,000 or more below every real value and 250 or
+    more above it (the ranges exist to catch broken values, never a real move)."""
+    for coin in ("BTC", "ETH"):
+        frame = load_coin(shared_data, coin)  # volume 0 ("not reported") is NaN here
+        prices, volume = frame[["open", "high", "low", "close"]].to_numpy(), frame["volume"].dropna()
+        assert prices.min() >= 1000 * PRICE_RANGE[0] and prices.max() * 250 <= PRICE_RANGE[1], coin
+        assert volume.min() >= 1000 * VOLUME_RANGE[0] and volume.max() * 250 <= VOLUME_RANGE[1], coin
 
 
 def _text(tmp_path, text):

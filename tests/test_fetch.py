@@ -4,7 +4,9 @@ snapshots and their manifest, incremental updates, and `data verify`."""
 import datetime as dt
 import json
 import os
+import socket
 import stat
+import time
 
 import mlflow
 import pandas as pd
@@ -15,9 +17,9 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.data import load_market, snapshots
-from cryptolstm.data.fetch import PAGE_DAYS, NetworkUnavailable, RetryPolicy, fetch
+from cryptolstm.data.fetch import PAGE_DAYS, NetworkUnavailable, RetryPolicy, fetch, make_exchange
 from cryptolstm.errors import DataError
-from tests.coinbase_fake import LISTED, FakeCoinbase, candle
+from tests.coinbase_fake import API, LISTED, FakeCoinbase, candle
 
 FAST = RetryPolicy(attempts=3, first_wait=0.01)
 runner = CliRunner()
@@ -126,6 +128,47 @@ def test_a_network_failure_half_way_leaves_the_previous_data_intact(coinbase, tm
     assert (tmp_path / "manifest.json").read_text() == manifest
     assert {p.name: p.read_bytes() for p in current.iterdir()} == files
     assert [p.name for p in (tmp_path / "snapshots").iterdir()] == [current.name]  # no half-written snapshot
+
+
+def _name_not_found(host: str) -> Exception:
+    """What requests raises when ``host`` does not resolve (offline, a typo): a ConnectionError
+    holding urllib3's NameResolutionError, raised from the resolver's socket.gaierror."""
+    import requests
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as exc:
+            raise NameResolutionError(host, None, exc) from exc
+    except NameResolutionError as exc:
+        return requests.ConnectionError(MaxRetryError(None, "/currencies", exc))
+
+
+PATIENT = RetryPolicy(attempts=5, first_wait=1.0)  # the default's shape: 15 s of waits before giving up
+
+
+def test_a_host_that_does_not_resolve_is_not_retried(coinbase, tmp_path):
+    """Promise: no retry for what waiting does not cure; offline, the fetch fails at once."""
+    coinbase.add(responses.GET, f"{API}/currencies", body=_name_not_found("api.exchange.coinbase.com"))
+    started = time.monotonic()
+    with pytest.raises(NetworkUnavailable, match=r"cannot be reached \(NetworkError: Name or service not known\)"):
+        fetch(str(tmp_path), now=at("2020-01-01"), retry=PATIENT)
+    assert time.monotonic() - started < 1.0 and len(coinbase.calls) == 1
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_refused_connection_is_not_retried(tmp_path):
+    """A real socket: nothing listens on a closed loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exchange = make_exchange()
+    exchange.urls["api"] = {"public": f"http://127.0.0.1:{port}", "private": f"http://127.0.0.1:{port}"}
+    started = time.monotonic()
+    with pytest.raises(NetworkUnavailable, match=r"cannot be reached \(NetworkError: Connection refused\)"):
+        fetch(str(tmp_path), coins=("BTC",), exchange=exchange, now=at("2020-01-01"), retry=PATIENT)
+    assert time.monotonic() - started < 1.0
 
 
 def test_fetch_command_offline_is_one_sentence(coinbase, tmp_path, monkeypatch):

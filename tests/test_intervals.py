@@ -4,15 +4,17 @@ conformal calibration reaching its nominal coverage on a series whose spread cha
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from cryptolstm import metrics
+from cryptolstm import heads, metrics
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import ConfigError
 from cryptolstm.forecast import Forecast
+from cryptolstm.metrics import dm_test
 from cryptolstm.intervals import (LEVELS, Calibration, check_levels, conformal_margin, fit_conformal,
                                   gaussian_quantiles, interval_levels, level_index)
 
@@ -52,6 +54,31 @@ def test_interval_score_pinball_and_coverage_by_their_definitions():
     scores = metrics.distribution_scores(quantiles, np.array([0.0, 0.9, -0.5]), LEVELS)
     assert scores["coverage_80"] == pytest.approx(2 / 3) and scores["coverage_95"] == 1.0
     assert scores["width_95"] == pytest.approx(2.0)
+
+
+def test_interval_scores_beside_a_baseline_in_both_units():
+    dates = np.arange(4).astype("datetime64[D]")
+    hundred = np.full(4, 100.0)
+    y = np.array([0.0, 0.005, -0.02, 0.012])  # returns on the last close, 100 USD
+
+    def gaussian(scale: float) -> Forecast:
+        q = gaussian_quantiles(np.zeros((4, 1)), np.full((4, 1), scale))
+        return Forecast(dates, hundred, hundred, np.zeros(4)).with_quantiles(q, LEVELS)
+
+    mine, wide, raw = gaussian(0.01), gaussian(0.03), gaussian(0.005)
+    out = metrics.interval_scores(mine, 100.0 * (1.0 + y), "return", {"wide": wide}, raw=raw)
+    # 80 % intervals: +-1.2816 scale. Mine (+-0.0128) misses -0.02; raw (+-0.0064) misses two more; wide none.
+    assert (out["coverage_80"], out["raw_coverage_80"], out["wide/coverage_80"]) == (0.75, 0.5, 1.0)
+    assert out["width_95"] == pytest.approx(2 * 1.959964 * 0.01, rel=1e-6)
+    mine_days = metrics.crps_quantiles(mine.quantiles[:, 0], y, LEVELS)
+    wide_days = metrics.crps_quantiles(wide.quantiles[:, 0], y, LEVELS)
+    assert out["crps"] == pytest.approx(mine_days.mean(), rel=1e-12)
+    assert out["crps_ratio_wide"] == pytest.approx(mine_days.mean() / wide_days.mean(), rel=1e-12)
+    assert out["crps_ratio_wide"] < 1.0  # the sharper forecast is right here: every day lies within 2 of its sds
+    assert (out["crps_dm_stat_wide"], out["crps_dm_p_wide"]) == pytest.approx(dm_test(mine_days, wide_days), rel=1e-12)
+    # In USD on a 100 USD close every width and CRPS is 100 times the return's.
+    assert out["crps_usd"] == pytest.approx(100 * out["crps"], rel=1e-9)
+    assert out["width_95_usd"] == pytest.approx(100 * out["width_95"], rel=1e-9)
 
 
 def test_a_forecast_gives_its_intervals_in_usd_and_refuses_levels_outside_0_1():
@@ -98,8 +125,10 @@ def test_calibration_brings_a_too_narrow_forecast_to_nominal_coverage_on_later_d
 
 
 def test_a_bad_head_is_one_sentence():
-    with pytest.raises(ConfigError, match=r"^head must be one of point, gaussian, quantile; got 'banana'\.$"):
+    with pytest.raises(ConfigError) as caught:
         RunConfig(head="banana")
+    assert str(caught.value) == f"head must be one of {', '.join(heads.NAMES)}; got 'banana'."
+    assert heads.NAMES[:3] == ("point", "gaussian", "quantile")
 
 
 def test_an_interval_objective_needs_a_distribution_head(tmp_path):
@@ -107,7 +136,11 @@ def test_an_interval_objective_needs_a_distribution_head(tmp_path):
 
     (tmp_path / "s.yaml").write_text("objective: val/crps_ratio_empirical\nspace:\n"
                                      "  head: {type: categorical, choices: [point, gaussian]}\n")
-    with pytest.raises(ConfigError, match="every trial needs head gaussian or quantile; the space allows head point"):
+    distributions = ", ".join(h.name for h in heads.HEADS.values() if h.distribution)
+    assert distributions.startswith("gaussian, quantile")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"objective val/crps_ratio_empirical scores intervals, so every trial needs a distribution head "
+            f"({distributions}); the space allows head point.") + "$"):
         load_space(tmp_path / "s.yaml")
     (tmp_path / "s.yaml").write_text("objective: val/crps_ratio_empirical\nspace:\n"
                                      "  head: {type: categorical, choices: [gaussian, quantile]}\n")
@@ -118,7 +151,7 @@ def test_an_interval_objective_needs_a_distribution_head(tmp_path):
     ("val/coverage_95", "head: {type: categorical, choices: [gaussian]}",
      "objective val/coverage_95 is not an error to minimise"),
     ("val/h7/mae_ratio", "dropout: {type: float, low: 0.0, high: 0.5}",
-     "objective val/h7/mae_ratio is not logged by a run of horizon 1 and head point"),
+     "objective val/h7/mae_ratio is not logged by a run of horizon 1 and head point;"),
     ("val/mae_ration", "dropout: {type: float, low: 0.0, high: 0.5}", "objective val/mae_ration is not logged"),
     ("val/mae_ratio", "horizon: {type: int, low: 1, high: 7}", "horizon cannot be searched"),
 ])
@@ -130,6 +163,7 @@ def test_an_objective_no_trial_logs_or_that_is_not_an_error_is_one_sentence(tmp_
         load_space(tmp_path / "s.yaml")
 
 
+@pytest.mark.slow  # imports TensorFlow (about 10 s)
 def test_keras_tuner_refuses_an_interval_objective(tmp_path):
     from cryptolstm.options import SearchOptions
     from cryptolstm.search.keras_tuner_engine import KerasTunerEngine

@@ -1,14 +1,16 @@
 """Options, text to types, and the forecast value: the small pieces every command stands on."""
 
 import dataclasses
+import re
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from typer.main import get_command
 from typer.testing import CliRunner
 
-from cryptolstm import options
+from cryptolstm import cli, options
 from cryptolstm.cli import app
 from cryptolstm.errors import ConfigError
 from cryptolstm.forecast import Forecast
@@ -24,9 +26,11 @@ def test_text_becomes_the_fields_type(kind, text, value):
 @pytest.mark.parametrize("kind, text, words", [("int", "3.5", "name must be an integer, got '3.5'."),
                                                ("float", "abc", "name must be a number"),
                                                ("bool", "maybe", "name must be true or false, got 'maybe'."),
-                                               ("date", "04/01/2018", "name must be a date written YYYY-MM-DD")])
+                                               ("date", "04/01/2018", "name must be a date written YYYY-MM-DD"),
+                                               ("date", "2023-02-30", "name 2023-02-30 is not a day of the calendar "
+                                                                      "(February 2023 has 28 days).")])
 def test_text_that_is_not_the_fields_type_is_one_sentence(kind, text, words):
-    with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         options.coerce("name", kind, text)
 
 
@@ -75,3 +79,58 @@ def test_the_mlflow_run_id_is_read_for_each_command_and_tags_its_own_failure(tra
     second = runner.invoke(app, ["backtest", "--seeds", "0"])
     assert second.exit_code == 2 and "seeds must be an integer >= 1" in second.stderr
     assert "fold_months" in MlflowClient().get_run(launched).data.tags["error"]
+
+
+REGISTER_SAYS = "error: no finished {coin} run with val/mae_ratio and a model in any experiment; train or search first."
+
+
+@pytest.mark.parametrize("args, coin", [(["--force"], "BTC"), (["--force", "--coin", "ETH"], "ETH"),
+                                        (["--coin", "ETH", "--force", "-q"], "ETH"), (["--force", "true"], "BTC"),
+                                        (["--force", "False"], "BTC"), (["--force=false"], "BTC")])
+def test_a_boolean_option_works_bare_and_with_the_value_mlflow_run_passes(tracking, args, coin):
+    """`register` on an empty store fails right after parsing, with its own sentence: every form of
+    --force parsed, and an option after a bare --force is not taken for its value."""
+    done = CliRunner().invoke(app, ["register", *args])
+    assert done.exit_code == 2 and done.stderr.strip() == REGISTER_SAYS.format(coin=coin), done.output
+
+
+def test_a_boolean_options_value_still_has_to_be_true_or_false(tracking):
+    done = CliRunner().invoke(app, ["register", "--force", "maybe"])
+    assert done.exit_code == 2 and done.stderr.strip() == "error: force must be true or false, got 'maybe'."
+
+
+@pytest.mark.parametrize("command, args, values", [
+    ("refit", ["--force"], {"force": True}),
+    ("refit", ["--force", "--end-date", "2023-06-30"], {"force": True, "end_date": "2023-06-30"}),
+    ("refit", ["--force", "false"], {"force": False}),
+    ("refit", [], {"force": False}),
+    ("search", ["--register", "False", "--prune", "--overwrite", "true", "--seed", "-5"],
+     {"register": False, "prune": True, "overwrite": True, "seed": -5}),
+    ("fetch", ["--full"], {"full": True}),
+    ("train", ["--shuffle", "--fill-gaps", "--experiment", "x.yaml"],
+     {"shuffle": "true", "fill_gaps": "true", "experiment": "x.yaml"}),
+])
+def test_the_command_line_reads_each_form_of_a_boolean_option_as_its_value(command, args, values):
+    """The real parser of each command (typer's, with `cli.bare_flags`), then the options dataclass."""
+    params = get_command(app).commands[command].make_context(command, list(args)).params
+    classes = {"refit": options.RefitOptions, "search": options.SearchOptions, "fetch": options.FetchOptions}
+    if command in classes:
+        built = options.from_text(classes[command], {k: v for k, v in params.items() if k != "quiet"})
+        assert {k: getattr(built, k) for k in values} == values
+    else:  # train: the run config's fields stay text until RunConfig types them
+        assert {k: params[k] for k in values} == values
+
+
+def test_help_shows_a_boolean_as_an_optional_true_or_false_and_a_flag_without_a_type():
+    for args in (["--help"], ["register", "--help"], ["search", "--help"], ["data", "list", "--help"]):
+        text = CliRunner().invoke(app, args, env={"COLUMNS": "200"}).output
+        assert "<bool>" not in text and "BOOLEAN" not in text
+    text = CliRunner().invoke(app, ["register", "--help"], env={"COLUMNS": "200"}).output
+    assert next(line for line in text.splitlines() if "--force" in line).split()[1:3] == ["--force", "[true|false]"]
+
+
+def test_bare_flags_puts_true_only_after_a_boolean_given_without_its_value():
+    args = ["--prune", "--timeout", "-5", "--register", "no", "--x", "--overwrite", "--", "--prune"]
+    assert cli.bare_flags(args, {"--prune", "--register", "--overwrite"}, {"--timeout", "--x"}) == [
+        "--prune", "true", "--timeout", "-5", "--register", "no", "--x", "--overwrite", "--", "--prune"]
+    assert cli.bare_flags(["--x", "--prune", "--prune"], {"--prune"}, {"--x"}) == ["--x", "--prune", "--prune", "true"]

@@ -31,7 +31,7 @@ def test_python_env_pins_fall_inside_pyproject_ranges_and_conda_matches():
 
 
 def test_console_script_and_ignored_paths():
-    assert _pyproject()["project"]["scripts"]["cryptolstm"] == "cryptolstm.cli:app"
+    assert _pyproject()["project"]["scripts"]["cryptolstm"] == "cryptolstm.__main__:main"
     ignored = (ROOT / ".gitignore").read_text().split()
     assert {"/mlflow.db", "/mlruns/", "/data/"} <= set(ignored)
 

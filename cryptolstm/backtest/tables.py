@@ -22,7 +22,8 @@ def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFra
     (the forecasters with quantiles, in returns, beside each interval baseline) or ``horizons``
     (``{forecaster}/h{k}``)."""
     table = scores.table(kind)
-    rows = table.xs(group, level="group") if group in table.index.get_level_values("group") else table.iloc[:0]
+    rows = (table.xs(group, level="group") if group in table.index.get_level_values("group")
+            else table.iloc[:0].droplevel("group"))
     return with_seed_summary(rows.rename_axis("forecaster"))
 
 

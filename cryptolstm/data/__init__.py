@@ -20,7 +20,7 @@ from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
 from cryptolstm.data.schema import read_daily_csv
 from cryptolstm.data.snapshots import coin_file, sha256
-from cryptolstm.errors import DataError
+from cryptolstm.errors import DataError, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,8 @@ def load_coin(data_dir: str | Path, coin: str, fill_gaps: bool = False) -> pd.Da
 def _pin(data_dir: str | Path) -> tuple[Path, snapshots.Snapshot | None]:
     """The directory of the current data and its snapshot, from one reading of the manifest (a
     concurrent import may replace it; every file is then read from the snapshot pinned here)."""
-    if not Path(data_dir).is_dir():
-        raise DataError(
-            f"data directory {data_dir} does not exist; {HOW_TO_SUPPLY}"
-        )
+    if problem := path_problem(data_dir, directory=True):
+        raise DataError(f"data directory {data_dir} {problem}; {HOW_TO_SUPPLY}")
     return snapshots.pinned(data_dir)
 
 

@@ -32,7 +32,8 @@ import pandas as pd
 
 from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
-from cryptolstm.errors import DataError
+from cryptolstm.data.schema import check_overlap
+from cryptolstm.errors import DataError, lasting_network_error
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,34 @@ def make_exchange(timeout_ms: int = 10_000):
     return ccxt.coinbaseexchange({"enableRateLimit": True, "timeout": timeout_ms})
 
 
+def _may_pass(exc: BaseException) -> bool:
+    """Whether waiting may cure ``exc``: a network error (rate limit, timeout, reset), but not a
+    host name that does not resolve or a refused connection (offline, a wrong proxy), which
+    fail the same way on every attempt."""
+    import ccxt
+
+    return isinstance(exc, ccxt.NetworkError) and lasting_network_error(exc) is None
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of one call on rate limits, timeouts and network errors: ``attempts`` in all,
-    waiting ``first_wait * 2**k`` seconds (at most ``max_wait``) before attempt k + 2."""
+    """Retries of one call on rate limits, timeouts and network errors that may pass (`_may_pass`):
+    ``attempts`` in all, waiting ``first_wait * 2**k`` seconds (at most ``max_wait``) before
+    attempt k + 2."""
 
     attempts: int = 5
     first_wait: float = 1.0
     max_wait: float = 30.0
 
     def call(self, func: Callable, *args, **kwargs):
-        import ccxt
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
         def tell(state) -> None:
             log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", SOURCE, _reason(state.outcome.exception()),
                      state.next_action.sleep, state.attempt_number + 1, self.attempts)
 
         retrying = Retrying(
-            retry=retry_if_exception_type(ccxt.NetworkError),  # RateLimitExceeded, RequestTimeout, DDoSProtection...
+            retry=retry_if_exception(_may_pass),  # RateLimitExceeded, RequestTimeout, DDoSProtection...
             wait=wait_exponential(multiplier=self.first_wait, max=self.max_wait),
             stop=stop_after_attempt(self.attempts),
             before_sleep=tell,
@@ -100,7 +110,11 @@ def _candles_frame(candles: list[list]) -> pd.DataFrame:
 
 
 def _reason(exc: Exception) -> str:
-    """ccxt's message without its "exchange GET url" prefix, on one line, at most 200 characters."""
+    """ccxt's message without its "exchange GET url" prefix, on one line, at most 200 characters;
+    the socket's own words when the host does not resolve or refuses the connection."""
+    lasting = lasting_network_error(exc)
+    if lasting is not None:
+        return lasting.strerror or str(lasting)
     text = re.sub(r"^\S+ (GET|POST) \S+\s*", "", " ".join(str(exc).split()))
     cause = exc.__cause__ or exc.__context__
     if not text and cause is not None:  # ccxt keeps the socket's own words in the cause
@@ -145,19 +159,16 @@ class FetchReport:
 
 
 def _overlap_check(coin: str, stored: pd.DataFrame, fetched: pd.DataFrame) -> None:
+    """Raise unless ``fetched`` holds the last stored day again, with the same prices (the check an
+    import makes on all its overlapping days, `schema.check_overlap`)."""
     day = stored.index[-1]
     if day not in fetched.index:
         raise DataError(
             f"{SOURCE} returned no {coin} candle for {day.date()}, the last stored day, so the update cannot be "
             f"checked against it; nothing was written (`cryptolstm fetch --full` takes a fresh snapshot)."
         )
-    old, new = stored.loc[day], fetched.loc[day]
-    for column in ("close", "open", "high", "low"):
-        if not np.isclose(old[column], new[column], rtol=1e-6, atol=0):
-            raise DataError(
-                f"{coin} {column} on {day.date()} was {float(old[column]):.10g} when stored but {SOURCE} now "
-                f"says {float(new[column]):.10g}; nothing was written (`cryptolstm fetch --full` takes a fresh snapshot)."
-            )
+    check_overlap(coin, stored.loc[[day]], fetched, f"{SOURCE} now says",
+                  "`cryptolstm fetch --full` takes a fresh snapshot")
 
 
 def fetch(

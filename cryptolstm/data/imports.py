@@ -8,10 +8,13 @@ is converted with the close); ``Market Cap`` and other columns are ignored;
 numbers with ``$``, thousands separators or ``K``/``M``/``B`` suffixes; ISO dates
 with or without a time, ``Jan 02, 2020``, ``02 Jan 2020``, ``MM/DD/YYYY`` or
 ``DD/MM/YYYY`` when the file itself tells which, and Unix timestamps; any row
-order. The result must still be one row per day with no gap, positive prices,
-``low <= open, close <= high``, no line shorter than the header, no last line
-cut inside its last field and no implausible one-day price jump
-(`cryptolstm.data.schema`); otherwise one sentence names the line.
+order. The result must still be one row per day with no gap and none after today
+(UTC), plausible prices and volumes, ``low <= open, close <= high``, no line
+shorter than the header, no last line cut inside its last field and no
+implausible one-day price jump (`cryptolstm.data.schema`); otherwise one sentence
+names the line. It must also agree with the data directory: the coin's stored
+prices on every day both hold, as a fetch checks its overlap day, and not be
+another coin's stored prices (`_check_against_stored`).
 
 The import itself (read the current snapshot, write the new one, replace the
 manifest) runs under the data directory's lock (`snapshots.locked`), so
@@ -21,6 +24,7 @@ imports and fetches started together each keep the others' coins.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -30,8 +34,9 @@ import pandas as pd
 
 from cryptolstm.config import COINS
 from cryptolstm.data import snapshots
-from cryptolstm.data.schema import COLUMNS, check_cut_tail, check_fields, check_frame
-from cryptolstm.errors import DataError
+from cryptolstm.data.schema import (COLUMNS, check_cut_tail, check_days_done, check_fields, check_frame,
+                                    check_overlap, first_disagreement)
+from cryptolstm.errors import DataError, path_problem
 
 ALIASES = {
     "date": ("date", "timestamp", "time", "datetime", "day", "open time", "date(utc)", "snapped_at", "time open"),
@@ -55,8 +60,8 @@ def _header_key(name: str) -> str:
 
 def _read(path: Path) -> tuple[pd.DataFrame, str]:
     """The file as a frame of strings (its own header) and as text; every line as long as the header."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist.")
+    if problem := path_problem(path):
+        raise DataError(f"{path} {problem}; import one daily price CSV file.")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -150,8 +155,11 @@ def _dates(path: Path, values: pd.Series) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(next(iter(results.values()))).normalize()
 
 
-def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
-    """A foreign daily price CSV -> the project's frame (index date ascending, open..volume in USD)."""
+def parse_prices(path: str | Path, coin: str, today: dt.date | None = None) -> pd.DataFrame:
+    """A foreign daily price CSV -> the project's frame (index date ascending, open..volume in USD).
+
+    ``today``: the current UTC day (default: now); a row dated after it is refused.
+    """
     path = Path(path)
     if coin not in COINS:
         raise DataError(f"coin must be one of {', '.join(COINS)}; got {coin!r}.")
@@ -164,6 +172,7 @@ def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
         frame["volume"] = _numbers(path, raw, base_volume, "volume") * frame["close"]
     frame.insert(0, "date", _dates(path, raw[chosen["date"]]))
     check_frame(path, frame[list(COLUMNS)])  # row numbers are still the file's
+    check_days_done(path, frame["date"], today or dt.datetime.now(dt.UTC).date())
     frame = frame.sort_values("date").set_index("date")
     full = pd.date_range(frame.index[0], frame.index[-1], freq="D")
     missing = full.difference(frame.index)
@@ -175,14 +184,36 @@ def parse_prices(path: str | Path, coin: str) -> pd.DataFrame:
     return frame[list(COLUMNS[1:])]
 
 
-def import_csv(path: str | Path, coin: str, data_dir: str | Path) -> snapshots.Snapshot:
-    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept)."""
-    frame = parse_prices(path, coin)
+def import_csv(path: str | Path, coin: str, data_dir: str | Path, today: dt.date | None = None) -> snapshots.Snapshot:
+    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept).
+
+    Refused (`DataError`, nothing written) when the file does not parse or check (`parse_prices`;
+    ``today``: the current UTC day, default now) or contradicts the prices ``data_dir`` holds
+    (`_check_against_stored`).
+    """
+    frame = parse_prices(path, coin, today)
     with snapshots.locked(data_dir):  # the current state read here is the one the new snapshot replaces
         frames, sources, symbols = snapshots.carried(data_dir)
+        _check_against_stored(Path(path), coin, frame, frames)
         frames[coin], sources[coin], symbols[coin] = frame, f"import:{Path(path).name}", coin
         return snapshots.write_snapshot(data_dir, frames, "import", symbols, sources,
                                         note=f"{coin} from {Path(path).name}")
+
+
+def _check_against_stored(path: Path, coin: str, frame: pd.DataFrame, stored: dict[str, pd.DataFrame]) -> None:
+    """Raise `DataError` if ``frame`` (``path`` read as ``coin``) contradicts the ``stored`` frames: a
+    price of a day ``coin`` already holds differs (the overlap check a fetch makes), or the file
+    agrees on every day it shares with another coin's stored prices (the ETH file given as
+    ``--coin BTC`` where no BTC overlaps to tell)."""
+    if coin in stored:
+        check_overlap(coin, stored[coin], frame, f"{path.name} says",
+                      f"check that {path} holds {coin} prices; prices from another source go into a data "
+                      f"directory of their own, --data-dir")
+    for other, prices in sorted(stored.items()):
+        shared = prices.index.intersection(frame.index)
+        if other != coin and len(shared) and first_disagreement(prices, frame) is None:
+            raise DataError(f"{path} holds {other} prices: on all {len(shared)} day(s) it shares with the stored "
+                            f"{other}, its prices are the same; nothing was written (import it with --coin {other}).")
 
 
 def describe_import(file: str, snap: snapshots.Snapshot, coin: str, data_dir: str) -> str:

@@ -7,18 +7,24 @@ one row per UTC day; prices and volume in USD. Errors name the file, the line
 Beyond types and OHLC consistency, a file is checked for what a careless export
 or a cut-off download leaves: a header and no rows, a line with fewer fields
 than the header, a last line cut inside its last field (no final newline and a
-value far below the line before it), and implausible one-day jumps (a factor of
+value far below the line before it), values outside a plausible range
+(`PRICE_RANGE`, `VOLUME_RANGE`), and implausible one-day jumps (a factor of
 more than `JUMP`): an error for prices, a warning naming the lines for volume.
+
+Writers also check new rows against what is stored (`check_overlap`, used by
+fetch and import) and an import's dates against today (`check_days_done`).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -33,13 +39,34 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 # 2014-03-03), while a value cut to its first k digits moves by a factor of about 10**(n - k).
 JUMP = 50.0
 LISTED_LINES = 3  # lines a volume warning names before "and N more"
+# Two prices of one coin and day agree within this (relative; absolute USD): a full-precision value
+# and the same one stored as float32 upstream differ by about 1e-7 of it, and an export rounded to
+# the cent by under half a cent; a revised price or another coin's differs by far more.
+AGREE_RTOL, AGREE_ATOL = 1e-6, 0.005
+# The plausible values, written here once (USD; `check_frame` applies them to every file loaded,
+# imported or fetched). In ../shared/data prices run from 0.42 (ETH, 2015) to 68,790 (BTC, 2021)
+# and daily volumes from 1.0e5 to 3.5e11 USD, so both ranges leave a margin of over 1,000 below
+# and over 250 above. They also keep the ratio of any two values, which is what a window feeds the
+# network (each row divided by the first), inside float32 (3.4e38): a volume of 1e300 would reach
+# training as inf and be blamed on the learning rate.
+PRICE_RANGE = (1e-6, 1e9)  # USD per coin: open, high, low, close
+VOLUME_RANGE = (1.0, 1e14)  # USD per day; 0 is allowed besides: CoinMarketCap's "not reported"
+PLAUSIBLE = {"price": f"a price is {PRICE_RANGE[0]:g} to {PRICE_RANGE[1]:g} USD",
+             "volume": f"a daily volume is 0 or {VOLUME_RANGE[0]:g} to {VOLUME_RANGE[1]:g} USD"}
+
+
+def _plausible(kind: str, low: float, high: float, zero: bool = False) -> pa.Check:
+    """A pandera check that values lie in [low, high] (or are 0 if ``zero``), named "plausible <kind>"."""
+    return pa.Check(lambda s: s.between(low, high) | (zero & (s == 0)), element_wise=False,
+                    name=f"plausible {kind}")
+
 
 _SCHEMA = pa.DataFrameSchema(
     {
         "date": pa.Column("datetime64[ns]", nullable=False, unique=True),
-        **{c: pa.Column(float, pa.Check.gt(0), nullable=False) for c in PRICE_COLUMNS},
+        **{c: pa.Column(float, _plausible("price", *PRICE_RANGE), nullable=False) for c in PRICE_COLUMNS},
         # CoinMarketCap wrote 0 where it had no volume (BTC before 2013-12-27).
-        "volume": pa.Column(float, pa.Check.ge(0), nullable=False),
+        "volume": pa.Column(float, _plausible("volume", *VOLUME_RANGE, zero=True), nullable=False),
     },
     checks=[
         pa.Check(lambda d: d["low"] <= d[["open", "close"]].min(axis=1) * (1 + 1e-6), name="low <= min(open, close)"),
@@ -119,6 +146,46 @@ def check_frame(path: Path, frame: pd.DataFrame, warn: bool = True) -> None:
     _check_price_jumps(path, by_day)
     if warn:
         _warn_volume_jumps(path, by_day)
+
+
+def check_days_done(path: Path, dates: pd.Series, today: dt.date) -> None:
+    """Raise `DataError` naming the first line of ``path`` (``dates``' index: 0-based rows of the file)
+    dated after ``today`` (a UTC day): a daily price file cannot hold a day still to come."""
+    late = dates > pd.Timestamp(today)
+    if not late.any():
+        return
+    row = int(late.idxmax())
+    more = f" (and {int(late.sum()) - 1} more line(s))" if late.sum() > 1 else ""
+    raise DataError(f"{path} line {row + 2}: date {dates[row].date()} is after today ({today}, UTC){more}; "
+                    f"a daily price file cannot hold days still to come.")
+
+
+def first_disagreement(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.Timestamp, str, float, float] | None:
+    """The first day (date order) that both daily frames (index date, columns open..close) hold and
+    on which a price differs beyond `AGREE_RTOL` / `AGREE_ATOL`: (day, column, stored value, new
+    value), close checked first; None if every shared day agrees, or there is none."""
+    days = stored.index.intersection(new.index).sort_values()
+    columns = ("close", "open", "high", "low")
+    old, now = stored.loc[days, list(columns)], new.loc[days, list(columns)]
+    differs = ~np.isclose(old.to_numpy(float), now.to_numpy(float), rtol=AGREE_RTOL, atol=AGREE_ATOL)
+    if not differs.any():
+        return None
+    at = int(differs.any(axis=1).argmax())
+    column = columns[int(differs[at].argmax())]
+    return days[at], column, float(old[column].iloc[at]), float(now[column].iloc[at])
+
+
+def check_overlap(coin: str, stored: pd.DataFrame, new: pd.DataFrame, says: str, remedy: str) -> None:
+    """Raise `DataError` if ``new`` rows contradict ``coin``'s ``stored`` ones on a day both hold
+    (`first_disagreement`), naming the day, the column and both values: a fetch's overlap day, an
+    import's overlapping days. ``says``: who brings ``new`` ("coinbaseexchange now says");
+    ``remedy``: what the user can do instead."""
+    found = first_disagreement(stored, new)
+    if found is None:
+        return
+    day, column, old, value = found
+    raise DataError(f"{coin} {column} on {day.date()} was {old:.10g} when stored but {says} {value:.10g}; "
+                    f"nothing was written ({remedy}).")
 
 
 def _jumps(values: pd.Series) -> pd.Series:
@@ -216,4 +283,15 @@ def _describe(path: Path, frame: pd.DataFrame, cases: pd.DataFrame) -> str:
         return f"{path} {where}: date {day} appears more than once; dates must be unique."
     if first["row_check"]:
         return f"{path} {where}: the row fails check {first['check']}{more}."
+    if str(first["check"]).startswith("plausible "):
+        return _implausible(path, frame, first, where, more)
     return f"{path} {where}, column {first['column']}: value {first['failure_case']!r} fails check {first['check']}{more}."
+
+
+def _implausible(path: Path, frame: pd.DataFrame, case: pd.Series, where: str, more: str) -> str:
+    """The sentence for a value outside `PRICE_RANGE` or `VOLUME_RANGE` (pandera's failure ``case``)."""
+    kind = str(case["check"]).removeprefix("plausible ")
+    day = frame["date"].get(case["index"]) if pd.notna(case["index"]) else None
+    on = f" on {day.date()}" if isinstance(day, pd.Timestamp) and pd.notna(day) else ""
+    return (f"{path} {where}, column {case['column']}: {float(case['failure_case']):.10g}{on} is outside the "
+            f"plausible range ({PLAUSIBLE[kind]}){more}; check the file for a mistyped or mis-scaled value.")

@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryptolstm.data.schema import COLUMNS
-from cryptolstm.errors import DataError
+from cryptolstm.errors import DataError, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,8 @@ def locked(data_dir: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Pa
     from filelock import FileLock, Timeout
 
     directory = Path(data_dir)
+    if directory.exists() and (problem := path_problem(directory, directory=True)):  # else mkdir says "File exists"
+        raise DataError(f"data directory {directory} {problem}.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         # One lock object per directory in a process (however its path is spelled), so taking it again nests.
@@ -309,8 +311,8 @@ def carried(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, st
 
 def describe_all(data_dir: str | Path) -> str:
     """The snapshots of ``data_dir``, oldest first, ``*`` marking the current one (as ``data list`` prints)."""
-    if not Path(data_dir).is_dir():
-        raise DataError(f"data directory {data_dir} does not exist.")
+    if problem := path_problem(data_dir, directory=True):
+        raise DataError(f"data directory {data_dir} {problem}.")
     every, now = all_snapshots(data_dir), current(data_dir)
     if not every:
         return f"{data_dir} has no snapshots (a plain directory of price files, or empty)."

@@ -65,3 +65,7 @@ class SearchEngine(Protocol):
     def close(self, failed: bool) -> None:
         """Stop (``failed``) or wait for the worker processes this engine started, if any."""
         ...
+
+    def release(self) -> None:
+        """Let another command open the study (once this one is done with it, finish included)."""
+        ...

@@ -171,3 +171,6 @@ class KerasTunerEngine:
 
     def close(self, failed: bool) -> None:
         pass
+
+    def release(self) -> None:
+        pass

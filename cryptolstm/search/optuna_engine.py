@@ -37,6 +37,9 @@ class OptunaEngine:
 
     @classmethod
     def open(cls, space: SearchSpace, study_name: str, options: SearchOptions, max_epochs: int) -> OptunaEngine:
+        # Optuna's info lines (study created, trial finished) repeat the progress bar and the
+        # command's summary, and would show under --quiet; its warnings stay.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         handle = optuna_study.open_study(study_name, options.storage_url, space, options.algorithm or "tpe",
                                          space.base.seed, options.prune, max_epochs,
                                          options.heartbeat_seconds, options.follower)
@@ -69,6 +72,9 @@ class OptunaEngine:
                 if child.wait(timeout=60 if failed else None) != 0 and not failed:
                     log.warning("worker process %d ended with exit code %d; its trials were failed and retried",
                                 child.pid, child.returncode)
+
+    def release(self) -> None:
+        self.handle.release()
 
     def _complete(self) -> list:
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -125,4 +131,7 @@ class OptunaEngine:
         return self.handle.claim_finish()
 
     def alone(self) -> bool:
-        return not (self.handle.children or self.handle.follower or self.handle.live_running())
+        """No other worker may log to the parent: this one leads, the processes it started have
+        ended (after a Ctrl-C, `close` stopped them) and no other worker's trial is running."""
+        children = any(child.poll() is None for child in self.handle.children)
+        return not (children or self.handle.follower or self.handle.live_running())

@@ -23,6 +23,8 @@ import optuna
 from optuna.trial import TrialState
 
 from cryptolstm.errors import ConfigError
+from cryptolstm.search.owner import StudyOwner, own_study
+from cryptolstm.search.trial_log import TrialFailures
 from cryptolstm.search.storage import JOURNAL, masked
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
 from cryptolstm.search.space import SearchSpace
@@ -89,6 +91,12 @@ class StudyHandle:
     heartbeat: int | None
     follower: bool = False
     children: list = field(default_factory=list)
+    owner: StudyOwner | None = None  # this command's hold on a study kept in a file
+
+    def release(self) -> None:
+        """Let another command have the study (see `open_study`)."""
+        if self.owner is not None:
+            self.owner.release()
 
     def live_running(self) -> list:
         """RUNNING trials that may still be alive: after the heartbeat check on an RDB storage with
@@ -116,8 +124,9 @@ class StudyHandle:
                 log.warning("trial %d was created but never started by any worker; marked failed", trial.number)
 
     def start_workers(self, argv: list[str], count: int) -> None:
-        """Start ``count`` more local worker processes running ``argv`` on this study."""
-        self.children = [subprocess.Popen(argv) for _ in range(count)]
+        """Start ``count`` more local worker processes running ``argv`` on this study, each in its
+        own session: a terminal's Ctrl-C reaches this process alone, which stops them (SIGTERM)."""
+        self.children = [subprocess.Popen(argv, start_new_session=True) for _ in range(count)]
         log.info("started %d more worker process(es): %s", count, ", ".join(str(p.pid) for p in self.children))
 
     def reap_children(self) -> None:
@@ -179,7 +188,26 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
                max_epochs: int, heartbeat: int | None = None, follower: bool = False) -> StudyHandle:
     """Create the study, or load it to resume or to join it as one more worker; refuse a study
     made for another coin or space. Exactly one worker creates a study (the storage refuses a
-    second), and it alone writes the study's identity and queues the base config."""
+    second), and it alone writes the study's identity and queues the base config.
+
+    A study kept in a file (SQLite, journal) is first taken by this command, before anything in
+    it is read or changed (`cryptolstm.search.owner`): one that another command is running is
+    refused in one sentence; the workers a command starts (``follower``) run under its hold.
+    `StudyHandle.release` lets it go."""
+    owner = None if follower else own_study(storage, name)
+    try:
+        handle = _open_study(name, storage, space, algorithm, seed, prune, max_epochs, heartbeat, follower)
+    except BaseException:
+        if owner is not None:
+            owner.release()
+        raise
+    handle.owner = owner
+    return handle
+
+
+def _open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed: int, prune: bool,
+                max_epochs: int, heartbeat: int | None, follower: bool) -> StudyHandle:
+    """`open_study` once this command holds the study (if it is kept in a file)."""
     from cryptolstm.search.storage import open_storage
 
     backend = open_storage(storage, heartbeat)
@@ -244,8 +272,9 @@ def _alive(worker: str | None) -> bool:
 
 
 def fail_dead_trials(study: optuna.Study, lone: bool) -> int:
-    """Fail the RUNNING trials no live process runs: on a single-process storage (``lone``) every
-    one of them, else those of a dead process on this host. A queued trial is queued again."""
+    """Fail the RUNNING trials no live process runs: on a single-process storage (``lone``: SQLite,
+    which this command holds, so no other process runs a trial of it) every one of them, else
+    those of a dead process on this host. A queued trial is queued again."""
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
@@ -317,14 +346,15 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
     retries of trials whose worker died (heartbeat) if the count is not reached.
 
     A failing trial is recorded FAIL and the study goes on (at most ``n_trials`` failures per
-    round); Ctrl-C propagates after Optuna has marked the running trial failed. With
+    round), said in one line when it failed for a user's reason (`TrialFailures`); Ctrl-C
+    propagates, unlogged, after Optuna has marked the running trial failed. With
     ``progress``, one bar counts the finished trials up to ``n_trials`` and shows the best value.
     """
     study = handle.study
     deadline = time.monotonic() + timeout if timeout else None
     if finished(study) >= n_trials:
         log.warning("study %s already has %d finished trials; nothing to run", study.study_name, finished(study))
-    with _trial_bar(study, n_trials, progress) as on_trial:
+    with _trial_bar(study, n_trials, progress) as on_trial, TrialFailures.applied():
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             remaining = n_trials - finished(study)
@@ -351,7 +381,6 @@ def _trial_bar(study: optuna.Study, n_trials: int, progress: bool):
         return
     from tqdm import tqdm
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one log line per trial would break the bar
     with tqdm(total=n_trials, initial=min(finished(study), n_trials), desc=f"{study.study_name} trials",
               unit="trial") as bar:
 

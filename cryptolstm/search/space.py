@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from cryptolstm.config import FIELD_NAMES, RunConfig, load_config
-from cryptolstm.errors import ConfigError
+from cryptolstm.errors import ConfigError, path_problem
 
 # Values that define the question, not the model: never searched.
 FIXED = ("coin", "protocol", "data_dir", "merge_date", "end_date", "fill_gaps", "train_frac", "val_frac", "seed")
@@ -145,8 +145,8 @@ def _dimension(path: Path, name: str, spec: Any, base: RunConfig) -> Dimension:
 def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
     """Read and validate a space file; ``base_overrides`` (coin, data_dir, ...) apply to its base."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"space file {path} does not exist.")
+    if problem := path_problem(path):
+        raise ConfigError(f"space file {path} {problem}.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
@@ -192,5 +192,5 @@ def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ..
             raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs a distribution head "
                               f"({', '.join(h.name for h in distributions)}); the space allows head {name}.")
         raise ConfigError(f"{path}: objective {objective} is not logged by a run of horizon {base.horizon} and head "
-                          f"{head}; a run logs val/mae_ratio, val/h<k>/mae_ratio for k up to its horizon, and with "
+                          f"{name}; a run logs val/mae_ratio, val/h<k>/mae_ratio for k up to its horizon, and with "
                           f"intervals val/crps_ratio_garch...")

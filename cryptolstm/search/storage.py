@@ -14,24 +14,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
 
-from cryptolstm.errors import ConfigError
+from cryptolstm.errors import ConfigError, masked  # noqa: F401 - masked is used from here too
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal:"
 RECONNECT_SECONDS = 120.0  # how long a storage call keeps retrying a lost database connection
-
-
-def masked(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and tags)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def is_parallel_safe(url: str) -> bool:
@@ -78,16 +72,34 @@ for _name, _method in list(vars(RDBStorage).items()):
         setattr(ResilientRDBStorage, _name, _retrying(_method))
 
 
+def storage_file(url: str) -> Path | None:
+    """The file of a single-machine storage (``sqlite:///PATH``, ``journal:PATH``), None for a
+    database server or an in-memory SQLite. A directory that does not exist is refused, never
+    created: a mistyped path would otherwise start a new, empty study somewhere else."""
+    if url.startswith(JOURNAL):
+        path = url.removeprefix(JOURNAL)
+        if not path:
+            raise ConfigError("storage journal: needs a file path, e.g. journal:optuna.journal.")
+    elif url.startswith("sqlite:///") and url.removeprefix("sqlite:///").split("?")[0] not in ("", ":memory:"):
+        path = url.removeprefix("sqlite:///").split("?")[0]
+    else:
+        return None
+    file = Path(path).expanduser()
+    if not file.resolve().parent.is_dir():
+        raise ConfigError(f"storage {masked(url)}: the directory {file.resolve().parent} does not exist; "
+                          f"create it first or choose another path.")
+    return file
+
+
 def _creation_lock(url: str):
     """A file lock beside a local SQLite database while its schema is created or checked: two
     processes creating one database at once would otherwise race in its migrations."""
-    if not url.startswith("sqlite:///"):
+    path = storage_file(url) if url.startswith("sqlite:///") else None
+    if path is None:
         return contextlib.nullcontext()
     from filelock import FileLock
 
-    path = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(f"{path}.lock", timeout=600)
+    return FileLock(f"{path.resolve()}.lock", timeout=600)
 
 
 def open_storage(url: str, heartbeat: int | None = None):
@@ -97,10 +109,7 @@ def open_storage(url: str, heartbeat: int | None = None):
     if url.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend
 
-        path = url.removeprefix(JOURNAL)
-        if not path:
-            raise ConfigError("storage journal: needs a file path, e.g. journal:optuna.journal.")
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(storage_file(url))))
     if heartbeat is not None and heartbeat < 1:
         raise ConfigError(f"heartbeat must be an integer >= 1 second, got {heartbeat}.")
     kwargs = {}
@@ -114,6 +123,8 @@ def open_storage(url: str, heartbeat: int | None = None):
         with warnings.catch_warnings(), _creation_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except ConfigError:
+        raise
     except (ImportError, ModuleNotFoundError) as exc:
         raise ConfigError(f"storage {masked(url)} needs a database driver that is not installed ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - a wrong URL, host or password: one sentence

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryptolstm.data import Market
-from cryptolstm.errors import ConfigError
+from cryptolstm.errors import ConfigError, error_tag
 from cryptolstm.options import SearchOptions
 from cryptolstm.search.engine import SearchEngine
 from cryptolstm.search.tracker import SearchTracker
@@ -81,9 +81,19 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, track
         space = dataclasses.replace(space, base=space.base.replace(seed=options.seed))
     name = options.study_name or default_study_name(space, options)
     max_epochs = options.max_epochs or space.base.epochs
-    # The engine's state is opened (and checked to belong to this coin and space) before
-    # any run is touched, so a mismatched study leaves nothing behind.
+    # The engine's state is opened (and checked to belong to this coin and space, and not to be
+    # another command's) before any run is touched, so a refused study leaves nothing behind.
     engine: SearchEngine = ENGINES[options.engine].open(space, name, options, max_epochs)
+    try:
+        return _search(space, market, options, tracker, engine, name, max_epochs, progress)
+    finally:
+        engine.release()
+
+
+def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker: SearchTracker,
+            engine: SearchEngine, name: str, max_epochs: int, progress: bool) -> SearchResult:
+    """`run_search` on the opened ``engine``: the parent run, the trials, and the finish if this
+    worker is the last one out."""
     tags = study_tags(space, options, name, max_epochs)
     parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
     if not leader:
@@ -95,7 +105,7 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, track
     except BaseException as exc:
         engine.close(failed=True)
         if engine.alone():  # no other worker is logging to the parent: it ends with this one
-            tracker.ended(runner.parent_id, _status(exc))
+            tracker.ended(runner.parent_id, _status(exc), _error(exc))
         raise
     engine.close(failed=False)
     if not engine.claim_finish():
@@ -108,6 +118,11 @@ def _status(exc: BaseException) -> str:
     return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
+def _error(exc: BaseException) -> str | None:
+    """The parent's ``error`` tag: the sentence the user saw (None for Ctrl-C, which says KILLED)."""
+    return None if isinstance(exc, KeyboardInterrupt) else error_tag(exc)
+
+
 def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: SearchTracker) -> SearchResult:
     """The last worker out: read the study's outcome, re-train the chosen config, score the test
     days once, record it all and end the parent (FAILED if any of it fails)."""
@@ -116,7 +131,7 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
         best = runner.retrain(best_values)
         tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures())
     except BaseException as exc:
-        tracker.ended(runner.parent_id, _status(exc))
+        tracker.ended(runner.parent_id, _status(exc), _error(exc))
         raise
     value = summary.get("search/best_value", best.metrics.get(runner.space.objective))
     return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective)

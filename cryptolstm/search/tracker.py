@@ -43,6 +43,7 @@ class SearchTracker(Protocol):
         """The chosen config re-trained and tested, on the parent run, which ends FINISHED."""
         ...
 
-    def ended(self, parent_id: str, status: str) -> None:
-        """The parent run ended ``FAILED`` or ``KILLED`` (no other worker is logging to it)."""
+    def ended(self, parent_id: str, status: str, error: str | None = None) -> None:
+        """The parent run ended ``FAILED`` (``error``: the sentence the user saw) or ``KILLED`` (no
+        other worker is logging to it)."""
         ...

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from cryptolstm import plots
 from cryptolstm.data import Market
+from cryptolstm.errors import error_tag
 from cryptolstm.render import NOTE, live_text
 from cryptolstm.tracking.commands import command_run, finish
 from cryptolstm.tracking.describe import run_version_text
@@ -40,8 +41,7 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
         if ref.version and ref.is_new(result.first):  # new days only: not its test days again
             _tag_version(client, ref, result, run_id)
     except BaseException as exc:
-        finish(run_id, launched, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-               killed=isinstance(exc, KeyboardInterrupt))
+        finish(run_id, launched, error=error_tag(exc), killed=isinstance(exc, KeyboardInterrupt))
         raise
     finish(run_id, launched)
     return run_id

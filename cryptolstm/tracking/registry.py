@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 import urllib.parse
+import weakref
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,11 +112,36 @@ def load_pyfunc(uri: str):
     """`mlflow.pyfunc.load_model`; any failure (MLflow, OS, Keras or zip errors) is one sentence
     naming the model's folder, or the damaged file in it when `_damage` finds one."""
     try:
-        return mlflow.pyfunc.load_model(uri)
+        return _load_readable(uri)
     except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
         location = _location(uri)
         what, where = (_damage(location) if location else None) or (first_line(exc), location)
         raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})." if where else ".")) from None
+
+
+def _load_readable(uri: str):
+    """The pyfunc of ``uri``. MLflow loads a registered model of a local store in place and writes
+    a note into its folder (``registered_model_meta``); a folder that cannot be written (a
+    read-only store) is copied to a temporary folder first, removed when the model is."""
+    folder = _local_folder(_location(uri))
+    if folder is None or not folder.is_dir() or os.access(folder, os.W_OK):
+        return mlflow.pyfunc.load_model(uri)
+    copy = tempfile.mkdtemp(prefix="cryptolstm-model-")
+    try:
+        model = mlflow.pyfunc.load_model(uri, dst_path=copy)
+    except BaseException:
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+    weakref.finalize(model, shutil.rmtree, copy, True)
+    return model
+
+
+def _local_folder(location: str | None) -> Path | None:
+    """The local folder a model location names (a path or ``file:`` URI), else None."""
+    if location is None:
+        return None
+    folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
+    return folder if folder.is_absolute() else None
 
 
 def forecaster_of(model, label: str = "the model"):
@@ -164,8 +192,8 @@ def _damage(location: str) -> tuple[str, str] | None:
     its MLmodel or a file the MLmodel lists, or holds a ``.keras`` file that is not a complete
     zip archive (Keras reports a truncated one as "File not found") or an ``.onnx`` file that
     is not a valid ONNX model; else None."""
-    folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
-    if not folder.is_absolute():
+    folder = _local_folder(location)
+    if folder is None:
         return None  # a remote artifact store: nothing to look at here
     if not folder.is_dir():
         return "the model's folder is missing", str(folder)

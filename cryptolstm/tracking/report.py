@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 import mlflow
 from mlflow.entities import Run
@@ -15,6 +16,8 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.registry import ALIAS
 from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
+
+PER_HORIZON = re.compile(r"^test/h(\d+)/")  # test/h3/mae_ratio; not test/har/...
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -105,7 +108,7 @@ def _horizon_section(runs: list[Run]) -> list[str]:
     several = [r for r in runs if "test/h2/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
     if not several:
         return []
-    horizon = max(int(k.split("/")[1][1:]) for r in several for k in r.data.metrics if k.startswith("test/h"))
+    horizon = max(int(m.group(1)) for r in several for k in r.data.metrics if (m := PER_HORIZON.match(k)))
     lines = ["## Several days ahead", "", "Test MAE ratio to persistence per horizon (days ahead).", "",
              "| run | " + " | ".join(f"h{h}" for h in range(1, horizon + 1)) + " |", "|---|" + "---|" * horizon]
     for run in several:

@@ -14,6 +14,7 @@ from mlflow.entities import RunStatus
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.errors import error_tag
 from cryptolstm.render import run_name
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 
 
-def use_tracking_uri(uri: str | None) -> str:
-    """Open the tracking store at ``uri`` (default ``sqlite:///mlflow.db``): see `store.open_store`."""
-    return open_store(uri)
+def use_tracking_uri(uri: str | None, read_only: bool = False) -> str:
+    """Open the tracking store at ``uri`` (default ``sqlite:///mlflow.db``) for a command that writes
+    to it, or only reads it (``read_only``): see `store.open_store`."""
+    return open_store(uri, read_only)
 
 
 def coin_experiment(coin: str) -> str:
@@ -106,8 +108,8 @@ def end_failed(exc: BaseException) -> None:
     If even that cannot be written (a full disk), the run is left to the reaper of the next command."""
     killed = isinstance(exc, KeyboardInterrupt)
     try:
-        if not killed:
-            mlflow.set_tag("error", (str(exc).splitlines() or [type(exc).__name__])[0][:500])
+        if not killed:  # the sentence the user saw, not a raw "[Errno 28] ..." from deep below
+            mlflow.set_tag("error", error_tag(exc))
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED if killed else RunStatus.FAILED))
     except Exception as again:  # noqa: BLE001 - the first error is the one to report
         log.warning("the run could not be ended (%s); the next command marks it KILLED", again)
@@ -184,7 +186,7 @@ def verify_run_data(run_id: str, data_dir: str | None, tracking_uri: str | None)
     from cryptolstm.data.verify import verify
     from cryptolstm.errors import CryptoLstmError
 
-    use_tracking_uri(tracking_uri)
+    use_tracking_uri(tracking_uri, read_only=True)
     try:
         found = mlflow.MlflowClient().get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - an unknown run id

@@ -166,5 +166,8 @@ class MlflowSearchTracker:
             value = summary.get("search/best_value", best.metrics.get(objective, float("nan")))
             mlflow.set_tag(NOTE, study_text(tags.get("study_name", "?"), objective, value, best_values, best.metrics))
 
-    def ended(self, parent_id: str, status: str) -> None:
-        mlflow.MlflowClient().set_terminated(parent_id, status)
+    def ended(self, parent_id: str, status: str, error: str | None = None) -> None:
+        client = mlflow.MlflowClient()
+        if error:
+            client.set_tag(parent_id, "error", error)
+        client.set_terminated(parent_id, status)
