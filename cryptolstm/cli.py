@@ -297,9 +297,11 @@ def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
     env = environment(quiet)
     done, uri = call(lambda: workflows.refit(options, env), "the refit run was ended KILLED.")
     typer.echo(f"refit of {done.info.label}:")
-    typer.echo(render.run_summary(done.run_id, uri, done.result))
+    if done.result is not None:
+        typer.echo(render.run_summary(done.run_id, uri, done.result))
     typer.echo(render.registered_line(done.registration))
-    typer.echo(_where(done.run_id, uri))
+    if done.run_id:
+        typer.echo(_where(done.run_id, uri))
 
 
 @app.command("report", cls=Command)

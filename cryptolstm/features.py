@@ -30,6 +30,17 @@ import pandas as pd
 from cryptolstm.errors import ConfigError, DataError
 
 FIELDS = ("open", "high", "low", "close", "volume")  # a coin's raw daily columns, USD
+# The plausible values of a raw field (USD; `cryptolstm.data.schema` explains them): every price file
+# loaded, imported or fetched is checked by them, and so are a served model's input rows.
+PRICE_RANGE = (1e-6, 1e9)  # USD per coin: open, high, low, close
+VOLUME_RANGE = (1.0, 1e14)  # USD per day; 0 is allowed besides in a price file: CoinMarketCap's "not reported"
+PLAUSIBLE = {"price": f"a price is {PRICE_RANGE[0]:g} to {PRICE_RANGE[1]:g} USD",
+             "volume": f"a daily volume is 0 or {VOLUME_RANGE[0]:g} to {VOLUME_RANGE[1]:g} USD"}
+
+
+def plausible_range(field: str) -> tuple[tuple[float, float], str]:
+    """(the plausible (low, high) of raw ``field``, the sentence that says it)."""
+    return (VOLUME_RANGE, PLAUSIBLE["volume"]) if field == "volume" else (PRICE_RANGE, PLAUSIBLE["price"])
 DEFAULT = ("close", "volume")  # the 2018 tutorial's inputs
 RATIO, DIFFERENCE, NONE = "ratio", "difference", "none"
 GARCH_WARMUP = 100  # days before garch_vol's first value: arch's backcast reads the first 75 returns

@@ -35,6 +35,7 @@ from cryptolstm.intervals import INTERVALS, Calibration
 from cryptolstm.windowing import forecast_samples, input_rows, min_rows
 
 PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
+MAX_ROWS = 20_000  # the most daily rows one request may send (55 years): a larger one is refused, not read
 
 
 def input_columns(cfg: RunConfig) -> list[str]:
@@ -53,6 +54,8 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
         raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(needed)}.")
     if len(rows) < fewest:
         raise DataError(f"the input has {len(rows)} row(s); this model needs at least {fewest} daily rows.")
+    if len(rows) > MAX_ROWS:
+        raise DataError(f"the input has {len(rows)} rows; a request may send at most {MAX_ROWS:,} daily rows.")
     dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
     if dates.isna().any():
         raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
@@ -62,10 +65,22 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
     if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
         raise DataError(f"every price and volume in {'the input' if every_day else 'the last rows'} "
                         "must be a number greater than 0.")
+    _check_plausible(values, frame["date"])
     if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
         raise DataError("the input's rows must be consecutive days." if every_day
                         else f"the last {fewest} rows must be consecutive days.")
     return frame.assign(**{c: values[c].astype(float) for c in values}).set_index("date")
+
+
+def _check_plausible(values: pd.DataFrame, dates: pd.Series) -> None:
+    """One sentence naming the first value outside its field's plausible range."""
+    for column in values.columns:
+        (low, high), said = features.plausible_range(column.rsplit("_", 1)[1])
+        outside = ~values[column].between(low, high)
+        if outside.any():
+            at = int(np.argmax(outside.to_numpy()))
+            raise DataError(f"the input's {column} on {dates.iloc[at]:%Y-%m-%d} is {values[column].iloc[at]:g}, "
+                            f"outside the plausible range ({said}).")
 
 
 def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
@@ -115,7 +130,7 @@ def _json(path: str) -> Any:
 
 def load_forecaster(artifacts: dict[str, str]):
     """The `cryptolstm.inference.Predictor` of a model's artifacts (see the module docstring)."""
-    from cryptolstm.inference import Predictor, onnx_network
+    from cryptolstm.inference import Predictor
 
     cfg = RunConfig(**_json(artifacts["config"]))
     calibration = Calibration.from_dict(_json(artifacts["calibration"])) if "calibration" in artifacts else None
@@ -123,8 +138,20 @@ def load_forecaster(artifacts: dict[str, str]):
     networks = []
     for k in range(cfg.ensemble):
         onnx, keras_file = ("onnx_model", "keras_model") if k == 0 else (f"onnx_model_{k}", f"keras_model_{k}")
-        networks.append(onnx_network(artifacts[onnx]) if onnx in artifacts else _keras_network(artifacts[keras_file]))
+        networks.append(_onnx(artifacts[onnx]) if onnx in artifacts else _keras_network(artifacts[keras_file]))
     return Predictor(cfg, networks, state, calibration)
+
+
+def _onnx(path: str):
+    """`cryptolstm.inference.onnx_network`; a damaged or truncated file is one sentence naming it."""
+    from cryptolstm.inference import onnx_network
+
+    try:
+        return onnx_network(path)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types: one sentence
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+        raise DataError(f"the model's network file {path} is damaged or truncated ({reason}); log the model again "
+                        f"(train or refit it).") from None
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):

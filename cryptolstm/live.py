@@ -25,7 +25,7 @@ from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.forecast import Forecast
 from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
 from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.registry import ModelInfo, ModelStore, next_day
+from cryptolstm.registry import MIN_TAGGED_DAYS, ModelInfo, ModelStore, next_day
 from cryptolstm.scoring import score
 from cryptolstm.splits import Period
 
@@ -58,6 +58,12 @@ class Evaluation:
         """Whether every day scored came after the model's data."""
         return self.info.is_new(self.first)
 
+    @property
+    def tags_version(self) -> bool:
+        """Whether it becomes the version's ``live.*`` tags: a registered version scored on new days,
+        at least `MIN_TAGGED_DAYS` of them (a few days say little; its own run keeps them all the same)."""
+        return bool(self.info.version) and self.new_days and self.n_days >= MIN_TAGGED_DAYS
+
 
 def live_days(info: ModelInfo, market: Market, since: str | None, until: str | None, data_dir: str) -> tuple[str, str]:
     """The days to score (first, last): from ``since`` (default: the day after the model's data)
@@ -74,6 +80,46 @@ def live_days(info: ModelInfo, market: Market, since: str | None, until: str | N
     if first > last:
         raise ConfigError(f"no day to score between {first} and {last}.")
     return first, min(last, market.last_date)
+
+
+PRICE_TOLERANCE = 1e-6  # the relative difference two copies of a price may have (they are 32-bit floats upstream)
+
+
+def check_prices(info: ModelInfo, frame: pd.DataFrame, data_dir: str) -> None:
+    """One sentence when the prices in ``frame`` (read from ``data_dir``) are not those ``info``'s model
+    was trained on, on the days both hold (every raw column it read, within `PRICE_TOLERANCE`): another
+    coin's prices, edited or re-sourced ones. Without shared days, the coin's price level must carry on
+    from where the training data ended. A model logged before it recorded its prices is not checked."""
+    if not info.prices:
+        return
+    trained = pd.DataFrame(info.prices["columns"], index=pd.date_range(info.prices["first_date"],
+                                                                       periods=len(next(iter(info.prices["columns"].values()))), freq="D"))
+    shared = trained.index.intersection(frame.index)
+    if len(shared) == 0:
+        return _check_level(info, trained, frame, data_dir)
+    for column in trained.columns:
+        new, old = frame.loc[shared, column].to_numpy(float), trained.loc[shared, column].to_numpy(float)
+        off = ~np.isclose(new, old, rtol=PRICE_TOLERANCE, atol=0, equal_nan=True)
+        if off.any():
+            day = shared[int(np.argmax(off))].date()
+            raise DataError(f"the prices in {data_dir} are not those {info.label} was trained on: {column} on {day} is "
+                            f"{new[off][0]:.10g} there but was {old[off][0]:.10g} ({int(off.sum())} of the {len(shared)} "
+                            f"shared days differ); evaluate it on the data it was trained with, or refit it.")
+
+
+def _check_level(info: ModelInfo, trained: pd.DataFrame, frame: pd.DataFrame, data_dir: str) -> None:
+    """Without shared days: the first new close must be within a factor the gap's days allow (a
+    daily move of 10 % compounded, at least a factor of 2) of the last close trained on."""
+    from cryptolstm.features import column
+
+    name = column(info.config.coin, "close")
+    last, first = trained[name].iloc[-1], frame[name].iloc[0]
+    days = max((frame.index[0] - trained.index[-1]).days, 1)
+    allowed = max(2.0, 1.1 ** days)
+    if not 1 / allowed <= first / last <= allowed:
+        raise DataError(f"the prices in {data_dir} do not continue those {info.label} was trained on: {name} was "
+                        f"{last:.10g} on {trained.index[-1].date()} and is {first:.10g} {days} day(s) later; "
+                        f"is it another coin's file?")
 
 
 def daily_table(forecast: Forecast, actual: np.ndarray) -> pd.DataFrame:
@@ -132,6 +178,7 @@ def evaluate(store: ModelStore, uri: str, data_dir: str, since: str | None = Non
     cfg = info.config
     ensure_data(data_dir, fetch_missing)
     market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps)
+    check_prices(info, market.frame, data_dir)
     first, last = live_days(info, market, since, until, data_dir)
     started = time.perf_counter()
     forecasts, metrics = score_days(forecaster, cfg, market.frame, first, last)

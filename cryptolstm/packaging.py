@@ -23,6 +23,7 @@ import pandas as pd
 from cryptolstm.data import Market
 from cryptolstm.train import TrainResult
 from cryptolstm import features
+from cryptolstm.config import COINS
 from cryptolstm.windowing import input_rows, min_rows
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,18 @@ def runtime_requirements(keras: bool = False, extra: tuple[str, ...] = ()) -> li
 
 
 def training_record(result: TrainResult, market: Market) -> dict:
-    """What ``training.json`` says: each period's first and last day and sample count, and the data
-    the model was trained with (first and last day, files' sha256)."""
+    """What ``training.json`` says: each period's first and last day, the data the model was trained
+    with (first and last day, files' sha256) and its prices: every raw column the model reads, day by
+    day (10 significant digits), so that new data can be checked against them on the days they share."""
     periods = {name: {"first": p.first.date().isoformat(), "last": p.last.date().isoformat()}
                for name, p in result.periods.items()}
+    cfg = result.config
+    read = market.frame[features.required(cfg.feature_names, COINS, cfg.coin)]
     return {"periods": periods,
             "data": {"first_date": market.first_date, "last_date": market.last_date, "rows": len(market.frame),
-                     "sha256": {coin: digest for coin, (_, digest) in market.files.items()}}}
+                     "sha256": {coin: digest for coin, (_, digest) in market.files.items()}},
+            "prices": {"first_date": market.first_date,
+                       "columns": {c: [float(f"{v:.10g}") for v in read[c].to_numpy()] for c in read.columns}}}
 
 
 @dataclass

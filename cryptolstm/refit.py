@@ -27,7 +27,7 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.data.prepare import prepare_market
 from cryptolstm.errors import ConfigError, CryptoLstmError, DataError
-from cryptolstm.live import score_days
+from cryptolstm.live import check_prices, score_days
 from cryptolstm.models.lstm import EpochHook
 from cryptolstm.registry import Decision, ModelInfo, ModelStore, Registration, model_name, next_day
 from cryptolstm.train import TrainResult
@@ -44,12 +44,24 @@ def refit_config(cfg: RunConfig, data_dir: str, end_date: str | None) -> RunConf
 
 @dataclass(frozen=True)
 class Refit:
-    """What `refit` did: the model it refitted, the new run, its result and registration."""
+    """What `refit` did: the model it refitted, the new run, its result (None when the same refit had
+    been made already: nothing was trained) and registration."""
 
     info: ModelInfo
     run_id: str
-    result: TrainResult
+    result: TrainResult | None
     registration: Registration
+
+
+def refit_key(info: ModelInfo, cfg: RunConfig, market: Market, retrain: str) -> str:
+    """What makes two refits the same: the model refitted, the configuration, the data (its files'
+    digests and last day) and how it starts; a refit with the same key adds nothing new."""
+    import hashlib
+    import json
+
+    digests = sorted(f"{coin}:{digest}" for coin, (_, digest) in market.files.items())
+    text = json.dumps([info.run_id, cfg.to_dict(), digests, market.last_date, retrain], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def refit_name(cfg: RunConfig) -> str:
@@ -77,15 +89,31 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
                           f"new version of {model_name(cfg.coin)}; pass --model runs:/{info.run_id}/model to refit "
                           f"its configuration there.")
     market = prepare_market(cfg, fetch_missing)
-    if market.last_date <= info.data_last:
-        raise DataError(f"the data in {data_dir}{' up to ' + end_date if end_date else ''} ends on {market.last_date}, "
-                        f"and {info.label} was trained on data up to {info.data_last}: there is no new day to refit on.")
+    check_prices(info, market.frame, data_dir)
+    _check_new_days(store, info, market, data_dir, end_date)
+    key = refit_key(info, cfg, market, retrain)
+    done = store.find_refit(key, cfg.coin)
+    if done is not None:  # the same refit was made already (a rerun after a crash, or twice): nothing new
+        return Refit(info, done[0], None, done[1])
     tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
-            "init.from": info.label if retrain == "warm" else "scratch"}
+            "init.from": info.label if retrain == "warm" else "scratch", "refit.key": key}
     init = store.network(info) if retrain == "warm" else None
     run_id, result = store.train(cfg, market, refit_name(cfg), tags, on_epoch, init)
     decide = common_evaluation(store, store.resolve(f"runs:/{run_id}/model"), market)
     return Refit(info, run_id, result, store.register(run_id, cfg.coin, force, decide, tags))
+
+
+def _check_new_days(store: ModelStore, info: ModelInfo, market: Market, data_dir: str, end_date: str | None) -> None:
+    """One sentence when the data holds no day after those ``info``'s model, or the champion, trained on."""
+    until = f"{data_dir}{' up to ' + end_date if end_date else ''}"
+    if market.last_date <= info.data_last:
+        raise DataError(f"the data in {until} ends on {market.last_date}, and {info.label} was trained on data up to "
+                        f"{info.data_last}: there is no new day to refit on.")
+    champion = store.champion(info.config.coin)
+    if champion is not None and market.last_date <= champion.data_last:
+        raise DataError(f"the data in {until} ends on {market.last_date}, and the champion, {champion.label}, was "
+                        f"trained on data up to {champion.data_last}: a refit would add no day it has not seen; "
+                        f"nothing was trained or registered.")
 
 
 def common_evaluation(store: ModelStore, refitted: ModelInfo, market: Market) -> Decision:

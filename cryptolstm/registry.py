@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 ALIAS = "champion"
 METRIC = "val/mae_ratio"  # selection stays on validation days; test is reported, never chosen on
+DISTRIBUTION_METRIC = "val/crps_ratio_garch"  # a forecast distribution is chosen on its CRPS, not its median's MAE
 # What makes two validation ratios comparable: the same protocol, data and validation days; the
 # number of validation samples differs between horizons (a window needs all its target days).
+MIN_TAGGED_DAYS = 30  # the fewest new days an evaluation must score to change a version's live.* tags
 EVALUATION_TAGS = ("protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last", "split.val.n")
 
 
@@ -54,8 +56,8 @@ class ModelInfo:
     """A model as the registry knows it: its ``uri`` (as given), the registered ``name`` and
     ``version`` (None for ``runs:/``), the ``run_id`` that trained it, its ``config``, the last day
     its training or validation used (``trained_until``), the first of its validation days
-    (``val_first``), the last day of the data it was trained with (``data_last``), and ``extra``:
-    what else the store records (the logged model's id...)."""
+    (``val_first``), the last day of the data it was trained with (``data_last``), ``extra``: what
+    else the store records (the logged model's id...), and ``prices``: the prices it was trained on."""
 
     uri: str
     run_id: str
@@ -66,6 +68,7 @@ class ModelInfo:
     name: str | None = None
     version: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: an old model)
 
     @property
     def label(self) -> str:
@@ -99,34 +102,60 @@ class Registration:
     added: bool = True
 
 
+def selection_metric(distribution: bool) -> str:
+    """What a model is chosen on: the validation MAE ratio to persistence for a point forecast, the
+    validation CRPS ratio to GARCH for a forecast distribution (never one against the other)."""
+    return DISTRIBUTION_METRIC if distribution else METRIC
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """A version (or a run about to be one) as promotion compares it: its ``version``, its value of
-    `METRIC` and the evaluation that value was measured on (`EVALUATION_TAGS`)."""
+    """A version (or a run about to be one) as promotion compares it: its ``version``, the ``metric``
+    it is chosen on and its ``value``, and the evaluation that value was measured on (`EVALUATION_TAGS`)."""
 
     version: str | None
+    metric: str
     value: float
     evaluation: dict[str, str]
 
 
 Decision = Callable[[ModelInfo], tuple[bool, str]]  # the champion -> (promote?, why)
+WORDS = {"protocol": "protocol", "data.first_date": "data from", "data.last_date": "data up to",
+         "split.val.first": "validation from", "split.val.last": "validation to", "split.val.n": "validation samples"}
 
 
-def promotion(candidate: Candidate, champion: Candidate | None, force: bool = False) -> tuple[bool, str]:
-    """Whether ``candidate`` should become champion over ``champion`` (None: there is none), and why."""
+def incomparable(candidate: Candidate, champion: Candidate) -> str | None:
+    """Why ``candidate`` cannot be compared with ``champion``, in words, or None when it can."""
+    if candidate.metric != champion.metric:
+        return (f"this run is chosen on {candidate.metric} and champion version {champion.version} on {champion.metric} "
+                f"(a point forecast and a forecast distribution are not compared)")
+    differing = [k for k in EVALUATION_TAGS if champion.evaluation.get(k) != candidate.evaluation.get(k)]
+    if not differing:
+        return None
+    said = ", ".join(f"{WORDS[k]} {candidate.evaluation.get(k) or 'unknown'} where champion version {champion.version} "
+                     f"has {champion.evaluation.get(k) or 'unknown'}" for k in differing)
+    return f"they were validated on different days or data ({said})"
+
+
+def promotion(candidate: Candidate, champion: Candidate | None, force: bool = False,
+              chosen: bool = False) -> tuple[bool, str]:
+    """Whether ``candidate`` becomes champion over ``champion`` (None: there is none), and why, in
+    words. A run the user named (``chosen``) becomes champion whenever it is comparable; any other
+    only when it beats the champion; ``force`` promotes it either way."""
     if champion is None:
         return True, "first champion"
     if force:
-        return True, f"promoted by force over version {champion.version}"
-    if champion.evaluation != candidate.evaluation:
-        differing = [k for k in EVALUATION_TAGS if champion.evaluation.get(k) != candidate.evaluation.get(k)]
-        said = ", ".join(f"{k} {candidate.evaluation.get(k) or 'none'} (champion: {champion.evaluation.get(k) or 'none'})"
-                         for k in differing)
-        return False, (f"not compared with champion version {champion.version}: they were evaluated on different days "
-                       f"or data ({said}); promote it with --force")
-    if candidate.value < champion.value:
-        return True, f"{METRIC} {candidate.value:.4f} beats champion version {champion.version} ({champion.value:.4f})"
-    return False, f"{METRIC} {candidate.value:.4f} does not beat champion version {champion.version} ({champion.value:.4f})"
+        return True, f"made champion by --force over version {champion.version}"
+    why = incomparable(candidate, champion)
+    if why is not None:
+        return False, f"not compared with champion version {champion.version}: {why}; to make it champion anyway, " \
+                      f"register it with --force"
+    verdict = "beats" if candidate.value < champion.value else "does not beat"
+    text = (f"{candidate.metric} {candidate.value:.4f} {verdict} champion version {champion.version}'s "
+            f"{champion.value:.4f}")
+    if chosen:
+        return True, f"{text}; made champion as you named it"
+    return candidate.value < champion.value, text
 
 
 class ModelStore(Protocol):
@@ -139,6 +168,15 @@ class ModelStore(Protocol):
 
     def load(self, info: ModelInfo, coin: str | None = None) -> NetworkForecaster:
         """The model's forecaster, loaded as a user loads it (of ``coin``, when given)."""
+        ...
+
+    def champion(self, coin: str) -> ModelInfo | None:
+        """The coin's champion, or None when it has none."""
+        ...
+
+    def find_refit(self, key: str, coin: str) -> tuple[str, Registration] | None:
+        """(the run, its registration) of a refit made already with this `cryptolstm.refit.refit_key`,
+        its decision completed if a killed command left it half done; None when there is none."""
         ...
 
     def network(self, info: ModelInfo):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
+from cryptolstm.registry import MIN_TAGGED_DAYS
 from cryptolstm.scoring import INTERVAL_BASELINES, SEEDED
 
 NOTE = "mlflow.note.content"  # the tag MLflow shows as a run's or an experiment's description
@@ -121,20 +122,26 @@ def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
     return lines
 
 
+def ratio_p(metrics: dict[str, float], baseline: str) -> str:
+    """``1.012 (p 0.034)``: the CRPS ratio to ``baseline`` and its DM p-value, in a fixed width."""
+    ratio, p = metrics.get(f"crps_ratio_{baseline}", float("nan")), metrics.get(f"crps_dm_p_{baseline}", float("nan"))
+    return f"{ratio:.3f} (p {p:<7.2g})"
+
+
 def interval_lines(metrics: dict[str, float]) -> list[str]:
-    """The intervals of a run with a distribution head: coverage (calibrated, raw), CRPS, and
-    the CRPS ratio to GARCH and to the empirical baseline with their DM p-values, per split."""
-    lines = [f"  intervals (calibrated on val): {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
-             f"{'CRPS ratio GARCH (p)':>22}{'empirical (p)':>16}"]
+    """The intervals of a run with a distribution head, per split: coverage (calibrated, and raw
+    before calibration) and the CRPS ratio to GARCH, HAR and the empirical quantiles with the
+    Diebold-Mariano p-values."""
+    shown = [b for b in COMPARED if any(k.endswith(f"/crps_ratio_{b}") for k in metrics)]
+    lines = ["  intervals, calibrated on the val days (their coverage there is in-sample); a CRPS ratio < 1 beats "
+             "the baseline:", f"  {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
+             + "".join(f"  {'CRPS / ' + LABELS[b]:<17}" for b in shown)]
     for split in ("val", "test"):
         if f"{split}/coverage_80" in metrics:
             m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
-            lines.append(f"  {'':<30}{split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
+            lines.append(f"  {split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
                          f"{m['raw_coverage_80']:>6.2f}/{m['raw_coverage_95']:.2f}"
-                         f"{m['crps_ratio_garch']:>14.3f} ({m['crps_dm_p_garch']:.2g})"
-                         f"{m['crps_ratio_empirical']:>9.3f} ({m['crps_dm_p_empirical']:.2g})")
-    lines.append("  a CRPS ratio < 1 means the LSTM's forecast distribution beat that baseline's; coverage on the "
-                 "val days is in-sample (they calibrated it).")
+                         + "".join(f"  {ratio_p(m, b):<17}" for b in shown))
     return lines
 
 
@@ -199,12 +206,15 @@ def live_summary(evaluation) -> str:
     if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
         lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
     if "coverage_80" in m:
+        ratios = ", ".join(f"{LABELS[b]} {ratio_p(m, b).rstrip()}" for b in COMPARED if f"crps_ratio_{b}" in m)
         lines.append(f"  intervals: coverage {m['coverage_80']:.2f} (80 %) / {m['coverage_95']:.2f} (95 %); CRPS "
-                     f"ratio to GARCH {m['crps_ratio_garch']:.3f} (p {m['crps_dm_p_garch']:.2g}), to the empirical "
-                     f"quantiles {m['crps_ratio_empirical']:.3f} (p {m['crps_dm_p_empirical']:.2g})")
-    if ref.version and evaluation.new_days:
+                     f"ratio to {ratios}")
+    if evaluation.tags_version:
         lines.append(f"  tagged {ref.name} version {ref.version}: live.mae_ratio {m['mae_ratio']:.4f}, "
                      f"live.days {result.n_days}, live.first_date {result.first}, live.last_date {result.last}")
+    elif ref.version and evaluation.new_days:
+        lines.append(f"  {ref.name} version {ref.version} keeps its live.* tags: {result.n_days} day(s) are fewer "
+                     f"than the {MIN_TAGGED_DAYS} an evaluation needs to replace them (this evaluation's run holds them)")
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from cryptolstm.errors import DataError
+from cryptolstm.features import PLAUSIBLE, PRICE_RANGE, VOLUME_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ AGREE_RTOL, AGREE_ATOL = 1e-6, 0.005
 # and over 250 above. They also keep the ratio of any two values, which is what a window feeds the
 # network (each row divided by the first), inside float32 (3.4e38): a volume of 1e300 would reach
 # training as inf and be blamed on the learning rate.
-PRICE_RANGE = (1e-6, 1e9)  # USD per coin: open, high, low, close
-VOLUME_RANGE = (1.0, 1e14)  # USD per day; 0 is allowed besides: CoinMarketCap's "not reported"
-PLAUSIBLE = {"price": f"a price is {PRICE_RANGE[0]:g} to {PRICE_RANGE[1]:g} USD",
-             "volume": f"a daily volume is 0 or {VOLUME_RANGE[0]:g} to {VOLUME_RANGE[1]:g} USD"}
+# The ranges themselves are `cryptolstm.features.PRICE_RANGE` and `VOLUME_RANGE`: the served model checks its input rows by them too.
 
 
 def _plausible(kind: str, low: float, high: float, zero: bool = False) -> pa.Check:

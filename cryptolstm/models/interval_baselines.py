@@ -28,9 +28,9 @@ import pandas as pd
 from cryptolstm.errors import DataError
 from cryptolstm.forecast import Forecast
 from cryptolstm.garch import arch_model, fit_garch, percent_log_returns
-from cryptolstm.intervals import LEVELS, empirical_quantiles, gaussian_quantiles, level_index
+from cryptolstm.intervals import LEVELS, empirical_quantiles, gaussian_quantiles
 from cryptolstm.models.base import History
-from cryptolstm.models.baselines import day_before, origins_in, quantiles_forecast
+from cryptolstm.models.baselines import origins_in, quantiles_forecast
 from cryptolstm.models.har import Har
 from cryptolstm.windowing import Samples
 

@@ -38,7 +38,7 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
                          tags=[RunTag(k, v) for k, v in _tags(ref, cfg, result, market, run_id).items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
         client.log_figure(run_id, plots.live_gap(result.days, cfg.coin, ref.label), "plots/live_cumulative_gap.png")
-        if ref.version and ref.is_new(result.first):  # new days only: not its test days again
+        if result.tags_version:  # enough new days: not its test days again, not a day or two
             _tag_version(client, ref, result, run_id)
     except BaseException as exc:
         finish(run_id, launched, error=error_tag(exc), killed=isinstance(exc, KeyboardInterrupt))

@@ -1,0 +1,72 @@
+"""The registry in MLflow, as `cryptolstm.registry.ModelStore`: `models` resolves and loads model
+URIs, `versions` registers runs and moves the champion alias; `MlflowModels` is the store the
+core's evaluate and refit talk to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlflow
+
+from cryptolstm.config import RunConfig
+from cryptolstm.errors import ConfigError, first_line
+from cryptolstm.registry import Decision, ModelInfo, Registration, champion_uri
+from cryptolstm.tracking.registry.models import check_model_coin, forecaster_of, load, load_pyfunc, resolve
+from cryptolstm.tracking.registry.versions import (best_run, find_refit, forecast_with, load_champion, reap_registrations,
+                                                   register, register_best, register_run)
+
+__all__ = ["MlflowModels", "best_run", "check_model_coin", "forecast_with", "forecaster_of", "load", "load_champion",
+           "load_pyfunc", "reap_registrations", "register", "register_best", "register_run", "resolve"]
+
+
+class MlflowModels:
+    """`cryptolstm.registry.ModelStore` on MLflow: this module's functions, training as a tracked
+    run (resuming ``launched``, the run ``mlflow run`` made, where there is one) and evaluations
+    recorded as runs (`cryptolstm.tracking.live`)."""
+
+    def __init__(self, launched: str | None = None) -> None:
+        self.launched = launched
+
+    def resolve(self, uri: str) -> ModelInfo:
+        return resolve(uri)
+
+    def load(self, info: ModelInfo, coin: str | None = None):
+        return load(info, coin)
+
+    def champion(self, coin: str) -> ModelInfo | None:
+        try:
+            return resolve(champion_uri(coin))
+        except ConfigError:
+            return None
+
+    def find_refit(self, key: str, coin: str):
+        return find_refit(key, coin)
+
+    def network(self, info: ModelInfo):
+        """The Keras network its training run saved (``keras/lstm.keras``); one sentence without it."""
+        import keras
+
+        import cryptolstm.models.lstm  # noqa: F401 - registers the custom activation, heads and losses
+
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path="keras/lstm.keras")
+            return keras.models.load_model(path)
+        except Exception as exc:  # noqa: BLE001 - a run without it (or a damaged file): one sentence
+            raise ConfigError(f"{info.label} has no Keras network to start from ({first_line(exc)}); refit it with "
+                              f"--retrain scratch.") from None
+
+    def train(self, cfg: RunConfig, market, name: str, tags: dict[str, str], on_epoch: Sequence = (), init=None):
+        from cryptolstm.tracking.runs import coin_experiment
+        from cryptolstm.tracking.train import tracked_train
+
+        return tracked_train(cfg, market, None, coin_experiment(cfg.coin), on_epoch, self.launched, name, tags, init)
+
+    def register(self, run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
+                 tags: dict[str, str] | None = None) -> Registration:
+        return register_run(run_id, coin, force, decide, tags)
+
+    def record_evaluation(self, evaluation, market, data_dir: str) -> str:
+        from cryptolstm.tracking.live import log_evaluation
+
+        return log_evaluation(evaluation, market, data_dir, self.launched)
