@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from cryptolstm import noise, options as opts
-from cryptolstm.config import FIELD_NAMES, RunConfig
+from cryptolstm.config import FIELD_NAMES, HELP, RunConfig
 from cryptolstm.errors import CryptoLstmError, sentence_of
 from cryptolstm import render, workflows
 from cryptolstm.workflows import Environment
@@ -86,7 +86,7 @@ HIDDEN = ("follower",)  # set by the search for the worker processes it starts
 LAUNCHED: list[str] = []  # the run `mlflow run` made for the command being run (see `_root`)
 INTERRUPTED: list[bool] = []  # whether `call` has said what a Ctrl-C did (see `main`)
 VERBOSE: list[bool] = []  # the root option --verbose (see `_root`)
-UNSET = ("", "None")  # what an unset MLproject parameter passes: not given
+UNSET = ("", "None", "default")  # what an unset MLproject parameter passes: not given
 Verbose = Annotated[bool, typer.Option("--verbose", help="Keep TensorFlow's and MLflow's notices, warnings and "
                                                          "download bars (hidden by default).", metavar="")]
 
@@ -108,7 +108,8 @@ def _option(f, panel: str | None = None, default_text: str | None = None):
     kind = opts.kind_of(f.name, f.type)
     shown = default_text if default_text is not None else (False if f.default is None else str(f.default).lower()
                                                            if isinstance(f.default, bool) else str(f.default))
-    option = typer.Option("--" + f.name.replace("_", "-"), help=f.metadata.get("help", ""), metavar=METAVARS[kind],
+    text = f.metadata.get("help") or (HELP.get(f.name, "") if panel else "")
+    option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[kind],
                           show_default=shown, hidden=f.name in HIDDEN, rich_help_panel=panel)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[str], option])
@@ -155,7 +156,8 @@ def environment(quiet: bool) -> Environment:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
                         force=True)
     for noisy, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("urllib3", logging.WARNING),
-                         ("absl", logging.ERROR), ("tensorflow", logging.ERROR)):
+                         ("absl", logging.ERROR), ("tensorflow", logging.ERROR), ("tf2onnx", logging.ERROR),
+                         ("optuna", logging.WARNING), ("matplotlib", logging.WARNING), ("keras_tuner", logging.WARNING)):
         logging.getLogger(noisy).setLevel(level)
     if not any(VERBOSE):
         noise.quiet_logging(logging.getLogger().handlers)
@@ -172,9 +174,12 @@ def fail(message: str) -> None:
     """Print one sentence and exit 2 (under ``mlflow run``, the sentence is also tagged on its run)."""
     typer.echo(f"error: {message}", err=True)
     if LAUNCHED:
+        import click
+
         from cryptolstm.tracking.runs import tag_error
 
-        tag_error(LAUNCHED[0], message)
+        context = click.get_current_context(silent=True)
+        tag_error(LAUNCHED[0], message, context.info_name if context else "command")
     raise typer.Exit(code=2)
 
 
@@ -219,8 +224,11 @@ def _record(write) -> None:
 def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = False) -> None:
     """Train one LSTM on one coin and log the whole run to MLflow."""
     env = environment(quiet)
-    run_id, uri, result = call(lambda: workflows.train(options, overrides, env), "the run was ended KILLED.")
+    run_id, uri, result, registered = call(lambda: workflows.train(options, overrides, env), "the run was ended KILLED.")
     typer.echo(render.run_summary(run_id, uri, result))
+    typer.echo(f"model: runs:/{run_id}/model")
+    if registered is not None:
+        typer.echo(render.registered_line(registered))
     typer.echo(_where(run_id, uri))
 
 
@@ -240,7 +248,7 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
                    f"(parent run {result.parent_run_id}).")
         return
     typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
-               f"with {result.best_values}")
+               f"with {render.values_text(result.best_values)}")
     typer.echo(render.run_summary(result.parent_run_id, uri, result.best))
     typer.echo(_where(result.parent_run_id, uri))
     if registered is not None:
@@ -326,13 +334,14 @@ def fetch_command(options: opts.FetchOptions, quiet: Quiet = False) -> None:
 
 data_app = typer.Typer(help="Import, list and verify price data.", no_args_is_help=True, cls=Group)
 app.add_typer(data_app, name="data")
-DataDir = Annotated[Optional[str], typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")]
+DataDir = Annotated[Optional[str], typer.Option(help="Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).",
+                                                metavar="DIR")]
 
 
 @data_app.command("import", cls=Command)
 def import_command(
     file: Annotated[str, typer.Argument(help="A daily price CSV (Yahoo, Kaggle, CoinMarketCap export...).")],
-    coin: Annotated[str, typer.Option(help="Coin the file holds: BTC or ETH.")],
+    coin: Annotated[str, typer.Option(help="Coin the file holds: BTC or ETH.", metavar="COIN")],
     data_dir: DataDir = None,
 ) -> None:
     """Validate a foreign CSV and store it, in the project's format, as a new snapshot."""
@@ -354,8 +363,9 @@ def list_command(data_dir: DataDir = None) -> None:
 
 @data_app.command("verify", cls=Command)
 def verify_command(
-    run: Annotated[str, typer.Option("--run", help="MLflow run id whose data to check.")],
-    data_dir: Annotated[Optional[str], typer.Option(help="Data directory (default: the one the run read).")] = None,
+    run: Annotated[str, typer.Option("--run", help="MLflow run id whose data to check.", metavar="RUN_ID")],
+    data_dir: Annotated[Optional[str], typer.Option(help="Data directory (default: the one the run read).",
+                                                    metavar="DIR")] = None,
 ) -> None:
     """Exit 0 if the data on disk is byte-identical to what the run used, else 1 with the difference."""
     from cryptolstm.tracking.runs import verify_run_data

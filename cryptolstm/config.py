@@ -116,6 +116,39 @@ class RunConfig:
 
 FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
 
+# What each field means, as `cryptolstm train --help` shows it.
+HELP = {
+    "coin": f"The coin forecast: {', '.join(COINS)} (the model still reads both coins' inputs).",
+    "protocol": "honest (chronological train/val/test, leak-free) or seed (the 2018 notebook's split).",
+    "data_dir": "Price directory (env CRYPTOLSTM_DATA_DIR).",
+    "merge_date": "First day of the data (YYYY-MM-DD).",
+    "end_date": "Last day of the data (YYYY-MM-DD; default: the last day in the directory).",
+    "fill_gaps": "Forward-fill missing days instead of refusing them.",
+    "features": f"Input features, comma-separated ({', '.join(feature_library.NAMES)}), or a set: "
+                f"{', '.join(feature_library.SETS)}.",
+    "window_len": "Days per input window.",
+    "horizon": "Days forecast at once (t+1..t+H).",
+    "train_frac": "Share of the days whose targets train the model.",
+    "val_frac": "Share of the days that validate it (early stopping, calibration); the rest is the test split.",
+    "cell": f"Recurrent layer: {', '.join(CELLS)}.",
+    "layers": "Recurrent layers.",
+    "neurons": "Units per recurrent layer.",
+    "dropout": "Dropout after each recurrent layer, in [0, 1).",
+    "activation": f"Cell activation: {', '.join(ACTIVATIONS)}.",
+    "recurrent_activation": f"Gate activation: {', '.join(RECURRENT_ACTIVATIONS)}.",
+    "output_activation": f"Point head's output activation: {', '.join(ACTIVATIONS)}.",
+    "head": f"What the network outputs: {', '.join(heads.NAMES)}.",
+    "loss": f"Point head's loss: {', '.join(LOSSES)} (a distribution head trains on its own).",
+    "optimizer": f"Optimizer: {', '.join(OPTIMIZERS)}.",
+    "learning_rate": "Optimizer's learning rate.",
+    "batch_size": "Samples per gradient step.",
+    "epochs": "Most epochs (honest: early stopping may end sooner).",
+    "patience": "Epochs without a better validation loss before training stops.",
+    "shuffle": "Shuffle the training samples each epoch.",
+    "seed": "Seed of the weights and dropout (an ensemble's members: seed, seed + 1...).",
+    "ensemble": "Networks trained with successive seeds and forecast as one (mean points, mean quantiles).",
+}
+
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:

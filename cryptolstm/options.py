@@ -130,6 +130,8 @@ class TrainOptions:
 
     experiment: str = option(DEFAULT_EXPERIMENT, "Experiment file (YAML) with the run's values; options override it.")
     experiment_name: str | None = option(None, "MLflow experiment (default: cryptolstm-<coin>).")
+    register: bool = option(False, "Register the run and make it champion when it is comparable with the "
+                                   "champion (validated on the same days); else say why.")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -159,7 +161,8 @@ class SearchOptions:
     tuner_dir: str = option("keras_tuner", "keras-tuner state directory.")
     overwrite: bool = option(False, "keras-tuner: discard an existing search of this name.")
     experiment_name: str | None = option(None, "MLflow experiment (default cryptolstm-<coin>).")
-    register: bool = option(True, "Register the chosen model afterwards.")
+    register: bool = option(False, "Register the chosen model afterwards, if no comparable run of the experiment "
+                                   "did better (champion only if it beats the champion).")
     n_workers: int = option(1, "Worker processes on this machine (>1 needs a journal: or postgresql:// storage).")
     heartbeat: int | None = option(None, "Seconds between trial heartbeats on an RDB storage "
                                          "(default 30 for postgresql://, else off).")

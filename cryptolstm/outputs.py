@@ -16,7 +16,7 @@ from cryptolstm.data import Market
 from cryptolstm.features import closes
 from cryptolstm.metrics import central_coverage
 from cryptolstm.packaging import Package, package
-from cryptolstm.render import NOTE, result_text
+from cryptolstm.render import NOTE, result_name, result_text
 from cryptolstm.scoring import INTERVAL_BASELINES
 from cryptolstm.train import MODEL, TrainResult
 
@@ -93,8 +93,10 @@ def figures(result: TrainResult, market: Market) -> dict[str, Figure]:
     return out | _interval_figures(result) | _horizon_figures(result, market)
 
 
-def record(result: TrainResult, market: Market, folder: str | Path) -> RunRecord:
-    """Everything a trained run records, its model packaged into ``folder``."""
+def record(result: TrainResult, market: Market, folder: str | Path, name: str | None = None) -> RunRecord:
+    """Everything a trained run records, its model packaged into ``folder``; ``name``: the run's name
+    so far (the result goes before it)."""
     metrics = {**result.metrics, "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run}
-    tags = split_tags(result) | {NOTE: result_text(result.metrics)}
+    tags = split_tags(result) | {NOTE: result_text(result.metrics),
+                                 "mlflow.runName": result_name(result.config, result.metrics, name)}
     return RunRecord(metrics, tags, figures(result, market), package(result, market, folder))

@@ -89,8 +89,10 @@ class ModelInfo:
 class Registration:
     """What a registration did: ``version`` of ``name``, whether it is champion now and why.
 
-    ``added`` is False when the run already had that version and nothing was registered;
-    ``ratio`` is the test MAE over persistence's (validation's when there is no test).
+    ``added`` is False when the run already had that version and nothing was registered (and
+    ``version`` is empty when nothing was registered at all); ``ratio`` is the MAE over
+    persistence's on the ``ratio_split`` days (test, or validation when there is no test);
+    ``run_id``: the run registered.
     """
 
     name: str
@@ -100,6 +102,8 @@ class Registration:
     beats_persistence: bool
     ratio: float
     added: bool = True
+    run_id: str = ""
+    ratio_split: str = "test"
 
 
 def selection_metric(distribution: bool) -> str:

@@ -20,13 +20,49 @@ PERSISTENCE = ("Every error is beside persistence (\"tomorrow = today\") on the 
 COMPARED = ("garch", "har", "empirical")  # the interval baselines the backtest's summary compares the LSTM with
 LABELS = {"garch": "GARCH", "har": "HAR", "empirical": "empirical"}
 
+def number(value) -> str:
+    """A parameter's value as a person reads it: floats to 3 significant digits (a learning rate
+    0.00361, a dropout 0.3, not 0.30000000000000004), everything else as it is."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3g}"
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return value
+        return number(parsed) if "." in value or "e" in value.lower() else value
+    return str(value)
+
+
+def values_text(values: dict) -> str:
+    """``dropout=0.3, learning_rate=0.00361``: a trial's or a config's values, rounded (`number`)."""
+    return ", ".join(f"{k}={number(v)}" for k, v in values.items())
+
+
 def run_name(cfg: RunConfig) -> str:
-    """A name that tells runs apart in the UI's run list."""
-    return (
-        f"{cfg.coin}-{cfg.protocol}-w{cfg.window_len}{f'-h{cfg.horizon}' if cfg.horizon > 1 else ''}"
-        f"-{cfg.layers}x{cfg.neurons}-d{cfg.dropout:g}-b{cfg.batch_size}-s{cfg.seed}"
-        f"{'-' + cfg.head if cfg.head_spec.distribution else ''}"
-    )
+    """A short name that tells a coin's runs apart in the UI, what differs from the 2018 model first:
+    ``gaussian-h7-to2022-12-31-3x512-w7-s202``; the tutorial's model is ``3x512-w7-s202``."""
+    from cryptolstm.features import DEFAULT, SETS
+
+    sets = {names: name for name, names in SETS.items()}
+    parts = [cfg.head if cfg.head_spec.distribution else "", f"h{cfg.horizon}" if cfg.horizon > 1 else "",
+             "" if cfg.feature_names == DEFAULT else sets.get(cfg.feature_names, f"{len(cfg.feature_names)}features"),
+             cfg.cell if cfg.cell != "lstm" else "", f"to{cfg.end_date}" if cfg.end_date else "",
+             cfg.protocol if not cfg.rules.has_test or cfg.rules.reference != "last" else "",
+             f"{cfg.layers}x{cfg.neurons}", f"w{cfg.window_len}", f"x{cfg.ensemble}" if cfg.ensemble > 1 else "",
+             f"s{cfg.seed}"]
+    return "-".join(p for p in parts if p)
+
+
+def result_name(cfg: RunConfig, metrics: dict[str, float], base: str | None = None) -> str:
+    """A trained run's name with its result first, so the UI's list shows it: the validation and test
+    MAE ratio to persistence (``val 0.993 test 1.016 · 3x512-w7-s202``), or for a forecast
+    distribution its CRPS ratio to GARCH (``crps val 1.012 test 1.039 · gaussian-...``); ``base``:
+    the name it started with (default `run_name`: a refit's is ``refit-...``)."""
+    key, prefix = ("crps_ratio_garch", "crps ") if cfg.head_spec.distribution else ("mae_ratio", "")
+    scores = " ".join(f"{split} {metrics[f'{split}/{key}']:.3f}" for split in ("val", "test")
+                      if f"{split}/{key}" in metrics)
+    return f"{prefix}{scores} · {base or run_name(cfg)}"
 
 def experiment_text(name: str) -> str:
     """The description of the experiment ``name`` (``cryptolstm-btc``: BTC's runs)."""
@@ -84,7 +120,7 @@ def trial_text(name: str, values: str, objective: str) -> str:
 
 def study_text(study: str, objective: str, best: float, best_values: dict, metrics: dict[str, float]) -> str:
     """The description of a study's parent: the best trial's values and the chosen config's result."""
-    chosen = ", ".join(f"{k}={v}" for k, v in best_values.items())
+    chosen = values_text(best_values)
     return (f"Study {study}: its trials are this run's children. Best {objective} {best:.4f} with {chosen}; "
             f"that config was re-trained and scored on the test days once. {result_text(metrics)} {PERSISTENCE}")
 
@@ -177,13 +213,19 @@ def forecast_text(out, label: str) -> str:
 
 
 def registered_line(reg) -> str:
-    """One line: which version was registered, whether it is champion, and against persistence."""
-    verdict = "beats" if reg.beats_persistence else "does not beat"
+    """What a registration did, in words: which version, whether it is champion and why, how it did
+    beside persistence on which days, and, when it could not be compared, what to type instead."""
+    against = (f"its {reg.ratio_split} MAE ratio to persistence is {reg.ratio:.4f} "
+               f"({'better' if reg.beats_persistence else 'worse'} than persistence on those days)")
+    if not reg.version:
+        return f"{reg.name}: nothing registered: {reg.reason}."
     alias = "now @champion" if reg.promoted else "not champion"
-    if not reg.added:
-        return f"{reg.name} version {reg.version} ({alias}): {reg.reason}; it {verdict} persistence (MAE ratio {reg.ratio:.4f})."
-    return (f"registered {reg.name} version {reg.version} ({alias}: {reg.reason}); "
-            f"it {verdict} persistence (MAE ratio {reg.ratio:.4f}).")
+    head = f"{reg.name} version {reg.version}" if not reg.added else f"registered {reg.name} version {reg.version}"
+    text = f"{head} ({alias}): {reg.reason}; {against}."
+    if not reg.promoted and "--force" in reg.reason and reg.run_id:
+        coin = reg.name.removeprefix("cryptolstm-").upper()
+        text += f" To make it champion: cryptolstm register --coin {coin} --run-id {reg.run_id} --force"
+    return text
 
 
 def live_summary(evaluation) -> str:
@@ -241,18 +283,35 @@ def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str
     ]
 
 
-def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd") -> str:
+def policy_text(retrain: str, every: int, warm_epochs: int | None) -> str:
+    """How a backtest's LSTM was fitted fold by fold, in words."""
+    how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs)" if retrain == "warm"
+           else "fitted from scratch")
+    return f"each fold's LSTM {how}" + (f", refitted every {every} folds" if every > 1 else "")
+
+
+def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy: str = "") -> str:
     """A Markdown table, one row per fold and one for all days: the LSTM's MAE ratio to persistence
     (seeds' mean ± sd, min-max), each baseline's ratio, the LSTM's DM p-values against
-    persistence (range over seeds) and its direction accuracy (seeds' mean)."""
+    persistence (range over seeds) and its direction accuracy (seeds' mean); ``policy``: how its
+    fits were made (`policy_text`), said above the table."""
     baselines = [b for b in ("drift", "moving_average", "arima") if b in set(table["forecaster"])]
     header = ["fold", "test days", "days", "LSTM MAE ratio", "beats persistence",
               *[f"{b} ratio" for b in baselines], "LSTM DM p", "LSTM direction"]
-    lines = [f"MAE ratio to persistence in {units.upper()} ({coin}); below 1 beats persistence.", "",
+    lines = [f"MAE ratio to persistence in {units.upper()} ({coin}{'; ' + policy if policy else ''}); below 1 beats "
+             f"persistence.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fold, rows in table.groupby("fold", sort=False):
         lines.append("| " + " | ".join(_summary_row(fold, rows.set_index("forecaster"), baselines, units)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def backtest_text(pooled: float, beaten: str, dm_p: float, policy: str) -> str:
+    """A backtest's description: its pooled MAE ratio to persistence and how its folds were fitted."""
+    verdict = "beats" if pooled < 1 else "does not beat"
+    return (f"Walk-forward backtest ({policy}): over all test days the LSTM's MAE ratio to persistence is {pooled:.3f} "
+            f"(seeds' mean; it {verdict} persistence, DM p {dm_p:.2g}); it beat persistence in {beaten} folds. "
+            f"Each fold is a child run; the tables are backtest/*.md. {PERSISTENCE}")
 
 
 def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:

@@ -7,14 +7,13 @@ attached, and returns what the command prints.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptolstm.config import RunConfig, load_config
 from cryptolstm.data.prepare import prepare_market
+from cryptolstm.progress import CountBar, EpochBar
 from cryptolstm.options import (BacktestOptions, EvaluateOptions, FetchOptions, PredictOptions, RefitOptions,
                                 RegisterOptions, ReportOptions, SearchOptions, TrainOptions)
 
@@ -52,19 +51,6 @@ def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any
     return overrides
 
 
-@contextlib.contextmanager
-def _bar(total: int | None, desc: str, unit: str, env: Environment) -> Iterator[Callable[[int], None] | None]:
-    """``advance(to)``, which moves a progress bar of ``total`` steps (None: not known) to step ``to``,
-    and closes it afterwards, whatever happens; None without progress."""
-    if not env.progress:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=desc, unit=unit) as bar:
-        yield lambda to: bar.update(to - bar.n)
-
-
 def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
     """`cryptolstm train`: (run id, tracking URI, `TrainResult`)."""
     from cryptolstm import tracking
@@ -73,10 +59,13 @@ def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
     cfg = load_config(experiment, **_with_data_dir(overrides, env))
     market = prepare_market(cfg, env.fetch_missing)
     uri = tracking.use_tracking_uri(env.tracking_uri)
-    with _bar(cfg.epochs, f"{cfg.coin} epochs", "epoch", env) as advance:
-        hooks = [lambda epoch, logs: advance(epoch + 1)] if advance else []
-        run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name, hooks, env.launched)
-    return run_id, uri, result
+    hooks = [EpochBar(f"{cfg.coin} epochs", env.progress)]
+    run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name, hooks, env.launched)
+    if options.register:
+        from cryptolstm.tracking.registry import register_run
+
+        return run_id, uri, result, register_run(run_id, cfg.coin, chosen=True)
+    return run_id, uri, result, None
 
 
 def search(options: SearchOptions, env: Environment):
@@ -98,14 +87,14 @@ def search(options: SearchOptions, env: Environment):
     result = run_search(space, market, options, tracker, progress=env.progress)
     registered = None
     if result.best is not None and options.register:
-        registered = tracked_registry.register_run(result.parent_run_id, base.coin)
+        registered = tracked_registry.register_pick(result.parent_run_id, base.coin)
     return result, uri, registered
 
 
 def backtest(options: BacktestOptions, env: Environment):
     """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
     from cryptolstm import tracking
-    from cryptolstm.backtest.runner import backtest_config, forecasters, plan, retrain_policy
+    from cryptolstm.backtest.runner import backtest_config, plan
     from cryptolstm.tracking.backtest import tracked_backtest
     from cryptolstm.tracking.source import resolve
 
@@ -114,11 +103,15 @@ def backtest(options: BacktestOptions, env: Environment):
     market = prepare_market(cfg, env.fetch_missing, checks=(), every_day=True)
     fold_cfg = backtest_config(cfg, options)
     folds = plan(fold_cfg, market, options)  # every fold checked before the run exists
-    fits = len(retrain_policy(fold_cfg, options).chains(folds)) * len(forecasters(fold_cfg, options))
-    with _bar(fits, f"{cfg.coin} backtest fits", "fit", env) as advance:
-        done = iter(range(1, fits + 1))
-        on_job = (lambda: advance(next(done))) if advance else None
-        run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags, on_job, env.launched, folds)
+    seeds = f"{options.seeds} seed{'s' if options.seeds > 1 else ''}"
+    bar = CountBar(len(folds), f"{cfg.coin} backtest, {seeds}, {options.retrain}", "fold", env.progress)
+    epochs = [EpochBar("  LSTM fit", env.progress, position=1, leave=False)]
+    try:
+        run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags,
+                                                  lambda fold: bar.advance(f"fold {fold.period.label} done"),
+                                                  env.launched, folds, epochs)
+    finally:
+        bar.close()
     return run_id, uri, markdown
 
 
@@ -163,10 +156,9 @@ def refit(options: RefitOptions, env: Environment):
     from cryptolstm.tracking.registry import MlflowModels
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
-    with _bar(None, "refit epochs", "epoch", env) as advance:
-        hooks = [lambda epoch, logs: advance(epoch + 1)] if advance else []
-        done = refit_model(MlflowModels(env.launched), options.model, env.data_dir_for(options.data_dir),
-                           options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs)
+    hooks = [EpochBar("refit epochs", env.progress)]
+    done = refit_model(MlflowModels(env.launched), options.model, env.data_dir_for(options.data_dir),
+                       options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs)
     return done, uri
 
 

@@ -146,7 +146,7 @@ def test_mlproject_parameters_cli_options_and_fields_agree(entry):
     for name in parameters & fields - set(FIELD_NAMES):  # one default, the field's (or "": not given)
         default = spec["parameters"][name].get("default", "")
         field_default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
-        assert default in ("", str(field_default)), (name, default, field_default)
+        assert default in (("default",) if field_default is None else (str(field_default),)), (name, default)
     command = get_command(app).commands[command_name]
     cli_options = {p.name for p in command.params} - {"quiet", "help"}
     assert cli_options == fields

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +29,7 @@ from cryptolstm.features import closes
 from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
 from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.models.lstm import Lstm
+from cryptolstm.models.lstm import EpochHook, Lstm
 from cryptolstm.options import BacktestOptions
 from cryptolstm.protocols import HONEST
 from cryptolstm.scoring import Scores, scales_before, score
@@ -85,24 +85,24 @@ class NetworkMaker:
     """The `Maker` of the LSTM of ``cfg``: a fresh one (after clearing Keras' global state, so
     nothing of an earlier fit carries into it), or one continuing from the last fit (warm)."""
 
-    def __init__(self, cfg: RunConfig, warm_epochs: int | None = None) -> None:
-        self.cfg, self.warm_epochs = cfg, warm_epochs
+    def __init__(self, cfg: RunConfig, warm_epochs: int | None = None, on_epoch: Sequence[EpochHook] = ()) -> None:
+        self.cfg, self.warm_epochs, self.on_epoch = cfg, warm_epochs, list(on_epoch)
 
     def __call__(self, last: Lstm | None) -> Lstm:
         if last is not None:
-            return last.continued(self.warm_epochs or self.cfg.epochs)
+            return last.continued(self.warm_epochs or self.cfg.epochs, self.on_epoch)
         import keras
 
         keras.backend.clear_session()
-        return Lstm(self.cfg)
+        return Lstm(self.cfg, self.on_epoch)
 
 
-def forecasters(cfg: RunConfig, options: BacktestOptions) -> dict[str, Maker]:
-    """label -> `Maker`: the LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...), then the
-    baselines, and under a distribution head the interval baselines (refitted per fold like every
-    other), so nothing fitted crosses a fold unless the policy is warm."""
+def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[EpochHook] = ()) -> dict[str, Maker]:
+    """label -> `Maker`: the LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...; its fits call the
+    ``on_epoch`` hooks), then the baselines, and under a distribution head the interval baselines
+    (refitted per fold like every other), so nothing fitted crosses a fold unless the policy is warm."""
     warm = retrain_policy(cfg, options).warm_epochs
-    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm)
+    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm, on_epoch)
                                 for k in range(options.seeds)}
     makers |= {"persistence": fresh(Persistence), "drift": fresh(Drift),
                "moving_average": fresh(functools.partial(MovingAverage, options.ma_window))}
@@ -233,14 +233,17 @@ class _Folds:
 
 def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
                  on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
-                 planned: list[Period] | None = None, executor: futures.Executor | None = None) -> BacktestResult:
+                 planned: list[Period] | None = None, executor: futures.Executor | None = None,
+                 on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
     """Walk forward over ``options``' folds (``planned`` if the caller planned them already): every
     forecaster fitted on each fold's past (as the retrain policy says) and forecasting its test days.
     ``on_job()`` after each chain of fits, ``on_fold(result)`` as soon as a fold is complete;
-    ``executor``: where the chains run (default: local processes as ``options.workers`` says)."""
+    ``executor``: where the chains run (default: local processes as ``options.workers`` says);
+    ``on_epoch``: hooks of the LSTM's fits when they run in this process (a progress bar)."""
     cfg = backtest_config(cfg, options)
     planned = planned if planned is not None else plan(cfg, market, options)
-    makers = forecasters(cfg, options)
+    here = executor is None and options.workers == 1 and not options.cluster
+    makers = forecasters(cfg, options, on_epoch if here else ())
     collected = _Folds(cfg, market.frame, makers, planned, on_fold, on_job)
     plan_fit = functools.partial(_plan_fit, cfg)
     with contextlib.nullcontext(executor) if executor is not None else executor_for(options) as pool:

@@ -5,8 +5,10 @@ before any run exists, not a failed run)."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import HOW_TO_SUPPLY, Market, load_market, snapshots
@@ -22,15 +24,18 @@ def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
 
     if snapshots.has_data(data_dir) or not fetch_missing:
         return
-    with snapshots.locked(data_dir):  # two commands on one empty directory fetch once
-        if snapshots.has_data(data_dir):
-            return
-        log.info("no price data in %s: fetching it first", data_dir)
-        try:
+    made = not Path(data_dir).exists()
+    try:
+        with snapshots.locked(data_dir):  # two commands on one empty directory fetch once
+            if snapshots.has_data(data_dir):
+                return
+            log.info("no price data in %s: fetching it first", data_dir)
             report = fetching.fetch(data_dir, retry=replace(fetching.DEFAULT_RETRY, attempts=2))
-        except fetching.NetworkUnavailable as exc:
-            raise CryptoLstmError(f"there is no price data in {data_dir} and fetching it failed ({exc}); "
-                                  f"{HOW_TO_SUPPLY}") from None
+    except fetching.NetworkUnavailable as exc:
+        if made:  # nothing was fetched: leave no empty directory behind
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise CryptoLstmError(f"there is no price data in {data_dir} and it could not be fetched ({exc}); "
+                              f"{HOW_TO_SUPPLY}") from None
     log.info("fetched snapshot %s", report.snapshot.id)
 
 

@@ -207,15 +207,24 @@ def training_device() -> str:
 
 
 class _Hook(keras.callbacks.Callback):
-    """A plain ``on_epoch(epoch, logs)`` function as a Keras callback (the logs dict is Keras' own,
-    so a hook may add to it)."""
+    """An ``on_epoch(epoch, logs)`` hook as a Keras callback (the logs dict is Keras' own, so a hook
+    may add to it); a hook that has them is also told the fit's epochs as it starts (``start(total)``)
+    and when it ends (``end()``): a progress bar's."""
 
     def __init__(self, on_epoch: EpochHook):
         super().__init__()
         self.on_epoch = on_epoch
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if hasattr(self.on_epoch, "start"):
+            self.on_epoch.start(self.params.get("epochs"))
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.on_epoch(epoch, logs if logs is not None else {})
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if hasattr(self.on_epoch, "end"):
+            self.on_epoch.end()
 
 
 class Lstm(NetworkForecaster):
@@ -248,10 +257,10 @@ class Lstm(NetworkForecaster):
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(X, batch_size=1024, verbose=0)
 
-    def continued(self, epochs: int) -> Lstm:
+    def continued(self, epochs: int, on_epoch: Sequence[EpochHook] = ()) -> Lstm:
         """A forecaster that starts from this one's trained weights (and optimizer state) and trains
-        at most ``epochs`` more epochs on its next fit: a warm start."""
-        return Lstm(self.cfg.replace(epochs=epochs), model=self.model)
+        at most ``epochs`` more epochs on its next fit (calling ``on_epoch``): a warm start."""
+        return Lstm(self.cfg.replace(epochs=epochs), on_epoch, model=self.model)
 
     def fit(self, history: History) -> Lstm:
         set_seed(self.cfg.seed)

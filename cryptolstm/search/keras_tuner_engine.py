@@ -22,6 +22,7 @@ from cryptolstm import features
 from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
 from cryptolstm.models.lstm import Lstm, build_lstm
+from cryptolstm.progress import CountBar
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.train import validation_metrics
@@ -54,6 +55,7 @@ class LstmHyperModel(kt.HyperModel):
         super().__init__()
         self.runner = runner
         self.fits = 0
+        self.bar: CountBar | None = None  # the search's bar of fits (set by the engine)
 
     def _values(self, hp: kt.HyperParameters) -> dict:
         return {d.name: d.keras_tuner(hp) for d in self.runner.space.dimensions}
@@ -76,7 +78,10 @@ class LstmHyperModel(kt.HyperModel):
         name = f"fit-{self.fits}"  # Hyperband fits one trial's model in several rounds
         self.fits += 1
         result = self.runner.run(values, name, lstm=lstm, epochs=kwargs.get("epochs"))
-        return {_logs_key(self.runner.space.objective): self.runner.objective(result)}
+        value = self.runner.objective(result)
+        if self.bar is not None:
+            self.bar.advance(f"{name}: {self.runner.space.objective} {value:.4g}")
+        return {_logs_key(self.runner.space.objective): value}
 
 
 def _check_identity(directory: Path, identity: dict, overwrite: bool) -> None:
@@ -143,7 +148,14 @@ class KerasTunerEngine:
     def optimise(self, runner: TrialRunner, progress: bool) -> None:
         self.tuner = make_tuner(runner, self.algorithm, self.study_name, self.options.tuner_dir,
                                 self.options.n_trials, self.max_epochs, self.space.base.seed)
-        self.tuner.search(verbose=1 if progress else 0)
+        # keras-tuner's own tables and bars stay off; ours counts its fits (Hyperband fits a trial in rounds)
+        total = self.options.n_trials if self.algorithm == "bayesian" else None
+        self.tuner.hypermodel.bar = CountBar(total, f"{self.space.base.coin} keras-tuner {self.algorithm} fits", "fit",
+                                             progress)
+        try:
+            self.tuner.search(verbose=0)
+        finally:
+            self.tuner.hypermodel.bar.close()
 
     def best_values(self) -> dict:
         """The space's values of the best trial (keras-tuner's own ``tuner/`` keys left out)."""

@@ -63,6 +63,15 @@ class Dimension:
             return hp.Int(self.name, int(self.low), int(self.high), step=int(self.step or 1), sampling=sampling)
         return hp.Float(self.name, self.low, self.high, step=self.step, sampling=sampling)
 
+    def rounded(self, value: Any) -> Any:
+        """``value`` as the trial uses and records it: a float on a step grid without its binary noise
+        (0.3, not 0.30000000000000004), on a log scale to 3 significant digits (0.00361)."""
+        if self.type != "float" or not isinstance(value, float):
+            return value
+        if self.log:
+            return float(f"{value:.3g}")
+        return round(value, 10)
+
     def contains(self, value: Any) -> bool:
         if self.type == "categorical":
             return value in self.choices
@@ -83,8 +92,14 @@ class SearchSpace:
         return tuple(d.name for d in self.dimensions)
 
     def config(self, values: dict[str, Any]) -> RunConfig:
-        """The trial's full, validated config: the base with ``values`` applied."""
-        return self.base.replace(**values)
+        """The trial's full, validated config: the base with ``values`` applied (`Dimension.rounded`:
+        what a trial and the chosen config's re-training use, and every record shows)."""
+        return self.base.replace(**self.rounded(values))
+
+    def rounded(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` as trials use them (`Dimension.rounded`)."""
+        dims = {d.name: d for d in self.dimensions}
+        return {k: dims[k].rounded(v) if k in dims else v for k, v in values.items()}
 
     def base_values(self) -> dict[str, Any]:
         """The base config's value of every dimension (the 2018 model under default.yaml)."""

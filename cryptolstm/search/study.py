@@ -127,7 +127,7 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
     """The last worker out: read the study's outcome, re-train the chosen config, score the test
     days once, record it all and end the parent (FAILED if any of it fails)."""
     try:
-        best_values, summary, trials = engine.best_values(), engine.summary(), engine.trials()
+        best_values, summary, trials = runner.space.rounded(engine.best_values()), engine.summary(), engine.trials()
         best = runner.retrain(best_values)
         tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures())
     except BaseException as exc:

@@ -3,8 +3,8 @@ the final step that re-trains the chosen config and reads the test days once."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,33 +15,18 @@ import keras
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import EpochHook, Lstm
+from cryptolstm.progress import EpochBar
+from cryptolstm.render import values_text
 from cryptolstm.search.tracker import SearchTracker
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.train import TrainResult, train
+
+log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
     """``host:pid`` of this worker, as trials and their child runs record it."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@contextlib.contextmanager
-def _epoch_bar(name: str, cfg: RunConfig, progress: bool):
-    """An ``on_epoch`` hook moving a bar of the trial's epochs (a no-op without ``progress``); the
-    bar goes away when the trial ends, leaving the search's bar of trials."""
-    if not progress:
-        yield lambda epoch, logs: None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=cfg.epochs, desc=f"  {name} epochs", unit="epoch", position=1, leave=False) as bar:
-
-        def moved(epoch: int, logs: dict) -> None:
-            bar.update(1)
-            if "val_loss" in logs:
-                bar.set_postfix_str(f"val_loss {logs['val_loss']:.4g}")
-
-        yield moved
 
 
 @dataclass
@@ -81,9 +66,10 @@ class TrialRunner:
         if lstm is None:  # a model an engine hands in was built after its own clear_session
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)
         tags = {"trial": name, "engine": self.engine, "coin": cfg.coin, "worker": worker_id(),
-                "objective": self.space.objective, "trial.values": ", ".join(f"{k}={v}" for k, v in values.items())}
-        with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id, _epoch_bar(name, cfg, self.progress) as bar:
-            hooks.append(bar)
+                "objective": self.space.objective, "trial.values": values_text(self.space.rounded(values))}
+        with self.tracker.trial(self.parent_id, name, cfg, tags) as run_id:
+            # under the search's bar of trials, gone when the trial ends
+            hooks.append(EpochBar(f"  {name} epochs", self.progress, position=1, leave=False))
             if on_run:
                 on_run(run_id)
             forecaster = lstm(cfg, hooks) if lstm else None
@@ -98,4 +84,7 @@ class TrialRunner:
         """The selected config re-trained (same seed: the same model as its trial), the test
         days scored once."""
         keras.backend.clear_session()
-        return train(self.config(best_values), self.market)
+        cfg = self.config(best_values)
+        log.info("re-training the chosen configuration (%s) and scoring its test days once",
+                 values_text(self.space.rounded(best_values)))
+        return train(cfg, self.market, [EpochBar("chosen config epochs", self.progress)])

@@ -13,7 +13,7 @@ Metric names: ``{forecaster}/{units}/{metric}``, e.g. ``lstm.mean/usd/mae_ratio`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import mlflow
 import numpy as np
@@ -25,7 +25,8 @@ from cryptolstm.backtest.tables import fold_closes, fold_table, metrics_table, p
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import training_device
-from cryptolstm.render import horizon_summary_markdown, interval_summary_markdown, summary_markdown
+from cryptolstm.render import (NOTE, backtest_text, horizon_summary_markdown, interval_summary_markdown, policy_text,
+                               run_name, summary_markdown)
 from cryptolstm.scoring import INTERVAL_BASELINES
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
@@ -74,11 +75,19 @@ def _fitted(result: FoldResult) -> tuple[dict[str, str], dict[str, float]]:
 def log_fold(parent_id: str, result: FoldResult) -> None:
     """The fold's child run: dates, sizes, fitted values, metrics, forecast plot."""
     fold = result.period
-    with mlflow.start_run(run_name=f"fold {int(fold.name):02d} {fold.label}", nested=True, parent_run_id=parent_id):
-        mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": fold.name})
+    accuracy = fold_table(result.scores, fold.name, "accuracy")
+    ratio = float(accuracy.loc["lstm.mean", "usd/mae_ratio"]) if "lstm.mean" in accuracy.index else float("nan")
+    params, fitted = _fitted(result)
+    starts = sorted({v for k, v in params.items() if k.endswith(".init")}) or ["scratch"]
+    with mlflow.start_run(run_name=f"fold {int(fold.name):02d} · {ratio:.3f} · {fold.label}", nested=True,
+                          parent_run_id=parent_id):
+        mlflow.set_tags({"cryptolstm.entry": "backtest-fold", "fold": fold.name,
+                         NOTE: f"Fold {fold.name} of the backtest: test days {fold.label} ({result.days}); the LSTM's "
+                               f"MAE ratio to persistence {ratio:.3f} (seeds' mean), fitted on the {result.n_train} "
+                               f"training and {result.n_val} validation samples before it, starting from "
+                               f"{', '.join(starts)}."})
         mlflow.log_params({"fold.first": fold.first.date().isoformat(), "fold.last": fold.last.date().isoformat(),
                            "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": result.days})
-        params, fitted = _fitted(result)
         mlflow.log_params(params)
         mlflow.log_metrics({k: float(v) for k, v in fitted.items()})
         for kind in ("accuracy", "intervals", "horizons"):
@@ -98,7 +107,14 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     beaten = int((ratios["lstm.mean"] < 1).sum())
     mlflow.set_tags({"backtest.folds_beating_persistence": f"{beaten}/{len(ratios)}",
                      "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
-    markdown = summary_markdown(table, cfg.coin)
+    options = result.options
+    policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs)
+    markdown = summary_markdown(table, cfg.coin, policy=policy)
+    pooled = float(pooled_rows.loc["lstm.mean", "usd/mae_ratio"])
+    dm_p = float(pooled_rows.loc[pooled_rows.index.str.startswith("lstm.seed"), "usd/dm_p"].min())
+    mlflow.set_tags({NOTE: backtest_text(pooled, f"{beaten}/{len(ratios)}", dm_p, policy),
+                     "mlflow.runName": f"backtest {pooled:.3f} · {run_name(cfg)} · {len(ratios)} folds x{options.seeds} "
+                                       f"{options.retrain}"})
     mlflow.log_text(table.to_csv(index=False), "backtest/metrics.csv")
     mlflow.log_text(markdown, "backtest/summary.md")
     predictions = predictions_frame(result)
@@ -184,19 +200,30 @@ def _log_figures(result: BacktestResult, ratios: pd.DataFrame, predictions: pd.D
     mlflow.log_figure(plots.error_distribution(errors, "return"), "plots/error_distribution.png")
 
 
+def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, str]:
+    """The options as params ``backtest.*``, each the value used (an option left to its default says
+    what the default was: the config's epochs, local processes)."""
+    used = {k: v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
+    used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": options.warm_epochs or fold_cfg.epochs,
+             "cluster": options.cluster or f"local ({options.workers} process{'es' if options.workers > 1 else ''})"}
+    return {f"backtest.{k}": str(v) for k, v in used.items()}
+
+
 def tracked_backtest(
     cfg: RunConfig,
     market: Market,
     options: BacktestOptions,
     source_tags: dict[str, str],
-    on_job: Callable[[], None] | None = None,
+    on_fold: Callable[[FoldResult], None] | None = None,
     launched: str | None = None,
     planned: list | None = None,
+    on_epoch: Sequence = (),
 ) -> tuple[str, BacktestResult, pd.DataFrame, str]:
     """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown).
 
-    ``on_job()`` after every fit (a progress bar); ``launched``: the run ``mlflow run`` made;
-    ``planned``: the folds, if the caller planned (and so checked) them already."""
+    ``on_fold(result)`` after each fold is logged and ``on_epoch`` in the LSTM's fits (progress
+    bars); ``launched``: the run ``mlflow run`` made; ``planned``: the folds, if the caller planned
+    (and so checked) them already."""
     fold_cfg = backtest_config(cfg, options)
     if planned is None:
         planned = plan(fold_cfg, market, options)  # every fold checked before the run exists
@@ -206,12 +233,16 @@ def tracked_backtest(
         mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": ENTRY, "protocol": "walk-forward",
                          "device": training_device(),
                          "backtest.source_protocol": cfg.protocol, **source_tags})
-        mlflow.log_params(config_params(fold_cfg))
-        mlflow.log_params({f"backtest.{k}": v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
-                          | {"backtest.folds": len(planned)})
+        mlflow.log_params(config_params(fold_cfg, market.last_date))
+        mlflow.log_params(backtest_params(options, fold_cfg) | {"backtest.folds": len(planned)})
         mlflow.log_dict(fold_cfg.to_dict(), "config.yaml")
         log_dataset(market, fold_cfg)
-        result = run_backtest(cfg, market, options, lambda r: log_fold(parent_id, r), on_job, planned)
+        def fold_done(fold: FoldResult) -> None:
+            log_fold(parent_id, fold)
+            if on_fold is not None:
+                on_fold(fold)
+
+        result = run_backtest(cfg, market, options, fold_done, None, planned, on_epoch=on_epoch)
         table = metrics_table(result)
         markdown = log_summary(result, table)
     return parent_id, result, table, markdown

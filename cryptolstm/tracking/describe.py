@@ -13,11 +13,17 @@ from mlflow.entities import Run
 from cryptolstm.render import NOTE, experiment_text, model_text, version_text
 
 
+KIND = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment of this kind on its runs, not a GenAI overview
+
+
 def describe_experiment(client: MlflowClient, experiment_id: str) -> None:
-    """Give experiment ``experiment_id`` its description, unless it has one (a user's stays)."""
+    """Give experiment ``experiment_id`` its description, unless it has one (a user's stays), and the
+    kind MLflow's UI opens on its runs table (model development, not GenAI)."""
     experiment = client.get_experiment(experiment_id)
     if not experiment.tags.get(NOTE):
         client.set_experiment_tag(experiment_id, NOTE, experiment_text(experiment.name))
+    if not experiment.tags.get(KIND):
+        client.set_experiment_tag(experiment_id, KIND, "custom_model_development")
 
 
 def run_version_text(run: Run) -> str:

@@ -14,6 +14,7 @@ from mlflow.entities import Run
 
 from cryptolstm.errors import ConfigError
 from cryptolstm.registry import ALIAS
+from cryptolstm.render import values_text
 from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
 
@@ -40,8 +41,8 @@ def _kind(run: Run) -> str:
 def _config(run: Run) -> str:
     params = run.data.params
     if "config.window_len" not in params:  # a study's parent: its chosen values are tags
-        return ", ".join(f"{k.removeprefix('best.')}={v}" for k, v in sorted(run.data.tags.items()) if k.startswith("best."))
-    return ", ".join(f"{k}={params['config.' + k]}" for k in SHOWN if "config." + k in params)
+        return values_text({k.removeprefix("best."): v for k, v in sorted(run.data.tags.items()) if k.startswith("best.")})
+    return values_text({k: params["config." + k] for k in SHOWN if "config." + k in params})
 
 
 def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list[str]:

@@ -15,7 +15,7 @@ from mlflow.entities import RunStatus
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.errors import error_tag
-from cryptolstm.render import run_name
+from cryptolstm.render import NOTE, run_name
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
 
@@ -62,14 +62,15 @@ def where(run_id: str, uri: str) -> str:
 
 
 
-def config_params(cfg: RunConfig) -> dict[str, str]:
-    """The effective config as params ``config.<name>``.
+def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
+    """The effective config as params ``config.<name>``: the values used, the data's last day
+    (``data_last``) for an ``end_date`` left open, so no param is blank.
 
     Under ``mlflow run`` the plain names already hold what was requested with
-    ``-P`` (empty = "take the experiment file's value"), and MLflow params cannot
+    ``-P`` ("default": take the experiment file's value), and MLflow params cannot
     change, so the values actually used live under their own prefix.
     """
-    return {f"config.{k}": "" if v is None else str(v) for k, v in cfg.to_dict().items()}
+    return {f"config.{k}": str(data_last if k == "end_date" and v is None else v) for k, v in cfg.to_dict().items()}
 
 
 EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
@@ -108,8 +109,13 @@ def end_failed(exc: BaseException) -> None:
     If even that cannot be written (a full disk), the run is left to the reaper of the next command."""
     killed = isinstance(exc, KeyboardInterrupt)
     try:
+        run = mlflow.active_run()
         if not killed:  # the sentence the user saw, not a raw "[Errno 28] ..." from deep below
-            mlflow.set_tag("error", error_tag(exc))
+            mlflow.set_tags({"error": error_tag(exc), NOTE: f"Failed: {error_tag(exc)}",
+                             "mlflow.runName": f"failed · {run.info.run_name}" if run else "failed"})
+        else:
+            mlflow.set_tags({NOTE: "Interrupted (Ctrl-C or kill): ended KILLED.",
+                             "mlflow.runName": f"interrupted · {run.info.run_name}" if run else "interrupted"})
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED if killed else RunStatus.FAILED))
     except Exception as again:  # noqa: BLE001 - the first error is the one to report
         log.warning("the run could not be ended (%s); the next command marks it KILLED", again)
@@ -172,10 +178,15 @@ def log_model(made: Package, result: TrainResult) -> None:
     mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
 
 
-def tag_error(run_id: str, message: str) -> None:
-    """Say in ``run_id`` (the run ``mlflow run`` made before our code started) why the command failed."""
+def tag_error(run_id: str, message: str, command: str = "command") -> None:
+    """Say in ``run_id`` (the run ``mlflow run`` made before our code started) why ``command`` failed:
+    its ``error`` tag and description, and a name that says so (not MLflow's random one)."""
+    client = mlflow.MlflowClient()
     try:
-        mlflow.MlflowClient().set_tag(run_id, "error", message)
+        client.set_tag(run_id, "error", message)
+        client.set_tag(run_id, NOTE, f"`cryptolstm {command}` failed before it trained or logged anything: {message}")
+        client.set_tag(run_id, "mlflow.runName", f"failed · {command}")
+        describe_experiment(client, client.get_run(run_id).info.experiment_id)
     except Exception:  # noqa: BLE001 - the sentence on stderr is what matters
         pass
 

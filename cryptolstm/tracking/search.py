@@ -16,7 +16,7 @@ from mlflow.entities import RunStatus, RunTag
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.render import NOTE, study_text, trial_text
+from cryptolstm.render import NOTE, number, study_text, trial_text
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch
 from cryptolstm.tracking.store import process_tags
@@ -78,14 +78,14 @@ def on_run(run_id: str, status_after: str | None = "RUNNING") -> Iterator[mlflow
 
 
 @contextlib.contextmanager
-def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -> Iterator[str]:
+def trial_run(parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str], last_day: str) -> Iterator[str]:
     """A child run of ``parent_id`` for one trial, yielding its id; its tag ``trial_state`` says complete,
     pruned, failed (with ``error``) or interrupted. Pruned trials end FINISHED, failed ones
-    FAILED, interrupted ones KILLED."""
+    FAILED, interrupted ones KILLED; ``last_day``: the data's (what an open ``end_date`` means)."""
     note = {NOTE: trial_text(name, tags["trial.values"], tags.get("objective", ""))} if "trial.values" in tags else {}
     run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id,
                            tags={**tags, **process_tags(), **note})
-    mlflow.log_params(config_params(cfg))
+    mlflow.log_params(config_params(cfg, last_day))
     try:
         yield run.info.run_id
     except KeyboardInterrupt:
@@ -140,13 +140,18 @@ class MlflowSearchTracker:
                 log_dataset(self.market, self.base)
 
     def trial(self, parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]):
-        return trial_run(parent_id, name, cfg, tags)
+        return trial_run(parent_id, name, cfg, tags, self.market.last_date)
 
     def on_epoch(self, epoch: int, logs: dict) -> None:
         log_epoch(epoch, logs)
 
     def trial_metrics(self, metrics: dict[str, float]) -> None:
+        """The trial's metrics, and its objective's value before its name (the UI's list shows it)."""
         mlflow.log_metrics(metrics)
+        run = mlflow.get_run(mlflow.active_run().info.run_id)
+        objective = run.data.tags.get("objective", "")
+        if objective in metrics:
+            mlflow.set_tag("mlflow.runName", f"{metrics[objective]:.4f} · {run.info.run_name}")
 
     def finished(self, parent_id: str, best: TrainResult, best_values: dict, trials: pd.DataFrame,
                  summary: dict[str, float], figures: dict[str, Figure]) -> None:
@@ -155,13 +160,13 @@ class MlflowSearchTracker:
             close_lost_trials(parent_id)
             for path, fig in figures.items():
                 mlflow.log_figure(fig, path)
-            mlflow.set_tags({f"best.{k}": str(v) for k, v in best_values.items()})  # a resumed study may change them
+            mlflow.set_tags({f"best.{k}": number(v) for k, v in best_values.items()})  # a resumed study may change them
             # numeric best values also as metrics, so the runs table and charts can show and sort them
             mlflow.log_metrics({f"best/{k}": float(v) for k, v in best_values.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            log_result(best, self.market)
-            mlflow.log_text(trials.to_csv(index=False), "trials.csv")
             tags = mlflow.get_run(parent_id).data.tags
+            log_result(best, self.market, tags.get("study_name"))
+            mlflow.log_text(trials.to_csv(index=False), "trials.csv")
             objective = tags.get("objective", "val/mae_ratio")
             value = summary.get("search/best_value", best.metrics.get(objective, float("nan")))
             mlflow.set_tag(NOTE, study_text(tags.get("study_name", "?"), objective, value, best_values, best.metrics))

@@ -37,7 +37,7 @@ def tracked_train(
     """
     with run_scope(cfg, experiment_name, name, launched=launched) as run:
         mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train", **(tags or {})})
-        mlflow.log_params(config_params(cfg))
+        mlflow.log_params(config_params(cfg, market.last_date))
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         if experiment_file:
             mlflow.log_artifact(experiment_file, "experiment")
@@ -46,14 +46,15 @@ def tracked_train(
         hooks = [log_epoch, *on_epoch]
         network = Lstm(cfg, hooks, model=init) if init is not None else None
         result = train(cfg, market, () if network else hooks, forecaster=network)
-        log_result(result, market)
+        log_result(result, market, name)
         return run.info.run_id, result
 
 
-def log_result(result: TrainResult, market: Market) -> None:
-    """A trained model's record (`cryptolstm.outputs.record`) and the model itself, on the active run."""
+def log_result(result: TrainResult, market: Market, name: str | None = None) -> None:
+    """A trained model's record (`cryptolstm.outputs.record`) and the model itself, on the active run
+    (``name``: the run's name so far)."""
     with tempfile.TemporaryDirectory() as folder:
-        made = record(result, market, folder)
+        made = record(result, market, folder, name)
         write_record(made)
         log_model(made.package, result)
 

@@ -14,10 +14,10 @@ from cryptolstm.errors import ConfigError, first_line
 from cryptolstm.registry import Decision, ModelInfo, Registration, champion_uri
 from cryptolstm.tracking.registry.models import check_model_coin, forecaster_of, load, load_pyfunc, resolve
 from cryptolstm.tracking.registry.versions import (best_run, find_refit, forecast_with, load_champion, reap_registrations,
-                                                   register, register_best, register_run)
+                                                   register, register_best, register_pick, register_run)
 
 __all__ = ["MlflowModels", "best_run", "check_model_coin", "forecast_with", "forecaster_of", "load", "load_champion",
-           "load_pyfunc", "reap_registrations", "register", "register_best", "register_run", "resolve"]
+           "load_pyfunc", "reap_registrations", "register", "register_best", "register_pick", "register_run", "resolve"]
 
 
 class MlflowModels:

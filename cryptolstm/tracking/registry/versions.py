@@ -114,7 +114,7 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
         if promoted:
             client.set_registered_model_alias(name, ALIAS, version)
         describe_registered(client, name, version, run)
-    return Registration(name, version, promoted, reason, beats, ratio)
+    return Registration(name, version, promoted, reason, beats, ratio, run_id=run_id, ratio_split=_split(metrics))
 
 
 def _decide(current: ModelVersion | None, mine: Candidate, force: bool, decide: Decision | None,
@@ -139,7 +139,8 @@ def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: 
             client.set_registered_model_alias(name, ALIAS, version)
         client.set_model_version_tag(name, version, "promotion", why)
         reason += "; " + why
-    return Registration(name, version, _champion_version(client, name) == version, reason, beats, ratio, added=False)
+    return Registration(name, version, _champion_version(client, name) == version, reason, beats, ratio, added=False,
+                        run_id=str(earlier.tags.get("source_run", "")))
 
 
 def reap_registrations(name: str) -> int:
@@ -164,6 +165,11 @@ def reap_registrations(name: str) -> int:
             client.set_model_version_tag(name, number, "promotion.completed",
                                          f"not made champion: version {current} became champion first")
     return done
+
+
+def _split(metrics: dict[str, float]) -> str:
+    """The days the ratio to persistence a registration reports was measured on."""
+    return "test" if "test/mae_ratio" in metrics else "validation"
 
 
 def _check_run(run: Run, name: str, coin: str) -> None:
@@ -203,9 +209,18 @@ def _champion_version(client: MlflowClient, name: str) -> str | None:
 
 
 def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -> str:
-    """`mlflow.register_model`; a run without a model (or an unreachable store) is one sentence."""
+    """A new version of ``name`` (made if missing) from the logged model ``source``, with ``tags``,
+    in one write (what `mlflow.register_model` does, without printing on the terminal); a run
+    without a model (or an unreachable store) is one sentence."""
+    client = MlflowClient()
     try:
-        return str(mlflow.register_model(source, name, tags=tags).version)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+        return str(client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id).version)
     except MlflowException as exc:
         raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {first_line(exc)}.") from None
 
@@ -269,4 +284,35 @@ def find_refit(key: str, coin: str) -> tuple[str, Registration] | None:
               f"(run {tags.get('source_run')}); nothing was trained or added")
     return tags.get("source_run", ""), Registration(name, number, _champion_version(client, name) == number, reason,
                                                     ratio < 1.0, ratio, added=False)
+
+
+def register_pick(run_id: str, coin: str) -> Registration:
+    """Register a study's pick (its parent run ``run_id``) only if no other finished run of its
+    experiment, validated on the same days and chosen on the same metric, did better: else nothing
+    is registered and the sentence names that run."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    mine = _candidate(run)
+    better = _better_comparable(run, mine)
+    if better is None:
+        return register(run, coin)
+    value = better.data.metrics[mine.metric]
+    ratio = run.data.metrics.get("test/mae_ratio", run.data.metrics[METRIC])
+    reason = (f"the study's pick has {mine.metric} {mine.value:.4f}, and run {better.info.run_id} "
+              f"({better.info.run_name}) has {value:.4f} on the same days; register that one with cryptolstm register "
+              f"--coin {coin.upper()} --run-id {better.info.run_id}")
+    return Registration(model_name(coin), "", False, reason, ratio < 1.0, ratio, added=False, run_id=run_id,
+                        ratio_split=_split(run.data.metrics))
+
+
+def _better_comparable(run: Run, mine: Candidate) -> Run | None:
+    """The best finished run of ``run``'s experiment comparable with it and better on its metric, or None."""
+    found = mlflow.search_runs(experiment_ids=[run.info.experiment_id], filter_string=(
+        f"attributes.status = 'FINISHED' and metrics.`{mine.metric}` < {mine.value!r} and "
+        f"tags.coin = '{run.data.tags.get('coin', '')}'"), order_by=[f"metrics.`{mine.metric}` ASC"], output_format="list")
+    for other in found:
+        if other.info.run_id != run.info.run_id and "mlflow.parentRunId" not in other.data.tags \
+                and _candidate(other).evaluation == mine.evaluation and "model_uri" in other.data.tags:
+            return other
+    return None
 
