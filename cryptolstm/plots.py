@@ -48,6 +48,17 @@ def figure_of(axes) -> Figure:
     return fig
 
 
+def plain(fig: Figure) -> Figure:
+    """``fig`` (drawn by another library in its own style, Optuna's ggplot grey) on white, its labels
+    inside the image."""
+    fig.patch.set_facecolor("white")
+    for ax in fig.axes:
+        ax.set_facecolor("white")
+        ax.grid(True, color="0.9")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
 def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 90) -> Figure:
     """Where the model differs from persistence on ``split``'s target days (horizon 1, USD):
     the last ``last_days`` days of actual, model and persistence closes; the forecast against
@@ -140,8 +151,8 @@ def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, 
     for ax in axes[len(folds):]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
     fig.suptitle(f"{coin} walk-forward forecasts vs actual, fold by fold")
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))  # below the panels, clear of the title
     return fig
 
 
@@ -178,11 +189,20 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
     for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
         ax.plot(x, values, marker=".", lw=0.8, color=f"C{i}", label=name)
     ax.axhline(1.0, color="black", lw=0.8, ls=":")
+    _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("MAE / persistence MAE (USD)")
+    ax.set_ylabel("MAE ratio to persistence (USD errors)")
     ax.set_title("MAE ratio to persistence per fold (below 1 beats persistence)")
     ax.legend(fontsize=8)
     return fig
+
+
+def _around_one(ax, values: np.ndarray) -> None:
+    """A ratio axis with 1 (persistence) well inside it, not on its edge."""
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if len(finite) else (1.0, 1.0)
+    pad = max(0.01, 0.15 * (high - low))
+    ax.set_ylim(min(low, 1.0) - pad, max(high, 1.0) + pad)
 
 
 def fan_chart(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 120) -> Figure:
@@ -257,21 +277,23 @@ def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_rat
     for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
         ax.plot(horizons, values, marker=".", lw=1, color=f"C{i}", label=name)
     ax.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence")
+    _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
     ax.set_xticks(horizons)
     ax.set_xlabel("horizon (days ahead)")
-    ax.set_ylabel("MAE / persistence MAE (USD)")
+    ax.set_ylabel("MAE ratio to persistence (USD errors)")
     ax.set_title(f"MAE ratio to persistence by horizon: {title}")
     ax.legend(fontsize=8)
     return fig
 
 
 def forecast_paths(forecast: Forecast, history: pd.Series, coin: str, split: str, origins: int = 6) -> Figure:
-    """``origins`` forecasts of the H days after evenly spaced origins of ``split``, each drawn as
-    a path from its last close over the actual closes (USD), persistence as a flat dotted line."""
+    """The forecasts of the H days after the last ``origins`` origins of ``split``, H days apart (so
+    the paths follow one another), each drawn from its last close over the actual closes (USD),
+    persistence as a flat dotted line; the axis spans those days only."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     ax = fig.subplots()
     starts = pd.to_datetime(forecast.dates)
-    picks = np.unique(np.linspace(0, len(forecast) - 1, origins).astype(int))
+    picks = np.unique(np.clip(len(forecast) - 1 - forecast.horizon * np.arange(origins)[::-1], 0, None))
     first, last = starts[picks[0]] - pd.Timedelta(days=7), starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)
     span = history.loc[first:last]
     ax.plot(span.index, span.to_numpy(), color="black", lw=1.2, label="actual")

@@ -161,7 +161,7 @@ def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
 def ratio_p(metrics: dict[str, float], baseline: str) -> str:
     """``1.012 (p 0.034)``: the CRPS ratio to ``baseline`` and its DM p-value, in a fixed width."""
     ratio, p = metrics.get(f"crps_ratio_{baseline}", float("nan")), metrics.get(f"crps_dm_p_{baseline}", float("nan"))
-    return f"{ratio:.3f} (p {p:<7.2g})"
+    return f"{ratio:.3f} (p {p:.2g})"
 
 
 def interval_lines(metrics: dict[str, float]) -> list[str]:

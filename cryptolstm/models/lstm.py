@@ -29,6 +29,7 @@ from cryptolstm.models.base import History
 from cryptolstm.windowing import Samples, fit_splits
 
 EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
+UNROLL = False  # recurrent steps as a loop (Keras' default); bench/train_throughput.py measures the other way
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
@@ -105,32 +106,36 @@ def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
     return classes[cfg.optimizer](learning_rate=cfg.learning_rate)
 
 
-def _cell(cfg: RunConfig, depth: int) -> kl.Layer:
-    """Layer ``depth`` of the recurrent stack: ``cfg.cell`` (LSTM or GRU), ``cfg.neurons`` units."""
+def _cell(cfg: RunConfig, depth: int, unroll: bool = False) -> kl.Layer:
+    """Layer ``depth`` of the recurrent stack: ``cfg.cell`` (LSTM or GRU), ``cfg.neurons`` units
+    (``unroll``: its steps written out as one graph instead of a loop)."""
     make = {"lstm": kl.LSTM, "gru": kl.GRU}[cfg.cell]
     return make(cfg.neurons, activation=cfg.activation, recurrent_activation=_recurrent_activation(cfg.recurrent_activation),
-                return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}")
+                return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}", unroll=unroll)
 
 
-def _stack(cfg: RunConfig) -> list[kl.Layer]:
+def _stack(cfg: RunConfig, unroll: bool = False) -> list[kl.Layer]:
     out = []
     for depth in range(cfg.layers):
-        out += [_cell(cfg, depth), kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
+        out += [_cell(cfg, depth, unroll), kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
     return out
 
 
-def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
+def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | None = None,
+               jit_compile: bool | str = "auto") -> keras.Model:
     """Compiled model mapping (batch, window_len, n_features) windows to the head's parameters of
     the ``cfg.horizon`` days after each window (all at once: a direct multi-output forecast).
 
     ``cfg.layers`` recurrent layers (``cfg.cell``) of ``cfg.neurons`` units, each followed by
     Dropout(``cfg.dropout``), then the head: Dense(width) (with ``cfg.output_activation`` and
     ``cfg.loss`` for the point head: the 2018 model) and the head's map to its parameters, trained
-    on its loss. Call `keras.utils.set_random_seed` first for reproducible weights.
+    on its loss. Call `keras.utils.set_random_seed` first for reproducible weights. ``unroll`` and
+    ``jit_compile`` (Keras' own options; default: `UNROLL` and Keras' choice) are for the throughput
+    benchmark.
     """
     head = cfg.head_spec
     window = keras.Input(shape=(window_len, n_features), name="window")
-    stack = _stack(cfg)  # the layers are made in the order they run: their initial weights depend on it
+    stack = _stack(cfg, UNROLL if unroll is None else unroll)  # made in the order they run: their weights depend on it
     dense = kl.Dense(head.width(cfg.horizon), activation=head.dense_activation(cfg.output_activation),
                      name="return" if not head.distribution else "raw")
     if head.scale_feature is None:
@@ -144,7 +149,8 @@ def build_lstm(cfg: RunConfig, window_len: int, n_features: int) -> keras.Model:
         params = HeadOutput(head.name, column, name="return")([dense(hidden), window])
         model = keras.Model(window, params, name=f"lstm_{cfg.coin.lower()}")
     loss = head.configured_loss(cfg.loss) or HeadLoss(head.name)
-    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=["mae"] if not head.distribution else [])
+    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=["mae"] if not head.distribution else [],
+                  jit_compile=jit_compile)
     return model
 
 

@@ -119,10 +119,10 @@ class OptunaEngine:
                 with warnings.catch_warnings(), matplotlib.rc_context():
                     warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib backend
                     axes = getattr(ovm, f"plot_{name}")(self.study, target_name=objective)
-                    if name == "optimization_history" and objective.endswith("ratio"):
-                        axes.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence (ratio 1)")
+                    if name == "optimization_history" and "ratio" in objective:
+                        axes.axhline(1.0, color="black", lw=0.8, ls=":", label="ratio 1 (the baseline)")
                         axes.legend(fontsize=8)
-                    drawn[f"plots/optuna_{name}.png"] = plots.figure_of(axes)
+                    drawn[f"plots/optuna_{name}.png"] = plots.plain(plots.figure_of(axes))
             except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the search
                 log.warning("optuna plot %s skipped: %s", name, exc)
         return drawn

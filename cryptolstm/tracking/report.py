@@ -45,13 +45,19 @@ def _config(run: Run) -> str:
     return values_text({k: params["config." + k] for k in SHOWN if "config." + k in params})
 
 
+def _better_on(metrics: dict[str, float]) -> str:
+    """On which days the run beat persistence, in the words `register` uses (its test days decide)."""
+    days = [split for split in ("val", "test") if metrics.get(f"{split}/mae_ratio", 1.0) < 1]
+    return " and ".join({"val": "validation days", "test": "test days"}[d] for d in days) or "neither"
+
+
 def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list[str]:
     scored = [r for r in runs if "val/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
     scored.sort(key=lambda r: r.data.metrics["val/mae_ratio"])
     lines = [f"## Best configurations by validation MAE ratio to persistence ({len(scored)} scored runs)", ""]
     if not scored:
         return lines + ["No finished run has a validation MAE ratio yet.", ""]
-    lines += ["| run | kind | val ratio | test ratio | beats persistence (val) | backtest ratio | configuration |",
+    lines += ["| run | kind | val ratio | test ratio | better than persistence on | backtest ratio | configuration |",
               "|---|---|---|---|---|---|---|"]
     for run in scored[:top]:
         m = run.data.metrics
@@ -59,7 +65,7 @@ def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list
         bt_cell = f"{_num(bt.data.metrics.get('lstm.mean/usd/mae_ratio'))} ({_link(bt)})" if bt else "not backtested"
         lines.append(
             f"| {_link(run)} {run.info.run_name} | {_kind(run)} | {_num(m['val/mae_ratio'])} | "
-            f"{_num(m.get('test/mae_ratio'))} | {'yes' if m['val/mae_ratio'] < 1 else 'no'} | {bt_cell} | {_config(run)} |"
+            f"{_num(m.get('test/mae_ratio'))} | {_better_on(m)} | {bt_cell} | {_config(run)} |"
         )
     return lines + [""]
 
