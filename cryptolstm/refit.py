@@ -90,11 +90,11 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
                           f"its configuration there.")
     market = prepare_market(cfg, fetch_missing)
     check_prices(info, market.frame, data_dir)
-    _check_new_days(store, info, market, data_dir, end_date)
     key = refit_key(info, cfg, market, retrain)
     done = store.find_refit(key, cfg.coin)
     if done is not None:  # the same refit was made already (a rerun after a crash, or twice): nothing new
         return Refit(info, done[0], None, done[1])
+    _check_new_days(store, info, market, data_dir, end_date)
     tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
             "init.from": info.label if retrain == "warm" else "scratch", "refit.key": key}
     init = store.network(info) if retrain == "warm" else None

@@ -69,10 +69,11 @@ def experiment_text(name: str) -> str:
     coin = name.removeprefix("cryptolstm-").upper()
     whose = f"{coin} runs" if name.startswith("cryptolstm-") and coin in COINS else "Runs"
     return (f"{whose} of cryptolstm, close forecasts by an LSTM (the next day, or the next H days, with or "
-            "without prediction intervals): training runs (named "
-            "coin-protocol-window-layers x neurons-dropout-batch-seed), searches (a parent run per study, "
+            "without prediction intervals): training runs (their names start with the validation and test "
+            "ratio to persistence, then what sets them apart from the 2018 model, e.g. "
+            "'val 0.993 test 1.016 · 3x512-w7-s202'), searches (a parent run per study, "
             "named after it, with a child run per trial), walk-forward backtests (a child run per fold), and "
-            f"the records of `register`, `predict` and `report`. {PERSISTENCE}")
+            f"the records of `register`, `predict`, `evaluate` and `report`. {PERSISTENCE}")
 
 def model_text(name: str) -> str:
     """The description of the registered model ``name`` (``cryptolstm-btc``)."""

@@ -437,6 +437,8 @@ def test_a_warm_backtest_every_second_fold_logs_where_each_fold_s_weights_came_f
     assert children["2021-10-01"].params["lstm.seed3.fitted_at"] == "fold 0"
     assert "lstm.seed3.init" not in children["2021-10-01"].params  # nothing was fitted for fold 1
     assert children["2021-11-01"].params["lstm.seed3.init"] == "fold 0"
+    assert children["2021-09-01"].params["init.from_fold"] == "scratch"
+    assert children["2021-11-01"].params["init.from_fold"] == "0"
     assert children["2021-11-01"].metrics["lstm.seed3.epochs_run"] == 1
     assert mlflow.get_run(run_id).data.params["backtest.retrain"] == "warm"
     assert set(table["fold"]) == {"0", "1", "2", "all"}

@@ -56,13 +56,15 @@ def _headline(result: FoldResult) -> dict[str, np.ndarray]:
 def _fitted(result: FoldResult) -> tuple[dict[str, str], dict[str, float]]:
     """(params, metrics) of what each forecaster fitted for the fold: a baseline's values are one
     per fold (params), each LSTM seed's epochs and loss are metrics and its starting weights a param
-    (``lstm.seed202.init``: ``scratch``, or ``fold 3`` for a warm start from fold 3's fit)."""
+    (``lstm.seed202.init``: ``scratch``, or ``fold 3`` for a warm start from fold 3's fit; and for the
+    fold, ``init.from_fold``: ``scratch`` or that fold's number)."""
     params, metrics = {}, {}
     for fit in result.fits:
         values = {f"{fit.forecaster}.{k}": v for k, v in fit.params.items()}
         if fit.forecaster.startswith("lstm."):
             metrics |= values
             params[f"{fit.forecaster}.init"] = "scratch" if fit.init == "scratch" else f"fold {fit.init}"
+            params.setdefault("init.from_fold", fit.init)  # every seed's chain starts the same way
         else:
             params |= values
     made = result.forecasts.table

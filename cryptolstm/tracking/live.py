@@ -1,6 +1,6 @@
 """An evaluation (`cryptolstm.live.evaluate`) recorded in MLflow.
 
-The evaluation is one run in the coin's experiment, named ``evaluate-<coin>-v<version>``, linked to
+The evaluation is one run in the coin's experiment, named ``live <MAE ratio> · evaluate-<coin>-v<version>``, linked to
 the model version (tags, a link in its description) and its metrics linked to MLflow 3's logged
 model. When every day scored comes after the model's data (new days, not its test days again),
 the version gets ``live.*`` tags and its description ends with a sentence on those days.
@@ -67,7 +67,7 @@ def _tags(ref, cfg, result, market: Market, run_id: str) -> dict[str, str]:
             f"against persistence's {m['live/persistence_mae']:,.2f} (ratio {m['live/mae_ratio']:.4f}, "
             f"DM p {m['live/dm_p']:.3g}). Links: {links}. Per-day forecasts: live/forecasts.csv.")
     return {"cryptolstm.entry": "evaluate", "coin": cfg.coin, "protocol": cfg.protocol,
-            "mlflow.runName": f"evaluate-{cfg.coin.lower()}-{version}", NOTE: note,
+            "mlflow.runName": f"live {m['live/mae_ratio']:.3f} · evaluate-{cfg.coin.lower()}-{version}", NOTE: note,
             "evaluated.model_uri": ref.uri, "evaluated.model": ref.name or "", "evaluated.version": ref.version or "",
             "evaluated.source_run": ref.run_id, "live.first_date": result.first,
             "live.last_date": result.last, "live.days": str(result.n_days), "data.dir": str(Path(market.files[cfg.coin][0]).parent),

@@ -262,6 +262,9 @@ def register_best(options) -> Registration:
 def forecast_with(coin: str, model_uri: str | None, rows):
     """(the forecast of ``model_uri``, or of ``coin``'s champion, from daily ``rows``; its label)."""
     model, label = load_champion(coin, model_uri)
+    schema = model.metadata.get_input_schema()
+    if schema is not None and schema.has_input_names():  # only the columns it reads (MLflow warns of the others)
+        rows = rows[[c for c in rows.columns if c in set(schema.input_names())]]
     try:
         return model.predict(rows), label
     except Exception as exc:  # noqa: BLE001 - e.g. a model logged before the forecaster existed: one sentence
