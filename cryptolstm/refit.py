@@ -93,7 +93,8 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
     key = refit_key(info, cfg, market, retrain)
     done = store.find_refit(key, cfg.coin)
     if done is not None:  # the same refit was made already (a rerun after a crash, or twice): nothing new
-        return Refit(info, done[0], None, done[1])
+        registration = store.register(done[0], cfg.coin, force=True) if force and not done[1].promoted else done[1]
+        return Refit(info, done[0], None, registration)
     _check_new_days(store, info, market, data_dir, end_date)
     tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
             "init.from": info.label if retrain == "warm" else "scratch", "refit.key": key}

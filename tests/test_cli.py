@@ -1,3 +1,5 @@
+import os
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -5,7 +7,7 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.config import FIELD_NAMES
-from tests.conftest import ROOT, all_runs, sigterm_after_first_epoch
+from tests.conftest import ROOT, all_runs, clear_mlflow_env, run_cli, sigterm_after_first_epoch, start_cli
 
 runner = CliRunner()
 
@@ -14,46 +16,106 @@ def _runs():
     return all_runs(MlflowClient())
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> str:
+    """One SQLite store for the refusals below: each must leave it without a run, so they share it
+    instead of paying for a new store's tables each time."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('refusals') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # makes its tables once
+    return uri
+
+
+@pytest.fixture
+def refusals(empty_store, tmp_path, monkeypatch) -> str:
+    """`empty_store` as the tracking store, from a temporary working directory."""
+    monkeypatch.chdir(tmp_path)
+    clear_mlflow_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store)
+    mlflow.set_tracking_uri(empty_store)
+    assert _runs() == []
+    return empty_store
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
         (["--coin", "DOGE"], "coin must be one of BTC, ETH; got 'DOGE'."),
         (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5."),
         (["--neurons", "many"], "neurons must be an integer, got 'many'."),
+        (["--features", "close,nope"], "unknown feature 'nope'; features are close, volume, log_return"),
+        (["--features", "close,close"], "features name 'close' twice."),
+        (["--cell", "rnn"], "cell must be one of lstm, gru; got 'rnn'."),
+        (["--ensemble", "0"], "ensemble must be an integer >= 1, got 0."),
+        (["--head", "nope"], "head must be one of point, gaussian, quantile"),
+        (["--head", "garch_scaled"], "head garch_scaled scales its forecast by the garch_vol feature; add it to "
+                                     "features (features: close,volume,garch_vol)."),
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
         (["--experiment", "experiments/nope.yaml"], "experiment file experiments/nope.yaml does not exist."),
+        (["--experiment", str(ROOT / "experiments")], f"experiment file {ROOT / 'experiments'} is a directory, not a file."),
+        (["--end-date", "2023-02-30"], "end_date 2023-02-30 is not a day of the calendar (February 2023 has 28 days)."),
         (["--end-date", "2010-01-01"], "end_date (2010-01-01) must be after merge_date (2016-01-01)."),
-        (["--end-date", "2016-01-05"], "the merged data has 5 day(s); at least 8 are needed"),
-        (["--end-date", "2016-01-09"], "9 days are too few for a 0.7/0.15/0.15 split with window_len 7"),
+        (["--end-date", "2020-01-09"], "9 days are too few for a 0.7/0.15/0.15 split (honest protocol) with "
+                                       "window_len 7 and horizon 1; widen merge_date..end_date."),
     ],
 )
-def test_bad_input_is_one_sentence_exit_2_and_no_run(tracking, shared_data, args, words):
-    result = runner.invoke(app, ["train", "--data-dir", str(shared_data), *args])
+def test_bad_input_is_one_sentence_exit_2_and_no_run(refusals, synthetic_data, args, words):
+    result = runner.invoke(app, ["train", "--data-dir", str(synthetic_data), *args])
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
     assert words in result.stderr and "Traceback" not in result.output
     assert _runs() == []
 
 
-def test_malformed_csv_from_the_cli(tracking, tmp_path, shared_data):
+def test_malformed_csv_from_the_cli(refusals, tmp_path, synthetic_data):
     data = tmp_path / "prices"
     data.mkdir()
     (data / "btc-usd-daily.csv").write_text("date,open,high,low,close,volume\n2020-01-01,1,1,1,oops,1\n")
-    (data / "eth-usd-daily.csv").write_text((shared_data / "eth-usd-daily.csv").read_text())
+    (data / "eth-usd-daily.csv").write_text((synthetic_data / "eth-usd-daily.csv").read_text())
     result = runner.invoke(app, ["train", "--data-dir", str(data)])
     assert result.exit_code == 2
     assert "btc-usd-daily.csv line 2, column close: value 'oops' does not parse" in result.stderr
     assert _runs() == []
 
 
-def test_data_dir_comes_from_the_environment(tracking, monkeypatch):
+def test_a_data_dir_that_is_a_file_is_named_as_such(refusals, synthetic_data):
+    path = synthetic_data / "btc-usd-daily.csv"
+    result = runner.invoke(app, ["train", "--data-dir", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"data directory {path} is a file, not a directory" in result.stderr and "Traceback" not in result.output
+    assert _runs() == []
+
+
+def test_an_implausible_volume_is_named_where_it_enters_not_blamed_on_the_learning_rate(refusals, tmp_path,
+                                                                                         synthetic_data):
+    """A 1e300 volume in a price file is refused when the file is loaded for training, with the file,
+    line, column and value; it never reaches the network as inf (once reported as a NaN loss)."""
+    import pandas as pd
+
+    data = tmp_path / "prices"
+    data.mkdir()
+    btc = pd.read_csv(synthetic_data / "btc-usd-daily.csv")
+    row = int(btc.index[btc["date"] == "2021-06-01"][0])
+    btc.loc[row, "volume"] = 1e300
+    btc.to_csv(data / "btc-usd-daily.csv", index=False)
+    (data / "eth-usd-daily.csv").write_bytes((synthetic_data / "eth-usd-daily.csv").read_bytes())
+    result = runner.invoke(app, ["train", "--data-dir", str(data), "--merge-date", "2021-01-01", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: {data / 'btc-usd-daily.csv'} line {row + 2}, column volume: 1e+300 on "
+                                     f"2021-06-01 is outside the plausible range (a daily volume is 0 or 1 to 1e+14 "
+                                     f"USD); check the file for a mistyped or mis-scaled value.")
+    assert "learning_rate" not in result.output and "Traceback" not in result.output
+    assert _runs() == []
+
+
+def test_data_dir_comes_from_the_environment(refusals, monkeypatch):
     monkeypatch.setenv("CRYPTOLSTM_DATA_DIR", "/from/env")
     result = runner.invoke(app, ["train"])
     assert result.exit_code == 2 and "/from/env does not exist" in result.stderr
 
 
 def test_every_command_has_help_and_every_config_field_an_option():
-    for args in (["--help"], ["train", "--help"], ["search", "--help"]):
+    for args in (["--help"], *([c, "--help"] for c in ("train", "search", "register", "predict", "evaluate", "refit",
+                                                       "backtest", "report", "fetch", "data"))):
         result = runner.invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0
     text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
@@ -62,29 +124,24 @@ def test_every_command_has_help_and_every_config_field_an_option():
 
 
 @pytest.mark.slow
-def test_unset_options_take_the_experiment_files_values(tracking, shared_data):
+def test_unset_options_take_the_experiment_files_values(tracking, synthetic_data):
     args = ["train", "-q", "--experiment", str(ROOT / "experiments" / "seed-blog.yaml"), "--data-dir",
-            str(shared_data), "--merge-date", "2023-06-01", "--neurons", "3", "--layers", "1", "--epochs", "1"]
+            str(synthetic_data), "--merge-date", "2021-06-01", "--neurons", "3", "--layers", "1", "--epochs", "1",
+            "--cell", "gru"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     (run,) = _runs()
     params = run.data.params
     assert (params["config.batch_size"], params["config.protocol"], params["config.neurons"]) == ("12", "seed", "3")
+    assert (params["config.cell"], params["config.features"], params["config.ensemble"]) == ("gru", "close,volume", "1")
     assert "persistence" in result.output and run.info.run_id in result.output
     assert mlflow.get_experiment(run.info.experiment_id).name == "cryptolstm-btc"
 
 
 @pytest.mark.slow
-def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
-    env["MLFLOW_TRACKING_URI"] = tracking
-    args = [sys.executable, "-m", "cryptolstm", "train", "-q", "--data-dir", str(shared_data), "--merge-date",
-            "2023-01-01", "--neurons", "8", "--layers", "1", "--epochs", "100000", "--patience", "100000"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_sigterm_mid_training_ends_the_run_killed(tracking, synthetic_data, tmp_path):
+    proc = start_cli(["train", "-q", "--data-dir", str(synthetic_data), "--merge-date", "2021-01-01", "--neurons", "8",
+                      "--layers", "1", "--epochs", "100000", "--patience", "100000"], tmp_path, tracking)
     err = sigterm_after_first_epoch(proc, MlflowClient(tracking))
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: the run was ended KILLED." in err
@@ -103,11 +160,13 @@ def test_sigterm_mid_training_ends_the_run_killed(tracking, shared_data, tmp_pat
         (["--space", "experiments/nope.yaml"], "space file experiments/nope.yaml does not exist."),
         (["--prune", "sometimes"], "prune must be true or false, got 'sometimes'."),
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
-        (["--end-date", "2016-01-20"], "the merged data has 20 day(s); at least 22 are needed"),
+        # every configuration of the space must fit the data: the default space's longest window is 21 days
+        (["--end-date", "2020-01-20"], "20 days are too few for a 0.7/0.15/0.15 split (honest protocol) with "
+                                       "window_len 21 and horizon 1"),
     ],
 )
-def test_search_bad_input_is_one_sentence_and_no_run(tracking, shared_data, args, words):
-    result = runner.invoke(app, ["search", "--data-dir", str(shared_data), *args])
+def test_search_bad_input_is_one_sentence_and_no_run(refusals, synthetic_data, args, words):
+    result = runner.invoke(app, ["search", "--data-dir", str(synthetic_data), *args])
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
     assert _runs() == []
@@ -120,20 +179,36 @@ def test_search_bad_input_is_one_sentence_and_no_run(tracking, shared_data, args
         (["register", "--run-id", "0123456789abcdef"], "cannot register a BTC model:"),
         (["register", "--experiment-name", "nope"], "MLflow experiment 'nope' does not exist."),
         (["predict", "--coin", "ETH", "--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
+        (["evaluate", "--model", "cryptolstm-btc"], "model must be a model URI, models:/NAME@ALIAS, "
+                                                    "models:/NAME/VERSION or runs:/RUN_ID/model; got 'cryptolstm-btc'."),
+        (["evaluate", "--since", "2021-13-01"], "since 2021-13-01 is not a day of the calendar (there is no month 13; "
+                                                "months run 01 to 12)."),
+        (["evaluate", "--until", "yesterday"], "until must be a date written YYYY-MM-DD, got 'yesterday'."),
+        (["evaluate", "--since", "2021-11-01", "--until", "2021-10-01"], "--since (2021-11-01) is after --until "
+                                                                         "(2021-10-01): no day to score."),
+        (["evaluate", "--model", "models:/cryptolstm-btc@champion", "--data-dir", "DATA"],
+         "there is no model models:/cryptolstm-btc@champion in "),
+        (["refit", "--model", "runs:/"], "model must be a model URI"),
+        (["refit", "--force", "maybe"], "force must be true or false, got 'maybe'."),
+        (["refit", "--retrain", "hot"], "retrain must be one of scratch, warm; got 'hot'."),
+        (["refit", "--warm-epochs", "0"], "warm_epochs must be an integer >= 1, got 0."),
+        (["refit", "-q", "--model", "models:/cryptolstm-eth/3", "--data-dir", "DATA"],
+         "there is no model models:/cryptolstm-eth/3 in "),
     ],
 )
-def test_registry_commands_bad_input_is_one_sentence(tracking, args, words):
-    result = runner.invoke(app, args)
+def test_registry_commands_bad_input_is_one_sentence_and_no_run(refusals, synthetic_data, args, words):
+    result = runner.invoke(app, [str(synthetic_data) if a == "DATA" else a for a in args])
     assert result.exit_code == 2, result.output
-    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"] and words in result.stderr
+    assert _runs() == []
 
 
-def test_predict_without_a_champion_says_so(tracking, shared_data):
-    result = runner.invoke(app, ["predict", "--coin", "ETH", "--data-dir", str(shared_data)])
+def test_predict_without_a_champion_says_so(refusals, synthetic_data):
+    result = runner.invoke(app, ["predict", "--coin", "ETH", "--data-dir", str(synthetic_data)])
     assert result.exit_code == 2 and "cannot load models:/cryptolstm-eth@champion" in result.stderr
 
 
-def test_none_is_an_unset_mlproject_parameter(tracking):
+def test_none_is_an_unset_mlproject_parameter(refusals):
     # MLflow logs every MLproject parameter on its run; an unset one is "None" there, never blank.
     result = runner.invoke(app, ["train", "--data-dir", "/nonexistent/prices", "--neurons", "None", "--coin", ""])
     assert result.exit_code == 2 and "data directory /nonexistent/prices does not exist" in result.stderr
@@ -141,15 +216,10 @@ def test_none_is_an_unset_mlproject_parameter(tracking):
 
 @pytest.mark.slow
 def test_tensorflows_and_mlflows_notices_are_hidden_unless_verbose(tmp_path, monkeypatch):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     # A real command that imports TensorFlow and MLflow and fails with its one sentence.
-    done = subprocess.run([sys.executable, "-m", "cryptolstm", "data", "verify", "--run", "0123456789abcdef"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli(["data", "verify", "--run", "0123456789abcdef"], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                   timeout=300)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: cannot read run 0123456789abcdef: Run with id=0123456789abcdef "
                                         "not found"], done.stderr[-2000:]
@@ -185,7 +255,7 @@ def test_the_noise_filter_drops_exactly_tensorflows_notices():
 def test_predict_prints_one_line_for_a_day_and_a_table_with_intervals_for_several():
     import pandas as pd
 
-    from cryptolstm.workflows import forecast_text
+    from cryptolstm.render import forecast_text
 
     one = pd.DataFrame({"date": ["2024-01-01"], "horizon": [1], "coin": ["BTC"], "forecast_close": [41850.344],
                         "last_close": [42265.19], "forecast_return": [41850.344 / 42265.19 - 1]})

@@ -16,7 +16,6 @@ import time
 import uuid
 from pathlib import Path
 
-import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient

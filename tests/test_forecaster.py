@@ -1,7 +1,8 @@
-"""The logged pyfunc: raw rows in, next-day USD close out, the same in a fresh process."""
+"""The registered model (`cryptolstm.forecaster`): raw rows in, USD closes out; the same in a fresh
+process, through Keras when it has no ONNX network, and for a model logged before the package
+had features, cells, ensembles, ONNX, calibration and training.json."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,37 +11,79 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
-from cryptolstm.data import load_market
-from cryptolstm.forecaster import INPUT_COLUMNS, example_rows, prepare_rows
+from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.tracking import tracked_train
-from tests.conftest import ROOT, synthetic_frame, tiny_config
+from cryptolstm.forecaster import example_rows, forecast, input_columns, prepare_rows
+from cryptolstm.inference import NetworkForecaster
+from cryptolstm.intervals import LEVELS
+from cryptolstm.windowing import input_rows
+from tests.conftest import ROOT, cli_env, synthetic_frame, tiny_config
 
-ROWS = example_rows(synthetic_frame(10, seed=1), 7)
+CFG = RunConfig()  # the default model: close and volume of both coins, a window of 7 days
+ROWS = example_rows(synthetic_frame(10, seed=1), CFG)
+MERGE = "2021-01-01"  # 334 synthetic days, to 2021-11-30
 
 
 @pytest.mark.parametrize(
     "change, words",
     [
-        (lambda r: r.head(5), "has 5 row(s); this model needs at least 7 daily rows"),
-        (lambda r: r.drop(columns=["ETH_volume"]), "lacks column(s) ETH_volume"),
-        (lambda r: r.assign(BTC_close=-1.0), "must be a number greater than 0"),
-        (lambda r: r.assign(BTC_close="abc"), "must be a number greater than 0"),
-        (lambda r: r.assign(date="yesterday"), "is not a YYYY-MM-DD date"),
-        (lambda r: r.drop(index=[3]).pipe(lambda d: pd.concat([d, d.tail(1)])), "must be consecutive days"),
+        (lambda r: r.head(5), "the input has 5 row(s); this model needs at least 7 daily rows."),
+        (lambda r: r.drop(columns=["ETH_volume"]), "the input lacks column(s) ETH_volume; it needs date, "
+                                                   "BTC_close, BTC_volume, ETH_close, ETH_volume."),
+        (lambda r: r.assign(BTC_close=-1.0), "every price and volume in the last rows must be a number greater than 0."),
+        (lambda r: r.assign(BTC_close="abc"), "every price and volume in the last rows must be a number greater than 0."),
+        (lambda r: r.assign(date="yesterday"), "the input's date 'yesterday' is not a YYYY-MM-DD date."),
+        (lambda r: r.drop(index=[3]).pipe(lambda d: pd.concat([d, d.tail(1)])), "the last 7 rows must be consecutive days."),
+        (lambda r: r.to_dict(), "the input must be a table of daily rows."),
+        (lambda r: r.assign(BTC_volume=[1e6] * 6 + [1e15]), "the input's BTC_volume on 2020-01-10 is 1e+15, outside "
+                                                             "the plausible range (a daily volume is 0 or 1 to 1e+14 USD)."),
+        (lambda r: r.assign(ETH_close=2e9), "the input's ETH_close on 2020-01-04 is 2e+09, outside the plausible "
+                                            "range (a price is 1e-06 to 1e+09 USD)."),
+        (lambda r: pd.concat([r] * 2858), "the input has 20006 rows; a request may send at most 20,000 daily rows."),
     ],
 )
 def test_bad_rows_give_one_sentence(change, words):
-    with pytest.raises(DataError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        prepare_rows(change(ROWS.copy()), 7)
+    with pytest.raises(DataError) as refused:
+        prepare_rows(change(ROWS.copy()), CFG)
+    assert str(refused.value) == words
 
 
-def test_rows_are_sorted_and_the_last_window_kept():
-    longer = example_rows(synthetic_frame(12, seed=1), 12).iloc[::-1]
-    frame = prepare_rows(longer, 7)
-    assert list(frame.columns) == INPUT_COLUMNS and len(frame) == 7
-    assert frame["date"].is_monotonic_increasing and frame["date"].iloc[-1] == pd.Timestamp("2020-01-12")
+def test_rows_are_sorted_the_last_window_kept_and_extra_columns_ignored():
+    longer = example_rows(synthetic_frame(12, seed=1), RunConfig(window_len=12)).iloc[::-1]
+    frame = prepare_rows(longer.assign(BTC_open=1.0, note="x"), CFG)
+    assert list(frame.columns) == input_columns(CFG)[1:] == ["BTC_close", "BTC_volume", "ETH_close", "ETH_volume"]
+    assert len(frame) == 7 and frame.index.is_monotonic_increasing and frame.index[-1] == pd.Timestamp("2020-01-12")
+    # a model of other features reads other columns: its own, and its coin's close (the target)
+    ranges = RunConfig(coin="ETH", features="parkinson")
+    assert input_columns(ranges) == ["date", "BTC_high", "BTC_low", "ETH_high", "ETH_low", "ETH_close"]
+
+
+def test_forecast_gives_each_day_ahead_in_usd_with_its_intervals():
+    """A network forecaster of three days with a Gaussian head and a fixed network of numpy: mean
+    returns 1 %, 2 %, 3 %, scale 2 %; the rows are those returns on the last close, the intervals
+    the Gaussian's quantiles."""
+    cfg = RunConfig(head="gaussian", horizon=3)
+    params = np.array([[0.01, 0.02, 0.03, 0.02, 0.02, 0.02]], dtype=np.float32)
+    model = NetworkForecaster(cfg, [lambda X: np.repeat(params, len(X), axis=0)])
+    rows = input_rows(synthetic_frame(10, seed=1), cfg)  # 10 days: the last 7 are the input of one forecast
+    last = rows["BTC_close"].iloc[-1]
+    out = forecast(model, rows)
+    assert out["date"].tolist() == ["2020-01-11", "2020-01-12", "2020-01-13"] and out["horizon"].tolist() == [1, 2, 3]
+    assert (out["coin"] == "BTC").all() and (out["last_close"] == last).all()
+    np.testing.assert_allclose(out["forecast_close"], last * np.array([1.01, 1.02, 1.03]), rtol=1e-6)
+    np.testing.assert_allclose(out["forecast_return"], [0.01, 0.02, 0.03], rtol=1e-5)
+    z95, z80 = norm.ppf(0.975), norm.ppf(0.9)
+    np.testing.assert_allclose(out["upper_95"], last * (1 + np.array([0.01, 0.02, 0.03]) + z95 * 0.02), rtol=1e-6)
+    np.testing.assert_allclose(out["lower_80"], last * (1 + np.array([0.01, 0.02, 0.03]) - z80 * 0.02), rtol=1e-6)
+    # every window of the rows at once: one row per origin and horizon, with every quantile in USD
+    every = forecast(model, rows, every_day=True)
+    assert every["origin"].tolist() == [d for d in rows["date"].iloc[6:] for _ in range(3)]
+    assert len(every) == 4 * 3 and {f"q{q:g}" for q in LEVELS} <= set(every)
+    last_origin = every[every["origin"] == rows["date"].iloc[-1]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last_origin[out.columns], out)
+    assert last_origin["q0.975"].to_numpy() == pytest.approx(last_origin["upper_95"].to_numpy(), rel=1e-12)
 
 
 FRESH = """
@@ -68,25 +111,22 @@ print(json.dumps(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
 
 
 @pytest.mark.slow
-def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracking, shared_data, tmp_path):
-    from mlflow import MlflowClient
+def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracking, synthetic_data, tmp_path):
+    from cryptolstm.data import load_market
+    from cryptolstm.tracking import registry, tracked_train
 
-    from cryptolstm import registry
-    from cryptolstm.forecaster import forecast
-
-    cfg = tiny_config(shared_data, protocol="seed", train_frac=0.8, recurrent_activation="hard_sigmoid_keras2",
-                      head="gaussian")
-    market = load_market(shared_data, cfg.merge_date)
+    cfg = tiny_config(synthetic_data, merge_date=MERGE, protocol="seed", train_frac=0.8,
+                      recurrent_activation="hard_sigmoid_keras2", head="gaussian")
+    market = load_market(synthetic_data, cfg.merge_date)
     run_id, result = tracked_train(cfg, market)
-    registry.register(MlflowClient().get_run(run_id), "BTC")
-    rows = example_rows(market.frame, 9)
-    here = forecast(result.forecaster(), rows)  # the training process's own forecast, with its intervals
-    assert here["date"].tolist() == ["2024-01-01"]
+    registry.register_run(run_id, "BTC")
+    rows = example_rows(market.frame, cfg)
+    here = forecast(result.forecaster, rows)  # the training process's own forecast (Keras), with its intervals
+    assert here["date"].tolist() == ["2021-12-01"]
     # A process that cannot import the project from its checkout: the model brings its code.
-    env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run([sys.executable, "-c", FRESH, "models:/cryptolstm-btc@champion",
                            json.dumps(rows.to_dict(orient="records")), str(ROOT)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=cli_env(PYTHONPATH=""), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     there = pd.DataFrame(json.loads(lines[0]))
@@ -96,40 +136,101 @@ def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracki
     low95, low80, point, high80, high95 = here[["lower_95", "lower_80", "forecast_close", "upper_80",
                                                  "upper_95"]].iloc[0]
     assert low95 < low80 < point < high80 < high95
-    assert there["date"].iloc[0] == "2024-01-01"
-    assert lines[1].startswith("MlflowException") and "at least 7 daily rows" in lines[1]
+    assert there["date"].iloc[0] == "2021-12-01"
+    assert lines[1] == "MlflowException the input has 2 row(s); this model needs at least 7 daily rows."
     assert json.loads(lines[2]) == []  # ONNX Runtime forecast: neither TensorFlow nor Keras was imported
 
 
-@pytest.mark.slow
-def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking, shared_data, tmp_path):
-    """A model whose ONNX export failed (or logged before exports) carries the .keras file and is
-    run by Keras; its forecast equals the ONNX model's to 1e-6. A failed export says why."""
+def _log_by_hand(name: str, artifacts: dict[str, str], params: dict[str, str] | None = None,
+                 tags: dict[str, str] | None = None) -> str:
+    """A run holding a pyfunc ``name`` made of ``artifacts`` (as a model of an earlier cryptolstm was
+    logged), with ``params`` and ``tags``; its run id."""
     from cryptolstm.forecaster import LstmForecaster
-    from cryptolstm.inference import export_onnx
 
-    cfg = tiny_config(shared_data, head="quantile")
-    market = load_market(shared_data, cfg.merge_date)
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_params(params or {})
+        mlflow.pyfunc.log_model(name=name, python_model=LstmForecaster(), code_paths=[str(ROOT / "cryptolstm")],
+                                artifacts=artifacts)
+    return run.info.run_id
+
+
+def _network_kind(model) -> str:
+    """``onnx`` or ``keras``: what runs the loaded pyfunc's network."""
+    (network,) = model.unwrap_python_model().forecaster.networks
+    return network.__qualname__.split("_network")[0].lstrip("_")
+
+
+@pytest.mark.slow
+def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking, synthetic_data, tmp_path):
+    """A model whose ONNX export failed carries the .keras file and is run by Keras; its forecast
+    equals the ONNX model's to 1e-6. A failed export says why."""
+    from cryptolstm.data import load_market
+    from cryptolstm.models.base import History
+    from cryptolstm.packaging import export_onnx
+    from cryptolstm.tracking import tracked_train
+
+    cfg = tiny_config(synthetic_data, merge_date=MERGE, head="quantile")
+    market = load_market(synthetic_data, cfg.merge_date)
     run_id, result = tracked_train(cfg, market)
+    windows = result.forecaster.windows(result.splits.val.take(slice(0, 4)), History(market.frame, cfg.coin))
+    assert windows.shape == (4, 7, 4)
     (tmp_path / "a-file").write_text("")  # no folder can be made here: the export fails
-    assert export_onnx(result.model, str(tmp_path / "a-file" / "lstm.onnx"), result.splits.val.X[:4]).startswith(
-        "ONNX export failed")
-    keras_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="keras/lstm.keras", dst_path=str(tmp_path))
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(cfg.to_dict()))
-    calibration = tmp_path / "calibration.json"
-    calibration.write_text(json.dumps(result.calibration.to_dict()))
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="keras_only", python_model=LstmForecaster(), code_paths=[str(ROOT / "cryptolstm")],
-                                       artifacts={"keras_model": keras_file, "config": str(config),
-                                                  "calibration": str(calibration)})
-    rows = example_rows(market.frame, 9)
-    through_keras = mlflow.pyfunc.load_model(info.model_uri)
+    assert export_onnx(result.model, str(tmp_path / "a-file" / "lstm.onnx"), windows).startswith("ONNX export failed")
+    assert export_onnx(result.model, str(tmp_path / "lstm.onnx"), windows) is None  # and where it can, it is equal
+    model_uri = mlflow.MlflowClient().get_run(run_id).data.tags["model_uri"]
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"))) / "artifacts"
+    artifacts = {name: str(folder / f"{name}.json") for name in ("config", "calibration", "training")}
+    artifacts["keras_model"] = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="keras/lstm.keras",
+                                                                   dst_path=str(tmp_path))
+    keras_only = _log_by_hand("keras_only", artifacts)
+    rows = example_rows(market.frame, cfg)
+    through_keras = mlflow.pyfunc.load_model(f"runs:/{keras_only}/keras_only")
     through_onnx = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    assert type(through_keras.unwrap_python_model().lstm).__name__ == "Lstm"
-    assert type(through_onnx.unwrap_python_model().lstm).__name__ == "Predictor"
+    assert (_network_kind(through_keras), _network_kind(through_onnx)) == ("keras", "onnx")
+    assert through_keras.unwrap_python_model().forecaster.calibration.to_dict() == result.calibration.to_dict()
     columns = ["forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"]
     np.testing.assert_allclose(through_keras.predict(rows)[columns].to_numpy(float),
                                through_onnx.predict(rows)[columns].to_numpy(float), rtol=1e-6)
-    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/requirements.txt")).read_text()
-    assert "onnxruntime==" in requirements and "tensorflow" not in requirements and "keras" not in requirements
+
+
+@pytest.mark.slow
+def test_a_model_logged_before_features_onnx_calibration_and_training_json_still_loads_and_forecasts(
+        tracking, synthetic_data, tmp_path):
+    """A model as an earlier cryptolstm logged it: a .keras file and a config.json without the
+    fields added since (features, cell, ensemble), no ONNX network, calibration, features state or
+    training.json; its run has the config.* params of those days and says by its tags which days
+    it trained on. It resolves, loads, forecasts and is evaluated as the model it was made from."""
+    from mlflow import MlflowClient
+
+    from cryptolstm.data import load_market
+    from cryptolstm.live import evaluate
+    from cryptolstm.tracking import registry, tracked_train
+
+    cfg = tiny_config(synthetic_data, merge_date=MERGE)
+    market = load_market(synthetic_data, cfg.merge_date)
+    run_id, result = tracked_train(cfg, market)
+    new = MlflowClient().get_run(run_id)
+    old_fields = {k: v for k, v in cfg.to_dict().items() if k not in ("features", "cell", "ensemble")}
+    (tmp_path / "config.json").write_text(json.dumps(old_fields))
+    keras_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="keras/lstm.keras", dst_path=str(tmp_path))
+    said = ("coin", "protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last",
+            "split.test.first", "split.test.last", "split.test.n")
+    old = _log_by_hand("model", {"keras_model": keras_file, "config": str(tmp_path / "config.json")},
+                       params={f"config.{k}": "" if v is None else str(v) for k, v in old_fields.items()},
+                       tags={k: new.data.tags[k] for k in said})
+    uri = f"runs:/{old}/model"
+    info = registry.resolve(uri)
+    assert info.config == cfg  # the fields it lacks take their defaults: the model it was
+    assert (info.trained_until, info.val_first, info.data_last) == \
+        (new.data.tags["split.val.last"], new.data.tags["split.val.first"], "2021-11-30")  # from its run's tags
+    model = registry.load_pyfunc(uri)
+    loaded = model.unwrap_python_model()
+    assert _network_kind(model) == "keras" and loaded.forecaster.calibration is None and loaded.training is None
+    rows = example_rows(market.frame, cfg)
+    np.testing.assert_allclose(model.predict(rows)["forecast_close"], registry.load_pyfunc(f"runs:/{run_id}/model")
+                               .predict(rows)["forecast_close"], rtol=1e-6)
+    done = evaluate(registry.MlflowModels(), uri, str(synthetic_data), since=new.data.tags["split.test.first"],
+                    until=new.data.tags["split.test.last"])
+    assert done.n_days == int(new.data.tags["split.test.n"])
+    for key in ("mae", "persistence_mae", "rmse", "direction_accuracy"):
+        assert done.metrics[f"live/{key}"] == pytest.approx(new.data.metrics[f"test/{key}"], rel=1e-5), key

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
+import pytest
 
 from cryptolstm import plots
 from cryptolstm.forecast import Forecast
@@ -58,3 +60,26 @@ def test_optuna_plots_name_the_objective_mark_persistence_and_keep_their_style_t
     assert history.get_ylabel() == "val/mae_ratio"
     assert any(list(line.get_ydata()) == [1.0, 1.0] for line in history.lines)  # the persistence line
     assert style() == before  # Optuna's ggplot style did not stay behind
+    assert set(figures) == {f"plots/optuna_{name}.png" for name in ("optimization_history", "param_importances",
+                                                                     "parallel_coordinate")}
+    for path, fig in figures.items():  # each can be saved, as the study's run logs it
+        saved = io.BytesIO()
+        fig.savefig(saved, format="png")
+        assert saved.getvalue().startswith(b"\x89PNG"), path
+
+
+def test_the_live_figure_shows_where_the_model_gained_or_lost_against_persistence():
+    from cryptolstm.live import daily_table
+
+    forecast, actual = _forecast(90)
+    days = daily_table(forecast, actual[:, None])
+    fig = plots.live_gap(days, "BTC", "cryptolstm-btc version 1", window=30)
+    top, bottom = fig.axes
+    gap = np.cumsum(np.abs(forecast.close() - actual) - np.abs(forecast.last_close - actual))
+    np.testing.assert_allclose(top.lines[0].get_ydata(), gap)
+    ahead = "behind" if gap[-1] > 0 else "ahead"
+    assert top.get_title() == f"BTC, cryptolstm-btc version 1: 90 new days, 2023-01-01 to 2023-03-31 ({ahead} at the end)"
+    ratio = bottom.lines[0].get_ydata()
+    assert np.isnan(ratio[:29]).all()  # a ratio needs 30 days
+    errors = np.abs(forecast.close() - actual)[-30:].mean() / np.abs(forecast.last_close - actual)[-30:].mean()
+    assert ratio[-1] == pytest.approx(errors)

@@ -1,12 +1,15 @@
-"""Registry: versions, the champion alias, loading back, serving, concurrent registrations."""
+"""The registry in MLflow (`cryptolstm.tracking.registry`): registering runs under their coin, the
+champion alias, resolving and loading models back, serving, concurrent registrations. The
+promotion rule itself is tested without MLflow in test_lifecycle.py."""
 
 import json
-import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -14,22 +17,25 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from cryptolstm import registry
 from cryptolstm.data import load_market
 from cryptolstm.errors import ConfigError
 from cryptolstm.forecaster import example_rows
-from cryptolstm.tracking import tracked_train
-from tests.conftest import tiny_config
+from cryptolstm.registry import ALIAS, model_name
+from cryptolstm.tracking import registry, tracked_train
+from tests.conftest import cli_env, run_cli, start_cli, tiny_config
 
 pytestmark = pytest.mark.slow
 
+MERGE = "2021-01-01"  # 334 synthetic days, to 2021-11-30
+NEXT_DAY = "2021-12-01"  # the day after the synthetic data
 
-def _runs(shared_data, coin="BTC", merge_date="2023-01-01", seeds=(1, 2)):
+
+def _runs(data, coin="BTC", merge_date=MERGE, seeds=(1, 2)):
     """Tiny finished runs of ``coin``, one per seed, worst first by val/mae_ratio."""
-    market = load_market(shared_data, merge_date)
+    market = load_market(data, merge_date)
     runs = []
     for seed in seeds:
-        run_id, _ = tracked_train(tiny_config(shared_data, coin=coin, seed=seed, merge_date=merge_date), market)
+        run_id, _ = tracked_train(tiny_config(data, coin=coin, seed=seed, merge_date=merge_date), market)
         runs.append(MlflowClient().get_run(run_id))
     runs.sort(key=lambda r: -r.data.metrics["val/mae_ratio"])
     ratios = [r.data.metrics["val/mae_ratio"] for r in runs]
@@ -37,13 +43,8 @@ def _runs(shared_data, coin="BTC", merge_date="2023-01-01", seeds=(1, 2)):
     return runs, market
 
 
-def _two_runs(shared_data, coin="BTC", merge_date="2023-01-01"):
-    """Two tiny finished runs of ``coin``, (worse, better) by val/mae_ratio."""
-    return _runs(shared_data, coin, merge_date)
-
-
 def _champion(coin="BTC"):
-    return MlflowClient().get_model_version_by_alias(registry.model_name(coin), registry.ALIAS)
+    return MlflowClient().get_model_version_by_alias(model_name(coin), ALIAS)
 
 
 def _versions() -> list[tuple[str, str]]:
@@ -51,15 +52,8 @@ def _versions() -> list[tuple[str, str]]:
     return sorted((v.name, str(v.version)) for v in MlflowClient().search_model_versions())
 
 
-def _cli(tmp_path, *args) -> subprocess.CompletedProcess:
-    """``python -m cryptolstm <args>`` on the test's store (its environment), from ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
-    return subprocess.run([sys.executable, "-m", "cryptolstm", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_promotion_only_when_better_on_the_same_evaluation(tracking, shared_data):
-    (worst, middle, best), market = _runs(shared_data, seeds=(1, 2, 3))
+def test_promotion_only_when_better_on_the_same_evaluation(tracking, synthetic_data):
+    (worst, middle, best), market = _runs(synthetic_data, seeds=(1, 2, 3))
     first = registry.register(middle, "BTC")
     assert (first.version, first.promoted, first.reason, first.added) == ("1", True, "first champion", True)
     second = registry.register(best, "BTC")
@@ -67,24 +61,59 @@ def test_promotion_only_when_better_on_the_same_evaluation(tracking, shared_data
     third = registry.register(worst, "BTC")
     assert third.version == "3" and not third.promoted and str(_champion().version) == "2"
     version = MlflowClient().get_model_version("cryptolstm-btc", third.version)
-    assert "does not beat champion version 2" in version.tags["promotion"]
+    assert version.tags["promotion"] == third.reason and "does not beat champion version 2" in third.reason
     assert version.tags["source_run"] == worst.info.run_id and version.tags["protocol"] == "honest"
+    assert (version.tags["selection.metric"], version.tags["promotion.decision"], version.tags["promotion.over"]) == \
+        ("val/mae_ratio", "keep", "2")
+    for key in ("data.first_date", "data.last_date", "split.val.first", "split.val.last", "split.val.n"):
+        assert version.tags[key] == worst.data.tags[key], key  # the evaluation it is compared on
     ratio = worst.data.metrics["test/mae_ratio"]
     assert version.tags["beats_persistence"] == str(ratio < 1).lower()
     assert float(version.tags["persistence_ratio"]) == pytest.approx(ratio)
+    assert (third.ratio, third.beats_persistence) == (pytest.approx(ratio), ratio < 1)
+    # A run the user names (register --run-id) is made champion whenever it is comparable, better or not.
+    named = registry.register_run(worst.info.run_id, "BTC", chosen=True)
+    assert (named.version, named.added, named.promoted) == ("3", False, True) and str(_champion().version) == "3"
+    assert named.reason.endswith("does not beat champion version 2's " f"{best.data.metrics['val/mae_ratio']:.4f}; "
+                                 "made champion as you named it")
+    registry.register(best, "BTC", force=True)  # back to version 2
     # Another data range is another evaluation: not compared, not promoted, unless forced.
-    other = MlflowClient().get_run(tracked_train(tiny_config(shared_data, merge_date="2022-06-01", neurons=2),
-                                                 load_market(shared_data, "2022-06-01"))[0])
+    other = MlflowClient().get_run(tracked_train(tiny_config(synthetic_data, merge_date="2020-06-01", neurons=2),
+                                                 load_market(synthetic_data, "2020-06-01"))[0])
     moved = registry.register(other, "BTC")
-    assert not moved.promoted and "not compared" in moved.reason and str(_champion().version) == "2"
+    assert not moved.promoted and str(_champion().version) == "2"
+    assert moved.reason.startswith("not compared with champion version 2: they were validated on different days")
+    assert f"data from 2020-06-01 where champion version 2 has {MERGE}" in moved.reason and "{" not in moved.reason
+    assert moved.reason.endswith("to make it champion anyway, register it with --force")
     forced = registry.register(other, "BTC", force=True)  # as the reason says; its version, none added
     assert (forced.version, forced.added, forced.promoted) == (moved.version, False, True)
-    assert "already registered" in forced.reason and forced.reason.endswith("promoted by force over version 2")
+    assert "already registered" in forced.reason and forced.reason.endswith("made champion by --force over version 2")
     assert str(_champion().version) == forced.version and len(_versions()) == 4
 
 
-def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, shared_data, tmp_path):
-    (btc,), _ = _runs(shared_data, seeds=(1,))
+def test_a_model_uri_resolves_to_its_version_run_config_and_days(tracking, synthetic_data):
+    (run,), _ = _runs(synthetic_data, seeds=(1,))
+    registry.register(run, "BTC")
+    # the configuration it trained with, its open end_date as the last day it read (its config.* params)
+    tags, cfg = run.data.tags, tiny_config(synthetic_data, seed=1, merge_date=MERGE, end_date="2021-11-30")
+    for uri in ("models:/cryptolstm-btc@champion", "models:/cryptolstm-btc/1", f"runs:/{run.info.run_id}/model"):
+        info = registry.MlflowModels().resolve(uri)
+        assert (info.uri, info.run_id, info.config) == (uri, run.info.run_id, cfg)
+        # the days it trained on, from its own training.json: the same as its run's tags say
+        assert (info.trained_until, info.val_first, info.data_last) == \
+            (tags["split.val.last"], tags["split.val.first"], tags["data.last_date"])
+        assert info.extra["model_id"] == tags["model_uri"].removeprefix("models:/")
+    assert registry.resolve("models:/cryptolstm-btc@champion").label == "cryptolstm-btc version 1"
+    assert registry.resolve(f"runs:/{run.info.run_id}/model").version is None
+    for uri in ("models:/cryptolstm-btc/2", "models:/cryptolstm-eth@champion", "runs:/0123456789abcdef/model"):
+        with pytest.raises(ConfigError, match=f"^{re.escape(f'there is no model {uri} in {tracking}: ')}"):
+            registry.resolve(uri)
+    with pytest.raises(ConfigError, match=r"^cryptolstm-btc is not a model URI \(models:/NAME@ALIAS"):
+        registry.resolve("cryptolstm-btc")
+
+
+def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, synthetic_data, tmp_path):
+    (btc,), _ = _runs(synthetic_data, seeds=(1,))
     with pytest.raises(ConfigError) as refused:
         registry.register(btc, "ETH")
     assert str(refused.value) == f"run {btc.info.run_id} is a BTC run; it cannot be registered as cryptolstm-eth."
@@ -101,58 +130,76 @@ def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, shared_d
     with mlflow.start_run(tags={"coin": "BTC"}) as backtest_like:
         pass
     with pytest.raises(ConfigError, match="has no val/mae_ratio: only a training run"):
-        registry.register(MlflowClient().get_run(backtest_like.info.run_id), "BTC")
+        registry.register_run(backtest_like.info.run_id, "BTC")
+    with pytest.raises(ConfigError, match=r"^cannot register a BTC model: "):
+        registry.register_run("0123456789abcdef", "BTC")
     assert _versions() == []
 
-    # A registration cut short after the version was created (no alias, no promotion tag yet):
-    # registering the run again completes it, without a second version.
+    # A registration cut short after the version was made with its decision, before the alias moved:
+    # the next registration completes it, without a second version.
     client = MlflowClient()
     first = registry.register(btc, "BTC")
-    client.delete_registered_model_alias("cryptolstm-btc", registry.ALIAS)
-    client.delete_model_version_tag("cryptolstm-btc", "1", "promotion")
+    assert client.get_model_version("cryptolstm-btc", "1").tags["promotion.decision"] == "promote"
+    client.delete_registered_model_alias("cryptolstm-btc", ALIAS)
+    resumed = registry.register(btc, "BTC")
+    assert (resumed.version, resumed.added, resumed.promoted) == ("1", False, True) and str(_champion().version) == "1"
+    assert client.get_model_version("cryptolstm-btc", "1").tags["promotion.completed"] == \
+        "by the next command (its own was cut short)"
+    # One cut short as an earlier cryptolstm registered (the version first, its decision after): decided again.
+    client.delete_registered_model_alias("cryptolstm-btc", ALIAS)
+    for tag in ("promotion", "promotion.decision", "promotion.over", "promotion.completed"):
+        client.delete_model_version_tag("cryptolstm-btc", "1", tag)
     resumed = registry.register(btc, "BTC")
     assert (resumed.version, resumed.added, resumed.promoted) == ("1", False, True)
     assert resumed.reason.endswith("nothing was added; first champion") and str(_champion().version) == "1"
-    again = registry.register(btc, "BTC")
+    again = registry.register_run(btc.info.run_id, "BTC")
     assert (again.version, again.added, again.promoted) == ("1", False, True)
     assert again.reason == f"run {btc.info.run_id} was already registered as version 1; nothing was added"
     assert (again.beats_persistence, again.ratio) == (first.beats_persistence, first.ratio)
     assert _versions() == [("cryptolstm-btc", "1")]
 
     # The command: the same run again exits 0 and says so; another coin's run is one sentence, exit 2.
-    done = _cli(tmp_path, "register", "-q", "--coin", "BTC", "--run-id", btc.info.run_id)
+    done = run_cli(["register", "-q", "--coin", "BTC", "--run-id", btc.info.run_id], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "already registered as version 1; nothing was added" in done.stdout
-    wrong = _cli(tmp_path, "register", "-q", "--coin", "ETH", "--run-id", btc.info.run_id)
+    assert done.stdout.strip() == (f"cryptolstm-btc version 1 (now @champion): run {btc.info.run_id} was already "
+                                   f"registered as version 1; nothing was added; its test MAE ratio to persistence is "
+                                   f"{first.ratio:.4f} ({'better' if first.beats_persistence else 'worse'} than "
+                                   "persistence on those days).")
+    wrong = run_cli(["register", "-q", "--coin", "ETH", "--run-id", btc.info.run_id], tmp_path)
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr[-2000:]
-    assert "is a BTC run; it cannot be registered as cryptolstm-eth." in wrong.stderr
+    assert wrong.stderr.strip() == (f"error: run {btc.info.run_id} is a BTC run; it cannot be registered as "
+                                    "cryptolstm-eth.")
     assert _versions() == [("cryptolstm-btc", "1")]
 
 
-def test_predict_refuses_a_model_of_another_coin(tracking, shared_data, tmp_path):
-    (btc,), market = _runs(shared_data, seeds=(1,))
+def test_predict_refuses_a_model_of_another_coin(tracking, synthetic_data, tmp_path):
+    (btc,), market = _runs(synthetic_data, seeds=(1,))
     registry.register(btc, "BTC")
-    rows = example_rows(market.frame, 10)
+    rows = example_rows(market.frame)
     with pytest.raises(ConfigError) as refused:
         registry.forecast_with("ETH", "models:/cryptolstm-btc@champion", rows)
     assert str(refused.value) == ("models:/cryptolstm-btc@champion is a BTC model; it cannot forecast ETH "
                                   "(pass --coin BTC, or --model-uri of an ETH model).")
     # A BTC model made ETH champion behind the registry's back (as the unchecked register once did).
     version = mlflow.register_model(btc.data.tags["model_uri"], "cryptolstm-eth").version
-    MlflowClient().set_registered_model_alias("cryptolstm-eth", registry.ALIAS, version)
+    MlflowClient().set_registered_model_alias("cryptolstm-eth", ALIAS, version)
     with pytest.raises(ConfigError, match=r"^models:/cryptolstm-eth@champion \(version 1\) is a BTC model; "):
         registry.load_champion("ETH")
-    assert registry.forecast_with("BTC", None, rows)[0]["coin"].tolist() == ["BTC"]
-    done = _cli(tmp_path, "predict", "-q", "--coin", "ETH", "--data-dir", str(shared_data))
+    with pytest.raises(ConfigError, match=r"^cryptolstm-eth version 1 is a BTC model; it cannot forecast ETH"):
+        registry.MlflowModels().load(registry.resolve("models:/cryptolstm-eth/1"), "ETH")
+    out, label = registry.forecast_with("BTC", None, rows)
+    assert out["coin"].tolist() == ["BTC"] and out["date"].tolist() == [NEXT_DAY]
+    assert label == "models:/cryptolstm-btc@champion (version 1)"
+    done = run_cli(["predict", "-q", "--coin", "ETH", "--data-dir", str(synthetic_data)], tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "models:/cryptolstm-eth@champion (version 1) is a BTC model; it cannot forecast ETH" in done.stderr
 
 
-def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(tracking, shared_data, tmp_path):
-    (btc,), market = _runs(shared_data, seeds=(1,))
+def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(tracking, synthetic_data, tmp_path):
+    (btc,), market = _runs(synthetic_data, seeds=(1,))
     registry.register(btc, "BTC")
-    (network_file,) = tmp_path.glob("mlruns/**/artifacts/lstm.onnx")  # what the pyfunc runs
-    folder = network_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm.onnx
+    (network_file,) = tmp_path.glob("mlruns/**/artifacts/lstm-0.onnx")  # what the pyfunc runs
+    folder = network_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm-0.onnx
     assert (folder / "MLmodel").is_file()
     whole = network_file.read_bytes()
     uri = "models:/cryptolstm-btc@champion"
@@ -164,15 +211,17 @@ def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(trackin
         return str(refused.value)
 
     network_file.write_bytes(whole[: len(whole) // 2])
-    assert refusal() == (f"cannot load {uri}: its artifact lstm.onnx is truncated or damaged "
+    assert refusal() == (f"cannot load {uri}: its artifact lstm-0.onnx is truncated or damaged "
                          f"(not a valid ONNX model) ({network_file}).")
-    done = _cli(tmp_path, "predict", "-q", "--coin", "BTC", "--data-dir", str(shared_data))
+    done = run_cli(["predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data)], tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert f"cannot load {uri}: its artifact lstm.onnx is truncated" in done.stderr and str(network_file) in done.stderr
+    assert f"cannot load {uri}: its artifact lstm-0.onnx is truncated" in done.stderr and str(network_file) in done.stderr
     network_file.write_bytes(b"")
-    assert "lstm.onnx is truncated" in refusal()
+    assert "lstm-0.onnx is truncated" in refusal()
     network_file.unlink()
-    assert refusal() == f"cannot load {uri}: its artifact lstm.onnx is missing ({network_file})."
+    assert refusal() == f"cannot load {uri}: its artifact lstm-0.onnx is missing ({network_file})."
+    with pytest.raises(ConfigError, match=r"^cannot load models:/cryptolstm-btc/1: its artifact lstm-0.onnx is missing"):
+        registry.load(registry.resolve(uri))  # what evaluate and refit load, pinned to the version
     shutil.rmtree(folder)  # was "No such artifact: ''", naming nothing
     assert refusal() == f"cannot load {uri}: the model's folder is missing ({folder})."
     assert refusal(f"runs:/{btc.info.run_id}/model") == (f"cannot load runs:/{btc.info.run_id}/model: "
@@ -181,31 +230,42 @@ def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(trackin
     assert refusal("models:/cryptolstm-btc/7").startswith("cannot load models:/cryptolstm-btc/7: ")
 
 
-def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(tracking, shared_data):
-    (worse, better), market = _two_runs(shared_data)
+def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(tracking, synthetic_data):
+    (worse, better), market = _runs(synthetic_data)
     assert registry.best_run("BTC", "cryptolstm-btc").info.run_id == better.info.run_id
-    with pytest.raises(ConfigError, match="no finished ETH run"):
+    assert registry.best_run("BTC").info.run_id == better.info.run_id  # any experiment
+    with pytest.raises(ConfigError, match="no finished ETH run with val/mae_ratio and a model in experiment"):
         registry.best_run("ETH", "cryptolstm-btc")
+    with pytest.raises(ConfigError, match="MLflow experiment 'nope' does not exist."):
+        registry.best_run("BTC", "nope")
     registry.register(better, "BTC")
     model, label = registry.load_champion("BTC")
     assert label == "models:/cryptolstm-btc@champion (version 1)"
-    out = model.predict(example_rows(market.frame, 10))
+    rows = example_rows(market.frame)
+    out = model.predict(rows)
     run_model = mlflow.pyfunc.load_model(f"runs:/{better.info.run_id}/model")
-    assert out.equals(run_model.predict(example_rows(market.frame, 10)))
+    assert out.equals(run_model.predict(rows)) and out["date"].tolist() == [NEXT_DAY]
     with pytest.raises(ConfigError, match="cannot load models:/cryptolstm-eth@champion"):
         registry.load_champion("ETH")
 
 
-def test_concurrent_registrations_leave_the_alias_on_the_better_model(tracking, shared_data, tmp_path):
-    (worse, better), _ = _two_runs(shared_data, coin="ETH")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
-    procs = [subprocess.Popen([sys.executable, "-m", "cryptolstm", "register", "-q", "--coin", "ETH", "--run-id",
-                               run.info.run_id], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for run in (better, worse)]
+REGISTER = "import sys; from cryptolstm.tracking import registry; print(registry.register_run(sys.argv[1], 'ETH'))"
+
+
+def test_concurrent_registrations_leave_the_alias_on_the_better_model_and_one_version_per_run(tracking,
+                                                                                             synthetic_data, tmp_path):
+    """Three processes at once: the worse run and the better one registered by the library (the rule
+    decides), and `cryptolstm register` of the experiment's best run (the better one again). Whatever
+    their order, the better run holds the alias and each run has one version."""
+    (worse, better), _ = _runs(synthetic_data, coin="ETH")
+    procs = [subprocess.Popen([sys.executable, "-c", REGISTER, run.info.run_id], cwd=tmp_path, env=cli_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run in (better, worse)]
+    procs.append(start_cli(["register", "-q", "--coin", "ETH", "--experiment-name", "cryptolstm-eth"], tmp_path))
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    champion = _champion("ETH")
-    assert champion.tags["source_run"] == better.info.run_id
+    assert _versions() == [("cryptolstm-eth", "1"), ("cryptolstm-eth", "2")]  # the better run twice: one version
+    assert _champion("ETH").tags["source_run"] == better.info.run_id
+    assert sum("nothing was added" in out for out, _ in outputs) == 1
 
 
 def _free_port() -> int:
@@ -214,48 +274,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forecast(tracking, shared_data, tmp_path):
-    (worse, better), market = _two_runs(shared_data)
+def _post(port: int, rows) -> dict:
+    body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records", double_precision=15))})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
+
+
+def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forecast(tracking, synthetic_data, tmp_path):
+    (worse, better), market = _runs(synthetic_data)
     registry.register(better, "BTC")
-    rows = example_rows(market.frame, 7)
+    rows = example_rows(market.frame)
     expected = registry.load_champion("BTC")[0].predict(rows)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
-    done = subprocess.run([sys.executable, "-m", "cryptolstm", "predict", "-q", "--coin", "BTC", "--data-dir",
-                           str(shared_data)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli(["predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data)], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"BTC close on 2024-01-01: {expected['forecast_close'].iloc[0]:,.2f} USD" in done.stdout
+    assert f"BTC close on {NEXT_DAY}: {expected['forecast_close'].iloc[0]:,.2f} USD" in done.stdout
     assert "models:/cryptolstm-btc@champion (version 1)" in done.stdout
 
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # as in an activated venv
+    env = cli_env(PATH=f"{Path(sys.executable).parent}:{cli_env()['PATH']}")  # as in an activated venv
     port = _free_port()
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", "models:/cryptolstm-btc@champion",
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                               "models:/cryptolstm-btc@champion", "--env-manager", "local", "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
     try:
-        body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records", double_precision=15))})
-        answer = None
-        deadline = time.time() + 180
-        while time.time() < deadline and server.poll() is None:
+        answer, deadline = None, time.time() + 180
+        while answer is None and time.time() < deadline and server.poll() is None:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                                                 headers={"Content-Type": "application/json"})
-                answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
-                break
+                answer = _post(port, rows)
             except OSError:
                 time.sleep(1)
         assert answer is not None, server.stderr.read()[-2000:] if server.poll() is not None else "no answer"
         (prediction,) = answer["predictions"]
-        assert prediction["date"] == "2024-01-01"
+        assert prediction["date"] == NEXT_DAY
         assert prediction["forecast_close"] == pytest.approx(expected["forecast_close"].iloc[0], rel=1e-9)
         # Too few rows: a 400 with the sentence.
-        short = json.dumps({"dataframe_records": json.loads(rows.head(3).to_json(orient="records"))})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=short.encode(),
-                                         headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(request, timeout=30)
-        assert info.value.code == 400 and "at least 7 daily rows" in info.value.read().decode()
+            _post(port, rows.head(3))
+        assert info.value.code == 400
+        assert "the input has 3 row(s); this model needs at least 7 daily rows." in info.value.read().decode()
     finally:
         server.terminate()
         server.wait(timeout=30)

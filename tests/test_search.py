@@ -1,4 +1,5 @@
-"""Searches at tiny size: real Optuna, real keras-tuner, real TensorFlow, MLflow on temporary SQLite."""
+"""Searches at tiny size: real Optuna, real keras-tuner, real TensorFlow, MLflow on temporary SQLite,
+on the synthetic prices of 2021."""
 
 import optuna
 import pytest
@@ -6,12 +7,13 @@ from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
 from cryptolstm.options import SearchOptions
+from cryptolstm.render import number
 from cryptolstm.search import optuna_study
 from cryptolstm.search.space import load_space
 from cryptolstm.search.study import run_search
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.tracking.search import MlflowSearchTracker
-from tests.conftest import all_runs, sigterm_after_first_epoch
+from tests.conftest import all_runs, run_cli, sigterm_after_first_epoch, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +26,18 @@ space:
 """
 
 
+MERGE = "2021-01-01"  # 334 synthetic days, to 2021-11-30
+
+
 @pytest.fixture(scope="module")
-def market(shared_data):
-    return load_market(shared_data, "2023-01-01")
+def market(synthetic_data):
+    return load_market(synthetic_data, MERGE)
 
 
-def _space(tmp_path, shared_data, space=SPACE, base=BASE):
+def _space(tmp_path, data, space=SPACE, base=BASE):
     (tmp_path / "base.yaml").write_text(base)
     (tmp_path / "space.yaml").write_text(space)
-    return load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01")
+    return load_space(tmp_path / "space.yaml", data_dir=str(data), merge_date=MERGE)
 
 
 def _children(client, parent_id):
@@ -54,8 +59,8 @@ def _options(tmp_path, **changes):
     return SearchOptions(**{**base, **changes})
 
 
-def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tracking, tmp_path, shared_data, market):
-    space = _space(tmp_path, shared_data)
+def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tracking, tmp_path, synthetic_data, market):
+    space = _space(tmp_path, synthetic_data)
     first = _search(space, market, _options(tmp_path))
     client = MlflowClient()
     parent = client.get_run(first.parent_run_id)
@@ -80,8 +85,8 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
     assert {"test/mae", "test/persistence_mae", "test/mae_ratio", "search/epochs_saved"} <= metrics.keys()
     # The best values as metrics too (the runs table sorts and charts them), beside their tags.
     best = {k.removeprefix("best."): v for k, v in tags.items() if k.startswith("best.")}
-    numeric = {k for k, v in best.items() if v.replace(".", "", 1).replace("e-", "", 1).isdigit()}
-    assert numeric and all(metrics[f"best/{k}"] == pytest.approx(float(best[k])) for k in numeric)
+    assert best == {k: number(v) for k, v in first.best_values.items()} and set(best) == set(space.names)
+    assert all(metrics[f"best/{k}"] == pytest.approx(v) for k, v in first.best_values.items())
     # What the UI shows as descriptions: the study's result, and each trial's values.
     note = tags["mlflow.note.content"]
     assert note.startswith("Study s: ") and f"test {metrics['test/mae_ratio']:.4f}" in note
@@ -106,8 +111,8 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
     assert len(_children(client, first.parent_run_id)) == 5
 
 
-def test_same_seed_same_trial_parameters(tracking, tmp_path, shared_data, market):
-    space = _space(tmp_path, shared_data)
+def test_same_seed_same_trial_parameters(tracking, tmp_path, synthetic_data, market):
+    space = _space(tmp_path, synthetic_data)
     params = []
     for name in ("a", "b"):
         _search(space, market, _options(tmp_path, study_name=name, max_epochs=1, seed=11))
@@ -116,9 +121,10 @@ def test_same_seed_same_trial_parameters(tracking, tmp_path, shared_data, market
     assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
 
 
-def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_path, shared_data, market):
+def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_path, synthetic_data, market):
     base = BASE + "learning_rate: 0.001\noutput_activation: linear\n"
-    space = _space(tmp_path, shared_data, "base: base.yaml\nspace:\n  learning_rate: {type: categorical, choices: [0.001, 1.0e+30]}\n", base)
+    rates = "base: base.yaml\nspace:\n  learning_rate: {type: categorical, choices: [0.001, 1.0e+30]}\n"
+    space = _space(tmp_path, synthetic_data, rates, base)
     result = _search(space, market, _options(tmp_path, n_trials=4, algorithm="random", seed=0))
     client = MlflowClient()
     states = [c.data.tags["trial_state"] for c in _children(client, result.parent_run_id)]
@@ -130,10 +136,10 @@ def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_
     assert optuna.trial.TrialState.FAIL in [t.state for t in study.trials]
 
 
-def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, shared_data, market):
+def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, synthetic_data, market):
     import mlflow
 
-    space = _space(tmp_path, shared_data)
+    space = _space(tmp_path, synthetic_data)
     mlflow.set_experiment("prune")
     with mlflow.start_run() as parent:
         tracker = MlflowSearchTracker(market, space.base, "prune")
@@ -147,8 +153,8 @@ def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, shared_dat
 
 
 @pytest.mark.parametrize("algorithm", ["hyperband", "bayesian"])
-def test_keras_tuner_searches_the_same_space(tracking, tmp_path, shared_data, market, algorithm):
-    space = _space(tmp_path, shared_data)
+def test_keras_tuner_searches_the_same_space(tracking, tmp_path, synthetic_data, market, algorithm):
+    space = _space(tmp_path, synthetic_data)
     options = _options(tmp_path, engine="keras-tuner", algorithm=algorithm, n_trials=2, max_epochs=2,
                        tuner_dir=str(tmp_path / "kt"), study_name=f"kt-{algorithm}")
     result = _search(space, market, options)
@@ -160,40 +166,34 @@ def test_keras_tuner_searches_the_same_space(tracking, tmp_path, shared_data, ma
     assert set(result.best_values) == set(space.names)
     assert "test/mae_ratio" in parent.data.metrics
     # Another coin under the same name is an unrelated search: refused unless overwrite.
-    other = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01", coin="ETH")
+    other = load_space(tmp_path / "space.yaml", data_dir=str(synthetic_data), merge_date=MERGE, coin="ETH")
     from cryptolstm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="holds a keras-tuner search for"):
         _search(other, market, options)
 
 
-def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, shared_data, market):
+def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, synthetic_data, market):
     from cryptolstm.errors import ConfigError
 
-    _search(_space(tmp_path, shared_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
+    _search(_space(tmp_path, synthetic_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
     client = MlflowClient()
     before = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    eth = load_space(tmp_path / "space.yaml", data_dir=str(shared_data), merge_date="2023-01-01", coin="ETH")
+    eth = load_space(tmp_path / "space.yaml", data_dir=str(synthetic_data), merge_date=MERGE, coin="ETH")
     with pytest.raises(ConfigError, match="was made for"):
         _search(eth, market, _options(tmp_path, n_trials=1, max_epochs=1))
     after = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(after) == len(before)
 
 
-def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, shared_data):
-    import os
-    import subprocess
-    import sys
-
+def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, synthetic_data):
     (tmp_path / "base.yaml").write_text(BASE.replace("epochs: 3", "epochs: 100000") + "patience: 100000\n")
     (tmp_path / "space.yaml").write_text(SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_TRACKING_URI"] = uri
-    args = [sys.executable, "-m", "cryptolstm", "search", "-q", "--space", str(tmp_path / "space.yaml"),
-            "--data-dir", str(shared_data), "--merge-date", "2023-01-01", "--study-name", "s", "--storage",
-            f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "3", "--prune", "false"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["search", "-q", "--space", str(tmp_path / "space.yaml"), "--data-dir", str(synthetic_data), "--merge-date",
+            MERGE, "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "3",
+            "--prune", "false", "--register", "true"]
+    proc = start_cli(args, tmp_path, uri)
     client = MlflowClient(uri)
     err = sigterm_after_first_epoch(proc, client, trials_only=True)
     assert proc.returncode == 130, err[-2000:]
@@ -202,8 +202,7 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, sha
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
 
-    done = subprocess.run(args + ["--max-epochs", "2"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = run_cli(args + ["--max-epochs", "2"], tmp_path, uri)
     assert done.returncode == 0, done.stderr[-2000:]
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -213,3 +212,29 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, sha
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert not [r for r in runs if r.info.status == "RUNNING"]
+    # the command registered the chosen model (the study's parent run) as the first champion
+    assert "registered cryptolstm-btc version 1 (now @champion): first champion;" in done.stdout
+    assert client.get_model_version_by_alias("cryptolstm-btc", "champion").tags["source_run"] == parents[0].info.run_id
+
+
+def test_the_chosen_model_registered_from_the_study_is_resolved_and_evaluated_like_a_trained_one(
+        tracking, tmp_path, synthetic_data, market):
+    """The study's parent holds the chosen model but no config.* params (a resumed study may choose
+    another): its configuration comes from the model's config.json, its days from training.json."""
+    from cryptolstm.live import evaluate
+    from cryptolstm.tracking import registry
+
+    space = _space(tmp_path, synthetic_data)
+    result = _search(space, market, _options(tmp_path, n_trials=2, max_epochs=1))
+    registration = registry.register_run(result.parent_run_id, "BTC")
+    assert (registration.version, registration.promoted) == ("1", True)
+    parent = MlflowClient().get_run(result.parent_run_id)
+    info = registry.resolve("models:/cryptolstm-btc@champion")
+    assert info.run_id == result.parent_run_id and info.config == result.best.config
+    assert {k: getattr(info.config, k) for k in result.best_values} == result.best_values
+    assert (info.trained_until, info.data_last) == (parent.data.tags["split.val.last"], "2021-11-30")
+    done = evaluate(registry.MlflowModels(), "models:/cryptolstm-btc@champion", str(synthetic_data),
+                    since=parent.data.tags["split.test.first"])
+    assert done.n_days == int(parent.data.tags["split.test.n"])
+    for key in ("mae", "persistence_mae", "rmse"):
+        assert done.metrics[f"live/{key}"] == pytest.approx(parent.data.metrics[f"test/{key}"], rel=1e-5), key

@@ -306,6 +306,19 @@ class Lstm(NetworkForecaster):
             )
 
 
+class _MemberHook:
+    """An ``on_epoch`` hook of ensemble member ``member`` (1, 2...): its logs carry ``member``, so
+    that tracking logs them under ``member<k>/`` and pruning reads the first member only."""
+
+    def __init__(self, hook: EpochHook, member: int) -> None:
+        self.hook, self.member = hook, member
+        if hasattr(hook, "start"):
+            self.start, self.end = hook.start, hook.end
+
+    def __call__(self, epoch: int, logs: dict) -> None:
+        self.hook(epoch, {**logs, "member": self.member})
+
+
 class Ensemble(NetworkForecaster):
     """``cfg.ensemble`` networks of ``cfg`` trained with the seeds ``cfg.seed``, ``cfg.seed + 1``...,
     forecasting as one: the mean of their point forecasts and the mean of their quantiles
@@ -313,7 +326,8 @@ class Ensemble(NetworkForecaster):
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = ()) -> None:
         super().__init__(cfg)
-        self.members = [Lstm(cfg.replace(seed=cfg.seed + k, ensemble=1), on_epoch) for k in range(cfg.ensemble)]
+        self.members = [Lstm(cfg.replace(seed=cfg.seed + k, ensemble=1),
+                             [_MemberHook(h, k) for h in on_epoch] if k else on_epoch) for k in range(cfg.ensemble)]
 
     @property
     def networks(self) -> list:

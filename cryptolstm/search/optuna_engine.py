@@ -4,6 +4,7 @@ workers' coordination and storage: `cryptolstm.search.optuna_study`)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import signal
 import subprocess
@@ -122,7 +123,9 @@ class OptunaEngine:
                     if name == "optimization_history" and "ratio" in objective:
                         axes.axhline(1.0, color="black", lw=0.8, ls=":", label="ratio 1 (the baseline)")
                         axes.legend(fontsize=8)
-                    drawn[f"plots/optuna_{name}.png"] = plots.plain(plots.figure_of(axes))
+                    fig = plots.plain(plots.figure_of(axes))
+                    fig.savefig(io.BytesIO(), format="png")  # one that cannot be saved is left out here
+                    drawn[f"plots/optuna_{name}.png"] = fig
             except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the search
                 log.warning("optuna plot %s skipped: %s", name, exc)
         return drawn

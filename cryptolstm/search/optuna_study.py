@@ -41,6 +41,8 @@ def prune_on_val_loss(trial: optuna.Trial):
     """An ``on_epoch`` hook: report ``val_loss`` after each epoch, stop the trial when the pruner says so."""
 
     def on_epoch(epoch: int, logs: dict) -> None:
+        if logs.get("member"):  # an ensemble is pruned on its first member's curve
+            return
         trial.report(float(logs["val_loss"]), epoch)
         trial.set_user_attr("epochs_run", epoch + 1)
         if trial.should_prune():

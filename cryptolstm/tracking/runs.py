@@ -77,8 +77,10 @@ EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epo
 
 
 def log_epoch(epoch: int, logs: dict) -> None:
-    """An ``on_epoch`` hook: ``train/loss`` and ``val/loss`` (and MAEs in return units) of the active run."""
-    mlflow.log_metrics({EPOCH_METRICS[k]: float(v) for k, v in logs.items() if k in EPOCH_METRICS}, step=epoch)
+    """An ``on_epoch`` hook: ``train/loss`` and ``val/loss`` (and MAEs in return units) of the active run;
+    an ensemble's further members' as ``member<k>/val/loss``..."""
+    prefix = f"member{logs['member']}/" if logs.get("member") else ""
+    mlflow.log_metrics({prefix + EPOCH_METRICS[k]: float(v) for k, v in logs.items() if k in EPOCH_METRICS}, step=epoch)
 
 
 @contextlib.contextmanager

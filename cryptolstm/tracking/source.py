@@ -26,7 +26,12 @@ def _from_params(params: dict[str, str]) -> dict[str, Any]:
 
 
 def _from_model(model_uri: str) -> dict[str, Any]:
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri.rstrip("/") + "/artifacts/config.json")
+    """The ``config.json`` of the logged model ``model_uri`` (``runs:/...`` or MLflow 3's ``models:/m-<id>``,
+    which names a logged model, not a registered one: its files are found through MLflow)."""
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    location = ModelsArtifactRepository.get_underlying_uri(model_uri) if model_uri.startswith("models:/") else model_uri
+    local = mlflow.artifacts.download_artifacts(artifact_uri=location.rstrip("/") + "/artifacts/config.json")
     return json.loads(Path(local).read_text())
 
 

@@ -32,7 +32,9 @@ class MlflowModels:
         return resolve(uri)
 
     def load(self, info: ModelInfo, coin: str | None = None):
-        return load(info, coin)
+        """The forecaster of ``info``; a model registered under a coin's name must be that coin's."""
+        named = info.name.removeprefix("cryptolstm-").upper() if info.name.startswith("cryptolstm-") else None
+        return load(info, coin or named)
 
     def champion(self, coin: str) -> ModelInfo | None:
         try:
