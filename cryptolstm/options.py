@@ -212,6 +212,8 @@ class BacktestOptions:
                                      "weights, early-stopped on its own validation tail).")
     retrain_every: int = option(1, "Fit on every K-th fold only; the folds between are forecast with the last fit.")
     warm_epochs: int | None = option(None, "Cap on the epochs of a warm fit (default: the fold config's).")
+    warm_patience: int | None = option(None, "Epochs without improvement before a warm fit stops (default: 3, at "
+                                             "most the config's patience).")
     cluster: str | None = option(None, "Run the fits on a Dask cluster: its scheduler's address, tcp://HOST:PORT "
                                        "(default: local processes, --workers).")
     arima: bool = option(True, "Include the ARIMA baseline.")
@@ -221,7 +223,8 @@ class BacktestOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs")
+        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs",
+                    "warm_patience")
         if self.retrain not in RETRAIN:
             raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
         if self.cluster is not None and not self.cluster.startswith(("tcp://", "tls://")):

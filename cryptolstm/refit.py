@@ -28,7 +28,7 @@ from cryptolstm.data import Market
 from cryptolstm.data.prepare import prepare_market
 from cryptolstm.errors import ConfigError, CryptoLstmError, DataError
 from cryptolstm.live import check_prices, score_days
-from cryptolstm.models.lstm import EpochHook
+from cryptolstm.models.lstm import WARM_PATIENCE, EpochHook
 from cryptolstm.registry import Decision, ModelInfo, ModelStore, Registration, model_name, next_day
 from cryptolstm.train import TrainResult
 
@@ -83,7 +83,7 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
     if retrain == "warm":
         if cfg.ensemble > 1:
             raise ConfigError(f"{info.label} is an ensemble of {cfg.ensemble} networks; refit it with --retrain scratch.")
-        cfg = cfg.replace(epochs=warm_epochs or cfg.epochs)
+        cfg = cfg.replace(epochs=warm_epochs or cfg.epochs, patience=min(cfg.patience, WARM_PATIENCE))
     if info.name and info.name != model_name(cfg.coin):
         raise ConfigError(f"{info.label} is not one of cryptolstm's registered models: a refit is registered as a "
                           f"new version of {model_name(cfg.coin)}; pass --model runs:/{info.run_id}/model to refit "

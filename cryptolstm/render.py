@@ -140,7 +140,8 @@ def run_summary(run_id: str, uri: str, result) -> str:
             lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
                          f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
-                 f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept epoch {result.best_epoch + 1}.")
+                 f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept "
+                 f"{f'epoch {result.best_epoch + 1}' if result.best_epoch >= 0 else 'the weights it started from'}.")
     if cfg.horizon > 1:
         lines += horizon_lines(result.metrics, cfg.horizon)
     if cfg.head_spec.distribution:
@@ -284,9 +285,10 @@ def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str
     ]
 
 
-def policy_text(retrain: str, every: int, warm_epochs: int | None) -> str:
+def policy_text(retrain: str, every: int, warm_epochs: int | None, warm_patience: int | None = None) -> str:
     """How a backtest's LSTM was fitted fold by fold, in words."""
-    how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs)" if retrain == "warm"
+    patience = f", patience {warm_patience}" if warm_patience else ""
+    how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs{patience})" if retrain == "warm"
            else "fitted from scratch")
     return f"each fold's LSTM {how}" + (f", refitted every {every} folds" if every > 1 else "")
 

@@ -302,8 +302,8 @@ def test_a_warm_lstm_chain_starts_each_fold_from_the_last_folds_weights_and_neve
             self.end = [w.copy() for w in self.model.get_weights()]
             return self
 
-        def continued(self, epochs: int) -> RecordingLstm:
-            return RecordingLstm(self.cfg.replace(epochs=epochs), model=self.model)
+        def continued(self, epochs: int, on_epoch=(), patience: int | None = None) -> RecordingLstm:
+            return RecordingLstm(self.cfg.replace(epochs=epochs), model=self.model, warm=True)
 
     cfg = tiny()
     frame = synthetic_frame(300)  # 2020-01-01..2020-10-26
@@ -330,8 +330,28 @@ def test_a_warm_lstm_chain_starts_each_fold_from_the_last_folds_weights_and_neve
         visible = frame.loc[: period.last]
         again = fit.predict(samples(visible, cfg, period), History(visible, "BTC"))
         np.testing.assert_allclose(made.forecast("lstm", period.name)[0].returns, again.returns, rtol=1e-5)
-    # The weights did move on between folds, so a forecast made after a later fit would have differed.
-    assert all(not np.allclose(a.end[0], b.end[0]) for a, b in zip(chain, chain[1:]))
+    # The weights moved on between folds (a forecast made after a later fit would have differed), unless
+    # a warm fit found no epoch better than where it started and kept those weights.
+    assert all(b.best_epoch == -1 or not np.allclose(a.end[0], b.end[0]) for a, b in zip(chain, chain[1:]))
+
+
+@pytest.mark.slow
+def test_a_warm_fit_keeps_the_weights_it_started_from_when_no_epoch_beats_them():
+    from cryptolstm.models.lstm import Lstm
+
+    cfg = tiny(epochs=3, patience=2)
+    frame = synthetic_frame(300)
+    periods = cfg.rules.periods(frame.index, cfg.train_frac, cfg.val_frac)
+    history = History(frame.loc[: periods["val"].last], "BTC", periods["train"], periods["val"])
+    first = Lstm(cfg).fit(history)
+    start = [w.copy() for w in first.model.get_weights()]
+    first.model.optimizer.learning_rate.assign(50.0)  # every further epoch now makes it worse
+    warm = first.continued(epochs=3)
+    warm.fit(history)
+    assert warm.best_epoch == -1 and warm.params["best_epoch"] == 0 and warm.epochs_run >= 1
+    assert all(np.array_equal(a, b) for a, b in zip(warm.model.get_weights(), start))
+    assert warm.params["val_loss"] <= min(warm.history["val_loss"])
+    assert warm.cfg.patience == 2  # at most the config's patience (WARM_PATIENCE is 3)
 
 
 @pytest.mark.slow

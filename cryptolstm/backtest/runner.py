@@ -85,12 +85,13 @@ class NetworkMaker:
     """The `Maker` of the LSTM of ``cfg``: a fresh one (after clearing Keras' global state, so
     nothing of an earlier fit carries into it), or one continuing from the last fit (warm)."""
 
-    def __init__(self, cfg: RunConfig, warm_epochs: int | None = None, on_epoch: Sequence[EpochHook] = ()) -> None:
-        self.cfg, self.warm_epochs, self.on_epoch = cfg, warm_epochs, list(on_epoch)
+    def __init__(self, cfg: RunConfig, warm_epochs: int | None = None, on_epoch: Sequence[EpochHook] = (),
+                 warm_patience: int | None = None) -> None:
+        self.cfg, self.warm_epochs, self.on_epoch, self.warm_patience = cfg, warm_epochs, list(on_epoch), warm_patience
 
     def __call__(self, last: Lstm | None) -> Lstm:
         if last is not None:
-            return last.continued(self.warm_epochs or self.cfg.epochs, self.on_epoch)
+            return last.continued(self.warm_epochs or self.cfg.epochs, self.on_epoch, self.warm_patience)
         import keras
 
         keras.backend.clear_session()
@@ -102,7 +103,8 @@ def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[Epo
     ``on_epoch`` hooks), then the baselines, and under a distribution head the interval baselines
     (refitted per fold like every other), so nothing fitted crosses a fold unless the policy is warm."""
     warm = retrain_policy(cfg, options).warm_epochs
-    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm, on_epoch)
+    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm, on_epoch,
+                                                                         options.warm_patience)
                                 for k in range(options.seeds)}
     makers |= {"persistence": fresh(Persistence), "drift": fresh(Drift),
                "moving_average": fresh(functools.partial(MovingAverage, options.ma_window))}

@@ -28,6 +28,7 @@ from cryptolstm.inference import NetworkForecaster
 from cryptolstm.models.base import History
 from cryptolstm.windowing import Samples, fit_splits
 
+WARM_PATIENCE = 3  # a warm fit starts near its best: epochs without improvement before it stops
 EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
 UNROLL = False  # recurrent steps as a loop (Keras' default); bench/train_throughput.py measures the other way
 
@@ -248,9 +249,9 @@ class Lstm(NetworkForecaster):
     """
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), model: keras.Model | None = None,
-                 initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+                 initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = (), warm: bool = False) -> None:
         super().__init__(cfg)
-        self.model, self.initial_epoch = model, initial_epoch
+        self.model, self.initial_epoch, self.warm = model, initial_epoch, warm
         self.callbacks = [*(_Hook(h) for h in on_epoch), *callbacks]
         self.history: dict[str, list[float]] = {}
         self.best_epoch = 0
@@ -263,10 +264,13 @@ class Lstm(NetworkForecaster):
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict(X, batch_size=1024, verbose=0)
 
-    def continued(self, epochs: int, on_epoch: Sequence[EpochHook] = ()) -> Lstm:
+    def continued(self, epochs: int, on_epoch: Sequence[EpochHook] = (), patience: int | None = None) -> Lstm:
         """A forecaster that starts from this one's trained weights (and optimizer state) and trains
-        at most ``epochs`` more epochs on its next fit (calling ``on_epoch``): a warm start."""
-        return Lstm(self.cfg.replace(epochs=epochs), on_epoch, model=self.model)
+        at most ``epochs`` more epochs on its next fit (calling ``on_epoch``), early-stopped after
+        ``patience`` epochs without improvement (default `WARM_PATIENCE`, at most the config's): a
+        warm start, which keeps its starting weights if no epoch beats them (see `fit`)."""
+        patience = patience or min(self.cfg.patience, WARM_PATIENCE)
+        return Lstm(self.cfg.replace(epochs=epochs, patience=patience), on_epoch, model=self.model, warm=True)
 
     def fit(self, history: History) -> Lstm:
         set_seed(self.cfg.seed)
@@ -280,6 +284,7 @@ class Lstm(NetworkForecaster):
                 self.model = build_lstm(self.cfg, self.cfg.window_len, X_train.shape[2])
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.cfg.patience,
                                                 restore_best_weights=True) if self.cfg.rules.early_stopping else None
+        start = self._start(X_val, val.y) if self.warm and stopper else None
         hist = self.model.fit(
             X_train, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, validation_data=(X_val, val.y), shuffle=self.cfg.shuffle, verbose=0,
             initial_epoch=self.initial_epoch,
@@ -289,10 +294,18 @@ class Lstm(NetworkForecaster):
         self._check_finite()
         # Keras numbers epochs from initial_epoch on, so stopper.best_epoch is already absolute.
         self.best_epoch = int(stopper.best_epoch) if stopper else self.initial_epoch + self.epochs_run - 1
-        self.params = {"best_epoch": self.best_epoch + 1, "epochs_run": self.epochs_run,
-                       "val_loss": float(np.min(self.history["val_loss"]))}
+        best = float(np.min(self.history["val_loss"]))
+        if start is not None and start[0] <= best:  # no epoch beat the weights it started from: keep them
+            self.model.set_weights(start[1])
+            self.best_epoch, best = self.initial_epoch - 1, start[0]
+        self.params = {"best_epoch": self.best_epoch + 1, "epochs_run": self.epochs_run, "val_loss": best}
         self.calibrate(val, history)
         return self
+
+    def _start(self, X_val: np.ndarray, y_val: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """(validation loss, weights) of a warm fit's starting weights: epoch 0 of its early stopping."""
+        loss = self.model.evaluate(X_val, y_val, batch_size=self.cfg.batch_size, verbose=0)
+        return float(np.atleast_1d(loss)[0]), self.model.get_weights()
 
     @property
     def epochs_run(self) -> int:

@@ -24,7 +24,7 @@ from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_conf
 from cryptolstm.backtest.tables import fold_closes, fold_table, metrics_table, predictions_frame
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.models.lstm import training_device
+from cryptolstm.models.lstm import WARM_PATIENCE, training_device
 from cryptolstm.render import (NOTE, backtest_text, horizon_summary_markdown, interval_summary_markdown, policy_text,
                                run_name, summary_markdown)
 from cryptolstm.scoring import INTERVAL_BASELINES
@@ -110,7 +110,8 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     mlflow.set_tags({"backtest.folds_beating_persistence": f"{beaten}/{len(ratios)}",
                      "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
     options = result.options
-    policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs)
+    policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs,
+                         options.warm_patience or min(cfg.patience, WARM_PATIENCE))
     markdown = summary_markdown(table, cfg.coin, policy=policy)
     pooled = float(pooled_rows.loc["lstm.mean", "usd/mae_ratio"])
     dm_p = float(pooled_rows.loc[pooled_rows.index.str.startswith("lstm.seed"), "usd/dm_p"].min())
@@ -207,6 +208,7 @@ def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, 
     what the default was: the config's epochs, local processes)."""
     used = {k: v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
     used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": options.warm_epochs or fold_cfg.epochs,
+             "warm_patience": options.warm_patience or min(fold_cfg.patience, WARM_PATIENCE),
              "cluster": options.cluster or f"local ({options.workers} process{'es' if options.workers > 1 else ''})"}
     return {f"backtest.{k}": str(v) for k, v in used.items()}
 

@@ -44,7 +44,7 @@ def tracked_train(
             mlflow.set_tag("experiment_file", str(experiment_file))
         log_dataset(market, cfg)
         hooks = [log_epoch, *on_epoch]
-        network = Lstm(cfg, hooks, model=init) if init is not None else None
+        network = Lstm(cfg, hooks, model=init, warm=True) if init is not None else None
         result = train(cfg, market, () if network else hooks, forecaster=network)
         log_result(result, market, name)
         return run.info.run_id, result
