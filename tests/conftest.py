@@ -4,6 +4,7 @@ it), tiny configs, temporary MLflow stores, and the command-line helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -171,3 +172,48 @@ def cut_data(source: Path, folder: Path, last: str) -> Path:
         frame = pd.read_csv(source / name)
         frame[frame["date"] <= last].to_csv(folder / name, index=False)
     return folder
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_rows(port: int, rows: pd.DataFrame) -> dict:
+    """POST ``rows`` to a served model's ``/invocations`` as MLflow's ``dataframe_records``; its JSON answer."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records", double_precision=15))})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=60).read())
+
+
+@contextlib.contextmanager
+def served(model_uri: str, cwd: Path, rows: pd.DataFrame, tracking_uri: str | None = None):
+    """``mlflow models serve`` of ``model_uri`` from ``cwd`` (a real server process, as in an activated
+    venv), once it has answered ``rows``: yields (port, that first answer); stops it after."""
+    import time
+
+    env = cli_env(tracking_uri, PATH=f"{Path(sys.executable).parent}:{cli_env()['PATH']}")
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        answer, deadline = None, time.time() + 180
+        while answer is None and time.time() < deadline and server.poll() is None:
+            try:
+                answer = post_rows(port, rows)
+            except OSError:
+                time.sleep(1)
+        assert answer is not None, server.stderr.read()[-2000:] if server.poll() is not None else "no answer"
+        yield port, answer
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

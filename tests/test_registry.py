@@ -2,16 +2,12 @@
 champion alias, resolving and loading models back, serving, concurrent registrations. The
 promotion rule itself is tested without MLflow in test_lifecycle.py."""
 
-import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -22,7 +18,7 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.forecaster import example_rows
 from cryptolstm.registry import ALIAS, model_name
 from cryptolstm.tracking import registry, tracked_train
-from tests.conftest import cli_env, run_cli, start_cli, tiny_config
+from tests.conftest import cli_env, post_rows, run_cli, served, start_cli, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -268,19 +264,6 @@ def test_concurrent_registrations_leave_the_alias_on_the_better_model_and_one_ve
     assert sum("nothing was added" in out for out, _ in outputs) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(port: int, rows) -> dict:
-    body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records", double_precision=15))})
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())
-
-
 def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forecast(tracking, synthetic_data, tmp_path):
     (worse, better), market = _runs(synthetic_data)
     registry.register(better, "BTC")
@@ -292,28 +275,11 @@ def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forec
     assert f"BTC close on {NEXT_DAY}: {expected['forecast_close'].iloc[0]:,.2f} USD" in done.stdout
     assert "models:/cryptolstm-btc@champion (version 1)" in done.stdout
 
-    env = cli_env(PATH=f"{Path(sys.executable).parent}:{cli_env()['PATH']}")  # as in an activated venv
-    port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                               "models:/cryptolstm-btc@champion", "--env-manager", "local", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        answer, deadline = None, time.time() + 180
-        while answer is None and time.time() < deadline and server.poll() is None:
-            try:
-                answer = _post(port, rows)
-            except OSError:
-                time.sleep(1)
-        assert answer is not None, server.stderr.read()[-2000:] if server.poll() is not None else "no answer"
+    with served("models:/cryptolstm-btc@champion", tmp_path, rows) as (port, answer):
         (prediction,) = answer["predictions"]
         assert prediction["date"] == NEXT_DAY
         assert prediction["forecast_close"] == pytest.approx(expected["forecast_close"].iloc[0], rel=1e-9)
         # Too few rows: a 400 with the sentence.
         with pytest.raises(urllib.error.HTTPError) as info:
-            _post(port, rows.head(3))
-        assert info.value.code == 400
-        assert "the input has 3 row(s); this model needs at least 7 daily rows." in info.value.read().decode()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+            post_rows(port, rows.head(3))
+        assert info.value.code == 400 and "has 3 row(s); this model needs at least 7 daily rows" in info.value.read().decode()

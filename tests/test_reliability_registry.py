@@ -9,12 +9,9 @@ crash at that point leaves.
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +23,7 @@ from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
 from cryptolstm.forecaster import MAX_ROWS, example_rows
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, post_rows, run_cli, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -103,22 +100,9 @@ def test_a_register_killed_between_its_version_and_the_alias_is_completed_by_the
     assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == "2"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(port: int, rows: pd.DataFrame) -> dict:
-    body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records", double_precision=15))})
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(request, timeout=60).read())
-
-
 def _refused(port: int, rows: pd.DataFrame) -> str:
     with pytest.raises(urllib.error.HTTPError) as info:
-        _post(port, rows)
+        post_rows(port, rows)
     assert info.value.code == 400
     return info.value.read().decode()
 
@@ -126,20 +110,7 @@ def _refused(port: int, rows: pd.DataFrame) -> str:
 def test_a_served_model_answers_absurd_or_oversized_requests_with_400_and_one_sentence(champion, synthetic_data):
     cwd, _ = champion
     rows = example_rows(load_market(synthetic_data, "2020-06-01").frame)
-    env = cli_env(f"sqlite:///{cwd / 'mlflow.db'}", PATH=f"{Path(sys.executable).parent}:{cli_env()['PATH']}")
-    port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                               "models:/cryptolstm-btc@champion", "--env-manager", "local", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        answer, deadline = None, time.time() + 180
-        while answer is None and time.time() < deadline and server.poll() is None:
-            try:
-                answer = _post(port, rows)
-            except OSError:
-                time.sleep(1)
-        assert answer is not None, server.stderr.read()[-2000:] if server.poll() is not None else "no answer"
+    with served("models:/cryptolstm-btc@champion", cwd, rows, f"sqlite:///{cwd / 'mlflow.db'}") as (port, answer):
         absurd = rows.copy()
         absurd.loc[absurd.index[-1], "BTC_volume"] = 1e300
         said = _refused(port, absurd)
@@ -148,7 +119,4 @@ def test_a_served_model_answers_absurd_or_oversized_requests_with_400_and_one_se
         many["date"] = pd.date_range("1960-01-01", periods=MAX_ROWS + 1).strftime("%Y-%m-%d")
         said = _refused(port, many)
         assert f"a request may send at most {MAX_ROWS:,} daily rows" in said
-        assert _post(port, rows)["predictions"] == answer["predictions"]  # and it still serves
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert post_rows(port, rows)["predictions"] == answer["predictions"]  # and it still serves
