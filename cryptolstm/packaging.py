@@ -10,6 +10,7 @@ model trained and validated on, and the data it read), so that a loaded model kn
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata
 import json
 import logging
@@ -28,6 +29,7 @@ from cryptolstm.windowing import input_rows, min_rows
 
 log = logging.getLogger(__name__)
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # a write the disk refused: an error, never a fallback
 ONNX_TOLERANCE = 1e-6  # largest difference of a raw output (a return or a scale) allowed between ONNX Runtime and Keras
 PYFUNC_PACKAGES = ("onnxruntime", "mlflow", "pandas", "numpy", "pyyaml")  # what the pyfunc imports
 KERAS_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow")  # and without its ONNX artifact
@@ -43,7 +45,8 @@ def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
     """Save the Keras ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath)
     and check that ONNX Runtime's outputs on the (n, w, f) ``windows`` equal Keras' within
     ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is then
-    removed: the model is used through Keras)."""
+    removed: the model is used through Keras). A disk that refuses the file (full, or over a size
+    limit) raises its OSError: a Keras file would not fit either."""
     from cryptolstm.inference import onnx_network
 
     try:
@@ -56,6 +59,10 @@ def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
         problem = None if gap <= ONNX_TOLERANCE else (f"ONNX Runtime's outputs differ from Keras' by {gap:.2g} "
                                                        f"(more than {ONNX_TOLERANCE:g})")
     except Exception as exc:  # noqa: BLE001 - any exporter failure: the model is used through Keras
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # a Keras file would not fit either
+            with contextlib.suppress(OSError):
+                Path(path).unlink(missing_ok=True)
+            raise
         problem = f"ONNX export failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}"
     if problem is not None:
         with contextlib.suppress(OSError):

@@ -138,7 +138,7 @@ def run_summary(run_id: str, uri: str, result) -> str:
         if f"{split}/mae" in result.metrics:
             m = {k.split("/", 1)[1]: v for k, v in result.metrics.items() if k.startswith(split + "/")}
             lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
-                         f"{m['mae_ratio']:>8.3f}{m['direction_accuracy']:>10.1%}")
+                         f"{m['mae_ratio']:>8.3f}{_fmt(m['direction_accuracy'], 1, '%'):>10}")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
                  f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept "
                  f"{f'epoch {result.best_epoch + 1}' if result.best_epoch >= 0 else 'the weights it started from'}.")
@@ -243,9 +243,7 @@ def live_summary(evaluation) -> str:
              f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
              f"  {'persistence':<13}{m['persistence_mae']:>12,.2f}{m['persistence_rmse']:>12,.2f}",
              f"  MAE ratio {m['mae_ratio']:.4f} ({'beats' if m['mae_ratio'] < 1 else 'does not beat'} persistence), "
-             f"Diebold-Mariano p {m['dm_p']:.3g}; direction {m['direction_accuracy']:.1%} "
-             f"(95 % interval {m['direction_low']:.1%}..{m['direction_high']:.1%}, p {m['direction_p']:.3g} against "
-             f"a coin flip)"]
+             f"Diebold-Mariano p {_fmt(m['dm_p'], 3, 'g')}; {_direction(m)}"]
     horizons = sorted(int(k.split("/")[0][1:]) for k in m if k.startswith("h") and k.endswith("/mae_ratio"))
     if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
         lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
@@ -266,6 +264,15 @@ def live_summary(evaluation) -> str:
 
 def _fmt(value: float, digits: int = 3, style: str = "f") -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}{style}}"
+
+
+def _direction(m: dict[str, float]) -> str:
+    """The direction accuracy of ``m`` (``direction_accuracy``, ``_low``, ``_high``, ``_p``) in words; a model
+    whose median is today's price (a pinned head) calls no direction."""
+    if not np.isfinite(m["direction_accuracy"]):
+        return "no direction called (the median forecast is today's price)"
+    return (f"direction {m['direction_accuracy']:.1%} (95 % interval {m['direction_low']:.1%}.."
+            f"{m['direction_high']:.1%}, p {m['direction_p']:.3g} against a coin flip)")
 
 
 def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str) -> list[str]:

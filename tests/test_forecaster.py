@@ -141,6 +141,38 @@ def test_champion_forecast_in_a_fresh_process_equals_the_training_process(tracki
     assert json.loads(lines[2]) == []  # ONNX Runtime forecast: neither TensorFlow nor Keras was imported
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("changes", [
+    dict(head="student_t", features="ranges"),
+    dict(head="gaussian_pinned", features="returns"),
+    dict(head="student_t_pinned", features="ranges", cell="gru"),
+    dict(head="garch_scaled", features="garch", ensemble=2),
+], ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_every_new_head_feature_set_cell_and_ensemble_is_served_by_onnx_as_trained(changes, tracking, synthetic_data):
+    """#21's models travel: the logged pyfunc (ONNX Runtime, every member of an ensemble, the features'
+    fitted state, the calibration) forecasts what the training process forecast, to 1e-6; a pinned head's
+    median is the last close."""
+    from cryptolstm.data import load_market
+    from cryptolstm.tracking import tracked_train
+
+    cfg = tiny_config(synthetic_data, merge_date=MERGE, **changes)
+    market = load_market(synthetic_data, cfg.merge_date)
+    run_id, result = tracked_train(cfg, market)
+    rows = example_rows(market.frame, cfg)
+    here = forecast(result.forecaster, rows)
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    networks = model.unwrap_python_model().forecaster.networks
+    assert len(networks) == cfg.ensemble and all("onnx" in n.__qualname__ for n in networks)
+    there = model.predict(rows)
+    columns = ["forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"]
+    np.testing.assert_allclose(there[columns].to_numpy(float), here[columns].to_numpy(float), rtol=1e-6)
+    low95, low80, point, high80, high95 = there[["lower_95", "lower_80", "forecast_close", "upper_80",
+                                                  "upper_95"]].iloc[0]
+    assert low95 < low80 < point < high80 < high95
+    if cfg.head_spec.pinned:
+        assert point == pytest.approx(rows["BTC_close"].iloc[-1], rel=1e-9)
+
+
 def _log_by_hand(name: str, artifacts: dict[str, str], params: dict[str, str] | None = None,
                  tags: dict[str, str] | None = None) -> str:
     """A run holding a pyfunc ``name`` made of ``artifacts`` (as a model of an earlier cryptolstm was

@@ -47,6 +47,16 @@ def test_default_space_covers_the_issue_and_contains_the_2018_model():
     assert all(d.contains(base[d.name]) for d in space.dimensions)
 
 
+def test_the_distribution_spaces_base_is_inside_it_by_its_feature_sets_name():
+    """The hybrid base lists the features of the set ``garch``; the space offers the set by name, so the
+    base is a point of the space (and is queued as trial 0) and configures back to the same features."""
+    space = load_space(ROOT / "experiments" / "search-distribution.yaml")
+    base = space.base_values()
+    assert base["features"] == "garch" and base["head"] == "garch_scaled"
+    assert all(d.contains(base[d.name]) for d in space.dimensions)
+    assert space.config(base).features == space.base.features
+
+
 def test_both_engines_draw_values_inside_the_same_space():
     space = load_space(DEFAULT)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))

@@ -102,8 +102,20 @@ class SearchSpace:
         return {k: dims[k].rounded(v) if k in dims else v for k, v in values.items()}
 
     def base_values(self) -> dict[str, Any]:
-        """The base config's value of every dimension (the 2018 model under default.yaml)."""
-        return {name: getattr(self.base, name) for name in self.names}
+        """The base config's value of every dimension (the 2018 model under default.yaml); a choice
+        that names the same value (the feature set ``garch`` for its list of features) stands for it."""
+        return {d.name: self._as_choice(d, getattr(self.base, d.name)) for d in self.dimensions}
+
+    def _as_choice(self, dimension: Dimension, value: Any) -> Any:
+        if dimension.type != "categorical" or value in dimension.choices:
+            return value
+        for choice in dimension.choices:
+            try:
+                if getattr(self.base.replace(**{dimension.name: choice}), dimension.name) == value:
+                    return choice
+            except ConfigError:  # a choice the base cannot take (a head without its feature): not this one
+                continue
+        return value
 
     def extreme_configs(self) -> list[RunConfig]:
         """The base with the longest window the space allows: the one that needs the most days."""

@@ -33,7 +33,8 @@ class MlflowModels:
 
     def load(self, info: ModelInfo, coin: str | None = None):
         """The forecaster of ``info``; a model registered under a coin's name must be that coin's."""
-        named = info.name.removeprefix("cryptolstm-").upper() if info.name.startswith("cryptolstm-") else None
+        name = info.name or ""  # a run's model (runs:/...) has no registered name
+        named = name.removeprefix("cryptolstm-").upper() if name.startswith("cryptolstm-") else None
         return load(info, coin or named)
 
     def champion(self, coin: str) -> ModelInfo | None:
