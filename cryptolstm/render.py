@@ -292,12 +292,14 @@ def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str
     ]
 
 
-def policy_text(retrain: str, every: int, warm_epochs: int | None, warm_patience: int | None = None) -> str:
-    """How a backtest's LSTM was fitted fold by fold, in words."""
+def policy_text(retrain: str, every: int, warm_epochs: int | None, warm_patience: int | None = None,
+                ensemble: int = 1) -> str:
+    """How a backtest's LSTM (an ensemble of ``ensemble`` networks) was fitted fold by fold, in words."""
     patience = f", patience {warm_patience}" if warm_patience else ""
     how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs{patience})" if retrain == "warm"
            else "fitted from scratch")
-    return f"each fold's LSTM {how}" + (f", refitted every {every} folds" if every > 1 else "")
+    what = f"LSTM (a {ensemble}-seed ensemble)" if ensemble > 1 else "LSTM"
+    return f"each fold's {what} {how}" + (f", refitted every {every} folds" if every > 1 else "")
 
 
 def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy: str = "") -> str:

@@ -382,3 +382,38 @@ def test_the_ensemble_forecasts_the_combination_of_its_members():
     np.testing.assert_allclose(forecast.returns, combined.returns, rtol=1e-6)
     np.testing.assert_allclose(forecast.quantiles, ensemble.calibration.apply(combined.quantiles), rtol=1e-6)
     assert set(ensemble.params) == {f"member{k}.{p}" for k in (0, 1) for p in ("best_epoch", "epochs_run", "val_loss")}
+
+
+@pytest.mark.slow
+def test_a_backtest_of_an_ensemble_fits_the_whole_ensemble_per_fold_and_warm_starts_every_member():
+    """An ensemble config is backtested as the ensemble it is (not as its first member), each backtest
+    seed's copy on its own seeds, and a warm fold continues every member from that member's weights."""
+    from cryptolstm.backtest.runner import fit_periods, forecasters
+    from cryptolstm.models.lstm import Ensemble
+    from cryptolstm.options import BacktestOptions
+
+    cfg = tiny(ensemble=2, head="gaussian")
+    makers = forecasters(cfg, BacktestOptions(seeds=2, retrain="warm", arima=False))
+    assert [label for label in makers if label.startswith("lstm.")] == ["lstm.seed7", "lstm.seed9"]
+    copies = [makers[label](None) for label in ("lstm.seed7", "lstm.seed9")]
+    assert all(isinstance(c, Ensemble) for c in copies)
+    assert [[m.cfg.seed for m in c.members] for c in copies] == [[7, 8], [9, 10]]  # no member shared
+    frame = synthetic_frame(300)
+    periods = folds("2020-08-01", "2020-09-30", 1)
+    chain: list[Ensemble] = []
+
+    def make(last):
+        chain.append(makers["lstm.seed7"](last))
+        return chain[-1]
+
+    made = historical_forecasts({"lstm": make}, frame, cfg, periods, Retrain("warm"), functools.partial(fit_periods, cfg))
+    assert [(f.period, f.init) for f in made.fits] == [("0", "scratch"), ("1", "0")]
+    assert isinstance(chain[1], Ensemble) and all(m.warm for m in chain[1].members)
+    assert [m.model for m in chain[1].members] == [m.model for m in chain[0].members]  # each from its own weights
+    assert set(made.fits[1].params) == {f"member{k}.{p}" for k in (0, 1) for p in ("best_epoch", "epochs_run", "val_loss")}
+    # The fold's forecast is the ensemble's: the mean of its members' point forecasts.
+    visible = frame.loc[: periods[1].last]
+    test = samples(visible, cfg, periods[1])
+    members = [m.predict(test, History(visible, "BTC"), calibrated=False) for m in chain[1].members]
+    np.testing.assert_allclose(made.forecast("lstm", "1")[0].returns, (members[0].returns + members[1].returns) / 2,
+                               rtol=1e-5)

@@ -29,7 +29,7 @@ from cryptolstm.features import closes
 from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
 from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.models.lstm import EpochHook, Lstm
+from cryptolstm.models.lstm import Ensemble, EpochHook, Lstm, make_forecaster
 from cryptolstm.options import BacktestOptions
 from cryptolstm.protocols import HONEST
 from cryptolstm.scoring import Scores, scales_before, score
@@ -89,23 +89,25 @@ class NetworkMaker:
                  warm_patience: int | None = None) -> None:
         self.cfg, self.warm_epochs, self.on_epoch, self.warm_patience = cfg, warm_epochs, list(on_epoch), warm_patience
 
-    def __call__(self, last: Lstm | None) -> Lstm:
+    def __call__(self, last: Lstm | Ensemble | None) -> Lstm | Ensemble:
         if last is not None:
             return last.continued(self.warm_epochs or self.cfg.epochs, self.on_epoch, self.warm_patience)
         import keras
 
         keras.backend.clear_session()
-        return Lstm(self.cfg, self.on_epoch)
+        return make_forecaster(self.cfg, self.on_epoch)  # one network, or the config's ensemble of them
 
 
 def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[EpochHook] = ()) -> dict[str, Maker]:
     """label -> `Maker`: the LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...; its fits call the
-    ``on_epoch`` hooks), then the baselines, and under a distribution head the interval baselines
-    (refitted per fold like every other), so nothing fitted crosses a fold unless the policy is warm."""
+    ``on_epoch`` hooks; an ensemble of N is one forecaster, its k-th copy on the N seeds from
+    ``cfg.seed + k * N``, so no two copies share a member), then the baselines, and under a distribution
+    head the interval baselines (refitted per fold like every other), so nothing fitted crosses a fold
+    unless the policy is warm."""
     warm = retrain_policy(cfg, options).warm_epochs
-    makers: dict[str, Maker] = {f"lstm.seed{cfg.seed + k}": NetworkMaker(cfg.replace(seed=cfg.seed + k), warm, on_epoch,
-                                                                         options.warm_patience)
-                                for k in range(options.seeds)}
+    seeds = [cfg.seed + k * cfg.ensemble for k in range(options.seeds)]
+    makers: dict[str, Maker] = {f"lstm.seed{seed}": NetworkMaker(cfg.replace(seed=seed), warm, on_epoch,
+                                                                 options.warm_patience) for seed in seeds}
     makers |= {"persistence": fresh(Persistence), "drift": fresh(Drift),
                "moving_average": fresh(functools.partial(MovingAverage, options.ma_window))}
     makers |= {"arima": fresh(Arima)} if options.arima else {}

@@ -332,15 +332,25 @@ class _MemberHook:
         self.hook(epoch, {**logs, "member": self.member})
 
 
+def _member_hooks(on_epoch: Sequence[EpochHook], member: int) -> Sequence[EpochHook]:
+    """The ``on_epoch`` hooks of ensemble member ``member``: the first member's as they are."""
+    return [_MemberHook(hook, member) for hook in on_epoch] if member else on_epoch
+
+
 class Ensemble(NetworkForecaster):
     """``cfg.ensemble`` networks of ``cfg`` trained with the seeds ``cfg.seed``, ``cfg.seed + 1``...,
     forecasting as one: the mean of their point forecasts and the mean of their quantiles
     (`cryptolstm.inference.combine`), calibrated on the validation days as one model."""
 
-    def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = ()) -> None:
+    def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), members: Sequence[Lstm] = ()) -> None:
         super().__init__(cfg)
-        self.members = [Lstm(cfg.replace(seed=cfg.seed + k, ensemble=1),
-                             [_MemberHook(h, k) for h in on_epoch] if k else on_epoch) for k in range(cfg.ensemble)]
+        self.members = list(members) or [Lstm(cfg.replace(seed=cfg.seed + k, ensemble=1), _member_hooks(on_epoch, k))
+                                         for k in range(cfg.ensemble)]
+
+    def continued(self, epochs: int, on_epoch: Sequence[EpochHook] = (), patience: int | None = None) -> Ensemble:
+        """The ensemble warm-started: each member from its own trained weights (`Lstm.continued`)."""
+        return Ensemble(self.cfg, members=[member.continued(epochs, _member_hooks(on_epoch, k), patience)
+                                           for k, member in enumerate(self.members)])
 
     @property
     def networks(self) -> list:

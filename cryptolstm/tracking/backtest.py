@@ -111,7 +111,7 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
                      "backtest.beats_persistence": str(bool(pooled_rows.loc["lstm.mean", "usd/mae_ratio"] < 1)).lower()})
     options = result.options
     policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs,
-                         options.warm_patience or min(cfg.patience, WARM_PATIENCE))
+                         options.warm_patience or min(cfg.patience, WARM_PATIENCE), cfg.ensemble)
     markdown = summary_markdown(table, cfg.coin, policy=policy)
     pooled = float(pooled_rows.loc["lstm.mean", "usd/mae_ratio"])
     dm_p = float(pooled_rows.loc[pooled_rows.index.str.startswith("lstm.seed"), "usd/dm_p"].min())
