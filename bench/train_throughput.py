@@ -9,8 +9,9 @@ matrix-multiply peak measured with numpy (on a CPU; on a GPU the share is left o
         [--variant NAME ...]
 
 ``--variant`` measures the ways of running the same network that bench/README.md reports
-(``default``, ``unroll``, ``xla``, ``unroll+xla``, ``threads-2-1``, ``threads-1-1``,
-``steps-8``, ``no-onednn``); each runs in its own process, since TensorFlow's thread and
+(``default``: what training uses; ``loop``: Keras' recurrent loop, the default before; ``unroll``,
+``xla``, ``unroll+xla``, ``threads-2-1``, ``threads-1-1``, ``steps-8``, ``no-onednn``: one change
+each from ``loop``); each runs in its own process, since TensorFlow's thread and
 oneDNN settings are fixed once a process has started it. ``--experiment
 experiments/default.yaml`` measures the same network with sigmoid gates. Any Keras backend
 works (``KERAS_BACKEND=jax``...).
@@ -31,15 +32,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+LOOP = {"unroll": False}  # Keras' own default, the harness's before #22; the variants below change one thing from it
 VARIANTS = {  # name -> (environment, build options, compile options, TensorFlow threads (intra, inter))
-    "default": ({}, {}, {}, None),
+    "default": ({}, {}, {}, None),  # what training uses: unrolled on a CPU (`default_unroll`)
+    "loop": ({}, LOOP, {}, None),
     "unroll": ({}, {"unroll": True}, {}, None),
-    "xla": ({}, {"jit_compile": True}, {}, None),
+    "xla": ({}, {**LOOP, "jit_compile": True}, {}, None),
     "unroll+xla": ({}, {"unroll": True, "jit_compile": True}, {}, None),
-    "threads-2-1": ({}, {}, {}, (2, 1)),
-    "threads-1-1": ({}, {}, {}, (1, 1)),
-    "steps-8": ({}, {}, {"steps_per_execution": 8}, None),
-    "no-onednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}, {}, None),
+    "threads-2-1": ({}, LOOP, {}, (2, 1)),
+    "threads-1-1": ({}, LOOP, {}, (1, 1)),
+    "steps-8": ({}, LOOP, {"steps_per_execution": 8}, None),
+    "no-onednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, LOOP, {}, None),
 }
 
 
