@@ -78,6 +78,14 @@ def _pages(store: str, coin: str) -> dict[str, str]:
     return pages
 
 
+def _close_assistant(page) -> None:
+    """Close MLflow 3's "MLflow Assistant" side panel, which opens over the right of the runs table."""
+    close = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close.count():
+        close.first.click(timeout=3000)
+        time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="sqlite:///mlflow.db")
@@ -95,10 +103,11 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            for name, route in pages.items():
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            for k, (name, route) in enumerate(pages.items()):
                 page.goto(f"http://127.0.0.1:{port}/{route}", wait_until="load")
-                time.sleep(6)  # the UI keeps polling (never network-idle); its tables render after their data
+                time.sleep(15 if k == 0 else 6)  # the UI keeps polling (never network-idle); tables render after their data
+                _close_assistant(page)
                 page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                 print(f"{name}: {route} -> {out / (name + '.png')}")
             browser.close()

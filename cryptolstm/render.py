@@ -217,8 +217,9 @@ def forecast_text(out, label: str) -> str:
 def registered_line(reg) -> str:
     """What a registration did, in words: which version, whether it is champion and why, how it did
     beside persistence on which days, and, when it could not be compared, what to type instead."""
-    against = (f"its {reg.ratio_split} MAE ratio to persistence is {reg.ratio:.4f} "
-               f"({'better' if reg.beats_persistence else 'worse'} than persistence on those days)")
+    verdict = ("the same as persistence on those days" if abs(reg.ratio - 1) < 5e-5  # a pinned head: exactly 1
+               else f"{'better' if reg.beats_persistence else 'worse'} than persistence on those days")
+    against = f"its {reg.ratio_split} MAE ratio to persistence is {reg.ratio:.4f} ({verdict})"
     if not reg.version:
         return f"{reg.name}: nothing registered: {reg.reason}."
     alias = "now @champion" if reg.promoted else "not champion"
