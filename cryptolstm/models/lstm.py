@@ -194,7 +194,7 @@ def own_default_seeds(seed: int) -> Iterator[None]:
 
 
 def default_unroll() -> bool:
-    """Whether the recurrent steps are written out as one graph (``unroll``): on a CPU yes, 12 % more
+    """Whether the recurrent steps are written out as one graph (``unroll``): on a CPU yes, about 7 % more
     samples per second for the 2018 model with the same results to float rounding (bench/README.md);
     on a GPU no, since Keras' cuDNN kernel needs the loop. `UNROLL` set to a bool decides instead."""
     return training_device().endswith(" CPU") if UNROLL is None else UNROLL
