@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,11 +78,32 @@ def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
 EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
 
 
+@contextlib.contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until the block is over, then raise it (in the main
+    thread; elsewhere Python delivers no signal anyway). For the store writes made between epochs: an
+    interrupt raised half-way through one can leave the store's transaction open under the clean-up
+    that must then end the runs KILLED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if noted:
+            raise KeyboardInterrupt
+
+
 def log_epoch(epoch: int, logs: dict) -> None:
     """An ``on_epoch`` hook: ``train/loss`` and ``val/loss`` (and MAEs in return units) of the active run;
-    an ensemble's further members' as ``member<k>/val/loss``..."""
+    an ensemble's further members' as ``member<k>/val/loss``... (a Ctrl-C meanwhile waits for the write)."""
     prefix = f"member{logs['member']}/" if logs.get("member") else ""
-    mlflow.log_metrics({prefix + EPOCH_METRICS[k]: float(v) for k, v in logs.items() if k in EPOCH_METRICS}, step=epoch)
+    with interrupt_after():
+        mlflow.log_metrics({prefix + EPOCH_METRICS[k]: float(v) for k, v in logs.items() if k in EPOCH_METRICS},
+                           step=epoch)
 
 
 @contextlib.contextmanager
