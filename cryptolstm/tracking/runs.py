@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from mlflow.entities import RunStatus
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.errors import error_tag
+from cryptolstm.processes import interrupt_after
 from cryptolstm.render import NOTE, run_name
 from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
@@ -76,25 +75,6 @@ def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
 
 
 EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
-
-
-@contextlib.contextmanager
-def interrupt_after() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside the block until the block is over, then raise it (in the main
-    thread; elsewhere Python delivers no signal anyway). For the store writes made between epochs: an
-    interrupt raised half-way through one can leave the store's transaction open under the clean-up
-    that must then end the runs KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    noted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-        if noted:
-            raise KeyboardInterrupt
 
 
 def log_epoch(epoch: int, logs: dict) -> None:
