@@ -155,10 +155,7 @@ def environment(quiet: bool) -> Environment:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a run like Ctrl-C: KILLED, never RUNNING
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
                         force=True)
-    for noisy, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("urllib3", logging.WARNING),
-                         ("absl", logging.ERROR), ("tensorflow", logging.ERROR), ("tf2onnx", logging.ERROR),
-                         ("optuna", logging.WARNING), ("matplotlib", logging.WARNING), ("keras_tuner", logging.WARNING)):
-        logging.getLogger(noisy).setLevel(level)
+    noise.set_logger_levels()
     if not any(VERBOSE):
         noise.quiet_logging(logging.getLogger().handlers)
     return Environment(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), launched=next(iter(LAUNCHED), None),

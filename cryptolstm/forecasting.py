@@ -138,12 +138,21 @@ Job = tuple[str, list[tuple[int, Period]]]  # (forecaster label, its chain)
 Done = Callable[[Job, list[Chunk], list[Fit]], None]
 
 
+def run_order(jobs: list[Job], latest_first: bool = False) -> list[int]:
+    """The order in which ``jobs`` run (their indices): period by period, every forecaster of a
+    period before the next period's, so that periods complete one after another (a backtest logs
+    each fold as it completes); ``latest_first`` (several processes): the latest periods first,
+    since they train on the most days, so that no long fit is left running alone at the end."""
+    sign = -1 if latest_first else 1
+    return sorted(range(len(jobs)), key=lambda i: sign * jobs[i][1][0][0])
+
+
 def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, retrain: Retrain,
              plan: FitPlan | None, executor: futures.Executor | None = None, done: Done | None = None,
              horizon: int | None = None) -> list:
     """Every job's chain, in this process (``executor`` None) or submitted to ``executor`` (local
-    processes, or a Dask cluster's), each given only the rows it may read; ``done(job, chunks,
-    fits)`` as each finishes. Returns [(job, chunks, fits)] in the order of ``jobs``."""
+    processes, or a Dask cluster's), each given only the rows it may read, in `run_order`;
+    ``done(job, chunks, fits)`` as each finishes. Returns [(job, chunks, fits)] in the order of ``jobs``."""
     results: dict[int, tuple] = {}
 
     def finish(i: int, output) -> None:
@@ -152,11 +161,15 @@ def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg
             done(jobs[i], *output)
 
     if executor is None:
-        for i, (label, chain) in enumerate(jobs):
+        for i in run_order(jobs):
+            label, chain = jobs[i]
             finish(i, forecast_chain(label, makers[label], frame, cfg, chain, retrain, plan, horizon))
     else:
-        pending = {executor.submit(forecast_chain, label, makers[label], frame.loc[: chain[-1][1].last], cfg, chain,
-                                   retrain, plan, horizon): i for i, (label, chain) in enumerate(jobs)}
+        pending = {}
+        for i in run_order(jobs, latest_first=True):
+            label, chain = jobs[i]
+            pending[executor.submit(forecast_chain, label, makers[label], frame.loc[: chain[-1][1].last], cfg, chain,
+                                    retrain, plan, horizon)] = i
         try:
             for future in futures.as_completed(pending):
                 finish(pending[future], future.result())

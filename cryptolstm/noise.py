@@ -33,6 +33,11 @@ DROPPED = (rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                "MLFLOW_LOGGING_LEVEL": "WARNING"}
 DROPPED_LOG_WORDS = ("CloudPickle",)  # MLflow's note that the pickling library's version changed
+# Python loggers and the level below which they are silent, in every process that fits (the command's
+# own and a backtest's worker processes): TensorFlow's retracing warnings, MLflow's and Optuna's INFO.
+LOGGER_LEVELS = (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("urllib3", logging.WARNING),
+                 ("absl", logging.ERROR), ("tensorflow", logging.ERROR), ("tf2onnx", logging.ERROR),
+                 ("optuna", logging.WARNING), ("matplotlib", logging.WARNING), ("keras_tuner", logging.WARNING))
 _FILTER = """import re, sys
 drop = re.compile(sys.argv[1].encode())
 for line in sys.stdin.buffer:
@@ -71,6 +76,12 @@ def _filter_native_stderr() -> subprocess.Popen:
     sys.stderr = io.TextIOWrapper(io.FileIO(terminal, "w"), encoding=sys.stderr.encoding,
                                   errors=sys.stderr.errors, line_buffering=True)
     return proc
+
+
+def set_logger_levels() -> None:
+    """Give the noisy libraries' loggers their levels (`LOGGER_LEVELS`)."""
+    for name, level in LOGGER_LEVELS:
+        logging.getLogger(name).setLevel(level)
 
 
 def _kept(record: logging.LogRecord) -> bool:

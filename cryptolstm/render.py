@@ -319,6 +319,14 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy:
     return "\n".join(lines) + "\n"
 
 
+def cost_text(epochs: dict[str, int], seconds: float, where: str) -> str:
+    """What a backtest cost: the epochs its LSTM trained (``epochs``: seed label -> epochs over all
+    folds) and the wall time of its fits and forecasts (``seconds``) on ``where``, in words."""
+    each = ", ".join(f"{label.removeprefix('lstm.').replace('seed', 'seed ')}: {n}" for label, n in epochs.items())
+    trained = f"the LSTM trained {sum(epochs.values())} epochs ({each})" if epochs else "no LSTM was trained"
+    return f"Cost: {trained}; fits and forecasts took {seconds / 60:.1f} min on {where}."
+
+
 def backtest_text(pooled: float, beaten: str, dm_p: float, policy: str) -> str:
     """A backtest's description: its pooled MAE ratio to persistence and how its folds were fitted."""
     verdict = "beats" if pooled < 1 else "does not beat"

@@ -1,6 +1,7 @@
 """Walk-forward backtest: folds, leakage, refitting, baselines, metrics, DM test, MLflow, report."""
 
 import functools
+import logging
 import math
 from dataclasses import replace
 
@@ -11,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cryptolstm.backtest.runner import (NetworkMaker, backtest_config, fit_periods, forecasters, plan, retrain_policy,
-                                        run_backtest)
+from cryptolstm.backtest.runner import (NetworkMaker, backtest_config, fit_periods, forecasters, local_processes, plan,
+                                        retrain_policy, run_backtest)
 from cryptolstm.backtest.tables import fold_table, metrics_table, predictions_frame
 from cryptolstm.cli import app
 from cryptolstm.config import RunConfig
@@ -426,7 +427,7 @@ def test_a_warm_backtest_every_second_fold_logs_where_each_fold_s_weights_came_f
     market = load_market(synthetic_data, cfg.merge_date)
     options = BacktestOptions(start="2021-09-01", end="2021-11-30", fold_months=1, seeds=1, arima=False,
                               retrain="warm", retrain_every=2, warm_epochs=1)
-    run_id, result, table, _ = tracked_backtest(cfg, market, options, {})
+    run_id, result, table, markdown = tracked_backtest(cfg, market, options, {})
     lstm = [f for f in result.forecasts.fits if f.forecaster == "lstm.seed3"]
     assert [(f.period, f.init, f.params["epochs_run"]) for f in lstm] == [("0", "scratch", 2), ("2", "0", 1)]
     fitted_at = result.forecasts.table.groupby("period")["fit"].unique().map(list).to_dict()
@@ -440,8 +441,14 @@ def test_a_warm_backtest_every_second_fold_logs_where_each_fold_s_weights_came_f
     assert children["2021-09-01"].params["init.from_fold"] == "scratch"
     assert children["2021-11-01"].params["init.from_fold"] == "0"
     assert children["2021-11-01"].metrics["lstm.seed3.epochs_run"] == 1
-    assert mlflow.get_run(run_id).data.params["backtest.retrain"] == "warm"
+    parent = mlflow.get_run(run_id).data
+    assert parent.params["backtest.retrain"] == "warm"
     assert set(table["fold"]) == {"0", "1", "2", "all"}
+    # What the policy cost: 2 epochs before fold 0, none for fold 1, 1 (warm) before fold 2.
+    assert result.epochs_trained() == {"lstm.seed3": 3} and parent.metrics["lstm.seed3/epochs_run"] == 3
+    assert 0 < parent.metrics["backtest/seconds"] == pytest.approx(result.seconds)
+    assert (f"Cost: the LSTM trained 3 epochs (seed 3: 3); fits and forecasts took {result.seconds / 60:.1f} min "
+            "on local (1 process).") in markdown
 
 
 @pytest.mark.parametrize(
@@ -499,3 +506,18 @@ def test_backtest_of_a_run_and_the_experiment_report(tracking, synthetic_data, t
     assert sections["Walk-forward backtests (1)"].count("\n| [`") == 1
     missing = runner.invoke(app, ["report", "--experiment", "nope"])
     assert missing.exit_code == 2 and "there is no MLflow experiment named 'nope'" in missing.stderr
+
+
+def _logger_levels(names: tuple[str, ...]) -> list[int]:
+    """In a worker process: the effective levels of the loggers ``names``."""
+    return [logging.getLogger(n).getEffectiveLevel() for n in names]
+
+
+@pytest.mark.slow
+def test_a_backtest_s_worker_processes_log_as_quietly_as_the_command():
+    # A worker fits many networks; TensorFlow's Python logger then warns about retracing on every
+    # few predictions, which reached the terminal of a `--workers 2 --quiet` backtest.
+    names = ("tensorflow", "absl")
+    with local_processes(2) as pool:
+        levels = [pool.submit(_logger_levels, names).result() for _ in range(2)]
+    assert levels == [[logging.ERROR, logging.ERROR]] * 2

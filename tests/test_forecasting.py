@@ -279,6 +279,26 @@ def test_an_executor_gives_the_same_table_and_reports_each_chain_once():
     assert sorted(finished) == sorted([(label, n, 1) for label in makers for n in (2, 2, 1)])
 
 
+def test_periods_complete_one_after_another_and_several_processes_start_with_the_latest():
+    makers = {"probe": fresh(lambda: Probe([])), "drift": fresh(Drift)}
+
+    def run(executor: futures.Executor | None = None) -> tuple[Forecasts, list[tuple[str, str]]]:
+        finished = []
+        made = historical_forecasts(makers, FRAME, CFG, PERIODS, executor=executor,
+                                    done=lambda job, chunks, fits: finished.append((chunks[0].period.name, job[0])))
+        return made, finished
+
+    here, order_here = run()
+    with futures.ThreadPoolExecutor(1) as pool:  # one thread runs the jobs in the order they were submitted
+        there, order_there = run(pool)
+    assert order_here == [(p.name, label) for p in PERIODS for label in makers]
+    assert order_there == [(p.name, label) for p in PERIODS[::-1] for label in makers]
+    # The fits and the table keep the order of the forecasters, whatever order they ran in.
+    for made in (here, there):
+        assert [(f.forecaster, f.period) for f in made.fits] == [(label, p.name) for label in makers for p in PERIODS]
+    pd.testing.assert_frame_equal(here.table, there.table)
+
+
 # --- tiny real networks -----------------------------------------------------------------------
 
 

@@ -16,12 +16,14 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from cryptolstm import noise
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.errors import ConfigError, DataError
@@ -59,13 +61,24 @@ class FoldResult:
 @dataclass
 class BacktestResult:
     """The whole walk forward: the config each fold trained, the options, the folds (`FoldResult`),
-    every forecast (`Forecasts`) and the scores per fold and pooled over all folds (``all``)."""
+    every forecast (`Forecasts`), the scores per fold and pooled over all folds (``all``) and the
+    wall time of the fits and forecasts (``seconds``)."""
 
     config: RunConfig
     options: BacktestOptions
     folds: list[FoldResult]
     forecasts: Forecasts
     scores: Scores = field(repr=False, default=None)
+    seconds: float = 0.0
+
+    def epochs_trained(self) -> dict[str, int]:
+        """Epochs each LSTM seed (``lstm.seed202``...) trained over all its fits (an ensemble's
+        members added up): what a retrain policy costs."""
+        epochs: dict[str, int] = {}
+        for fit in (f for fold in self.folds for f in fold.fits if f.forecaster.startswith("lstm.")):
+            run = sum(int(v) for k, v in fit.params.items() if k.endswith("epochs_run"))
+            epochs[fit.forecaster] = epochs.get(fit.forecaster, 0) + run
+        return epochs
 
 
 def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
@@ -154,9 +167,12 @@ def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[Perio
     return made
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initialiser: TensorFlow in this process uses ``threads`` cores."""
+def _start_worker(threads: int) -> None:
+    """Worker initialiser: TensorFlow in this process uses ``threads`` cores, and the libraries'
+    loggers are as quiet as in the command's own process (`noise.set_logger_levels`)."""
     import tensorflow as tf
+
+    noise.set_logger_levels()
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -171,7 +187,7 @@ def local_processes(workers: int) -> Iterator[futures.Executor | None]:
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_limit_threads, initargs=(threads,)) as pool:
+                                     initializer=_start_worker, initargs=(threads,)) as pool:
         yield pool
 
 
@@ -250,11 +266,12 @@ def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
     makers = forecasters(cfg, options, on_epoch if here else ())
     collected = _Folds(cfg, market.frame, makers, planned, on_fold, on_job)
     plan_fit = functools.partial(_plan_fit, cfg)
+    started = time.monotonic()
     with contextlib.nullcontext(executor) if executor is not None else executor_for(options) as pool:
         forecasts = historical_forecasts(makers, market.frame, cfg, planned, retrain_policy(cfg, options), plan_fit,
                                          executor=pool, done=collected.done)
     folds_done = [collected.results[fold.name] for fold in planned]
-    result = BacktestResult(cfg, options, folds_done, forecasts)
+    result = BacktestResult(cfg, options, folds_done, forecasts, seconds=time.monotonic() - started)
     result.scores = backtest_scores(result, market)
     return result
 

@@ -25,7 +25,7 @@ from cryptolstm.backtest.tables import fold_closes, fold_table, metrics_table, p
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import WARM_PATIENCE, training_device
-from cryptolstm.render import (NOTE, backtest_text, horizon_summary_markdown, interval_summary_markdown, policy_text,
+from cryptolstm.render import (NOTE, backtest_text, cost_text, horizon_summary_markdown, interval_summary_markdown, policy_text,
                                run_name, summary_markdown)
 from cryptolstm.scoring import INTERVAL_BASELINES
 from cryptolstm.options import BacktestOptions
@@ -112,7 +112,7 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
     options = result.options
     policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs,
                          options.warm_patience or min(cfg.patience, WARM_PATIENCE), cfg.ensemble)
-    markdown = summary_markdown(table, cfg.coin, policy=policy)
+    markdown = summary_markdown(table, cfg.coin, policy=policy) + "\n" + _log_cost(result) + "\n"
     pooled = float(pooled_rows.loc["lstm.mean", "usd/mae_ratio"])
     dm_p = float(pooled_rows.loc[pooled_rows.index.str.startswith("lstm.seed"), "usd/dm_p"].min())
     mlflow.set_tags({NOTE: backtest_text(pooled, f"{beaten}/{len(ratios)}", dm_p, policy),
@@ -201,6 +201,14 @@ def _log_figures(result: BacktestResult, ratios: pd.DataFrame, predictions: pd.D
         (predictions[c] - predictions["actual"]).to_numpy() / predictions["last_close"].to_numpy() for c in seed_cols]),
         **errors}
     mlflow.log_figure(plots.error_distribution(errors, "return"), "plots/error_distribution.png")
+
+
+def _log_cost(result: BacktestResult) -> str:
+    """The epochs each LSTM seed trained (``lstm.seed202/epochs_run``, all folds) and the wall time of
+    the fits and forecasts (``backtest/seconds``) as metrics; returns them in words (`cost_text`)."""
+    epochs = result.epochs_trained()
+    mlflow.log_metrics({f"{label}/epochs_run": n for label, n in epochs.items()} | {"backtest/seconds": result.seconds})
+    return cost_text(epochs, result.seconds, backtest_params(result.options, result.config)["backtest.cluster"])
 
 
 def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, str]:
