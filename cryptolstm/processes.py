@@ -26,8 +26,9 @@ def interrupt_after() -> Iterator[None]:
     """Hold a Ctrl-C that arrives inside the block until the block is over, then raise it (in the main
     thread; elsewhere Python delivers no signal anyway). For work an interrupt must not cut in half: a
     store write between epochs (its transaction left open under the clean-up that ends the runs KILLED)
-    or the import of a C extension (which turns it into an ImportError or dies by the signal)."""
-    if threading.current_thread() is not threading.main_thread():
+    or the import of a C extension (which turns it into an ImportError or dies by the signal). A
+    process started with Ctrl-C ignored (a background job, ``nohup``) goes on ignoring it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     noted: list[int] = []

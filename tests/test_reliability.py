@@ -253,6 +253,12 @@ def test_a_second_command_on_a_running_single_machine_study_is_refused_and_the_f
 # --- Ctrl-C: one sentence ---------------------------------------------------------------------------
 
 
+def _foreground() -> None:
+    """In the child: Ctrl-C not ignored, as in a command a terminal runs in the foreground (a test
+    runner started in the background passes an ignored SIGINT on to its children)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ctrl_c(proc: subprocess.Popen) -> str:
     """Ctrl-C as a terminal sends it (SIGINT to the command's process group); its stderr."""
     os.killpg(proc.pid, signal.SIGINT)
@@ -267,7 +273,7 @@ def test_ctrl_c_during_a_search_is_one_sentence_and_leaves_nothing_running(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "cryptolstm", "search", "--space", "space.yaml", "--data-dir",
                              str(shared_data), "--study-name", "s", "--n-trials", "3", "--register", "false",
                              "--quiet"], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_foreground)
     client = _client(tmp_path)
     try:
         _wait_for(lambda: _trial_running(client) or proc.poll() is not None, what="a trial's first epoch")
@@ -287,7 +293,8 @@ def test_ctrl_c_while_a_command_starts_is_one_sentence(tmp_path, command):
     """Promise: Ctrl-C in the first second of any command (while Python imports it) is one
     sentence and exit 130, not a traceback of the import it stopped."""
     proc = subprocess.Popen([sys.executable, "-m", "cryptolstm", *command.split()], cwd=tmp_path, env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_foreground)
     time.sleep(0.5)
     err = _ctrl_c(proc)
     assert proc.returncode == 130 and err.startswith("interrupted") and err.count("\n") == 1, err[-3000:]
