@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from cryptolstm.config import COINS
+from cryptolstm.config import RunConfig
 from cryptolstm.data import load_market
 from cryptolstm.metrics import distribution_scores
+from cryptolstm.models.base import History
 from cryptolstm.models.interval_baselines import Empirical, Garch, RollingGaussian
-from cryptolstm.windowing import next_day_windows
+from cryptolstm.splits import Period
+from cryptolstm.windowing import samples as windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,20 +41,21 @@ def main() -> None:
     market = load_market(args.data_dir, args.start, args.test_end)
     frame, first = market.frame, pd.Timestamp(args.test_start)
     closes = frame[f"{args.coin}_close"]
-    samples = next_day_windows(frame, args.coin, COINS, 2)
-    samples = samples.take(np.flatnonzero(pd.DatetimeIndex(samples.dates) >= first))
+    samples = windows(frame, RunConfig(coin=args.coin, window_len=2, merge_date=args.start),
+                      Period("test", first, pd.Timestamp(args.test_end)))
     history = closes.loc[: first - pd.Timedelta(days=1)]
 
     days = pd.DatetimeIndex(samples.dates)
     print(f"{args.coin}: fit {history.index[0].date()}..{history.index[-1].date()} ({len(history) - 1} returns), "
           f"forecast {len(samples)} days {days[0].date()}..{days[-1].date()}")
-    garch = Garch().fit(None, history)
+    past = History(frame.loc[: first - pd.Timedelta(days=1)], args.coin)
+    garch = Garch().fit(past)
     print("GARCH(1,1)-t params (percent log returns): "
           + ", ".join(f"{k}={v:.4f}" for k, v in garch.params.items()))
     actual = 100.0 * (samples.actual(1) / samples.ref_close - 1.0)  # percent simple returns of the next day
     print(f"{'forecaster':<18}{'CRPS %':>8}{'cov80':>8}{'cov95':>8}{'width80 %':>11}{'width95 %':>11}")
     for model in (garch, Empirical(365), RollingGaussian(30)):
-        forecast = model.predict(samples, closes)
+        forecast = model.predict(samples, History(frame, args.coin))
         scores = distribution_scores(100.0 * forecast.quantiles[:, 0, :], actual, forecast.levels)
         print(f"{model.name:<18}{scores['crps']:>8.3f}{scores['coverage_80']:>8.3f}{scores['coverage_95']:>8.3f}"
               f"{scores['width_80']:>11.2f}{scores['width_95']:>11.2f}")

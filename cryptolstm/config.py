@@ -19,7 +19,7 @@ import yaml
 from cryptolstm import features as feature_library
 from cryptolstm import heads
 from cryptolstm.errors import ConfigError, path_problem
-from cryptolstm.options import coerce_fields
+from cryptolstm.options import at_most, coerce_fields
 from cryptolstm.protocols import Protocol, protocol
 
 COINS = ("BTC", "ETH")
@@ -177,6 +177,7 @@ def _validate(c: RunConfig) -> None:
     _check_min("horizon", c.horizon, 1)
     for name in ("layers", "neurons", "batch_size", "epochs", "patience", "ensemble"):
         _check_min(name, getattr(c, name), 1)
+    at_most(c, "window_len", "horizon", "ensemble")
     _check_head(c, head, rules)
     if not 0.0 <= c.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}.")
@@ -198,8 +199,8 @@ def _check_head(c: RunConfig, head: heads.Head, rules: Protocol) -> None:
         raise ConfigError(f"head {c.head} centres its forecast on the last close, which the {c.protocol} protocol's "
                           f"targets are not relative to; use protocol honest.")
     if head.scale_feature and head.scale_feature not in c.feature_names:
-        raise ConfigError(f"head {c.head} scales its forecast by the {head.scale_feature} feature; add it to features "
-                          f"(features: {c.features},{head.scale_feature}).")
+        raise ConfigError(f"head {c.head} scales its forecast by the {head.scale_feature} feature, which the features "
+                          f"({c.features}) lack; add it: --features {c.features},{head.scale_feature}.")
 
 
 def read_experiment(path: str | Path) -> dict[str, Any]:

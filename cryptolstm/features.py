@@ -167,10 +167,14 @@ def parse(names) -> tuple[str, ...]:
     found = tuple(str(n).strip() for n in items if str(n).strip())
     if len(found) == 1 and found[0] in SETS:
         return SETS[found[0]]
+    sets = [n for n in found if n in SETS]
+    if sets:  # a set stands alone: inside a list it would read as a feature of that name
+        raise ConfigError(f"{sets[0]!r} is a set of features ({','.join(SETS[sets[0]])}), which stands alone: pass "
+                          f"--features {sets[0]}, or list its features with the others.")
     unknown = [n for n in found if n not in FEATURES]
     if unknown:
         raise ConfigError(f"unknown feature {unknown[0]!r}; features are {', '.join(NAMES)} (or one of the sets "
-                          f"{', '.join(SETS)}).")
+                          f"{', '.join(SETS)}, alone).")
     if not found:
         raise ConfigError(f"features must name at least one of {', '.join(NAMES)}.")
     if len(set(found)) < len(found):

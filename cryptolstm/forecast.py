@@ -88,7 +88,7 @@ class Forecast:
 
     @classmethod
     def of_samples(cls, samples, returns: np.ndarray) -> Forecast:
-        """The forecast of ``samples`` (a `WindowSet`) whose (n,) or (n, H) ``returns`` are
+        """The forecast of ``samples`` (a `cryptolstm.windowing.Samples`) whose (n,) or (n, H) ``returns`` are
         relative to the samples' ``ref_close``."""
         return cls(samples.dates, samples.ref_close, samples.last_close(), returns)
 

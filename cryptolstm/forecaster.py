@@ -129,8 +129,8 @@ def _json(path: str) -> Any:
 
 
 def load_forecaster(artifacts: dict[str, str]):
-    """The `cryptolstm.inference.Predictor` of a model's artifacts (see the module docstring)."""
-    from cryptolstm.inference import Predictor
+    """The `cryptolstm.inference.NetworkForecaster` of a model's artifacts (see the module docstring)."""
+    from cryptolstm.inference import NetworkForecaster
 
     cfg = RunConfig(**_json(artifacts["config"]))
     calibration = Calibration.from_dict(_json(artifacts["calibration"])) if "calibration" in artifacts else None
@@ -139,7 +139,7 @@ def load_forecaster(artifacts: dict[str, str]):
     for k in range(cfg.ensemble):
         onnx, keras_file = ("onnx_model", "keras_model") if k == 0 else (f"onnx_model_{k}", f"keras_model_{k}")
         networks.append(_onnx(artifacts[onnx]) if onnx in artifacts else _keras_network(artifacts[keras_file]))
-    return Predictor(cfg, networks, state, calibration)
+    return NetworkForecaster(cfg, networks, state, calibration)
 
 
 def _onnx(path: str):

@@ -5,7 +5,7 @@ A network maps (n, w, f) float32 input windows to its head's parameters (`crypto
 `NetworkForecaster` builds the windows of the samples from the model's own features (and what they
 fitted on training days), runs the network, and decodes the parameters into a `Forecast`,
 calibrated by the conformal margins fitted on validation days. Training (Keras,
-`cryptolstm.models.lstm.Lstm`) and the registered pyfunc (`Predictor` over an ONNX Runtime session)
+`cryptolstm.models.lstm.Lstm`) and the registered pyfunc (over an ONNX Runtime session)
 share it, so they forecast the same numbers.
 
 This module imports neither Keras nor TensorFlow: a process that loads a registered model to
@@ -121,8 +121,3 @@ def onnx_network(path: str) -> Network:
         return session.run(None, {name: np.ascontiguousarray(X, dtype=np.float32)})[0]
 
     return run
-
-
-class Predictor(NetworkForecaster):
-    """A registered model's forecaster: its networks run in ONNX Runtime (or Keras, for a model saved
-    before ONNX), forecasting exactly as the `Lstm` that trained it."""

@@ -62,14 +62,6 @@ def gaussian_quantiles(mean: np.ndarray, scale: np.ndarray, levels=LEVELS) -> np
     return np.asarray(mean)[..., None] + np.asarray(scale)[..., None] * z
 
 
-def student_t_quantiles(mean: np.ndarray, scale: np.ndarray, nu: float, levels=LEVELS) -> np.ndarray:
-    """(..., Q) quantiles of ``mean + scale * T(nu)`` at ``levels`` (``scale`` is T's scale, not its sd)."""
-    from scipy import stats
-
-    z = stats.t.ppf(np.asarray(levels), df=nu)
-    return np.asarray(mean)[..., None] + np.asarray(scale)[..., None] * z
-
-
 def empirical_quantiles(samples: np.ndarray, levels=LEVELS) -> np.ndarray:
     """(Q,) quantiles of the (m,) ``samples`` at ``levels`` (linear interpolation, numpy's default)."""
     return np.quantile(np.asarray(samples, dtype=np.float64), np.asarray(levels))

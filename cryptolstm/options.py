@@ -14,6 +14,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -124,6 +125,31 @@ def _at_least(obj: Any, low: int, *names: str) -> None:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value}.")
 
 
+# The largest value of each size a user can type, and why: past it a run would take days, fill the
+# registry or the machine, or ask the daily data for more than it holds.
+_MEMORY_GIB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 30 if hasattr(os, "sysconf") else 8
+_PROCESSES = (max(1, _MEMORY_GIB), f"each worker is a process holding TensorFlow (about 1 GiB), and this machine has "
+                                   f"{_MEMORY_GIB} GiB of memory")
+LARGEST = {
+    "ensemble": (20, "each member is a network trained, exported and registered in full (20 of the default "
+                     "model train for about an hour on 2 cores)"),
+    "seeds": (20, "each seed trains a network per fold"),
+    "window_len": (365, "a window of more than a year leaves too few windows to train on in the daily data"),
+    "horizon": (30, "past a month ahead, the daily data hold too few independent targets to score"),
+    "n_trials": (1000, "each trial trains a network and logs a run"),
+    "n_workers": _PROCESSES,
+    "workers": _PROCESSES,
+}
+
+
+def at_most(obj: Any, *names: str) -> None:
+    """One sentence naming the size, its bound and why (`LARGEST`) when one of ``names`` exceeds it."""
+    for name in names:
+        value, (high, why) = getattr(obj, name), LARGEST[name]
+        if value is not None and value > high:
+            raise ConfigError(f"{name} must be at most {high}, got {value}: {why}.")
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """``cryptolstm train``: where the run's values come from; each `RunConfig` field is an override."""
@@ -171,6 +197,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         coerce_fields(self)
         _at_least(self, 1, "n_trials", "max_epochs", "n_workers", "heartbeat")
+        at_most(self, "n_trials", "n_workers")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}.")
 
@@ -225,6 +252,7 @@ class BacktestOptions:
         coerce_fields(self)
         _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs",
                     "warm_patience")
+        at_most(self, "seeds", "workers")
         if self.retrain not in RETRAIN:
             raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
         if self.cluster is not None and not self.cluster.startswith(("tcp://", "tls://")):

@@ -376,8 +376,8 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
 def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     """A Markdown table of the MAE ratio to persistence (USD) against the horizon: one row per
     fold and one for all days, the LSTM's seeds' mean (± sd with several seeds) per horizon,
-    then the pooled ratio of each baseline per horizon. ``table``: `metrics_table` of
-    `fold_horizon_metrics`."""
+    then the pooled ratio of each baseline per horizon. ``table``: the backtest's ``horizons``
+    table (`cryptolstm.backtest.tables.metrics_table`)."""
     labels = table["forecaster"].str.rsplit("/", n=1)
     table = table.assign(name=labels.str[0], horizon=labels.str[1])
     horizons = list(dict.fromkeys(table["horizon"]))

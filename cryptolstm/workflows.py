@@ -94,7 +94,7 @@ def search(options: SearchOptions, env: Environment):
 def backtest(options: BacktestOptions, env: Environment):
     """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
     from cryptolstm import tracking
-    from cryptolstm.backtest.runner import backtest_config, plan
+    from cryptolstm.backtest.runner import backtest_config, check_scheduler, plan
     from cryptolstm.tracking.backtest import tracked_backtest
     from cryptolstm.tracking.source import resolve
 
@@ -103,6 +103,8 @@ def backtest(options: BacktestOptions, env: Environment):
     market = prepare_market(cfg, env.fetch_missing, checks=(), every_day=True)
     fold_cfg = backtest_config(cfg, options)
     folds = plan(fold_cfg, market, options)  # every fold checked before the run exists
+    if options.cluster:
+        check_scheduler(options.cluster)  # and the cluster's address
     seeds = f"{options.seeds} seed{'s' if options.seeds > 1 else ''}"
     bar = CountBar(len(folds), f"{cfg.coin} backtest, {seeds}, {options.retrain}", "fold", env.progress)
     epochs = [EpochBar("  LSTM fit", env.progress, position=1, leave=False)]

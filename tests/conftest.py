@@ -1,16 +1,25 @@
 """Shared set-up: synthetic price files made here (the quick tests need nothing outside the
 repository), the real price data beside the repository where a test needs it (skipped without
-it), tiny configs, temporary MLflow stores, and the command-line helpers."""
+it), tiny configs, temporary MLflow stores (copies of one store made once), the command-line
+helpers, and the check behind the `slow` marker (a test that starts a process or trains a
+network must carry it)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One thread per TensorFlow process, here and in every command a test starts: the tiny networks train
+# no faster on more (measured: a 3-epoch tiny train 4.6 s on one thread, 6.9 s on the default), and two
+# test workers plus the processes they start would otherwise fight over 2 cores.
+for _threads in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 # No test reaches the internet: commands never fetch missing data on their own here (the fetch
 # tests drive the client against recorded-format HTTP responses instead).
 os.environ.setdefault("CRYPTOLSTM_OFFLINE", "1")
@@ -22,9 +31,64 @@ import pytest
 
 from cryptolstm.config import RunConfig
 
+pytest_plugins = ("pytester",)  # tests/test_architecture.py runs the `slow` check on a pytest of its own
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CRYPTOLSTM_TEST_DATA", ROOT.parent / "shared" / "data"))
 LEAKED = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")  # what `mlflow run` leaves set
+MERGE = "2021-01-01"  # the tiny models' first day: 334 synthetic days to 2021-11-30 (233 train, 50 val, 51 test)
+
+
+# --- the `slow` marker: what it means, checked ---------------------------------------------------
+# `slow` = the test trains a network or starts a process. The quick subset (-m "not slow") must stay
+# quick, so a test without the marker that does either fails, naming what it did. Processes are
+# seen through Python's audit events; training through a counter around keras.Model.fit (Keras is
+# imported here, so that the counter is in place before any test can train).
+PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.system"})
+# Not the test's doing: MLflow asks git for the commit of the code behind a process's first run, and
+# matplotlib asks fc-list for the fonts when it builds its font cache (once per machine).
+INCIDENTAL = frozenset({"git", "fc-list"})
+_seen: list[str] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event in PROCESS_EVENTS and Path(str(args[0])).name not in INCIDENTAL:
+        _seen.append(f"started a process ({event} {str(args[0])[:80]})")
+
+
+sys.addaudithook(_audit)
+
+
+def _count_fits() -> None:
+    import keras
+
+    if getattr(keras.Model.fit, "_counted", False):
+        return
+    fit = keras.Model.fit
+
+    def counted(self, *args, **kwargs):
+        _seen.append("trained a network (keras.Model.fit)")
+        return fit(self, *args, **kwargs)
+
+    counted._counted = True
+    keras.Model.fit = counted
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """From here on, what the test (its fixtures' set-up included) starts or trains is counted."""
+    _count_fits()
+    _seen.clear()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    if _seen and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} {_seen[0]} but is not marked slow (slow = trains a network or starts a "
+                    "process; the quick subset runs without them)", pytrace=False)
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +151,14 @@ def synthetic_market(synthetic_data):
     return load_market(synthetic_data, "2020-01-01")
 
 
+@pytest.fixture(scope="session")
+def market(synthetic_data):
+    """`load_market` of `synthetic_data` from `MERGE`: what the tiny models train on."""
+    from cryptolstm.data import load_market
+
+    return load_market(synthetic_data, MERGE)
+
+
 def synthetic_frame(days: int = 60, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
     """A merged frame like `load_market`'s (``{COIN}_{open,high,low,close,volume}``) of `synthetic_coin` prices."""
     parts = []
@@ -108,12 +180,122 @@ def clear_mlflow_env(monkeypatch) -> None:
         monkeypatch.delenv(leaked, raising=False)
 
 
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory) -> Path:
+    """A folder holding an empty MLflow SQLite store, its tables made once (MLflow's migrations take
+    seconds; a copy takes milliseconds)."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("empty-store")
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder
+
+
+def copy_store(source: Path, folder: Path) -> str:
+    """Copy the MLflow store of folder ``source`` (``mlflow.db`` and ``mlruns/``) into ``folder``,
+    every path recorded in it moved along (experiments' artifact locations, runs' artifact URIs,
+    model versions' sources, MLmodel files), so that the copy is a store of its own; its tracking URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "mlflow.db", folder / "mlflow.db")
+    old, new = f"{source}/", f"{folder}/"
+    if (source / "mlruns").is_dir():
+        shutil.copytree(source / "mlruns", folder / "mlruns", dirs_exist_ok=True)
+        for model in (folder / "mlruns").rglob("MLmodel"):  # it names its own folder
+            model.write_text(model.read_text().replace(old, new))
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for column in db.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if column[2].upper().startswith(("VARCHAR", "TEXT")):
+                    db.execute(f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                               f'WHERE instr("{column[1]}", ?) > 0', (old, new, old))
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
 @pytest.fixture
-def tracking(tmp_path, monkeypatch) -> str:
+def new_store(_empty_store):
+    """``new_store(folder)``: an empty MLflow store at ``folder/mlflow.db`` (artifacts under
+    ``folder/mlruns``), as a first command there would make it; its tracking URI."""
+    return lambda folder: copy_store(_empty_store, Path(folder))
+
+
+CUT = "2021-09-30"  # the registered tiny model's data ends here: 61 synthetic days follow it
+
+
+@contextlib.contextmanager
+def building_store(root: Path, empty: Path):
+    """For a store made once (a session or module fixture): `empty`'s store copied to ``root``, and
+    this process working there on it (directory, tracking URI) for the block; yields its URI."""
+    from cryptolstm.tracking import use_tracking_uri
+
+    uri = copy_store(empty, root)
+    before = mlflow.get_tracking_uri()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        clear_mlflow_env(patch)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        use_tracking_uri(uri)
+        yield uri
+    mlflow.set_tracking_uri(before)
+
+
+def work_on_copy(source: Path, folder: Path, monkeypatch) -> str:
+    """A copy of the store made once in ``source`` at ``folder``, this test working there on it
+    (directory, tracking URI, for this process and the commands it starts); the copy's URI."""
+    monkeypatch.chdir(folder)
+    clear_mlflow_env(monkeypatch)
+    uri = copy_store(source, folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@pytest.fixture
+def _ends_runs():
+    """Whatever run a test leaves active is ended after it."""
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+CUT = "2021-09-30"  # the registered tiny model's data ends here: 61 synthetic days follow it
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory, synthetic_data, _empty_store):
+    """A store made once: version 1 of cryptolstm-btc, champion, a tiny Gaussian-head BTC model (so
+    it has intervals) trained in-process on the synthetic days from `MERGE` to `CUT`. Read-only:
+    a test that writes works on a copy (`champion_store`). A namespace of root (the store's
+    folder), uri, run_id, result, cfg and data (the price folder, as a string)."""
+    from types import SimpleNamespace
+
+    from cryptolstm.data import load_market
+    from cryptolstm.tracking import registry, tracked_train
+
+    root = tmp_path_factory.mktemp("registered")
+    with building_store(root, _empty_store) as uri:
+        cfg = tiny_config(synthetic_data, merge_date=MERGE, end_date=CUT, head="gaussian", epochs=3)
+        run_id, result = tracked_train(cfg, load_market(synthetic_data, cfg.merge_date, cfg.end_date))
+        registration = registry.register_run(run_id, "BTC")
+        assert (registration.version, registration.promoted) == ("1", True)
+    return SimpleNamespace(root=root, uri=uri, run_id=run_id, result=result, cfg=cfg, data=str(synthetic_data))
+
+
+@pytest.fixture
+def champion_store(registered, tmp_path, monkeypatch, _ends_runs):
+    """A copy of `registered`'s store in this test's temp working directory, the tracking URI set
+    to it (for this process and the commands it starts): the same namespace, root and uri the copy's."""
+    from types import SimpleNamespace
+
+    uri = work_on_copy(registered.root, tmp_path, monkeypatch)
+    return SimpleNamespace(**{**vars(registered), "root": tmp_path, "uri": uri})
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch, new_store) -> str:
     """A fresh SQLite MLflow store in a temp working directory (artifacts under its mlruns/)."""
     monkeypatch.chdir(tmp_path)
     clear_mlflow_env(monkeypatch)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     yield uri

@@ -33,6 +33,7 @@ def _modules() -> dict[str, ast.Module]:
     return {str(p.relative_to(PACKAGE)): ast.parse(p.read_text()) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@pytest.mark.slow  # import-linter runs as its command: in-process, its progress display outlives pytest's capture
 def test_the_import_contracts_keep_the_floors_and_mlflow_behind_the_tracking_layer():
     """import-linter's contracts (pyproject.toml): cli -> workflows -> tracking -> cores, never upwards;
     only the tracking layer and the pyfunc import mlflow."""
@@ -159,3 +160,45 @@ def test_no_function_in_the_package_is_over_about_50_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 55:
                 long.append(f"{path.name}:{node.name}")
     assert not long, long
+
+
+INNER = '''
+import subprocess
+
+import numpy as np
+import pytest
+
+
+def test_starts_a_process_unmarked():
+    subprocess.run(["true"], check=True)
+
+
+def test_trains_unmarked():
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    model.fit(np.zeros((4, 1)), np.zeros((4, 1)), epochs=1, verbose=0)
+
+
+@pytest.mark.slow
+def test_starts_a_process_marked():
+    subprocess.run(["true"], check=True)
+
+
+def test_neither():
+    assert sum(range(4)) == 6
+'''
+
+
+@pytest.mark.slow  # it starts a process (inside the inner run), so the check below applies to it too
+def test_a_test_that_starts_a_process_or_trains_a_network_fails_unless_marked_slow(pytester):
+    """What `slow` means is checked, not trusted: the quick subset stays free of processes and training."""
+    pytester.makeconftest("from tests.conftest import pytest_runtest_call, pytest_runtest_setup\n")
+    pytester.makeini("[pytest]\nmarkers =\n    slow: trains or starts a process\n")
+    pytester.makepyfile(test_inner=INNER)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*test_starts_a_process_unmarked started a process (subprocess.Popen true) but is "
+                                 "not marked slow*", "*test_trains_unmarked trained a network (keras.Model.fit) but "
+                                 "is not marked slow*"], consecutive=False)

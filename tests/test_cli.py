@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.config import FIELD_NAMES
-from tests.conftest import ROOT, all_runs, clear_mlflow_env, run_cli, sigterm_after_first_epoch, start_cli
+from tests.conftest import ROOT, all_runs, run_cli, sigterm_after_first_epoch, start_cli
 
 runner = CliRunner()
 
@@ -16,24 +16,11 @@ def _runs():
     return all_runs(MlflowClient())
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> str:
-    """One SQLite store for the refusals below: each must leave it without a run, so they share it
-    instead of paying for a new store's tables each time."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('refusals') / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments()  # makes its tables once
-    return uri
-
-
 @pytest.fixture
-def refusals(empty_store, tmp_path, monkeypatch) -> str:
-    """`empty_store` as the tracking store, from a temporary working directory."""
-    monkeypatch.chdir(tmp_path)
-    clear_mlflow_env(monkeypatch)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store)
-    mlflow.set_tracking_uri(empty_store)
+def refusals(tracking) -> str:
+    """An empty store (`tracking`) that each refusal below must leave without a run."""
     assert _runs() == []
-    return empty_store
+    return tracking
 
 
 @pytest.mark.parametrize(
@@ -46,9 +33,15 @@ def refusals(empty_store, tmp_path, monkeypatch) -> str:
         (["--features", "close,close"], "features name 'close' twice."),
         (["--cell", "rnn"], "cell must be one of lstm, gru; got 'rnn'."),
         (["--ensemble", "0"], "ensemble must be an integer >= 1, got 0."),
+        (["--ensemble", "1000"], "ensemble must be at most 20, got 1000: each member is a network trained, exported "
+                                 "and registered in full"),
+        (["--horizon", "400"], "horizon must be at most 30, got 400: past a month ahead"),
+        (["--window-len", "5000"], "window_len must be at most 365, got 5000"),
         (["--head", "nope"], "head must be one of point, gaussian, quantile"),
-        (["--head", "garch_scaled"], "head garch_scaled scales its forecast by the garch_vol feature; add it to "
-                                     "features (features: close,volume,garch_vol)."),
+        (["--head", "garch_scaled"], "head garch_scaled scales its forecast by the garch_vol feature, which the "
+                                     "features (close,volume) lack; add it: --features close,volume,garch_vol."),
+        (["--features", "ranges,parkinson"], "'ranges' is a set of features (log_return,abs_return,parkinson,"
+                                             "garman_klass,realized_vol_5,realized_vol_22), which stands alone"),
         (["--data-dir", "/nonexistent/prices"], "data directory /nonexistent/prices does not exist"),
         (["--experiment", "experiments/nope.yaml"], "experiment file experiments/nope.yaml does not exist."),
         (["--experiment", str(ROOT / "experiments")], f"experiment file {ROOT / 'experiments'} is a directory, not a file."),
@@ -155,6 +148,8 @@ def test_sigterm_mid_training_ends_the_run_killed(tracking, synthetic_data, tmp_
         (["--engine", "hyperopt"], "engine must be one of optuna, keras-tuner; got 'hyperopt'."),
         (["--n-trials", "lots"], "n_trials must be an integer, got 'lots'."),
         (["--n-trials", "0"], "n_trials must be an integer >= 1, got 0."),
+        (["--n-trials", "100000"], "n_trials must be at most 1000, got 100000: each trial trains a network and logs a run."),
+        (["--n-workers", "4096"], "n_workers must be at most"),
         (["--algorithm", "hyperband"], "algorithm for optuna must be one of tpe, random, qmc"),
         (["--coin", "XRP"], "coin must be one of BTC, ETH; got 'XRP'."),
         (["--space", "experiments/nope.yaml"], "space file experiments/nope.yaml does not exist."),
@@ -215,11 +210,10 @@ def test_none_is_an_unset_mlproject_parameter(refusals):
 
 
 @pytest.mark.slow
-def test_tensorflows_and_mlflows_notices_are_hidden_unless_verbose(tmp_path, monkeypatch):
+def test_tensorflows_and_mlflows_notices_are_hidden_unless_verbose(tmp_path, monkeypatch, new_store):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     # A real command that imports TensorFlow and MLflow and fails with its one sentence.
-    done = run_cli(["data", "verify", "--run", "0123456789abcdef"], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}",
-                   timeout=300)
+    done = run_cli(["data", "verify", "--run", "0123456789abcdef"], tmp_path, new_store(tmp_path), timeout=300)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: cannot read run 0123456789abcdef: Run with id=0123456789abcdef "
                                         "not found"], done.stderr[-2000:]

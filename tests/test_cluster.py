@@ -17,8 +17,8 @@ from cryptolstm.options import BacktestOptions
 
 pytestmark = pytest.mark.slow
 
-CFG = RunConfig(merge_date="2020-01-01", layers=1, neurons=4, epochs=2, batch_size=64, seed=7)
-OPTIONS = dict(start="2021-06-01", end="2021-08-31", fold_months=1, seeds=2, arima=False)
+CFG = RunConfig(merge_date="2021-01-01", layers=1, neurons=4, epochs=2, batch_size=64, seed=7)
+OPTIONS = dict(start="2021-07-01", end="2021-08-31", fold_months=1, seeds=2, arima=False)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +71,12 @@ def test_a_worker_killed_mid_run_has_its_jobs_rerun(cluster, local, synthetic_ma
 
 
 def test_an_address_where_no_scheduler_answers_is_one_sentence(synthetic_market):
+    """A refused connection is said at once (a host that does not resolve too, untested here: no test
+    asks a name server)."""
     started = time.time()
-    with pytest.raises(ConfigError, match=r"no Dask scheduler answers at tcp://127\.0\.0\.1:1 within"):
+    with pytest.raises(ConfigError, match=r"^nothing listens at tcp://127\.0\.0\.1:1 \(connection refused\); start"):
         run_backtest(CFG, synthetic_market, BacktestOptions(**OPTIONS, cluster="tcp://127.0.0.1:1"))
-    assert time.time() - started < 30
+    assert time.time() - started < 10  # at once: the 15 s wait is for an address that does not answer
 
 
 def test_the_cluster_option_takes_a_scheduler_address_only():

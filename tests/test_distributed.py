@@ -227,22 +227,22 @@ def test_evaluate_and_refit_a_registered_model_on_a_tracking_server(tmp_path, sh
 
 
 @pytest.mark.slow
-def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, shared_data):
+def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, shared_data, new_store):
     _setup_files(tmp_path)
     # Trials long enough that the second process (a TensorFlow import, seconds more on a busy
     # machine) joins before the first has run them all.
-    (tmp_path / "base.yaml").write_text("merge_date: '2022-01-01'\nlayers: 1\nneurons: 16\nepochs: 25\n"
-                                        "patience: 25\nbatch_size: 32\n")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _worker(tmp_path, shared_data, uri, "journal:optuna.journal", "local", 8, "--n-workers", "2", log="local")
+    (tmp_path / "base.yaml").write_text("merge_date: '2022-01-01'\nlayers: 1\nneurons: 16\nepochs: 40\n"
+                                        "patience: 40\nbatch_size: 32\n")
+    proc = _worker(tmp_path, shared_data, new_store(tmp_path), "journal:optuna.journal", "local", 4, "--n-workers", "2",
+                   log="local")
     assert proc.wait(timeout=600) == 0, (tmp_path / "local.err").read_text()[-3000:]
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     study = optuna.load_study(study_name="local", storage=JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal"))))
-    complete = _check_study(study, 8)
+    complete = _check_study(study, 4)
     assert len({t.user_attrs["worker"] for t in complete}) == 2, "the second process ran trials too"
-    _check_mlflow(MlflowClient(uri), "local", complete)
+    _check_mlflow(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), "local", complete)
 
 
 def test_sqlite_refuses_parallel_workers(tracking, shared_data):

@@ -21,7 +21,7 @@ LN2 = math.log(2.0)
 
 
 @pytest.fixture(scope="module")
-def market() -> pd.DataFrame:
+def prices() -> pd.DataFrame:
     """260 synthetic days of both coins' open, high, low, close and volume."""
     return synthetic_frame(260, seed=5)
 
@@ -55,10 +55,10 @@ def tiny() -> pd.DataFrame:
 
 @pytest.mark.parametrize("day", [120, 200])
 @pytest.mark.parametrize("name", features.NAMES)
-def test_no_feature_looks_past_its_own_day(market, name, day):
-    state = features.fit((name,), market.iloc[:TRAIN], COINS)  # garch_vol's fitted state, held fixed
-    before = features.values((name,), market, COINS, state)
-    changed = _changed_from(market, day)
+def test_no_feature_looks_past_its_own_day(prices, name, day):
+    state = features.fit((name,), prices.iloc[:TRAIN], COINS)  # garch_vol's fitted state, held fixed
+    before = features.values((name,), prices, COINS, state)
+    changed = _changed_from(prices, day)
     after = features.values((name,), changed, COINS, state)
     assert before.shape == (260, 2 if features.FEATURES[name].per_coin else 1)
     assert after[:day].tobytes() == before[:day].tobytes()  # bit for bit
@@ -72,43 +72,43 @@ def test_no_feature_looks_past_its_own_day(market, name, day):
         assert after.tobytes() == before.tobytes()
 
 
-def test_no_input_window_looks_past_its_origin(market):
+def test_no_input_window_looks_past_its_origin(prices):
     cfg = RunConfig(features=",".join(features.NAMES), window_len=5)
-    state = features.fit(cfg.feature_names, market.iloc[:TRAIN], COINS)
-    made = samples(market, cfg, every_day(market))
-    assert made.origins[0] == market.index[features.GARCH_WARMUP + 4]  # after garch_vol's warm-up
-    changed = _changed_from(market, 200)
-    before, after = inputs(market, cfg, state, made), inputs(changed, cfg, state, made)
+    state = features.fit(cfg.feature_names, prices.iloc[:TRAIN], COINS)
+    made = samples(prices, cfg, every_day(prices))
+    assert made.origins[0] == prices.index[features.GARCH_WARMUP + 4]  # after garch_vol's warm-up
+    changed = _changed_from(prices, 200)
+    before, after = inputs(prices, cfg, state, made), inputs(changed, cfg, state, made)
     assert before.shape == (len(made), 5, len(features.columns(cfg.feature_names, COINS)))
-    earlier = made.origins < market.index[200]
+    earlier = made.origins < prices.index[200]
     assert after[earlier].tobytes() == before[earlier].tobytes()
     assert not np.allclose(after[~earlier], before[~earlier])
 
 
 # --- garch_vol: fitted on training days only -----------------------------------------------
 
-def test_garch_vol_is_fitted_on_the_training_days_only(market):
-    train = market.iloc[:TRAIN]
+def test_garch_vol_is_fitted_on_the_training_days_only(prices):
+    train = prices.iloc[:TRAIN]
     state = features.fit(("close", "garch_vol"), train, COINS)
     assert set(state) == {"BTC_garch_vol", "ETH_garch_vol"}  # nothing else has parameters
     params, named = fit_garch(train["BTC_close"])
     assert state["BTC_garch_vol"] == {"params": params.tolist(), **named}
     assert set(named) == {"mu", "omega", "alpha", "beta", "nu"}
     # Prices after the training period change nothing the features fitted...
-    changed = _changed_from(market, TRAIN)
+    changed = _changed_from(prices, TRAIN)
     assert features.fit(("garch_vol",), changed.loc[: train.index[-1]], COINS) == state
     # ...where fitting on more days would (so the comparison above can fail).
-    assert features.fit(("garch_vol",), market, COINS) != state
+    assert features.fit(("garch_vol",), prices, COINS) != state
     # Unfitted, it is one sentence.
     with pytest.raises(DataError, match=r"^garch_vol has not been fitted on training days; fit the features first\.$"):
-        features.values(("garch_vol",), market, COINS)
+        features.values(("garch_vol",), prices, COINS)
 
 
-def test_garch_vol_is_the_garch_recursion_one_day_ahead(market):
-    state = features.fit(("garch_vol",), market.iloc[:TRAIN], COINS)
-    vol = features.values(("garch_vol",), market, COINS, state)[:, 0]  # BTC
+def test_garch_vol_is_the_garch_recursion_one_day_ahead(prices):
+    state = features.fit(("garch_vol",), prices.iloc[:TRAIN], COINS)
+    vol = features.values(("garch_vol",), prices, COINS, state)[:, 0]  # BTC
     p = state["BTC_garch_vol"]
-    y = 100.0 * np.diff(np.log(market["BTC_close"].to_numpy()))  # y[j]: day j + 1's percent log return
+    y = 100.0 * np.diff(np.log(prices["BTC_close"].to_numpy()))  # y[j]: day j + 1's percent log return
     eps = y - p["mu"]
     w = 0.94 ** np.arange(75)
     backcast = np.sum(w / w.sum() * eps[:75] ** 2)  # arch's backcast
@@ -148,9 +148,9 @@ def test_every_feature_by_hand_on_six_days():
     np.testing.assert_allclose(value("day_of_week"), [2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0, 0.0], rtol=1e-15)
 
 
-def test_realized_volatility_over_22_days_by_hand(market):
-    lr = np.diff(np.log(market["ETH_close"].to_numpy()))  # lr[j]: day j + 1's
-    vol = features.values(("realized_vol_22",), market, COINS)[:, 1]
+def test_realized_volatility_over_22_days_by_hand(prices):
+    lr = np.diff(np.log(prices["ETH_close"].to_numpy()))  # lr[j]: day j + 1's
+    vol = features.values(("realized_vol_22",), prices, COINS)[:, 1]
     for day in (22, 100, 259):
         assert vol[day] == pytest.approx(math.sqrt(np.mean(lr[day - 22 : day] ** 2)), rel=1e-12)
     assert np.isnan(vol[21])
@@ -195,12 +195,12 @@ def test_log_volume_is_normalised_by_difference_and_returns_are_left_as_they_are
         "ratio", "ratio", "difference", "none"]
 
 
-def test_every_feature_reads_only_the_columns_it_declares(market):
+def test_every_feature_reads_only_the_columns_it_declares(prices):
     for name in features.NAMES:
-        state = features.fit((name,), market.iloc[:TRAIN], COINS)
-        only = market[features.required((name,), COINS, "BTC")]
+        state = features.fit((name,), prices.iloc[:TRAIN], COINS)
+        only = prices[features.required((name,), COINS, "BTC")]
         np.testing.assert_array_equal(features.values((name,), only, COINS, state),
-                                      features.values((name,), market, COINS, state), err_msg=name)
+                                      features.values((name,), prices, COINS, state), err_msg=name)
 
 
 # --- the lists, the columns, the config ------------------------------------------------------
@@ -264,8 +264,8 @@ def test_a_config_lists_its_features_validated(tmp_path):
 def test_a_head_that_needs_a_feature_the_config_lacks_is_one_sentence():
     with pytest.raises(ConfigError) as caught:
         RunConfig(head="garch_scaled")
-    assert str(caught.value) == ("head garch_scaled scales its forecast by the garch_vol feature; add it to features "
-                                 "(features: close,volume,garch_vol).")
+    assert str(caught.value) == ("head garch_scaled scales its forecast by the garch_vol feature, which the features "
+                                 "(close,volume) lack; add it: --features close,volume,garch_vol.")
     assert RunConfig(head="garch_scaled", features="close,volume,garch_vol").head == "garch_scaled"
 
 
@@ -291,21 +291,21 @@ def test_an_empty_value_in_an_experiment_file_is_one_sentence(tmp_path, text):
 
 # --- a frame without the columns a feature reads ---------------------------------------------
 
-def test_a_served_model_refuses_rows_without_a_features_columns_in_one_sentence(market):
+def test_a_served_model_refuses_rows_without_a_features_columns_in_one_sentence(prices):
     from cryptolstm.forecaster import prepare_rows
     from cryptolstm.windowing import market_rows
 
     cfg = RunConfig(features="close,parkinson", window_len=5)
-    rows = market_rows(market).drop(columns=["BTC_high"])
+    rows = market_rows(prices).drop(columns=["BTC_high"])
     with pytest.raises(DataError) as caught:
         prepare_rows(rows, cfg)
     assert str(caught.value) == ("the input lacks column(s) BTC_high; it needs date, BTC_high, BTC_low, BTC_close, "
                                  "ETH_high, ETH_low, ETH_close.")
 
 
-def test_a_frame_without_a_features_columns_is_one_sentence(market):
+def test_a_frame_without_a_features_columns_is_one_sentence(prices):
     cfg = RunConfig(features="close,parkinson", window_len=5)
-    frame = market.drop(columns=["BTC_high"])
+    frame = prices.drop(columns=["BTC_high"])
     made = samples(frame, cfg, every_day(frame))  # the target needs only the closes
     with pytest.raises(DataError, match=r"parkinson.*BTC_high"):
         inputs(frame, cfg, None, made)

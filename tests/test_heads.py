@@ -41,6 +41,7 @@ def test_every_head_decodes_its_parameters_into_h_points_and_ordered_quantiles(h
     np.testing.assert_allclose(point, quantiles[:, :, len(LEVELS) // 2], atol=1e-12)  # symmetric or median point
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", [h for h in ALL if h.distribution], ids=lambda h: h.name)
 def test_every_distribution_heads_loss_falls_when_its_forecast_fits_the_data(head):
     """Trained on its own loss, a tiny network's loss on returns of scale 2 % falls and its 80 % interval
@@ -135,6 +136,7 @@ def test_the_student_t_heads_quantiles_are_the_t_distributions():
     np.testing.assert_allclose(quantiles, expected, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_student_t_run_is_scored_by_the_crps_of_its_quantile_grid_beside_garch(synthetic_market):
     """Nothing but the head was written for it: the run trains on its likelihood, calibrates its
     intervals on the validation days and logs the interval metrics of every distribution head."""

@@ -1,18 +1,26 @@
-"""The MLproject runs through `mlflow run` exactly as a user would start it."""
+"""The MLproject runs through `mlflow run` exactly as a user would start it. Where `mlflow run`
+itself is the subject (main with every parameter, a search, the uv environment, a bad input's
+sentence on its run, the run it leaves in Default) it is the real command; elsewhere the entry
+point's command line, as MLflow builds it from MLproject, runs in this process (`launch_here`)."""
 
+import json
 import re
+import shlex
 import shutil
-from collections import Counter
 import subprocess
 import sys
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from cryptolstm.cli import app
 from cryptolstm.config import FIELD_NAMES
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, all_runs, cli_env
 
 MLPROJECT_TEXT = (ROOT / "MLproject").read_text()
 SPEC = yaml.safe_load(MLPROJECT_TEXT)
@@ -108,10 +116,50 @@ def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main"
     return client, run, done
 
 
+@pytest.fixture
+def launch_here(monkeypatch):
+    """``launch_here(entry, params)``: ``mlflow run . -e entry -P ...`` on the current store, done in
+    this process (from this test's working directory): MLflow's own project code makes the run (the
+    entry point's parameters logged) and the command line from MLproject's template; that command
+    line, less its ``python -m cryptolstm``, goes to `cryptolstm.cli.app` through typer's CliRunner
+    with the run's id in MLFLOW_RUN_ID, and the run is ended by the exit code, as `mlflow run` ends
+    it. Returns (client, the launched run, the CliRunner result)."""
+    from mlflow.entities import RunStatus
+    from mlflow.projects import _resolve_experiment_id
+    from mlflow.projects.utils import _create_run, load_project
+    from mlflow.tracking import fluent
+
+    def launch(entry, params, experiment="e2e", ok=True):
+        experiment_id = _resolve_experiment_id(experiment_name=experiment)
+        launched = _create_run(str(ROOT), experiment_id, str(ROOT), None, entry, params).info.run_id
+        argv = shlex.split(load_project(str(ROOT)).get_entry_point(entry).compute_command(params, None))
+        assert argv[:3] == ["python", "-m", "cryptolstm"], argv
+        with monkeypatch.context() as env:
+            env.setenv("MLFLOW_RUN_ID", launched)
+            env.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+            env.setattr(fluent, "_active_experiment_id", None)  # as in a new process: no experiment set yet
+            result = CliRunner().invoke(app, argv[3:])
+        assert (result.exit_code == 0) == ok, result.output[-3000:] + "".join(
+            traceback.format_exception(*result.exc_info) if result.exc_info else "")
+        client = MlflowClient()
+        if not RunStatus.is_terminated(client.get_run(launched).info.status):
+            client.set_terminated(launched, "FINISHED" if result.exit_code == 0 else "FAILED")
+        return client, client.get_run(launched), result
+
+    return launch
+
+
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+
+
 @pytest.mark.slow
-def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, synthetic_data):
-    client, run, done = _mlflow_run(tmp_path, {**EVERY_PARAM, "data_dir": str(synthetic_data)})
-    assert run.info.status == "FINISHED"
+def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, synthetic_data, new_store):
+    """With the uv environment manager where uv is installed (python_env.yaml is enough to run the
+    project), else with this Python (local; the other `mlflow run`s here use it)."""
+    new_store(tmp_path)
+    env_manager = "uv" if UV else "local"
+    client, run, done = _mlflow_run(tmp_path, {**EVERY_PARAM, "data_dir": str(synthetic_data)}, env_manager, 1500)
+    assert run.info.status == "FINISHED" and run.data.tags.get("mlflow.project.env", "local") == env_manager
     _no_empty_params(run)
     params = run.data.params
     for name, value in EVERY_PARAM.items():
@@ -144,15 +192,6 @@ def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, synth
     assert sorted(p.name for p in model.iterdir()) == ["lstm-1.keras", "lstm.keras"]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("uv", path=str(Path(sys.executable).parent)) is None and shutil.which("uv") is None,
-                    reason="uv is not installed")
-def test_mlflow_run_with_the_uv_env_manager(tmp_path, synthetic_data):
-    params = {"data_dir": str(synthetic_data), "merge_date": "2021-06-01", "neurons": "2", "layers": "1", "epochs": "1"}
-    _, run, _ = _mlflow_run(tmp_path, params, env_manager="uv", timeout=1500)
-    assert run.info.status == "FINISHED" and run.data.params["config.neurons"] == "2"
-
-
 SEARCH_SPACE = """base: {base}
 space:
   window_len: {{type: int, low: 3, high: 8}}
@@ -161,23 +200,25 @@ space:
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("engine, algorithm", [("optuna", "tpe"), ("keras-tuner", "hyperband")])
-def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, synthetic_data, engine, algorithm):
+def _search_params(tmp_path, data, engine, algorithm) -> dict:
+    """A non-default value for the search entry point's parameters, a tiny space and base."""
     (tmp_path / "base.yaml").write_text("layers: 1\nneurons: 3\nepochs: 2\nbatch_size: 64\n")
     (tmp_path / "space.yaml").write_text(SEARCH_SPACE.format(base=tmp_path / "base.yaml"))
-    params = {"coin": "ETH", "engine": engine, "algorithm": algorithm, "space": str(tmp_path / "space.yaml"),
-              "n_trials": "2", "max_epochs": "2", "study_name": "e2e-study", "storage":
-              f"sqlite:///{tmp_path / 'optuna.db'}", "seed": "4", "data_dir": str(synthetic_data),
-              "protocol": "honest", "merge_date": "2021-01-01", "end_date": "2021-11-29", "prune": "false",
-              "tuner_dir": str(tmp_path / "kt"), "overwrite": "false", "timeout": "600", "register": "true"}
-    client, parent, done = _mlflow_run(tmp_path, params, entry="search")
+    return {"coin": "ETH", "engine": engine, "algorithm": algorithm, "space": str(tmp_path / "space.yaml"),
+            "n_trials": "2", "max_epochs": "2", "study_name": "e2e-study", "storage":
+            f"sqlite:///{tmp_path / 'optuna.db'}", "seed": "4", "data_dir": str(data),
+            "protocol": "honest", "merge_date": "2021-01-01", "end_date": "2021-11-29", "prune": "false",
+            "tuner_dir": str(tmp_path / "kt"), "overwrite": "false", "timeout": "600", "register": "true"}
+
+
+def _a_parent_with_trial_children(client, parent, stdout, tmp_path, engine, algorithm) -> None:
     assert parent.info.status == "FINISHED"
     _no_empty_params(parent)  # n_workers, heartbeat... were left unset: "None" or their own default
-    assert f"(id {parent.info.experiment_id})" in done.stdout
+    assert f"(id {parent.info.experiment_id})" in stdout
     tags = parent.data.tags
     assert (tags["coin"], tags["engine"], tags["study_name"]) == ("ETH", engine, "e2e-study")
     assert tags["space_file"] == str(tmp_path / "space.yaml") and tags["search.seed"] == "4"
+    assert tags["search.algorithm"] == algorithm
     assert tags["split.test.last"] == "2021-11-29" and "trial" not in tags  # the parent is no trial
     m = parent.data.metrics  # the study's parent is named after the study, its result first
     assert parent.info.run_name == f"val {m['val/mae_ratio']:.3f} test {m['test/mae_ratio']:.3f} · e2e-study"
@@ -188,14 +229,40 @@ def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, syntheti
     # The chosen model was registered at the end of the search.
     version = client.get_model_version_by_alias("cryptolstm-eth", "champion")
     assert version.tags["source_run"] == parent.info.run_id
-    if engine == "optuna":
-        assert (tmp_path / "optuna.db").is_file()
-    else:
-        assert (tmp_path / "kt" / "e2e-study").is_dir()
 
 
 @pytest.mark.slow
-def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(tmp_path, synthetic_data):
+def test_mlflow_run_search_makes_a_parent_with_trial_children(tmp_path, synthetic_data, new_store):
+    new_store(tmp_path)
+    client, parent, done = _mlflow_run(tmp_path, _search_params(tmp_path, synthetic_data, "optuna", "tpe"),
+                                       entry="search")
+    _a_parent_with_trial_children(client, parent, done.stdout, tmp_path, "optuna", "tpe")
+    assert (tmp_path / "optuna.db").is_file() and not (tmp_path / "kt").exists()
+
+
+@pytest.mark.slow  # MLflow's run reads the commit with git
+def test_the_search_entry_point_takes_keras_tuner_to_its_tuner_dir(tracking, tmp_path, synthetic_data, launch_here):
+    """engine, algorithm, tuner_dir and study_name reach keras-tuner: the study's directory, claimed by
+    another search, is refused before any run or fit (the engine's search itself: tests/test_search.py)."""
+    from cryptolstm.search.keras_tuner_engine import IDENTITY_FILE
+
+    claimed = tmp_path / "kt" / "e2e-study"
+    claimed.mkdir(parents=True)
+    (claimed / IDENTITY_FILE).write_text(json.dumps({"algorithm": "bayesian", "coin": "BTC", "space_digest": "x"}))
+    params = _search_params(tmp_path, synthetic_data, "keras-tuner", "hyperband")
+    client, run, done = launch_here("search", params, ok=False)
+    sentence = done.stderr.removeprefix("error: ").strip()
+    assert done.exit_code == 2 and sentence.startswith(f"{claimed} holds a keras-tuner search for {{'algorithm': "
+                                                        "'bayesian', 'coin': 'BTC', 'space_digest': 'x'}, not {'coin': "
+                                                        "'ETH', 'space_digest': ")
+    assert sentence.endswith(", 'algorithm': 'hyperband'}; choose another study_name or pass overwrite=true.")
+    assert run.info.status == "FAILED" and run.data.tags["error"] == sentence and not run.data.metrics
+    assert [r.info.run_id for r in all_runs(client)] == [run.info.run_id] and not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(tmp_path, synthetic_data, new_store):
+    new_store(tmp_path)
     client, run, done = _mlflow_run(tmp_path, {"coin": "DOGE", "data_dir": str(synthetic_data)}, ok=False)
     assert "error: coin must be one of BTC, ETH; got 'DOGE'." in done.stderr
     assert "Traceback" not in done.stderr
@@ -204,7 +271,9 @@ def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(t
 
 
 @pytest.mark.slow
-def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synthetic_data):
+def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synthetic_data, launch_here):
+    """register through `mlflow run` as the README writes it (no --experiment-name); predict, evaluate
+    and refit from the command lines their entry points give, each on a run made as `mlflow run` makes it."""
     from cryptolstm.data import load_market
     from cryptolstm.tracking import tracked_train
     from tests.conftest import tiny_config
@@ -212,34 +281,30 @@ def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synt
     data = str(synthetic_data)
     cfg = tiny_config(synthetic_data, merge_date="2021-01-01", end_date="2021-10-31")  # November is new to it
     run_id, _ = tracked_train(cfg, load_market(synthetic_data, cfg.merge_date, cfg.end_date))
-    client, record, done = _mlflow_run(tmp_path, {"coin": "BTC", "experiment_name": "cryptolstm-btc"},
-                                       entry="register")
+    # `mlflow run` makes its run in Default, the record goes to the coin's experiment, and `mlflow run`
+    # still ends its own run (exit 0)
+    client, launched, done = _mlflow_run(tmp_path, {"coin": "BTC", "experiment_name": "cryptolstm-btc"},
+                                         entry="register", experiment=None)
     assert "registered cryptolstm-btc version 1 (now @champion): first champion;" in done.stdout
+    assert "Traceback" not in done.stderr
     assert client.get_model_version_by_alias("cryptolstm-btc", "champion").tags["source_run"] == run_id
     # The run `mlflow run` made is a record of the registration, not an empty run with a random name.
+    record = client.get_run(launched.data.tags["cryptolstm.record_run"])
+    assert client.get_experiment(record.info.experiment_id).name == "cryptolstm-btc"
     assert record.info.run_name == "register-btc" and record.info.status == "FINISHED"
+    assert launched.info.run_name == "register-btc-launch" and launched.info.status == "FINISHED"
     assert (record.data.tags["registered.version"], record.data.tags["registered.source_run"]) == ("1", run_id)
     assert record.data.tags["mlflow.note.content"] in done.stdout
     _no_empty_params(record)
-    _, record, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": data}, entry="predict")
+    _, record, done = launch_here("predict", {"coin": "BTC", "data_dir": data})
     assert "BTC close on 2021-12-01:" in done.stdout and "(version 1)" in done.stdout
     assert record.info.run_name == "predict-btc" and record.data.metrics["forecast_close"] > 0
     assert "forecast.csv" in {a.path for a in client.list_artifacts(record.info.run_id)}
     _no_empty_params(record)
-    assert not client.search_runs(["0"])  # nothing in the Default experiment (all of these named one)
-    _, _, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": data, "model_uri": f"runs:/{run_id}/model"},
-                             entry="predict")
+    _, _, done = launch_here("predict", {"coin": "BTC", "data_dir": data, "model_uri": f"runs:/{run_id}/model"})
     assert f"model runs:/{run_id}/model" in done.stdout
-    # as the README writes it, without --experiment-name: `mlflow run` makes its run in Default, the
-    # record goes to the coin's experiment, and `mlflow run` still ends its own run (exit 0)
-    _, launched, done = _mlflow_run(tmp_path, {"coin": "BTC", "data_dir": data}, entry="predict", experiment=None)
-    assert "BTC close on 2021-12-01:" in done.stdout and "Traceback" not in done.stderr
-    record = client.get_run(launched.data.tags["cryptolstm.record_run"])
-    assert client.get_experiment(record.info.experiment_id).name == "cryptolstm-btc"
-    assert record.info.run_name == "predict-btc" and record.info.status == "FINISHED"
-    assert launched.info.run_name == "predict-btc-launch" and launched.info.status == "FINISHED"
     # evaluate: the champion on the days after its data (the entry point's defaults)
-    _, record, done = _mlflow_run(tmp_path, {"data_dir": data}, entry="evaluate")
+    _, record, done = launch_here("evaluate", {"data_dir": data})
     assert "cryptolstm-btc version 1 on 30 new day(s), 2021-11-01..2021-11-30" in done.stdout
     m = record.data.metrics
     assert record.info.run_name == f"live {m['live/mae_ratio']:.3f} · evaluate-btc-v1" and record.info.status == "FINISHED"
@@ -250,8 +315,7 @@ def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synt
     _no_empty_params(record)
     # refit: the run `mlflow run` made is the refit's training run, registered as version 2; warm, it
     # goes on from version 1's own network for at most warm_epochs epochs
-    _, record, done = _mlflow_run(tmp_path, {"data_dir": data, "force": "true", "retrain": "warm", "warm_epochs": "1"},
-                                  entry="refit")
+    _, record, done = launch_here("refit", {"data_dir": data, "force": "true", "retrain": "warm", "warm_epochs": "1"})
     assert "refit of cryptolstm-btc version 1:" in done.stdout
     assert "registered cryptolstm-btc version 2 (now @champion): made champion by --force over version 1;" in done.stdout
     assert record.info.run_name.endswith(" · refit-1x4-w7-s7") and record.info.status == "FINISHED"
@@ -261,16 +325,18 @@ def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synt
     version = client.get_model_version_by_alias("cryptolstm-btc", "champion")
     assert (str(version.version), version.tags["source_run"]) == ("2", record.info.run_id)
     assert (record.data.params["force"], record.data.params["model"]) == ("true", "models:/cryptolstm-btc@champion")
+    # in Default only the run register's `mlflow run` made (the others named an experiment)
+    assert [r.info.run_id for r in client.search_runs(["0"])] == [launched.info.run_id]
 
 
 @pytest.mark.slow
-def test_mlflow_run_backtest_and_report(tmp_path, synthetic_data):
+def test_mlflow_run_backtest_and_report(tracking, tmp_path, synthetic_data, launch_here):
     (tmp_path / "tiny.yaml").write_text("merge_date: '2021-01-01'\nlayers: 1\nneurons: 3\nepochs: 1\nbatch_size: 64\n")
     params = {"coin": "ETH", "config": str(tmp_path / "tiny.yaml"), "start": "2021-11-01", "end": "2021-11-30",
               "fold_months": "1", "seeds": "2", "max_epochs": "1", "workers": "1", "arima": "false",
               "ma_window": "3", "retrain": "warm", "retrain_every": "1", "warm_epochs": "1",
               "data_dir": str(synthetic_data)}
-    client, parent, done = _mlflow_run(tmp_path, params, entry="backtest")
+    client, parent, done = launch_here("backtest", params)
     assert parent.info.status == "FINISHED" and parent.data.tags["cryptolstm.entry"] == "backtest"
     assert parent.data.params["backtest.ma_window"] == "3" and parent.data.params["config.coin"] == "ETH"
     assert (parent.data.params["backtest.retrain"], parent.data.params["backtest.warm_epochs"]) == ("warm", "1")
@@ -278,14 +344,15 @@ def test_mlflow_run_backtest_and_report(tmp_path, synthetic_data):
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 1 and children[0].data.params["fold.n_test"] == "30"
     report = {"experiment": "e2e", "output": str(tmp_path / "r.md")}
-    _, record, done = _mlflow_run(tmp_path, report, entry="report")
+    _, record, done = launch_here("report", report)
     assert parent.info.run_id[:8] in (tmp_path / "r.md").read_text()
     assert record.info.run_name == "report-e2e" and "report.md" in {a.path for a in client.list_artifacts(
         record.info.run_id)}
 
 
-@pytest.mark.slow
-def test_mlflow_run_fetch_bad_coin_is_one_sentence(tmp_path):
-    _, run, done = _mlflow_run(tmp_path, {"coins": "BTC,DOGE", "data_dir": str(tmp_path / "d")}, entry="fetch", ok=False)
-    assert "error: coin must be one of BTC, ETH; got 'DOGE'." in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.slow  # MLflow's run reads the commit with git
+def test_mlflow_run_fetch_bad_coin_is_one_sentence(tracking, tmp_path, launch_here):
+    _, run, done = launch_here("fetch", {"coins": "BTC,DOGE", "data_dir": str(tmp_path / "d")}, ok=False)
+    assert done.exit_code == 2 and done.stderr == "error: coin must be one of BTC, ETH; got 'DOGE'.\n"
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "coin must be one of BTC, ETH; got 'DOGE'."
     assert not (tmp_path / "d" / "manifest.json").exists()

@@ -1,42 +1,60 @@
 """The registry in MLflow (`cryptolstm.tracking.registry`): registering runs under their coin, the
 champion alias, resolving and loading models back, serving, concurrent registrations. The
-promotion rule itself is tested without MLflow in test_lifecycle.py."""
+promotion rule itself is tested without MLflow in test_lifecycle.py. Three tiny runs are trained
+once for the file (`trained`); each test registers them in a copy of their store (`store`)."""
 
 import re
 import shutil
 import subprocess
 import sys
 import urllib.error
-import urllib.request
+from types import SimpleNamespace
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from cryptolstm.cli import app
 from cryptolstm.data import load_market
 from cryptolstm.errors import ConfigError
 from cryptolstm.forecaster import example_rows
 from cryptolstm.registry import ALIAS, model_name
 from cryptolstm.tracking import registry, tracked_train
-from tests.conftest import cli_env, post_rows, run_cli, served, start_cli, tiny_config
+from tests.conftest import MERGE, building_store, cli_env, post_rows, served, start_cli, tiny_config, work_on_copy
 
 pytestmark = pytest.mark.slow
 
-MERGE = "2021-01-01"  # 334 synthetic days, to 2021-11-30
 NEXT_DAY = "2021-12-01"  # the day after the synthetic data
 
 
-def _runs(data, coin="BTC", merge_date=MERGE, seeds=(1, 2)):
-    """Tiny finished runs of ``coin``, one per seed, worst first by val/mae_ratio."""
-    market = load_market(data, merge_date)
-    runs = []
-    for seed in seeds:
-        run_id, _ = tracked_train(tiny_config(data, coin=coin, seed=seed, merge_date=merge_date), market)
-        runs.append(MlflowClient().get_run(run_id))
-    runs.sort(key=lambda r: -r.data.metrics["val/mae_ratio"])
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_data, market, _empty_store):
+    """A store made once for this file: tiny BTC runs of seeds 1, 2 and 3, none registered (the run
+    id of each seed). Read-only: each test works on a copy (`store`)."""
+    root = tmp_path_factory.mktemp("runs")
+    with building_store(root, _empty_store):
+        ids = {seed: tracked_train(tiny_config(synthetic_data, seed=seed, merge_date=MERGE), market)[0]
+               for seed in (1, 2, 3)}
+    return SimpleNamespace(root=root, ids=ids)
+
+
+@pytest.fixture
+def store(trained, tmp_path, monkeypatch, _ends_runs):
+    """A copy of `trained`'s store in this test's temp working directory, the tracking URI set to it
+    (for this process and the commands it starts): its uri, its runs worst first by val/mae_ratio
+    (``btc``), and ``btc1``, the run of seed 1."""
+    uri = work_on_copy(trained.root, tmp_path, monkeypatch)
+    client = MlflowClient()
+    runs = sorted(map(client.get_run, trained.ids.values()), key=lambda r: -r.data.metrics["val/mae_ratio"])
     ratios = [r.data.metrics["val/mae_ratio"] for r in runs]
     assert ratios == sorted(set(ratios), reverse=True), ratios
-    return runs, market
+    return SimpleNamespace(uri=uri, btc=runs, btc1=client.get_run(trained.ids[1]))
+
+
+def _cli(*args: str):
+    """``cryptolstm *args`` in this process (its stdout and stderr apart)."""
+    return CliRunner().invoke(app, list(args))
 
 
 def _champion(coin="BTC"):
@@ -48,8 +66,8 @@ def _versions() -> list[tuple[str, str]]:
     return sorted((v.name, str(v.version)) for v in MlflowClient().search_model_versions())
 
 
-def test_promotion_only_when_better_on_the_same_evaluation(tracking, synthetic_data):
-    (worst, middle, best), market = _runs(synthetic_data, seeds=(1, 2, 3))
+def test_promotion_only_when_better_on_the_same_evaluation(store, synthetic_data):
+    worst, middle, best = store.btc
     first = registry.register(middle, "BTC")
     assert (first.version, first.promoted, first.reason, first.added) == ("1", True, "first champion", True)
     second = registry.register(best, "BTC")
@@ -87,8 +105,8 @@ def test_promotion_only_when_better_on_the_same_evaluation(tracking, synthetic_d
     assert str(_champion().version) == forced.version and len(_versions()) == 4
 
 
-def test_a_model_uri_resolves_to_its_version_run_config_and_days(tracking, synthetic_data):
-    (run,), _ = _runs(synthetic_data, seeds=(1,))
+def test_a_model_uri_resolves_to_its_version_run_config_and_days(store, synthetic_data):
+    run = store.btc1
     registry.register(run, "BTC")
     # the configuration it trained with, its open end_date as the last day it read (its config.* params)
     tags, cfg = run.data.tags, tiny_config(synthetic_data, seed=1, merge_date=MERGE, end_date="2021-11-30")
@@ -102,14 +120,14 @@ def test_a_model_uri_resolves_to_its_version_run_config_and_days(tracking, synth
     assert registry.resolve("models:/cryptolstm-btc@champion").label == "cryptolstm-btc version 1"
     assert registry.resolve(f"runs:/{run.info.run_id}/model").version is None
     for uri in ("models:/cryptolstm-btc/2", "models:/cryptolstm-eth@champion", "runs:/0123456789abcdef/model"):
-        with pytest.raises(ConfigError, match=f"^{re.escape(f'there is no model {uri} in {tracking}: ')}"):
+        with pytest.raises(ConfigError, match=f"^{re.escape(f'there is no model {uri} in {store.uri}: ')}"):
             registry.resolve(uri)
     with pytest.raises(ConfigError, match=r"^cryptolstm-btc is not a model URI \(models:/NAME@ALIAS"):
         registry.resolve("cryptolstm-btc")
 
 
-def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, synthetic_data, tmp_path):
-    (btc,), _ = _runs(synthetic_data, seeds=(1,))
+def test_a_run_is_registered_once_and_only_under_its_own_coin(store):
+    btc = store.btc1
     with pytest.raises(ConfigError) as refused:
         registry.register(btc, "ETH")
     assert str(refused.value) == f"run {btc.info.run_id} is a BTC run; it cannot be registered as cryptolstm-eth."
@@ -155,21 +173,21 @@ def test_a_run_is_registered_once_and_only_under_its_own_coin(tracking, syntheti
     assert _versions() == [("cryptolstm-btc", "1")]
 
     # The command: the same run again exits 0 and says so; another coin's run is one sentence, exit 2.
-    done = run_cli(["register", "-q", "--coin", "BTC", "--run-id", btc.info.run_id], tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _cli("register", "-q", "--coin", "BTC", "--run-id", btc.info.run_id)
+    assert done.exit_code == 0, done.output[-2000:]
     assert done.stdout.strip() == (f"cryptolstm-btc version 1 (now @champion): run {btc.info.run_id} was already "
                                    f"registered as version 1; nothing was added; its test MAE ratio to persistence is "
                                    f"{first.ratio:.4f} ({'better' if first.beats_persistence else 'worse'} than "
                                    "persistence on those days).")
-    wrong = run_cli(["register", "-q", "--coin", "ETH", "--run-id", btc.info.run_id], tmp_path)
-    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr[-2000:]
+    wrong = _cli("register", "-q", "--coin", "ETH", "--run-id", btc.info.run_id)
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output, wrong.output[-2000:]
     assert wrong.stderr.strip() == (f"error: run {btc.info.run_id} is a BTC run; it cannot be registered as "
                                     "cryptolstm-eth.")
     assert _versions() == [("cryptolstm-btc", "1")]
 
 
-def test_predict_refuses_a_model_of_another_coin(tracking, synthetic_data, tmp_path):
-    (btc,), market = _runs(synthetic_data, seeds=(1,))
+def test_predict_refuses_a_model_of_another_coin(store, synthetic_data, market):
+    btc = store.btc1
     registry.register(btc, "BTC")
     rows = example_rows(market.frame)
     with pytest.raises(ConfigError) as refused:
@@ -186,15 +204,17 @@ def test_predict_refuses_a_model_of_another_coin(tracking, synthetic_data, tmp_p
     out, label = registry.forecast_with("BTC", None, rows)
     assert out["coin"].tolist() == ["BTC"] and out["date"].tolist() == [NEXT_DAY]
     assert label == "models:/cryptolstm-btc@champion (version 1)"
-    done = run_cli(["predict", "-q", "--coin", "ETH", "--data-dir", str(synthetic_data)], tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "models:/cryptolstm-eth@champion (version 1) is a BTC model; it cannot forecast ETH" in done.stderr
+    done = _cli("predict", "-q", "--coin", "ETH", "--data-dir", str(synthetic_data))
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output[-2000:]
+    assert done.stderr.strip() == ("error: models:/cryptolstm-eth@champion (version 1) is a BTC model; it cannot "
+                                   "forecast ETH (pass --coin BTC, or --model-uri of an ETH model).")
 
 
-def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(tracking, synthetic_data, tmp_path):
-    (btc,), market = _runs(synthetic_data, seeds=(1,))
+def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(store, synthetic_data, tmp_path):
+    btc = store.btc1
     registry.register(btc, "BTC")
-    (network_file,) = tmp_path.glob("mlruns/**/artifacts/lstm-0.onnx")  # what the pyfunc runs
+    model_id = btc.data.tags["model_uri"].removeprefix("models:/")
+    (network_file,) = tmp_path.glob(f"mlruns/**/{model_id}/**/lstm-0.onnx")  # what the pyfunc runs
     folder = network_file.parents[1]  # the logged model's folder: MLmodel, artifacts/lstm-0.onnx
     assert (folder / "MLmodel").is_file()
     whole = network_file.read_bytes()
@@ -209,9 +229,9 @@ def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(trackin
     network_file.write_bytes(whole[: len(whole) // 2])
     assert refusal() == (f"cannot load {uri}: its artifact lstm-0.onnx is truncated or damaged "
                          f"(not a valid ONNX model) ({network_file}).")
-    done = run_cli(["predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data)], tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert f"cannot load {uri}: its artifact lstm-0.onnx is truncated" in done.stderr and str(network_file) in done.stderr
+    done = _cli("predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data))
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output[-2000:]
+    assert done.stderr.strip() == f"error: {refusal()}"
     network_file.write_bytes(b"")
     assert "lstm-0.onnx is truncated" in refusal()
     network_file.unlink()
@@ -226,8 +246,8 @@ def test_a_missing_or_truncated_artifact_is_one_sentence_naming_its_path(trackin
     assert refusal("models:/cryptolstm-btc/7").startswith("cannot load models:/cryptolstm-btc/7: ")
 
 
-def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(tracking, synthetic_data):
-    (worse, better), market = _runs(synthetic_data)
+def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(store, market):
+    better = store.btc[-1]
     assert registry.best_run("BTC", "cryptolstm-btc").info.run_id == better.info.run_id
     assert registry.best_run("BTC").info.run_id == better.info.run_id  # any experiment
     with pytest.raises(ConfigError, match="no finished ETH run with val/mae_ratio and a model in experiment"):
@@ -245,33 +265,32 @@ def test_best_run_of_an_experiment_and_champion_loads_back_to_forecast(tracking,
         registry.load_champion("ETH")
 
 
-REGISTER = "import sys; from cryptolstm.tracking import registry; print(registry.register_run(sys.argv[1], 'ETH'))"
+REGISTER = "import sys; from cryptolstm.tracking import registry; print(registry.register_run(sys.argv[1], 'BTC'))"
 
 
-def test_concurrent_registrations_leave_the_alias_on_the_better_model_and_one_version_per_run(tracking,
-                                                                                             synthetic_data, tmp_path):
+def test_concurrent_registrations_leave_the_alias_on_the_better_model_and_one_version_per_run(store, tmp_path):
     """Three processes at once: the worse run and the better one registered by the library (the rule
     decides), and `cryptolstm register` of the experiment's best run (the better one again). Whatever
     their order, the better run holds the alias and each run has one version."""
-    (worse, better), _ = _runs(synthetic_data, coin="ETH")
+    worse, better = store.btc[0], store.btc[-1]
     procs = [subprocess.Popen([sys.executable, "-c", REGISTER, run.info.run_id], cwd=tmp_path, env=cli_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run in (better, worse)]
-    procs.append(start_cli(["register", "-q", "--coin", "ETH", "--experiment-name", "cryptolstm-eth"], tmp_path))
+    procs.append(start_cli(["register", "-q", "--coin", "BTC", "--experiment-name", "cryptolstm-btc"], tmp_path))
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    assert _versions() == [("cryptolstm-eth", "1"), ("cryptolstm-eth", "2")]  # the better run twice: one version
-    assert _champion("ETH").tags["source_run"] == better.info.run_id
+    assert _versions() == [("cryptolstm-btc", "1"), ("cryptolstm-btc", "2")]  # the better run twice: one version
+    assert _champion().tags["source_run"] == better.info.run_id
     assert sum("nothing was added" in out for out, _ in outputs) == 1
 
 
-def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forecast(tracking, synthetic_data, tmp_path):
-    (worse, better), market = _runs(synthetic_data)
-    registry.register(better, "BTC")
+def test_predict_command_and_mlflow_models_serve_answer_with_the_champions_forecast(store, synthetic_data, market,
+                                                                                  tmp_path):
+    registry.register(store.btc[-1], "BTC")
     rows = example_rows(market.frame)
     expected = registry.load_champion("BTC")[0].predict(rows)
 
-    done = run_cli(["predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data)], tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _cli("predict", "-q", "--coin", "BTC", "--data-dir", str(synthetic_data))
+    assert done.exit_code == 0, done.output[-2000:]
     assert f"BTC close on {NEXT_DAY}: {expected['forecast_close'].iloc[0]:,.2f} USD" in done.stdout
     assert "models:/cryptolstm-btc@champion (version 1)" in done.stdout
 

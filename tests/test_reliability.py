@@ -1,7 +1,9 @@
 """Nothing lost, nothing stuck: real processes started together, real SIGKILLs, a store that
 cannot be written, a disk that refuses a large file. Run alone with ``-m reliability``.
 
-Each test names the promise of docs/reliability.md it proves.
+Each test names the promise of docs/reliability.md it proves. The commands train on the synthetic
+days (`tests.conftest.synthetic_data`); the command that comes after a killed one runs in this
+process (what it finds and says is the subject, not how it starts).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
-from tests.conftest import all_runs
+from cryptolstm.cli import app
+from tests.conftest import MERGE, all_runs
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[1]
-TINY = "merge_date: '2023-01-01'\nlayers: 1\nneurons: 3\nepochs: 30\npatience: 30\nbatch_size: 64\nseed: 3\n"
+TINY = f"merge_date: '{MERGE}'\nlayers: 1\nneurons: 3\nepochs: 30\npatience: 30\nbatch_size: 64\nseed: 3\n"
+LONG = TINY.replace("30", "10000")  # trains until it is killed
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -67,6 +72,13 @@ def _kill_when(proc: subprocess.Popen, condition, what: str) -> None:
         proc.communicate(timeout=60)
 
 
+def _next_command(*args: str):
+    """``cryptolstm ARGS`` in this process, on the store the `tracking` fixture set; its result."""
+    done = CliRunner().invoke(app, list(args))
+    assert done.exit_code == 0, done.output[-3000:]
+    return done
+
+
 def _running(client: MlflowClient, child: bool | None = None) -> list:
     runs = [r for r in all_runs(client) if r.info.status == "RUNNING"]
     return [r for r in runs if child is None or ("mlflow.parentRunId" in r.data.tags) == child]
@@ -75,17 +87,18 @@ def _running(client: MlflowClient, child: bool | None = None) -> list:
 # --- stores ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_commands_started_together_on_a_fresh_directory_all_succeed(tmp_path):
     """Promise: the MLflow store and optuna.db are created once, under a lock."""
     make_optuna = ("from cryptolstm.search.storage import open_storage; "
                    "import optuna; optuna.create_study(storage=open_storage('sqlite:///optuna.db'))")
-    procs = [_start(tmp_path, "register", "--coin", "BTC") for _ in range(4)]
+    procs = [_start(tmp_path, "register", "--coin", "BTC") for _ in range(3)]
     procs += [subprocess.Popen([sys.executable, "-c", make_optuna], cwd=tmp_path, env=_env(tmp_path),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
-    for code, err in outputs[:4]:  # a clean store with no run: one sentence, never a migration traceback
+    for code, err in outputs[:3]:  # a clean store with no run: one sentence, never a migration traceback
         assert code == 2 and "no finished BTC run" in err and "Traceback" not in err, err[-2000:]
-    for code, err in outputs[4:]:
+    for code, err in outputs[3:]:
         assert code == 0, err[-2000:]
     assert _client(tmp_path).search_experiments()  # the store works afterwards
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
@@ -97,17 +110,17 @@ def test_commands_started_together_on_a_fresh_directory_all_succeed(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_disk_that_refuses_the_model_ends_the_run_failed_with_one_sentence(tmp_path, shared_data):
+def test_a_disk_that_refuses_the_model_ends_the_run_failed_with_one_sentence(tmp_path, synthetic_data, new_store):
     """Promise: a full disk (here: a file-size limit the model file exceeds) is one sentence, the
     run ends FAILED, nothing is left RUNNING."""
-    assert _run(tmp_path, "register", "--coin", "BTC").returncode == 2  # the store exists before the limit
+    new_store(tmp_path)  # the store exists before the limit
 
     def limit_files() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), not the process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))  # the store (1 MB) fits, the model (12 MB) not
 
-    done = subprocess.run([sys.executable, "-m", "cryptolstm", "train", "--data-dir", str(shared_data),
-                           "--merge-date", "2023-01-01", "--layers", "3", "--neurons", "512", "--epochs", "1",
+    done = subprocess.run([sys.executable, "-m", "cryptolstm", "train", "--data-dir", str(synthetic_data),
+                           "--merge-date", MERGE, "--layers", "1", "--neurons", "512", "--epochs", "1",
                            "--quiet"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
                           timeout=600, preexec_fn=limit_files)
     assert done.returncode == 2 and "could not be written" in done.stderr, done.stderr[-3000:]
@@ -118,12 +131,13 @@ def test_a_disk_that_refuses_the_model_ends_the_run_failed_with_one_sentence(tmp
 
 
 @pytest.mark.slow
-def test_a_failed_search_tags_its_parent_with_the_sentence_the_user_saw(tmp_path, shared_data):
+def test_a_failed_search_tags_its_parent_with_the_sentence_the_user_saw(tmp_path, synthetic_data, new_store):
     """Promise: a study's parent that ends FAILED says why in its ``error`` tag, in the words printed."""
     (tmp_path / "base.yaml").write_text(TINY.replace("epochs: 30", "epochs: 2") + "learning_rate: 1.0e+30\n"
                                         "output_activation: linear\n")  # every trial diverges: NaN loss
     (tmp_path / "space.yaml").write_text("base: base.yaml\nspace:\n  dropout: {type: float, low: 0.0, high: 0.5}\n")
-    done = _run(tmp_path, "search", "--space", "space.yaml", "--data-dir", str(shared_data), "--study-name", "s",
+    new_store(tmp_path)
+    done = _run(tmp_path, "search", "--space", "space.yaml", "--data-dir", str(synthetic_data), "--study-name", "s",
                 "--n-trials", "1", "--register", "false", "--quiet")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     *trials, said = done.stderr.strip().splitlines()  # each failed trial one line with its sentence
@@ -139,44 +153,45 @@ def test_a_failed_search_tags_its_parent_with_the_sentence_the_user_saw(tmp_path
 
 
 @pytest.mark.slow
-def test_a_sigkilled_train_is_ended_killed_by_the_next_command(tmp_path, shared_data):
+def test_a_sigkilled_train_is_ended_killed_by_the_next_command(tmp_path, tracking, synthetic_data):
     """Promise: runs record their process; the next command ends a dead process's run KILLED."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    proc = _start(tmp_path, "train", "--experiment", "tiny.yaml", "--data-dir", str(shared_data), "--quiet")
-    client = _client(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(LONG)
+    proc = _start(tmp_path, "train", "--experiment", "tiny.yaml", "--data-dir", str(synthetic_data), "--quiet")
+    client = MlflowClient()
     _kill_when(proc, lambda: any(client.get_metric_history(r.info.run_id, "val/loss") for r in _running(client)),
                "the first epoch")
     (run,) = all_runs(client)
     assert run.info.status == "RUNNING" and run.data.tags["cryptolstm.pid"] == str(proc.pid)
-    assert _run(tmp_path, "report", "--experiment", "cryptolstm-btc").returncode == 0
+    _next_command("report", "--experiment", "cryptolstm-btc")
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED" and f"process {proc.pid}" in run.data.tags["cryptolstm.reaped"]
 
 
 @pytest.mark.slow
-def test_a_sigkilled_backtest_is_ended_killed_by_the_next_command(tmp_path, shared_data):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    proc = _start(tmp_path, "backtest", "--config", "tiny.yaml", "--data-dir", str(shared_data), "--start",
-                  "2023-11-01", "--end", "2023-12-31", "--fold-months", "1", "--seeds", "1", "--arima", "false",
+def test_a_sigkilled_backtest_is_ended_killed_by_the_next_command(tmp_path, tracking, synthetic_data):
+    (tmp_path / "tiny.yaml").write_text(LONG)
+    proc = _start(tmp_path, "backtest", "--config", "tiny.yaml", "--data-dir", str(synthetic_data), "--start",
+                  "2021-10-01", "--end", "2021-11-30", "--fold-months", "1", "--seeds", "1", "--arima", "false",
                   "--quiet")
-    client = _client(tmp_path)
+    client = MlflowClient()
     _kill_when(proc, lambda: _running(client), "the backtest's run")
     assert _running(client)
-    assert _run(tmp_path, "report", "--experiment", "cryptolstm-btc").returncode == 0
+    _next_command("report", "--experiment", "cryptolstm-btc")
     assert not _running(client) and all(r.info.status == "KILLED" for r in all_runs(client))
 
 
 @pytest.mark.slow
-def test_a_sigkilled_search_resumes_without_repeating_a_trial_and_leaves_nothing_running(tmp_path, shared_data):
+def test_a_sigkilled_search_resumes_without_repeating_a_trial_and_leaves_nothing_running(tmp_path, tracking,
+                                                                                          synthetic_data):
     """Promises: a dead process's Optuna trial is failed on resume (SQLite too), the sampler
     continues rather than restarting, and the study's runs are never left RUNNING."""
     (tmp_path / "base.yaml").write_text(TINY.replace("epochs: 30", "epochs: 2"))
     (tmp_path / "space.yaml").write_text("base: base.yaml\nspace:\n  neurons: {type: int, low: 2, high: 40}\n"
                                          "  dropout: {type: float, low: 0.0, high: 0.5}\n")
-    args = ("search", "--space", "space.yaml", "--data-dir", str(shared_data), "--n-trials", "4", "--prune", "false",
-            "--register", "false", "--quiet")
+    args = ("search", "--space", "space.yaml", "--data-dir", str(synthetic_data), "--n-trials", "4", "--prune",
+            "false", "--register", "false", "--quiet")
     proc = _start(tmp_path, *args)
-    client = _client(tmp_path)
+    client = MlflowClient()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 
     def second_trial_running():
@@ -186,8 +201,7 @@ def test_a_sigkilled_search_resumes_without_repeating_a_trial_and_leaves_nothing
     _kill_when(proc, second_trial_running, "two finished trials and a third running")
     study = optuna.load_study(study_name="btc-optuna-space", storage=storage)
     assert optuna.trial.TrialState.RUNNING in [t.state for t in study.trials]
-    again = _run(tmp_path, *args, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
+    _next_command(*args)
     study = optuna.load_study(study_name="btc-optuna-space", storage=storage)
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -220,33 +234,79 @@ def _optuna_and_mlflow_agree(study: optuna.Study, client: MlflowClient) -> None:
     assert not _running(client)
 
 
+# `python -m cryptolstm ARGS` whose first fit holds at the end of its first epoch (val/loss logged)
+# until the file argv[1] exists: the second command meets it in a trial however fast the machine.
+HELD_IN_ITS_FIRST_TRIAL = """
+import os, pathlib, sys, time
+from cryptolstm import noise
+noise.quiet(os.environ)  # as the command line does before TensorFlow is imported
+import keras
+go = pathlib.Path(sys.argv[1])
+
+class Hold(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        while not go.exists():
+            time.sleep(0.05)
+
+fit = keras.Model.fit
+keras.Model.fit = lambda self, *args, callbacks=(), **kwargs: fit(self, *args, callbacks=[*callbacks, Hold()], **kwargs)
+from cryptolstm.__main__ import main
+sys.argv = ["cryptolstm", *sys.argv[2:]]
+main()
+"""
+# `python -m cryptolstm ARGS` begun only once the file argv[1] exists, what a search imports imported
+# before (seconds that would otherwise add to the first's): the command itself starts at that moment.
+STARTED_ON_A_SIGNAL = """
+import os, pathlib, runpy, sys, time
+from cryptolstm import noise
+noise.quiet(os.environ)
+import cryptolstm.cli, cryptolstm.search.study, cryptolstm.tracking.search
+go = pathlib.Path(sys.argv[1])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.02)
+sys.argv = ["cryptolstm", *sys.argv[2:]]
+runpy.run_module("cryptolstm", run_name="__main__")
+"""
+
+
+def _python(tmp_path: Path, script: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme, file", [("sqlite:///", "optuna.db"), ("journal:", "optuna.journal")])
 def test_a_second_command_on_a_running_single_machine_study_is_refused_and_the_first_finishes(
-        tmp_path, shared_data, scheme, file):
+        tmp_path, synthetic_data, new_store, scheme, file):
     """Promise: on SQLite and journal storage one command runs a study; a second one, started
     while the first runs a trial, is refused in one sentence naming the first, before it touches
     the study; the first finishes, and Optuna and MLflow agree on every trial."""
-    _search_files(tmp_path, epochs=100)
-    storage = scheme + file
-    args = ("search", "--space", "space.yaml", "--data-dir", str(shared_data), "--study-name", "shared", "--storage",
-            storage, "--n-trials", "3", "--prune", "false", "--register", "false", "--quiet")
-    first = _start(tmp_path, *args)
+    _search_files(tmp_path, epochs=2)
+    new_store(tmp_path)
+    storage, start, release = scheme + file, tmp_path / "start-the-second", tmp_path / "release-the-first"
+    args = ("search", "--space", "space.yaml", "--data-dir", str(synthetic_data), "--study-name", "shared",
+            "--storage", storage, "--n-trials", "2", "--prune", "false", "--register", "false", "--quiet")
+    first = _python(tmp_path, HELD_IN_ITS_FIRST_TRIAL, str(release), *args)
+    second = _python(tmp_path, STARTED_ON_A_SIGNAL, str(start), *args)
     client = _client(tmp_path)
     try:
+        assert second.stdout.readline() == "ready\n", second.communicate()[1][-3000:]
         _wait_for(lambda: _trial_running(client) or first.poll() is not None, what="the first command's trial")
-        second = _run(tmp_path, *args)
+        start.touch()
+        second_out, second_err = second.communicate(timeout=300)
         first_outlived_it = first.poll() is None
     finally:
+        release.touch()
         _, first_err = first.communicate(timeout=600)
-    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
-    assert second.stderr.startswith("error: study 'shared' in ") and second.stderr.count("\n") == 1, second.stderr
-    assert f"process {first.pid} on " in second.stderr
+    assert second.returncode == 2 and "Traceback" not in second_err, second_err[-3000:]
+    assert second_err.startswith("error: study 'shared' in ") and second_err.count("\n") == 1, second_err
+    assert f"process {first.pid} on " in second_err and second_out == ""
     assert first.returncode == 0 and first_outlived_it, first_err[-3000:]
     from cryptolstm.search.storage import open_storage
 
     study = optuna.load_study(study_name="shared", storage=open_storage(f"{scheme}{tmp_path / file}"))
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2  # the one held, and the next
     _optuna_and_mlflow_agree(study, client)
 
 
@@ -266,12 +326,13 @@ def _ctrl_c(proc: subprocess.Popen) -> str:
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_search_is_one_sentence_and_leaves_nothing_running(tmp_path, shared_data):
+def test_ctrl_c_during_a_search_is_one_sentence_and_leaves_nothing_running(tmp_path, synthetic_data, new_store):
     """Promise: Ctrl-C during a trial prints one sentence (not Optuna's traceback), exits 130, and
     leaves no run or trial RUNNING; Optuna and MLflow agree on the interrupted trial."""
     _search_files(tmp_path, epochs=10_000)
+    new_store(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "cryptolstm", "search", "--space", "space.yaml", "--data-dir",
-                             str(shared_data), "--study-name", "s", "--n-trials", "3", "--register", "false",
+                             str(synthetic_data), "--study-name", "s", "--n-trials", "3", "--register", "false",
                              "--quiet"], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_foreground)
     client = _client(tmp_path)
@@ -287,6 +348,7 @@ def test_ctrl_c_during_a_search_is_one_sentence_and_leaves_nothing_running(tmp_p
     assert sorted(r.info.status for r in all_runs(client)) == ["KILLED", "KILLED"]  # the study and its trial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "search", "backtest", "register", "predict", "evaluate", "refit",
                                      "report", "fetch", "data list"])
 def test_ctrl_c_while_a_command_starts_is_one_sentence(tmp_path, command):

@@ -23,7 +23,7 @@ from tests.coinbase_fake import FakeCoinbase
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = (2, 3, 2, 4, 2, 3)  # processes started together in each round, into the same directory
+ROUNDS = (3, 4)  # processes started together in each round: into a new directory, then into one that holds both coins
 # `python -m cryptolstm ARGS`, but started only once the file argv[1] exists: every process has
 # imported the CLI (seconds) before any begins, so that their writes really overlap.
 STARTER = """
@@ -121,6 +121,7 @@ with snapshots.locked(sys.argv[1]):  # what a slow import looks like to others
 """
 
 
+@pytest.mark.slow
 def test_a_fetch_waits_for_an_import_in_progress_and_keeps_its_coin(tmp_path):
     data, eth = tmp_path / "data", _source(tmp_path, "ETH", 1)
     exchange = make_exchange()  # ready before the import starts, so the fetch would read the store at once
@@ -157,6 +158,7 @@ with snapshots.locked(sys.argv[1]) as data:
 """
 
 
+@pytest.mark.slow
 def test_a_writer_killed_while_holding_the_lock_leaves_nothing_stuck(tmp_path):
     data = tmp_path / "data"
     import_csv(_source(tmp_path, "BTC", 1), "BTC", data)

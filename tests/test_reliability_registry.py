@@ -4,11 +4,13 @@ exact moment between writing its version and moving the alias, then the same com
 
 The kill is real: the command runs in its own process, where MLflow's alias write is replaced by a
 SIGKILL of that process (no handler runs, nothing is cleaned up), so the store holds exactly what a
-crash at that point leaves.
+crash at that point leaves. The next command runs in this process (its subject is what it finds
+and says, not how it starts).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -20,15 +22,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from cryptolstm.cli import app
 from cryptolstm.data import load_market
 from cryptolstm.forecaster import MAX_ROWS, example_rows
-from tests.conftest import cli_env, post_rows, run_cli, served
+from cryptolstm.tracking import tracked_train
+from tests.conftest import all_runs, cli_env, post_rows, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
-TINY = ["--merge-date", "2020-06-01", "--layers", "1", "--neurons", "4", "--epochs", "2", "--seed", "7"]
-END = "2021-09-30"
 KILLED_AT_THE_ALIAS = """
 import os, signal, sys
 from mlflow import MlflowClient
@@ -46,12 +49,10 @@ def killed_at_the_alias(args: list[str], cwd: Path) -> subprocess.CompletedProce
 
 
 @pytest.fixture
-def champion(tmp_path, synthetic_data):
-    """(working directory, client): version 1 of cryptolstm-btc, trained on the days to END, champion."""
-    done = run_cli(["train", "--coin", "BTC", "--end-date", END, "--register", *TINY, "--data-dir", str(synthetic_data)],
-                   tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    return tmp_path, MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def champion(champion_store):
+    """(working directory, client): version 1 of cryptolstm-btc, trained on the synthetic days to
+    `CUT`, champion (a copy of the session's registered store)."""
+    return champion_store.root, MlflowClient(champion_store.uri)
 
 
 def _versions(client) -> list:
@@ -69,10 +70,11 @@ def test_a_refit_killed_between_its_version_and_the_alias_is_completed_and_found
     assert cut[1].tags["promotion.decision"] == "promote" and cut[1].tags["promotion.over"] == "1"
     assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == "1"  # ... the alias not moved
 
-    again = run_cli(refit[:-3] + ["--data-dir", str(synthetic_data)], cwd, f"sqlite:///{cwd / 'mlflow.db'}")
-    assert again.returncode == 0, again.stderr[-2000:]
+    runs = {r.info.run_id for r in all_runs(client)}
+    again = CliRunner().invoke(app, refit[:-3] + ["--data-dir", str(synthetic_data)])
+    assert again.exit_code == 0, again.output[-2000:]
     assert "this refit was made already, from the same model and data, as version 2" in again.stdout
-    assert "refit epochs" not in again.stderr  # nothing was trained
+    assert "refit epochs" not in again.stderr and {r.info.run_id for r in all_runs(client)} == runs  # nothing trained
     after = _versions(client)
     assert [str(v.version) for v in after] == ["1", "2"]  # nothing was added
     assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == "2"
@@ -82,20 +84,17 @@ def test_a_refit_killed_between_its_version_and_the_alias_is_completed_and_found
 
 
 def test_a_register_killed_between_its_version_and_the_alias_is_completed_by_the_next_register(
-        champion, synthetic_data):
+        champion, champion_store):
     cwd, client = champion
-    done = run_cli(["train", "--coin", "BTC", "--end-date", END, *TINY[:-1], "8", "--data-dir", str(synthetic_data)],
-                   cwd, f"sqlite:///{cwd / 'mlflow.db'}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    other = next(r for r in client.search_runs([client.get_experiment_by_name("cryptolstm-btc").experiment_id])
-                 if r.data.params.get("config.seed") == "8")
-    killed = killed_at_the_alias(["register", "--coin", "BTC", "--run-id", other.info.run_id, "--force"], cwd)
+    cfg = dataclasses.replace(champion_store.cfg, seed=8)
+    other, _ = tracked_train(cfg, load_market(champion_store.data, cfg.merge_date, cfg.end_date))
+    killed = killed_at_the_alias(["register", "--coin", "BTC", "--run-id", other, "--force"], cwd)
     assert killed.returncode == -signal.SIGKILL
     assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == "1"
 
-    again = run_cli(["register", "--coin", "BTC", "--run-id", other.info.run_id], cwd, f"sqlite:///{cwd / 'mlflow.db'}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert f"run {other.info.run_id} was already registered as version 2; nothing was added" in again.stdout
+    again = CliRunner().invoke(app, ["register", "--coin", "BTC", "--run-id", other])
+    assert again.exit_code == 0, again.output[-2000:]
+    assert f"run {other} was already registered as version 2; nothing was added" in again.stdout
     assert [str(v.version) for v in _versions(client)] == ["1", "2"]
     assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == "2"
 
@@ -107,9 +106,9 @@ def _refused(port: int, rows: pd.DataFrame) -> str:
     return info.value.read().decode()
 
 
-def test_a_served_model_answers_absurd_or_oversized_requests_with_400_and_one_sentence(champion, synthetic_data):
+def test_a_served_model_answers_absurd_or_oversized_requests_with_400_and_one_sentence(champion, champion_store):
     cwd, _ = champion
-    rows = example_rows(load_market(synthetic_data, "2020-06-01").frame)
+    rows = example_rows(load_market(champion_store.data, champion_store.cfg.merge_date).frame)
     with served("models:/cryptolstm-btc@champion", cwd, rows, f"sqlite:///{cwd / 'mlflow.db'}") as (port, answer):
         absurd = rows.copy()
         absurd.loc[absurd.index[-1], "BTC_volume"] = 1e300

@@ -1,7 +1,8 @@
 """The tracking store a user names: refused in seconds and in one sentence when it cannot be used
 (a closed port, a database that is not there, an unknown scheme, a missing or unwritable
 directory), nothing left behind; a read-only store still read. Real processes, real sockets,
-real file modes. Run alone with ``-m reliability``.
+real file modes (a refusal whose subject is only its sentence runs in this process). Run alone
+with ``-m reliability``.
 
 Each test names the promise of docs/reliability.md it proves; the measured seconds are printed
 (``pytest -s``).
@@ -18,8 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
+from typer.testing import CliRunner
 
+from cryptolstm.cli import app
+from cryptolstm.data.imports import import_csv
+from tests.conftest import MERGE, clear_mlflow_env
 from tests.test_reliability import TINY, _env
 
 pytestmark = pytest.mark.reliability
@@ -55,9 +61,11 @@ def _command(cwd: Path, uri: str | None, *args: str, timeout: float = 300) -> tu
     return done, time.monotonic() - started
 
 
-def _one_sentence(done: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a refused command (exit 2, no traceback)."""
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+def _one_sentence(done) -> str:
+    """The one ``error:`` line of a refused command (exit 2, no traceback), run in a process or
+    in this one (typer's `CliRunner`)."""
+    code = done.returncode if isinstance(done, subprocess.CompletedProcess) else done.exit_code
+    assert code == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     return lines[0]
@@ -98,6 +106,7 @@ def _silent_listener() -> socket.socket:
     return listener
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["closed http port", "closed postgresql port", "unknown scheme", "silent server"])
 def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path, kind, capsys):
     """Promise: a tracking server or database that nothing answers for is refused within about
@@ -122,21 +131,26 @@ def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no mlflow.db, no mlruns/
 
 
-def test_a_store_in_a_missing_directory_is_refused_and_not_created(tmp_path):
+def test_a_store_in_a_missing_directory_is_refused_and_not_created(tmp_path, monkeypatch):
     """Promise: ``sqlite:///no/such/dir/mlflow.db`` is refused; the directory is not made."""
-    done, _ = _command(tmp_path, "sqlite:///no/such/dir/mlflow.db", "report", "--experiment", "cryptolstm-btc")
+    monkeypatch.chdir(tmp_path)
+    clear_mlflow_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///no/such/dir/mlflow.db")
+    done = CliRunner().invoke(app, ["report", "--experiment", "cryptolstm-btc"])
     assert "the tracking store's directory" in _one_sentence(done) and "does not exist" in done.stderr
     assert not (tmp_path / "no").exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_a_store_that_cannot_be_written_is_one_sentence_within_seconds(tmp_path, read_only_dir, shared_data):
+@pytest.mark.slow
+def test_a_store_that_cannot_be_written_is_one_sentence_within_seconds(tmp_path, read_only_dir, synthetic_data):
     """Promise: a command that writes refuses an unwritable tracking store before any training."""
     done, seconds = _command(tmp_path, f"sqlite:///{read_only_dir / 'mlflow.db'}", "train", "--data-dir",
-                             str(shared_data), "--merge-date", "2023-01-01", "--quiet")
+                             str(synthetic_data), "--merge-date", MERGE, "--quiet")
     assert f"the tracking store {read_only_dir / 'mlflow.db'} cannot be written" in _one_sentence(done)
     assert seconds < 60 and not list(read_only_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_an_unwritable_artifact_folder_is_said_truly_and_leaves_nothing(tmp_path, read_only_dir):
     """Promise: artifacts go to ./mlruns of the working directory; when it cannot be written the
     sentence says so (not "change MLFLOW_TRACKING_URI") and the store is not begun."""
@@ -150,26 +164,31 @@ def test_an_unwritable_artifact_folder_is_said_truly_and_leaves_nothing(tmp_path
 
 
 @pytest.mark.slow
-def test_a_read_only_store_is_still_read_by_report_predict_and_data_commands(tmp_path, read_only_dir, shared_data):
+def test_a_read_only_store_is_still_read_by_report_predict_and_data_commands(tmp_path, read_only_dir, synthetic_data,
+                                                                              new_store, monkeypatch):
     """Promise: report, predict, data list and data verify read a store (and a snapshot store)
-    they cannot write, changing nothing in it; a command that writes is refused in one sentence."""
+    they cannot write, changing nothing in it; a command that writes is refused in one sentence.
+    (The store is made here, in this process: a snapshot store of the synthetic days, a model
+    trained on it and registered.)"""
     home = read_only_dir
     _writable(home)
     (home / "tiny.yaml").write_text(TINY.replace("epochs: 30", "epochs: 2"))
     data = home / "data"
-    for coin in ("btc", "eth"):
-        imported, _ = _command(home, None, "data", "import", str(shared_data / f"{coin}-usd-daily.csv"), "--coin",
-                               coin.upper(), "--data-dir", str(data))
-        assert imported.returncode == 0, imported.stderr[-2000:]
-    trained, _ = _command(home, None, "train", "--experiment", "tiny.yaml", "--data-dir", str(data), "--quiet")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    registered, _ = _command(home, None, "register", "--coin", "BTC", "--quiet")
-    assert registered.returncode == 0, registered.stderr[-3000:]
+    for coin in ("BTC", "ETH"):
+        import_csv(synthetic_data / f"{coin.lower()}-usd-daily.csv", coin, data)
+    monkeypatch.chdir(home)
+    clear_mlflow_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(home))
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    trained = CliRunner().invoke(app, ["train", "--experiment", "tiny.yaml", "--data-dir", str(data), "--quiet"])
+    assert trained.exit_code == 0, trained.output[-3000:]
+    registered = CliRunner().invoke(app, ["register", "--coin", "BTC", "--quiet"])
+    assert registered.exit_code == 0, registered.output[-3000:]
     run_id = trained.stdout.split("run ", 1)[1].split(" ", 1)[0]
     _read_only(home)
     before = {p: p.stat().st_mtime_ns for p in home.rglob("*")}
     for args, shown in ((("report", "--experiment", "cryptolstm-btc"), "@champion"),
-                        (("predict", "--coin", "BTC", "--data-dir", str(data)), "BTC close on 2024-01-01"),
+                        (("predict", "--coin", "BTC", "--data-dir", str(data)), "BTC close on 2021-12-01"),
                         (("data", "list", "--data-dir", str(data)), "* "),
                         (("data", "verify", "--run", run_id), "is the data run")):
         done, _ = _command(home, None, *args)
@@ -179,12 +198,12 @@ def test_a_read_only_store_is_still_read_by_report_predict_and_data_commands(tmp
     assert {p: p.stat().st_mtime_ns for p in home.rglob("*")} == before  # nothing written, nothing added
 
 
-def test_an_optuna_storage_in_a_missing_directory_is_refused_and_not_created(tmp_path, shared_data):
+def test_an_optuna_storage_in_a_missing_directory_is_refused_and_not_created(tracking, tmp_path, synthetic_data):
     """Promise: the search's ``--storage`` file (SQLite or journal) in a missing directory is
     refused too; the directory is not made."""
     for storage in ("sqlite:///no/such/dir/optuna.db", "journal:no/such/dir/optuna.journal"):
-        done, _ = _command(tmp_path, None, "search", "--storage", storage, "--data-dir", str(shared_data),
-                           "--merge-date", "2023-01-01", "--n-trials", "1", "--quiet")
+        done = CliRunner().invoke(app, ["search", "--storage", storage, "--data-dir", str(synthetic_data),
+                                        "--merge-date", MERGE, "--n-trials", "1", "--quiet"])
         line = _one_sentence(done)
         assert line.startswith(f"error: storage {storage}: the directory ") and "does not exist" in line, line
     assert not (tmp_path / "no").exists()

@@ -1,11 +1,17 @@
 """Searches at tiny size: real Optuna, real keras-tuner, real TensorFlow, MLflow on temporary SQLite,
-on the synthetic prices of 2021."""
+on the synthetic prices of 2021. One Optuna study is searched once (`study`); the tests that read it
+or go on from it work on a copy (`searched`)."""
 
+import shutil
+from types import SimpleNamespace
+
+import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
-from cryptolstm.data import load_market
+from cryptolstm.cli import app
 from cryptolstm.options import SearchOptions
 from cryptolstm.render import number
 from cryptolstm.search import optuna_study
@@ -13,7 +19,7 @@ from cryptolstm.search.space import load_space
 from cryptolstm.search.study import run_search
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.tracking.search import MlflowSearchTracker
-from tests.conftest import all_runs, run_cli, sigterm_after_first_epoch, start_cli
+from tests.conftest import MERGE, all_runs, building_store, clear_mlflow_env, sigterm_after_first_epoch, start_cli, work_on_copy
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +30,6 @@ space:
   neurons: {type: categorical, choices: [2, 3, 5]}
   dropout: {type: float, low: 0.0, high: 0.5}
 """
-
-
-MERGE = "2021-01-01"  # 334 synthetic days, to 2021-11-30
-
-
-@pytest.fixture(scope="module")
-def market(synthetic_data):
-    return load_market(synthetic_data, MERGE)
 
 
 def _space(tmp_path, data, space=SPACE, base=BASE):
@@ -59,9 +57,31 @@ def _options(tmp_path, **changes):
     return SearchOptions(**{**base, **changes})
 
 
-def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tracking, tmp_path, synthetic_data, market):
-    space = _space(tmp_path, synthetic_data)
-    first = _search(space, market, _options(tmp_path))
+STUDY = dict(n_trials=3, max_epochs=2, seed=11)  # the options of `study`
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, synthetic_data, market, _empty_store):
+    """Study ``s`` searched once for this file: 3 trials of `SPACE`, at most 2 epochs each, seed 11,
+    in a store of its own (its folder: root, holding optuna.db). Read-only: see `searched`."""
+    root = tmp_path_factory.mktemp("study")
+    with building_store(root, _empty_store):
+        space = _space(root, synthetic_data)
+        first = _search(space, market, _options(root, **STUDY))
+    return SimpleNamespace(root=root, space=space, first=first)
+
+
+@pytest.fixture
+def searched(study, tmp_path, monkeypatch, _ends_runs):
+    """A copy of `study`'s store and Optuna storage in this test's temp working directory, the
+    tracking URI set to it: the study's space and its first result (``first``)."""
+    work_on_copy(study.root, tmp_path, monkeypatch)
+    shutil.copy2(study.root / "optuna.db", tmp_path / "optuna.db")
+    return study
+
+
+def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(searched, tmp_path, market):
+    space, first = searched.space, searched.first
     client = MlflowClient()
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -100,24 +120,23 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(tra
             "plots/optuna_parallel_coordinate.png"} <= artifacts
 
     # The same command with a larger budget continues the study: same parent, no repeats.
-    again = _search(space, market, _options(tmp_path, n_trials=5))
+    again = _search(space, market, _options(tmp_path, **{**STUDY, "n_trials": 4}))
     assert again.parent_run_id == first.parent_run_id
     children = _children(client, first.parent_run_id)
-    assert [c.data.tags["trial"] for c in children] == [f"trial-{i}" for i in range(5)]
+    assert [c.data.tags["trial"] for c in children] == [f"trial-{i}" for i in range(4)]
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({str(t.params) for t in study.trials}) == 4
     # Nothing left to do: a third call runs no trial.
-    _search(space, market, _options(tmp_path, n_trials=5))
-    assert len(_children(client, first.parent_run_id)) == 5
+    _search(space, market, _options(tmp_path, **{**STUDY, "n_trials": 4}))
+    assert len(_children(client, first.parent_run_id)) == 4
 
 
-def test_same_seed_same_trial_parameters(tracking, tmp_path, synthetic_data, market):
-    space = _space(tmp_path, synthetic_data)
-    params = []
-    for name in ("a", "b"):
-        _search(space, market, _options(tmp_path, study_name=name, max_epochs=1, seed=11))
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-        params.append([t.params for t in study.trials])
+def test_same_seed_same_trial_parameters(searched, tmp_path, market):
+    """A second study with `study`'s options, seed 11 among them, tries the same parameters."""
+    _search(searched.space, market, _options(tmp_path, **{**STUDY, "study_name": "b"}))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    params = [[t.params for t in optuna.load_study(study_name=name, storage=storage).trials] for name in ("s", "b")]
     assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
 
 
@@ -125,19 +144,20 @@ def test_a_failing_trial_is_recorded_failed_and_the_study_goes_on(tracking, tmp_
     base = BASE + "learning_rate: 0.001\noutput_activation: linear\n"
     rates = "base: base.yaml\nspace:\n  learning_rate: {type: categorical, choices: [0.001, 1.0e+30]}\n"
     space = _space(tmp_path, synthetic_data, rates, base)
-    result = _search(space, market, _options(tmp_path, n_trials=4, algorithm="random", seed=0))
+    # seed 0: the base trial completes, trial 1 draws the rate 1e30 and fails, trial 2 draws the base's
+    # 0.001 again (a repeat: no child run of its own) and completes the 2
+    result = _search(space, market, _options(tmp_path, n_trials=2, max_epochs=1, algorithm="random", seed=0))
     client = MlflowClient()
     states = [c.data.tags["trial_state"] for c in _children(client, result.parent_run_id)]
-    assert "failed" in states and "complete" in states
+    assert states == ["complete", "failed"]
     failed = next(c for c in _children(client, result.parent_run_id) if c.data.tags["trial_state"] == "failed")
     assert failed.info.status == "FAILED" and "NaN or infinite" in failed.data.tags["reason"]
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert optuna.trial.TrialState.FAIL in [t.state for t in study.trials]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
 
 
 def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, synthetic_data, market):
-    import mlflow
 
     space = _space(tmp_path, synthetic_data)
     mlflow.set_experiment("prune")
@@ -155,7 +175,7 @@ def test_pruned_trial_stops_early_and_is_recorded(tracking, tmp_path, synthetic_
 @pytest.mark.parametrize("algorithm", ["hyperband", "bayesian"])
 def test_keras_tuner_searches_the_same_space(tracking, tmp_path, synthetic_data, market, algorithm):
     space = _space(tmp_path, synthetic_data)
-    options = _options(tmp_path, engine="keras-tuner", algorithm=algorithm, n_trials=2, max_epochs=2,
+    options = _options(tmp_path, engine="keras-tuner", algorithm=algorithm, n_trials=2, max_epochs=1,
                        tuner_dir=str(tmp_path / "kt"), study_name=f"kt-{algorithm}")
     result = _search(space, market, options)
     client = MlflowClient()
@@ -173,25 +193,25 @@ def test_keras_tuner_searches_the_same_space(tracking, tmp_path, synthetic_data,
         _search(other, market, options)
 
 
-def test_a_study_for_another_coin_is_refused_before_any_run(tracking, tmp_path, synthetic_data, market):
+def test_a_study_for_another_coin_is_refused_before_any_run(searched, tmp_path, synthetic_data, market):
     from cryptolstm.errors import ConfigError
 
-    _search(_space(tmp_path, synthetic_data), market, _options(tmp_path, n_trials=1, max_epochs=1))
     client = MlflowClient()
-    before = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    eth = load_space(tmp_path / "space.yaml", data_dir=str(synthetic_data), merge_date=MERGE, coin="ETH")
+    before = all_runs(client)
+    eth = load_space(searched.root / "space.yaml", data_dir=str(synthetic_data), merge_date=MERGE, coin="ETH")
     with pytest.raises(ConfigError, match="was made for"):
-        _search(eth, market, _options(tmp_path, n_trials=1, max_epochs=1))
-    after = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(after) == len(before)
+        _search(eth, market, _options(tmp_path, **STUDY))
+    assert len(all_runs(client)) == len(before) == 4  # the study and its 3 trials
 
 
-def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, synthetic_data):
+def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, synthetic_data, new_store, monkeypatch):
+    """SIGTERM to a real `cryptolstm search` in its first trial; the same command again (here, in
+    this process) resumes the study."""
     (tmp_path / "base.yaml").write_text(BASE.replace("epochs: 3", "epochs: 100000") + "patience: 100000\n")
     (tmp_path / "space.yaml").write_text(SPACE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     args = ["search", "-q", "--space", str(tmp_path / "space.yaml"), "--data-dir", str(synthetic_data), "--merge-date",
-            MERGE, "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "3",
+            MERGE, "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--n-trials", "2",
             "--prune", "false", "--register", "true"]
     proc = start_cli(args, tmp_path, uri)
     client = MlflowClient(uri)
@@ -202,11 +222,14 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, syn
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
 
-    done = run_cli(args + ["--max-epochs", "2"], tmp_path, uri)
-    assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    clear_mlflow_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    done = CliRunner().invoke(app, args + ["--max-epochs", "1"])
+    assert done.exit_code == 0, done.output[-2000:]
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3 and len({str(t.params) for t in complete}) == 3
+    assert len(complete) == 2 and len({str(t.params) for t in complete}) == 2
     assert complete[0].params == {"window_len": 7, "neurons": 3, "dropout": 0.25}  # the base, re-queued
     runs = all_runs(client)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -218,14 +241,13 @@ def test_interrupted_study_ends_killed_and_resumes_without_repeats(tmp_path, syn
 
 
 def test_the_chosen_model_registered_from_the_study_is_resolved_and_evaluated_like_a_trained_one(
-        tracking, tmp_path, synthetic_data, market):
+        searched, synthetic_data):
     """The study's parent holds the chosen model but no config.* params (a resumed study may choose
     another): its configuration comes from the model's config.json, its days from training.json."""
     from cryptolstm.live import evaluate
     from cryptolstm.tracking import registry
 
-    space = _space(tmp_path, synthetic_data)
-    result = _search(space, market, _options(tmp_path, n_trials=2, max_epochs=1))
+    result = searched.first
     registration = registry.register_run(result.parent_run_id, "BTC")
     assert (registration.version, registration.promoted) == ("1", True)
     parent = MlflowClient().get_run(result.parent_run_id)

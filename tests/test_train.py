@@ -6,23 +6,15 @@ import pandas as pd
 import pytest
 
 from cryptolstm.config import RunConfig
-from cryptolstm.data import load_market
 from cryptolstm.models.base import History
 from cryptolstm.models.lstm import build_lstm, flops_per_sample, hard_sigmoid_keras2
 from cryptolstm.train import train, validation_metrics
-from tests.conftest import tiny_config
-
-START = "2021-01-01"  # 334 synthetic days: 233 train, 50 val, 51 test
-
-
-@pytest.fixture(scope="module")
-def market(synthetic_data):
-    return load_market(synthetic_data, START)
+from tests.conftest import MERGE, tiny_config
 
 
 @pytest.fixture(scope="module")
 def cfg(synthetic_data):
-    return tiny_config(synthetic_data, merge_date=START)
+    return tiny_config(synthetic_data, merge_date=MERGE)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +193,25 @@ def local_processes(workers: int) -> Iterator[futures.Executor | None]:
 
 
 CONNECT_SECONDS = 15  # how long a backtest waits for a Dask scheduler before it gives up
+START = "start one with `dask scheduler` and its workers with `dask worker {address}` (docs/distributed.md)"
+
+
+def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
+    """One sentence, before any run exists, when nothing can answer at ``address`` (tcp://HOST:PORT):
+    a host that does not resolve or a refused connection at once, silence after ``seconds``."""
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(address).hostname, urlsplit(address).port or 8786
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except socket.gaierror:
+        raise ConfigError(f"the Dask scheduler's host {host} (in {address}) does not resolve; check the "
+                          "address.") from None
+    except ConnectionRefusedError:
+        raise ConfigError(f"nothing listens at {address} (connection refused); {START.format(address=address)}.") from None
+    except OSError as exc:
+        raise ConfigError(f"no Dask scheduler answers at {address} within {seconds} s ({exc.__class__.__name__}); "
+                          f"{START.format(address=address)}.") from None
 
 
 @contextlib.contextmanager
@@ -201,12 +221,12 @@ def dask_cluster(address: str) -> Iterator[futures.Executor]:
     scheduler answers there."""
     from distributed import Client
 
+    check_scheduler(address)
     try:
         client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({exc.__class__.__name__}); "
-                          f"start one with `dask scheduler` and its workers with `dask worker {address}` "
-                          f"(docs/distributed.md).") from None
+                          f"{START.format(address=address)}.") from None
     with client:
         yield client.get_executor(pure=False)
 

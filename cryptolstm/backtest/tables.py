@@ -13,8 +13,6 @@ import pandas as pd
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, pooled_period
 from cryptolstm.scoring import SEEDED, Scores
 
-KINDS = ("accuracy", "intervals", "horizons")  # the backtest's tables (`cryptolstm.scoring.Scores.table`)
-
 
 def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFrame:
     """One row per forecaster (``lstm.seed202``, ..., ``persistence``...) of one fold (or ``all``) with

@@ -41,7 +41,6 @@ SOURCE = "coinbaseexchange"
 SYMBOLS = {"BTC": "BTC/USD", "ETH": "ETH/USD"}
 HISTORY_START = dt.date(2015, 1, 1)  # before either market opened: the first pages are empty
 PAGE_DAYS = 300  # Coinbase's most candles per call
-DAY_MS = 86_400_000
 
 
 class NetworkUnavailable(DataError):

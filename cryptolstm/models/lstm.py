@@ -22,11 +22,10 @@ from keras import layers as kl
 from cryptolstm import features
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import TrainingError
-from cryptolstm.forecast import Forecast
 from cryptolstm.heads import HEADS, Head
 from cryptolstm.inference import NetworkForecaster
 from cryptolstm.models.base import History
-from cryptolstm.windowing import Samples, fit_splits
+from cryptolstm.windowing import fit_splits
 
 WARM_PATIENCE = 3  # a warm fit starts near its best: epochs without improvement before it stops
 EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
@@ -371,10 +370,6 @@ class Ensemble(NetworkForecaster):
         self.params = {f"member{k}.{name}": value for k, m in enumerate(self.members) for name, value in m.params.items()}
         self.calibrate(first.splits.val, history)
         return self
-
-    def member_forecasts(self, samples: Samples, history: History) -> list[Forecast]:
-        """Each member's own (calibrated) forecast of ``samples``."""
-        return [member.predict(samples, history) for member in self.members]
 
     @property
     def epochs_run(self) -> int:

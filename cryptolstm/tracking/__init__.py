@@ -3,15 +3,16 @@ in `cryptolstm.registry` and in the pyfunc (`cryptolstm.forecaster`); an import 
 the tests keeps it so. Workflows (train, search, backtest) are pure cores with hooks, and
 these modules attach to them.
 
-- `runs`: the store, a run's scope and name, params, the data, figures, the model;
+- `store`, `store_checks`: the tracking store opened once per command, checked in seconds;
+- `runs`: a run's scope and name, params, the data, figures, the model;
 - `train`: a training run; `search`: a study's parent run and its trials' child runs;
 - `backtest`: a backtest's parent run and its folds' child runs;
 - `source`: a configuration read back from a run or a registered model;
-- `report`: the Markdown summary of an experiment;
-- `models`: a model URI resolved (its version and training run) and its pyfunc loaded;
-- `live`: a registered model scored on the days after its training (`cryptolstm evaluate`);
-- `refit`: a model's configuration retrained on every day up to the latest (`cryptolstm refit`);
-- `commands`: the run of a command that trains nothing (register, predict, report, evaluate).
+- `report`: the Markdown summary of an experiment; `describe`: the descriptions the UI shows;
+- `registry` (`models`, `versions`): model URIs resolved and loaded, runs registered, the champion
+  alias moved; the store that `cryptolstm evaluate` and `cryptolstm refit` talk to;
+- `live`: an evaluation of a registered model recorded as a run (`cryptolstm evaluate`);
+- `commands`: the run of a command that trains nothing (register, predict, report).
 """
 
 from cryptolstm.tracking.runs import use_tracking_uri
