@@ -39,7 +39,7 @@ def test_console_script_and_ignored_paths():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     lines = [line for line in readme.splitlines() if "uv pip install -e '.[test]'" in line]
-    assert lines and lines[0].startswith("python3 -m venv .venv") and lines[0].endswith("pytest -p no:cacheprovider -n 2")
+    assert lines and lines[0].startswith("python3 -m venv .venv") and lines[0].endswith("pytest -p no:cacheprovider -n 2 --durations=25")
     assert "grep -m1 -F \"uv pip install -e '.[test]'\" README.md" in (ROOT / ".ci" / "run").read_text()
     first_block = readme.split("```bash\n")[1]
     assert first_block.startswith("python3 -m venv .venv") and "mlflow run . -P coin=BTC" in first_block

@@ -349,11 +349,13 @@ def test_ctrl_c_during_a_search_is_one_sentence_and_leaves_nothing_running(tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["train", "search", "backtest", "register", "predict", "evaluate", "refit",
-                                     "report", "fetch", "data list"])
+@pytest.mark.parametrize("command", ["train", "report", "data list"])
 def test_ctrl_c_while_a_command_starts_is_one_sentence(tmp_path, command):
     """Promise: Ctrl-C in the first second of any command (while Python imports it) is one
-    sentence and exit 130, not a traceback of the import it stopped."""
+    sentence and exit 130, not a traceback of the import it stopped. The import of the command
+    line takes seconds and the command's name is read only after it, so every command meets the
+    Ctrl-C on the same path; one of each kind stands for them (one that imports TensorFlow next,
+    one that only reads MLflow, a subcommand)."""
     proc = subprocess.Popen([sys.executable, "-m", "cryptolstm", *command.split()], cwd=tmp_path, env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_foreground)

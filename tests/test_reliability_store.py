@@ -106,12 +106,13 @@ def _silent_listener() -> socket.socket:
     return listener
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["closed http port", "closed postgresql port", "unknown scheme", "silent server"])
-def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path, kind, capsys):
+@pytest.mark.parametrize("kind", ["closed http port", "closed postgresql port", "unknown scheme",
+                                  pytest.param("silent server", marks=pytest.mark.slow)])
+def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path, kind, capsys, monkeypatch):
     """Promise: a tracking server or database that nothing answers for is refused within about
     20 s (no retry for a refused connection; one try of 10 s for silence), an unknown scheme at
-    once; each in one sentence, nothing created here."""
+    once; each in one sentence, nothing created here. (The silent server, whose 10 s are the
+    subject, is told to a real command, its start-up included; the others to one in this process.)"""
     listener = _silent_listener() if kind == "silent server" else None
     port = listener.getsockname()[1] if listener else _closed_port()
     uri, said = {"closed http port": (f"http://127.0.0.1:{port}", "refused the connection (nothing listens there)"),
@@ -119,14 +120,22 @@ def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path,
                  "unknown scheme": ("foo://bar", "names no store MLflow knows (scheme 'foo')"),
                  "silent server": (f"http://127.0.0.1:{port}", "did not answer within 10 s")}[kind]
     try:
-        done, seconds = _command(tmp_path, uri, "report", "--experiment", "cryptolstm-btc")
+        if listener:
+            done, seconds = _command(tmp_path, uri, "report", "--experiment", "cryptolstm-btc")
+        else:
+            monkeypatch.chdir(tmp_path)
+            clear_mlflow_env(monkeypatch)
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            started = time.monotonic()
+            done = CliRunner().invoke(app, ["report", "--experiment", "cryptolstm-btc"])
+            seconds = time.monotonic() - started
     finally:
         if listener:
             listener.close()
     line = _one_sentence(done)
     assert said in line and "secret" not in line, line
     with capsys.disabled():
-        print(f"\n{kind}: refused in {seconds:.1f} s (start-up included): {line}")
+        print(f"\n{kind}: refused in {seconds:.1f} s{' (start-up included)' if listener else ''}: {line}")
     assert seconds < BOUND_S + (10 if kind == "silent server" else 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no mlflow.db, no mlruns/
 
