@@ -201,7 +201,8 @@ def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
     a host that does not resolve or a refused connection at once, silence after ``seconds``."""
     from urllib.parse import urlsplit
 
-    host, port = urlsplit(address).hostname, urlsplit(address).port or 8786
+    parts = urlsplit(address)
+    host, port = parts.hostname, parts.port or 8786  # 8786: Dask's default scheduler port
     try:
         socket.create_connection((host, port), timeout=seconds).close()
     except socket.gaierror:
