@@ -240,13 +240,18 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     env = environment(quiet)
     result, uri, registered = call(lambda: workflows.search(options, env), "" if options.follower else
                                    "the study run was ended KILLED; run the same command to resume.")
-    if result.best is None:
+    if result.done_before:
+        typer.echo(f"study {result.study_name} is finished ({len(result.trials)} trials; best {result.objective} "
+                   f"{result.best_value:.4f} with {render.values_text(result.best_values)}): nothing was run or "
+                   f"changed; its result is run {result.parent_run_id} (give a larger --n-trials to search on).")
+    elif result.best is None:
         typer.echo(f"this worker's trials are done; the last worker out re-trains the chosen config "
                    f"(parent run {result.parent_run_id}).")
         return
-    typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
-               f"with {render.values_text(result.best_values)}")
-    typer.echo(render.run_summary(result.parent_run_id, uri, result.best))
+    else:
+        typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
+                   f"with {render.values_text(result.best_values)}")
+        typer.echo(render.run_summary(result.parent_run_id, uri, result.best))
     typer.echo(_where(result.parent_run_id, uri))
     if registered is not None:
         typer.echo(render.registered_line(registered))
@@ -273,6 +278,19 @@ def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     line = render.forecast_text(out, label)
     typer.echo(line)
     _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
+
+
+@app.command("serve", cls=Command)
+@takes(opts.ServeOptions)
+def serve_command(options: opts.ServeOptions, quiet: Quiet = False) -> None:
+    """Serve a model over HTTP with MLflow's server (POST rows to /invocations), its files checked first."""
+    env = environment(quiet)
+    uri, label = call(lambda: workflows.serve(options, env), "nothing was served.")
+    typer.echo(f"serving {label} at http://{options.host}:{options.port}/invocations (Ctrl-C stops it)")
+    sys.stdout.flush()
+    mlflow = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+              "--host", options.host, "--port", str(options.port)]
+    os.execv(sys.executable, mlflow)  # MLflow's server in this process: Ctrl-C and signals reach it
 
 
 @app.command("backtest", cls=Command)
@@ -381,4 +399,12 @@ def main() -> None:
     except SystemExit as exc:
         if exc.code == 130 and not INTERRUPTED:
             typer.echo("interrupted.", err=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # while the libraries' exit handlers run
+            signal.signal(signum, _interrupted_on_exit)
         raise
+
+
+def _interrupted_on_exit(signum, frame) -> None:
+    sys.stderr.write("interrupted while exiting, after the command had ended (what it printed stands).\n")
+    sys.stderr.flush()
+    os._exit(130)

@@ -24,66 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
 import numpy as np
 import pandas as pd
 
-from cryptolstm import features
-from cryptolstm.config import COINS, RunConfig
+from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
 from cryptolstm.forecasting import quantile_column
 from cryptolstm.intervals import INTERVALS, Calibration
+from cryptolstm.rows import check_trained_on, prepare_rows
 from cryptolstm.windowing import forecast_samples, input_rows, min_rows
 
 PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
-MAX_ROWS = 20_000  # the most daily rows one request may send (55 years): a larger one is refused, not read
 
 
-def input_columns(cfg: RunConfig) -> list[str]:
-    """The columns a model of ``cfg`` reads: ``date`` and its features' raw columns."""
-    return ["date", *features.required(cfg.feature_names, COINS, cfg.coin)]
-
-
-def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> pd.DataFrame:
-    """The model's input columns of ``rows``, validated and sorted by date, indexed by date (the last
-    `min_rows` rows unless ``every_day``); one sentence (`DataError`) otherwise."""
-    needed, fewest = input_columns(cfg), min_rows(cfg)
-    if not isinstance(rows, pd.DataFrame):
-        raise DataError("the input must be a table of daily rows.")
-    missing = [c for c in needed if c not in rows.columns]
-    if missing:
-        raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(needed)}.")
-    if len(rows) < fewest:
-        raise DataError(f"the input has {len(rows)} row(s); this model needs at least {fewest} daily rows.")
-    if len(rows) > MAX_ROWS:
-        raise DataError(f"the input has {len(rows)} rows; a request may send at most {MAX_ROWS:,} daily rows.")
-    dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
-    if dates.isna().any():
-        raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
-    frame = rows[needed].assign(date=dates).sort_values("date")
-    frame = (frame if every_day else frame.tail(fewest)).reset_index(drop=True)
-    values = frame[needed[1:]].apply(pd.to_numeric, errors="coerce")
-    if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
-        raise DataError(f"every price and volume in {'the input' if every_day else 'the last rows'} "
-                        "must be a number greater than 0.")
-    _check_plausible(values, frame["date"])
-    if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
-        raise DataError("the input's rows must be consecutive days." if every_day
-                        else f"the last {fewest} rows must be consecutive days.")
-    return frame.assign(**{c: values[c].astype(float) for c in values}).set_index("date")
-
-
-def _check_plausible(values: pd.DataFrame, dates: pd.Series) -> None:
-    """One sentence naming the first value outside its field's plausible range."""
-    for column in values.columns:
-        (low, high), said = features.plausible_range(column.rsplit("_", 1)[1])
-        outside = ~values[column].between(low, high)
-        if outside.any():
-            at = int(np.argmax(outside.to_numpy()))
-            raise DataError(f"the input's {column} on {dates.iloc[at]:%Y-%m-%d} is {values[column].iloc[at]:g}, "
-                            f"outside the plausible range ({said}).")
-
-
-def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False) -> pd.DataFrame:
+def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: dict | None = None) -> pd.DataFrame:
     """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
     ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
     and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
@@ -91,11 +46,13 @@ def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False) -> pd.Data
     ``every_day``: forecast every window of ``rows``, H rows per origin in origin order, with the
     ``origin`` (the window's last day) and, under a distribution head, every quantile in USD.
     ``forecaster``: the trained `cryptolstm.inference.NetworkForecaster` (its config, features'
-    state and calibration), as in training."""
+    state and calibration), as in training; ``prices``: the prices it was trained on (its training
+    record's), which rows on the same days must match."""
     from cryptolstm.models.base import History
 
     cfg = forecaster.cfg
     frame = prepare_rows(rows, cfg, every_day)
+    check_trained_on(prices, frame)
     predicted = forecaster.predict(forecast_samples(frame, cfg, every_day), History(frame, cfg.coin))
     n, h = len(predicted), cfg.horizon
     horizons = np.tile(np.arange(1, h + 1), n)
@@ -154,6 +111,24 @@ def _onnx(path: str):
                         f"(train or refit it).") from None
 
 
+class Refusal(MlflowException):
+    """Input the model refuses (HTTP 400 when served), with its sentence alone: MLflow's scoring
+    server writes the whole input frame before an error's message, which would bury the sentence
+    under kilobytes of numbers, so the message cannot be changed once made."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        self._sentence = message
+        super().__init__(message, **kwargs)
+
+    @property
+    def message(self) -> str:
+        return self._sentence
+
+    @message.setter
+    def message(self, _ignored: str) -> None:
+        pass
+
+
 class LstmForecaster(mlflow.pyfunc.PythonModel):
     """The pyfunc: artifacts ``config`` (RunConfig JSON), ``onnx_model`` (a network for ONNX Runtime;
     ``keras_model``, a .keras file, in a model whose export failed or that was logged before
@@ -172,12 +147,13 @@ class LstmForecaster(mlflow.pyfunc.PythonModel):
         return self.forecaster
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+        from mlflow.exceptions import INVALID_PARAMETER_VALUE
 
+        every_day = bool((params or {}).get("every_day", False))
         try:
-            return forecast(self.forecaster, model_input, every_day=bool((params or {}).get("every_day", False)))
+            return forecast(self.forecaster, model_input, every_day, (self.training or {}).get("prices"))
         except DataError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            raise Refusal(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def _keras_network(path: str):

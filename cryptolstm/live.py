@@ -26,6 +26,7 @@ from cryptolstm.forecast import Forecast
 from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
 from cryptolstm.models.interval_baselines import interval_baselines
 from cryptolstm.registry import MIN_TAGGED_DAYS, ModelInfo, ModelStore, next_day
+from cryptolstm.rows import price_mismatch, trained_prices
 from cryptolstm.scoring import score
 from cryptolstm.splits import Period
 
@@ -82,29 +83,20 @@ def live_days(info: ModelInfo, market: Market, since: str | None, until: str | N
     return first, min(last, market.last_date)
 
 
-PRICE_TOLERANCE = 1e-6  # the relative difference two copies of a price may have (they are 32-bit floats upstream)
-
-
 def check_prices(info: ModelInfo, frame: pd.DataFrame, data_dir: str) -> None:
     """One sentence when the prices in ``frame`` (read from ``data_dir``) are not those ``info``'s model
-    was trained on, on the days both hold (every raw column it read, within `PRICE_TOLERANCE`): another
+    was trained on, on the days both hold (every raw column it read, within `cryptolstm.rows.PRICE_TOLERANCE`): another
     coin's prices, edited or re-sourced ones. Without shared days, the coin's price level must carry on
     from where the training data ended. A model logged before it recorded its prices is not checked."""
-    if not info.prices:
+    trained = trained_prices(info.prices)
+    if trained is None:
         return
-    trained = pd.DataFrame(info.prices["columns"], index=pd.date_range(info.prices["first_date"],
-                                                                       periods=len(next(iter(info.prices["columns"].values()))), freq="D"))
-    shared = trained.index.intersection(frame.index)
-    if len(shared) == 0:
+    if len(trained.index.intersection(frame.index)) == 0:
         return _check_level(info, trained, frame, data_dir)
-    for column in trained.columns:
-        new, old = frame.loc[shared, column].to_numpy(float), trained.loc[shared, column].to_numpy(float)
-        off = ~np.isclose(new, old, rtol=PRICE_TOLERANCE, atol=0, equal_nan=True)
-        if off.any():
-            day = shared[int(np.argmax(off))].date()
-            raise DataError(f"the prices in {data_dir} are not those {info.label} was trained on: {column} on {day} is "
-                            f"{new[off][0]:.10g} there but was {old[off][0]:.10g} ({int(off.sum())} of the {len(shared)} "
-                            f"shared days differ); evaluate it on the data it was trained with, or refit it.")
+    mismatch = price_mismatch(trained, frame)
+    if mismatch is not None:
+        raise DataError(f"the prices in {data_dir} are not those {info.label} was trained on: {mismatch}; evaluate it "
+                        f"on the data it was trained with, or refit it.")
 
 
 def _check_level(info: ModelInfo, trained: pd.DataFrame, frame: pd.DataFrame, data_dir: str) -> None:

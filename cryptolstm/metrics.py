@@ -65,26 +65,35 @@ def in_sample_scale(train_closes: pd.Series | np.ndarray, units: str) -> float:
     return float(np.mean(np.abs(moves)))
 
 
-def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int = 1) -> tuple[float, float]:
-    """Diebold-Mariano test of equal accuracy, HLN-corrected; returns (statistic, two-sided p).
+SIZE, POWER = 0.05, 0.80  # the minimum detectable effect's test: two-sided at 5 %, detected 80 % of the time
 
-    ``errors_*``: (n,) forecast errors on the same days; loss ``|e| ** power``.
-    A negative statistic means ``a`` has the smaller loss. The long-run variance
-    uses autocovariances up to lag ``h - 1``; the statistic is compared with
-    Student's t with n - 1 degrees of freedom.
+
+def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int = 1) -> tuple[float, float, float]:
+    """Diebold-Mariano test of equal accuracy, HLN-corrected; returns (statistic, two-sided p,
+    minimum detectable effect).
+
+    ``errors_*``: (n,) forecast errors (or per-day losses, ``power`` 1, all >= 0) on the same days;
+    loss ``|e| ** power``. A negative statistic means ``a`` has the smaller loss. The long-run
+    variance uses autocovariances up to lag ``h - 1``; the statistic is compared with Student's t
+    with n - 1 degrees of freedom. The minimum detectable effect is the difference in mean loss,
+    relative to ``b``'s (0.008: 0.8 %), that this test (two-sided at `SIZE`, the same variance and
+    days) detects with probability `POWER`: (t(1 - SIZE/2) + t(POWER)) standard errors.
     """
     d = np.abs(np.asarray(errors_a, float)) ** power - np.abs(np.asarray(errors_b, float)) ** power
     n = len(d)
     if n < 2:
-        return NAN, NAN
+        return NAN, NAN, NAN
     centred = d - d.mean()
     gamma = [np.sum(centred[k:] * centred[: n - k]) / n for k in range(h)]
     variance = (gamma[0] + 2.0 * sum(gamma[1:])) / n
     if not variance > 0:
-        return NAN, NAN
-    correction = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    statistic = d.mean() / math.sqrt(variance) * correction
-    return float(statistic), float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
+        return NAN, NAN, NAN
+    se = math.sqrt(variance) / math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)  # HLN: the corrected error
+    statistic = d.mean() / se
+    detectable = (stats.t.ppf(1 - SIZE / 2, n - 1) + stats.t.ppf(POWER, n - 1)) * se
+    base = float(np.mean(np.abs(np.asarray(errors_b, float)) ** power))
+    return float(statistic), float(2.0 * stats.t.sf(abs(statistic), df=n - 1)), \
+        float(detectable / base) if base > 0 else NAN
 
 
 def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, float]:
@@ -108,9 +117,9 @@ def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale
     """Accuracy of (n,) ``forecast`` against (n,) ``actual`` beside persistence's (n,) ``naive``;
     ``h``: the horizon, whose forecast errors are autocorrelated up to lag h - 1 (DM)."""
     err, naive_err = forecast - actual, naive - actual
-    statistic, p = dm_test(err, naive_err, h=h)
+    statistic, p, detectable = dm_test(err, naive_err, h=h)
     out = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
-           "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p}
+           "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p, "dm_mde": detectable}
     out["mae_ratio"] = ratio(out["mae"], out["persistence_mae"])
     if scale is not None:
         out["mase"] = ratio(out["mae"], scale)
@@ -244,7 +253,8 @@ def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baseline
     coverage is given beside as ``raw_coverage_{c}``; ``baselines``: name -> `Forecast` of the
     same days (``garch``, ``empirical``...), each scored as ``{name}/{metric}``, with
     ``crps_ratio_{name}`` and a Diebold-Mariano test on the per-day CRPS, ``crps_dm_stat_{name}``
-    / ``crps_dm_p_{name}`` (negative: the forecast is better).
+    / ``crps_dm_p_{name}`` (negative: the forecast is better) / ``crps_dm_mde_{name}`` (the relative
+    difference in CRPS it would detect, `dm_test`).
     """
     other = "return" if units == "usd" else "usd"
     mine = forecast_distribution_scores(forecast, actual, units, h)
@@ -258,8 +268,8 @@ def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baseline
         theirs = forecast_distribution_scores(baseline, actual, units, h)
         out |= {f"{name}/{k}": float(theirs[k]) for k in SCORED}
         out[f"crps_ratio_{name}"] = ratio(mine["crps"], theirs["crps"])
-        statistic, p = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
-        out[f"crps_dm_stat_{name}"], out[f"crps_dm_p_{name}"] = statistic, p
+        statistic, p, detectable = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
+        out[f"crps_dm_stat_{name}"], out[f"crps_dm_p_{name}"], out[f"crps_dm_mde_{name}"] = statistic, p, detectable
     return out
 
 

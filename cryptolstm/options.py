@@ -243,6 +243,7 @@ class BacktestOptions:
                                              "most the config's patience).")
     cluster: str | None = option(None, "Run the fits on a Dask cluster: its scheduler's address, tcp://HOST:PORT "
                                        "(default: local processes, --workers).")
+    worker_wait: float = option(120.0, "Seconds a --cluster backtest waits with no Dask worker before it gives up.")
     arima: bool = option(True, "Include the ARIMA baseline.")
     ma_window: int = option(7, "Closes averaged by the moving-average baseline.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")
@@ -255,6 +256,8 @@ class BacktestOptions:
         at_most(self, "seeds", "workers")
         if self.retrain not in RETRAIN:
             raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
+        if self.worker_wait <= 0:
+            raise ConfigError(f"worker_wait must be > 0 seconds, got {self.worker_wait}.")
         if self.cluster is not None and not self.cluster.startswith(("tcp://", "tls://")):
             raise ConfigError(f"cluster must be a Dask scheduler's address, tcp://HOST:PORT; got {self.cluster!r}.")
 
@@ -290,6 +293,24 @@ class PredictOptions:
 
 
 MODEL_URIS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``cryptolstm serve``: which model, where to listen."""
+
+    coin: str = option("BTC", "Coin whose champion to serve: BTC or ETH.")
+    model_uri: str | None = option(None, "Model to serve instead (models:/NAME@ALIAS, models:/NAME/VERSION or "
+                                         "runs:/RUN_ID/model).")
+    host: str = option("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+    port: int = option(5001, "Port to listen on.")
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        if self.model_uri is not None:
+            _check_model_uri(self.model_uri)
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 1 and 65535; got {self.port}.")
 
 
 def _check_model_uri(uri: str) -> None:

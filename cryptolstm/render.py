@@ -98,10 +98,10 @@ def version_text(run_id: str, run_name: str, experiment_id: str, tags: dict[str,
             f"{tags.get('data.first_date', '?')}..{tags.get('data.last_date', '?')}. MAE ratio to persistence: "
             f"validation {_ratio(metrics, 'val/mae_ratio')}, test {_ratio(metrics, 'test/mae_ratio')}.")
 
-def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, run_id: str) -> str:
+def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, mde: float, run_id: str) -> str:
     """One sentence of a version's score on new days (`cryptolstm evaluate`)."""
     return (f"On {days} new days after its training, {first}..{last}, one day ahead: MAE ratio to persistence "
-            f"{ratio:.4f} ({'beats' if ratio < 1 else 'does not beat'} persistence, DM p {dm_p:.3g}; "
+            f"{ratio:.4f} ({'beats' if ratio < 1 else 'does not beat'} persistence, DM p {dm_p:.3g}; {detects(mde)}; "
             f"evaluation run {run_id}).")
 
 def result_text(metrics: dict[str, float]) -> str:
@@ -133,12 +133,14 @@ def run_summary(run_id: str, uri: str, result) -> str:
     cfg = result.config
     units = {"usd": "USD", "return": "normalised units"}[cfg.rules.units]
     lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
-             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'direction':>11}"]
+             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'DM p':>7}{'MDE':>8}{'direction':>11}"]
     for split in ("val", "test"):
         if f"{split}/mae" in result.metrics:
             m = {k.split("/", 1)[1]: v for k, v in result.metrics.items() if k.startswith(split + "/")}
             lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
-                         f"{m['mae_ratio']:>8.3f}{_fmt(m['direction_accuracy'], 1, '%'):>10}")
+                         f"{m['mae_ratio']:>8.3f}{_fmt(m.get('dm_p', float('nan')), 2, 'g'):>7}"
+                         f"{percent(m.get('dm_mde', float('nan'))):>8}{_fmt(m['direction_accuracy'], 1, '%'):>10}")
+    lines.append("  MDE: the smallest difference in MAE the Diebold-Mariano test detects (80 % of the time, at 5 %).")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
                  f"epoch(s){' (stopped early)' if result.stopped_early else ''} and kept "
                  f"{f'epoch {result.best_epoch + 1}' if result.best_epoch >= 0 else 'the weights it started from'}.")
@@ -160,26 +162,37 @@ def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
     return lines
 
 
+def detects(mde: float) -> str:
+    """``this test detects a difference of 0.8 % or more``: a DM test's minimum detectable effect
+    (`cryptolstm.metrics.dm_test`) in words."""
+    return f"this test detects a difference of {percent(mde)} or more"
+
+
+def percent(share: float) -> str:
+    return "n/a" if not np.isfinite(share) else f"{share * 100:.2g} %" if share < 0.1 else f"{share * 100:.0f} %"
+
+
 def ratio_p(metrics: dict[str, float], baseline: str) -> str:
-    """``1.012 (p 0.034)``: the CRPS ratio to ``baseline`` and its DM p-value, in a fixed width."""
+    """``1.012 (p 0.034, MDE 0.8 %)``: the CRPS ratio to ``baseline``, its DM p-value and the smallest
+    difference that test detects, in a fixed width."""
     ratio, p = metrics.get(f"crps_ratio_{baseline}", float("nan")), metrics.get(f"crps_dm_p_{baseline}", float("nan"))
-    return f"{ratio:.3f} (p {p:.2g})"
+    return f"{ratio:.3f} (p {p:.2g}, MDE {percent(metrics.get(f'crps_dm_mde_{baseline}', float('nan')))})"
 
 
 def interval_lines(metrics: dict[str, float]) -> list[str]:
     """The intervals of a run with a distribution head, per split: coverage (calibrated, and raw
     before calibration) and the CRPS ratio to GARCH, HAR and the empirical quantiles with the
-    Diebold-Mariano p-values."""
+    Diebold-Mariano p-values and the smallest difference each test detects (MDE)."""
     shown = [b for b in COMPARED if any(k.endswith(f"/crps_ratio_{b}") for k in metrics)]
     lines = ["  intervals, calibrated on the val days (their coverage there is in-sample); a CRPS ratio < 1 beats "
-             "the baseline:", f"  {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
-             + "".join(f"  {'CRPS / ' + LABELS[b]:<17}" for b in shown)]
+             "the baseline; MDE: the smallest difference in CRPS its DM test detects (80 % of the time, at 5 %):", f"  {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
+             + "".join(f"  {'CRPS / ' + LABELS[b]:<28}" for b in shown)]
     for split in ("val", "test"):
         if f"{split}/coverage_80" in metrics:
             m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
             lines.append(f"  {split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
                          f"{m['raw_coverage_80']:>6.2f}/{m['raw_coverage_95']:.2f}"
-                         + "".join(f"  {ratio_p(m, b):<17}" for b in shown))
+                         + "".join(f"  {ratio_p(m, b):<28}" for b in shown))
     return lines
 
 
@@ -244,7 +257,8 @@ def live_summary(evaluation) -> str:
              f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
              f"  {'persistence':<13}{m['persistence_mae']:>12,.2f}{m['persistence_rmse']:>12,.2f}",
              f"  MAE ratio {m['mae_ratio']:.4f} ({'beats' if m['mae_ratio'] < 1 else 'does not beat'} persistence), "
-             f"Diebold-Mariano p {_fmt(m['dm_p'], 3, 'g')}; {_direction(m)}"]
+             f"Diebold-Mariano p {_fmt(m['dm_p'], 3, 'g')}; {detects(m.get('dm_mde', float('nan')))}; "
+             f"{_direction(m)}"]
     horizons = sorted(int(k.split("/")[0][1:]) for k in m if k.startswith("h") and k.endswith("/mae_ratio"))
     if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
         lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
@@ -289,6 +303,7 @@ def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str
         f"{beats}/{len(seeds)} seeds" if several else ("yes" if beats else "no"),
         *[_fmt(rows.loc[b, ratio]) for b in baselines],
         f"{_fmt(p_values.min(), 2, 'g')}-{_fmt(p_values.max(), 2, 'g')}" if several else _fmt(p_values.iloc[0], 2, "g"),
+        percent(float(seeds[f"{units}/dm_mde"].median())) if f"{units}/dm_mde" in seeds else "n/a",
         _fmt(rows.loc["lstm.mean", "direction_accuracy"]),
     ]
 
@@ -310,9 +325,9 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy:
     fits were made (`policy_text`), said above the table."""
     baselines = [b for b in ("drift", "moving_average", "arima") if b in set(table["forecaster"])]
     header = ["fold", "test days", "days", "LSTM MAE ratio", "beats persistence",
-              *[f"{b} ratio" for b in baselines], "LSTM DM p", "LSTM direction"]
+              *[f"{b} ratio" for b in baselines], "LSTM DM p", "MDE", "LSTM direction"]
     lines = [f"MAE ratio to persistence in {units.upper()} ({coin}{'; ' + policy if policy else ''}); below 1 beats "
-             f"persistence.", "",
+             f"persistence; MDE: the smallest difference in MAE the DM test detects (80 % of the time, at 5 %).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fold, rows in table.groupby("fold", sort=False):
         lines.append("| " + " | ".join(_summary_row(fold, rows.set_index("forecaster"), baselines, units)) + " |")
@@ -327,11 +342,11 @@ def cost_text(epochs: dict[str, int], seconds: float, where: str) -> str:
     return f"Cost: {trained}; fits and forecasts took {seconds / 60:.1f} min on {where}."
 
 
-def backtest_text(pooled: float, beaten: str, dm_p: float, policy: str) -> str:
+def backtest_text(pooled: float, beaten: str, dm_p: float, mde: float, policy: str) -> str:
     """A backtest's description: its pooled MAE ratio to persistence and how its folds were fitted."""
     verdict = "beats" if pooled < 1 else "does not beat"
     return (f"Walk-forward backtest ({policy}): over all test days the LSTM's MAE ratio to persistence is {pooled:.3f} "
-            f"(seeds' mean; it {verdict} persistence, DM p {dm_p:.2g}); it beat persistence in {beaten} folds. "
+            f"(seeds' mean; it {verdict} persistence, DM p {dm_p:.2g}; {detects(mde)}); it beat persistence in {beaten} folds. "
             f"Each fold is a child run; the tables are backtest/*.md. {PERSISTENCE}")
 
 
@@ -355,9 +370,10 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     for name in names:
         header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]
     for baseline in comparators:
-        header += [f"LSTM/{LABELS[baseline]} CRPS", "DM p"]
+        header += [f"LSTM/{LABELS[baseline]} CRPS", "DM p", "MDE"]
     lines = [f"Prediction intervals ({coin}): coverage (nominal 0.80 / 0.95) and CRPS in percent of the last "
-             "close; a CRPS ratio below 1 beats the baseline.", "",
+             "close; a CRPS ratio below 1 beats the baseline; MDE: the smallest difference in CRPS the DM test "
+             "detects (80 % of the time, at 5 %).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fold, rows in table.groupby("fold", sort=False):
         rows = rows.set_index("forecaster")
@@ -367,8 +383,10 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
             cells += _interval_cells(rows, name)
         for baseline in comparators:
             p = seeds.get(f"crps_dm_p_{baseline}", pd.Series(dtype=float))
+            mde = seeds.get(f"crps_dm_mde_{baseline}", pd.Series(dtype=float))
             cells += [_fmt(rows.loc["lstm.mean"].get(f"crps_ratio_{baseline}", np.nan)),
-                      f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g")]
+                      f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g"),
+                      percent(float(mde.median()) if len(mde) else np.nan)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -31,10 +31,10 @@ INTERVAL_BASELINES = ("garch", "empirical", "rolling_gaussian", "har")  # what a
 SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+(?P<rest>/h\d+)?$")  # lstm.seed202, lstm.seed203/h2: one seed's rows
 UNCALIBRATED = ".uncalibrated"  # a forecaster's raw quantiles, before conformal calibration
 # A run's metrics (`Scores.named`): in its primary units, and these also in the other units.
-PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p")
+PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p", "dm_mde")
 BESIDE = ("mae", "persistence_mae", "mae_ratio")
 DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")
-PER_HORIZON = ("mae", "persistence_mae", "mae_ratio", "dm_stat", "dm_p")
+PER_HORIZON = ("mae", "persistence_mae", "mae_ratio", "dm_stat", "dm_p", "dm_mde")
 HORIZON_INTERVALS = ("coverage_80", "coverage_95", "width_95", "crps")  # and the ratios and DM p to each baseline
 HORIZON_COLUMNS = ("usd/mae", "usd/persistence_mae", "usd/mae_ratio", "usd/dm_p", "return/mae_ratio",
                    "direction_accuracy")
@@ -144,8 +144,8 @@ def _is_interval(key: str) -> bool:
 
 def _per_horizon_interval(key: str) -> bool:
     """Whether an interval metric is logged per horizon too: coverage, the 95 % width and the CRPS
-    (the model's and each baseline's, ``garch/crps``), and the CRPS ratios and DM p-values."""
-    return key.rsplit("/", 1)[-1] in HORIZON_INTERVALS or key.startswith(("crps_ratio_", "crps_dm_p_"))
+    (the model's and each baseline's, ``garch/crps``), and the CRPS ratios, DM p-values and detectable effects."""
+    return key.rsplit("/", 1)[-1] in HORIZON_INTERVALS or key.startswith(("crps_ratio_", "crps_dm_p_", "crps_dm_mde_"))
 
 
 def score(forecasts: Forecasts, units: str, groups: Mapping[str, Sequence[str]] | None = None,

@@ -15,7 +15,7 @@ from cryptolstm.config import RunConfig, load_config
 from cryptolstm.data.prepare import prepare_market
 from cryptolstm.progress import CountBar, EpochBar
 from cryptolstm.options import (BacktestOptions, EvaluateOptions, FetchOptions, PredictOptions, RefitOptions,
-                                RegisterOptions, ReportOptions, SearchOptions, TrainOptions)
+                                RegisterOptions, ReportOptions, SearchOptions, ServeOptions, TrainOptions)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def search(options: SearchOptions, env: Environment):
                                   single_process=options.n_workers == 1 and not is_parallel_safe(options.storage_url))
     result = run_search(space, market, options, tracker, progress=env.progress)
     registered = None
-    if result.best is not None and options.register:
+    if (result.best is not None or result.done_before) and options.register:
         registered = tracked_registry.register_pick(result.parent_run_id, base.coin)
     return result, uri, registered
 
@@ -94,7 +94,8 @@ def search(options: SearchOptions, env: Environment):
 def backtest(options: BacktestOptions, env: Environment):
     """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
     from cryptolstm import tracking
-    from cryptolstm.backtest.runner import backtest_config, check_scheduler, plan
+    from cryptolstm.backtest.cluster import check_scheduler
+    from cryptolstm.backtest.runner import backtest_config, plan
     from cryptolstm.tracking.backtest import tracked_backtest
     from cryptolstm.tracking.source import resolve
 
@@ -138,6 +139,19 @@ def predict(options: PredictOptions, env: Environment):
     model_name(options.coin)
     market = load_market(env.data_dir_for(options.data_dir), "2000-01-01")
     return forecast_with(options.coin, options.model_uri, market_rows(market.frame))
+
+
+def serve(options: ServeOptions, env: Environment) -> tuple[str, str]:
+    """`cryptolstm serve`: (the model's pinned URI, its label), once the model loads and forecasts
+    its coin: a damaged file is one sentence here, not a server's traceback later."""
+    from cryptolstm import tracking
+    from cryptolstm.registry import champion_uri
+    from cryptolstm.tracking.registry import load, resolve
+
+    tracking.use_tracking_uri(env.tracking_uri, read_only=True)
+    info = resolve(options.model_uri or champion_uri(options.coin))
+    load(info, None if options.model_uri else options.coin)
+    return info.pinned_uri, info.label
 
 
 def evaluate(options: EvaluateOptions, env: Environment):

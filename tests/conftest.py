@@ -257,9 +257,6 @@ def _ends_runs():
         mlflow.end_run()
 
 
-CUT = "2021-09-30"  # the registered tiny model's data ends here: 61 synthetic days follow it
-
-
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory, synthetic_data, _empty_store):
     """A store made once: version 1 of cryptolstm-btc, champion, a tiny Gaussian-head BTC model (so
@@ -378,14 +375,14 @@ def post_rows(port: int, rows: pd.DataFrame) -> dict:
 
 @contextlib.contextmanager
 def served(model_uri: str, cwd: Path, rows: pd.DataFrame, tracking_uri: str | None = None):
-    """``mlflow models serve`` of ``model_uri`` from ``cwd`` (a real server process, as in an activated
-    venv), once it has answered ``rows``: yields (port, that first answer); stops it after."""
+    """``cryptolstm serve --model-uri model_uri`` from ``cwd`` (a real server process: MLflow's, which
+    the command becomes), once it has answered ``rows``: yields (port, that first answer); stops it after."""
     import time
 
     env = cli_env(tracking_uri, PATH=f"{Path(sys.executable).parent}:{cli_env()['PATH']}")
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "cryptolstm", "serve", "--model-uri", model_uri,
+                               "--port", str(port)], cwd=cwd, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         answer, deadline = None, time.time() + 180

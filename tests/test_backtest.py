@@ -12,7 +12,8 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cryptolstm.backtest.runner import (NetworkMaker, backtest_config, fit_periods, forecasters, local_processes, plan,
+from cryptolstm.backtest.cluster import local_processes
+from cryptolstm.backtest.runner import (NetworkMaker, backtest_config, fit_periods, forecasters, plan,
                                         retrain_policy, run_backtest)
 from cryptolstm.backtest.tables import fold_table, metrics_table, predictions_frame
 from cryptolstm.cli import app
@@ -203,16 +204,33 @@ def _t3_cdf(t: float) -> float:
 def test_dm_test_against_a_value_worked_by_hand():
     # d = |e_a| - |e_b| = [0, 1, 2, 3]: mean 1.5, gamma0 = (2.25 + .25 + .25 + 2.25) / 4 = 1.25,
     # DM = 1.5 / sqrt(1.25 / 4) = 2.683; HLN factor sqrt((4 + 1 - 2) / 4) = sqrt(0.75) -> 1.5 * sqrt(2.4).
-    statistic, p = dm_test(np.array([1.0, 2.0, -3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]))
+    statistic, p, detectable = dm_test(np.array([1.0, 2.0, -3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]))
     assert statistic == pytest.approx(1.5 * math.sqrt(2.4), rel=1e-12)
+    # the detectable effect: (t3(0.975) + t3(0.80)) = 3.18245 + 0.97847 standard errors, the HLN-corrected
+    # error sqrt(1.25 / 4) / sqrt(0.75) = 0.645497, relative to b's mean loss |b| = 1.0
+    assert detectable == pytest.approx((3.182446 + 0.978472) * 0.645497, rel=1e-5)
     assert p == pytest.approx(2 * (1 - _t3_cdf(1.5 * math.sqrt(2.4))), rel=1e-9)
     assert p == pytest.approx(0.1029, abs=5e-4)
     # Swapping the forecasts flips the sign, not the p-value; squared loss is power 2.
     assert dm_test(np.array([1.0, -1.0, 1.0, 1.0]), np.array([1.0, 2.0, -3.0, 4.0]))[0] == pytest.approx(-statistic)
     # power 2, h = 2: d = [0, 3, 8, 15], mean 6.5; gammas (42.25 + 12.25 + 2.25 + 72.25) / 4 = 32.25 and ((-6.5)(-3.5) + (-3.5)(1.5) + (1.5)(8.5)) / 4 = 7.5625.
-    statistic2, _ = dm_test(np.array([1.0, 2.0, -3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]), h=2, power=2)
+    statistic2, _, _ = dm_test(np.array([1.0, 2.0, -3.0, 4.0]), np.array([1.0, -1.0, 1.0, 1.0]), h=2, power=2)
     variance = (32.25 + 2 * 7.5625) / 4
     assert statistic2 == pytest.approx(6.5 / math.sqrt(variance) * math.sqrt((4 + 1 - 4 + 2 / 4) / 4), rel=1e-12)
+
+
+def test_the_detectable_effect_is_detected_80_percent_of_the_time():
+    """Plant a difference in mean loss equal to the detectable effect the test reports (on 400 days of
+    i.i.d. absolute-t losses, as a CRPS is): the test rejects at 5 % in about 80 % of 2,000 draws."""
+    rng = np.random.default_rng(3)
+    n, draws = 400, 2000
+    base = np.abs(rng.standard_t(5, size=(draws, n)))
+    other = np.abs(rng.standard_t(5, size=(draws, n)))
+    effect = np.median([dm_test(other[i], base[i])[2] for i in range(200)])  # what the test says it detects
+    shifted = other + effect * base.mean()  # a loss larger by that relative difference
+    rejected = np.mean([dm_test(shifted[i], base[i])[1] < 0.05 for i in range(draws)])
+    assert 0.05 < effect < 0.2
+    assert rejected == pytest.approx(0.80, abs=0.04)
 
 
 def test_dm_test_of_identical_forecasts_is_undefined_not_significant():

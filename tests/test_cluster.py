@@ -1,19 +1,26 @@
 """Backtests on a Dask cluster (`--cluster tcp://HOST:PORT`): a local cluster of two worker processes
-on 127.0.0.1 forecasts what one process forecasts, and a worker killed mid-run has its jobs rerun."""
+on 127.0.0.1 forecasts what one process forecasts, and a worker killed mid-run has its jobs rerun;
+a cluster left with no worker, or whose scheduler dies, fails the backtest in one sentence."""
 
+import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from mlflow import MlflowClient
 
 from cryptolstm.backtest.runner import run_backtest
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import ConfigError
 from cryptolstm.options import BacktestOptions
+from cryptolstm.workflows import Environment, backtest
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +89,99 @@ def test_an_address_where_no_scheduler_answers_is_one_sentence(synthetic_market)
 def test_the_cluster_option_takes_a_scheduler_address_only():
     with pytest.raises(ConfigError, match="cluster must be a Dask scheduler's address"):
         BacktestOptions(cluster="127.0.0.1:8786")
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _kill_when_busy(address: str, process: subprocess.Popen, running: threading.Thread) -> bool:
+    """SIGKILL ``process`` as soon as the scheduler at ``address`` says a job runs; whether it did."""
+    with Client(address, timeout="30s") as client:
+        deadline = time.time() + 120
+        while time.time() < deadline and running.is_alive():
+            if any(client.processing().values()):
+                process.kill()
+                return True
+            time.sleep(0.2)
+    return False
+
+
+def _in_thread(call) -> tuple[threading.Thread, dict]:
+    done: dict = {}
+
+    def run():
+        try:
+            done["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 - what the test checks
+            done["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
+@pytest.fixture
+def scheduler_only():
+    """A Dask scheduler on 127.0.0.1 with no worker."""
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as made:
+        yield made.scheduler_address
+
+
+def test_a_cluster_with_no_worker_says_so_and_gives_up(scheduler_only, synthetic_market, caplog):
+    options = BacktestOptions(**OPTIONS, cluster=scheduler_only, worker_wait=2)
+    with caplog.at_level(logging.WARNING), pytest.raises(ConfigError) as refused:
+        run_backtest(CFG, synthetic_market, options)
+    assert str(refused.value) == (f"no Dask worker was connected to {scheduler_only} for 2 s; start one with "
+                                  f"`dask worker {scheduler_only}` and run the same command (--worker-wait sets how "
+                                  f"long to wait).")
+    assert f"no Dask worker is connected to {scheduler_only}; waiting up to 2 s for one" in caplog.text
+
+
+def test_the_only_worker_killed_mid_run_fails_the_backtest_in_one_sentence(scheduler_only, synthetic_market):
+    worker = _start("distributed.cli.dask_worker", scheduler_only, "--no-nanny", "--nthreads", "1", "--no-dashboard")
+    try:
+        with Client(scheduler_only, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        options = BacktestOptions(**OPTIONS, cluster=scheduler_only, worker_wait=3)
+        thread, done = _in_thread(lambda: run_backtest(CFG, synthetic_market, options))
+        killed = _kill_when_busy(scheduler_only, worker, thread)
+        thread.join(timeout=120)
+    finally:
+        worker.kill()
+    assert killed and not thread.is_alive(), "the backtest waited for ever"
+    assert isinstance(done.get("error"), ConfigError), done
+    assert str(done["error"]).startswith(f"no Dask worker was connected to {scheduler_only} for 3 s")
+
+
+def test_the_scheduler_dying_mid_run_is_the_runs_error_tag(tracking, tmp_path, synthetic_data, capfd):
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    scheduler = _start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                       "--no-dashboard")
+    worker = _start("distributed.cli.dask_worker", address, "--no-nanny", "--nthreads", "1", "--no-dashboard")
+    (tmp_path / "tiny.yaml").write_text("merge_date: 2021-01-01\nlayers: 1\nneurons: 4\nepochs: 2\nbatch_size: 64\n"
+                                       "seed: 7\n")
+    options = BacktestOptions(config=str(tmp_path / "tiny.yaml"), coin="BTC", data_dir=str(synthetic_data),
+                              **OPTIONS, cluster=address)
+    try:
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+        thread, done = _in_thread(lambda: backtest(options, Environment(progress=False)))
+        killed = _kill_when_busy(address, scheduler, thread)
+        thread.join(timeout=120)
+    finally:
+        worker.kill()
+        scheduler.kill()
+    assert killed and not thread.is_alive(), "the backtest waited for ever"
+    sentence = (f"the Dask scheduler at {address} went away during the backtest; start it and its workers again, "
+                f"then run the same command.")
+    assert isinstance(done.get("error"), ConfigError) and str(done["error"]) == sentence, done
+    (run,) = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    assert (run.info.status, run.data.tags["error"]) == ("FAILED", sentence)
+    assert "Traceback" not in capfd.readouterr().err

@@ -292,7 +292,7 @@ def test_an_empty_value_in_an_experiment_file_is_one_sentence(tmp_path, text):
 # --- a frame without the columns a feature reads ---------------------------------------------
 
 def test_a_served_model_refuses_rows_without_a_features_columns_in_one_sentence(prices):
-    from cryptolstm.forecaster import prepare_rows
+    from cryptolstm.rows import prepare_rows
     from cryptolstm.windowing import market_rows
 
     cfg = RunConfig(features="close,parkinson", window_len=5)

@@ -15,7 +15,8 @@ from scipy.stats import norm
 
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.forecaster import example_rows, forecast, input_columns, prepare_rows
+from cryptolstm.forecaster import example_rows, forecast
+from cryptolstm.rows import check_trained_on, input_columns, prepare_rows
 from cryptolstm.inference import NetworkForecaster
 from cryptolstm.intervals import LEVELS
 from cryptolstm.windowing import input_rows
@@ -48,6 +49,37 @@ def test_bad_rows_give_one_sentence(change, words):
     with pytest.raises(DataError) as refused:
         prepare_rows(change(ROWS.copy()), CFG)
     assert str(refused.value) == words
+
+
+RANGES = RunConfig(features="close,parkinson", window_len=5)  # reads BTC's and ETH's high, low and close
+
+
+@pytest.mark.parametrize("column, factor", [("BTC_high", 0.5), ("ETH_low", 2.0), ("BTC_open", 3.0)])
+def test_a_day_whose_high_is_not_above_its_open_close_and_low_is_refused(column, factor):
+    rows = input_rows(synthetic_frame(10, seed=1), RANGES).assign(BTC_open=lambda r: r["BTC_close"])
+    rows.loc[rows.index[-2], column] *= factor
+    with pytest.raises(DataError) as refused:
+        prepare_rows(rows, RANGES)
+    assert str(refused.value) == (f"the input's {column[:3]} row of {rows['date'].iloc[-2]} is not a day's prices: its "
+                                  f"high must be at least its open, close and low, and its low at most its open and close.")
+
+
+def test_rows_are_checked_against_the_prices_the_model_trained_on():
+    frame = synthetic_frame(40, seed=1)
+    record = {"first_date": "2020-01-01", "columns": {c: frame[c].iloc[:30].tolist() for c in CFG_COLUMNS}}
+    same = prepare_rows(example_rows(frame.iloc[:30], CFG), CFG)
+    check_trained_on(record, same)  # the days it trained on, as they were
+    check_trained_on(record, prepare_rows(example_rows(frame, CFG), CFG))  # later days
+    check_trained_on(None, same.assign(BTC_close=same["ETH_close"]))  # a model that recorded no prices
+    with pytest.raises(DataError, match=r"^the input's prices are not those this model was trained on: BTC_close on "
+                                        r"2020-01-29 is [\d.]+ there but was [\d.]+ \(1 of the 7 shared days differ\)"):
+        check_trained_on(record, same.assign(BTC_close=same["BTC_close"].where(same.index != "2020-01-29", 1.0)))
+    later = prepare_rows(example_rows(frame, CFG), CFG)
+    with pytest.raises(DataError, match=r"^the input's BTC_close / ETH_close on 2020-02-03 is 1, while it was "):
+        check_trained_on(record, later.assign(BTC_close=later["ETH_close"]))
+
+
+CFG_COLUMNS = ["BTC_close", "BTC_volume", "ETH_close", "ETH_volume"]
 
 
 def test_rows_are_sorted_the_last_window_kept_and_extra_columns_ignored():

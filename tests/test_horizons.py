@@ -94,7 +94,7 @@ def test_dm_test_with_lags_against_a_value_worked_by_hand():
     statistic = 2.0552708
     from scipy import stats
 
-    got, p = dm_test(a, b, h=2)
+    got, p, _ = dm_test(a, b, h=2)
     assert got == pytest.approx(statistic, rel=1e-6) and p == pytest.approx(2 * stats.t.sf(statistic, df=5), rel=1e-5)
     assert dm_test(a, b, h=1)[0] != got  # the lag changes the variance
 

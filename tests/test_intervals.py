@@ -75,7 +75,8 @@ def test_interval_scores_beside_a_baseline_in_both_units():
     assert out["crps"] == pytest.approx(mine_days.mean(), rel=1e-12)
     assert out["crps_ratio_wide"] == pytest.approx(mine_days.mean() / wide_days.mean(), rel=1e-12)
     assert out["crps_ratio_wide"] < 1.0  # the sharper forecast is right here: every day lies within 2 of its sds
-    assert (out["crps_dm_stat_wide"], out["crps_dm_p_wide"]) == pytest.approx(dm_test(mine_days, wide_days), rel=1e-12)
+    assert (out["crps_dm_stat_wide"], out["crps_dm_p_wide"], out["crps_dm_mde_wide"]) == pytest.approx(
+        dm_test(mine_days, wide_days), rel=1e-12)
     # In USD on a 100 USD close every width and CRPS is 100 times the return's.
     assert out["crps_usd"] == pytest.approx(100 * out["crps"], rel=1e-9)
     assert out["width_95_usd"] == pytest.approx(100 * out["width_95"], rel=1e-9)

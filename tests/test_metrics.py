@@ -83,7 +83,7 @@ def test_dm_test_by_hand():
     a, b = np.array([1.0, -2.0, 3.0, 4.0]), np.array([2.0, 2.0, -2.0, 2.0])
     # d = |a| - |b| = [-1, 0, 1, 2]: mean 0.5, gamma0 = (2.25 + 0.25 + 0.25 + 2.25) / 4 = 1.25; n = 4, h = 1:
     # 0.5 / sqrt(1.25 / 4) * sqrt((4 + 1 - 2) / 4) = sqrt(3 / 5)
-    statistic, p = dm_test(a, b)
+    statistic, p, _ = dm_test(a, b)
     assert statistic == pytest.approx(math.sqrt(0.6), rel=1e-12)
     assert p == pytest.approx(2 * stats.t.sf(math.sqrt(0.6), df=3), rel=1e-12)
     assert dm_test(b, a)[0] == pytest.approx(-math.sqrt(0.6), rel=1e-12)  # the sign says which is better

@@ -362,3 +362,23 @@ def test_ctrl_c_while_a_command_starts_is_one_sentence(tmp_path, command):
     time.sleep(0.5)
     err = _ctrl_c(proc)
     assert proc.returncode == 130 and err.startswith("interrupted") and err.count("\n") == 1, err[-3000:]
+
+
+INTERRUPTED_ON_EXIT = """
+import atexit, os, signal, sys, time
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(30)))  # the last exit handler
+from cryptolstm.__main__ import main
+sys.argv = ["cryptolstm", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_a_command_ended_is_one_sentence(tmp_path):
+    """Promise: a Ctrl-C while the process exits (the command's work done and printed, the
+    libraries' exit handlers running) is one sentence and exit 130, not a silent 130."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_ON_EXIT, "data", "list"], cwd=tmp_path,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.endswith("interrupted while exiting, after the command had ended (what it printed stands).\n")
+    assert "Traceback" not in done.stderr

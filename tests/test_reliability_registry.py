@@ -11,6 +11,8 @@ and says, not how it starts).
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -26,9 +28,10 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.data import load_market
-from cryptolstm.forecaster import MAX_ROWS, example_rows
+from cryptolstm.forecaster import example_rows
+from cryptolstm.rows import MAX_ROWS
 from cryptolstm.tracking import tracked_train
-from tests.conftest import all_runs, cli_env, post_rows, served
+from tests.conftest import CUT, all_runs, cli_env, post_rows, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -74,6 +77,7 @@ def test_a_refit_killed_between_its_version_and_the_alias_is_completed_and_found
     again = CliRunner().invoke(app, refit[:-3] + ["--data-dir", str(synthetic_data)])
     assert again.exit_code == 0, again.output[-2000:]
     assert "this refit was made already, from the same model and data, as version 2" in again.stdout
+    assert "its validation MAE ratio to persistence is" in again.stdout and "test MAE ratio" not in again.stdout
     assert "refit epochs" not in again.stderr and {r.info.run_id for r in all_runs(client)} == runs  # nothing trained
     after = _versions(client)
     assert [str(v.version) for v in after] == ["1", "2"]  # nothing was added
@@ -100,22 +104,52 @@ def test_a_register_killed_between_its_version_and_the_alias_is_completed_by_the
 
 
 def _refused(port: int, rows: pd.DataFrame) -> str:
+    """The sentence of the HTTP 400 answer to ``rows`` (the whole message: no echo of the input)."""
     with pytest.raises(urllib.error.HTTPError) as info:
         post_rows(port, rows)
     assert info.value.code == 400
-    return info.value.read().decode()
+    answer = json.loads(info.value.read().decode())
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE" and "\n" not in answer["message"], answer
+    return answer["message"]
 
 
-def test_a_served_model_answers_absurd_or_oversized_requests_with_400_and_one_sentence(champion, champion_store):
+def test_a_served_model_answers_absurd_or_false_requests_with_400_and_one_sentence(champion, champion_store):
+    """Served as the README serves it (`cryptolstm serve`). The request's days follow the model's
+    training data (to CUT); the days it trained on are those of `trained`."""
     cwd, _ = champion
-    rows = example_rows(load_market(champion_store.data, champion_store.cfg.merge_date).frame)
+    frame = load_market(champion_store.data, champion_store.cfg.merge_date).frame
+    rows, trained = example_rows(frame), example_rows(frame.loc[:CUT])
     with served("models:/cryptolstm-btc@champion", cwd, rows, f"sqlite:///{cwd / 'mlflow.db'}") as (port, answer):
         absurd = rows.copy()
         absurd.loc[absurd.index[-1], "BTC_volume"] = 1e300
-        said = _refused(port, absurd)
-        assert "BTC_volume" in said and "1e+14" in said and "Traceback" not in said
+        assert _refused(port, absurd).startswith("the input's BTC_volume on ")
         many = pd.DataFrame({c: np.resize(rows[c].to_numpy(), MAX_ROWS + 1) for c in rows.columns})
         many["date"] = pd.date_range("1960-01-01", periods=MAX_ROWS + 1).strftime("%Y-%m-%d")
-        said = _refused(port, many)
-        assert f"a request may send at most {MAX_ROWS:,} daily rows" in said
+        assert _refused(port, many) == f"the input has {MAX_ROWS + 1} rows; a request may send at most {MAX_ROWS:,} daily rows."
+        assert _refused(port, rows.drop(columns=["ETH_close"])) == (
+            "the input lacks column(s) ETH_close; it needs date, BTC_close, BTC_volume, ETH_close, ETH_volume.")
+        # ETH's prices in BTC's columns: the two closes' ratio is 1, far from any day it trained on
+        swapped = rows.assign(BTC_close=rows["ETH_close"], BTC_volume=rows["ETH_volume"])
+        said = _refused(port, swapped)
+        assert re.match(r"the input's BTC_close / ETH_close on 2021-\d\d-\d\d is 1, while it was [\d.]+ to [\d.]+ on the "
+                        r"days this model trained on", said), said
+        assert said.endswith("these rows are not BTC's and ETH's prices in their columns.")
+        # the days it trained on must hold the prices it trained on
+        edited = trained.copy()
+        edited.loc[edited.index[-2], "BTC_close"] *= 1.01
+        assert _refused(port, edited).startswith(f"the input's prices are not those this model was trained on: "
+                                                 f"BTC_close on {edited['date'].iloc[-2]} is ")
+        assert post_rows(port, trained)["predictions"][0]["date"] == "2021-10-01"  # the true ones it forecasts
         assert post_rows(port, rows)["predictions"] == answer["predictions"]  # and it still serves
+
+
+def test_serve_refuses_a_damaged_model_in_one_sentence_before_any_server_starts(champion):
+    cwd, client = champion
+    version = client.get_model_version_by_alias("cryptolstm-btc", "champion")
+    (onnx,) = Path(client.get_model_version_download_uri("cryptolstm-btc", version.version).removeprefix("file://")
+                   ).rglob("*.onnx")
+    onnx.write_bytes(onnx.read_bytes()[:200])
+    done = CliRunner().invoke(app, ["serve", "--coin", "BTC", "--port", "1"])
+    assert done.exit_code == 2
+    assert done.output.startswith("error: cannot load models:/cryptolstm-btc/1: its artifact ") and "not a valid ONNX model" in done.output
+    assert len(done.output.strip().splitlines()) == 1 and "Traceback" not in done.output

@@ -127,9 +127,36 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(sea
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len({str(t.params) for t in study.trials}) == 4
-    # Nothing left to do: a third call runs no trial.
-    _search(space, market, _options(tmp_path, **{**STUDY, "n_trials": 4}))
+    # Nothing left to do: a third call runs no trial and changes no run (state, name, tags).
+    before = client.get_run(first.parent_run_id)
+    third = _search(space, market, _options(tmp_path, **{**STUDY, "n_trials": 4}))
+    assert third.done_before and third.best is None and third.parent_run_id == first.parent_run_id
+    after = client.get_run(first.parent_run_id)
+    assert (after.info.status, after.info.end_time, after.data.tags) == (
+        "FINISHED", before.info.end_time, before.data.tags)
     assert len(_children(client, first.parent_run_id)) == 4
+
+
+def test_a_finished_study_run_again_says_so_and_completes_a_cut_short_registration(searched, tmp_path):
+    """`search --register` killed between the version and its alias, then run again as typed."""
+    from cryptolstm.tracking.registry import register_pick
+
+    client, parent = MlflowClient(), searched.first.parent_run_id
+    version = register_pick(parent, "BTC").version
+    client.delete_registered_model_alias("cryptolstm-btc", "champion")  # the alias never moved
+    before = client.get_run(parent)
+    args = ["search", "--space", str(searched.space.path), "--data-dir", searched.space.base.data_dir,
+            "--merge-date", MERGE, "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+            "--n-trials", "3", "--max-epochs", "2", "--seed", "11", "--prune", "false", "--register", "--quiet"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    first = done.output.splitlines()[0]
+    assert first.startswith("study s is finished (3 trials; best val/mae_ratio ") and parent in first
+    assert "nothing was run or changed" in first and "still running" not in done.output
+    assert str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version) == version
+    after = client.get_run(parent)
+    assert (after.info.status, after.info.end_time, after.data.tags) == (
+        "FINISHED", before.info.end_time, before.data.tags)
 
 
 def test_same_seed_same_trial_parameters(searched, tmp_path, market):

@@ -14,20 +14,17 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import functools
-import multiprocessing
-import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from cryptolstm import noise
+from cryptolstm.backtest.cluster import executor_for
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
-from cryptolstm.errors import ConfigError, DataError
+from cryptolstm.errors import DataError
 from cryptolstm.features import closes
 from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
@@ -166,76 +163,6 @@ def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[Perio
     for fold in made:
         _check_fold(cfg, frame, fold)
     return made
-
-
-def _start_worker(threads: int) -> None:
-    """Worker initialiser: TensorFlow in this process uses ``threads`` cores, and the libraries'
-    loggers are as quiet as in the command's own process (`noise.set_logger_levels`)."""
-    import tensorflow as tf
-
-    noise.set_logger_levels()
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-@contextlib.contextmanager
-def local_processes(workers: int) -> Iterator[futures.Executor | None]:
-    """``workers`` spawned processes (TensorFlow is not fork-safe), each with ``cores // workers``
-    TensorFlow threads; None (this process) for one worker."""
-    if workers == 1:
-        yield None
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_start_worker, initargs=(threads,)) as pool:
-        yield pool
-
-
-CONNECT_SECONDS = 15  # how long a backtest waits for a Dask scheduler before it gives up
-START = "start one with `dask scheduler` and its workers with `dask worker {address}` (docs/distributed.md)"
-
-
-def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
-    """One sentence, before any run exists, when nothing can answer at ``address`` (tcp://HOST:PORT):
-    a host that does not resolve or a refused connection at once, silence after ``seconds``."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address)
-    host, port = parts.hostname, parts.port or 8786  # 8786: Dask's default scheduler port
-    try:
-        socket.create_connection((host, port), timeout=seconds).close()
-    except socket.gaierror:
-        raise ConfigError(f"the Dask scheduler's host {host} (in {address}) does not resolve; check the "
-                          "address.") from None
-    except ConnectionRefusedError:
-        raise ConfigError(f"nothing listens at {address} (connection refused); {START.format(address=address)}.") from None
-    except OSError as exc:
-        raise ConfigError(f"no Dask scheduler answers at {address} within {seconds} s ({exc.__class__.__name__}); "
-                          f"{START.format(address=address)}.") from None
-
-
-@contextlib.contextmanager
-def dask_cluster(address: str) -> Iterator[futures.Executor]:
-    """A ``concurrent.futures`` executor of the Dask cluster whose scheduler is at ``address``: each
-    chain of fits is one task (Dask reruns the tasks of a worker that dies); one sentence when no
-    scheduler answers there."""
-    from distributed import Client
-
-    check_scheduler(address)
-    try:
-        client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"no Dask scheduler answers at {address} within {CONNECT_SECONDS} s ({exc.__class__.__name__}); "
-                          f"{START.format(address=address)}.") from None
-    with client:
-        yield client.get_executor(pure=False)
-
-
-def executor_for(options: BacktestOptions):
-    """Where the backtest's chains of fits run: a Dask cluster (``options.cluster``), else local
-    processes (``options.workers``; one: this process)."""
-    return dask_cluster(options.cluster) if options.cluster else local_processes(options.workers)
 
 
 def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Forecasts) -> FoldResult:

@@ -54,6 +54,11 @@ class SearchEngine(Protocol):
         """The engine's plots of the study, by artifact path."""
         ...
 
+    def finished_parent(self) -> str | None:
+        """The parent run of a study an earlier command finished (nothing left to run, its finish
+        claimed); None while anything is left to do."""
+        ...
+
     def claim_finish(self) -> bool:
         """True for exactly one worker once no trial can still run: the one that finishes the study."""
         ...

@@ -175,6 +175,9 @@ class KerasTunerEngine:
     def figures(self) -> dict:
         return {}
 
+    def finished_parent(self) -> None:
+        return None  # every command is a new parent run
+
     def claim_finish(self) -> bool:
         return True
 

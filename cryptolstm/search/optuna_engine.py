@@ -130,6 +130,9 @@ class OptunaEngine:
                 log.warning("optuna plot %s skipped: %s", name, exc)
         return drawn
 
+    def finished_parent(self) -> str | None:
+        return self.handle.finished_parent(self.options.n_trials)
+
     def claim_finish(self) -> bool:
         return self.handle.claim_finish()
 

@@ -161,6 +161,15 @@ class StudyHandle:
         with FileLock(Path(tempfile.gettempdir()) / f"cryptolstm-study-{key}.lock"):
             yield
 
+    def finished_parent(self, n_trials: int) -> str | None:
+        """The study's parent run if an earlier command finished the study: ``n_trials`` or more
+        trials finished, none running, and the finish claimed at that count. None otherwise."""
+        done = finished(self.study)
+        attrs = self.study.user_attrs
+        if self.follower or done < n_trials or attrs.get(FINISH_ATTR) != done or self.live_running():
+            return None
+        return attrs.get(PARENT_ATTR)
+
     def claim_finish(self) -> bool:
         """True for exactly one worker once no trial can still be running: the one that re-trains
         the chosen config and ends the parent run. Followers never do."""

@@ -43,6 +43,10 @@ class SearchTracker(Protocol):
         """The chosen config re-trained and tested, on the parent run, which ends FINISHED."""
         ...
 
+    def status(self, parent_id: str) -> str:
+        """The parent run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``)."""
+        ...
+
     def ended(self, parent_id: str, status: str, error: str | None = None) -> None:
         """The parent run ended ``FAILED`` (``error``: the sentence the user saw) or ``KILLED`` (no
         other worker is logging to it)."""

@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from cryptolstm import plots
 from cryptolstm.data import Market
 from cryptolstm.errors import error_tag
-from cryptolstm.render import NOTE, live_text
+from cryptolstm.render import NOTE, detects, live_text
 from cryptolstm.tracking.commands import command_run, finish
 from cryptolstm.tracking.describe import run_version_text
 from cryptolstm.tracking.runs import coin_experiment, ui_url
@@ -65,7 +65,7 @@ def _tags(ref, cfg, result, market: Market, run_id: str) -> dict[str, str]:
     note = (f"{ref.label} ({cfg.coin}, {cfg.protocol} protocol) scored on {result.n_days} {days}, "
             f"{result.first}..{result.last}, one day ahead, without refitting: MAE {m['live/mae']:,.2f} USD "
             f"against persistence's {m['live/persistence_mae']:,.2f} (ratio {m['live/mae_ratio']:.4f}, "
-            f"DM p {m['live/dm_p']:.3g}). Links: {links}. Per-day forecasts: live/forecasts.csv.")
+            f"DM p {m['live/dm_p']:.3g}; {detects(m.get('live/dm_mde', float('nan')))}). Links: {links}. Per-day forecasts: live/forecasts.csv.")
     return {"cryptolstm.entry": "evaluate", "coin": cfg.coin, "protocol": cfg.protocol,
             "mlflow.runName": f"live {m['live/mae_ratio']:.3f} · evaluate-{cfg.coin.lower()}-{version}", NOTE: note,
             "evaluated.model_uri": ref.uri, "evaluated.model": ref.name or "", "evaluated.version": ref.version or "",
@@ -84,6 +84,7 @@ def _tag_version(client: MlflowClient, ref, result, run_id: str) -> None:
               "live.run": run_id}
     for key, value in values.items():
         client.set_model_version_tag(ref.name, ref.version, key, value)
-    live = live_text(result.first, result.last, result.n_days, m["live/mae_ratio"], m["live/dm_p"], run_id)
+    live = live_text(result.first, result.last, result.n_days, m["live/mae_ratio"], m["live/dm_p"],
+                     m.get("live/dm_mde", float("nan")), run_id)
     source = client.get_run(ref.run_id)
     client.update_model_version(ref.name, ref.version, description=f"{run_version_text(source)} {live}")

@@ -14,7 +14,7 @@ from mlflow.entities import Run
 
 from cryptolstm.errors import ConfigError
 from cryptolstm.registry import ALIAS
-from cryptolstm.render import values_text
+from cryptolstm.render import percent, values_text
 from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
 
@@ -75,18 +75,20 @@ def _backtest_section(backtests: list[Run]) -> list[str]:
     if not backtests:
         return lines + ["None yet: `cryptolstm backtest --config <file, run id or models:/ URI>`.", ""]
     lines += ["| run | source | folds | LSTM MAE ratio (seeds' mean ± sd) | drift | moving average | ARIMA "
-              "| folds beating persistence | LSTM DM p (seeds) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| folds beating persistence | LSTM DM p (seeds) | MDE |", "|---|---|---|---|---|---|---|---|---|---|"]
     for run in backtests:
         m, p, t = run.data.metrics, run.data.params, run.data.tags
         seeds_p = [v for k, v in m.items() if k.startswith("lstm.seed") and k.endswith("/usd/dm_p")]
         p_cell = f"{min(seeds_p):.2g}-{max(seeds_p):.2g}" if seeds_p else "-"
+        mdes = sorted(v for k, v in m.items() if k.startswith("lstm.seed") and k.endswith("/usd/dm_mde"))
+        mde_cell = percent(mdes[len(mdes) // 2]) if mdes else "-"
         lines.append(
             f"| {_link(run)} | {t.get('backtest.source', '?')} | {p.get('backtest.folds', '?')} x "
             f"{p.get('backtest.fold_months', '?')}m, {p.get('backtest.start', '?')}..{p.get('backtest.end', '?')}, "
             f"{p.get('backtest.seeds', '?')} seeds | {_num(m.get('lstm.mean/usd/mae_ratio'))} ± "
             f"{_num(m.get('lstm.std/usd/mae_ratio'))} | {_num(m.get('drift/usd/mae_ratio'))} | "
             f"{_num(m.get('moving_average/usd/mae_ratio'))} | {_num(m.get('arima/usd/mae_ratio'))} | "
-            f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} |"
+            f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} |"
         )
     return lines + [""]
 
@@ -99,14 +101,16 @@ def _interval_section(runs: list[Run]) -> list[str]:
         return []
     lines = ["## Prediction intervals", "",
              "Coverage of the calibrated 80 % / 95 % intervals on the test days (walk-forward: all folds' days, "
-             "seeds' mean) and the CRPS ratio to GARCH(1,1)-t and to the empirical quantiles (below 1 beats them; DM p).", "",
+             "seeds' mean) and the CRPS ratio to GARCH(1,1)-t and to the empirical quantiles (below 1 beats them; DM p and "
+             "MDE, the smallest difference in CRPS that test detects 80 % of the time at 5 %).", "",
              "| run | kind | coverage 80 / 95 | CRPS ratio GARCH (p) | CRPS ratio empirical (p) |", "|---|---|---|---|---|"]
     for run, prefix in [*((r, "test/") for r in trained), *((r, "lstm.mean/") for r in backtests)]:
         m = {k.removeprefix(prefix): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
         lines.append(f"| {_link(run)} {run.info.run_name} | {_kind(run)} | {_num(m.get('coverage_80'), 2)} / "
                      f"{_num(m.get('coverage_95'), 2)} | {_num(m.get('crps_ratio_garch'), 3)} "
-                     f"({_num(m.get('crps_dm_p_garch'), 3)}) | {_num(m.get('crps_ratio_empirical'), 3)} "
-                     f"({_num(m.get('crps_dm_p_empirical'), 3)}) |")
+                     f"({_num(m.get('crps_dm_p_garch'), 3)}, MDE {percent(m.get('crps_dm_mde_garch', math.nan))}) | "
+                     f"{_num(m.get('crps_ratio_empirical'), 3)} ({_num(m.get('crps_dm_p_empirical'), 3)}, "
+                     f"MDE {percent(m.get('crps_dm_mde_empirical', math.nan))}) |")
     return lines + [""]
 
 

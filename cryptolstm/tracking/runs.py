@@ -164,12 +164,17 @@ def log_model(made: Package, result: TrainResult) -> None:
     daily rows in, forecast closes in USD out; the package travels with it. Each Keras model (with
     its optimizer's state) is also a run artifact, ``keras/lstm.keras`` (``lstm-1.keras``... for an
     ensemble's further members): what a warm start reads."""
+    from mlflow.types import ColSpec, Schema
+
     from cryptolstm.forecaster import PARAMS, LstmForecaster, forecast, load_forecaster
 
     with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         output = forecast(load_forecaster(made.artifacts), made.example)
         signature = mlflow.models.infer_signature(made.example, output, params=PARAMS)
+    # Every input column optional: MLflow's own check of a missing one answers with the whole input
+    # frame; the model's says which columns it needs in one sentence (`cryptolstm.rows.prepare_rows`).
+    signature.inputs = Schema([ColSpec(c.type, c.name, required=False) for c in signature.inputs.inputs])
     info = mlflow.pyfunc.log_model(
         name=PYFUNC, python_model=LstmForecaster(), artifacts=made.artifacts,
         code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package

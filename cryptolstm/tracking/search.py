@@ -171,6 +171,9 @@ class MlflowSearchTracker:
             value = summary.get("search/best_value", best.metrics.get(objective, float("nan")))
             mlflow.set_tag(NOTE, study_text(tags.get("study_name", "?"), objective, value, best_values, best.metrics))
 
+    def status(self, parent_id: str) -> str:
+        return mlflow.MlflowClient().get_run(parent_id).info.status
+
     def ended(self, parent_id: str, status: str, error: str | None = None) -> None:
         client = mlflow.MlflowClient()
         if error:

@@ -286,7 +286,8 @@ def find_refit(key: str, coin: str) -> tuple[str, Registration] | None:
     reason = (f"this refit was made already, from the same model and data, as version {number} "
               f"(run {tags.get('source_run')}); nothing was trained or added")
     return tags.get("source_run", ""), Registration(name, number, _champion_version(client, name) == number, reason,
-                                                    ratio < 1.0, ratio, added=False)
+                                                    ratio < 1.0, ratio, added=False,
+                                                    ratio_split="test" if tags.get("test/mae_ratio") else "validation")
 
 
 def register_pick(run_id: str, coin: str) -> Registration:

@@ -1,0 +1,134 @@
+"""A model's input rows: the raw daily columns it reads, checked as the file loader checks a price
+file (plausible values, a day's high above its low, consecutive days), and against the prices the
+model was trained on. The pyfunc (`cryptolstm.forecaster`) refuses rows that fail, as `evaluate`
+and `refit` refuse a price directory that fails (`cryptolstm.live.check_prices`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cryptolstm import features
+from cryptolstm.config import COINS, RunConfig
+from cryptolstm.errors import DataError
+from cryptolstm.windowing import min_rows
+
+MAX_ROWS = 20_000  # the most daily rows one request may send (55 years): a larger one is refused, not read
+PRICE_TOLERANCE = 1e-6  # the relative difference two copies of a price may have (they are 32-bit floats upstream)
+RATIO_MARGIN = 4.0  # how far outside its training range the two coins' close ratio may go before rows are refused
+
+
+def input_columns(cfg: RunConfig) -> list[str]:
+    """The columns a model of ``cfg`` reads: ``date`` and its features' raw columns."""
+    return ["date", *features.required(cfg.feature_names, COINS, cfg.coin)]
+
+
+def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> pd.DataFrame:
+    """The model's input columns of ``rows``, validated and sorted by date, indexed by date (the last
+    `min_rows` rows unless ``every_day``); one sentence (`DataError`) otherwise."""
+    needed, fewest = input_columns(cfg), min_rows(cfg)
+    if not isinstance(rows, pd.DataFrame):
+        raise DataError("the input must be a table of daily rows.")
+    missing = [c for c in needed if c not in rows.columns]
+    if missing:
+        raise DataError(f"the input lacks column(s) {', '.join(missing)}; it needs {', '.join(needed)}.")
+    if len(rows) < fewest:
+        raise DataError(f"the input has {len(rows)} row(s); this model needs at least {fewest} daily rows.")
+    if len(rows) > MAX_ROWS:
+        raise DataError(f"the input has {len(rows)} rows; a request may send at most {MAX_ROWS:,} daily rows.")
+    dates = pd.to_datetime(rows["date"], errors="coerce", format="ISO8601")
+    if dates.isna().any():
+        raise DataError(f"the input's date {rows['date'][dates.isna()].iloc[0]!r} is not a YYYY-MM-DD date.")
+    frame = rows[needed].assign(date=dates).sort_values("date")
+    frame = (frame if every_day else frame.tail(fewest)).reset_index(drop=True)
+    values = frame[needed[1:]].apply(pd.to_numeric, errors="coerce")
+    if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
+        raise DataError(f"every price and volume in {'the input' if every_day else 'the last rows'} "
+                        "must be a number greater than 0.")
+    _check_plausible(values, frame["date"])
+    _check_day_ranges(rows, frame["date"])
+    if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
+        raise DataError("the input's rows must be consecutive days." if every_day
+                        else f"the last {fewest} rows must be consecutive days.")
+    return frame.assign(**{c: values[c].astype(float) for c in values}).set_index("date")
+
+
+def _check_plausible(values: pd.DataFrame, dates: pd.Series) -> None:
+    """One sentence naming the first value outside its field's plausible range."""
+    for column in values.columns:
+        (low, high), said = features.plausible_range(column.rsplit("_", 1)[1])
+        outside = ~values[column].between(low, high)
+        if outside.any():
+            at = int(np.argmax(outside.to_numpy()))
+            raise DataError(f"the input's {column} on {dates.iloc[at]:%Y-%m-%d} is {values[column].iloc[at]:g}, "
+                            f"outside the plausible range ({said}).")
+
+
+def _check_day_ranges(rows: pd.DataFrame, dates: pd.Series) -> None:
+    """One sentence for the first of ``rows``' days (those in ``dates``) whose high lies below its
+    open, close or low, or whose low above its open or close, for every coin whose columns are given
+    (the file loader's checks, `cryptolstm.data.schema`)."""
+    kept = rows.assign(date=pd.to_datetime(rows["date"], errors="coerce", format="ISO8601"))
+    kept = kept[kept["date"].isin(dates)].sort_values("date")
+    for coin in COINS:
+        given = {f: pd.to_numeric(kept[features.column(coin, f)], errors="coerce").to_numpy(float)
+                 for f in ("open", "high", "low", "close") if features.column(coin, f) in kept.columns}
+        bad = np.zeros(len(kept), bool)
+        for other in ("open", "close", "low"):
+            if "high" in given and other in given:
+                bad |= given["high"] < given[other] * (1 - 1e-6)
+        for other in ("open", "close"):
+            if "low" in given and other in given:
+                bad |= given["low"] > given[other] * (1 + 1e-6)
+        if bad.any():
+            day = kept["date"].iloc[int(np.argmax(bad))]
+            raise DataError(f"the input's {coin} row of {day:%Y-%m-%d} is not a day's prices: its high must be at "
+                            f"least its open, close and low, and its low at most its open and close.")
+
+
+def trained_prices(record: dict | None) -> pd.DataFrame | None:
+    """The prices a model was trained on (its training record's ``prices``: one column per raw
+    column it read, one row per day), or None for a model logged before it recorded them."""
+    if not record:
+        return None
+    columns = record["columns"]
+    days = pd.date_range(record["first_date"], periods=len(next(iter(columns.values()))), freq="D")
+    return pd.DataFrame(columns, index=days)
+
+
+def price_mismatch(trained: pd.DataFrame, frame: pd.DataFrame) -> str | None:
+    """How ``frame``'s prices (index date) differ from ``trained`` on the days both hold, within
+    `PRICE_TOLERANCE`: "BTC_close on 2021-03-02 is 1234 there but was 1233 (2 of the 40 shared days
+    differ)"; None when they agree or share no day."""
+    shared = trained.index.intersection(frame.index)
+    for column in trained.columns.intersection(frame.columns):
+        new, old = frame.loc[shared, column].to_numpy(float), trained.loc[shared, column].to_numpy(float)
+        off = ~np.isclose(new, old, rtol=PRICE_TOLERANCE, atol=0, equal_nan=True)
+        if off.any():
+            return (f"{column} on {shared[int(np.argmax(off))].date()} is {new[off][0]:.10g} there but was "
+                    f"{old[off][0]:.10g} ({int(off.sum())} of the {len(shared)} shared days differ)")
+    return None
+
+
+def check_trained_on(record: dict | None, frame: pd.DataFrame) -> None:
+    """Refuse rows that are not the prices the model trained on (on the days both hold), or whose
+    two coins' close ratio lies far (`RATIO_MARGIN`) outside anything in its training days."""
+    trained = trained_prices(record)
+    if trained is None:
+        return
+    mismatch = price_mismatch(trained, frame)
+    if mismatch is not None:
+        raise DataError(f"the input's prices are not those this model was trained on: {mismatch}; send the "
+                        f"coins' real daily prices.")
+    closes = [features.column(coin, "close") for coin in COINS]
+    if not (set(closes) <= set(trained.columns) and set(closes) <= set(frame.columns)):
+        return
+    seen = trained[closes[0]] / trained[closes[1]]
+    ratio = frame[closes[0]] / frame[closes[1]]
+    low, high = seen.min() / RATIO_MARGIN, seen.max() * RATIO_MARGIN
+    outside = ~ratio.between(low, high)
+    if outside.any():
+        day = ratio.index[int(np.argmax(outside.to_numpy()))]
+        raise DataError(f"the input's {closes[0]} / {closes[1]} on {day:%Y-%m-%d} is {ratio[day]:.4g}, while it was "
+                        f"{seen.min():.4g} to {seen.max():.4g} on the days this model trained on: these rows are not "
+                        f"{COINS[0]}'s and {COINS[1]}'s prices in their columns.")
