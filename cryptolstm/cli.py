@@ -78,7 +78,9 @@ class Command(_PlainFlags, TyperCommand):
 
 
 app = typer.Typer(
-    help="Next-day BTC/ETH price forecasts with LSTMs, tracked in MLflow, always beside persistence.",
+    help="Next-day BTC/ETH price forecasts with LSTMs, tracked in MLflow, always beside persistence. Runs and models "
+         "go to MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory (see them: mlflow ui "
+         "--backend-store-uri sqlite:///mlflow.db).",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, cls=Group,
 )
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.", metavar="")]
@@ -115,6 +117,16 @@ def _option(f, panel: str | None = None, default_text: str | None = None):
                              annotation=Annotated[Optional[str], option])
 
 
+def _default_run() -> dict[str, str]:
+    """Each run-config field's value in the default experiment, as `--help` shows it."""
+    from cryptolstm.config import load_config
+
+    cfg = load_config(workflows.find_file(opts.DEFAULT_EXPERIMENT))
+    shown = {f.name: getattr(cfg, f.name) for f in fields(RunConfig)}
+    return {name: ("none" if value is None else ",".join(value) if isinstance(value, tuple) else str(value).lower()
+                   if isinstance(value, bool) else str(value)) for name, value in shown.items()}
+
+
 def takes(cls, run_config: bool = False):
     """Give a command one option per field of the options dataclass ``cls`` (and, with
     ``run_config``, one per `RunConfig` field); it is called with ``options`` (a ``cls``), the
@@ -124,7 +136,9 @@ def takes(cls, run_config: bool = False):
         own = [p for name, p in inspect.signature(func).parameters.items() if name not in ("options", "overrides")]
         extra = [_option(f) for f in fields(cls)]
         if run_config:
-            extra += [_option(f, "Run config", "experiment file's") for f in fields(RunConfig)]
+            default = _default_run()
+            panel = f"Run config (defaults from {opts.DEFAULT_EXPERIMENT})"
+            extra += [_option(f, panel, default[f.name]) for f in fields(RunConfig)]
 
         @functools.wraps(func)
         def wrapper(**kwargs):

@@ -322,12 +322,14 @@ def _check_model_uri(uri: str) -> None:
 class ModelOptions:
     """What ``evaluate`` and ``refit`` share: the model they work on and the price directory."""
 
-    model: str = option("models:/cryptolstm-btc@champion", f"The model: {MODEL_URIS}.")
+    model: str | None = option(None, f"The model: {MODEL_URIS} (default: --coin's champion).")
+    coin: str = option("BTC", "Coin whose champion to use when --model is not given: BTC or ETH.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_model_uri(self.model)
+        if self.model is not None:
+            _check_model_uri(self.model)
 
 
 @dataclass(frozen=True)

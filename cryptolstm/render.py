@@ -358,6 +358,27 @@ def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:
     return [f"{_fmt(row['coverage_80'], 2)} / {_fmt(row['coverage_95'], 2)}", _fmt(100 * row["crps"], 3)]
 
 
+LOSS_NAMES = {"mae": "absolute error (USD)", "crps": "CRPS (returns)"}
+
+
+def confidence_markdown(sets: dict, coin: str) -> str:
+    """The model confidence sets of a backtest (`cryptolstm.snooping.ConfidenceSet` per loss): the
+    forecasters the days cannot tell from the best, and every forecaster's MCS p value."""
+    if not sets:
+        return ""
+    lines = []
+    for loss, found in sets.items():
+        level = f"{(1 - found.size) * 100:.0f} %"
+        lines += [f"Model confidence set ({coin}, {LOSS_NAMES.get(loss, loss)}, {level}; stationary bootstrap, mean "
+                  f"block {found.block} days, {found.days} days): {', '.join(found.included)} "
+                  f"({len(found.included)} of {len(found.pvalues)}: the days cannot tell these from the best).", "",
+                  "| forecaster | MCS p | in the set |", "|---|---|---|"]
+        lines += [f"| {name} | {p:.3f} | {'yes' if name in found.included else 'no'} |"
+                  for name, p in sorted(found.pvalues.items(), key=lambda item: -item[1])]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     """A Markdown table of the intervals, one row per fold and one for all days: coverage of the
     80 % and 95 % intervals and the CRPS (percent of the last close) of the LSTM (seeds' mean)

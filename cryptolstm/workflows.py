@@ -154,6 +154,13 @@ def serve(options: ServeOptions, env: Environment) -> tuple[str, str]:
     return info.pinned_uri, info.label
 
 
+def _model(options: EvaluateOptions | RefitOptions) -> str:
+    """The model ``options`` name: ``--model``, else ``--coin``'s champion."""
+    from cryptolstm.registry import champion_uri
+
+    return options.model or champion_uri(options.coin)
+
+
 def evaluate(options: EvaluateOptions, env: Environment):
     """`cryptolstm evaluate`: (the `cryptolstm.live.Evaluation`, tracking URI)."""
     from cryptolstm import tracking
@@ -161,7 +168,7 @@ def evaluate(options: EvaluateOptions, env: Environment):
     from cryptolstm.tracking.registry import MlflowModels
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
-    return evaluate_model(MlflowModels(env.launched), options.model, env.data_dir_for(options.data_dir), options.since,
+    return evaluate_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir), options.since,
                           options.until, env.fetch_missing), uri
 
 
@@ -173,7 +180,7 @@ def refit(options: RefitOptions, env: Environment):
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     hooks = [EpochBar("refit epochs", env.progress)]
-    done = refit_model(MlflowModels(env.launched), options.model, env.data_dir_for(options.data_dir),
+    done = refit_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir),
                        options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs)
     return done, uri
 

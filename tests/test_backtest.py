@@ -435,6 +435,17 @@ def test_backtest_command_logs_a_parent_and_a_child_per_fold(tracking, synthetic
     assert pooled.loc["lstm.seed3", "crps_ratio_garch"] == pytest.approx(
         pooled.loc["lstm.seed3", "crps"] / pooled.loc["garch", "crps"])
     assert "Prediction intervals (ETH)" in result.output and "LSTM/GARCH CRPS" in result.output
+    # The model confidence sets: every forecaster on each loss, the set and its block length recorded.
+    forecasters = {"lstm.seed3", "lstm.seed4", "lstm.mean", "persistence", "drift", "moving_average", "arima"}
+    assert forecasters <= {k.split("/", 2)[2] for k in m if k.startswith("mcs/mae/")}
+    assert {"lstm.seed3", "lstm.mean", "garch", "har", "empirical"} <= {k.split("/", 2)[2] for k in m
+                                                                        if k.startswith("mcs/crps/")}
+    for loss in ("mae", "crps"):
+        included = parent.data.tags[f"mcs.{loss}.included"].split(",")
+        assert included and all(m[f"mcs/{loss}/{name}"] > 0.10 for name in included)
+        assert int(parent.data.tags[f"mcs.{loss}.block_days"]) >= 1
+    assert "backtest/confidence_set.md" in artifacts
+    assert "Model confidence set (ETH, absolute error (USD), 90 %; stationary bootstrap, mean block " in result.output
 
 
 @pytest.mark.slow

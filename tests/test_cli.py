@@ -183,6 +183,8 @@ def test_search_bad_input_is_one_sentence_and_no_run(refusals, synthetic_data, a
                                                                          "(2021-10-01): no day to score."),
         (["evaluate", "--model", "models:/cryptolstm-btc@champion", "--data-dir", "DATA"],
          "there is no model models:/cryptolstm-btc@champion in "),
+        (["evaluate", "--coin", "ETH", "--data-dir", "DATA"], "there is no model models:/cryptolstm-eth@champion in "),
+        (["refit", "--coin", "DOGE", "--data-dir", "DATA"], "coin must be one of BTC, ETH; got 'DOGE'."),
         (["refit", "--model", "runs:/"], "model must be a model URI"),
         (["refit", "--force", "maybe"], "force must be true or false, got 'maybe'."),
         (["refit", "--retrain", "hot"], "retrain must be one of scratch, warm; got 'hot'."),
@@ -201,6 +203,7 @@ def test_registry_commands_bad_input_is_one_sentence_and_no_run(refusals, synthe
 def test_predict_without_a_champion_says_so(refusals, synthetic_data):
     result = runner.invoke(app, ["predict", "--coin", "ETH", "--data-dir", str(synthetic_data)])
     assert result.exit_code == 2 and "cannot load models:/cryptolstm-eth@champion" in result.stderr
+    assert result.stderr.rstrip().endswith("; make one with `cryptolstm train --coin ETH --register`.")
 
 
 def test_none_is_an_unset_mlproject_parameter(refusals):

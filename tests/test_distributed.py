@@ -102,15 +102,17 @@ def tracking_server(tmp_path_factory):
 
 
 def _setup_files(tmp_path: Path) -> Path:
-    (tmp_path / "base.yaml").write_text("merge_date: '2022-01-01'\nlayers: 1\nneurons: 16\nepochs: 5\nbatch_size: 32\n")
+    """A space of two dimensions over a small model of the synthetic days of 2021."""
+    (tmp_path / "base.yaml").write_text("merge_date: '2021-01-01'\nlayers: 1\nneurons: 8\nepochs: 5\nbatch_size: 32\n")
     (tmp_path / "space.yaml").write_text(SPACE.format(base=tmp_path / "base.yaml"))
     return tmp_path / "space.yaml"
 
 
-def _worker(tmp_path, shared_data, tracking_uri, storage, study, n_trials, *extra, log="worker"):
+def _worker(tmp_path, shared_data, tracking_uri, storage, study, n_trials, *extra, log="worker",
+            command=("-m", "cryptolstm")):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update({"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-    args = [sys.executable, "-m", "cryptolstm", "search", "--space", str(tmp_path / "space.yaml"), "--study-name", study,
+    args = [sys.executable, *command, "search", "--space", str(tmp_path / "space.yaml"), "--study-name", study,
             "--storage", storage, "--n-trials", str(n_trials), "--data-dir", str(shared_data), "--seed", "3",
             "--prune", "false", "--register", "false", "--experiment-name", "dist", "--quiet", *extra]
     return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=open(tmp_path / f"{log}.out", "w"),
@@ -142,11 +144,11 @@ def _check_mlflow(client: MlflowClient, study_name: str, complete: list) -> tupl
 
 @needs_pg
 @pytest.mark.slow
-def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, shared_data, tracking_server):
+def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, synthetic_data, tracking_server):
     _setup_files(tmp_path)
-    storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "shared", 6
+    storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "shared", 4
     watcher = _watcher(storage)
-    workers = [_worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "2", log=f"w{i}")
+    workers = [_worker(tmp_path, synthetic_data, tracking_server, storage, study_name, n, "--heartbeat", "2", log=f"w{i}")
                for i in range(2)]
     # Once trials are under way, cut every connection to the study's database.
     assert _poll(watcher, study_name, lambda s: s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
@@ -166,12 +168,12 @@ def test_two_workers_share_one_study_and_survive_a_database_blip(tmp_path, share
 
 @needs_pg
 @pytest.mark.slow
-def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, shared_data, tracking_server):
+def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, synthetic_data, tracking_server):
     _setup_files(tmp_path)
     storage, study_name, n = _database(f"optuna_{uuid.uuid4().hex[:8]}"), "killed", 4
     watcher = _watcher(storage)
-    first = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="first")
-    second = _worker(tmp_path, shared_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="second")
+    first = _worker(tmp_path, synthetic_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="first")
+    second = _worker(tmp_path, synthetic_data, tracking_server, storage, study_name, n, "--heartbeat", "1", log="second")
     victim = f"{socket.gethostname()}:{second.pid}"
     running = _poll(watcher, study_name, lambda s: [
         t.number for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -196,18 +198,25 @@ def test_a_sigkilled_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path, 
 
 @needs_pg
 @pytest.mark.slow
-def test_evaluate_and_refit_a_registered_model_on_a_tracking_server(tmp_path, shared_data, tracking_server):
+def test_evaluate_and_refit_a_registered_model_on_a_tracking_server(tmp_path, shared_data, tracking_server,
+                                                                    monkeypatch):
     """The registry's life after registration works on the distributed set-up too: the model, its
-    evaluation's files and the refit are all stored through the server."""
+    evaluation's files and the refit are all stored through the server. (The commands run in this
+    process: the server is the subject; other tests start the commands as processes.)"""
+    from typer.testing import CliRunner
+
+    from cryptolstm.cli import app
+    from tests.conftest import clear_mlflow_env
+
     (tmp_path / "base.yaml").write_text("coin: ETH\nmerge_date: '2022-01-01'\nend_date: '2022-12-31'\nlayers: 1\n"
                                         "neurons: 4\nepochs: 2\nbatch_size: 64\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update({"MLFLOW_TRACKING_URI": tracking_server, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    monkeypatch.chdir(tmp_path)
+    clear_mlflow_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
 
     def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "cryptolstm", *args, "--quiet"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        done = CliRunner().invoke(app, [*args, "--quiet"])
+        assert done.exit_code == 0, done.output[-3000:]
         return done.stdout
 
     cli("train", "--experiment", "base.yaml", "--data-dir", str(shared_data))
@@ -226,15 +235,33 @@ def test_evaluate_and_refit_a_registered_model_on_a_tracking_server(tmp_path, sh
     assert refitted.tags["refit.of_version"] == "1" and "common evaluation" in refitted.tags["promotion"]
 
 
+# The command itself, its trials after the first waiting until the worker process it started has
+# taken one (a TensorFlow import, seconds on a busy machine): tiny trials, and both processes run some.
+WAITS_FOR_ITS_WORKER = """
+import sys, time
+from cryptolstm.search import optuna_study
+objective_fn = optuna_study.objective_fn
+def patient(runner):
+    objective = objective_fn(runner)
+    def after_the_worker(trial):
+        deadline = time.time() + 300
+        while trial.number > 0 and time.time() < deadline and len({t.user_attrs["worker"] for t in
+                trial.study.get_trials(deepcopy=False) if "worker" in t.user_attrs}) < 2:
+            time.sleep(0.5)
+        return objective(trial)
+    return after_the_worker
+optuna_study.objective_fn = patient
+from cryptolstm.__main__ import main
+sys.argv = ["cryptolstm", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.mark.slow
-def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, shared_data, new_store):
+def test_n_workers_runs_local_processes_on_a_journal_file(tmp_path, synthetic_data, new_store):
     _setup_files(tmp_path)
-    # Trials long enough that the second process (a TensorFlow import, seconds more on a busy
-    # machine) joins before the first has run them all.
-    (tmp_path / "base.yaml").write_text("merge_date: '2022-01-01'\nlayers: 1\nneurons: 16\nepochs: 40\n"
-                                        "patience: 40\nbatch_size: 32\n")
-    proc = _worker(tmp_path, shared_data, new_store(tmp_path), "journal:optuna.journal", "local", 4, "--n-workers", "2",
-                   log="local")
+    proc = _worker(tmp_path, synthetic_data, new_store(tmp_path), "journal:optuna.journal", "local", 4, "--n-workers",
+                   "2", log="local", command=("-c", WAITS_FOR_ITS_WORKER))
     assert proc.wait(timeout=600) == 0, (tmp_path / "local.err").read_text()[-3000:]
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

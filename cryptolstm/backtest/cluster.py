@@ -167,9 +167,11 @@ def dask_cluster(address: str, worker_wait: float = WORKER_WAIT) -> Iterator[fut
     from distributed import Client
 
     check_scheduler(address)
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    quiet = [logging.getLogger(name) for name in ("distributed", *logging.root.manager.loggerDict)
+             if name.startswith("distributed")]  # Dask's config gives its loggers levels of their own
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         try:
             client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
@@ -184,7 +186,8 @@ def dask_cluster(address: str, worker_wait: float = WORKER_WAIT) -> Iterator[fut
             with contextlib.suppress(Exception):  # a scheduler that went away cannot be told goodbye
                 client.close(timeout=5)
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
 
 
 def executor_for(options) -> contextlib.AbstractContextManager[futures.Executor | None]:

@@ -21,12 +21,12 @@ import pandas as pd
 
 from cryptolstm import plots
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, backtest_config, plan, run_backtest
-from cryptolstm.backtest.tables import fold_closes, fold_table, metrics_table, predictions_frame
+from cryptolstm.backtest.tables import confidence_sets, fold_closes, fold_table, metrics_table, predictions_frame
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import WARM_PATIENCE, training_device
-from cryptolstm.render import (NOTE, backtest_text, cost_text, horizon_summary_markdown, interval_summary_markdown, policy_text,
-                               run_name, summary_markdown)
+from cryptolstm.render import (NOTE, backtest_text, confidence_markdown, cost_text, horizon_summary_markdown,
+                               interval_summary_markdown, policy_text, run_name, summary_markdown)
 from cryptolstm.scoring import INTERVAL_BASELINES
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope
@@ -128,6 +128,21 @@ def log_summary(result: BacktestResult, table: pd.DataFrame) -> str:
         markdown += "\n" + log_interval_summary(result)
     if cfg.horizon > 1:
         markdown += "\n" + log_horizon_summary(result)
+    return markdown + "\n" + log_confidence_sets(result)
+
+
+def log_confidence_sets(result: BacktestResult) -> str:
+    """The model confidence sets (`cryptolstm.backtest.tables.confidence_sets`) on the active parent
+    run: each forecaster's MCS p value (``mcs/mae/lstm.mean``...), the set and the block length as
+    tags (``mcs.mae.included``, ``mcs.mae.block_days``), ``backtest/confidence_set.md``; returns it."""
+    sets = confidence_sets(result)
+    markdown = confidence_markdown(sets, result.config.coin)
+    for loss, found in sets.items():
+        mlflow.log_metrics({f"mcs/{loss}/{name}": p for name, p in found.pvalues.items()})
+        mlflow.set_tags({f"mcs.{loss}.included": ",".join(found.included), f"mcs.{loss}.block_days": str(found.block),
+                         f"mcs.{loss}.level": f"{1 - found.size:g}"})
+    if markdown:
+        mlflow.log_text(markdown, "backtest/confidence_set.md")
     return markdown
 
 

@@ -25,9 +25,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-from cryptolstm.config import RunConfig
+from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import ConfigError, first_line, with_article
-from cryptolstm.registry import ModelInfo
+from cryptolstm.registry import ModelInfo, champion_uri
 from cryptolstm.tracking.source import config_values_of_run
 
 
@@ -82,7 +82,7 @@ def resolve(uri: str) -> ModelInfo:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
-        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}.") from None
+        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
     name, number = (version.name, str(version.version)) if version else (None, None)
     label = f"{name} version {number}" if version else uri
     pinned = f"models:/{name}/{number}" if version else uri
@@ -96,6 +96,12 @@ def resolve(uri: str) -> ModelInfo:
                      (record or {}).get("prices"))
 
 
+def _advice(uri: str) -> str:
+    """What to type when a coin's champion is missing ("" for any other model)."""
+    coin = next((c for c in COINS if uri == champion_uri(c)), None)
+    return f"; make one with `cryptolstm train --coin {coin} --register`" if coin else ""
+
+
 def load_pyfunc(uri: str):
     """`mlflow.pyfunc.load_model`; any failure (MLflow, OS, Keras or zip errors) is one sentence
     naming the model's folder, or the damaged file in it when `_damage` finds one."""
@@ -104,7 +110,7 @@ def load_pyfunc(uri: str):
     except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
         location = _location(uri)
         what, where = (_damage(location) if location else None) or (first_line(exc), location)
-        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})." if where else ".")) from None
+        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})" if where else "") + f"{_advice(uri)}.") from None
 
 
 def _load_readable(uri: str):

@@ -1,0 +1,105 @@
+"""Tests for the best of many: after trying N forecasters (a backtest's seeds and baselines, a
+search's trials), is the best one really better, and which ones can the days not tell apart?
+
+- `confidence_set`: the model confidence set of Hansen, Lunde and Nason (2011): the forecasters
+  the data cannot tell from the best at level ``1 - size`` (``arch.bootstrap.MCS``, range statistic).
+- `superior_ability`: Hansen's (2005) test of superior predictive ability: the p value of "no
+  forecaster beats the benchmark", over every forecaster tried (``arch.bootstrap.SPA``).
+
+Both resample the per-day losses with the stationary bootstrap; its mean block length is chosen
+from the losses (Politis and White's rule, ``arch.bootstrap.optimal_block_length``, on the
+differences from the benchmark or the cross-forecaster mean) and recorded with the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SIZE = 0.10  # the model confidence set's level: 90 %
+REPS = 1000  # bootstrap replications
+SEED = 0  # the bootstrap's seed: the same losses give the same set and p value
+
+
+@dataclass(frozen=True)
+class ConfidenceSet:
+    """The forecasters the losses cannot tell from the best (``included``), each one's MCS p value
+    (in the set when above ``size``), the bootstrap's mean block length and the number of days."""
+
+    included: tuple[str, ...]
+    pvalues: dict[str, float]
+    block: int
+    size: float
+    days: int
+
+
+@dataclass(frozen=True)
+class SuperiorAbility:
+    """Hansen's SPA test of ``benchmark`` against ``models`` forecasters: ``pvalue`` (the consistent
+    one; small: the best of them beats the benchmark beyond what trying so many explains), the
+    ``best`` forecaster (lowest mean loss) and its mean loss ratio to the benchmark."""
+
+    pvalue: float
+    best: str
+    best_ratio: float
+    benchmark: str
+    models: int
+    block: int
+    days: int
+
+
+def block_length(differences: pd.DataFrame) -> int:
+    """The stationary bootstrap's mean block length for (days, k) loss ``differences``: the median
+    over columns of Politis and White's optimal length, rounded up, at least 1."""
+    from arch.bootstrap import optimal_block_length
+
+    varying = differences.loc[:, differences.std() > 0]
+    if varying.empty:
+        return 1
+    lengths = optimal_block_length(varying.to_numpy(float))["stationary"]
+    return max(1, math.ceil(float(np.median(lengths))))
+
+
+def _clean(losses: pd.DataFrame) -> pd.DataFrame:
+    """The days on which every forecaster has a finite loss."""
+    return losses.replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def confidence_set(losses: pd.DataFrame, size: float = SIZE, reps: int = REPS, seed: int = SEED) -> ConfidenceSet:
+    """The model confidence set of (days, forecasters) per-day ``losses`` (lower is better) at
+    level ``1 - size``. Forecasters with the very same losses (an interval baseline's median is the
+    last close: persistence's point forecast) are tested once and share the result."""
+    from arch.bootstrap import MCS
+
+    losses = _clean(losses)
+    same = {name: next(first for first in losses.columns if losses[first].equals(losses[name])) for name in losses}
+    unique = losses[list(dict.fromkeys(same.values()))]
+    block = block_length(unique.sub(unique.mean(axis=1), axis=0))
+    if unique.shape[1] == 1:  # nothing to tell apart
+        return ConfidenceSet(tuple(map(str, losses.columns)), {str(n): 1.0 for n in losses}, block, size, len(losses))
+    test = MCS(unique, size=size, reps=reps, block_size=block, method="R", bootstrap="stationary", seed=seed)
+    test.compute()
+    tested = test.pvalues["Pvalue"]
+    pvalues = {str(name): float(tested[same[name]]) for name in losses.columns}
+    included = tuple(str(name) for name in losses.columns if same[name] in set(test.included))
+    return ConfidenceSet(included, pvalues, block, size, len(losses))
+
+
+def superior_ability(benchmark: pd.Series, models: pd.DataFrame, reps: int = REPS,
+                     seed: int = SEED) -> SuperiorAbility:
+    """Hansen's SPA p value of "no column of (days, k) ``models`` losses beats the ``benchmark``
+    losses (days,)" (lower is better; the days both hold)."""
+    from arch.bootstrap import SPA
+
+    both = _clean(pd.concat([benchmark.rename("__benchmark__"), models], axis=1))
+    base, rest = both.pop("__benchmark__"), both
+    block = block_length(rest.rsub(base, axis=0))
+    test = SPA(base, rest, block_size=block, reps=reps, bootstrap="stationary", studentize=True, seed=seed)
+    test.compute()
+    means = rest.mean()
+    best = str(means.idxmin())
+    return SuperiorAbility(float(test.pvalues["consistent"]), best, float(means[best] / base.mean()),
+                           str(benchmark.name), rest.shape[1], block, len(rest))
