@@ -266,6 +266,8 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
         typer.echo(f"study {result.study_name}: best {result.objective} {result.best_value:.4f} "
                    f"with {render.values_text(result.best_values)}")
         typer.echo(render.run_summary(result.parent_run_id, uri, result.best))
+        if result.spa is not None:
+            typer.echo(render.spa_text(result.spa))
     typer.echo(_where(result.parent_run_id, uri))
     if registered is not None:
         typer.echo(render.registered_line(registered))

@@ -361,6 +361,25 @@ def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:
 LOSS_NAMES = {"mae": "absolute error (USD)", "crps": "CRPS (returns)"}
 
 
+def spa_text(spa) -> str:
+    """One sentence of a search's SPA test (`cryptolstm.snooping.SuperiorAbility`)."""
+    verdict = ("so the best trial beats it beyond what trying so many explains" if spa.pvalue < 0.05 else
+               "so the best trial's edge is what trying so many configurations explains" if spa.best_ratio < 1 else
+               "and no trial did better than it")
+    return (f"SPA test over {spa.models} trial(s) on {spa.days} validation days: the best ({spa.best}, loss ratio "
+            f"{spa.best_ratio:.4f} to {spa.benchmark}) against {spa.benchmark}: p {spa.pvalue:.3g}, {verdict} "
+            f"(stationary bootstrap, mean block {spa.block} days).")
+
+
+def spa_markdown(spa, objective: str) -> str:
+    """The SPA test of a search as a short Markdown note (the parent run's ``spa.md``)."""
+    return (f"# Hansen's test of superior predictive ability\n\nObjective {objective}; benchmark {spa.benchmark}; "
+            f"every finished trial's per-day validation losses (the days the search selected on).\n\n"
+            f"| trials | days | best | best / benchmark | SPA p (consistent) | mean block (days) |\n"
+            f"|---|---|---|---|---|---|\n| {spa.models} | {spa.days} | {spa.best} | {spa.best_ratio:.4f} | "
+            f"{spa.pvalue:.3g} | {spa.block} |\n\n{spa_text(spa)}\n")
+
+
 def confidence_markdown(sets: dict, coin: str) -> str:
     """The model confidence sets of a backtest (`cryptolstm.snooping.ConfidenceSet` per loss): the
     forecasters the days cannot tell from the best, and every forecaster's MCS p value."""

@@ -51,6 +51,22 @@ class SuperiorAbility:
     days: int
 
 
+def row_losses(rows: pd.DataFrame, loss: str) -> np.ndarray:
+    """(n,) per-day losses of (n) rows of a table of forecasts (`cryptolstm.forecasting.Forecasts`):
+    ``mae`` the absolute error of the forecast close (USD), ``crps`` the CRPS of its quantiles
+    (returns), ``persistence`` the absolute error of the last close (USD)."""
+    from cryptolstm.forecasting import QUANTILE_COLUMNS
+    from cryptolstm.intervals import LEVELS
+    from cryptolstm.metrics import crps_quantiles
+
+    actual = rows["actual"].to_numpy(float)
+    if loss == "crps":
+        returns = actual / rows["reference"].to_numpy(float) - 1.0
+        return crps_quantiles(rows[QUANTILE_COLUMNS].to_numpy(float), returns, LEVELS)
+    predicted = rows["last_close"] if loss == "persistence" else rows["reference"] * (1.0 + rows["forecast"])
+    return np.abs(predicted.to_numpy(float) - actual)
+
+
 def block_length(differences: pd.DataFrame) -> int:
     """The stationary bootstrap's mean block length for (days, k) loss ``differences``: the median
     over columns of Politis and White's optimal length, rounded up, at least 1."""

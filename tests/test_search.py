@@ -119,6 +119,18 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(sea
     assert {"trials.csv", "plots/optuna_optimization_history.png", "plots/optuna_param_importances.png",
             "plots/optuna_parallel_coordinate.png"} <= artifacts
 
+    # Hansen's SPA test over every finished trial, on the validation days it selected on, against
+    # persistence (a point objective): each trial recorded its per-day losses, the parent the result.
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    for trial in study.trials:
+        recorded = trial.user_attrs[optuna_study.LOSSES_ATTR]
+        assert len(recorded["days"]) == len(recorded["model"]) == len(recorded["benchmark"]) == 50  # the val days
+        assert sum(recorded["model"]) / sum(recorded["benchmark"]) == pytest.approx(
+            _children(client, first.parent_run_id)[trial.number].data.metrics["val/mae_ratio"], rel=1e-6)
+    assert metrics["search/spa_trials"] == 3 and metrics["search/spa_days"] == 50 and metrics["search/spa_block_days"] >= 1
+    assert 0 <= metrics["search/spa_p"] <= 1 and first.spa.pvalue == metrics["search/spa_p"]
+    assert "spa.md" in {a.path for a in client.list_artifacts(first.parent_run_id)}
+
     # The same command with a larger budget continues the study: same parent, no repeats.
     again = _search(space, market, _options(tmp_path, **{**STUDY, "n_trials": 4}))
     assert again.parent_run_id == first.parent_run_id
@@ -157,6 +169,11 @@ def test_a_finished_study_run_again_says_so_and_completes_a_cut_short_registrati
     after = client.get_run(parent)
     assert (after.info.status, after.info.end_time, after.data.tags) == (
         "FINISHED", before.info.end_time, before.data.tags)
+    # the report shows the study's SPA test beside the runs
+    report = CliRunner().invoke(app, ["report", "--experiment", "cryptolstm-btc"])
+    row = next(line for line in report.stdout.splitlines() if line.startswith(f"| [`{parent[:8]}`]") and "spa" not in line
+               and "| 3 |" in line)
+    assert "| val/mae_ratio | 3 | 50 |" in row and f"| {after.data.metrics['search/spa_p']:.3g} |" in row
 
 
 def test_same_seed_same_trial_parameters(searched, tmp_path, market):

@@ -59,6 +59,11 @@ class SearchEngine(Protocol):
         claimed); None while anything is left to do."""
         ...
 
+    def daily_losses(self) -> tuple[pd.DataFrame, pd.Series] | None:
+        """(days, trials) per-day validation losses of every finished trial and the benchmark's
+        (days,), for the SPA test; None when the engine keeps none."""
+        ...
+
     def claim_finish(self) -> bool:
         """True for exactly one worker once no trial can still run: the one that finishes the study."""
         ...

@@ -181,6 +181,9 @@ class KerasTunerEngine:
     def claim_finish(self) -> bool:
         return True
 
+    def daily_losses(self) -> None:
+        return None  # keras-tuner's trials keep no per-day losses: no SPA test
+
     def alone(self) -> bool:
         return True
 

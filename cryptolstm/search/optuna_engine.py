@@ -136,6 +136,17 @@ class OptunaEngine:
     def claim_finish(self) -> bool:
         return self.handle.claim_finish()
 
+    def daily_losses(self) -> tuple[pd.DataFrame, pd.Series] | None:
+        """(days, trials) validation losses of every complete trial that recorded them, and the
+        benchmark's (days,); None when none did."""
+        recorded = {f"trial-{t.number}": t.user_attrs[optuna_study.LOSSES_ATTR] for t in self._complete()
+                    if optuna_study.LOSSES_ATTR in t.user_attrs}
+        if not recorded:
+            return None
+        models = pd.DataFrame({name: pd.Series(r["model"], index=r["days"]) for name, r in recorded.items()})
+        first = next(iter(recorded.values()))
+        return models, pd.Series(first["benchmark"], index=first["days"])
+
     def alone(self) -> bool:
         """No other worker may log to the parent: this one leads, the processes it started have
         ended (after a Ctrl-C, `close` stopped them) and no other worker's trial is running."""

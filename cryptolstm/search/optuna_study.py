@@ -75,6 +75,7 @@ def make_pruner(prune: bool, max_epochs: int) -> optuna.pruners.BasePruner:
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the MLflow parent run all workers log under
 RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's MLflow child run
 FINISH_ATTR = "finished_at"  # study user attr: finished-trial count when a worker claimed the final step
+LOSSES_ATTR = "val_losses"  # trial user attr: its per-day validation losses and its benchmark's (`TrialRunner.daily_losses`)
 
 
 def finished(study: optuna.Study) -> int:
@@ -339,6 +340,7 @@ def objective_fn(runner: TrialRunner):
         result = runner.run(values, f"trial-{trial.number}", [prune_on_val_loss(trial)],
                             on_run=lambda run_id: trial.set_user_attr(RUN_ATTR, run_id))
         trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr(LOSSES_ATTR, runner.daily_losses(result))
         return runner.objective(result)
 
     return objective

@@ -25,6 +25,8 @@ from cryptolstm.search.optuna_engine import OptunaEngine
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.storage import is_parallel_safe, masked
 from cryptolstm.search.trials import TrialRunner
+from cryptolstm.snooping import SuperiorAbility, superior_ability
+from cryptolstm.render import spa_markdown
 from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class SearchResult:
     trials: pd.DataFrame
     best_value: float | None = None
     objective: str = ""
+    spa: SuperiorAbility | None = None  # Hansen's SPA test over every finished trial (optuna)
     done_before: bool = False  # the study was finished by an earlier command: nothing was run or changed
 
 
@@ -142,10 +145,26 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
     days once, record it all and end the parent (FAILED if any of it fails)."""
     try:
         best_values, summary, trials = runner.space.rounded(engine.best_values()), engine.summary(), engine.trials()
+        spa = superior(engine, runner)
+        if spa is not None:
+            summary |= {"search/spa_p": spa.pvalue, "search/spa_trials": spa.models, "search/spa_days": spa.days,
+                        "search/spa_block_days": spa.block, "search/spa_best_ratio": spa.best_ratio}
         best = runner.retrain(best_values)
-        tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures())
+        tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures(),
+                         {"spa.md": spa_markdown(spa, runner.space.objective)} if spa is not None else {})
     except BaseException as exc:
         tracker.ended(runner.parent_id, _status(exc), _error(exc))
         raise
     value = summary.get("search/best_value", best.metrics.get(runner.space.objective))
-    return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective)
+    return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective, spa=spa)
+
+
+def superior(engine: SearchEngine, runner: TrialRunner) -> SuperiorAbility | None:
+    """Hansen's SPA test of "the best trial beats the benchmark" (persistence for a point objective,
+    the named baseline for a CRPS ratio) over every finished trial's validation days: the days the
+    search selected on. None when the engine keeps no per-day losses (keras-tuner)."""
+    recorded = engine.daily_losses()
+    if recorded is None:
+        return None
+    models, benchmark = recorded
+    return superior_ability(benchmark.rename(runner.benchmark()[1]), models)

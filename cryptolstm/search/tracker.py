@@ -39,8 +39,9 @@ class SearchTracker(Protocol):
         ...
 
     def finished(self, parent_id: str, best: TrainResult, best_values: dict, trials: pd.DataFrame,
-                 summary: dict[str, float], figures: dict) -> None:
-        """The chosen config re-trained and tested, on the parent run, which ends FINISHED."""
+                 summary: dict[str, float], figures: dict, texts: dict[str, str]) -> None:
+        """The chosen config re-trained and tested, on the parent run, which ends FINISHED
+        (``texts``: more text artifacts by path)."""
         ...
 
     def status(self, parent_id: str) -> str:

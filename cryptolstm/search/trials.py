@@ -19,6 +19,7 @@ from cryptolstm.progress import EpochBar
 from cryptolstm.render import values_text
 from cryptolstm.search.tracker import SearchTracker
 from cryptolstm.search.space import SearchSpace
+from cryptolstm.snooping import row_losses
 from cryptolstm.train import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,30 @@ class TrialRunner:
 
     def objective(self, result: TrainResult) -> float:
         return float(result.metrics[self.space.objective])
+
+    def benchmark(self) -> tuple[str, str]:
+        """(the loss the objective compares, the benchmark it compares with): the CRPS against the
+        baseline a CRPS ratio names (``val/crps_ratio_har``: HAR; GARCH otherwise), the absolute
+        error against persistence for any other objective."""
+        objective = self.space.objective
+        if "crps" in objective:
+            return "crps", objective.split("crps_ratio_", 1)[1] if "crps_ratio_" in objective else "garch"
+        return "mae", "persistence"
+
+    def daily_losses(self, result: TrainResult) -> dict[str, list]:
+        """The trial's per-day validation losses and its benchmark's on the same days (`benchmark`),
+        next-day forecasts: ``{"days": [...], "model": [...], "benchmark": [...]}``, what the
+        search's SPA test reads for every trial."""
+        table = result.forecasts.table
+        val = table[(table["period"] == "val") & (table["horizon"] == 1)].sort_values("origin", kind="stable")
+        loss, benchmark = self.benchmark()
+        mine = val[val["forecaster"] == "lstm"]
+        theirs = mine if benchmark == "persistence" else val[val["forecaster"] == benchmark].set_index("origin").loc[
+            mine["origin"]].reset_index()
+        return {"days": [str(day.date()) for day in mine["origin"]],
+                "model": [round(float(v), 10) for v in row_losses(mine, loss)],
+                "benchmark": [round(float(v), 10) for v in row_losses(theirs, "persistence" if benchmark == "persistence"
+                                                                      else loss)]}
 
     def retrain(self, best_values: dict[str, Any]) -> TrainResult:
         """The selected config re-trained (same seed: the same model as its trial), the test

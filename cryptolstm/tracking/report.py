@@ -75,7 +75,8 @@ def _backtest_section(backtests: list[Run]) -> list[str]:
     if not backtests:
         return lines + ["None yet: `cryptolstm backtest --config <file, run id or models:/ URI>`.", ""]
     lines += ["| run | source | folds | LSTM MAE ratio (seeds' mean ± sd) | drift | moving average | ARIMA "
-              "| folds beating persistence | LSTM DM p (seeds) | MDE |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| folds beating persistence | LSTM DM p (seeds) | MDE | 90 % model confidence set (MAE) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in backtests:
         m, p, t = run.data.metrics, run.data.params, run.data.tags
         seeds_p = [v for k, v in m.items() if k.startswith("lstm.seed") and k.endswith("/usd/dm_p")]
@@ -88,8 +89,26 @@ def _backtest_section(backtests: list[Run]) -> list[str]:
             f"{p.get('backtest.seeds', '?')} seeds | {_num(m.get('lstm.mean/usd/mae_ratio'))} ± "
             f"{_num(m.get('lstm.std/usd/mae_ratio'))} | {_num(m.get('drift/usd/mae_ratio'))} | "
             f"{_num(m.get('moving_average/usd/mae_ratio'))} | {_num(m.get('arima/usd/mae_ratio'))} | "
-            f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} |"
+            f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} | "
+            f"{t.get('mcs.mae.included', '-').replace(',', ', ')} |"
         )
+    return lines + [""]
+
+
+def _search_section(runs: list[Run]) -> list[str]:
+    """Finished Optuna studies: Hansen's SPA test of their best trial against the benchmark."""
+    studies = [r for r in runs if "search/spa_p" in r.data.metrics and r.info.status == "FINISHED"]
+    if not studies:
+        return []
+    lines = ["## Searches: the best trial against the benchmark, as the best of many", "",
+             "Hansen's SPA p value (small: the best trial beats the benchmark beyond what trying so many explains) "
+             "over every finished trial's validation days.", "",
+             "| study | objective | trials | days | best / benchmark (val) | SPA p |", "|---|---|---|---|---|---|"]
+    for run in studies:
+        m, t = run.data.metrics, run.data.tags
+        lines.append(f"| {_link(run)} {t.get('study_name', '?')} | {t.get('objective', '?')} | "
+                     f"{int(m['search/spa_trials'])} | {int(m['search/spa_days'])} | "
+                     f"{_num(m.get('search/spa_best_ratio'))} | {m['search/spa_p']:.3g} |")
     return lines + [""]
 
 
@@ -187,6 +206,7 @@ def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | N
         "",
         *_best_section(runs, backtested, top),
         *_backtest_section(backtests),
+        *_search_section(runs),
         *_interval_section(runs),
         *_horizon_section(runs),
         *_registry_section(experiment_name),

@@ -154,9 +154,11 @@ class MlflowSearchTracker:
             mlflow.set_tag("mlflow.runName", f"{metrics[objective]:.4f} · {run.info.run_name}")
 
     def finished(self, parent_id: str, best: TrainResult, best_values: dict, trials: pd.DataFrame,
-                 summary: dict[str, float], figures: dict[str, Figure]) -> None:
+                 summary: dict[str, float], figures: dict[str, Figure], texts: dict[str, str]) -> None:
         with on_run(parent_id, status_after="FINISHED"):
             mlflow.log_metrics(summary)
+            for path, text in texts.items():
+                mlflow.log_text(text, path)
             close_lost_trials(parent_id)
             for path, fig in figures.items():
                 mlflow.log_figure(fig, path)
