@@ -48,6 +48,53 @@ def figure_of(axes) -> Figure:
     return fig
 
 
+FEW_TRIALS = 20  # below this, parameter importances are noise: their figure says so
+
+
+def study_history(ax, values) -> None:
+    """An Optuna optimisation history made readable: whole trial numbers on the x axis, and a y range
+    that ends at the highest value below Tukey's far-out fence (the upper quartile plus 3 times the
+    interquartile range), so one bad trial does not squash the rest; the trials above it are drawn
+    as triangles on the top edge, with their count said. ``values``: the trials' values by number."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(finite) < 4:
+        return
+    q1, q3 = np.quantile(finite, [0.25, 0.75])
+    fence = q3 + 3 * (q3 - q1)
+    kept = finite[finite <= fence]
+    low, high = kept.min(), kept.max()
+    top = high + 0.1 * max(high - low, 1e-3 * abs(high) or 1e-12)
+    above = np.flatnonzero(np.asarray([v is not None and np.isfinite(v) and v > fence for v in values]))
+    if len(above):
+        ax.set_ylim(low - 0.1 * (top - low), top)
+        ax.plot(above, np.full(len(above), top), marker="^", ls="none", color="tab:red", clip_on=False,
+                label=f"{len(above)} trial(s) above the range")
+        ax.legend(fontsize=8)
+
+
+def study_importances(ax, trials: int) -> None:
+    """Title parameter importances with the number of trials behind them, and a caveat below `FEW_TRIALS`."""
+    caveat = f"; below {FEW_TRIALS} trials these are rough" if trials < FEW_TRIALS else ""
+    ax.set_title(f"Hyperparameter importances ({trials} trials{caveat})", fontsize=9)
+
+
+def study_parallel(ax, objective: str) -> None:
+    """Parallel coordinates whose axis labels neither overlap nor run off the figure: the figure 1.2
+    inches wide per axis (at least 6.4), the labels small and on two staggered rows, the objective
+    named in full in the title."""
+    count = len(ax.get_xticklabels())
+    ax.figure.set_size_inches(max(6.4, 1.2 * count), 4.8)
+    for each in ax.figure.axes:  # Optuna draws one axis per parameter, each with the same labels
+        for i, tick in enumerate(each.xaxis.get_major_ticks()):
+            tick.set_pad(3.5 + 11 * (i % 2))
+            tick.label1.set_fontsize(8)
+            tick.label1.set_rotation(0)  # Optuna slants them; staggered rows keep them apart upright
+    ax.set_title(f"Parallel coordinates, coloured by {objective}", fontsize=9)
+
+
 def plain(fig: Figure) -> Figure:
     """``fig`` (drawn by another library in its own style, Optuna's ggplot grey) on white, its labels
     inside the image."""

@@ -68,6 +68,39 @@ def test_optuna_plots_name_the_objective_mark_persistence_and_keep_their_style_t
         assert saved.getvalue().startswith(b"\x89PNG"), path
 
 
+def test_a_small_studys_figures_read_right_whole_trials_one_outlier_marked_and_importances_caveated():
+    from cryptolstm.search.optuna_engine import OptunaEngine
+    from cryptolstm.search.optuna_study import StudyHandle
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val/mae_ratio"])
+    values = iter([1.01, 0.99, 1.02, 9.0, 1.00, 1.03])  # one bad trial
+    study.optimize(lambda t: next(values) + 0 * t.suggest_float("dropout", 0, 0.5) * t.suggest_int("layers", 1, 3),
+                   n_trials=6)
+    figures = OptunaEngine(StudyHandle(study, True, "sqlite://", None, None), options=None, max_epochs=2).figures()
+    history = figures["plots/optuna_optimization_history.png"].axes[0]
+    history.figure.draw_without_rendering()
+    ticks = [t for t in history.get_xticks() if history.get_xlim()[0] <= t <= history.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # trial 0, 1, 2... never 0.5
+    low, high = history.get_ylim()
+    assert high < 2.0 and low > 0.9  # the other trials fill the axis; the 9.0 is marked on the top edge
+    assert any(line.get_label() == "1 trial(s) above the range" for line in history.lines)
+    importances = figures["plots/optuna_param_importances.png"].axes[0]
+    assert importances.get_title() == "Hyperparameter importances (6 trials; below 20 trials these are rough)"
+    parallel = figures["plots/optuna_parallel_coordinate.png"]
+    parallel.draw_without_rendering()
+    labels = [label for ax in parallel.axes for label in ax.get_xticklabels() if label.get_text()]
+    shown = {label.get_text(): label for label in labels}  # each axis Optuna drew repeats them
+    assert set(shown) == {"val/mae_ratio", "dropout", "layers"}
+    boxes = [label.get_window_extent() for label in shown.values()]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    width, height = parallel.canvas.get_width_height()
+    assert all(0 <= box.x0 and box.x1 <= width and 0 <= box.y0 for box in boxes)  # none cut at the edge
+
+
 def test_the_live_figure_shows_where_the_model_gained_or_lost_against_persistence():
     from cryptolstm.live import daily_table
 
@@ -83,3 +116,23 @@ def test_the_live_figure_shows_where_the_model_gained_or_lost_against_persistenc
     assert np.isnan(ratio[:29]).all()  # a ratio needs 30 days
     errors = np.abs(forecast.close() - actual)[-30:].mean() / np.abs(forecast.last_close - actual)[-30:].mean()
     assert ratio[-1] == pytest.approx(errors)
+
+
+def test_the_parallel_coordinates_of_the_default_space_keep_every_label_apart():
+    """The default space's seven dimensions: their names do not overlap or run off the figure."""
+    from cryptolstm.search.optuna_engine import OptunaEngine
+    from cryptolstm.search.optuna_study import StudyHandle
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = ["window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    study.optimize(lambda t: sum(t.suggest_float(n, 0, 1) for n in names), n_trials=8)
+    figures = OptunaEngine(StudyHandle(study, True, "sqlite://", None, None), options=None, max_epochs=2).figures()
+    parallel = figures["plots/optuna_parallel_coordinate.png"]
+    parallel.draw_without_rendering()
+    shown = {label.get_text(): label.get_window_extent() for ax in parallel.axes for label in ax.get_xticklabels()
+             if label.get_text()}
+    assert set(names) <= set(shown)
+    boxes, (width, _) = list(shown.values()), parallel.canvas.get_width_height()
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(0 <= box.x0 and box.x1 <= width and 0 <= box.y0 for box in boxes)

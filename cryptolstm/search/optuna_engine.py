@@ -120,9 +120,7 @@ class OptunaEngine:
                 with warnings.catch_warnings(), matplotlib.rc_context():
                     warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib backend
                     axes = getattr(ovm, f"plot_{name}")(self.study, target_name=objective)
-                    if name == "optimization_history" and "ratio" in objective:
-                        axes.axhline(1.0, color="black", lw=0.8, ls=":", label="ratio 1 (the baseline)")
-                        axes.legend(fontsize=8)
+                    self._readable(name, axes, objective)
                     fig = plots.plain(plots.figure_of(axes))
                     fig.savefig(io.BytesIO(), format="png")  # one that cannot be saved is left out here
                     drawn[f"plots/optuna_{name}.png"] = fig
@@ -132,6 +130,20 @@ class OptunaEngine:
 
     def finished_parent(self) -> str | None:
         return self.handle.finished_parent(self.options.n_trials)
+
+    def _readable(self, name: str, axes, objective: str) -> None:
+        """Optuna's figure ``name`` made readable (`cryptolstm.plots.study_history` ...)."""
+        complete = self._complete()
+        if name == "optimization_history":
+            if "ratio" in objective:
+                axes.axhline(1.0, color="black", lw=0.8, ls=":", label="ratio 1 (the baseline)")
+                axes.legend(fontsize=8)
+            plots.study_history(axes, [t.value for t in sorted(self.study.get_trials(deepcopy=False),
+                                                                 key=lambda t: t.number)])
+        elif name == "param_importances":
+            plots.study_importances(axes, len(complete))
+        else:
+            plots.study_parallel(axes if not hasattr(axes, "flat") else axes.flat[0], objective)
 
     def claim_finish(self) -> bool:
         return self.handle.claim_finish()
