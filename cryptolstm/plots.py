@@ -129,7 +129,11 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     top.legend()
     _date_axis(top)
     moved, said = 100 * (actual / last - 1), 100 * (model / last - 1)
-    left.scatter(moved, said, s=6, alpha=0.5, color="C0")
+    if forecast.has_intervals:  # the fan: each day's 80 % interval of the move (a pinned median is no move)
+        low, high = (100 * (bound / last - 1) for bound in forecast.bounds(80, 1))
+        inside = np.mean((moved >= low) & (moved <= high))
+        left.vlines(moved, low, high, color="C1", alpha=0.35, lw=1, label=f"80 % interval ({inside:.0%} inside)")
+    left.scatter(moved, said, s=6, alpha=0.5, color="C0", label="forecast (median)")
     left.axhline(0, color="C2", ls="--", lw=1, label="persistence: no move")
     left.axline((0, 0), slope=1, color="grey", ls=":", lw=1, label="perfect forecast")
     left.set_xlabel("actual move from the last close (%)")
@@ -140,7 +144,9 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     right.plot(dates, gap, color="C0")
     right.axhline(0, color="black", lw=0.8)
     right.set_ylabel("cumulative |LSTM error| - |persistence error| (USD)")
-    right.set_title(f"ahead of persistence where it falls ({'behind' if gap[-1] > 0 else 'ahead'} at the end)")
+    tied = abs(gap[-1]) <= 1e-9 * max(np.sum(np.abs(last - actual)), 1e-12)
+    right.set_title("ahead of persistence where it falls (" + ("level with it: the same forecast" if tied else
+                    "behind at the end" if gap[-1] > 0 else "ahead at the end") + ")")
     _date_axis(right)
     fig.suptitle(f"{coin} next-day forecast vs persistence on the {split} days")
     return fig

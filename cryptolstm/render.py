@@ -132,6 +132,11 @@ def run_summary(run_id: str, uri: str, result) -> str:
     """A few lines: where the run is, and each split's MAE beside persistence."""
     cfg = result.config
     units = {"usd": "USD", "return": "normalised units"}[cfg.rules.units]
+    if cfg.head_spec.pinned:  # its median is the last close: a ratio table would be 1.000s
+        return "\n".join([f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}: head {cfg.head} pins the "
+                          f"median at the last close by construction, so its point forecast is persistence's "
+                          f"(MAE ratio 1); what it forecasts is the spread around it:", *interval_lines(result.metrics),
+                          *verdict_lines(result.metrics)])
     lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
              f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'DM p':>7}{'MDE':>8}{'direction':>11}"]
     for split in ("val", "test"):
@@ -147,8 +152,26 @@ def run_summary(run_id: str, uri: str, result) -> str:
     if cfg.horizon > 1:
         lines += horizon_lines(result.metrics, cfg.horizon)
     if cfg.head_spec.distribution:
-        lines += interval_lines(result.metrics)
+        lines += interval_lines(result.metrics) + verdict_lines(result.metrics)
     return "\n".join(lines)
+
+
+def verdict(ratio: float, p: float) -> str:
+    """``beats``, ``loses to`` or ``ties``: a loss ratio's verdict from its two-sided DM test at 5 %."""
+    if not (np.isfinite(ratio) and np.isfinite(p)) or p >= 0.05:
+        return "ties"
+    return "beats" if ratio < 1 else "loses to"
+
+
+def verdict_lines(metrics: dict[str, float]) -> list[str]:
+    """One line per split in words: the model beats, ties or loses to each interval baseline on CRPS."""
+    lines = []
+    for split in ("val", "test"):
+        said = [f"{verdict(metrics[f'{split}/crps_ratio_{b}'], metrics.get(f'{split}/crps_dm_p_{b}', np.nan))} "
+                f"{LABELS[b]}" for b in COMPARED if f"{split}/crps_ratio_{b}" in metrics]
+        if said:
+            lines.append(f"  on the {split} days, on CRPS, the model {', '.join(said)} (DM test at 5 %)")
+    return lines
 
 
 def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:

@@ -267,3 +267,23 @@ def test_predict_prints_one_line_for_a_day_and_a_table_with_intervals_for_severa
     assert lines[0] == "BTC from the last close 42,265.19 USD, 3 days ahead; model m:" and len(lines) == 5
     assert lines[2].split() == ["2024-01-01", "1", "42,397.83", "+0.31%", "41,081.82", "to", "43,713.26",
                                 "39,250.37", "to", "45,536.73"]
+
+
+def test_a_pinned_heads_summary_says_its_median_is_the_last_close_and_each_crps_verdict_in_words():
+    """No ratio table of 1.000s for a head whose median is persistence's; ties, beats or loses to
+    each baseline from its DM test."""
+    from types import SimpleNamespace
+
+    from cryptolstm.config import RunConfig
+    from cryptolstm.render import run_summary
+
+    metrics = {f"{split}/{k}": v for split in ("val", "test") for k, v in {
+        "coverage_80": 0.81, "coverage_95": 0.95, "raw_coverage_80": 0.7, "raw_coverage_95": 0.9,
+        "crps_ratio_garch": 1.013, "crps_dm_p_garch": 0.051, "crps_dm_mde_garch": 0.012,
+        "crps_ratio_har": 0.97, "crps_dm_p_har": 0.01, "crps_dm_mde_har": 0.011,
+        "crps_ratio_empirical": 1.04, "crps_dm_p_empirical": 0.001, "crps_dm_mde_empirical": 0.01}.items()}
+    result = SimpleNamespace(config=RunConfig(head="student_t_pinned"), metrics=metrics)
+    text = run_summary("abc", "sqlite:///mlflow.db", result)
+    assert "pins the median at the last close by construction" in text and "1.000" not in text
+    assert "on the test days, on CRPS, the model ties GARCH, beats HAR, loses to empirical (DM test at 5 %)" in text
+    assert "1.013 (p 0.051, MDE 1.2 %)" in text

@@ -309,7 +309,8 @@ def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synt
     m = record.data.metrics
     assert record.info.run_name == f"live {m['live/mae_ratio']:.3f} · evaluate-btc-v1" and record.info.status == "FINISHED"
     assert record.data.tags["evaluated.source_run"] == run_id and record.data.metrics["live/days"] == 30
-    assert record.data.params["evaluate.since"] == "2021-11-01" and record.data.params["model"].endswith("@champion")
+    assert record.data.params["evaluate.since"] == "2021-11-01" and record.data.params["coin"] == "BTC"
+    assert record.data.tags["evaluated.model_uri"] == "models:/cryptolstm-btc@champion"  # --coin's champion
     assert "live/forecasts.csv" in {a.path for a in client.list_artifacts(record.info.run_id, "live")}
     assert client.get_model_version("cryptolstm-btc", "1").tags["live.run"] == record.info.run_id  # new days
     _no_empty_params(record)
@@ -324,7 +325,8 @@ def test_mlflow_run_register_predict_evaluate_and_refit(tracking, tmp_path, synt
     assert record.data.params["config.end_date"] == "2021-11-30" and record.data.params["config.train_frac"] == "0.85"
     version = client.get_model_version_by_alias("cryptolstm-btc", "champion")
     assert (str(version.version), version.tags["source_run"]) == ("2", record.info.run_id)
-    assert (record.data.params["force"], record.data.params["model"]) == ("true", "models:/cryptolstm-btc@champion")
+    assert (record.data.params["force"], record.data.params["coin"]) == ("true", "BTC")
+    assert record.data.tags["refit.of_model"] == "models:/cryptolstm-btc@champion"  # --coin's champion
     # in Default only the run register's `mlflow run` made (the others named an experiment)
     assert [r.info.run_id for r in client.search_runs(["0"])] == [launched.info.run_id]
 

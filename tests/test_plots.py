@@ -33,6 +33,24 @@ def test_the_forecast_figure_shows_the_gap_to_persistence():
     np.testing.assert_allclose(gap.lines[0].get_ydata(), expected)
 
 
+def test_a_pinned_forecast_shows_its_fan_and_a_tie_reads_as_one():
+    """A head whose median is the last close: its figure draws each day's 80 % interval of the move
+    (not a collapsed scatter on zero), and the cumulative gap, level at 0, says so."""
+    from scipy import stats
+
+    from cryptolstm.intervals import LEVELS
+
+    forecast, actual = _forecast()
+    spread = stats.norm.ppf(np.asarray(LEVELS)) * 0.02  # a Gaussian of the moves around no move
+    pinned = Forecast(forecast.dates, forecast.reference, forecast.last_close, np.zeros(len(actual))).with_quantiles(
+        np.broadcast_to(spread, (len(actual), 1, len(LEVELS))).copy(), LEVELS)
+    fig = plots.forecast_vs_actual(pinned, actual, "BTC", "test")
+    _, scatter, gap = fig.axes
+    (fan,) = scatter.collections[:1]
+    assert len(fan.get_segments()) == len(actual) and "inside)" in fan.get_label()
+    assert gap.get_title() == "ahead of persistence where it falls (level with it: the same forecast)"
+
+
 def test_learning_curves_have_whole_epochs_and_a_linear_scale_for_a_negative_loss():
     fig = plots.learning_curves({"loss": [-1.0, -2.0, -2.5], "val_loss": [-0.5, -1.0, -0.9]}, best_epoch=1)
     ax = fig.axes[0]

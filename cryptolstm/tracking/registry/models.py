@@ -110,7 +110,8 @@ def load_pyfunc(uri: str):
     except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
         location = _location(uri)
         what, where = (_damage(location) if location else None) or (first_line(exc), location)
-        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})" if where else "") + f"{_advice(uri)}.") from None
+        advice = _advice(uri) if location is None else ""  # no such model (a damaged one needs no train)
+        raise ConfigError(f"cannot load {uri}: {what}" + (f" ({where})" if where else "") + f"{advice}.") from None
 
 
 def _load_readable(uri: str):
