@@ -2,7 +2,8 @@
 
 One store, one working directory, real `cryptolstm` processes on synthetic prices (2020-01-01 to
 2021-11-30): docs/live.md's walk-through (train to an end date and make it champion, evaluate it on
-the days after, refit it), then a search with each engine, a registration and a backtest. Every
+the days after, refit it); a search with each engine, a registration and a backtest are
+tests/test_walkthrough_search.py (their own store, so that two test workers share the walk). Every
 command's terminal (stdout and stderr, as a pipe: the noise filter and the progress bars run as on a
 terminal) is kept, and the tests below read them. (The README's full-data run is this `train`
 without --end-date and --register, its run's name checked in tests/test_tracking.py; `predict` loads
@@ -34,34 +35,33 @@ NOISE = re.compile(r"constant folding|tf2onnx|A new study created|Trial \d+ fini
                    r"UserWarning|\b0epoch")
 
 
-@pytest.fixture(scope="module")
-def walk(tmp_path_factory, synthetic_data, _empty_store):
+def walk_steps(tmp_path_factory, _empty_store, name: str, steps: dict[str, list[str]]):
     """(working directory, {step: CompletedProcess}, client, {step: the runs the registered versions
-    came from after it}) after every command of the walk-through ran."""
-    cwd = tmp_path_factory.mktemp("walkthrough")
+    came from after it}) after every command of ``steps`` ran, in order, in one new store."""
+    cwd = tmp_path_factory.mktemp(name)
     uri = copy_store(_empty_store, cwd)
     client = MlflowClient(uri)
-    data = ["--data-dir", str(synthetic_data)]
     (cwd / "base.yaml").write_text(BASE)
     (cwd / "space.yaml").write_text(SPACE)
-    steps = {
-        "train": ["train", "--coin", "BTC", "--end-date", END, "--register", *TINY, *data],
-        "evaluate": ["evaluate", "--model", "models:/cryptolstm-btc@champion", *data],
-        "refit": ["refit", "--model", "models:/cryptolstm-btc@champion", *data],
-        "optuna": ["search", "--coin", "BTC", "--space", "space.yaml", "--n-trials", "2", "--max-epochs", "2",
-                   "--study-name", "walk", *data],
-        "keras_tuner": ["search", "--coin", "BTC", "--engine", "keras-tuner", "--algorithm", "bayesian", "--space",
-                        "space.yaml", "--n-trials", "2", "--max-epochs", "2", *data],
-        "register": ["register", "--coin", "BTC"],
-        "backtest": ["backtest", "--config", "base.yaml", "--coin", "BTC", "--start", "2021-10-01", "--end",
-                     "2021-11-30", "--fold-months", "1", "--seeds", "1", "--arima", "false", *data],
-    }
     done, sources = {}, {}
     for step, args in steps.items():
         done[step] = run_cli(args, cwd, uri)
         assert done[step].returncode == 0, f"{step}: {done[step].stderr[-3000:]}"
         sources[step] = {v.run_id for v in client.search_model_versions("name = 'cryptolstm-btc'")}
     return cwd, done, client, sources
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory, synthetic_data, _empty_store):
+    """docs/live.md's walk-through: train to an end date and make it champion, evaluate, refit
+    (the searches, a registration and a backtest: tests/test_walkthrough_search.py, on another
+    worker)."""
+    data = ["--data-dir", str(synthetic_data)]
+    return walk_steps(tmp_path_factory, _empty_store, "walkthrough", {
+        "train": ["train", "--coin", "BTC", "--end-date", END, "--register", *TINY, *data],
+        "evaluate": ["evaluate", "--model", "models:/cryptolstm-btc@champion", *data],
+        "refit": ["refit", "--model", "models:/cryptolstm-btc@champion", *data],
+    })
 
 
 def terminal(proc) -> str:
@@ -86,16 +86,7 @@ def test_the_walk_through_makes_the_end_date_run_champion_evaluates_it_and_refit
     assert refit_run.data.tags["refit.of_version"] == "1"
 
 
-def test_a_search_registers_nothing_unless_asked(walk):
-    cwd, done, client, sources = walk
-    parents = [r for r in all_runs(client) if r.data.tags.get("study_name")
-               and "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 2 and sources["optuna"] == sources["keras_tuner"] == sources["refit"]
-    assert not sources["keras_tuner"] & {p.info.run_id for p in parents}
-    assert "registered" not in done["optuna"].stdout + done["keras_tuner"].stdout
-
-
-@pytest.mark.parametrize("step", ["train", "evaluate", "refit", "optuna", "keras_tuner", "register", "backtest"])
+@pytest.mark.parametrize("step", ["train", "evaluate", "refit"])
 def test_no_line_from_the_noise_list_reaches_the_terminal(walk, step):
     _, done, _, _ = walk
     noisy = [line for line in terminal(done[step]).splitlines() if NOISE.search(line)]
@@ -105,9 +96,6 @@ def test_no_line_from_the_noise_list_reaches_the_terminal(walk, step):
 @pytest.mark.parametrize("step, bars", [
     ("train", [r"BTC epochs.*\d+/\d+"]),
     ("refit", [r"refit epochs.*\d+/\d+"]),
-    ("optuna", [r"walk trials.*2/2", r"chosen config epochs"]),
-    ("keras_tuner", [r"keras-tuner bayesian fits", r"chosen config epochs"]),
-    ("backtest", [r"BTC backtest.*2/2"]),
 ])
 def test_every_long_phase_has_a_bar_with_its_total(walk, step, bars):
     _, done, _, _ = walk
@@ -148,10 +136,3 @@ def test_run_names_put_the_result_first(walk):
     names = [r.info.run_name for r in all_runs(client)]
     assert any(re.fullmatch(rf"val \d\.\d{{3}} test \d\.\d{{3}} · to{END}-1x4-w7-s7", n) for n in names)
     assert any(re.fullmatch(r"live \d\.\d{3} · evaluate-btc-v1", n) for n in names)
-    assert any(re.fullmatch(r"backtest \d\.\d{3} · .*", n) for n in names)
-
-
-def test_printed_numbers_are_rounded(walk):
-    _, done, _, _ = walk
-    for step in ("optuna", "keras_tuner", "register"):
-        assert not re.search(r"\d\.\d{9,}", done[step].stdout), done[step].stdout
