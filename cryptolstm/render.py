@@ -260,11 +260,12 @@ def registered_line(reg) -> str:
         return f"{reg.name}: nothing registered: {reg.reason}."
     alias = "now @champion" if reg.promoted else "not champion"
     head = f"{reg.name} version {reg.version}" if not reg.added else f"registered {reg.name} version {reg.version}"
-    text = f"{head} ({alias}): {reg.reason}; {against}."
-    if not reg.promoted and "--force" in reg.reason and reg.run_id:
+    reason, advice = reg.reason, ""
+    if not reg.promoted and "--force" in reason and reg.run_id:  # the advice once, as the command to type
         coin = reg.name.removeprefix("cryptolstm-").upper()
-        text += f" To make it champion: cryptolstm register --coin {coin} --run-id {reg.run_id} --force"
-    return text
+        reason = reason.replace("; to make it champion anyway, register it with --force", "")
+        advice = f"; to make it champion anyway: cryptolstm register --coin {coin} --run-id {reg.run_id} --force"
+    return f"{head} ({alias}): {reason}; {against}{advice}."
 
 
 def live_summary(evaluation) -> str:

@@ -287,3 +287,16 @@ def test_a_pinned_heads_summary_says_its_median_is_the_last_close_and_each_crps_
     assert "pins the median at the last close by construction" in text and "1.000" not in text
     assert "on the test days, on CRPS, the model ties GARCH, beats HAR, loses to empirical (DM test at 5 %)" in text
     assert "1.013 (p 0.051, MDE 1.2 %)" in text
+
+
+def test_a_registration_that_could_not_be_compared_gives_its_advice_once_as_the_command_to_type():
+    from cryptolstm.registry import Registration
+    from cryptolstm.render import registered_line
+
+    reason = ("not compared with champion version 1: validated on other days; to make it champion anyway, "
+              "register it with --force")
+    line = registered_line(Registration("cryptolstm-btc", "3", False, reason, False, 1.0123, run_id="abc"))
+    assert line == ("registered cryptolstm-btc version 3 (not champion): not compared with champion version 1: "
+                    "validated on other days; its test MAE ratio to persistence is 1.0123 (worse than persistence "
+                    "on those days); to make it champion anyway: cryptolstm register --coin BTC --run-id abc --force.")
+    assert line.count("--force") == 1 and line.count(".") == line.count("1.0123") + 1  # one sentence
