@@ -130,7 +130,7 @@ def _in_thread(call) -> tuple[threading.Thread, dict]:
 @pytest.fixture
 def scheduler_only():
     """A Dask scheduler on 127.0.0.1 with no worker."""
-    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as made:
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as made:
         yield made.scheduler_address
 
 
