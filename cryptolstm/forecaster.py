@@ -32,13 +32,13 @@ from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
 from cryptolstm.forecasting import quantile_column
 from cryptolstm.intervals import INTERVALS, Calibration
-from cryptolstm.rows import check_trained_on, prepare_rows
+from cryptolstm.rows import check_trained_on, prepare_rows, trained_prices
 from cryptolstm.windowing import forecast_samples, input_rows, min_rows
 
 PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its signature's)
 
 
-def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: dict | None = None) -> pd.DataFrame:
+def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
     ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
     and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
@@ -46,8 +46,8 @@ def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: di
     ``every_day``: forecast every window of ``rows``, H rows per origin in origin order, with the
     ``origin`` (the window's last day) and, under a distribution head, every quantile in USD.
     ``forecaster``: the trained `cryptolstm.inference.NetworkForecaster` (its config, features'
-    state and calibration), as in training; ``prices``: the prices it was trained on (its training
-    record's), which rows on the same days must match."""
+    state and calibration), as in training; ``prices``: the prices it was trained on
+    (`cryptolstm.rows.trained_prices`), which rows on the same days must match."""
     from cryptolstm.models.base import History
 
     cfg = forecaster.cfg
@@ -138,8 +138,9 @@ class LstmForecaster(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         self.forecaster = load_forecaster(dict(context.artifacts))
-        training = context.artifacts.get("training")
-        self.training = _json(training) if training else None
+        training = context.artifacts.get("training")  # a model logged before #16 has none
+        # read once: every request's rows on its training days are checked against them
+        self.prices = trained_prices(_json(training).get("prices")) if training else None
 
     @property
     def lstm(self):
@@ -151,7 +152,7 @@ class LstmForecaster(mlflow.pyfunc.PythonModel):
 
         every_day = bool((params or {}).get("every_day", False))
         try:
-            return forecast(self.forecaster, model_input, every_day, (self.training or {}).get("prices"))
+            return forecast(self.forecaster, model_input, every_day, self.prices)
         except DataError as exc:
             raise Refusal(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 

@@ -110,10 +110,9 @@ def price_mismatch(trained: pd.DataFrame, frame: pd.DataFrame) -> str | None:
     return None
 
 
-def check_trained_on(record: dict | None, frame: pd.DataFrame) -> None:
+def check_trained_on(trained: pd.DataFrame | None, frame: pd.DataFrame) -> None:
     """Refuse rows that are not the prices the model trained on (on the days both hold), or whose
     two coins' close ratio lies far (`RATIO_MARGIN`) outside anything in its training days."""
-    trained = trained_prices(record)
     if trained is None:
         return
     mismatch = price_mismatch(trained, frame)

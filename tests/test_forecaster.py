@@ -16,7 +16,7 @@ from scipy.stats import norm
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
 from cryptolstm.forecaster import example_rows, forecast
-from cryptolstm.rows import check_trained_on, input_columns, prepare_rows
+from cryptolstm.rows import check_trained_on, input_columns, prepare_rows, trained_prices
 from cryptolstm.inference import NetworkForecaster
 from cryptolstm.intervals import LEVELS
 from cryptolstm.windowing import input_rows
@@ -66,7 +66,7 @@ def test_a_day_whose_high_is_not_above_its_open_close_and_low_is_refused(column,
 
 def test_rows_are_checked_against_the_prices_the_model_trained_on():
     frame = synthetic_frame(40, seed=1)
-    record = {"first_date": "2020-01-01", "columns": {c: frame[c].iloc[:30].tolist() for c in CFG_COLUMNS}}
+    record = trained_prices({"first_date": "2020-01-01", "columns": {c: frame[c].iloc[:30].tolist() for c in CFG_COLUMNS}})
     same = prepare_rows(example_rows(frame.iloc[:30], CFG), CFG)
     check_trained_on(record, same)  # the days it trained on, as they were
     check_trained_on(record, prepare_rows(example_rows(frame, CFG), CFG))  # later days
@@ -290,7 +290,7 @@ def test_a_model_logged_before_features_onnx_calibration_and_training_json_still
         (new.data.tags["split.val.last"], new.data.tags["split.val.first"], "2021-11-30")  # from its run's tags
     model = registry.load_pyfunc(uri)
     loaded = model.unwrap_python_model()
-    assert _network_kind(model) == "keras" and loaded.forecaster.calibration is None and loaded.training is None
+    assert _network_kind(model) == "keras" and loaded.forecaster.calibration is None and loaded.prices is None
     rows = example_rows(market.frame, cfg)
     np.testing.assert_allclose(model.predict(rows)["forecast_close"], registry.load_pyfunc(f"runs:/{run_id}/model")
                                .predict(rows)["forecast_close"], rtol=1e-6)

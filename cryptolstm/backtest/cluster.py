@@ -107,7 +107,10 @@ class ClusterExecutor(futures.Executor):
             self.pending.pop(mine, None)
             if mine.done():  # failed by the watcher, or the caller cancelled it
                 return
-            mine.set_exception(outcome) if failed else mine.set_result(outcome)
+            if failed:
+                mine.set_exception(outcome)
+            else:
+                mine.set_result(outcome)
 
     def _cancelled(self, exc: BaseException) -> ConfigError:
         if getattr(exc, "reason", "") == "scheduler-connection-lost" or self.client.status != "running":
@@ -117,11 +120,11 @@ class ClusterExecutor(futures.Executor):
                            f"run the same command again.")
 
     def _fail_all(self, error: ConfigError) -> None:
-        with self.lock:
+        with self.lock:  # as `_settle` holds it: a job is settled by one of the two, never both
             jobs, self.pending = self.pending, {}
-        for mine in jobs:
-            if not mine.done():
-                mine.set_exception(error)
+            for mine in jobs:
+                if not mine.done():
+                    mine.set_exception(error)
         for theirs in jobs.values():
             with contextlib.suppress(Exception):  # a client already closed, a scheduler gone: nothing to cancel
                 theirs.cancel()

@@ -12,10 +12,8 @@ import pandas as pd
 
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, pooled_period
 from cryptolstm.forecasting import QUANTILE_COLUMNS
-from cryptolstm.intervals import LEVELS
-from cryptolstm.metrics import crps_quantiles
 from cryptolstm.scoring import SEEDED, UNCALIBRATED, Scores
-from cryptolstm.snooping import ConfidenceSet, confidence_set
+from cryptolstm.snooping import ConfidenceSet, confidence_set, row_losses
 
 
 def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFrame:
@@ -74,47 +72,32 @@ def predictions_frame(result: BacktestResult) -> pd.DataFrame:
 
 
 def daily_losses(result: BacktestResult) -> dict[str, pd.DataFrame]:
-    """Per-day losses of horizon 1, one column per forecaster, one row per test day: ``mae`` the
-    absolute error in USD (every forecaster), ``crps`` the CRPS in returns (those with quantiles).
-    The LSTM's seeds are joined by their mean, ``lstm.mean`` (the mean forecast, the mean quantiles)."""
+    """Per-day losses of horizon 1 (`cryptolstm.snooping.row_losses`), one column per forecaster, one
+    row per test day: ``mae`` the absolute error in USD (every forecaster), ``crps`` the CRPS in
+    returns (those with quantiles). The LSTM's seeds are joined by their mean, ``lstm.mean`` (their
+    forecasts and quantiles averaged day by day)."""
     table = result.forecasts.table
     first = table[(table["horizon"] == 1) & ~table["forecaster"].str.endswith(UNCALIBRATED)]
-    first = first.sort_values(["period", "origin"], kind="stable")
-    seeds = [name for name in dict.fromkeys(first["forecaster"]) if SEEDED.match(name)]
-    losses = {}
-    errors = first.assign(loss=(first["reference"] * (1.0 + first["forecast"]) - first["actual"]).abs())
-    losses["mae"] = _wide(errors, seeds, first)
-    with_quantiles = first.dropna(subset=QUANTILE_COLUMNS) if set(QUANTILE_COLUMNS) <= set(first.columns) else first[:0]
-    if len(with_quantiles):
-        names = list(dict.fromkeys(with_quantiles["forecaster"]))
-        quantiles, actual = with_quantiles[QUANTILE_COLUMNS].to_numpy(float), \
-            (with_quantiles["actual"] / with_quantiles["reference"] - 1.0).to_numpy(float)
-        crps = with_quantiles.assign(loss=crps_quantiles(quantiles, actual, LEVELS))
-        mean_rows = with_quantiles[with_quantiles["forecaster"].isin(seeds)]
-        if len(set(seeds) & set(names)) > 1:  # the seeds' mean distribution: their quantiles averaged
-            averaged = mean_rows.groupby(["period", "origin"], sort=False)[QUANTILE_COLUMNS + ["actual", "reference"]].mean()
-            loss = crps_quantiles(averaged[QUANTILE_COLUMNS].to_numpy(float),
-                                  (averaged["actual"] / averaged["reference"] - 1.0).to_numpy(float), LEVELS)
-            crps = pd.concat([crps, averaged.reset_index().assign(forecaster="lstm.mean", loss=loss)])
-        losses["crps"] = crps.pivot_table(index=["period", "origin"], columns="forecaster", values="loss", sort=False)
+    seeds = first[first["forecaster"].map(lambda name: SEEDED.match(name) is not None)]
+    if seeds["forecaster"].nunique() > 1:
+        mean = seeds.groupby(["period", "origin"], sort=False).mean(numeric_only=True).reset_index()
+        first = pd.concat([first, mean.assign(forecaster="lstm.mean")], ignore_index=True)
+    losses = {"mae": _by_day(first, "mae")}
+    if set(QUANTILE_COLUMNS) <= set(first.columns) and first[QUANTILE_COLUMNS].notna().all(axis=1).any():
+        losses["crps"] = _by_day(first.dropna(subset=QUANTILE_COLUMNS), "crps")
     return losses
+
+
+def _by_day(rows: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """(days, forecasters) of ``rows``' per-day ``loss``."""
+    return rows.assign(loss=row_losses(rows, loss)).pivot_table(index=["period", "origin"], columns="forecaster",
+                                                                values="loss", sort=False)
 
 
 def confidence_sets(result: BacktestResult) -> dict[str, ConfidenceSet]:
     """The model confidence set of every forecaster of the backtest (each seed, their mean, every
     baseline) on each loss of `daily_losses` (``mae``; ``crps`` where several have quantiles)."""
     return {loss: confidence_set(frame) for loss, frame in daily_losses(result).items() if frame.shape[1] > 1}
-
-
-def _wide(rows: pd.DataFrame, seeds: list[str], first: pd.DataFrame) -> pd.DataFrame:
-    """(days, forecasters) of ``rows``' ``loss``, and of the seeds' mean forecast as ``lstm.mean``."""
-    wide = rows.pivot_table(index=["period", "origin"], columns="forecaster", values="loss", sort=False)
-    if len(seeds) > 1:
-        mine = first[first["forecaster"].isin(seeds)]
-        mean = mine.assign(close=mine["reference"] * (1.0 + mine["forecast"])).groupby(
-            ["period", "origin"], sort=False)[["close", "actual"]].mean()
-        wide["lstm.mean"] = (mean["close"] - mean["actual"]).abs().reindex(wide.index)
-    return wide
 
 
 def fold_closes(result: FoldResult) -> dict[str, np.ndarray]:

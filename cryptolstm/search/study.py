@@ -98,14 +98,14 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
             engine: SearchEngine, name: str, max_epochs: int, progress: bool) -> SearchResult:
     """`run_search` on the opened ``engine``: the parent run, the trials, and the finish if this
     worker is the last one out."""
-    done = engine.finished_parent()
-    status = tracker.status(done) if done is not None else None
+    earlier = engine.finished_parent()  # the parent of a study whose trials are all done, if any
+    status = tracker.status(earlier) if earlier is not None else None
     if status == "FINISHED":  # nothing to run: the result stands, and no run is touched
-        return SearchResult(done, name, space.rounded(engine.best_values()), None, engine.trials(),
+        return SearchResult(earlier, name, space.rounded(engine.best_values()), None, engine.trials(),
                             engine.summary().get("search/best_value"), space.objective, done_before=True)
     if status == "RUNNING":
-        log.info("another worker of study %s re-trains the chosen config (parent run %s)", name, done)
-        return SearchResult(done, name, {}, None, engine.trials())
+        log.info("another worker of study %s re-trains the chosen config (parent run %s)", name, earlier)
+        return SearchResult(earlier, name, {}, None, engine.trials())
     tags = study_tags(space, options, name, max_epochs)
     parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
     if not leader:
@@ -113,7 +113,7 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
     runner = TrialRunner(space, market, max_epochs, options.engine, tracker, parent_id, progress=progress)
     try:
         tracker.started(parent_id, space.path, tags, leader)
-        if done is None:
+        if earlier is None:
             engine.optimise(runner, progress)
     except BaseException as exc:
         engine.close(failed=True)
@@ -121,7 +121,7 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
             tracker.ended(runner.parent_id, _status(exc), _error(exc))
         raise
     engine.close(failed=False)
-    if done is not None:  # its trials are done but the command that finished it was cut short
+    if earlier is not None:  # its trials are done but the command that finished it was cut short
         log.info("study %s's trials are done but its result was cut short; re-training the chosen config", name)
     elif not engine.claim_finish():
         others = "other workers of study %s are still running; the last one" if not engine.alone() else \

@@ -20,7 +20,7 @@ from cryptolstm.render import values_text
 from cryptolstm.search.tracker import SearchTracker
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.snooping import row_losses
-from cryptolstm.train import TrainResult, train
+from cryptolstm.train import MODEL, TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class TrialRunner:
         table = result.forecasts.table
         val = table[(table["period"] == "val") & (table["horizon"] == 1)].sort_values("origin", kind="stable")
         loss, benchmark = self.benchmark()
-        mine = val[val["forecaster"] == "lstm"]
+        mine = val[val["forecaster"] == MODEL]
         theirs = mine if benchmark == "persistence" else val[val["forecaster"] == benchmark].set_index("origin").loc[
             mine["origin"]].reset_index()
         return {"days": [str(day.date()) for day in mine["origin"]],
