@@ -18,6 +18,7 @@ import yaml
 
 from cryptolstm import features as feature_library
 from cryptolstm import heads
+from cryptolstm import cells
 from cryptolstm.errors import ConfigError, path_problem
 from cryptolstm.options import at_most, coerce_fields
 from cryptolstm.protocols import Protocol, protocol
@@ -28,7 +29,6 @@ ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
 LOSSES = ("mse", "mae", "huber")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-CELLS = ("lstm", "gru")  # the recurrent layer; same layers, neurons and dropout either way
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class RunConfig:
     merge_date: str = "2016-01-01"
     end_date: str | None = None
     fill_gaps: bool = False
+    sealed_from: str | None = None  # the first sealed day: the data layer hands no day from it on
     # inputs (`cryptolstm.features`), windows and splits
     features: str = ",".join(feature_library.DEFAULT)
     window_len: int = 7
@@ -58,7 +59,7 @@ class RunConfig:
     train_frac: float = 0.70
     val_frac: float = 0.15
     # model (the 2018 notebook's by default); the head: `cryptolstm.heads`
-    cell: str = "lstm"
+    cell: str = cells.DEFAULT.name  # `cryptolstm.cells`; same layers, neurons and dropout whichever
     layers: int = 3
     neurons: int = 512
     dropout: float = 0.25
@@ -124,13 +125,15 @@ HELP = {
     "merge_date": "First day of the data (YYYY-MM-DD).",
     "end_date": "Last day of the data (YYYY-MM-DD; default: the last day in the directory).",
     "fill_gaps": "Forward-fill missing days instead of refusing them.",
+    "sealed_from": "First sealed day (YYYY-MM-DD): no day from it on is read (a final test, opened once with "
+                   "`cryptolstm evaluate --open-seal`).",
     "features": f"Input features, comma-separated ({', '.join(feature_library.NAMES)}), or a set: "
                 f"{', '.join(feature_library.SETS)}.",
     "window_len": "Days per input window.",
     "horizon": "Days forecast at once (t+1..t+H).",
     "train_frac": "Share of the days whose targets train the model.",
     "val_frac": "Share of the days that validate it (early stopping, calibration); the rest is the test split.",
-    "cell": f"Recurrent layer: {', '.join(CELLS)}.",
+    "cell": f"Recurrent layer: {', '.join(cells.NAMES)}.",
     "layers": "Recurrent layers.",
     "neurons": "Units per recurrent layer.",
     "dropout": "Dropout after each recurrent layer, in [0, 1).",
@@ -167,11 +170,14 @@ def _validate(c: RunConfig) -> None:
     _check_choice("output_activation", c.output_activation, ACTIVATIONS)
     _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
     head = heads.get(c.head)  # an unknown head is one sentence
-    _check_choice("cell", c.cell, CELLS)
+    _check_choice("cell", c.cell, cells.NAMES)
     _check_choice("loss", c.loss, LOSSES)
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
     if c.end_date is not None and c.end_date <= c.merge_date:  # ISO dates compare as text
         raise ConfigError(f"end_date ({c.end_date}) must be after merge_date ({c.merge_date}).")
+    if c.sealed_from is not None and c.sealed_from <= c.merge_date:
+        raise ConfigError(f"sealed_from ({c.sealed_from}) must be after merge_date ({c.merge_date}): a seal from "
+                          f"there leaves no day to train on.")
     # A window of one day normalises to all zeros and leaves persistence undefined.
     _check_min("window_len", c.window_len, 2)
     _check_min("horizon", c.horizon, 1)

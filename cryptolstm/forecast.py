@@ -20,6 +20,15 @@ import numpy as np
 from cryptolstm.intervals import check_levels, interval_levels, level_index
 
 
+USD, RETURN = "usd", "return"  # the units every error is measured in: USD closes, or returns on the reference close
+UNITS = {USD: "USD", RETURN: "normalised units"}  # each units' name in prose
+
+
+def other_units(units: str) -> str:
+    """The units beside ``units`` (a run's metrics are in both)."""
+    return RETURN if units == USD else USD
+
+
 @dataclass(frozen=True)
 class Forecast:
     """Forecasts of n origins.
@@ -85,6 +94,19 @@ class Forecast:
     def has_intervals(self) -> bool:
         """Whether this forecast carries quantiles."""
         return self.quantiles is not None
+
+    @classmethod
+    def mean_of(cls, forecasts) -> Forecast:
+        """One forecast from several of the same samples (an ensemble's members, a combination of
+        baselines): the mean of their point returns and, when they have quantiles, the mean of each
+        quantile (Vincentization: the quantile function of the combination is the average of theirs)."""
+        first = forecasts[0]
+        if len(forecasts) == 1:
+            return first
+        mean = cls(first.dates, first.reference, first.last_close, np.mean([f.returns for f in forecasts], axis=0))
+        if first.quantiles is None:
+            return mean
+        return mean.with_quantiles(np.mean([f.quantiles for f in forecasts], axis=0), first.levels)
 
     @classmethod
     def of_samples(cls, samples, returns: np.ndarray) -> Forecast:

@@ -35,10 +35,10 @@ from cryptolstm.errors import ConfigError
 from cryptolstm.forecast import Forecast
 from cryptolstm.intervals import LEVELS
 from cryptolstm.models.base import Forecaster, History
+from cryptolstm.options import RETRAIN, SCRATCH, WARM
 from cryptolstm.splits import Period
 from cryptolstm.windowing import Samples, samples
 
-MODES = ("scratch", "warm")
 Maker = Callable[[Forecaster | None], Forecaster]  # (the last fit, or None) -> the forecaster to fit next
 FitPlan = Callable[[pd.DataFrame, Period], tuple[Period | None, Period | None]]  # frame, period -> (train, val)
 
@@ -56,13 +56,13 @@ class Retrain:
     """When the loop fits (module docstring): ``mode`` scratch, warm or never; on every
     ``every``-th period; a warm fit trains at most ``warm_epochs`` epochs (None: the config's)."""
 
-    mode: str = "scratch"
+    mode: str = SCRATCH
     every: int = 1
     warm_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in (*MODES, "never"):
-            raise ConfigError(f"retrain must be one of {', '.join(MODES)}; got {self.mode!r}.")
+        if self.mode not in (*RETRAIN, "never"):
+            raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.mode!r}.")
         if self.every < 1:
             raise ConfigError(f"retrain_every must be an integer >= 1, got {self.every}.")
 
@@ -75,7 +75,7 @@ class Retrain:
         (``warm_starts``: one that can start from its last fit), else one per fit (the fit's period
         and those forecast with it)."""
         indexed = list(enumerate(periods))
-        if self.mode == "never" or self.mode == "warm" and warm_starts:
+        if self.mode == "never" or self.mode == WARM and warm_starts:
             return [indexed]
         return [indexed[k:k + self.every] for k in range(0, len(indexed), self.every)]
 
@@ -85,7 +85,7 @@ NEVER = Retrain("never")
 
 def once(periods: Sequence[Period]) -> Retrain:
     """Fit before the first of ``periods`` only, and forecast them all with that fit."""
-    return Retrain("scratch", every=max(len(periods), 1))
+    return Retrain(SCRATCH, every=max(len(periods), 1))
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def forecast_chain(label: str, make: Maker, frame: pd.DataFrame, cfg: RunConfig,
     for k, period in chain:
         if retrain.due(k) or model is None and retrain.mode != "never":
             train, val = plan(frame, period) if plan else (None, None)
-            start = model if retrain.mode == "warm" and getattr(make, "warm_starts", True) else None
+            start = model if retrain.mode == WARM and getattr(make, "warm_starts", True) else None
             model = make(start).fit(History(frame.loc[: period.before], cfg.coin, train, val))
-            fits.append(Fit(label, period.name, fitted_at if start is not None else "scratch", dict(model.params)))
+            fits.append(Fit(label, period.name, fitted_at if start is not None else SCRATCH, dict(model.params)))
             fitted_at = period.name
         elif model is None:
             model = make(None)  # never: the forecaster handed in is fitted already

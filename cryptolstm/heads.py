@@ -82,7 +82,6 @@ class Head:
     levels: tuple[float, ...] = LEVELS
     pinned = False
     scale_feature: str | None = None
-    legacy_layer: str | None = None  # the Keras layer name models saved before heads were objects
     packages: tuple[str, ...] = ()  # what decoding needs beyond the pyfunc's own (a served model's requirements)
     doc = ""
 
@@ -145,7 +144,6 @@ class GaussianHead(Head):
 
     name = "gaussian"
     parameters = ("mean", "scale")
-    legacy_layer = "GaussianHead"
     doc = "a Gaussian's mean and scale, on its likelihood"
 
     def activate(self, raw, ops, scale=None):
@@ -169,7 +167,6 @@ class QuantileHead(Head):
     first output, the gaps between neighbouring levels ``0.01 * softplus(raw)`` (never crossing)."""
 
     name = "quantile"
-    legacy_layer = "QuantileHead"
     doc = "quantiles on the grid, on the pinball loss"
 
     def width(self, horizon: int) -> int:

@@ -31,10 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cryptolstm.forecast import Forecast
+from cryptolstm.forecast import RETURN, USD, Forecast, other_units
 from cryptolstm.intervals import INTERVALS, interval_levels, level_index
 
-UNITS = ("usd", "return")
 NAN = float("nan")
 
 
@@ -61,7 +60,7 @@ def ratio(value: float, baseline: float) -> float:
 def in_sample_scale(train_closes: pd.Series | np.ndarray, units: str) -> float:
     """MAE of persistence on the training closes, in ``units``: MASE's denominator."""
     closes = np.asarray(train_closes, dtype=np.float64)
-    moves = np.diff(closes) if units == "usd" else closes[1:] / closes[:-1] - 1.0
+    moves = np.diff(closes) if units == USD else closes[1:] / closes[:-1] - 1.0
     return float(np.mean(np.abs(moves)))
 
 
@@ -141,8 +140,8 @@ def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference:
     actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
     reference = last if reference is None else np.asarray(reference, dtype=np.float64)
     scales = scales or {}
-    views = {"usd": (actual, forecast, last),
-             "return": (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
+    views = {USD: (actual, forecast, last),
+             RETURN: (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
     out = {"usd/mape": mape(forecast - actual, actual)}
     for units, (a, f, naive) in views.items():
         out.update({f"{units}/{k}": v for k, v in _accuracy(a, f, naive, scales.get(units), h).items()})
@@ -217,7 +216,7 @@ def distribution_scores(quantiles: np.ndarray, actual: np.ndarray, levels) -> di
 def central_coverage(forecast: Forecast, actual: np.ndarray, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(P,) nominal and (P,) observed coverage of each central interval of a `Forecast`'s grid
     (levels p and Q-1-p) on (n,) USD ``actual`` closes: a reliability diagram's points."""
-    q = _quantiles_in(forecast, "usd", h)
+    q = _quantiles_in(forecast, USD, h)
     levels, pairs = np.asarray(forecast.levels), len(forecast.levels) // 2
     nominal = np.array([levels[-1 - p] - levels[p] for p in range(pairs)])
     observed = np.array([np.mean((actual >= q[:, p]) & (actual <= q[:, -1 - p])) for p in range(pairs)])
@@ -228,14 +227,14 @@ def central_coverage(forecast: Forecast, actual: np.ndarray, h: int = 1) -> tupl
 def _quantiles_in(forecast: Forecast, units: str, h: int) -> np.ndarray:
     """(n, Q) quantiles of horizon ``h`` in ``units`` (USD closes or returns on the reference)."""
     q = forecast.quantiles[:, h - 1, :]
-    return forecast.reference[:, None] * (1.0 + q) if units == "usd" else q
+    return forecast.reference[:, None] * (1.0 + q) if units == USD else q
 
 
 def forecast_distribution_scores(forecast: Forecast, actual: np.ndarray, units: str, h: int = 1) -> dict:
     """`distribution_scores` of horizon ``h`` of a `Forecast` with quantiles, against (n,) USD
     ``actual`` closes, in ``units``."""
     y = np.asarray(actual, dtype=np.float64)
-    y = y if units == "usd" else y / forecast.reference - 1.0
+    y = y if units == USD else y / forecast.reference - 1.0
     return distribution_scores(_quantiles_in(forecast, units, h), y, forecast.levels)
 
 
@@ -256,7 +255,7 @@ def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baseline
     / ``crps_dm_p_{name}`` (negative: the forecast is better) / ``crps_dm_mde_{name}`` (the relative
     difference in CRPS it would detect, `dm_test`).
     """
-    other = "return" if units == "usd" else "usd"
+    other = other_units(units)
     mine = forecast_distribution_scores(forecast, actual, units, h)
     mine_other = forecast_distribution_scores(forecast, actual, other, h)
     out = {k: float(mine[k]) for k in SCORED}

@@ -24,8 +24,11 @@ from cryptolstm.errors import ConfigError
 DEFAULT_EXPERIMENT = "experiments/default.yaml"
 DEFAULT_SPACE = "experiments/search-default.yaml"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
-DATE_FIELDS = ("start", "end", "since", "until")
-RETRAIN = ("scratch", "warm")  # how a walk-forward fit starts (`cryptolstm.forecasting.Retrain`)
+DATE_FIELDS = ("start", "end", "since", "until", "sealed_from")
+SEALED_FROM = ("First sealed day (YYYY-MM-DD): every day from it on is withheld from this command by the data "
+               "layer; open it once with `cryptolstm evaluate --open-seal`.")
+SCRATCH, WARM = "scratch", "warm"  # how a fit starts: fresh weights, or the last fit's (`cryptolstm.forecasting.Retrain`)
+RETRAIN = (SCRATCH, WARM)
 
 
 def option(default: Any, help: str) -> Any:
@@ -192,6 +195,7 @@ class SearchOptions:
     n_workers: int = option(1, "Worker processes on this machine (>1 needs a journal: or postgresql:// storage).")
     heartbeat: int | None = option(None, "Seconds between trial heartbeats on an RDB storage "
                                          "(default 30 for postgresql://, else off).")
+    sealed_from: str | None = option(None, SEALED_FROM)
     follower: bool = option(False, "Join as a worker that never finishes the study (set by --n-workers).")
 
     def __post_init__(self) -> None:
@@ -215,7 +219,7 @@ class SearchOptions:
 
     def base_overrides(self) -> dict[str, Any]:
         """The values that override the space's base config."""
-        names = ("coin", "protocol", "data_dir", "merge_date", "end_date", "seed")
+        names = ("coin", "protocol", "data_dir", "merge_date", "end_date", "seed", "sealed_from")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     def worker(self) -> SearchOptions:
@@ -235,7 +239,7 @@ class BacktestOptions:
     seeds: int = option(3, "Seeds per fold: the config's seed and the next ones.")
     max_epochs: int | None = option(None, "Cap on each fit's epochs (default: the config's).")
     workers: int = option(1, "Processes fitting in parallel.")
-    retrain: str = option("scratch", "How each fold's LSTM starts: scratch (fresh weights) or warm (the last fit's "
+    retrain: str = option(SCRATCH, "How each fold's LSTM starts: scratch (fresh weights) or warm (the last fit's "
                                      "weights, early-stopped on its own validation tail).")
     retrain_every: int = option(1, "Fit on every K-th fold only; the folds between are forecast with the last fit.")
     warm_epochs: int | None = option(None, "Cap on the epochs of a warm fit (default: the fold config's).")
@@ -248,6 +252,7 @@ class BacktestOptions:
     ma_window: int = option(7, "Closes averaged by the moving-average baseline.")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else the config's).")
     experiment_name: str | None = option(None, "MLflow experiment (default cryptolstm-<coin>).")
+    sealed_from: str | None = option(None, SEALED_FROM + " Folds end the day before it.")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -263,7 +268,7 @@ class BacktestOptions:
 
     def overrides(self) -> dict[str, Any]:
         """The values that override the source config's."""
-        return {k: getattr(self, k) for k in ("coin", "data_dir") if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in ("coin", "data_dir", "sealed_from") if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -275,6 +280,8 @@ class RegisterOptions:
     study_name: str | None = option(None, "Register the best run of this study.")
     experiment_name: str | None = option(None, "Register the best run of this MLflow experiment.")
     force: bool = option(False, "Make it champion even if it is not better.")
+    sealed_from: str | None = option(None, "First sealed day (YYYY-MM-DD): refuse a run whose data reached it, and "
+                                           "record the seal on the version.")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -338,11 +345,15 @@ class EvaluateOptions(ModelOptions):
 
     since: str | None = option(None, "First day to score (default: the day after the model's data ended).")
     until: str | None = option(None, "Last day to score (default: the last day of the data).")
+    open_seal: bool = option(False, "Score the model on its sealed days (from its sealed_from on), beside every "
+                                    "baseline: the one untouched test, recorded on the version.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.since and self.until and self.since > self.until:
             raise ConfigError(f"--since ({self.since}) is after --until ({self.until}): no day to score.")
+        if self.open_seal and self.since:
+            raise ConfigError(f"--open-seal scores from the model's seal on; drop --since ({self.since}).")
 
 
 @dataclass(frozen=True)
@@ -351,8 +362,9 @@ class RefitOptions(ModelOptions):
 
     end_date: str | None = option(None, "Last day to train on (default: the last day of the data).")
     force: bool = option(False, "Make the refit champion even if it is worse on the common evaluation.")
-    retrain: str = option("scratch", "scratch (fresh weights) or warm (the model's own weights go on training).")
+    retrain: str = option(SCRATCH, "scratch (fresh weights) or warm (the model's own weights go on training).")
     warm_epochs: int | None = option(None, "Cap on a warm refit's epochs (default: the model's config's).")
+    sealed_from: str | None = option(None, SEALED_FROM + " Default: the model's own seal.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -367,7 +379,8 @@ class ReportOptions:
 
     experiment: str = option("cryptolstm-btc", "MLflow experiment name.")
     output: str | None = option(None, "Write the Markdown here (default: print it).")
-    top: int = option(10, "How many configurations to list.")
+    top: int = option(10, "How many configurations to list (per set of validation and test days on the HTML page).")
+    html: str | None = option(None, "Also write a self-contained HTML results page here (figures embedded).")
 
     def __post_init__(self) -> None:
         coerce_fields(self)

@@ -23,13 +23,16 @@ from cryptolstm.train import MODEL, TrainResult
 
 @dataclass
 class RunRecord:
-    """A trained run as it is recorded: ``metrics``, ``tags`` (split days, description), ``figures``
-    (artifact path -> figure) and the packaged model."""
+    """A run as it is recorded (a trained run's, a backtest's): ``metrics``, ``tags`` (split days,
+    description, name), ``figures`` and ``texts`` (artifact path -> figure or text), ``params`` and a
+    trained run's packaged model."""
 
     metrics: dict[str, float]
     tags: dict[str, str]
     figures: dict[str, Figure] = field(default_factory=dict)
     package: Package | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 def split_tags(result: TrainResult) -> dict[str, str]:

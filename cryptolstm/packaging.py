@@ -1,4 +1,4 @@
-"""A trained model packaged for the registry's pyfunc (`cryptolstm.forecaster`): the files it is
+"""A trained model packaged for the registry's pyfunc (`cryptolstm.pyfunc`): the files it is
 made of, checked, and the packages it needs. No MLflow here: the tracking layer logs the package.
 
 A package is a folder of artifacts: each network exported to ONNX (checked against Keras on
@@ -47,7 +47,7 @@ def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
     ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is then
     removed: the model is used through Keras). A disk that refuses the file (full, or over a size
     limit) raises its OSError: a Keras file would not fit either."""
-    from cryptolstm.inference import onnx_network
+    from cryptolstm.models.network import onnx_network
 
     try:
         with warnings.catch_warnings():  # tf2onnx's NumPy deprecation notices
@@ -110,8 +110,7 @@ class Package:
 
 def _keras_models(result: TrainResult) -> list:
     """The trained Keras model of each ensemble member (one for a single model)."""
-    members = getattr(result.forecaster, "members", None)
-    return [m.model for m in members] if members else [result.forecaster.model]
+    return [m.model for m in result.forecaster.members]
 
 
 def _write(folder: Path, name: str, values) -> str:

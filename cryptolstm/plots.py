@@ -369,7 +369,7 @@ def forecast_paths(forecast: Forecast, history: pd.Series, coin: str, split: str
 
 
 def live_gap(days: pd.DataFrame, coin: str, label: str, window: int = 30) -> Figure:
-    """Where a model wins and loses against persistence on new days (``days``: `live.daily_table`):
+    """Where a model wins and loses against persistence on new days (``days``: `evaluate.daily_table`):
     the cumulative difference of absolute errors, model minus persistence (USD; falling where
     the model is closer), shaded by sign, above the ``window``-day rolling MAE ratio to
     persistence (below 1: the model was better over those days)."""

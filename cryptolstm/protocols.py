@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cryptolstm.errors import ConfigError
+from cryptolstm.forecast import RETURN, USD
 from cryptolstm.splits import Period, honest_periods, seed_periods
 
 
@@ -44,8 +45,8 @@ class Protocol:
 
 
 SEED = Protocol("seed", lambda days, train_frac, val_frac: seed_periods(days, train_frac), reference="first",
-                early_stopping=False, units="return", has_test=False)
-HONEST = Protocol("honest", honest_periods, reference="last", early_stopping=True, units="usd", has_test=True)
+                early_stopping=False, units=RETURN, has_test=False)
+HONEST = Protocol("honest", honest_periods, reference="last", early_stopping=True, units=USD, has_test=True)
 PROTOCOLS = {p.name: p for p in (HONEST, SEED)}
 
 

@@ -27,8 +27,9 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.data.prepare import prepare_market
 from cryptolstm.errors import ConfigError, CryptoLstmError, DataError
-from cryptolstm.live import check_prices, score_days
+from cryptolstm.evaluate import check_prices, score_days
 from cryptolstm.models.lstm import WARM_PATIENCE, EpochHook
+from cryptolstm.options import SCRATCH, WARM
 from cryptolstm.registry import Decision, ModelInfo, ModelStore, Registration, model_name, next_day
 from cryptolstm.train import TrainResult
 
@@ -72,15 +73,16 @@ def refit_name(cfg: RunConfig) -> str:
 
 
 def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = None, force: bool = False,
-          fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = (), retrain: str = "scratch",
-          warm_epochs: int | None = None) -> Refit:
+          fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = (), retrain: str = SCRATCH,
+          warm_epochs: int | None = None, sealed_from: str | None = None) -> Refit:
     """Retrain ``uri``'s configuration on ``data_dir`` up to ``end_date``, register it, and promote it
     if it is not worse than the champion on the common evaluation (or ``force``). ``retrain``:
     ``scratch`` (fresh weights) or ``warm`` (the model's own trained weights go on training, at most
-    ``warm_epochs`` epochs, default the config's, early-stopped on the new validation tail)."""
+    ``warm_epochs`` epochs, default the config's, early-stopped on the new validation tail).
+    ``sealed_from``: the seal of the refit (default: the model's own, `ModelInfo.sealed_from`)."""
     info = store.resolve(uri)
-    cfg = refit_config(info.config, data_dir, end_date)
-    if retrain == "warm":
+    cfg = refit_config(info.config, data_dir, end_date).replace(sealed_from=sealed_from or info.sealed_from)
+    if retrain == WARM:
         if cfg.ensemble > 1:
             raise ConfigError(f"{info.label} is an ensemble of {cfg.ensemble} networks; refit it with --retrain scratch.")
         cfg = cfg.replace(epochs=warm_epochs or cfg.epochs, patience=min(cfg.patience, WARM_PATIENCE))
@@ -97,8 +99,8 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
         return Refit(info, done[0], None, registration)
     _check_new_days(store, info, market, data_dir, end_date)
     tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
-            "init.from": info.label if retrain == "warm" else "scratch", "refit.key": key}
-    init = store.network(info) if retrain == "warm" else None
+            "init.from": info.label if retrain == WARM else SCRATCH, "refit.key": key}
+    init = store.network(info) if retrain == WARM else None
     run_id, result = store.train(cfg, market, refit_name(cfg), tags, on_epoch, init)
     decide = common_evaluation(store, store.resolve(f"runs:/{run_id}/model"), market)
     return Refit(info, run_id, result, store.register(run_id, cfg.coin, force, decide, tags))

@@ -11,6 +11,7 @@ or on a comparison the caller decides (a refit's common evaluation), or by force
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -22,7 +23,7 @@ from cryptolstm.errors import ConfigError
 
 if TYPE_CHECKING:
     from cryptolstm.data import Market
-    from cryptolstm.inference import NetworkForecaster
+    from cryptolstm.models.network import NetworkForecaster
     from cryptolstm.models.lstm import EpochHook
     from cryptolstm.train import TrainResult
 
@@ -57,7 +58,9 @@ class ModelInfo:
     ``version`` (None for ``runs:/``), the ``run_id`` that trained it, its ``config``, the last day
     its training or validation used (``trained_until``), the first of its validation days
     (``val_first``), the last day of the data it was trained with (``data_last``), ``extra``: what
-    else the store records (the logged model's id...), and ``prices``: the prices it was trained on."""
+    else the store records (the logged model's id...), ``prices``: the prices it was trained on,
+    ``sealed_from``: the first day of its sealed period (None: no seal), and ``openings``: when and
+    by whom that seal was opened before ("<UTC time> by <user>", oldest first)."""
 
     uri: str
     run_id: str
@@ -69,6 +72,8 @@ class ModelInfo:
     version: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: an old model)
+    sealed_from: str | None = None
+    openings: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -83,6 +88,57 @@ class ModelInfo:
     def is_new(self, day: str) -> bool:
         """Whether ``day`` (ISO) comes after the last day of the model's data (not a test day again)."""
         return day > self.data_last
+
+
+def seal_of(run_id: str, data_last: str | None, run_seal: str | None, declared: str | None) -> str | None:
+    """The seal a run is registered under: the earlier of its own (``run_seal``) and the one the user
+    ``declared``; one sentence when the run read data (up to ``data_last``) from the declared seal on."""
+    if declared is None:
+        return run_seal
+    if not data_last or data_last >= declared:
+        raise ConfigError(f"run {run_id} read data up to {data_last or 'an unrecorded day'}, across the seal from "
+                          f"{declared}: it has seen sealed days, so it cannot be registered under that seal (train "
+                          f"again with --sealed-from {declared} and register that run).")
+    return min(declared, run_seal or declared)
+
+
+OPENINGS = "seal.openings"  # a training run's (and its versions') record of its seal's openings, "<when> by <who>; ..."
+
+
+def openings_of(tags: dict[str, str]) -> tuple[str, ...]:
+    """The openings of a seal recorded in ``tags`` (`OPENINGS`), oldest first."""
+    return tuple(o for o in tags.get(OPENINGS, "").split("; ") if o)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A model's seal opened (`cryptolstm.evaluate.evaluate` with ``open_seal``): the seal's first day,
+    when (UTC) and by whom, and the openings recorded ``before`` this one."""
+
+    sealed_from: str
+    at: str
+    by: str
+    before: tuple[str, ...] = ()
+
+    @property
+    def again(self) -> str | None:
+        """The sentence saying the seal was opened before (None the first time)."""
+        if not self.before:
+            return None
+        n = len(self.before)
+        return (f"this seal (from {self.sealed_from}) was opened {n} time{'s' if n > 1 else ''} before, on "
+                f"{', '.join(self.before)}; these figures are no longer an untouched test.")
+
+    @property
+    def said(self) -> str:
+        """What the command says of it: the first opening, or `again`."""
+        return self.again or (f"the seal from {self.sealed_from} is opened for the first time ({self.at} by "
+                              f"{self.by}): these figures are the untouched test.")
+
+    def tags(self) -> dict[str, str]:
+        """What records it: how many times the seal has been opened, the last time, by whom, and every opening."""
+        return {"sealed_from": self.sealed_from, "seal.opened": str(len(self.before) + 1), "seal.opened_at": self.at,
+                "seal.opened_by": self.by, OPENINGS: "; ".join((*self.before, f"{self.at} by {self.by}"))}
 
 
 @dataclass(frozen=True)
@@ -121,6 +177,7 @@ class Candidate:
     metric: str
     value: float
     evaluation: dict[str, str]
+    run_id: str = ""
 
 
 Decision = Callable[[ModelInfo], tuple[bool, str]]  # the champion -> (promote?, why)
@@ -162,6 +219,62 @@ def promotion(candidate: Candidate, champion: Candidate | None, force: bool = Fa
     return candidate.value < champion.value, text
 
 
+def best(candidates: Sequence[Candidate], where: str) -> Candidate:
+    """The best of the finished runs with a model in ``where`` (an experiment or a study): the lowest
+    value of the metric they are chosen on. Runs chosen on different metrics (a point forecast and
+    a forecast distribution) are not ranked together: one sentence asks for the run instead."""
+    candidates = [c for c in candidates if math.isfinite(c.value)]
+    metrics = sorted({c.metric for c in candidates})
+    if not candidates:
+        raise ConfigError(f"no finished run with a model in {where} has the figure it is chosen on; train or search first.")
+    if len(metrics) > 1:
+        raise ConfigError(f"{where} holds runs chosen on {' and on '.join(metrics)} (a point forecast and a forecast "
+                          f"distribution are not compared); name the run to register with --run-id.")
+    return min(candidates, key=lambda c: c.value)
+
+
+def better_comparable(mine: Candidate, others: Sequence[Candidate]) -> Candidate | None:
+    """The best of ``others`` that was chosen on ``mine``'s metric, validated on the same days and
+    did better (a study's pick is registered only when there is none), or None."""
+    found = [c for c in others if c.run_id != mine.run_id and c.metric == mine.metric
+             and c.evaluation == mine.evaluation and c.value < mine.value]
+    return min(found, key=lambda c: c.value, default=None)
+
+
+def registered_again(candidate: Candidate, champion: Candidate | None, is_champion: bool, force: bool, chosen: bool,
+                     decided: bool) -> tuple[bool, str] | None:
+    """Whether a run registered already (as ``candidate.version``) becomes champion now, and why: only
+    when asked (``force``, or named by the user: ``chosen``) and `promotion` allows, or when its own
+    registration was cut short before its decision was written (not ``decided``); None when nothing
+    is to be decided (it is champion already, or nobody asked)."""
+    if is_champion or not (force or chosen or not decided):
+        return None
+    return promotion(candidate, champion, force, chosen)
+
+
+def persistence_ratio(metrics: dict[str, float]) -> tuple[float, str]:
+    """The MAE ratio to persistence a registration reports and the days it was measured on: the test
+    days', else (a refit, which has none) the validation days'."""
+    return (metrics["test/mae_ratio"], "test") if "test/mae_ratio" in metrics else (metrics[METRIC], "validation")
+
+
+def short_reason(reason: str, limit: int = 79) -> str:
+    """``reason`` (`promotion`'s) in one line of at most ``limit`` characters, for the registry page's
+    tag column: its first clause, cut at a word with an ellipsis if still too long (the version's
+    description holds the whole sentence)."""
+    first = reason.split("; ")[0]
+    if len(first) <= limit:
+        return first
+    cut = first.rfind(" ", 0, limit - 1)
+    return first[: cut if cut > 0 else limit - 1] + "…"
+
+
+def rounded(value: float) -> str:
+    """A figure as a version tag shows it: 4 significant digits (``0.9932``, ``1235``), whole units
+    from 10,000 on (``12346``, never ``1.235e+04``)."""
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
 class ModelStore(Protocol):
     """Where models are trained, registered, loaded and evaluated (the MLflow layer implements it)."""
 
@@ -199,5 +312,5 @@ class ModelStore(Protocol):
         ...
 
     def record_evaluation(self, evaluation, market: Market, data_dir: str) -> str:
-        """Record `cryptolstm.live.evaluate`'s ``evaluation``; the id of the record."""
+        """Record `cryptolstm.evaluate.evaluate`'s ``evaluation``; the id of the record."""
         ...

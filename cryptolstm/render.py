@@ -10,15 +10,21 @@ import numpy as np
 import pandas as pd
 
 from cryptolstm.config import COINS, RunConfig
+from cryptolstm.forecast import UNITS, USD
+from cryptolstm.options import WARM
 from cryptolstm.registry import MIN_TAGGED_DAYS
-from cryptolstm.scoring import INTERVAL_BASELINES, SEEDED
+from cryptolstm.models.network import MEAN, SEEDED, STD, NetworkForecaster
+from cryptolstm import cells
+from cryptolstm.models.baselines import POINT, Persistence
+from cryptolstm.models.interval_baselines import INTERVAL
+from cryptolstm.scoring import INTERVAL_BASELINES
 
 NOTE = "mlflow.note.content"  # the tag MLflow shows as a run's or an experiment's description
 PERSISTENCE = ("Every error is beside persistence (\"tomorrow = today\") on the same days, in the same units: "
                "`<split>/mae_ratio` is the model's MAE over persistence's, below 1 beats it. Selection uses "
                "`val/mae_ratio` only; the test days are scored once, after selection.")
-COMPARED = ("garch", "har", "empirical")  # the interval baselines the backtest's summary compares the LSTM with
-LABELS = {"garch": "GARCH", "har": "HAR", "empirical": "empirical"}
+# the interval baselines summaries set the LSTM beside, in their order: name -> name in prose
+COMPARED = {b.name: b.display for b in sorted((b for b in INTERVAL if b.compared), key=lambda b: b.compared)}
 
 def number(value) -> str:
     """A parameter's value as a person reads it: floats to 3 significant digits (a learning rate
@@ -47,7 +53,7 @@ def run_name(cfg: RunConfig) -> str:
     sets = {names: name for name, names in SETS.items()}
     parts = [cfg.head if cfg.head_spec.distribution else "", f"h{cfg.horizon}" if cfg.horizon > 1 else "",
              "" if cfg.feature_names == DEFAULT else sets.get(cfg.feature_names, f"{len(cfg.feature_names)}features"),
-             cfg.cell if cfg.cell != "lstm" else "", f"to{cfg.end_date}" if cfg.end_date else "",
+             cfg.cell if cfg.cell != cells.DEFAULT.name else "", f"to{cfg.end_date}" if cfg.end_date else "",
              cfg.protocol if not cfg.rules.has_test or cfg.rules.reference != "last" else "",
              f"{cfg.layers}x{cfg.neurons}", f"w{cfg.window_len}", f"x{cfg.ensemble}" if cfg.ensemble > 1 else "",
              f"s{cfg.seed}"]
@@ -131,19 +137,19 @@ def study_text(study: str, objective: str, best: float, best_values: dict, metri
 def run_summary(run_id: str, uri: str, result) -> str:
     """A few lines: where the run is, and each split's MAE beside persistence."""
     cfg = result.config
-    units = {"usd": "USD", "return": "normalised units"}[cfg.rules.units]
+    units = UNITS[cfg.rules.units]
     if cfg.head_spec.pinned:  # its median is the last close: a ratio table would be 1.000s
         return "\n".join([f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}: head {cfg.head} pins the "
                           f"median at the last close by construction, so its point forecast is persistence's "
                           f"(MAE ratio 1); what it forecasts is the spread around it:", *interval_lines(result.metrics),
                           *verdict_lines(result.metrics)])
     lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
-             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'DM p':>7}{'MDE':>8}{'direction':>11}"]
+             f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'DM p':>9}{'MDE':>8}{'direction':>11}"]
     for split in ("val", "test"):
         if f"{split}/mae" in result.metrics:
             m = {k.split("/", 1)[1]: v for k, v in result.metrics.items() if k.startswith(split + "/")}
             lines.append(f"  {split:<6}{m['mae']:>14.6g}{m['persistence_mae']:>14.6g}"
-                         f"{m['mae_ratio']:>8.3f}{_fmt(m.get('dm_p', float('nan')), 2, 'g'):>7}"
+                         f"{m['mae_ratio']:>8.3f}{_fmt(m.get('dm_p', float('nan')), 2, 'g'):>9}"
                          f"{percent(m.get('dm_mde', float('nan'))):>8}{_fmt(m['direction_accuracy'], 1, '%'):>10}")
     lines.append("  MDE: the smallest difference in MAE the Diebold-Mariano test detects (80 % of the time, at 5 %).")
     lines.append(f"  ratio < 1 means the model beat persistence on those days; training ran {result.epochs_run} "
@@ -168,7 +174,7 @@ def verdict_lines(metrics: dict[str, float]) -> list[str]:
     lines = []
     for split in ("val", "test"):
         said = [f"{verdict(metrics[f'{split}/crps_ratio_{b}'], metrics.get(f'{split}/crps_dm_p_{b}', np.nan))} "
-                f"{LABELS[b]}" for b in COMPARED if f"{split}/crps_ratio_{b}" in metrics]
+                f"{COMPARED[b]}" for b in COMPARED if f"{split}/crps_ratio_{b}" in metrics]
         if said:
             lines.append(f"  on the {split} days, on CRPS, the model {', '.join(said)} (DM test at 5 %)")
     return lines
@@ -209,7 +215,7 @@ def interval_lines(metrics: dict[str, float]) -> list[str]:
     shown = [b for b in COMPARED if any(k.endswith(f"/crps_ratio_{b}") for k in metrics)]
     lines = ["  intervals, calibrated on the val days (their coverage there is in-sample); a CRPS ratio < 1 beats "
              "the baseline; MDE: the smallest difference in CRPS its DM test detects (80 % of the time, at 5 %):", f"  {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
-             + "".join(f"  {'CRPS / ' + LABELS[b]:<28}" for b in shown)]
+             + "".join(f"  {'CRPS / ' + COMPARED[b]:<28}" for b in shown)]
     for split in ("val", "test"):
         if f"{split}/coverage_80" in metrics:
             m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
@@ -250,6 +256,22 @@ def forecast_text(out, label: str) -> str:
     return "\n".join(lines)
 
 
+def search_text(result, uri: str) -> str:
+    """What a search says when it ends (a `cryptolstm.search.study.SearchResult`): its best trial and
+    the re-trained pick beside persistence, with the SPA test; or that the study was finished before;
+    or, for a worker whose trials are done, who finishes it."""
+    best = f"best {result.objective} {result.best_value:.4f} with {values_text(result.best_values)}" \
+        if result.best_value is not None else ""
+    if result.done_before:
+        return (f"study {result.study_name} is finished ({len(result.trials)} trials; {best}): nothing was run or "
+                f"changed; its result is run {result.parent_run_id} (give a larger --n-trials to search on).")
+    if result.best is None:
+        return (f"this worker's trials are done; the last worker out re-trains the chosen config "
+                f"(parent run {result.parent_run_id}).")
+    lines = [f"study {result.study_name}: {best}", run_summary(result.parent_run_id, uri, result.best)]
+    return "\n".join(lines + ([spa_text(result.spa)] if result.spa is not None else []))
+
+
 def registered_line(reg) -> str:
     """What a registration did, in words: which version, whether it is champion and why, how it did
     beside persistence on which days, and, when it could not be compared, what to type instead."""
@@ -268,7 +290,7 @@ def registered_line(reg) -> str:
     return f"{head} ({alias}): {reason}; {against}{advice}."
 
 
-def live_summary(evaluation) -> str:
+def evaluation_summary(evaluation) -> str:
     """What `evaluate` prints: the days scored, the model beside persistence on them (USD), the
     intervals when the model has them, and where the evaluation is."""
     result = ref = evaluation
@@ -287,7 +309,7 @@ def live_summary(evaluation) -> str:
     if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
         lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
     if "coverage_80" in m:
-        ratios = ", ".join(f"{LABELS[b]} {ratio_p(m, b).rstrip()}" for b in COMPARED if f"crps_ratio_{b}" in m)
+        ratios = ", ".join(f"{COMPARED[b]} {ratio_p(m, b).rstrip()}" for b in COMPARED if f"crps_ratio_{b}" in m)
         lines.append(f"  intervals: coverage {m['coverage_80']:.2f} (80 %) / {m['coverage_95']:.2f} (95 %); CRPS "
                      f"ratio to {ratios}")
     if evaluation.tags_version:
@@ -316,8 +338,8 @@ def _direction(m: dict[str, float]) -> str:
 
 def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str) -> list[str]:
     ratio = f"{units}/mae_ratio"
-    seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
-    mean, sd = rows.loc["lstm.mean", ratio], rows.loc["lstm.std", ratio]
+    seeds = rows.loc[[bool(SEEDED.match(n)) for n in rows.index]]
+    mean, sd = rows.loc[MEAN, ratio], rows.loc[STD, ratio]
     beats = int((seeds[ratio] < 1).sum())
     p_values = seeds[f"{units}/dm_p"]
     several = len(seeds) > 1  # one seed: its values, without a spread that is not there
@@ -328,7 +350,7 @@ def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str
         *[_fmt(rows.loc[b, ratio]) for b in baselines],
         f"{_fmt(p_values.min(), 2, 'g')}-{_fmt(p_values.max(), 2, 'g')}" if several else _fmt(p_values.iloc[0], 2, "g"),
         percent(float(seeds[f"{units}/dm_mde"].median())) if f"{units}/dm_mde" in seeds else "n/a",
-        _fmt(rows.loc["lstm.mean", "direction_accuracy"]),
+        _fmt(rows.loc[MEAN, "direction_accuracy"]),
     ]
 
 
@@ -336,18 +358,18 @@ def policy_text(retrain: str, every: int, warm_epochs: int | None, warm_patience
                 ensemble: int = 1) -> str:
     """How a backtest's LSTM (an ensemble of ``ensemble`` networks) was fitted fold by fold, in words."""
     patience = f", patience {warm_patience}" if warm_patience else ""
-    how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs{patience})" if retrain == "warm"
+    how = (f"warm-started from the last fit's weights (at most {warm_epochs} epochs{patience})" if retrain == WARM
            else "fitted from scratch")
     what = f"LSTM (a {ensemble}-seed ensemble)" if ensemble > 1 else "LSTM"
     return f"each fold's {what} {how}" + (f", refitted every {every} folds" if every > 1 else "")
 
 
-def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy: str = "") -> str:
+def summary_markdown(table: pd.DataFrame, coin: str, units: str = USD, policy: str = "") -> str:
     """A Markdown table, one row per fold and one for all days: the LSTM's MAE ratio to persistence
     (seeds' mean ± sd, min-max), each baseline's ratio, the LSTM's DM p-values against
     persistence (range over seeds) and its direction accuracy (seeds' mean); ``policy``: how its
     fits were made (`policy_text`), said above the table."""
-    baselines = [b for b in ("drift", "moving_average", "arima") if b in set(table["forecaster"])]
+    baselines = [b.name for b in POINT if b.name in set(table["forecaster"])]
     header = ["fold", "test days", "days", "LSTM MAE ratio", "beats persistence",
               *[f"{b} ratio" for b in baselines], "LSTM DM p", "MDE", "LSTM direction"]
     lines = [f"MAE ratio to persistence in {units.upper()} ({coin}{'; ' + policy if policy else ''}); below 1 beats "
@@ -361,7 +383,7 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = "usd", policy:
 def cost_text(epochs: dict[str, int], seconds: float, where: str) -> str:
     """What a backtest cost: the epochs its LSTM trained (``epochs``: seed label -> epochs over all
     folds) and the wall time of its fits and forecasts (``seconds``) on ``where``, in words."""
-    each = ", ".join(f"{label.removeprefix('lstm.').replace('seed', 'seed ')}: {n}" for label, n in epochs.items())
+    each = ", ".join(f"{label.removeprefix(NetworkForecaster.name + '.').replace('seed', 'seed ')}: {n}" for label, n in epochs.items())
     trained = f"the LSTM trained {sum(epochs.values())} epochs ({each})" if epochs else "no LSTM was trained"
     return f"Cost: {trained}; fits and forecasts took {seconds / 60:.1f} min on {where}."
 
@@ -428,27 +450,27 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     and each interval baseline, the LSTM's CRPS ratio to GARCH and to the empirical baseline
     with the Diebold-Mariano p-values (range over seeds)."""
     present = set(table["forecaster"])
-    names = [n for n in ("lstm.mean", *INTERVAL_BASELINES) if n in present]
+    names = [n for n in (MEAN, *INTERVAL_BASELINES) if n in present]
     comparators = [b for b in COMPARED if b in present]
     header = ["fold", "test days"]
     for name in names:
         header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]
     for baseline in comparators:
-        header += [f"LSTM/{LABELS[baseline]} CRPS", "DM p", "MDE"]
+        header += [f"LSTM/{COMPARED[baseline]} CRPS", "DM p", "MDE"]
     lines = [f"Prediction intervals ({coin}): coverage (nominal 0.80 / 0.95) and CRPS in percent of the last "
              "close; a CRPS ratio below 1 beats the baseline; MDE: the smallest difference in CRPS the DM test "
              "detects (80 % of the time, at 5 %).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fold, rows in table.groupby("fold", sort=False):
         rows = rows.set_index("forecaster")
-        seeds = rows.loc[rows.index.str.startswith("lstm.seed")]
+        seeds = rows.loc[[bool(SEEDED.match(n)) for n in rows.index]]
         cells = [fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}"]
         for name in names:
             cells += _interval_cells(rows, name)
         for baseline in comparators:
             p = seeds.get(f"crps_dm_p_{baseline}", pd.Series(dtype=float))
             mde = seeds.get(f"crps_dm_mde_{baseline}", pd.Series(dtype=float))
-            cells += [_fmt(rows.loc["lstm.mean"].get(f"crps_ratio_{baseline}", np.nan)),
+            cells += [_fmt(rows.loc[MEAN].get(f"crps_ratio_{baseline}", np.nan)),
                       f"{_fmt(p.min(), 2, 'g')}-{_fmt(p.max(), 2, 'g')}" if len(p) > 1 else _fmt(p.iloc[0] if len(p) else np.nan, 2, "g"),
                       percent(float(mde.median()) if len(mde) else np.nan)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -463,20 +485,20 @@ def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     labels = table["forecaster"].str.rsplit("/", n=1)
     table = table.assign(name=labels.str[0], horizon=labels.str[1])
     horizons = list(dict.fromkeys(table["horizon"]))
-    several = (table["name"] == "lstm.std").any() and table.loc[table["name"] == "lstm.std", "usd/mae_ratio"].gt(0).any()
+    several = (table["name"] == STD).any() and table.loc[table["name"] == STD, "usd/mae_ratio"].gt(0).any()
     lines = [f"MAE ratio to persistence in USD against the horizon ({coin}); below 1 beats persistence "
              "(day t+k forecast from day t; persistence forecasts the close of day t for every k).", "",
              "| fold | forecaster | " + " | ".join(horizons) + " |", "|---|---|" + "---|" * len(horizons)]
     for fold, rows in table.groupby("fold", sort=False):
-        names = ["lstm.mean"] if fold != "all" else [n for n in dict.fromkeys(rows["name"])
-                                                    if not SEEDED.match(n) and n not in ("lstm.std", "persistence")]
+        names = [MEAN] if fold != "all" else [n for n in dict.fromkeys(rows["name"])
+                                                    if not SEEDED.match(n) and n not in (STD, Persistence.name)]
         for name in names:
             cells = []
             for h in horizons:
                 row = rows.loc[(rows["name"] == name) & (rows["horizon"] == h)]
                 value = _fmt(row["usd/mae_ratio"].iloc[0]) if len(row) else "n/a"
-                if name == "lstm.mean" and several:
-                    sd = rows.loc[(rows["name"] == "lstm.std") & (rows["horizon"] == h), "usd/mae_ratio"]
+                if name == MEAN and several:
+                    sd = rows.loc[(rows["name"] == STD) & (rows["horizon"] == h), "usd/mae_ratio"]
                     value += f" ± {_fmt(sd.iloc[0])}"
                 cells.append(value)
             lines.append(f"| {fold} | {name.removesuffix('.mean')} | " + " | ".join(cells) + " |")

@@ -1,7 +1,7 @@
 """A model's input rows: the raw daily columns it reads, checked as the file loader checks a price
 file (plausible values, a day's high above its low, consecutive days), and against the prices the
-model was trained on. The pyfunc (`cryptolstm.forecaster`) refuses rows that fail, as `evaluate`
-and `refit` refuse a price directory that fails (`cryptolstm.live.check_prices`)."""
+model was trained on. The pyfunc (`cryptolstm.pyfunc`) refuses rows that fail, as `evaluate`
+and `refit` refuse a price directory that fails (`cryptolstm.evaluate.check_prices`)."""
 
 from __future__ import annotations
 

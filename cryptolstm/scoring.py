@@ -18,17 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import re
-
 import numpy as np
 import pandas as pd
 
-from cryptolstm.forecast import Forecast
+from cryptolstm.forecast import UNITS, USD, Forecast, other_units
 from cryptolstm.forecasting import Forecasts
-from cryptolstm.metrics import UNITS, in_sample_scale, interval_scores, score_forecast
+from cryptolstm.models.network import NetworkForecaster
+from cryptolstm.metrics import in_sample_scale, interval_scores, score_forecast
+from cryptolstm.models.interval_baselines import INTERVAL
 
-INTERVAL_BASELINES = ("garch", "empirical", "rolling_gaussian", "har")  # what a forecast distribution is scored beside
-SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+(?P<rest>/h\d+)?$")  # lstm.seed202, lstm.seed203/h2: one seed's rows
+INTERVAL_BASELINES = tuple(b.name for b in INTERVAL)  # what a forecast distribution is scored beside
 UNCALIBRATED = ".uncalibrated"  # a forecaster's raw quantiles, before conformal calibration
 # A run's metrics (`Scores.named`): in its primary units, and these also in the other units.
 PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p", "dm_mde")
@@ -96,7 +95,7 @@ class Scores:
         """``forecaster``'s metrics as a run logs them: ``{group}/{metric}`` in the primary units,
         ``{group}/{metric}_{other}`` beside, ``{group}/h{k}/...`` per horizon when H > 1, and the
         interval metrics under the same names (``prefix``: before the metric, ``member0/``...)."""
-        other = "return" if self.units == "usd" else "usd"
+        other = other_units(self.units)
         out = {}
         for group in self.groups:
             if not self.has(group, forecaster):
@@ -106,7 +105,7 @@ class Scores:
             out |= {f"{at}{k}": first[f"{self.units}/{k}"] for k in PRIMARY}
             out |= {f"{at}{k}_{other}": first[f"{other}/{k}"] for k in BESIDE}
             out |= {f"{at}{k}": first[k] for k in DIRECTION}
-            if self.units == "usd":
+            if self.units == USD:
                 out[f"{at}mape"] = first["usd/mape"]
             out |= {f"{at}{k}": v for k, v in first.items() if _is_interval(k)}
             out |= self._per_horizon(group, forecaster, at)
@@ -185,7 +184,8 @@ def logged_names(split: str, horizon: int, head, units: str) -> set[str]:
     made = Samples((actual - 1.0).astype(np.float32), ones, np.zeros(n), actual, dates)
     period = Period(split, pd.Timestamp(dates[0]), pd.Timestamp(dates[-1]))
     point = Forecast(dates, ones, ones, rng.normal(0, 0.01, (n, horizon)))
-    names = ["lstm"] + ([f"lstm{UNCALIBRATED}", *INTERVAL_BASELINES] if head.distribution else [])
+    model = NetworkForecaster.name
+    names = [model] + ([model + UNCALIBRATED, *INTERVAL_BASELINES] if head.distribution else [])
     spread = point.with_quantiles(gaussian_quantiles(point.returns, 0.01 * np.ones_like(point.returns)), LEVELS)
     chunks = [Chunk(name, period, made, spread if head.distribution else point) for name in names]
-    return set(score(Forecasts.of(chunks), units).named("lstm"))
+    return set(score(Forecasts.of(chunks), units).named(model))

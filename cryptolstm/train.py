@@ -18,15 +18,15 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.forecast import Forecast
 from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
-from cryptolstm.inference import NetworkForecaster
+from cryptolstm.models.network import NetworkForecaster
 from cryptolstm.models.base import History
-from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.models.lstm import EpochHook, make_forecaster
+from cryptolstm.models.interval_baselines import INTERVAL
+from cryptolstm.models.lstm import Ensemble, EpochHook, make_forecaster
 from cryptolstm.scoring import UNCALIBRATED, Scores, score
 from cryptolstm.splits import Period
 from cryptolstm.windowing import Samples, protocol_samples
 
-MODEL = "lstm"  # the trained model's label in the table of forecasts
+MODEL = NetworkForecaster.name  # the trained model's label in the table of forecasts
 
 
 @dataclass
@@ -50,7 +50,7 @@ class TrainResult:
     @property
     def model(self):
         """The Keras model (the first member's of an ensemble)."""
-        return getattr(self.forecaster, "model", None) or self.forecaster.members[0].model
+        return self.forecaster.members[0].model
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -107,7 +107,7 @@ def split_forecasts(cfg: RunConfig, frame: pd.DataFrame, network: NetworkForecas
         return made
     later = [p for p in periods if p.name != "train"]
     made += historical_forecasts({MODEL + UNCALIBRATED: fitted(Uncalibrated(network))}, frame, cfg, later, NEVER)
-    baselines = {name: fresh(make) for name, make in interval_baselines().items()}
+    baselines = {b.name: fresh(b) for b in INTERVAL}
     return made + historical_forecasts(baselines, frame, cfg, later, once(later))
 
 
@@ -139,7 +139,7 @@ def train(cfg: RunConfig, market: Market, on_epoch: Sequence[EpochHook] = (), ev
     forecasts = split_forecasts(cfg, frame, network, scored)
     scores = score(forecasts, cfg.rules.units)
     metrics = scores.named(MODEL)
-    for k, member in enumerate(getattr(network, "members", [])):  # an ensemble's members beside it
+    for k, member in enumerate(network.members if isinstance(network, Ensemble) else ()):  # its members beside it
         alone = score(historical_forecasts({MODEL: fitted(member)}, frame, cfg, scored, NEVER), cfg.rules.units)
         metrics |= {key: value for key, value in alone.named(MODEL, f"member{k}/").items() if key.endswith("mae_ratio")
                     or key.endswith("/crps")}

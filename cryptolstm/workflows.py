@@ -7,6 +7,7 @@ attached, and returns what the command prints.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,28 @@ class Environment:
     data_dir: str | None = None
     fetch_missing: bool = True
     progress: bool = True
+    user: str = ""  # who runs the command (recorded when a seal is opened)
 
     def data_dir_for(self, given: str | None) -> str:
         """``given``, else the environment's price directory, else the config's default (``data``)."""
         return given or self.data_dir or RunConfig.__dataclass_fields__["data_dir"].default
+
+
+def current_user() -> str:
+    """Who runs the command (recorded when a seal is opened)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return "unknown"
+
+
+def where(run_id: str, uri: str) -> str:
+    """The run's experiment and its page in the UI (`cryptolstm.tracking.runs.where`)."""
+    from cryptolstm.tracking.runs import where as said
+
+    return said(run_id, uri)
 
 
 def find_file(path: str) -> str:
@@ -95,24 +114,24 @@ def backtest(options: BacktestOptions, env: Environment):
     """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
     from cryptolstm import tracking
     from cryptolstm.backtest.cluster import check_scheduler
-    from cryptolstm.backtest.runner import backtest_config, plan
+    from cryptolstm.backtest.runner import plan, sealed_options
     from cryptolstm.tracking.backtest import tracked_backtest
     from cryptolstm.tracking.source import resolve
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     cfg, source_tags = resolve(find_file(options.config), _with_data_dir(options.overrides(), env))
-    market = prepare_market(cfg, env.fetch_missing, checks=(), every_day=True)
-    fold_cfg = backtest_config(cfg, options)
-    folds = plan(fold_cfg, market, options)  # every fold checked before the run exists
+    options = sealed_options(cfg, options)  # the folds end before the config's seal
+    market = prepare_market(cfg, env.fetch_missing, checks=(), to_last_day=True)
+    planned = plan(cfg, market, options)  # every fold checked before the run exists
     if options.cluster:
         check_scheduler(options.cluster)  # and the cluster's address
     seeds = f"{options.seeds} seed{'s' if options.seeds > 1 else ''}"
-    bar = CountBar(len(folds), f"{cfg.coin} backtest, {seeds}, {options.retrain}", "fold", env.progress)
+    bar = CountBar(len(planned.folds), f"{cfg.coin} backtest, {seeds}, {options.retrain}", "fold", env.progress)
     epochs = [EpochBar("  LSTM fit", env.progress, position=1, leave=False)]
     try:
         run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags,
                                                   lambda fold: bar.advance(f"fold {fold.period.label} done"),
-                                                  env.launched, folds, epochs)
+                                                  env.launched, planned, epochs)
     finally:
         bar.close()
     return run_id, uri, markdown
@@ -162,14 +181,14 @@ def _model(options: EvaluateOptions | RefitOptions) -> str:
 
 
 def evaluate(options: EvaluateOptions, env: Environment):
-    """`cryptolstm evaluate`: (the `cryptolstm.live.Evaluation`, tracking URI)."""
+    """`cryptolstm evaluate`: (the `cryptolstm.evaluate.Evaluation`, tracking URI)."""
     from cryptolstm import tracking
-    from cryptolstm.live import evaluate as evaluate_model
+    from cryptolstm.evaluate import evaluate as evaluate_model
     from cryptolstm.tracking.registry import MlflowModels
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     return evaluate_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir), options.since,
-                          options.until, env.fetch_missing), uri
+                          options.until, env.fetch_missing, env.user if options.open_seal else None), uri
 
 
 def refit(options: RefitOptions, env: Environment):
@@ -181,24 +200,56 @@ def refit(options: RefitOptions, env: Environment):
     uri = tracking.use_tracking_uri(env.tracking_uri)
     hooks = [EpochBar("refit epochs", env.progress)]
     done = refit_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir),
-                       options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs)
+                       options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs,
+                       options.sealed_from)
     return done, uri
 
 
-def report(options: ReportOptions, env: Environment) -> str:
-    """`cryptolstm report`: the Markdown text (also written to ``options.output`` if given)."""
+def report(options: ReportOptions, env: Environment) -> tuple[str, str | None]:
+    """`cryptolstm report`: the Markdown text and, with ``options.html``, the HTML results page;
+    each also written where the options say (both places checked before the store is read)."""
     from cryptolstm import tracking
-    from cryptolstm.errors import CryptoLstmError
-    from cryptolstm.tracking.report import experiment_report
+    from cryptolstm.tracking.report import experiment_report, gather
 
+    destinations = [path for path in (options.output, options.html) if path]
+    for path in destinations:
+        _check_writable(path)
     uri = tracking.use_tracking_uri(env.tracking_uri, read_only=True)
-    text = experiment_report(options.experiment, top=options.top, tracking_uri=uri)
-    if options.output:
-        try:
-            Path(options.output).write_text(text)
-        except OSError as exc:
-            raise CryptoLstmError(f"cannot write {options.output}: {exc.strerror}.") from None
-    return text
+    gathered = gather(options.experiment, uri)
+    text = experiment_report(options.experiment, top=options.top, tracking_uri=uri, gathered=gathered)
+    page = None
+    if options.html:
+        from cryptolstm.tracking.results_page import results_page
+
+        page = results_page(gathered, options.top)
+    for path, content in zip((options.output, options.html), (text, page)):
+        if path:
+            _write_whole(path, content)
+    return text, page
+
+
+def _check_writable(path: str) -> None:
+    """A `ConfigError` in one sentence unless a file can be written at ``path``."""
+    from cryptolstm.errors import ConfigError
+
+    target = Path(path)
+    why = ("it is a directory" if target.is_dir() else f"there is no directory {target.parent}" if not target.parent.is_dir()
+           else f"the directory {target.parent} cannot be written" if not os.access(target.parent, os.W_OK) else None)
+    if why:
+        raise ConfigError(f"cannot write {path}: {why}.")
+
+
+def _write_whole(path: str, text: str) -> None:
+    """``text`` at ``path``, whole or not at all (written beside it, then moved into place)."""
+    from cryptolstm.errors import ConfigError
+
+    part = Path(f"{path}.part")
+    try:
+        part.write_text(text)
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror}.") from None
 
 
 def fetch(options: FetchOptions, env: Environment):

@@ -96,7 +96,7 @@ def pytest_runtest_call(item):
 # ends together instead of leaving one long file to run alone at the end. Other files keep their order.
 LONGEST_FIRST = ("test_distributed.py", "test_reliability.py", "test_walkthrough_search.py", "test_mlproject.py",
                  "test_search.py", "test_walkthrough.py", "test_reliability_store.py", "test_backtest.py",
-                 "test_forecaster.py", "test_registry.py", "test_reliability_registry.py", "test_cluster.py",
+                 "test_pyfunc.py", "test_registry.py", "test_reliability_registry.py", "test_cluster.py",
                  "test_cli.py")
 
 

@@ -25,7 +25,7 @@ from cryptolstm.forecasting import Retrain, fresh, historical_forecasts
 from cryptolstm.metrics import direction, dm_test, in_sample_scale, score
 from cryptolstm.models.base import History
 from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
-from cryptolstm.models.interval_baselines import interval_baselines
+from cryptolstm.models.interval_baselines import INTERVAL
 from cryptolstm.options import BacktestOptions
 from cryptolstm.render import summary_markdown
 from cryptolstm.scoring import score as score_table
@@ -130,7 +130,7 @@ def test_the_options_choose_the_forecasters_and_the_retrain_policy():
     assert retrain_policy(cfg, BacktestOptions(retrain="warm", retrain_every=2, warm_epochs=1)) == Retrain("warm", 2, 1)
     assert list(forecasters(cfg, BacktestOptions(seeds=2, arima=False))) == [
         "lstm.seed3", "lstm.seed4", "persistence", "drift", "moving_average"]
-    interval = list(interval_baselines())  # a distribution head is scored beside every interval baseline
+    interval = [b.name for b in INTERVAL]  # a distribution head is scored beside every interval baseline
     assert list(forecasters(cfg.replace(head="gaussian"), BacktestOptions(seeds=1)))[-len(interval) - 1:] == [
         "arima", *interval]
     fold_cfg = backtest_config(RunConfig(protocol="seed", epochs=50), BacktestOptions(max_epochs=4))
@@ -534,7 +534,9 @@ def test_backtest_of_a_run_and_the_experiment_report(tracking, synthetic_data, t
     assert f"/runs/{run_id})" in text and "window_len=5" in text
     assert "2 x 1m, 2021-10-01..2021-11-30, 1 seeds" in text
     sections = {part.split("\n", 1)[0]: part for part in text.split("\n## ")[1:]}
-    assert sections["Best configurations by validation MAE ratio to persistence (1 scored runs)"].count("\n| [`") == 1
+    best = sections["Best configurations by validation MAE ratio to persistence (1 scored runs), ranked only among "
+                    "runs scored on the same days"]
+    assert best.count("\n| [`") == 1 and best.count("\n### Validated on ") == 1  # one group, its days named
     assert sections["Walk-forward backtests (1)"].count("\n| [`") == 1
     missing = runner.invoke(app, ["report", "--experiment", "nope"])
     assert missing.exit_code == 2 and "there is no MLflow experiment named 'nope'" in missing.stderr

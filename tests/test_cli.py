@@ -289,6 +289,22 @@ def test_a_pinned_heads_summary_says_its_median_is_the_last_close_and_each_crps_
     assert "1.013 (p 0.051, MDE 1.2 %)" in text
 
 
+def test_the_run_summary_keeps_its_columns_apart_whatever_the_p_value():
+    """A p value in scientific notation (``9.5e-07``) once ran into the ratio (``1.1169.5e-07``)."""
+    from types import SimpleNamespace
+
+    from cryptolstm.config import RunConfig
+    from cryptolstm.render import run_summary
+
+    metrics = {"test/mae": 464.484, "test/persistence_mae": 416.205, "test/mae_ratio": 1.116, "test/dm_p": 9.5e-07,
+               "test/dm_mde": 0.066, "test/direction_accuracy": 0.492}
+    result = SimpleNamespace(config=RunConfig(), metrics=metrics, epochs_run=9, stopped_early=True, best_epoch=0)
+    lines = run_summary("abc", "sqlite:///mlflow.db", result).splitlines()
+    header, row = lines[1], next(line for line in lines if line.strip().startswith("test"))
+    assert row.split() == ["test", "464.484", "416.205", "1.116", "9.5e-07", "6.6", "%", "49.2%"]
+    assert header.index("DM p") + len("DM p") == row.index("9.5e-07") + len("9.5e-07")  # right-aligned under it
+
+
 def test_a_registration_that_could_not_be_compared_gives_its_advice_once_as_the_command_to_type():
     from cryptolstm.registry import Registration
     from cryptolstm.render import registered_line

@@ -376,7 +376,6 @@ def test_a_warm_fit_keeps_the_weights_it_started_from_when_no_epoch_beats_them()
 
 @pytest.mark.slow
 def test_the_ensemble_forecasts_the_combination_of_its_members():
-    from cryptolstm.inference import combine
     from cryptolstm.models.lstm import Ensemble, make_forecaster
 
     cfg = tiny(ensemble=2, head="gaussian", epochs=2)
@@ -389,7 +388,7 @@ def test_the_ensemble_forecasts_the_combination_of_its_members():
     history = History(frame, "BTC")
     members = [m.predict(test, history, calibrated=False) for m in ensemble.members]
     assert not np.allclose(members[0].returns, members[1].returns)  # two seeds, two networks
-    combined = combine(members)
+    combined = Forecast.mean_of(members)
     np.testing.assert_allclose(combined.returns, (members[0].returns + members[1].returns) / 2)
     np.testing.assert_allclose(combined.quantiles, (members[0].quantiles + members[1].quantiles) / 2)
     raw = ensemble.predict(test, history, calibrated=False)

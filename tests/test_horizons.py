@@ -118,7 +118,7 @@ def test_a_model_of_three_days_trains_scores_each_day_and_its_pyfunc_returns_thr
     import mlflow
 
     from cryptolstm.data import load_market
-    from cryptolstm.forecaster import example_rows
+    from cryptolstm.pyfunc import example_rows
     from cryptolstm.forecasting import NEVER, fitted, historical_forecasts
     from cryptolstm.tracking import tracked_train
     from cryptolstm.tracking.report import experiment_report

@@ -20,7 +20,8 @@ from cryptolstm.forecasting import fresh, historical_forecasts
 from cryptolstm.garch import fit_garch
 from cryptolstm.intervals import LEVELS
 from cryptolstm.models.base import History
-from cryptolstm.models.interval_baselines import Empirical, Garch, RollingGaussian, interval_baselines
+from cryptolstm.models.har import Har
+from cryptolstm.models.interval_baselines import INTERVAL, Combination, Empirical, Garch, RollingGaussian
 from cryptolstm.splits import Period, folds
 from cryptolstm.windowing import samples as samples_of
 
@@ -96,9 +97,8 @@ def _check_quantiles(data, garch, width_range, coverage_range):
 
 
 def test_every_interval_baseline_gives_ordered_quantiles_on_the_grid(btc, garch_2021):
-    makers = interval_baselines()
-    assert {"garch": Garch, "empirical": Empirical, "rolling_gaussian": RollingGaussian}.items() <= makers.items()
-    assert all(make().name == name for name, make in makers.items())
+    assert {Garch, Empirical, RollingGaussian, Combination} <= set(INTERVAL)
+    assert len({b.name for b in INTERVAL}) == len(INTERVAL)  # one label each
     # The synthetic series' daily sd is about 2 %: an 80 % interval about 5 % wide, covering ~80 %.
     _check_quantiles(btc, garch_2021, (0.02, 0.1), (0.7, 0.9))
 
@@ -251,3 +251,22 @@ def test_too_few_closes_are_one_sentence():
         Garch().predict(samples, history(frame))
     with pytest.raises(DataError, match=r"^the empirical baseline needs n_days >= 2 returns, got 1\.$"):
         Empirical(n_days=1)
+
+
+def test_the_combination_is_the_mean_of_garch_and_har_quantiles_at_every_level(btc):
+    """Vincentization: at each level the combination's quantile is the mean of GARCH's and HAR's,
+    each fitted on the same days; it is ordered, its median the point forecast, and its width lies
+    between theirs."""
+    frame, samples = btc
+    before = history(frame.loc[: pd.Timestamp(samples.dates[0]) - DAY])
+    parts = [Garch().fit(before), Har().fit(before)]
+    combination = Combination().fit(before)
+    assert set(combination.params) == {f"{p.name}.{k}" for p in parts for k in p.params}
+    made = combination.predict(samples, history(frame))
+    garch, har = (p.predict(samples, history(frame)) for p in parts)
+    np.testing.assert_allclose(made.quantiles, (garch.quantiles + har.quantiles) / 2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(made.point(), made.quantiles[:, 0, LEVELS.index(0.5)], rtol=0, atol=1e-12)
+    assert np.all(np.diff(made.quantiles, axis=2) > 0)
+    widths = [f.quantiles[:, 0, -1] - f.quantiles[:, 0, 0] for f in (garch, made, har)]
+    assert np.all(np.minimum(widths[0], widths[2]) <= widths[1] + 1e-12)
+    assert np.all(widths[1] <= np.maximum(widths[0], widths[2]) + 1e-12)

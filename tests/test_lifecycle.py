@@ -22,15 +22,15 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market, load_market
 from cryptolstm.errors import ConfigError, DataError
 from cryptolstm.forecast import Forecast
-from cryptolstm.inference import NetworkForecaster
-from cryptolstm.live import MODEL, SPLIT, evaluate, live_days, score_days
+from cryptolstm.models.network import NetworkForecaster
+from cryptolstm.evaluate import MODEL, SPLIT, evaluate, evaluation_days, score_days
 from cryptolstm.models.baselines import Drift, Persistence
 from cryptolstm.outputs import split_tags
 from cryptolstm.packaging import training_record
 from cryptolstm.refit import common_evaluation, refit, refit_config
 from cryptolstm.registry import (ALIAS, DISTRIBUTION_METRIC, EVALUATION_TAGS, METRIC, MIN_TAGGED_DAYS, Candidate,
-                                 Decision, ModelInfo, Registration, champion_uri, model_name, next_day, promotion,
-                                 selection_metric)
+                                 Decision, ModelInfo, Registration, champion_uri, model_name, next_day,
+                                 persistence_ratio, promotion, registered_again, selection_metric)
 from cryptolstm.train import train
 from tests.conftest import cut_data, tiny_config
 
@@ -135,10 +135,11 @@ class MemoryStore:
                  tags: dict[str, str] | None = None) -> Registration:
         name = model_name(coin)
         current = self.aliases.get(name)
-        if run_id in self.versions.get(name, []):  # registered already: its version, promoted only if forced
+        if run_id in self.versions.get(name, []):  # registered already: the product's rule says what changes
             version = str(self.versions[name].index(run_id) + 1)
-            promoted, reason = (True, f"made champion by --force over version {current}") if force and \
-                current != version else (current == version, f"run {run_id} was already registered as version {version}")
+            theirs = None if current is None else self._candidate(name, current)
+            decision = registered_again(self._candidate(name, version), theirs, current == version, force, False, True)
+            promoted, reason = decision or (current == version, f"run {run_id} was already registered as version {version}")
         else:
             self.versions.setdefault(name, []).append(run_id)
             version = str(len(self.versions[name]))
@@ -159,9 +160,9 @@ class MemoryStore:
         return Candidate(version, metric, run.metrics[metric], run.evaluation)
 
     def _registration(self, name: str, version: str, reason: str, added: bool) -> Registration:
-        metrics = self.runs[self.versions[name][int(version) - 1]].metrics
-        ratio = metrics.get("test/mae_ratio", metrics[METRIC])
-        return Registration(name, version, self.aliases.get(name) == version, reason, ratio < 1.0, ratio, added)
+        ratio, split = persistence_ratio(self.runs[self.versions[name][int(version) - 1]].metrics)
+        return Registration(name, version, self.aliases.get(name) == version, reason, ratio < 1.0, ratio, added,
+                            ratio_split=split)
 
     def record_evaluation(self, evaluation, market: Market, data_dir: str) -> str:
         self.evaluations.append(evaluation)
@@ -211,17 +212,17 @@ def test_names_uris_and_days_of_a_registered_model():
 # --- which days evaluate scores
 
 
-def test_live_days_run_from_the_day_after_the_models_data_to_the_last_day_of_the_data(synthetic_data):
+def test_evaluation_days_run_from_the_day_after_the_models_data_to_the_last_day_of_the_data(synthetic_data):
     store = MemoryStore(Drift)
     _champion_of(store, synthetic_data)
     info, market = store.resolve(CHAMPION), load_market(synthetic_data, "2020-01-01")
     assert (info.data_last, market.last_date) == (CUT, "2021-11-30")
-    assert live_days(info, market, None, None, str(synthetic_data)) == ("2021-07-01", "2021-11-30")
-    assert live_days(info, market, None, "2022-06-01", str(synthetic_data)) == ("2021-07-01", "2021-11-30")
-    assert live_days(info, market, "2021-08-01", "2021-08-31", str(synthetic_data)) == ("2021-08-01", "2021-08-31")
+    assert evaluation_days(info, market, None, None, str(synthetic_data)) == ("2021-07-01", "2021-11-30")
+    assert evaluation_days(info, market, None, "2022-06-01", str(synthetic_data)) == ("2021-07-01", "2021-11-30")
+    assert evaluation_days(info, market, "2021-08-01", "2021-08-31", str(synthetic_data)) == ("2021-08-01", "2021-08-31")
     # its test days are not days it trained or validated on: they may be scored again
     test_first = next_day(info.trained_until)
-    assert live_days(info, market, test_first, None, str(synthetic_data)) == (test_first, "2021-11-30")
+    assert evaluation_days(info, market, test_first, None, str(synthetic_data)) == (test_first, "2021-11-30")
 
 
 def test_a_day_the_model_trained_or_validated_on_is_refused_in_one_sentence(synthetic_data):
@@ -230,7 +231,7 @@ def test_a_day_the_model_trained_or_validated_on_is_refused_in_one_sentence(synt
     info, market = store.resolve(CHAMPION), load_market(synthetic_data, "2020-01-01")
     for day in (info.trained_until, info.val_first, "2020-03-01"):  # its last validation day, its first, a training day
         with pytest.raises(ConfigError) as refused:
-            live_days(info, market, day, None, str(synthetic_data))
+            evaluation_days(info, market, day, None, str(synthetic_data))
         assert str(refused.value) == (f"{day} is not a new day for cryptolstm-btc version 1: its training and "
                                       f"validation used the days up to {info.trained_until}; score days from "
                                       f"{next_day(info.trained_until)} on.")
@@ -238,7 +239,7 @@ def test_a_day_the_model_trained_or_validated_on_is_refused_in_one_sentence(synt
         evaluate(store, CHAMPION, str(synthetic_data), since=info.trained_until, fetch_missing=False)
     assert store.evaluations == []  # refused before anything was recorded
     with pytest.raises(ConfigError, match=r"^no day to score between 2021-09-01 and 2021-08-01\.$"):
-        live_days(info, market, "2021-09-01", "2021-08-01", str(synthetic_data))
+        evaluation_days(info, market, "2021-09-01", "2021-08-01", str(synthetic_data))
 
 
 def test_no_new_day_left_is_one_sentence_saying_how_to_get_newer_prices(synthetic_data, tmp_path):
@@ -252,7 +253,7 @@ def test_no_new_day_left_is_one_sentence_saying_how_to_get_newer_prices(syntheti
                                   f"--data-dir {data}).")
     info, market = store.resolve(CHAMPION), load_market(synthetic_data, "2020-01-01")
     with pytest.raises(DataError, match="is scored from 2021-12-05; fetch newer prices"):
-        live_days(info, market, "2021-12-05", None, str(synthetic_data))
+        evaluation_days(info, market, "2021-12-05", None, str(synthetic_data))
     assert store.evaluations == []
 
 

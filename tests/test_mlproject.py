@@ -11,6 +11,7 @@ import subprocess
 import sys
 import traceback
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,7 @@ EVERY_PARAM = {
     "seed": "5",
     "head": "quantile",
     "ensemble": "2",
+    "sealed_from": "2021-11-30",  # the synthetic data's last day: sealed, and after end_date anyway
     "register": "true",
 }
 
@@ -66,9 +68,10 @@ def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options()
         command = spec["command"]
         assert command.startswith(f"python -m cryptolstm {commands.get(entry, entry)} ")
         assert "\n" not in command.strip() and "&&" not in command and ";" not in command
-        for name in spec["parameters"]:
+        declared = spec.get("parameters") or {}
+        for name in declared:
             assert f"--{name.replace('_', '-')} {{{name}}}" in command
-        assert set(re.findall(r"\{(\w+)\}", command)) == set(spec["parameters"])
+        assert set(re.findall(r"\{(\w+)\}", command)) == set(declared)
         options = re.findall(r"--[\w-]+", command)
         assert len(options) == len(set(options)), f"{entry}: an option is passed twice"
     for entry in SPEC["entry_points"]:  # a YAML mapping keeps the last of two equal keys, silently
@@ -78,26 +81,29 @@ def test_each_entry_point_is_one_call_of_its_cli_command_with_matching_options()
 
 
 def test_no_parameter_defaults_to_an_empty_value():
-    # MLflow logs every parameter on the run it launches; an empty one would show blank in the UI.
+    # MLflow logs every declared parameter on the run it launches; an empty one would show blank in the UI.
     for entry, spec in SPEC["entry_points"].items():
-        for name, param in spec["parameters"].items():
+        for name, param in (spec.get("parameters") or {}).items():
             assert str(param.get("default", "")).strip(), (entry, name)
 
 
 def _no_empty_params(run) -> None:
-    assert run.data.params and "" not in run.data.params.values(), run.data.params
+    """A run lists the values used: none empty, and no placeholder for a parameter not given."""
+    assert run.data.params and not {"", "default", "None"} & set(run.data.params.values()), run.data.params
 
 
 def test_search_takes_the_issues_parameters():
-    params = SPEC["entry_points"]["search"]["parameters"]
+    from cryptolstm.options import SearchOptions
+
     assert {"coin", "engine", "n_trials", "timeout", "study_name", "storage", "seed", "data_dir", "protocol",
-            "space", "max_epochs"} <= set(params)
+            "space", "max_epochs"} <= {f.name for f in fields(SearchOptions)}
 
 
 def test_main_takes_every_config_field():
-    params = SPEC["entry_points"]["main"]["parameters"]
-    assert set(params) == set(FIELD_NAMES) | {"experiment", "register"}
-    assert set(EVERY_PARAM) | {"data_dir"} == set(params)
+    """Declared: the two with a default of their own; every config field is passed when given
+    (`-P layers=2` -> `--layers 2`: MLflow logs only what was given; the run's test below gives all)."""
+    assert set(SPEC["entry_points"]["main"]["parameters"]) == {"experiment", "register"}
+    assert set(EVERY_PARAM) | {"data_dir"} == set(FIELD_NAMES) | {"experiment", "register"}
 
 
 def _mlflow_run(tmp_path, params, env_manager="local", timeout=900, entry="main", ok=True, experiment="e2e"):
@@ -162,7 +168,8 @@ def test_mlflow_run_main_passes_every_parameter_and_logs_the_run(tmp_path, synth
     assert run.info.status == "FINISHED" and run.data.tags.get("mlflow.project.env", "local") == env_manager
     _no_empty_params(run)
     params = run.data.params
-    for name, value in EVERY_PARAM.items():
+    for name, value in EVERY_PARAM.items():  # under the name given, and under config.<name> the value used
+        assert params[name] == value, name
         if name not in ("experiment", "register"):
             assert params[f"config.{name}"] == value, name
     assert params["config.data_dir"] == str(synthetic_data)

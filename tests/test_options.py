@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from cryptolstm import cli, options
+from cryptolstm import commandline, options
 from cryptolstm.cli import app
 from cryptolstm.errors import ConfigError
 from cryptolstm.forecast import Forecast
@@ -107,11 +107,14 @@ def test_a_boolean_options_value_still_has_to_be_true_or_false(tracking):
     ("search", ["--register", "False", "--prune", "--overwrite", "true", "--seed", "-5"],
      {"register": False, "prune": True, "overwrite": True, "seed": -5}),
     ("fetch", ["--full"], {"full": True}),
+    # as `mlflow run` passes a parameter MLproject leaves undeclared (-P window_len=5 -P fill_gaps=true)
+    ("train", ["--window_len", "5", "--fill_gaps", "true", "--data_dir", "--x_y"],
+     {"window_len": "5", "fill_gaps": "true", "data_dir": "--x_y"}),
     ("train", ["--shuffle", "--fill-gaps", "--experiment", "x.yaml"],
      {"shuffle": "true", "fill_gaps": "true", "experiment": "x.yaml"}),
 ])
 def test_the_command_line_reads_each_form_of_a_boolean_option_as_its_value(command, args, values):
-    """The real parser of each command (typer's, with `cli.bare_flags`), then the options dataclass."""
+    """The real parser of each command (typer's, with `commandline.bare_flags`), then the options dataclass."""
     params = get_command(app).commands[command].make_context(command, list(args)).params
     classes = {"refit": options.RefitOptions, "search": options.SearchOptions, "fetch": options.FetchOptions}
     if command in classes:
@@ -131,6 +134,6 @@ def test_help_shows_a_boolean_as_an_optional_true_or_false_and_a_flag_without_a_
 
 def test_bare_flags_puts_true_only_after_a_boolean_given_without_its_value():
     args = ["--prune", "--timeout", "-5", "--register", "no", "--x", "--overwrite", "--", "--prune"]
-    assert cli.bare_flags(args, {"--prune", "--register", "--overwrite"}, {"--timeout", "--x"}) == [
+    assert commandline.bare_flags(args, {"--prune", "--register", "--overwrite"}, {"--timeout", "--x"}) == [
         "--prune", "true", "--timeout", "-5", "--register", "no", "--x", "--overwrite", "--", "--prune"]
-    assert cli.bare_flags(["--x", "--prune", "--prune"], {"--prune"}, {"--x"}) == ["--x", "--prune", "--prune", "true"]
+    assert commandline.bare_flags(["--x", "--prune", "--prune"], {"--prune"}, {"--x"}) == ["--x", "--prune", "--prune", "true"]

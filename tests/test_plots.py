@@ -120,7 +120,7 @@ def test_a_small_studys_figures_read_right_whole_trials_one_outlier_marked_and_i
 
 
 def test_the_live_figure_shows_where_the_model_gained_or_lost_against_persistence():
-    from cryptolstm.live import daily_table
+    from cryptolstm.evaluate import daily_table
 
     forecast, actual = _forecast(90)
     days = daily_table(forecast, actual[:, None])

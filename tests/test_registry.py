@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from cryptolstm.cli import app
 from cryptolstm.data import load_market
 from cryptolstm.errors import ConfigError
-from cryptolstm.forecaster import example_rows
+from cryptolstm.pyfunc import example_rows
 from cryptolstm.registry import ALIAS, model_name
 from cryptolstm.tracking import registry, tracked_train
 from tests.conftest import MERGE, building_store, cli_env, post_rows, served, start_cli, tiny_config, work_on_copy
@@ -75,7 +75,10 @@ def test_promotion_only_when_better_on_the_same_evaluation(store, synthetic_data
     third = registry.register(worst, "BTC")
     assert third.version == "3" and not third.promoted and str(_champion().version) == "2"
     version = MlflowClient().get_model_version("cryptolstm-btc", third.version)
-    assert version.tags["promotion"] == third.reason and "does not beat champion version 2" in third.reason
+    assert "does not beat champion version 2" in third.reason and third.reason in version.description
+    # The registry page: a one-line reason and figures to 4 significant digits; the whole sentence in the description.
+    assert version.tags["promotion"] == third.reason.split("; ")[0] and len(version.tags["promotion"]) < 80
+    assert version.tags["val/mae_ratio"] == f"{worst.data.metrics['val/mae_ratio']:.4g}"
     assert version.tags["source_run"] == worst.info.run_id and version.tags["protocol"] == "honest"
     assert (version.tags["selection.metric"], version.tags["promotion.decision"], version.tags["promotion.over"]) == \
         ("val/mae_ratio", "keep", "2")
@@ -83,7 +86,7 @@ def test_promotion_only_when_better_on_the_same_evaluation(store, synthetic_data
         assert version.tags[key] == worst.data.tags[key], key  # the evaluation it is compared on
     ratio = worst.data.metrics["test/mae_ratio"]
     assert version.tags["beats_persistence"] == str(ratio < 1).lower()
-    assert float(version.tags["persistence_ratio"]) == pytest.approx(ratio)
+    assert float(version.tags["persistence_ratio"]) == pytest.approx(ratio, rel=1e-3)
     assert (third.ratio, third.beats_persistence) == (pytest.approx(ratio), ratio < 1)
     # A run the user names (register --run-id) is made champion whenever it is comparable, better or not.
     named = registry.register_run(worst.info.run_id, "BTC", chosen=True)
@@ -99,6 +102,15 @@ def test_promotion_only_when_better_on_the_same_evaluation(store, synthetic_data
     assert moved.reason.startswith("not compared with champion version 2: they were validated on different days")
     assert f"data from 2020-06-01 where champion version 2 has {MERGE}" in moved.reason and "{" not in moved.reason
     assert moved.reason.endswith("to make it champion anyway, register it with --force")
+    # A search's advice to register a better run states what the command it gives would do, once.
+    from cryptolstm.tracking.registry.versions import _advice
+
+    advice = _advice(other, "BTC")  # what `moved` did: registered, not champion
+    assert advice.startswith(f"`cryptolstm register --coin BTC --run-id {other.info.run_id}` would register that "
+                             "one but not as champion (not compared with champion version 2: they were validated")
+    assert advice.endswith("); add --force to make it champion") and advice.count("--force") == 1
+    assert _advice(middle, "BTC") == (f"`cryptolstm register --coin BTC --run-id {middle.info.run_id}` would register "
+                                      "that one as champion")  # comparable, and named: it would be (line 89)
     forced = registry.register(other, "BTC", force=True)  # as the reason says; its version, none added
     assert (forced.version, forced.added, forced.promoted) == (moved.version, False, True)
     assert "already registered" in forced.reason and forced.reason.endswith("made champion by --force over version 2")

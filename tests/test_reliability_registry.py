@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from cryptolstm.cli import app
 from cryptolstm.data import load_market
-from cryptolstm.forecaster import example_rows
+from cryptolstm.pyfunc import example_rows
 from cryptolstm.rows import MAX_ROWS
 from cryptolstm.tracking import tracked_train
 from tests.conftest import CUT, all_runs, cli_env, post_rows, served

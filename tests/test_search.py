@@ -288,7 +288,7 @@ def test_the_chosen_model_registered_from_the_study_is_resolved_and_evaluated_li
         searched, synthetic_data):
     """The study's parent holds the chosen model but no config.* params (a resumed study may choose
     another): its configuration comes from the model's config.json, its days from training.json."""
-    from cryptolstm.live import evaluate
+    from cryptolstm.evaluate import evaluate
     from cryptolstm.tracking import registry
 
     result = searched.first

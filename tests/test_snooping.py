@@ -3,7 +3,6 @@ forecaster alone stays in the set and SPA finds it; with all equal, all stay and
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from cryptolstm.snooping import block_length, confidence_set, superior_ability
 

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from cryptolstm.data import load_market
 from cryptolstm.errors import TrainingError
-from cryptolstm.forecaster import example_rows
+from cryptolstm.pyfunc import example_rows
 from cryptolstm.render import result_text
 from cryptolstm.tracking import tracked_train
 from tests.conftest import ROOT, tiny_config

@@ -93,7 +93,7 @@ def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored
     """The quantile head here; the gaussian head is trained by the forecasting, backtest and horizon tests."""
     from cryptolstm import metrics
     from cryptolstm.intervals import LEVELS
-    from cryptolstm.models.interval_baselines import interval_baselines
+    from cryptolstm.models.interval_baselines import INTERVAL
 
     r = train(cfg.replace(head="quantile", epochs=3), market)
     (val, _), (test, _) = r.forecast("val"), r.forecast("test")
@@ -117,6 +117,6 @@ def test_a_distribution_head_is_trained_on_its_loss_calibrated_on_val_and_scored
             r.metrics[f"{split}/crps"] / r.metrics[f"{split}/garch/crps"])
     # The baselines forecast exactly the LSTM's days, fitted once on the days before validation.
     assert np.array_equal(r.forecast("test", "garch")[0].dates, test.dates)
-    assert [(f.forecaster, f.period) for f in r.forecasts.fits] == [(name, "val") for name in interval_baselines()]
+    assert [(f.forecaster, f.period) for f in r.forecasts.fits] == [(b.name, "val") for b in INTERVAL]
     assert set(r.forecasts.table.loc[r.forecasts.table["forecaster"] == "garch", "fit"]) == {"val"}
     assert r.metrics["val/mae_ratio"] > 0  # the point forecast (the median) is scored as before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +27,11 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.errors import DataError
 from cryptolstm.features import closes
+from cryptolstm.forecast import RETURN
 from cryptolstm.forecasting import Fit, Forecasts, Maker, Retrain, fresh, historical_forecasts
-from cryptolstm.models.baselines import Arima, Drift, MovingAverage, Persistence
-from cryptolstm.models.interval_baselines import interval_baselines
+from cryptolstm.models.network import is_network, seed_label
+from cryptolstm.models.baselines import POINT, Arima, MovingAverage, Persistence
+from cryptolstm.models.interval_baselines import INTERVAL
 from cryptolstm.models.lstm import Ensemble, EpochHook, Lstm, make_forecaster
 from cryptolstm.options import BacktestOptions
 from cryptolstm.protocols import HONEST
@@ -36,7 +39,7 @@ from cryptolstm.scoring import Scores, scales_before, score
 from cryptolstm.splits import DAY, Period, folds, pooled
 from cryptolstm.windowing import samples
 
-UNITS = "return"  # a backtest's interval metrics are in returns (comparable across years)
+UNITS = RETURN  # a backtest's interval metrics are in returns (comparable across years)
 
 
 @dataclass
@@ -73,7 +76,7 @@ class BacktestResult:
         """Epochs each LSTM seed (``lstm.seed202``...) trained over all its fits (an ensemble's
         members added up): what a retrain policy costs."""
         epochs: dict[str, int] = {}
-        for fit in (f for fold in self.folds for f in fold.fits if f.forecaster.startswith("lstm.")):
+        for fit in (f for fold in self.folds for f in fold.fits if is_network(f.forecaster)):
             run = sum(int(v) for k, v in fit.params.items() if k.endswith("epochs_run"))
             epochs[fit.forecaster] = epochs.get(fit.forecaster, 0) + run
         return epochs
@@ -84,6 +87,14 @@ def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
     tail (the honest protocol, whatever the source's was), epochs capped by ``max_epochs``."""
     epochs = min(cfg.epochs, options.max_epochs) if options.max_epochs else cfg.epochs
     return cfg.replace(protocol=HONEST.name, epochs=epochs)
+
+
+def sealed_options(cfg: RunConfig, options: BacktestOptions) -> BacktestOptions:
+    """``options`` with the last test day moved to the day before ``cfg``'s seal when it lies at or past it
+    (the data holds no sealed day to test on; `cryptolstm.data.load_market` never hands one)."""
+    if cfg.sealed_from is None or options.end < cfg.sealed_from:
+        return options
+    return dataclasses.replace(options, end=(pd.Timestamp(cfg.sealed_from) - DAY).date().isoformat())
 
 
 def retrain_policy(cfg: RunConfig, options: BacktestOptions) -> Retrain:
@@ -117,13 +128,13 @@ def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[Epo
     unless the policy is warm."""
     warm = retrain_policy(cfg, options).warm_epochs
     seeds = [cfg.seed + k * cfg.ensemble for k in range(options.seeds)]
-    makers: dict[str, Maker] = {f"lstm.seed{seed}": NetworkMaker(cfg.replace(seed=seed), warm, on_epoch,
-                                                                 options.warm_patience) for seed in seeds}
-    makers |= {"persistence": fresh(Persistence), "drift": fresh(Drift),
-               "moving_average": fresh(functools.partial(MovingAverage, options.ma_window))}
-    makers |= {"arima": fresh(Arima)} if options.arima else {}
+    makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), warm, on_epoch,
+                                                                options.warm_patience) for seed in seeds}
+    arguments = {MovingAverage: (options.ma_window,)}
+    makers[Persistence.name] = fresh(Persistence)
+    makers |= {b.name: fresh(functools.partial(b, *arguments.get(b, ()))) for b in POINT if options.arima or b is not Arima}
     if cfg.head_spec.distribution:
-        makers |= {name: fresh(make) for name, make in interval_baselines().items()}
+        makers |= {b.name: fresh(b) for b in INTERVAL}
     return makers
 
 
@@ -151,9 +162,17 @@ def _check_fold(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[int,
     return n[0], n[1]
 
 
-def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[Period]:
-    """Every fold, each checked to have samples, before anything is trained or logged."""
-    frame = market.frame
+@dataclass(frozen=True)
+class Plan:
+    """A backtest's folds, each checked to have samples, and the config every fold trains (`backtest_config`)."""
+
+    config: RunConfig
+    folds: list[Period]
+
+
+def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> Plan:
+    """The `Plan` of a backtest of ``cfg`` (the source config), before anything is trained or logged."""
+    cfg, frame = backtest_config(cfg, options), market.frame
     made = folds(options.start, options.end, options.fold_months)
     if made[-1].last > frame.index[-1]:
         raise DataError(f"the backtest ends {options.end} but the data ends {market.last_date}; pass an earlier end.")
@@ -162,7 +181,7 @@ def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> list[Perio
                         f"a fold needs earlier days to train on.")
     for fold in made:
         _check_fold(cfg, frame, fold)
-    return made
+    return Plan(cfg, made)
 
 
 def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Forecasts) -> FoldResult:
@@ -201,31 +220,27 @@ class _Folds:
 
 def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
                  on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
-                 planned: list[Period] | None = None, executor: futures.Executor | None = None,
+                 planned: Plan | None = None, executor: futures.Executor | None = None,
                  on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
     """Walk forward over ``options``' folds (``planned`` if the caller planned them already): every
     forecaster fitted on each fold's past (as the retrain policy says) and forecasting its test days.
     ``on_job()`` after each chain of fits, ``on_fold(result)`` as soon as a fold is complete;
     ``executor``: where the chains run (default: local processes as ``options.workers`` says);
     ``on_epoch``: hooks of the LSTM's fits when they run in this process (a progress bar)."""
-    cfg = backtest_config(cfg, options)
-    planned = planned if planned is not None else plan(cfg, market, options)
+    planned = planned or plan(cfg, market, options)
+    cfg = planned.config
     here = executor is None and options.workers == 1 and not options.cluster
     makers = forecasters(cfg, options, on_epoch if here else ())
-    collected = _Folds(cfg, market.frame, makers, planned, on_fold, on_job)
-    plan_fit = functools.partial(_plan_fit, cfg)
+    collected = _Folds(cfg, market.frame, makers, planned.folds, on_fold, on_job)
+    plan_fit = functools.partial(fit_periods, cfg)
     started = time.monotonic()
     with contextlib.nullcontext(executor) if executor is not None else executor_for(options) as pool:
-        forecasts = historical_forecasts(makers, market.frame, cfg, planned, retrain_policy(cfg, options), plan_fit,
+        forecasts = historical_forecasts(makers, market.frame, cfg, planned.folds, retrain_policy(cfg, options), plan_fit,
                                          executor=pool, done=collected.done)
-    folds_done = [collected.results[fold.name] for fold in planned]
+    folds_done = [collected.results[fold.name] for fold in planned.folds]
     result = BacktestResult(cfg, options, folds_done, forecasts, seconds=time.monotonic() - started)
     result.scores = backtest_scores(result, market)
     return result
-
-
-def _plan_fit(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[Period, Period]:
-    return fit_periods(cfg, frame, fold)
 
 
 def backtest_scores(result: BacktestResult, market: Market) -> Scores:

@@ -12,7 +12,8 @@ import pandas as pd
 
 from cryptolstm.backtest.runner import BacktestResult, FoldResult, pooled_period
 from cryptolstm.forecasting import QUANTILE_COLUMNS
-from cryptolstm.scoring import SEEDED, UNCALIBRATED, Scores
+from cryptolstm.models.network import MEAN, SEEDED
+from cryptolstm.scoring import UNCALIBRATED, Scores
 from cryptolstm.snooping import ConfidenceSet, confidence_set, row_losses
 
 
@@ -81,7 +82,7 @@ def daily_losses(result: BacktestResult) -> dict[str, pd.DataFrame]:
     seeds = first[first["forecaster"].map(lambda name: SEEDED.match(name) is not None)]
     if seeds["forecaster"].nunique() > 1:
         mean = seeds.groupby(["period", "origin"], sort=False).mean(numeric_only=True).reset_index()
-        first = pd.concat([first, mean.assign(forecaster="lstm.mean")], ignore_index=True)
+        first = pd.concat([first, mean.assign(forecaster=MEAN)], ignore_index=True)
     losses = {"mae": _by_day(first, "mae")}
     if set(QUANTILE_COLUMNS) <= set(first.columns) and first[QUANTILE_COLUMNS].notna().all(axis=1).any():
         losses["crps"] = _by_day(first.dropna(subset=QUANTILE_COLUMNS), "crps")

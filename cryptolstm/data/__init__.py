@@ -37,12 +37,14 @@ class Market:
 
     ``frame``: index ``date`` (ascending, one row per day), columns
     ``{COIN}_{open,high,low,close,volume}`` in USD; ``files``: coin -> (path, sha256);
-    ``snapshot``: the snapshot the files belong to (None for a plain directory).
+    ``snapshot``: the snapshot the files belong to (None for a plain directory); ``sealed_from``:
+    the first day of a sealed period, none of whose rows were read into ``frame``.
     """
 
     frame: pd.DataFrame
     files: dict[str, tuple[str, str]]
     snapshot: snapshots.Snapshot | None = None
+    sealed_from: str | None = None
 
     @property
     def first_date(self) -> str:
@@ -69,13 +71,14 @@ def _pin(data_dir: str | Path) -> tuple[Path, snapshots.Snapshot | None]:
     return snapshots.pinned(data_dir)
 
 
-def _load_file(data_dir: str | Path, directory: Path, coin: str, fill_gaps: bool) -> pd.DataFrame:
+def _load_file(data_dir: str | Path, directory: Path, coin: str, fill_gaps: bool,
+               sealed_from: str | None = None) -> pd.DataFrame:
     path = coin_file(directory, coin)
     if not path.is_file():
         raise DataError(
             f"no {path.name} in data directory {data_dir}; {HOW_TO_SUPPLY}"
         )
-    frame = read_daily_csv(path)
+    frame = read_daily_csv(path, before=sealed_from)
     frame["volume"] = frame["volume"].mask(frame["volume"] == 0)
     return _handle_gaps(path, frame, fill_gaps)
 
@@ -102,17 +105,20 @@ def load_market(
     end_date: str | None = None,
     fill_gaps: bool = False,
     coins: tuple[str, ...] = COINS,
+    sealed_from: str | None = None,
 ) -> Market:
     """Merge the coins on date from ``merge_date`` to ``end_date`` (inclusive).
 
     Leading days on which any coin's volume was not reported are dropped (so
     no window divides by a zero volume); such a day inside the range is an
     error unless ``fill_gaps``, which carries the previous volume forward.
+    ``sealed_from``: every day from it on is sealed, dropped from each file as it is read
+    (`cryptolstm.data.schema.seal`): no workflow can be handed one.
     """
     directory, snapshot = _pin(data_dir)
     parts, files = [], {}
     for coin in coins:
-        frame = _load_file(data_dir, directory, coin, fill_gaps)
+        frame = _load_file(data_dir, directory, coin, fill_gaps, sealed_from)
         parts.append(frame.rename(columns=lambda field, coin=coin: features.column(coin, field)))
         path = coin_file(directory, coin)
         files[coin] = (str(path.resolve()), sha256(path))
@@ -124,7 +130,7 @@ def load_market(
             f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
             f"{', '.join(coins)} in {data_dir}."
         )
-    return Market(frame=merged, files=files, snapshot=snapshot)
+    return Market(frame=merged, files=files, snapshot=snapshot, sealed_from=sealed_from)
 
 
 def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import HOW_TO_SUPPLY, Market, load_market, snapshots
-from cryptolstm.errors import CryptoLstmError
+from cryptolstm.errors import CryptoLstmError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,21 @@ def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
 
 
 def prepare_market(cfg: RunConfig, fetch_missing: bool = True, checks: Iterable[RunConfig] | None = None,
-                   every_day: bool = False) -> Market:
-    """``cfg``'s merged market data (to its ``end_date``, or to the last day with ``every_day``),
-    with the splits of every config in ``checks`` (default: ``cfg`` alone) built once to check
-    that they fit."""
+                   to_last_day: bool = False) -> Market:
+    """``cfg``'s merged market data (to its ``end_date``, or to the data's last day with ``to_last_day``;
+    never a day from its ``sealed_from`` on), with the splits of every config in ``checks``
+    (default: ``cfg`` alone) built once to check that they fit."""
     from cryptolstm.windowing import protocol_samples
 
     ensure_data(cfg.data_dir, fetch_missing)
-    market = load_market(cfg.data_dir, cfg.merge_date, None if every_day else cfg.end_date,
-                         cfg.fill_gaps)
-    for each in (cfg,) if checks is None else checks:
-        protocol_samples(market.frame, each)
+    market = load_market(cfg.data_dir, cfg.merge_date, None if to_last_day else cfg.end_date,
+                         cfg.fill_gaps, sealed_from=cfg.sealed_from)
+    try:
+        for each in (cfg,) if checks is None else checks:
+            protocol_samples(market.frame, each)
+    except DataError as exc:
+        if cfg.sealed_from is None or (cfg.end_date or cfg.sealed_from) < cfg.sealed_from:
+            raise  # no seal, or one after the days asked for: the seal took nothing away
+        raise DataError(f"{str(exc).rstrip('.')}, or seal a later day than {cfg.sealed_from} (the seal ends the "
+                        f"data on {market.last_date}).") from None
     return market

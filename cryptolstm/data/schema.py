@@ -75,13 +75,14 @@ _SCHEMA = pa.DataFrameSchema(
 )
 
 
-def read_daily_csv(path: Path, warn: bool = True) -> pd.DataFrame:
+def read_daily_csv(path: Path, warn: bool = True, before: str | None = None) -> pd.DataFrame:
     """Read and validate one coin's daily CSV.
 
     Returns a frame indexed by ``date`` (datetime64, ascending) with float
     columns open, high, low, close (USD) and volume (USD per 24 h).
     Raises `DataError` with one sentence naming file, line and column; ``warn``:
-    log implausible volume jumps (see `check_frame`).
+    log implausible volume jumps (see `check_frame`); ``before``: the first day of a
+    sealed period, whose rows are dropped as soon as their dates are parsed (`seal`).
     """
     raw, text = _read_table(path)
     missing = [c for c in COLUMNS if c not in raw.columns]
@@ -94,8 +95,24 @@ def read_daily_csv(path: Path, warn: bool = True) -> pd.DataFrame:
     check_fields(path, text)
     check_cut_tail(path, raw, text)
     frame = _parse(path, raw[list(COLUMNS)])
+    if before is not None:
+        frame = seal(path, frame, before)
     check_frame(path, frame, warn)
     return frame.sort_values("date").set_index("date")
+
+
+def seal(path: Path, frame: pd.DataFrame, before: str) -> pd.DataFrame:
+    """The rows of ``frame`` (parsed from ``path``) dated before ``before``: a sealed day's prices are
+    dropped before any check, merge or workflow sees them (they need only parse). One sentence when
+    the seal would hide every day, or none (a seal after the file's last day)."""
+    sealed = frame["date"] >= pd.Timestamp(before)
+    if sealed.all():
+        raise DataError(f"the seal from {before} hides every day of {path} (its first is "
+                        f"{frame['date'].min().date()}); seal a later day.")
+    if not sealed.any():
+        raise DataError(f"the seal from {before} is after the last day of {path} ({frame['date'].max().date()}): "
+                        f"it would hide nothing; seal a day the data holds.")
+    return frame[~sealed]
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, str]:

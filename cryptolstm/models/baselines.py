@@ -1,7 +1,9 @@
 """The baselines an LSTM must beat, with the interface of `cryptolstm.models.base`.
 
 Persistence (tomorrow = today), drift (a random walk with drift on log prices),
-the moving average of the last k closes, and ARIMA(p, 1, q) with drift.
+the moving average of the last k closes, and ARIMA(p, 1, q) with drift. Each declares its
+``name`` (its label in every table, metric and tag) and ``display`` (its name in prose); `POINT`
+lists the point baselines every backtest runs beside persistence, the one place they are listed.
 
 Each forecasts every horizon k = 1..H of the samples (``samples.horizon``) from the
 same origin t (a window's last day): the forecast of day t + k uses closes up to and
@@ -46,6 +48,7 @@ class Persistence:
     """"Tomorrow = today": every target day's close equals the origin's close."""
 
     name = "persistence"
+    display = "persistence"
     params: dict[str, float] = {}
 
     def fit(self, history: History | None = None) -> Persistence:
@@ -63,6 +66,7 @@ class Drift:
     """
 
     name = "drift"
+    display = "drift"
 
     def __init__(self) -> None:
         self.params: dict[str, float] = {}
@@ -83,6 +87,7 @@ class MovingAverage:
     """Every target day = the mean of the last ``k`` closes up to the origin. Nothing is fitted."""
 
     name = "moving_average"
+    display = "moving average"
 
     def __init__(self, k: int = 7) -> None:
         if k < 1:
@@ -114,6 +119,7 @@ class Arima:
     """
 
     name = "arima"
+    display = "ARIMA"
 
     def __init__(self, order: tuple[int, int, int] = (1, 1, 1)) -> None:
         self.order = order
@@ -172,6 +178,10 @@ class Arima:
             paths[:, k] = (design @ state)[0] + ssm["obs_intercept"][0, t + 1 + k]  # obs_intercept: the drift's trend
             state = transition @ state
         return paths
+
+
+POINT = (Drift, MovingAverage, Arima)  # the point baselines a backtest runs beside persistence, in its tables' order
+PERSISTENCE = Persistence.name  # what every ratio is relative to
 
 
 def origins_in(samples: Samples, closes: pd.Series) -> np.ndarray:

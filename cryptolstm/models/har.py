@@ -38,6 +38,8 @@ class Har:
     """HAR on Parkinson volatility with empirical standardized-residual quantiles (module docstring)."""
 
     name = "har"
+    display = "HAR"
+    compared = 2
 
     def __init__(self) -> None:
         self.params: dict[str, float] = {}

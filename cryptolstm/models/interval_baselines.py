@@ -15,6 +15,13 @@ protocol, the window's first close under the seed protocol). The point forecast 
 - `Garch`: GARCH(1,1) with Student-t innovations and a constant mean on daily log returns
   in percent (`arch`), fitted on the training closes, its variance filtered through later
   closes with the parameters held fixed; days after the first by simulation.
+- `Har` (`cryptolstm.models.har`): HAR on the day's range volatility.
+- `Combination`: the equal-weight quantile average (Vincentization) of `Garch` and `Har`.
+
+Each declares its ``name`` (its label in every table, metric and tag), ``display`` (its name in
+prose) and ``compared`` (its place among the baselines a summary sets the network beside, 0: not
+one of them); `INTERVAL` lists them in the tables' order, the one place they are listed: training,
+the backtest and evaluate score every distribution beside each of them.
 """
 
 from __future__ import annotations
@@ -40,11 +47,6 @@ MIN_DAYS = 30  # fewest past daily returns a rolling distribution is estimated f
 SIMULATIONS = 2000  # GARCH paths per origin for the days after the first (an even number: antithetic pairs)
 SIMULATION_BLOCK = 100  # origins simulated at once
 SEED = 2018  # of the GARCH shocks: the same forecasts on every run
-
-
-def interval_baselines() -> dict[str, type]:
-    """name -> maker of a fresh, unfitted interval baseline (a class with default arguments)."""
-    return {"garch": Garch, "har": Har, "empirical": Empirical, "rolling_gaussian": RollingGaussian}
 
 
 def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
@@ -73,6 +75,8 @@ class Empirical:
     """
 
     name = "empirical"
+    display = "empirical"
+    compared = 3
 
     def __init__(self, n_days: int = 365) -> None:
         if n_days < 2:
@@ -99,6 +103,8 @@ class RollingGaussian:
     """
 
     name = "rolling_gaussian"
+    display = "rolling Gaussian"
+    compared = 0
 
     def __init__(self, n_days: int = 30) -> None:
         if n_days < 2:
@@ -134,6 +140,8 @@ class Garch:
     """
 
     name = "garch"
+    display = "GARCH"
+    compared = 1
 
     def __init__(self) -> None:
         self.params: dict[str, float] = {}
@@ -201,3 +209,27 @@ class Garch:
         nu = self.params["nu"]
         half = np.random.default_rng(SEED).standard_t(nu, size=(SIMULATIONS // 2, horizon)) / np.sqrt(nu / (nu - 2.0))
         return np.concatenate([half, -half])
+
+
+class Combination:
+    """The equal-weight combination of `Garch` and `Har`: at every level, the mean of their quantiles
+    of the same return (Vincentization: the combination's quantile function is the average of
+    theirs), its median the point forecast. Each part is fitted on the same training days."""
+
+    name = "combination"
+    display = "GARCH+HAR"
+    compared = 4
+
+    def __init__(self) -> None:
+        self.parts = (Garch(), Har())
+        self.params: dict[str, float] = {}
+
+    def fit(self, history: History) -> Combination:
+        self.params = {f"{part.name}.{k}": v for part in self.parts for k, v in part.fit(history).params.items()}
+        return self
+
+    def predict(self, samples: Samples, history: History) -> Forecast:
+        return Forecast.mean_of([part.predict(samples, history) for part in self.parts])
+
+
+INTERVAL = (Garch, Empirical, RollingGaussian, Har, Combination)  # in the tables' order

@@ -22,8 +22,9 @@ from keras import layers as kl
 from cryptolstm import features
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import TrainingError
-from cryptolstm.heads import HEADS, Head
-from cryptolstm.inference import NetworkForecaster
+from cryptolstm.heads import HEADS
+from cryptolstm.models.network import NetworkForecaster
+from cryptolstm import cells
 from cryptolstm.models.base import History
 from cryptolstm.windowing import fit_splits
 
@@ -79,23 +80,6 @@ class HeadLoss(keras.losses.Loss):
         return {**super().get_config(), "head": self.head}
 
 
-def _legacy_layer(head: Head) -> type:
-    """The head's Keras layer under the name models were saved with before heads were objects
-    (``cryptolstm>GaussianHead``...), so those .keras files still load."""
-
-    class Legacy(HeadOutput):
-        def __init__(self, **kwargs):
-            kwargs.pop("head", None)
-            kwargs.pop("scale_column", None)
-            super().__init__(head.name, **kwargs)
-
-    Legacy.__name__ = Legacy.__qualname__ = head.legacy_layer
-    return keras.saving.register_keras_serializable(package="cryptolstm")(Legacy)
-
-
-LEGACY_LAYERS = [_legacy_layer(head) for head in HEADS.values() if head.legacy_layer]
-
-
 def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
     classes = {
         "adam": keras.optimizers.Adam,
@@ -109,7 +93,7 @@ def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
 def _cell(cfg: RunConfig, depth: int, unroll: bool = False) -> kl.Layer:
     """Layer ``depth`` of the recurrent stack: ``cfg.cell`` (LSTM or GRU), ``cfg.neurons`` units
     (``unroll``: its steps written out as one graph instead of a loop)."""
-    make = {"lstm": kl.LSTM, "gru": kl.GRU}[cfg.cell]
+    make = getattr(kl, cells.get(cfg.cell).layer)
     return make(cfg.neurons, activation=cfg.activation, recurrent_activation=_recurrent_activation(cfg.recurrent_activation),
                 return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}", unroll=unroll)
 
@@ -140,14 +124,14 @@ def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | 
                      name="return" if not head.distribution else "raw")
     if head.scale_feature is None:
         model = keras.Sequential([window, *stack, dense, *([HeadOutput(head.name, name="return")] if head.distribution
-                                                          else [])], name=f"lstm_{cfg.coin.lower()}")
+                                                          else [])], name=f"{cfg.cell}_{cfg.coin.lower()}")
     else:  # the head reads a feature of the window's last day: a functional graph
         hidden = window
         for layer in stack:
             hidden = layer(hidden)
         column = features.columns(cfg.feature_names, COINS).index(features.column(cfg.coin, head.scale_feature))
         params = HeadOutput(head.name, column, name="return")([dense(hidden), window])
-        model = keras.Model(window, params, name=f"lstm_{cfg.coin.lower()}")
+        model = keras.Model(window, params, name=f"{cfg.cell}_{cfg.coin.lower()}")
     loss = head.configured_loss(cfg.loss) or HeadLoss(head.name)
     model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=["mae"] if not head.distribution else [],
                   jit_compile=jit_compile)
@@ -159,7 +143,7 @@ def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
 
     Per recurrent layer and step: gates x units x (inputs + units + 1 bias) MACs (4 gates for an
     LSTM, 3 for a GRU); the elementwise gate arithmetic is left out (under 1%)."""
-    gates = {"lstm": 4, "gru": 3}[cfg.cell]
+    gates = cells.get(cfg.cell).gates
     total, n_in = 0, n_features
     for _ in range(cfg.layers):
         total += 2 * window_len * gates * cfg.neurons * (n_in + cfg.neurons + 1)
@@ -264,6 +248,11 @@ class Lstm(NetworkForecaster):
         self.splits = None
 
     @property
+    def members(self) -> list[Lstm]:
+        """A single network is an ensemble of one (`Ensemble.members`)."""
+        return [self]
+
+    @property
     def networks(self) -> list:
         return [] if self.model is None else [self._forward]
 
@@ -346,7 +335,7 @@ def _member_hooks(on_epoch: Sequence[EpochHook], member: int) -> Sequence[EpochH
 class Ensemble(NetworkForecaster):
     """``cfg.ensemble`` networks of ``cfg`` trained with the seeds ``cfg.seed``, ``cfg.seed + 1``...,
     forecasting as one: the mean of their point forecasts and the mean of their quantiles
-    (`cryptolstm.inference.combine`), calibrated on the validation days as one model."""
+    (`cryptolstm.forecast.Forecast.mean_of`), calibrated on the validation days as one model."""
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), members: Sequence[Lstm] = ()) -> None:
         super().__init__(cfg)

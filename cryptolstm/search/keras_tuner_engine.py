@@ -38,11 +38,11 @@ def _logs_key(objective: str) -> str:
 
 def objective_in_logs(runner: TrialRunner, trained: dict[str, Lstm]):
     """An ``on_epoch`` hook that writes the space's validation objective of the network being
-    trained (``trained["lstm"]``) into each epoch's logs, so keras-tuner can track and checkpoint
+    trained (``trained["network"]``) into each epoch's logs, so keras-tuner can track and checkpoint
     on it (it only sees what Keras logs)."""
 
     def on_epoch(epoch: int, logs: dict) -> None:
-        metrics = validation_metrics(trained["lstm"], runner.market.frame)
+        metrics = validation_metrics(trained["network"], runner.market.frame)
         logs[_logs_key(runner.space.objective)] = metrics[runner.space.objective]
 
     return on_epoch
@@ -71,9 +71,9 @@ class LstmHyperModel(kt.HyperModel):
         objective = objective_in_logs(self.runner, trained)
 
         def lstm(trial_cfg, hooks) -> Lstm:  # keras-tuner's model, resumed where it says, with its callbacks
-            trained["lstm"] = Lstm(trial_cfg, [*hooks, objective], model=model,
+            trained["network"] = Lstm(trial_cfg, [*hooks, objective], model=model,
                                    initial_epoch=kwargs.get("initial_epoch", 0), callbacks=kwargs.get("callbacks", []))
-            return trained["lstm"]
+            return trained["network"]
 
         name = f"fit-{self.fits}"  # Hyperband fits one trial's model in several rounds
         self.fits += 1

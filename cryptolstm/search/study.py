@@ -65,7 +65,10 @@ def check_options(options: SearchOptions) -> None:
 
 
 def default_study_name(space: SearchSpace, options: SearchOptions) -> str:
-    return f"{space.base.coin.lower()}-{options.engine}-{Path(space.path).stem}"
+    """``<coin>-<engine>-<space>``, and ``-sealed-<date>`` under a seal: a sealed search never resumes
+    a study whose trials read the sealed days."""
+    sealed = f"-sealed-{space.base.sealed_from}" if space.base.sealed_from else ""
+    return f"{space.base.coin.lower()}-{options.engine}-{Path(space.path).stem}{sealed}"
 
 
 def study_tags(space: SearchSpace, options: SearchOptions, name: str, max_epochs: int) -> dict[str, str]:

@@ -14,6 +14,8 @@ import keras
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
+from cryptolstm.models.baselines import PERSISTENCE
+from cryptolstm.models.interval_baselines import Garch
 from cryptolstm.models.lstm import EpochHook, Lstm
 from cryptolstm.progress import EpochBar
 from cryptolstm.render import values_text
@@ -87,8 +89,8 @@ class TrialRunner:
         error against persistence for any other objective."""
         objective = self.space.objective
         if "crps" in objective:
-            return "crps", objective.split("crps_ratio_", 1)[1] if "crps_ratio_" in objective else "garch"
-        return "mae", "persistence"
+            return "crps", objective.split("crps_ratio_", 1)[1] if "crps_ratio_" in objective else Garch.name
+        return "mae", PERSISTENCE
 
     def daily_losses(self, result: TrainResult) -> dict[str, list]:
         """The trial's per-day validation losses and its benchmark's on the same days (`benchmark`),
@@ -98,11 +100,11 @@ class TrialRunner:
         val = table[(table["period"] == "val") & (table["horizon"] == 1)].sort_values("origin", kind="stable")
         loss, benchmark = self.benchmark()
         mine = val[val["forecaster"] == MODEL]
-        theirs = mine if benchmark == "persistence" else val[val["forecaster"] == benchmark].set_index("origin").loc[
+        theirs = mine if benchmark == PERSISTENCE else val[val["forecaster"] == benchmark].set_index("origin").loc[
             mine["origin"]].reset_index()
         return {"days": [str(day.date()) for day in mine["origin"]],
                 "model": [round(float(v), 10) for v in row_losses(mine, loss)],
-                "benchmark": [round(float(v), 10) for v in row_losses(theirs, "persistence" if benchmark == "persistence"
+                "benchmark": [round(float(v), 10) for v in row_losses(theirs, "persistence" if benchmark == PERSISTENCE
                                                                       else loss)]}
 
     def retrain(self, best_values: dict[str, Any]) -> TrainResult:

@@ -1,5 +1,5 @@
 """The MLflow boundary: everything the harness writes to (or reads from) MLflow happens here,
-in `cryptolstm.registry` and in the pyfunc (`cryptolstm.forecaster`); an import contract in
+in `cryptolstm.registry` and in the pyfunc (`cryptolstm.pyfunc`); an import contract in
 the tests keeps it so. Workflows (train, search, backtest) are pure cores with hooks, and
 these modules attach to them.
 
@@ -8,10 +8,12 @@ these modules attach to them.
 - `train`: a training run; `search`: a study's parent run and its trials' child runs;
 - `backtest`: a backtest's parent run and its folds' child runs;
 - `source`: a configuration read back from a run or a registered model;
-- `report`: the Markdown summary of an experiment; `describe`: the descriptions the UI shows;
+- `report`: the Markdown summary of an experiment, `results_page` its HTML page; `describe`: the
+  descriptions the UI shows;
 - `registry` (`models`, `versions`): model URIs resolved and loaded, runs registered, the champion
   alias moved; the store that `cryptolstm evaluate` and `cryptolstm refit` talk to;
-- `live`: an evaluation of a registered model recorded as a run (`cryptolstm evaluate`);
+- `evaluate`: an evaluation of a registered model recorded as a run (`cryptolstm evaluate`; its
+  metrics keep the names users have, ``live/*``);
 - `commands`: the run of a command that trains nothing (register, predict, report).
 """
 

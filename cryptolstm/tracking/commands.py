@@ -112,8 +112,10 @@ def record_predict(launched: str, forecast: pd.DataFrame, coin: str, label: str,
                   {"forecast.csv": forecast.to_csv(index=False)})
 
 
-def record_report(launched: str, experiment_name: str, text: str) -> str:
-    """The record of `cryptolstm report`: the Markdown as ``report.md``, in the experiment reported on."""
+def record_report(launched: str, experiment_name: str, text: str, page: str | None = None) -> str:
+    """The record of `cryptolstm report`: the Markdown as ``report.md`` and the HTML results page, if
+    made, as ``results.html``, in the experiment reported on."""
     tags = {"cryptolstm.entry": "report", "report.experiment": experiment_name}
+    files = {"report.md": text} | ({"results.html": page} if page else {})
     return record(launched, experiment_name, f"report-{experiment_name}",
-                  f"The report of experiment {experiment_name}: report.md.", tags, files={"report.md": text})
+                  f"The report of experiment {experiment_name}: {', '.join(files)}.", tags, files=files)

@@ -32,7 +32,12 @@ def run_version_text(run: Run) -> str:
                         run.data.metrics)
 
 
-def describe_registered(client: MlflowClient, name: str, version: str, run: Run) -> None:
-    """Describe the registered model ``name`` and its ``version``, registered from ``run``."""
+WHY = "Why it is or is not champion: "  # the version description's last paragraph: the whole promotion sentence
+
+
+def describe_registered(client: MlflowClient, name: str, version: str, run: Run, reason: str = "") -> None:
+    """Describe the registered model ``name`` and its ``version``, registered from ``run``, with the
+    whole sentence of why it was (or was not) made champion (its tag holds a short form)."""
     client.update_registered_model(name, description=model_text(name))
-    client.update_model_version(name, version, description=run_version_text(run))
+    why = f"\n\n{WHY}{reason}." if reason else ""
+    client.update_model_version(name, version, description=run_version_text(run) + why)

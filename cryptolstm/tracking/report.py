@@ -1,6 +1,7 @@
 """A Markdown summary of one MLflow experiment: best configurations, backtests, links.
 
-Reads the tracking store only; writes nothing to it.
+Reads the tracking store only; writes nothing to it. `gather` reads what a report shows once, for
+this Markdown and for the HTML page (`cryptolstm.tracking.results_page`).
 """
 
 from __future__ import annotations
@@ -8,20 +9,26 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
 
 from cryptolstm.errors import ConfigError
+from cryptolstm.forecast import USD
+from cryptolstm.models.baselines import POINT
+from cryptolstm.models.network import MEAN, SEEDED, STD
 from cryptolstm.registry import ALIAS
-from cryptolstm.render import percent, values_text
+from cryptolstm.render import COMPARED, percent, values_text
 from cryptolstm.tracking.runs import UI, ui_url
 SHOWN = ("window_len", "layers", "neurons", "dropout", "batch_size", "activation", "learning_rate")
 
+POOLED = f"{MEAN}/usd/mae_ratio"  # a backtest's pooled MAE ratio to persistence, the seeds' mean
 PER_HORIZON = re.compile(r"^test/h(\d+)/")  # test/h3/mae_ratio; not test/har/...
 
 
-def _num(value: float | None, digits: int = 4) -> str:
+def num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -29,7 +36,7 @@ def _link(run: Run) -> str:
     return f"[`{run.info.run_id[:8]}`]({ui_url(run.info.experiment_id, run.info.run_id)})"
 
 
-def _kind(run: Run) -> str:
+def kind(run: Run) -> str:
     tags = run.data.tags
     if tags.get("cryptolstm.study"):
         return "study"
@@ -38,7 +45,7 @@ def _kind(run: Run) -> str:
     return tags.get("cryptolstm.entry", "run")
 
 
-def _config(run: Run) -> str:
+def config_text(run: Run) -> str:
     params = run.data.params
     if "config.window_len" not in params:  # a study's parent: its chosen values are tags
         return values_text({k.removeprefix("best."): v for k, v in sorted(run.data.tags.items()) if k.startswith("best.")})
@@ -51,44 +58,80 @@ def _better_on(metrics: dict[str, float]) -> str:
     return " and ".join({"val": "validation days", "test": "test days"}[d] for d in days) or "neither"
 
 
-def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list[str]:
+def scored_runs(runs: list[Run]) -> list[Run]:
+    """The finished runs with a validation MAE ratio, lowest first (selection reads validation days only)."""
     scored = [r for r in runs if "val/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
-    scored.sort(key=lambda r: r.data.metrics["val/mae_ratio"])
-    lines = [f"## Best configurations by validation MAE ratio to persistence ({len(scored)} scored runs)", ""]
-    if not scored:
+    return sorted(scored, key=lambda r: r.data.metrics["val/mae_ratio"])
+
+
+UNKNOWN = "days not recorded"
+
+
+def days_of(run: Run) -> tuple[str, str]:
+    """The validation and test days a run was scored on (``first..last``), from its ``split.*`` tags."""
+    t = run.data.tags
+    return tuple(f"{t[f'split.{s}.first']}..{t[f'split.{s}.last']}" if f"split.{s}.first" in t else UNKNOWN
+                 for s in ("val", "test"))
+
+
+def groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """The scored runs (`scored_runs`, lowest validation ratio first) by the days they were validated
+    and tested on; only runs of one group are comparable (the registry compares no others)."""
+    out: dict[tuple[str, str], list[Run]] = {}
+    for run in scored_runs(runs):
+        out.setdefault(days_of(run), []).append(run)
+    return out
+
+
+def folds_text(run: Run) -> str:
+    """A backtest's folds in words: ``2 x 1m, 2021-10-01..2021-11-30, 1 seeds``."""
+    p = run.data.params
+    return (f"{p.get('backtest.folds', '?')} x {p.get('backtest.fold_months', '?')}m, {p.get('backtest.start', '?')}.."
+            f"{p.get('backtest.end', '?')}, {p.get('backtest.seeds', '?')} seeds")
+
+
+def _per_seed(metrics: dict[str, float], suffix: str) -> list[float]:
+    """A backtest's metric ``<network>.seed<k><suffix>`` of each seed."""
+    return [v for k, v in metrics.items() if k.endswith(suffix) and SEEDED.match(k.removesuffix(suffix))]
+
+
+def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list[str]:
+    found = groups(runs)
+    lines = [f"## Best configurations by validation MAE ratio to persistence ({sum(map(len, found.values()))} "
+             f"scored runs), ranked only among runs scored on the same days", ""]
+    if not found:
         return lines + ["No finished run has a validation MAE ratio yet.", ""]
-    lines += ["| run | kind | val ratio | test ratio | better than persistence on | backtest ratio | configuration |",
-              "|---|---|---|---|---|---|---|"]
-    for run in scored[:top]:
-        m = run.data.metrics
-        bt = backtested.get(run.info.run_id)
-        bt_cell = f"{_num(bt.data.metrics.get('lstm.mean/usd/mae_ratio'))} ({_link(bt)})" if bt else "not backtested"
-        lines.append(
-            f"| {_link(run)} {run.info.run_name} | {_kind(run)} | {_num(m['val/mae_ratio'])} | "
-            f"{_num(m.get('test/mae_ratio'))} | {_better_on(m)} | {bt_cell} | {_config(run)} |"
-        )
-    return lines + [""]
+    for (val, test), scored in found.items():
+        lines += [f"### Validated on {val}, tested on {test}", "",
+                  "| run | kind | val ratio | test ratio | better than persistence on | backtest ratio | configuration |",
+                  "|---|---|---|---|---|---|---|"]
+        for run in scored[:top]:
+            m = run.data.metrics
+            bt = backtested.get(run.info.run_id)
+            bt_cell = f"{num(bt.data.metrics.get(POOLED))} ({_link(bt)})" if bt else "not backtested"
+            lines.append(f"| {_link(run)} {run.info.run_name} | {kind(run)} | {num(m['val/mae_ratio'])} | "
+                         f"{num(m.get('test/mae_ratio'))} | {_better_on(m)} | {bt_cell} | {config_text(run)} |")
+        lines.append("")
+    return lines
 
 
 def _backtest_section(backtests: list[Run]) -> list[str]:
     lines = [f"## Walk-forward backtests ({len(backtests)})", ""]
     if not backtests:
         return lines + ["None yet: `cryptolstm backtest --config <file, run id or models:/ URI>`.", ""]
-    lines += ["| run | source | folds | LSTM MAE ratio (seeds' mean ± sd) | drift | moving average | ARIMA "
-              "| folds beating persistence | LSTM DM p (seeds) | MDE | 90 % model confidence set (MAE) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["run", "source", "folds", "LSTM MAE ratio (seeds' mean ± sd)", *(b.display for b in POINT),
+              "folds beating persistence", "LSTM DM p (seeds)", "MDE", "90 % model confidence set (MAE)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in backtests:
-        m, p, t = run.data.metrics, run.data.params, run.data.tags
-        seeds_p = [v for k, v in m.items() if k.startswith("lstm.seed") and k.endswith("/usd/dm_p")]
+        m, t = run.data.metrics, run.data.tags
+        seeds_p = _per_seed(m, "/usd/dm_p")
         p_cell = f"{min(seeds_p):.2g}-{max(seeds_p):.2g}" if seeds_p else "-"
-        mdes = sorted(v for k, v in m.items() if k.startswith("lstm.seed") and k.endswith("/usd/dm_mde"))
+        mdes = sorted(_per_seed(m, "/usd/dm_mde"))
         mde_cell = percent(mdes[len(mdes) // 2]) if mdes else "-"
         lines.append(
-            f"| {_link(run)} | {t.get('backtest.source', '?')} | {p.get('backtest.folds', '?')} x "
-            f"{p.get('backtest.fold_months', '?')}m, {p.get('backtest.start', '?')}..{p.get('backtest.end', '?')}, "
-            f"{p.get('backtest.seeds', '?')} seeds | {_num(m.get('lstm.mean/usd/mae_ratio'))} ± "
-            f"{_num(m.get('lstm.std/usd/mae_ratio'))} | {_num(m.get('drift/usd/mae_ratio'))} | "
-            f"{_num(m.get('moving_average/usd/mae_ratio'))} | {_num(m.get('arima/usd/mae_ratio'))} | "
+            f"| {_link(run)} | {t.get('backtest.source', '?')} | {folds_text(run)} | {num(m.get(POOLED))} ± "
+            f"{num(m.get(f'{STD}/usd/mae_ratio'))} | "
+            + "".join(f"{num(m.get(f'{b.name}/{USD}/mae_ratio'))} | " for b in POINT) +
             f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} | "
             f"{t.get('mcs.mae.included', '-').replace(',', ', ')} |"
         )
@@ -108,28 +151,28 @@ def _search_section(runs: list[Run]) -> list[str]:
         m, t = run.data.metrics, run.data.tags
         lines.append(f"| {_link(run)} {t.get('study_name', '?')} | {t.get('objective', '?')} | "
                      f"{int(m['search/spa_trials'])} | {int(m['search/spa_days'])} | "
-                     f"{_num(m.get('search/spa_best_ratio'))} | {m['search/spa_p']:.3g} |")
+                     f"{num(m.get('search/spa_best_ratio'))} | {m['search/spa_p']:.3g} |")
     return lines + [""]
 
 
 def _interval_section(runs: list[Run]) -> list[str]:
     """Runs with prediction intervals: their coverage and CRPS ratios to the interval baselines."""
     trained = [r for r in runs if "test/coverage_80" in r.data.metrics and r.info.status == "FINISHED"]
-    backtests = [r for r in runs if "lstm.mean/crps_ratio_garch" in r.data.metrics and r.info.status == "FINISHED"]
+    backtests = [r for r in runs if f"{MEAN}/crps" in r.data.metrics and r.info.status == "FINISHED"]
     if not trained and not backtests:
         return []
     lines = ["## Prediction intervals", "",
              "Coverage of the calibrated 80 % / 95 % intervals on the test days (walk-forward: all folds' days, "
-             "seeds' mean) and the CRPS ratio to GARCH(1,1)-t and to the empirical quantiles (below 1 beats them; DM p and "
+             "seeds' mean) and the CRPS ratio to each interval baseline (below 1 beats it; DM p and "
              "MDE, the smallest difference in CRPS that test detects 80 % of the time at 5 %).", "",
-             "| run | kind | coverage 80 / 95 | CRPS ratio GARCH (p) | CRPS ratio empirical (p) |", "|---|---|---|---|---|"]
-    for run, prefix in [*((r, "test/") for r in trained), *((r, "lstm.mean/") for r in backtests)]:
+             "| run | kind | coverage 80 / 95 | " + " | ".join(f"CRPS ratio {d} (p)" for d in COMPARED.values()) + " |",
+             "|---|---|---|" + "---|" * len(COMPARED)]
+    for run, prefix in [*((r, "test/") for r in trained), *((r, f"{MEAN}/") for r in backtests)]:
         m = {k.removeprefix(prefix): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
-        lines.append(f"| {_link(run)} {run.info.run_name} | {_kind(run)} | {_num(m.get('coverage_80'), 2)} / "
-                     f"{_num(m.get('coverage_95'), 2)} | {_num(m.get('crps_ratio_garch'), 3)} "
-                     f"({_num(m.get('crps_dm_p_garch'), 3)}, MDE {percent(m.get('crps_dm_mde_garch', math.nan))}) | "
-                     f"{_num(m.get('crps_ratio_empirical'), 3)} ({_num(m.get('crps_dm_p_empirical'), 3)}, "
-                     f"MDE {percent(m.get('crps_dm_mde_empirical', math.nan))}) |")
+        ratios = " | ".join(f"{num(m.get(f'crps_ratio_{b}'), 3)} ({num(m.get(f'crps_dm_p_{b}'), 3)}, "
+                            f"MDE {percent(m.get(f'crps_dm_mde_{b}', math.nan))})" for b in COMPARED)
+        lines.append(f"| {_link(run)} {run.info.run_name} | {kind(run)} | {num(m.get('coverage_80'), 2)} / "
+                     f"{num(m.get('coverage_95'), 2)} | {ratios} |")
     return lines + [""]
 
 
@@ -144,34 +187,28 @@ def _horizon_section(runs: list[Run]) -> list[str]:
     for run in several:
         m = run.data.metrics
         lines.append(f"| {_link(run)} {run.info.run_name} | "
-                     + " | ".join(_num(m.get(f"test/h{h}/mae_ratio"), 3) for h in range(1, horizon + 1)) + " |")
+                     + " | ".join(num(m.get(f"test/h{h}/mae_ratio"), 3) for h in range(1, horizon + 1)) + " |")
     return lines + [""]
 
 
-def _registry_section(experiment_name: str) -> list[str]:
+def _registry_section(experiment_name: str, versions: list[ModelVersion], champion: str | None) -> list[str]:
     """The versions of the registered model named like the experiment (``cryptolstm-btc``): their
     validation and test ratios at training time beside how they did on new days (``live.*``)."""
-    client = mlflow.MlflowClient()
-    versions = client.search_model_versions(f"name = '{experiment_name}'")
     if not versions:
         return []
-    try:
-        champion = str(client.get_model_version_by_alias(experiment_name, ALIAS).version)
-    except Exception:  # noqa: BLE001 - no champion (yet)
-        champion = None
     lines = [f"## Registered model `{experiment_name}` ({len(versions)} versions)", "",
              "MAE ratio to persistence on the validation and test days at training time, and on the new days "
              "after its training (`cryptolstm evaluate`, one day ahead, no refit; DM p against persistence).", "",
              "| version | alias | val ratio | test ratio | new days | new-day ratio (DM p) | refit of | source run |",
              "|---|---|---|---|---|---|---|---|"]
-    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+    for v in versions:
         t = v.tags
         days = (f"{t['live.days']}, {t.get('live.first_date')}..{t.get('live.last_date')}" if "live.days" in t
                 else "not evaluated")
-        live = f"{_num(float(t['live.mae_ratio']))} ({_num(float(t['live.dm_p']), 3)})" if "live.mae_ratio" in t else "-"
+        live = f"{num(float(t['live.mae_ratio']))} ({num(float(t['live.dm_p']), 3)})" if "live.mae_ratio" in t else "-"
         refit = f"version {t['refit.of_version']}" if t.get("refit.of_version") else "-"
         lines.append(f"| {v.version} | {'@' + ALIAS if str(v.version) == champion else ''} | "
-                     f"{_num(_float(t.get('val/mae_ratio')))} | {_num(_float(t.get('test/mae_ratio')))} | {days} | "
+                     f"{num(_float(t.get('val/mae_ratio')))} | {num(_float(t.get('test/mae_ratio')))} | {days} | "
                      f"{live} | {refit} | `{t.get('source_run', v.run_id or '')[:8]}` |")
     return lines + [""]
 
@@ -183,32 +220,61 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | None = None) -> str:
-    """The Markdown report of ``experiment_name`` (see module docstring)."""
-    if top < 1:
-        raise ConfigError(f"top must be an integer >= 1, got {top}.")
+@dataclass(frozen=True)
+class Gathered:
+    """What a report reads from the store, once: the experiment's ``name``, ``experiment_id`` and
+    ``runs``; its finished ``backtests`` (newest first) and the latest of them per source run
+    (``backtested``); the versions of the registered model named like it (newest first) and the
+    ``champion``'s version number (None: no champion)."""
+
+    name: str
+    experiment_id: str
+    tracking_uri: str | None
+    runs: list[Run]
+    backtests: list[Run]
+    backtested: dict[str, Run]
+    versions: list[ModelVersion]
+    champion: str | None
+
+
+def gather(experiment_name: str, tracking_uri: str | None = None) -> Gathered:
+    """Read ``experiment_name``'s runs and registered versions (a `ConfigError` naming the
+    experiments there when it does not exist)."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         names = ", ".join(e.name for e in mlflow.search_experiments()) or "none"
         raise ConfigError(f"there is no MLflow experiment named {experiment_name!r} in {tracking_uri}; experiments there: {names}.")
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list", max_results=50_000)
     backtests = [r for r in runs if r.data.tags.get("cryptolstm.entry") == "backtest" and r.info.status == "FINISHED"]
-    backtested = {}
-    for bt in sorted(backtests, key=lambda r: r.info.start_time):
-        if "backtest.source_run" in bt.data.tags:
-            backtested[bt.data.tags["backtest.source_run"]] = bt
+    backtested = {bt.data.tags["backtest.source_run"]: bt for bt in sorted(backtests, key=lambda r: r.info.start_time)
+                  if "backtest.source_run" in bt.data.tags}
+    client = mlflow.MlflowClient()
+    versions = sorted(client.search_model_versions(f"name = '{experiment_name}'"), key=lambda v: int(v.version), reverse=True)
+    try:
+        champion = str(client.get_model_version_by_alias(experiment_name, ALIAS).version) if versions else None
+    except Exception:  # noqa: BLE001 - no champion (yet)
+        champion = None
+    return Gathered(experiment_name, experiment.experiment_id, tracking_uri, runs, backtests, backtested, versions, champion)
+
+
+def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | None = None,
+                      gathered: Gathered | None = None) -> str:
+    """The Markdown report of ``experiment_name`` (see module docstring); ``gathered``: its `gather`, if read already."""
+    if top < 1:
+        raise ConfigError(f"top must be an integer >= 1, got {top}.")
+    g = gathered or gather(experiment_name, tracking_uri)
     lines = [
         f"# Experiment `{experiment_name}`",
         "",
-        f"{len(runs)} runs in `{tracking_uri}`, report made {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
+        f"{len(g.runs)} runs in `{tracking_uri}`, report made {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
         f"Links open the run in `mlflow ui --backend-store-uri {tracking_uri}` at {UI}. "
         "A ratio below 1 means a lower MAE than persistence (tomorrow = today) on the same days.",
         "",
-        *_best_section(runs, backtested, top),
-        *_backtest_section(backtests),
-        *_search_section(runs),
-        *_interval_section(runs),
-        *_horizon_section(runs),
-        *_registry_section(experiment_name),
+        *_best_section(g.runs, g.backtested, top),
+        *_backtest_section(g.backtests),
+        *_search_section(g.runs),
+        *_interval_section(g.runs),
+        *_horizon_section(g.runs),
+        *_registry_section(experiment_name, g.versions, g.champion),
     ]
     return "\n".join(lines)

@@ -21,12 +21,14 @@ from cryptolstm.tracking.describe import describe_experiment
 from cryptolstm.tracking.store import open_store, process_tags
 
 if TYPE_CHECKING:
+    from cryptolstm.outputs import RunRecord
     from cryptolstm.packaging import Package
     from cryptolstm.train import TrainResult
 
 log = logging.getLogger(__name__)
 
 UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+SEALED_FROM = "sealed_from"  # the tag of a run (and a model version) whose data stopped before a sealed period
 
 
 def use_tracking_uri(uri: str | None, read_only: bool = False) -> str:
@@ -67,9 +69,9 @@ def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
     """The effective config as params ``config.<name>``: the values used, the data's last day
     (``data_last``) for an ``end_date`` left open, so no param is blank.
 
-    Under ``mlflow run`` the plain names already hold what was requested with
-    ``-P`` ("default": take the experiment file's value), and MLflow params cannot
-    change, so the values actually used live under their own prefix.
+    Under ``mlflow run`` the plain names already hold what was given with ``-P`` (and only that:
+    MLproject declares no placeholder), and MLflow params cannot change, so the values actually
+    used live under their own prefix.
     """
     return {f"config.{k}": str(data_last if k == "end_date" and v is None else v) for k, v in cfg.to_dict().items()}
 
@@ -126,9 +128,21 @@ def end_failed(exc: BaseException) -> None:
         log.warning("the run could not be ended (%s); the next command marks it KILLED", again)
 
 
+def write_record(made: RunRecord) -> None:
+    """A run's record (`cryptolstm.outputs.RunRecord`) on the active run: params, tags, metrics, texts, figures."""
+    mlflow.log_params(made.params)
+    mlflow.set_tags(made.tags)
+    mlflow.log_metrics(made.metrics)
+    for path, text in made.texts.items():
+        mlflow.log_text(text, path)
+    for path, fig in made.figures.items():
+        mlflow.log_figure(fig, path)
+
+
 def log_dataset(market: Market, cfg: RunConfig) -> None:
     """Log the merged prices as an MLflow dataset (source: the snapshot's directory), with each
-    file's sha256 and path, the snapshot id and the date range as tags (what `data verify` checks)."""
+    file's sha256 and path, the snapshot id and the date range as tags (what `data verify` checks),
+    and the run's seal as its ``sealed_from`` tag when the prices were sealed."""
     frame = market.frame.reset_index()
     source = str(Path(next(iter(market.files.values()))[0]).parent)
     snapshot = market.snapshot.id if market.snapshot is not None else ""
@@ -152,6 +166,7 @@ def log_dataset(market: Market, cfg: RunConfig) -> None:
             "data.rows": str(len(frame)),
             **{f"data.{key}": digest for key, digest in file_tags.items()},
             **{f"data.file.{coin.lower()}": path for coin, (path, _) in market.files.items()},
+            **({SEALED_FROM: market.sealed_from} if market.sealed_from else {}),
         }
     )
 
@@ -166,7 +181,7 @@ def log_model(made: Package, result: TrainResult) -> None:
     ensemble's further members): what a warm start reads."""
     from mlflow.types import ColSpec, Schema
 
-    from cryptolstm.forecaster import PARAMS, LstmForecaster, forecast, load_forecaster
+    from cryptolstm.pyfunc import PARAMS, LstmForecaster, forecast, load_forecaster
 
     with warnings.catch_warnings():  # "integer column" hint: `horizon` is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
@@ -180,8 +195,7 @@ def log_model(made: Package, result: TrainResult) -> None:
         code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
         signature=signature, input_example=made.example, pip_requirements=made.requirements,
     )
-    members = getattr(result.forecaster, "members", None) or [result.forecaster]
-    for k, member in enumerate(members):
+    for k, member in enumerate(result.forecaster.members):
         path = made.folder / ("lstm.keras" if k == 0 else f"lstm-{k}.keras")
         member.model.save(path)
         mlflow.log_artifact(str(path), "keras")  # for Keras users: not copied on every load of the model

@@ -22,7 +22,7 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def _from_params(params: dict[str, str]) -> dict[str, Any]:
     values = {k.removeprefix("config."): v for k, v in params.items() if k.startswith("config.")}
-    return {k: (None if v == "" else v) for k, v in values.items() if k in FIELD_NAMES}
+    return {k: (None if v in ("", "None") else v) for k, v in values.items() if k in FIELD_NAMES}  # None: no seal
 
 
 def _from_model(model_uri: str) -> dict[str, Any]:

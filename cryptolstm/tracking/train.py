@@ -13,8 +13,8 @@ import mlflow
 from cryptolstm.config import RunConfig
 from cryptolstm.data import Market
 from cryptolstm.models.lstm import EpochHook, Lstm, training_device
-from cryptolstm.outputs import RunRecord, record
-from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch, log_model, run_scope
+from cryptolstm.outputs import record
+from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch, log_model, run_scope, write_record
 from cryptolstm.train import TrainResult, train
 
 
@@ -55,13 +55,8 @@ def log_result(result: TrainResult, market: Market, name: str | None = None) -> 
     (``name``: the run's name so far)."""
     with tempfile.TemporaryDirectory() as folder:
         made = record(result, market, folder, name)
+        mlflow.set_tag("device", training_device())  # where it trained: backend and GPU, or CPU
         write_record(made)
         log_model(made.package, result)
 
 
-def write_record(made: RunRecord) -> None:
-    """The record's tags, metrics and figures on the active run."""
-    mlflow.set_tags({**made.tags, "device": training_device()})  # where it trained: backend and GPU, or CPU
-    mlflow.log_metrics(made.metrics)
-    for path, fig in made.figures.items():
-        mlflow.log_figure(fig, path)

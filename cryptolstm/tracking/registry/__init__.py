@@ -23,7 +23,7 @@ __all__ = ["MlflowModels", "best_run", "check_model_coin", "forecast_with", "for
 class MlflowModels:
     """`cryptolstm.registry.ModelStore` on MLflow: this module's functions, training as a tracked
     run (resuming ``launched``, the run ``mlflow run`` made, where there is one) and evaluations
-    recorded as runs (`cryptolstm.tracking.live`)."""
+    recorded as runs (`cryptolstm.tracking.evaluate`)."""
 
     def __init__(self, launched: str | None = None) -> None:
         self.launched = launched
@@ -70,6 +70,6 @@ class MlflowModels:
         return register_run(run_id, coin, force, decide, tags)
 
     def record_evaluation(self, evaluation, market, data_dir: str) -> str:
-        from cryptolstm.tracking.live import log_evaluation
+        from cryptolstm.tracking.evaluate import log_evaluation
 
         return log_evaluation(evaluation, market, data_dir, self.launched)

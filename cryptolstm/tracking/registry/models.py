@@ -1,7 +1,7 @@
 """Model URIs resolved and loaded, in MLflow: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` and
 ``runs:/ID/model`` as a `cryptolstm.registry.ModelInfo` (its version, its training run, its config and
-the days it trained on, read from the model's own ``training.json``; its training run's tags for a
-model logged before it had one), and the pyfunc loaded as a user loads it. Any failure to find or
+the days it trained on and the prices it read, from the model's own ``training.json``), and the
+pyfunc loaded as a user loads it. Any failure to find or
 load a model is one sentence (`ConfigError`), naming where the model's files are, or the damaged
 file among them.
 """
@@ -27,7 +27,8 @@ from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import ConfigError, first_line, with_article
-from cryptolstm.registry import ModelInfo, champion_uri
+from cryptolstm.registry import ModelInfo, champion_uri, openings_of
+from cryptolstm.tracking.runs import SEALED_FROM
 from cryptolstm.tracking.source import config_values_of_run
 
 
@@ -51,28 +52,15 @@ def _version_and_run(uri: str) -> tuple[ModelVersion | None, Run]:
     raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
 
 
-def _training_record(location: str | None) -> dict | None:
-    """The model's ``training.json`` (the days it trained on), or None for a model logged before it."""
-    if not location:
-        return None
+def _training_record(location: str | None, label: str) -> dict:
+    """The model's ``training.json`` (the days it trained on, the prices it read); one sentence for a
+    model without one (logged by a cryptolstm older than its pyfunc module: docs/registry.md)."""
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location.rstrip("/") + "/artifacts/training.json")
-    except Exception:  # noqa: BLE001 - a model without the file: its run's tags say it
-        return None
+        local = mlflow.artifacts.download_artifacts(artifact_uri=(location or "").rstrip("/") + "/artifacts/training.json")
+    except Exception:  # noqa: BLE001 - any failure to fetch it: one sentence
+        raise ConfigError(f"{label} has no training.json: it was logged by an older cryptolstm; train or refit "
+                          f"its configuration again (docs/registry.md).") from None
     return json.loads(Path(local).read_text())
-
-
-def _days(record: dict | None, run: Run, label: str) -> tuple[str, str, str]:
-    """(the last day training or validation used, the first validation day, the last day of the data)."""
-    if record is not None:
-        val = record["periods"]["val"]
-        return val["last"], val["first"], record["data"]["last_date"]
-    tags = run.data.tags
-    used, data_last = tags.get("split.val.last"), tags.get("data.last_date")
-    if not used or not data_last:
-        raise ConfigError(f"{label}'s training run {run.info.run_id} does not say which days it trained on "
-                          f"(no split.val.last or data.last_date tag).")
-    return used, tags.get("split.val.first", ""), data_last
 
 
 def resolve(uri: str) -> ModelInfo:
@@ -88,12 +76,13 @@ def resolve(uri: str) -> ModelInfo:
     pinned = f"models:/{name}/{number}" if version else uri
     model_id = (getattr(version, "model_id", None) or _logged_model_id(version.source)) if version else \
         _logged_model_id(run.data.tags.get("model_uri", ""))
-    record = _training_record(_location(pinned))
-    trained_until, val_first, data_last = _days(record, run, label)
+    record = _training_record(_location(pinned), label)
+    val = record["periods"]["val"]
     cfg = RunConfig(**config_values_of_run(run.info.run_id))
-    return ModelInfo(uri, run.info.run_id, cfg, trained_until, data_last, val_first, name, number,
+    seal = (version.tags.get(SEALED_FROM) if version else None) or run.data.tags.get(SEALED_FROM) or cfg.sealed_from
+    return ModelInfo(uri, run.info.run_id, cfg, val["last"], record["data"]["last_date"], val["first"], name, number,
                      {"model_id": model_id or "", "experiment_id": run.info.experiment_id},
-                     (record or {}).get("prices"))
+                     record["prices"], seal, openings_of(run.data.tags))
 
 
 def _advice(uri: str) -> str:
@@ -140,7 +129,7 @@ def _local_folder(location: str | None) -> Path | None:
 
 
 def forecaster_of(model, label: str = "the model"):
-    """The `cryptolstm.inference.NetworkForecaster` inside a loaded cryptolstm pyfunc (``label``)."""
+    """The `cryptolstm.models.network.NetworkForecaster` inside a loaded cryptolstm pyfunc (``label``)."""
     try:
         return model.unwrap_python_model().forecaster
     except (MlflowException, AttributeError):

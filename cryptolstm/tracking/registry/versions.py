@@ -8,6 +8,7 @@ under its name, and a model is loaded to forecast only the coin it was trained o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from pathlib import Path
@@ -20,15 +21,18 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from cryptolstm.errors import ConfigError, first_line, with_article
-from cryptolstm.registry import (ALIAS, EVALUATION_TAGS, METRIC, Candidate, Decision, Registration,
-                                 champion_uri, model_name, promotion, selection_metric)
+from cryptolstm.registry import (ALIAS, EVALUATION_TAGS, METRIC, Candidate, Decision, Registration, best,
+                                 better_comparable, champion_uri, model_name, persistence_ratio, promotion,
+                                 registered_again, rounded, seal_of, selection_metric, short_reason)
 from cryptolstm.tracking.describe import describe_registered
 from cryptolstm.tracking.registry.models import check_model_coin, load_pyfunc, resolve
+from cryptolstm.tracking.runs import SEALED_FROM
 
 
 def best_run(coin: str, experiment_name: str | None = None, study_name: str | None = None) -> Run:
-    """The finished run with a model and the lowest ``val/mae_ratio`` for ``coin``: in a study
-    (its parent run) or anywhere in an experiment (training runs and study runs alike)."""
+    """The finished run with a model and the lowest value of what it is chosen on
+    (`cryptolstm.registry.best`) for ``coin``: in a study (its parent run) or anywhere in an
+    experiment (training runs and study runs alike)."""
     filters = [f"tags.coin = '{coin.upper()}'", "attributes.status = 'FINISHED'", f"metrics.`{METRIC}` >= 0"]
     if study_name:
         filters.append(f"tags.`cryptolstm.study` = '{study_name}'")
@@ -39,13 +43,12 @@ def best_run(coin: str, experiment_name: str | None = None, study_name: str | No
             raise ConfigError(f"MLflow experiment {experiment_name!r} does not exist.")
         experiments = [experiment.experiment_id]
     runs = mlflow.search_runs(experiment_ids=experiments, search_all_experiments=experiments is None,
-                              filter_string=" and ".join(filters), order_by=[f"metrics.`{METRIC}` ASC"],
-                              output_format="list")
-    runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]  # trial runs hold no model
+                              filter_string=" and ".join(filters), output_format="list")
+    runs = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}  # trial runs hold no model
+    where = f"study {study_name!r}" if study_name else f"experiment {experiment_name!r}" if experiment_name else "any experiment"
     if not runs:
-        where = f"study {study_name!r}" if study_name else f"experiment {experiment_name!r}" if experiment_name else "any experiment"
         raise ConfigError(f"no finished {coin.upper()} run with {METRIC} and a model in {where}; train or search first.")
-    return runs[0]
+    return runs[best([_candidate(r) for r in runs.values()], where).run_id]
 
 
 def _lock(name: str) -> FileLock:
@@ -66,20 +69,26 @@ def _candidate(run: Run) -> Candidate:
 
     head = run.data.params.get("config.head")
     metric = selection_metric(bool(head) and get(head).distribution)
-    return Candidate(None, metric, run.data.metrics.get(metric, float("nan")), _evaluation(run.data.tags))
+    return Candidate(None, metric, run.data.metrics.get(metric, float("nan")), _evaluation(run.data.tags), run.info.run_id)
 
 
 def _as_champion(version: ModelVersion) -> Candidate:
-    """The champion ``version`` as promotion compares it (a version of before distributions: MAE)."""
+    """The champion ``version`` as promotion compares it: on its source run's exact figure (the tags
+    are rounded), the tag's where that run is gone; a version of before distributions: MAE."""
     metric = version.tags.get("selection.metric", METRIC)
-    return Candidate(str(version.version), metric, float(version.tags.get(metric, "nan")), _evaluation(version.tags))
+    value = float(version.tags.get(metric, "nan"))
+    with contextlib.suppress(MlflowException):
+        value = MlflowClient().get_run(version.tags.get("source_run", version.run_id)).data.metrics.get(metric, value)
+    return Candidate(str(version.version), metric, value, _evaluation(version.tags))
 
 
 def register(run: Run, coin: str, force: bool = False, decide: Decision | None = None,
-             tags: dict[str, str] | None = None, chosen: bool = False) -> Registration:
+             tags: dict[str, str] | None = None, chosen: bool = False, sealed_from: str | None = None) -> Registration:
     """Register ``run``'s model as a new version of ``cryptolstm-<coin>``, and make it champion as
     `cryptolstm.registry.promotion` decides (``chosen``: the user named the run; ``force``: anyway;
     ``decide(champion)``: a refit's common evaluation decides instead). ``tags``: more tags of the version.
+    ``sealed_from``: a seal the user declares; a run whose data reached it is refused, and the version
+    records the seal (`cryptolstm.registry.seal_of`) as its ``sealed_from`` tag.
 
     A run of another coin, one that names no coin and one without ``val/mae_ratio`` are refused
     (`ConfigError`, nothing registered). A run that already has a version gets that version back
@@ -91,7 +100,8 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
     client, name = MlflowClient(), model_name(coin)
     _check_run(run, name, coin)
     metrics, run_id = run.data.metrics, run.info.run_id
-    ratio = metrics.get("test/mae_ratio", metrics[METRIC])
+    seal = seal_of(run_id, run.data.tags.get("data.last_date"), run.data.tags.get(SEALED_FROM), sealed_from)
+    ratio, split = persistence_ratio(metrics)
     beats = ratio < 1.0
     source = run.data.tags.get("model_uri", f"runs:/{run_id}/model")
     mine = _candidate(run)
@@ -99,22 +109,24 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
         reap_registrations(name)
         earlier = _version_of(client, name, run_id, source)
         if earlier is not None:
+            if seal and earlier.tags.get(SEALED_FROM) != seal:
+                client.set_model_version_tag(name, earlier.version, SEALED_FROM, seal)
             return _again(client, earlier, mine, force, beats, ratio, chosen)
         current = _champion(client, name)
         promoted, reason = _decide(current, mine, force, decide, chosen)
         version_tags = {
-            METRIC: str(metrics[METRIC]), "test/mae_ratio": str(metrics.get("test/mae_ratio", "")),
-            "test/mae": str(metrics.get("test/mae", "")), "beats_persistence": str(beats).lower(),
-            "persistence_ratio": str(ratio), "source_run": run_id, "selection.metric": mine.metric,
-            mine.metric: str(mine.value), **mine.evaluation, **(tags or {}), "promotion": reason,
+            **{k: rounded(metrics[k]) for k in (METRIC, "test/mae_ratio", "test/mae") if k in metrics},
+            "beats_persistence": str(beats).lower(), "persistence_ratio": rounded(ratio), "source_run": run_id,
+            "selection.metric": mine.metric, mine.metric: rounded(mine.value), **mine.evaluation, **(tags or {}),
+            "promotion": short_reason(reason),
             "promotion.decision": "promote" if promoted else "keep",
-            "promotion.over": str(current.version) if current is not None else "",
+            "promotion.over": str(current.version) if current is not None else "", SEALED_FROM: seal or "",
         }
         version = _register_model(source, name, {k: v for k, v in version_tags.items() if v != ""}, run_id)
         if promoted:
             client.set_registered_model_alias(name, ALIAS, version)
-        describe_registered(client, name, version, run)
-    return Registration(name, version, promoted, reason, beats, ratio, run_id=run_id, ratio_split=_split(metrics))
+        describe_registered(client, name, version, run, reason)
+    return Registration(name, version, promoted, reason, beats, ratio, run_id=run_id, ratio_split=split)
 
 
 def _decide(current: ModelVersion | None, mine: Candidate, force: bool, decide: Decision | None,
@@ -133,11 +145,14 @@ def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: 
     name, version = earlier.name, str(earlier.version)
     reason = f"run {earlier.tags.get('source_run')} was already registered as version {version}; nothing was added"
     current = _champion(client, name)
-    if (current is None or str(current.version) != version) and (force or chosen or "promotion" not in earlier.tags):
-        promoted, why = _decide(current, mine, force, None, chosen)
+    is_champion = current is not None and str(current.version) == version
+    decision = registered_again(mine, None if current is None else _as_champion(current), is_champion, force, chosen,
+                                "promotion" in earlier.tags)
+    if decision is not None:
+        promoted, why = decision
         if promoted:
             client.set_registered_model_alias(name, ALIAS, version)
-        client.set_model_version_tag(name, version, "promotion", why)
+        client.set_model_version_tag(name, version, "promotion", short_reason(why))
         reason += "; " + why
     return Registration(name, version, _champion_version(client, name) == version, reason, beats, ratio, added=False,
                         run_id=str(earlier.tags.get("source_run", "")))
@@ -165,11 +180,6 @@ def reap_registrations(name: str) -> int:
             client.set_model_version_tag(name, number, "promotion.completed",
                                          f"not made champion: version {current} became champion first")
     return done
-
-
-def _split(metrics: dict[str, float]) -> str:
-    """The days the ratio to persistence a registration reports was measured on."""
-    return "test" if "test/mae_ratio" in metrics else "validation"
 
 
 def _check_run(run: Run, name: str, coin: str) -> None:
@@ -241,13 +251,14 @@ def load_champion(coin: str, model_uri: str | None = None):
 
 
 def register_run(run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
-                 tags: dict[str, str] | None = None, chosen: bool = False) -> Registration:
-    """`register` the run ``run_id`` (``chosen``: the user named it); an unknown run is one sentence."""
+                 tags: dict[str, str] | None = None, chosen: bool = False, sealed_from: str | None = None) -> Registration:
+    """`register` the run ``run_id`` (``chosen``: the user named it; ``sealed_from``: a seal the user
+    declares); an unknown run is one sentence."""
     try:
         run = MlflowClient().get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - an unknown or malformed run id: one sentence
         raise ConfigError(f"cannot register a {coin.upper()} model: {first_line(exc)}.") from None
-    return register(run, coin, force, decide, tags, chosen)
+    return register(run, coin, force, decide, tags, chosen, sealed_from)
 
 
 def register_best(options) -> Registration:
@@ -255,8 +266,9 @@ def register_best(options) -> Registration:
     (``options``: a `cryptolstm.options.RegisterOptions`)."""
     model_name(options.coin)
     if options.run_id:
-        return register_run(options.run_id, options.coin, options.force, chosen=True)
-    return register(best_run(options.coin, options.experiment_name, options.study_name), options.coin, options.force)
+        return register_run(options.run_id, options.coin, options.force, chosen=True, sealed_from=options.sealed_from)
+    return register(best_run(options.coin, options.experiment_name, options.study_name), options.coin, options.force,
+                    sealed_from=options.sealed_from)
 
 
 def forecast_with(coin: str, model_uri: str | None, rows):
@@ -282,12 +294,11 @@ def find_refit(key: str, coin: str) -> tuple[str, Registration] | None:
         return None
     version = min(found, key=lambda v: int(v.version))
     number, tags = str(version.version), version.tags
-    ratio = float(tags.get("persistence_ratio", "nan"))
+    ratio, split = persistence_ratio(client.get_run(tags["source_run"]).data.metrics)  # exact: the tags are rounded
     reason = (f"this refit was made already, from the same model and data, as version {number} "
               f"(run {tags.get('source_run')}); nothing was trained or added")
-    return tags.get("source_run", ""), Registration(name, number, _champion_version(client, name) == number, reason,
-                                                    ratio < 1.0, ratio, added=False,
-                                                    ratio_split="test" if tags.get("test/mae_ratio") else "validation")
+    return tags["source_run"], Registration(name, number, _champion_version(client, name) == number, reason,
+                                            ratio < 1.0, ratio, added=False, ratio_split=split)
 
 
 def register_pick(run_id: str, coin: str) -> Registration:
@@ -301,22 +312,32 @@ def register_pick(run_id: str, coin: str) -> Registration:
     if better is None:
         return register(run, coin)
     value = better.data.metrics[mine.metric]
-    ratio = run.data.metrics.get("test/mae_ratio", run.data.metrics[METRIC])
+    ratio, split = persistence_ratio(run.data.metrics)
     reason = (f"the study's pick has {mine.metric} {mine.value:.4f}, and run {better.info.run_id} "
-              f"({better.info.run_name}) has {value:.4f} on the same days; register that one with cryptolstm register "
-              f"--coin {coin.upper()} --run-id {better.info.run_id}")
+              f"({better.info.run_name}) has {value:.4f} on the same days; {_advice(better, coin)}")
     return Registration(model_name(coin), "", False, reason, ratio < 1.0, ratio, added=False, run_id=run_id,
-                        ratio_split=_split(run.data.metrics))
+                        ratio_split=split)
+
+
+def _advice(run: Run, coin: str) -> str:
+    """The command that registers ``run`` by name, with what it would do to the champion (as
+    `cryptolstm.registry.promotion` decides for a run the user names; nothing is written)."""
+    current = _champion(MlflowClient(), model_name(coin))
+    becomes, why = promotion(_candidate(run), None if current is None else _as_champion(current), chosen=True)
+    command = f"cryptolstm register --coin {coin.upper()} --run-id {run.info.run_id}"
+    if becomes:
+        return f"`{command}` would register that one as champion"
+    return (f"`{command}` would register that one but not as champion ({short_reason(why)}); "
+            f"add --force to make it champion")
 
 
 def _better_comparable(run: Run, mine: Candidate) -> Run | None:
-    """The best finished run of ``run``'s experiment comparable with it and better on its metric, or None."""
+    """The run of ``run``'s experiment `cryptolstm.registry.better_comparable` finds (a finished run
+    with a model, no trial), or None."""
     found = mlflow.search_runs(experiment_ids=[run.info.experiment_id], filter_string=(
         f"attributes.status = 'FINISHED' and metrics.`{mine.metric}` < {mine.value!r} and "
-        f"tags.coin = '{run.data.tags.get('coin', '')}'"), order_by=[f"metrics.`{mine.metric}` ASC"], output_format="list")
-    for other in found:
-        if other.info.run_id != run.info.run_id and "mlflow.parentRunId" not in other.data.tags \
-                and _candidate(other).evaluation == mine.evaluation and "model_uri" in other.data.tags:
-            return other
-    return None
+        f"tags.coin = '{run.data.tags.get('coin', '')}'"), output_format="list")
+    runs = {r.info.run_id: r for r in found if "mlflow.parentRunId" not in r.data.tags and "model_uri" in r.data.tags}
+    better = better_comparable(mine, [_candidate(r) for r in runs.values()])
+    return None if better is None else runs[better.run_id]
 

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from cryptolstm.cli import app
 from cryptolstm.data import load_market
 from cryptolstm.errors import ConfigError, DataError
-from cryptolstm.live import evaluate, score_days
+from cryptolstm.evaluate import evaluate, score_days
 from cryptolstm.metrics import direction
 from cryptolstm.refit import refit
 from cryptolstm.registry import next_day
-from cryptolstm.render import live_summary
+from cryptolstm.render import evaluation_summary
 from cryptolstm.tracking import registry, tracked_train
 from cryptolstm.tracking.registry import MlflowModels
 from cryptolstm.tracking.report import experiment_report
@@ -57,7 +57,7 @@ def _closes(data) -> pd.Series:
 def test_evaluate_scores_exactly_the_days_after_the_cut_and_records_them(champion_store):
     done = evaluate(MlflowModels(), V1, champion_store.data)
     assert (done.first, done.last, done.n_days, done.new_days) == (NEW[0], NEW[-1], 61, True)
-    said = live_summary(done)
+    said = evaluation_summary(done)
     assert said.startswith(f"cryptolstm-btc version 1 on 61 new day(s), {NEW[0]}..{NEW[-1]}") and "tagged" in said
     days = _csv(done.run_id)
     assert days["date"].tolist() == NEW
@@ -125,7 +125,7 @@ def test_evaluate_on_the_test_days_gives_the_test_metrics_of_training(champion_s
     assert len(all_runs(client)) == before + 1
     for key in ("mae", "persistence_mae", "rmse", "direction_accuracy", "coverage_80", "coverage_95", "crps"):
         assert done.metrics[f"live/{key}"] == pytest.approx(trained[f"test/{key}"], rel=1e-5), key
-    said = live_summary(done)
+    said = evaluation_summary(done)
     assert "day(s), its test days (not new)" in said and "tagged" not in said
     # its test days again are not new days: they do not become the version's live.* tags
     assert not [k for k in client.get_model_version("cryptolstm-btc", "1").tags if k.startswith("live.")]
@@ -167,7 +167,7 @@ def test_a_model_of_several_days_by_run_uri_is_scored_every_day_and_per_horizon(
     assert (done.first, done.last, done.n_days) == (NEW[0], "2021-10-31", 31)
     assert _csv(done.run_id)["date"].tolist() == NEW[:31]
     assert {f"live/h{h}/mae_ratio" for h in (1, 2, 3)} <= set(m)
-    assert f"MAE ratio by horizon: h1 {m['live/h1/mae_ratio']:.3f}, h2 " in live_summary(done)
+    assert f"MAE ratio by horizon: h1 {m['live/h1/mae_ratio']:.3f}, h2 " in evaluation_summary(done)
     assert m["live/h1/mae"] != m["live/mae"]  # h1 over the 29 windows whose 3 days all fall in October
     tags = MlflowClient().get_run(done.run_id).data.tags
     assert tags["evaluated.version"] == "" and tags["mlflow.runName"] == \
@@ -233,8 +233,9 @@ def test_refit_registers_a_new_version_and_moves_the_alias_only_if_not_worse(cha
                                   baselines=False)[1]["live/mae"]
     mine, theirs = maes[done.registration.version], maes[champion_before]
     assert done.registration.promoted == (mine <= theirs), version.tags["promotion"]
-    assert f"MAE {mine:,.2f} USD against its {theirs:,.2f}" in version.tags["promotion"]
+    assert f"MAE {mine:,.2f} USD against its {theirs:,.2f}" in version.description  # the whole sentence
     assert version.tags["promotion"].startswith(f"on the common evaluation, {tags['split.val.first']}..2021-11-15 (")
+    assert len(version.tags["promotion"]) < 80  # one line on the registry page
     now = str(client.get_model_version_by_alias("cryptolstm-btc", "champion").version)
     assert now == (done.registration.version if mine <= theirs else champion_before)
 

@@ -12,6 +12,7 @@ scored here give back the test metrics it logged when it was trained.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -22,10 +23,10 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market, load_market
 from cryptolstm.data.prepare import ensure_data
 from cryptolstm.errors import ConfigError, DataError
-from cryptolstm.forecast import Forecast
+from cryptolstm.forecast import USD, Forecast
 from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
-from cryptolstm.models.interval_baselines import interval_baselines
-from cryptolstm.registry import MIN_TAGGED_DAYS, ModelInfo, ModelStore, next_day
+from cryptolstm.models.interval_baselines import INTERVAL
+from cryptolstm.registry import MIN_TAGGED_DAYS, ModelInfo, ModelStore, Opening, next_day
 from cryptolstm.rows import price_mismatch, trained_prices
 from cryptolstm.scoring import score
 from cryptolstm.splits import Period
@@ -39,7 +40,7 @@ class Evaluation:
     """A model scored on the days ``first``..``last`` (ISO dates): the ``forecasts`` (the model's
     and, for a forecast distribution, the interval baselines'), the ``metrics``
     (``{"live/<metric>": value}``), the per-day table ``days`` (`daily_table`), and the
-    ``run_id`` of its record once recorded."""
+    ``run_id`` of its record once recorded; ``opening``: the model's seal opened by it (None: not)."""
 
     info: ModelInfo
     first: str
@@ -49,6 +50,7 @@ class Evaluation:
     days: pd.DataFrame
     seconds: float = 0.0
     run_id: str = ""
+    opening: Opening | None = None
 
     @property
     def n_days(self) -> int:
@@ -66,11 +68,14 @@ class Evaluation:
         return bool(self.info.version) and self.new_days and self.n_days >= MIN_TAGGED_DAYS
 
 
-def live_days(info: ModelInfo, market: Market, since: str | None, until: str | None, data_dir: str) -> tuple[str, str]:
+def evaluation_days(info: ModelInfo, market: Market, since: str | None, until: str | None, data_dir: str) -> tuple[str, str]:
     """The days to score (first, last): from ``since`` (default: the day after the model's data)
     to ``until`` (default: the data's last day). One sentence for a day the model trained or
     validated on, and when no new day is left."""
     first, last = since or next_day(info.data_last), until or market.last_date
+    if market.sealed_from and first >= market.sealed_from:
+        raise DataError(f"the days from {market.sealed_from} on are sealed for {info.label}: score them once, beside "
+                        f"every baseline, with --open-seal.")
     if first <= info.trained_until:
         raise ConfigError(f"{first} is not a new day for {info.label}: its training and validation used the days up "
                           f"to {info.trained_until}; score days from {next_day(info.trained_until)} on.")
@@ -151,32 +156,50 @@ def score_days(forecaster, cfg: RunConfig, frame: pd.DataFrame, first: str, last
     if not made.table.shape[0]:
         raise DataError(f"no 1-day target period lies within {first}..{last}.")
     if baselines and cfg.head_spec.distribution:
-        makers = {name: fresh(make) for name, make in interval_baselines().items()}
+        makers = {b.name: fresh(b) for b in INTERVAL}
         made += historical_forecasts(makers, frame, cfg, [period], once([period]), horizon=1)
-    metrics = score(made, "usd").named(MODEL)
+    metrics = score(made, USD).named(MODEL)
     if cfg.horizon > 1:
         ahead = historical_forecasts({MODEL: fitted(forecaster)}, frame, cfg, [period], NEVER)
         if len(ahead.table):
-            metrics |= {k: v for k, v in score(ahead, "usd").named(MODEL).items() if k.startswith(f"{SPLIT}/h")}
+            metrics |= {k: v for k, v in score(ahead, USD).named(MODEL).items() if k.startswith(f"{SPLIT}/h")}
     return made, metrics
 
 
+def open_seal(info: ModelInfo, user: str) -> Opening:
+    """The opening of ``info``'s seal by ``user``, now; one sentence for a model with no seal, or one
+    whose data reached its seal (its sealed days are not untouched)."""
+    seal = info.sealed_from
+    if seal is None:
+        raise ConfigError(f"{info.label} has no seal (it was trained and registered without --sealed-from): there is "
+                          f"nothing to open; score it without --open-seal.")
+    if info.data_last >= seal:
+        raise ConfigError(f"{info.label} was trained on data up to {info.data_last}, across its seal from {seal}: its "
+                          f"sealed days are not untouched, so there is no seal to open.")
+    at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Opening(seal, at, user or "unknown", info.openings)
+
+
 def evaluate(store: ModelStore, uri: str, data_dir: str, since: str | None = None, until: str | None = None,
-             fetch_missing: bool = True) -> Evaluation:
+             fetch_missing: bool = True, opening_by: str | None = None) -> Evaluation:
     """Score the model ``uri`` on the days after its training (module docstring) and record the
-    evaluation in ``store``. Everything that can be refused is checked before the record exists."""
+    evaluation in ``store``. Everything that can be refused is checked before the record exists.
+    A sealed model's sealed days are not loaded, unless ``opening_by`` (a user) opens the seal:
+    then it is scored from its seal's first day on, and the opening recorded (`Opening`)."""
     info = store.resolve(uri)
+    opening = open_seal(info, opening_by) if opening_by is not None else None
     forecaster = store.load(info)
     cfg = info.config
     ensure_data(data_dir, fetch_missing)
-    market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps)
+    market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps,
+                         sealed_from=None if opening else info.sealed_from)
     check_prices(info, market.frame, data_dir)
-    first, last = live_days(info, market, since, until, data_dir)
+    first, last = evaluation_days(info, market, opening.sealed_from if opening else since, until, data_dir)
     started = time.perf_counter()
     forecasts, metrics = score_days(forecaster, cfg, market.frame, first, last)
     forecast, actual = forecasts.forecast(MODEL, SPLIT)
     days = daily_table(forecast, actual)
     evaluation = Evaluation(info, days["date"].iloc[0], days["date"].iloc[-1], forecasts, metrics, days,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, opening=opening)
     evaluation.run_id = store.record_evaluation(evaluation, market, data_dir)
     return evaluation

@@ -14,6 +14,7 @@ forecast pays for ONNX Runtime (a fraction of a second), not for TensorFlow (abo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -45,24 +46,12 @@ def forecast_of(samples: Samples, params: np.ndarray, head: Head, horizon: int,
     return forecast.with_quantiles(quantiles, head.levels)
 
 
-def combine(forecasts: Sequence[Forecast]) -> Forecast:
-    """One forecast from several of the same samples (an ensemble's members): the mean of their
-    point returns and, when they have quantiles, the mean of each quantile (Vincentization: the
-    quantile function of the combination is the average of theirs)."""
-    first = forecasts[0]
-    mean = np.mean([f.returns for f in forecasts], axis=0)
-    combined = Forecast(first.dates, first.reference, first.last_close, mean)
-    if first.quantiles is None:
-        return combined
-    return combined.with_quantiles(np.mean([f.quantiles for f in forecasts], axis=0), first.levels)
-
-
 class NetworkForecaster:
     """A forecaster made of ``cfg`` (its features, window, head), ``state`` (what its features fitted
     on training days), one network per ensemble member (``networks``: a forward pass each) and
     ``calibration`` (the intervals' conformal margins; None for a point head or before `calibrate`)."""
 
-    name = "lstm"
+    name = "lstm"  # its label in every table, metric and tag (a GRU's too: the names users' runs have)
 
     def __init__(self, cfg: RunConfig, networks: Sequence[Network] = (), state: State | None = None,
                  calibration: Calibration | None = None) -> None:
@@ -86,10 +75,10 @@ class NetworkForecaster:
 
     def predict(self, samples: Samples, history: History, calibrated: bool = True) -> Forecast:
         """The forecast of every sample (all windows in one forward pass per network): the members'
-        combination (`combine`), calibrated unless ``calibrated`` is False."""
+        combination (`Forecast.mean_of`), calibrated unless ``calibrated`` is False."""
         head, h = self.cfg.head_spec, self.cfg.horizon
         members = [forecast_of(samples, out, head, h) for out in self.outputs(self.windows(samples, history))]
-        forecast = combine(members) if len(members) > 1 else members[0]
+        forecast = Forecast.mean_of(members)
         if forecast.quantiles is None or not calibrated or self.calibration is None:
             return forecast
         return forecast.with_quantiles(self.calibration.apply(forecast.quantiles), forecast.levels)
@@ -121,3 +110,18 @@ def onnx_network(path: str) -> Network:
         return session.run(None, {name: np.ascontiguousarray(X, dtype=np.float32)})[0]
 
     return run
+
+
+MEAN = f"{NetworkForecaster.name}.mean"  # a backtest's mean of its seeds' figures
+STD = f"{NetworkForecaster.name}.std"  # and their standard deviation
+SEEDED = re.compile(r"^(?P<name>.+)\.seed\d+(?P<rest>/h\d+)?$")  # lstm.seed202, lstm.seed203/h2: one seed's rows
+
+
+def seed_label(seed: int) -> str:
+    """The label of the network trained with ``seed`` in a backtest's tables (``lstm.seed202``)."""
+    return f"{NetworkForecaster.name}.seed{seed}"
+
+
+def is_network(label: str) -> bool:
+    """Whether a forecaster's label is the network's (``lstm``, one seed's, their mean, its uncalibrated quantiles)."""
+    return label.split(".")[0] == NetworkForecaster.name

@@ -11,9 +11,9 @@ input is forecast in one pass, one row per origin day and horizon, with the orig
 distribution head, every quantile on the grid in USD (``q0.025``...).
 
 The networks run in ONNX Runtime (artifacts ``onnx_model``, ``onnx_model_1``... for an ensemble),
-so loading a model and forecasting imports neither TensorFlow nor Keras; a model saved without
-them (before cryptolstm logged ONNX) runs in Keras. The files are written by
-`cryptolstm.packaging`; the forecasts are made by the same `cryptolstm.inference.NetworkForecaster`
+so loading a model and forecasting imports neither TensorFlow nor Keras; a network whose export
+failed runs in Keras (``keras_model``). The files are written by
+`cryptolstm.packaging`; the forecasts are made by the same `cryptolstm.models.network.NetworkForecaster`
 that made them in training.
 """
 
@@ -45,7 +45,7 @@ def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: pd
 
     ``every_day``: forecast every window of ``rows``, H rows per origin in origin order, with the
     ``origin`` (the window's last day) and, under a distribution head, every quantile in USD.
-    ``forecaster``: the trained `cryptolstm.inference.NetworkForecaster` (its config, features'
+    ``forecaster``: the trained `cryptolstm.models.network.NetworkForecaster` (its config, features'
     state and calibration), as in training; ``prices``: the prices it was trained on
     (`cryptolstm.rows.trained_prices`), which rows on the same days must match."""
     from cryptolstm.models.base import History
@@ -86,8 +86,8 @@ def _json(path: str) -> Any:
 
 
 def load_forecaster(artifacts: dict[str, str]):
-    """The `cryptolstm.inference.NetworkForecaster` of a model's artifacts (see the module docstring)."""
-    from cryptolstm.inference import NetworkForecaster
+    """The `cryptolstm.models.network.NetworkForecaster` of a model's artifacts (see the module docstring)."""
+    from cryptolstm.models.network import NetworkForecaster
 
     cfg = RunConfig(**_json(artifacts["config"]))
     calibration = Calibration.from_dict(_json(artifacts["calibration"])) if "calibration" in artifacts else None
@@ -100,8 +100,8 @@ def load_forecaster(artifacts: dict[str, str]):
 
 
 def _onnx(path: str):
-    """`cryptolstm.inference.onnx_network`; a damaged or truncated file is one sentence naming it."""
-    from cryptolstm.inference import onnx_network
+    """`cryptolstm.models.network.onnx_network`; a damaged or truncated file is one sentence naming it."""
+    from cryptolstm.models.network import onnx_network
 
     try:
         return onnx_network(path)
@@ -131,21 +131,14 @@ class Refusal(MlflowException):
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
     """The pyfunc: artifacts ``config`` (RunConfig JSON), ``onnx_model`` (a network for ONNX Runtime;
-    ``keras_model``, a .keras file, in a model whose export failed or that was logged before
-    exports; ``onnx_model_1``... for an ensemble's further members), ``calibration`` (the
+    ``keras_model``, a .keras file, where the export failed; ``onnx_model_1``... for an ensemble's further members), ``calibration`` (the
     conformal margins of a distribution head), ``features`` (what the features fitted on training
     days) and ``training`` (the days it trained and validated on, the data it read)."""
 
     def load_context(self, context) -> None:
         self.forecaster = load_forecaster(dict(context.artifacts))
-        training = context.artifacts.get("training")  # a model logged before #16 has none
         # read once: every request's rows on its training days are checked against them
-        self.prices = trained_prices(_json(training).get("prices")) if training else None
-
-    @property
-    def lstm(self):
-        """The forecaster under its name before heads and features were objects."""
-        return self.forecaster
+        self.prices = trained_prices(_json(context.artifacts["training"])["prices"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import INVALID_PARAMETER_VALUE

@@ -1,4 +1,4 @@
-"""An evaluation (`cryptolstm.live.evaluate`) recorded in MLflow.
+"""An evaluation (`cryptolstm.evaluate.evaluate`) recorded in MLflow.
 
 The evaluation is one run in the coin's experiment, named ``live <MAE ratio> · evaluate-<coin>-v<version>``, linked to
 the model version (tags, a link in its description) and its metrics linked to MLflow 3's logged
@@ -35,11 +35,13 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
         # linked to the logged model too (MLflow 3): its page lists them beside its training metrics
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=ref.extra.get("model_id") or None) for k, v in metrics.items()],
                          params=_params(ref, result, data_dir),
-                         tags=[RunTag(k, v) for k, v in _tags(ref, cfg, result, market, run_id).items()])
+                         tags=[RunTag(k, v) for k, v in (_tags(ref, cfg, result, market, run_id) | _seal(ref, result)).items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
         client.log_figure(run_id, plots.live_gap(result.days, cfg.coin, ref.label), "plots/live_cumulative_gap.png")
         if result.tags_version:  # enough new days: not its test days again, not a day or two
             _tag_version(client, ref, result, run_id)
+        if result.opening is not None:
+            _record_opening(client, ref, result.opening, run_id)
     except BaseException as exc:
         finish(run_id, launched, error=error_tag(exc), killed=isinstance(exc, KeyboardInterrupt))
         raise
@@ -73,6 +75,23 @@ def _tags(ref, cfg, result, market: Market, run_id: str) -> dict[str, str]:
             "live.last_date": result.last, "live.days": str(result.n_days), "data.dir": str(Path(market.files[cfg.coin][0]).parent),
             "data.last_date": market.last_date,
             **{f"data.sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}}
+
+
+def _seal(ref, result) -> dict[str, str]:
+    """The evaluation run's tags on the model's seal: the seal, and its opening by this run."""
+    if result.opening is not None:
+        return result.opening.tags() | ({"seal.again": result.opening.again} if result.opening.again else {})
+    return {"sealed_from": ref.sealed_from} if ref.sealed_from else {}
+
+
+def _record_opening(client: MlflowClient, ref, opening, run_id: str) -> None:
+    """The opening on the model's training run (where the next opening reads how many came before) and on its
+    version: how many times, when, by whom, and by which evaluation run."""
+    tags = opening.tags() | {"seal.opened_run": run_id}
+    for key, value in tags.items():
+        client.set_tag(ref.run_id, key, value)
+        if ref.version:
+            client.set_model_version_tag(ref.name, ref.version, key, value)
 
 
 def _tag_version(client: MlflowClient, ref, result, run_id: str) -> None:

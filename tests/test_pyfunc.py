@@ -1,6 +1,5 @@
-"""The registered model (`cryptolstm.forecaster`): raw rows in, USD closes out; the same in a fresh
-process, through Keras when it has no ONNX network, and for a model logged before the package
-had features, cells, ensembles, ONNX, calibration and training.json."""
+"""The registered model (`cryptolstm.pyfunc`): raw rows in, USD closes out; the same in a fresh
+process, and through Keras when its ONNX export failed."""
 
 import json
 import subprocess
@@ -15,9 +14,9 @@ from scipy.stats import norm
 
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import DataError
-from cryptolstm.forecaster import example_rows, forecast
+from cryptolstm.pyfunc import example_rows, forecast
 from cryptolstm.rows import check_trained_on, input_columns, prepare_rows, trained_prices
-from cryptolstm.inference import NetworkForecaster
+from cryptolstm.models.network import NetworkForecaster
 from cryptolstm.intervals import LEVELS
 from cryptolstm.windowing import input_rows
 from tests.conftest import ROOT, cli_env, synthetic_frame, tiny_config
@@ -210,7 +209,7 @@ def _log_by_hand(name: str, artifacts: dict[str, str], params: dict[str, str] | 
                  tags: dict[str, str] | None = None) -> str:
     """A run holding a pyfunc ``name`` made of ``artifacts`` (as a model of an earlier cryptolstm was
     logged), with ``params`` and ``tags``; its run id."""
-    from cryptolstm.forecaster import LstmForecaster
+    from cryptolstm.pyfunc import LstmForecaster
 
     with mlflow.start_run(tags=tags) as run:
         mlflow.log_params(params or {})
@@ -258,44 +257,3 @@ def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking,
                                through_onnx.predict(rows)[columns].to_numpy(float), rtol=1e-6)
 
 
-@pytest.mark.slow
-def test_a_model_logged_before_features_onnx_calibration_and_training_json_still_loads_and_forecasts(
-        tracking, synthetic_data, tmp_path):
-    """A model as an earlier cryptolstm logged it: a .keras file and a config.json without the
-    fields added since (features, cell, ensemble), no ONNX network, calibration, features state or
-    training.json; its run has the config.* params of those days and says by its tags which days
-    it trained on. It resolves, loads, forecasts and is evaluated as the model it was made from."""
-    from mlflow import MlflowClient
-
-    from cryptolstm.data import load_market
-    from cryptolstm.live import evaluate
-    from cryptolstm.tracking import registry, tracked_train
-
-    cfg = tiny_config(synthetic_data, merge_date=MERGE)
-    market = load_market(synthetic_data, cfg.merge_date)
-    run_id, result = tracked_train(cfg, market)
-    new = MlflowClient().get_run(run_id)
-    old_fields = {k: v for k, v in cfg.to_dict().items() if k not in ("features", "cell", "ensemble")}
-    (tmp_path / "config.json").write_text(json.dumps(old_fields))
-    keras_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="keras/lstm.keras", dst_path=str(tmp_path))
-    said = ("coin", "protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last",
-            "split.test.first", "split.test.last", "split.test.n")
-    old = _log_by_hand("model", {"keras_model": keras_file, "config": str(tmp_path / "config.json")},
-                       params={f"config.{k}": "" if v is None else str(v) for k, v in old_fields.items()},
-                       tags={k: new.data.tags[k] for k in said})
-    uri = f"runs:/{old}/model"
-    info = registry.resolve(uri)
-    assert info.config == cfg  # the fields it lacks take their defaults: the model it was
-    assert (info.trained_until, info.val_first, info.data_last) == \
-        (new.data.tags["split.val.last"], new.data.tags["split.val.first"], "2021-11-30")  # from its run's tags
-    model = registry.load_pyfunc(uri)
-    loaded = model.unwrap_python_model()
-    assert _network_kind(model) == "keras" and loaded.forecaster.calibration is None and loaded.prices is None
-    rows = example_rows(market.frame, cfg)
-    np.testing.assert_allclose(model.predict(rows)["forecast_close"], registry.load_pyfunc(f"runs:/{run_id}/model")
-                               .predict(rows)["forecast_close"], rtol=1e-6)
-    done = evaluate(registry.MlflowModels(), uri, str(synthetic_data), since=new.data.tags["split.test.first"],
-                    until=new.data.tags["split.test.last"])
-    assert done.n_days == int(new.data.tags["split.test.n"])
-    for key in ("mae", "persistence_mae", "rmse", "direction_accuracy"):
-        assert done.metrics[f"live/{key}"] == pytest.approx(new.data.metrics[f"test/{key}"], rel=1e-5), key

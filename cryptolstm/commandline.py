@@ -1,0 +1,146 @@
+"""The command line's plumbing over typer: one text option per field of a workflow's options
+dataclass (and, for train, per `RunConfig` field, with the default experiment's values in its
+help), boolean options that also work as bare flags, and options that also read as ``--x_y`` (as
+``mlflow run`` passes a parameter MLproject leaves undeclared). `cryptolstm.cli` declares the
+commands with it.
+"""
+
+import functools
+import inspect
+from dataclasses import fields
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from cryptolstm import options as opts
+from cryptolstm.config import FIELD_NAMES, HELP, RunConfig
+from cryptolstm.errors import CryptoLstmError
+from cryptolstm.workflows import find_file
+
+BOOLEAN = "[true|false]"  # a boolean option's metavar: its value may be left out (see `bare_flags`)
+METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": BOOLEAN, "date": "YYYY-MM-DD", "str": "TEXT"}
+HIDDEN = ("follower",)  # set by the search for the worker processes it starts
+UNSET = ("", "None", "default")  # spellings of "not given" (-P x=None, and the text stores of before #28 hold)
+
+
+def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[str]:
+    """``args`` with ``true`` put after each boolean option given bare (last, or before another
+    option): ``--force`` reads as ``--force true``, while ``--force false``, as ``mlflow run`` passes
+    it, stays. ``valued``: the other options that take a value, which is passed over (it may start
+    with "-"); after ``--`` nothing is an option.
+
+    Why here: typer 0.29 parses with its own copy of click, which has no option with an optional
+    value (click's ``is_flag=False, flag_value=...``); typer declares those two arguments unsupported.
+    """
+    out, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        out.append(arg)
+        if arg == "--":
+            return out + rest
+        if arg in booleans:
+            out.append("true" if not rest or rest[0].startswith("-") else rest.pop(0))
+        elif arg in valued and rest:
+            out.append(rest.pop(0))
+    return out
+
+
+def dashed(args: list[str], names: set[str], valued: set[str]) -> list[str]:
+    """``args`` with each option given as ``--x_y`` (as ``mlflow run`` passes a parameter MLproject
+    leaves undeclared) spelled ``--x-y`` when that is one of ``names``; a ``valued`` option's value
+    and everything after ``--`` stay as they are."""
+    out, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            return out + [arg] + rest
+        out.append(arg.replace("_", "-") if arg.startswith("--") and arg.replace("_", "-") in names else arg)
+        if out[-1] in valued and rest:
+            out.append(rest.pop(0))
+    return out
+
+
+class _PlainFlags:
+    """Help that shows no type beside a real flag (``--help``; typer 0.29 writes ``<bool>`` there)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Group(_PlainFlags, TyperGroup):
+    """A command group (``cryptolstm``, ``cryptolstm data``)."""
+
+
+class Command(_PlainFlags, TyperCommand):
+    """A command whose boolean options (text options, see `_option`) also work as bare flags, and
+    whose options also read as ``--x_y`` (how ``mlflow run`` passes a parameter MLproject leaves
+    undeclared: ``-P window_len=14``)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        options = [p for p in self.params if isinstance(p, TyperOption)]
+        booleans = {name for p in options if p.metavar == BOOLEAN for name in p.opts}
+        valued = {name for p in options if not p.is_flag and not p.count for name in p.opts}
+        return super().parse_args(ctx, bare_flags(dashed(args, valued | booleans, valued), booleans, valued))
+
+
+def option_for(f, panel: str | None = None, default_text: str | None = None):
+    """A text option for dataclass field ``f`` whose help shows its type and default."""
+    kind = opts.kind_of(f.name, f.type)
+    shown = default_text if default_text is not None else (False if f.default is None else str(f.default).lower()
+                                                           if isinstance(f.default, bool) else str(f.default))
+    text = f.metadata.get("help") or (HELP.get(f.name, "") if panel else "")
+    option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[kind],
+                          show_default=shown, hidden=f.name in HIDDEN, rich_help_panel=panel)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[str], option])
+
+
+def default_run() -> dict[str, str]:
+    """Each run-config field's value in the default experiment, as `--help` shows it."""
+    from cryptolstm.config import load_config
+
+    cfg = load_config(find_file(opts.DEFAULT_EXPERIMENT))
+    shown = {f.name: getattr(cfg, f.name) for f in fields(RunConfig)}
+    return {name: ("none" if value is None else ",".join(value) if isinstance(value, tuple) else str(value).lower()
+                   if isinstance(value, bool) else str(value)) for name, value in shown.items()}
+
+
+def takes(cls, fail, run_config: bool = False):
+    """Give a command one option per field of the options dataclass ``cls`` (and, with
+    ``run_config``, one per `RunConfig` field); it is called with ``options`` (a ``cls``), the
+    ``overrides`` given for the run config, and its own parameters; ``fail(sentence)`` on a bad value."""
+
+    def decorate(func):
+        own = [p for name, p in inspect.signature(func).parameters.items() if name not in ("options", "overrides")]
+        extra = [option_for(f) for f in fields(cls)]
+        if run_config:
+            default = default_run()
+            panel = f"Run config (defaults from {opts.DEFAULT_EXPERIMENT})"
+            extra += [option_for(f, panel, default[f.name]) for f in fields(RunConfig)]
+
+        @functools.wraps(func)
+        def wrapper(**kwargs):
+            config_values = {name: given(kwargs.pop(name)) for name in FIELD_NAMES} if run_config else {}
+            values = {f.name: given(kwargs.pop(f.name)) for f in fields(cls)}
+            try:
+                built = opts.from_text(cls, values)
+            except CryptoLstmError as exc:
+                fail(str(exc))
+            overrides = opts.given(config_values)
+            return func(options=built, **({"overrides": overrides} if run_config else {}), **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(own + extra)
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+        del wrapper.__wrapped__
+        return wrapper
+
+    return decorate
+
+
+def given(text: str | None) -> str | None:
+    """``text``, or None for a spelling of "not given" (`UNSET`)."""
+    return None if text in UNSET else text
