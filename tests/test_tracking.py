@@ -48,9 +48,10 @@ def test_a_run_logs_config_epochs_metrics_dataset_figures_and_model(tracking, sy
     # Named with its result first, then what tells it from the 2018 model (here only its size, window and seed).
     m = run.data.metrics
     assert run.info.run_name == f"val {m['val/mae_ratio']:.3f} test {m['test/mae_ratio']:.3f} · 1x4-w7-s7"
-    # Every config value as a param, an open end_date as the last day it read: no param is blank.
-    assert run.data.params == {f"config.{k}": str(v) for k, v in cfg.to_dict().items() if k != "end_date"} | \
-        {"config.end_date": "2021-11-30"}
+    # Every config value as a param, an open end_date as the last day it read, no seal as no
+    # sealed_from: no param is blank or "None".
+    assert run.data.params == {f"config.{k}": str(v) for k, v in cfg.to_dict().items()
+                               if k not in ("end_date", "sealed_from")} | {"config.end_date": "2021-11-30"}
     assert run.data.tags["coin"] == "BTC" and run.data.tags["protocol"] == "honest"
     assert run.data.tags["cryptolstm.entry"] == "train" and run.data.tags["experiment_file"].endswith("default.yaml")
     # Per-epoch losses, one point per epoch, equal to Keras' history.

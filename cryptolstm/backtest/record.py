@@ -40,7 +40,7 @@ def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, 
     used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": options.warm_epochs or fold_cfg.epochs,
              "warm_patience": options.warm_patience or min(fold_cfg.patience, WARM_PATIENCE),
              "cluster": options.cluster or f"local ({options.workers} process{'es' if options.workers > 1 else ''})"}
-    return {f"backtest.{k}": str(v) for k, v in used.items()}
+    return {f"backtest.{k}": str(v) for k, v in used.items() if v is not None}  # no seal: no sealed_from
 
 
 def parent_name(cfg: RunConfig, options: BacktestOptions) -> str:

@@ -67,13 +67,15 @@ def where(run_id: str, uri: str) -> str:
 
 def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
     """The effective config as params ``config.<name>``: the values used, the data's last day
-    (``data_last``) for an ``end_date`` left open, so no param is blank.
+    (``data_last``) for an ``end_date`` left open, and no ``sealed_from`` without a seal, so no param
+    is blank or "None".
 
     Under ``mlflow run`` the plain names already hold what was given with ``-P`` (and only that:
     MLproject declares no placeholder), and MLflow params cannot change, so the values actually
     used live under their own prefix.
     """
-    return {f"config.{k}": str(data_last if k == "end_date" and v is None else v) for k, v in cfg.to_dict().items()}
+    used = {k: data_last if k == "end_date" and v is None else v for k, v in cfg.to_dict().items()}
+    return {f"config.{k}": str(v) for k, v in used.items() if v is not None}
 
 
 EPOCH_METRICS = {"loss": "train/loss", "val_loss": "val/loss", "mae": "train/epoch_mae", "val_mae": "val/epoch_mae"}
