@@ -28,7 +28,8 @@ def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[st
     """``args`` with ``true`` put after each boolean option given bare (last, or before another
     option): ``--force`` reads as ``--force true``, while ``--force false``, as ``mlflow run`` passes
     it, stays. ``valued``: the other options that take a value, which is passed over (it may start
-    with "-"); after ``--`` nothing is an option.
+    with "-"); after ``--`` nothing is an option. An option given as ``--x_y`` (as ``mlflow run``
+    passes a parameter MLproject leaves undeclared) is spelled ``--x-y``.
 
     Why here: typer 0.29 parses with its own copy of click, which has no option with an optional
     value (click's ``is_flag=False, flag_value=...``); typer declares those two arguments unsupported.
@@ -36,27 +37,14 @@ def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[st
     out, rest = [], list(args)
     while rest:
         arg = rest.pop(0)
+        if arg.startswith("--") and arg.replace("_", "-") in booleans | valued:  # --x_y, as `mlflow run` passes it
+            arg = arg.replace("_", "-")
         out.append(arg)
         if arg == "--":
             return out + rest
         if arg in booleans:
             out.append("true" if not rest or rest[0].startswith("-") else rest.pop(0))
         elif arg in valued and rest:
-            out.append(rest.pop(0))
-    return out
-
-
-def dashed(args: list[str], names: set[str], valued: set[str]) -> list[str]:
-    """``args`` with each option given as ``--x_y`` (as ``mlflow run`` passes a parameter MLproject
-    leaves undeclared) spelled ``--x-y`` when that is one of ``names``; a ``valued`` option's value
-    and everything after ``--`` stay as they are."""
-    out, rest = [], list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--":
-            return out + [arg] + rest
-        out.append(arg.replace("_", "-") if arg.startswith("--") and arg.replace("_", "-") in names else arg)
-        if out[-1] in valued and rest:
             out.append(rest.pop(0))
     return out
 
@@ -84,7 +72,7 @@ class Command(_PlainFlags, TyperCommand):
         options = [p for p in self.params if isinstance(p, TyperOption)]
         booleans = {name for p in options if p.metavar == BOOLEAN for name in p.opts}
         valued = {name for p in options if not p.is_flag and not p.count for name in p.opts}
-        return super().parse_args(ctx, bare_flags(dashed(args, valued | booleans, valued), booleans, valued))
+        return super().parse_args(ctx, bare_flags(args, booleans, valued))
 
 
 def option_for(f, panel: str | None = None, default_text: str | None = None):

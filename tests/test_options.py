@@ -137,3 +137,6 @@ def test_bare_flags_puts_true_only_after_a_boolean_given_without_its_value():
     assert commandline.bare_flags(args, {"--prune", "--register", "--overwrite"}, {"--timeout", "--x"}) == [
         "--prune", "true", "--timeout", "-5", "--register", "no", "--x", "--overwrite", "--", "--prune"]
     assert commandline.bare_flags(["--x", "--prune", "--prune"], {"--prune"}, {"--x"}) == ["--x", "--prune", "--prune", "true"]
+    # --x_y as `mlflow run` passes an undeclared parameter; a value and what follows -- stay as given
+    assert commandline.bare_flags(["--data_dir", "--pru_ne", "--pr_une", "--", "--data_dir"], {"--pr-une"},
+                                  {"--data-dir"}) == ["--data-dir", "--pru_ne", "--pr-une", "true", "--", "--data_dir"]
