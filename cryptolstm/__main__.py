@@ -1,7 +1,5 @@
-"""``python -m cryptolstm`` and the ``cryptolstm`` script: the command line (`cryptolstm.cli`).
-
-Importing the command line takes a second or more (typer, pandas); a Ctrl-C meanwhile is one
-sentence too, not a traceback of whatever was being imported."""
+"""``python -m cryptolstm`` and the ``cryptolstm`` script: the command line (`cryptolstm.cli`), whose import
+takes a second or more (typer, pandas): a Ctrl-C meanwhile is one sentence too, not a traceback."""
 
 import os
 import sys
@@ -10,8 +8,7 @@ from cryptolstm.processes import interrupt_after
 
 
 def main() -> None:
-    """Run the command line; a Ctrl-C while it is still being imported exits 130 with one sentence,
-    once the import is over (`interrupt_after`)."""
+    """Run the command line; a Ctrl-C during its import exits 130 with one sentence once the import is over."""
     try:
         with interrupt_after():
             from cryptolstm.cli import main as command_line

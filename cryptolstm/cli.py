@@ -1,11 +1,6 @@
-"""Command line: parse -> one library call (`cryptolstm.workflows`) -> print -> exit code.
-
-Every option of a command is a field of that workflow's options dataclass
-(`cryptolstm.options`), and ``cryptolstm train`` also takes every `RunConfig` field
-as ``--x-y`` (`cryptolstm.commandline` makes them); each MLproject parameter ``x_y`` reaches
-the option ``--x-y``, so ``mlflow run`` and the CLI cannot drift apart. This is the only module
-that reads the environment.
-"""
+"""Command line: parse -> one library call (`cryptolstm.workflows`) -> print -> exit code. Each option is a
+field of the workflow's options dataclass (``train`` also takes every `RunConfig` field), so ``mlflow run`` and
+the CLI cannot drift apart. This is the only module that reads the environment."""
 
 import logging
 import os
@@ -78,8 +73,7 @@ def fail(message: str) -> None:
 
 
 def call(work, interrupted: str):
-    """``work()``, with a user's error as one sentence and Ctrl-C or SIGTERM as exit 130 with
-    ``interrupted`` said (nothing when it is empty)."""
+    """``work()``: a user's error as one sentence, Ctrl-C or SIGTERM as exit 130 saying ``interrupted`` (if any)."""
     try:
         return work()
     except Exception as exc:
@@ -94,8 +88,7 @@ def call(work, interrupted: str):
 
 
 def _record(write) -> None:
-    """Under ``mlflow run``, ``write(cryptolstm.tracking.commands)`` makes the run it launched a record
-    of what the command did; a record that cannot be written is a warning, the result stands."""
+    """Under ``mlflow run``, record the command on its run (``write(commands)``); failing to is only a warning."""
     if not LAUNCHED:
         return
     from cryptolstm.tracking import commands
@@ -277,8 +270,7 @@ def verify_command(
 
 
 def main() -> None:
-    """The command line (`cryptolstm.__main__` runs it). A Ctrl-C outside a command's work (while
-    its options are read or its result printed) is exit 130 through typer, silently: say it."""
+    """The command line. A Ctrl-C outside a command's work is exit 130 through typer, silently: say it."""
     try:
         app()
     except SystemExit as exc:

@@ -1,9 +1,5 @@
-"""The command line's plumbing over typer: one text option per field of a workflow's options
-dataclass (and, for train, per `RunConfig` field, with the default experiment's values in its
-help), boolean options that also work as bare flags, and options that also read as ``--x_y`` (as
-``mlflow run`` passes a parameter MLproject leaves undeclared). `cryptolstm.cli` declares the
-commands with it.
-"""
+"""The command line's plumbing over typer (`cryptolstm.cli` declares the commands with it): a text option per
+options field (and for train per `RunConfig` field), booleans that work as bare flags, options read as ``--x_y``."""
 
 import functools
 import inspect
@@ -21,19 +17,14 @@ from cryptolstm.workflows import find_file
 BOOLEAN = "[true|false]"  # a boolean option's metavar: its value may be left out (see `bare_flags`)
 METAVARS = {"int": "INTEGER", "float": "NUMBER", "bool": BOOLEAN, "date": "YYYY-MM-DD", "str": "TEXT"}
 HIDDEN = ("follower",)  # set by the search for the worker processes it starts
-UNSET = ("", "None", "default")  # spellings of "not given" (-P x=None, and the text stores of before #28 hold)
+UNSET = ("", "None", "default")  # spellings of "not given" (-P x=None, and older text stores)
 
 
 def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[str]:
-    """``args`` with ``true`` put after each boolean option given bare (last, or before another
-    option): ``--force`` reads as ``--force true``, while ``--force false``, as ``mlflow run`` passes
-    it, stays. ``valued``: the other options that take a value, which is passed over (it may start
-    with "-"); after ``--`` nothing is an option. An option given as ``--x_y`` (as ``mlflow run``
-    passes a parameter MLproject leaves undeclared) is spelled ``--x-y``.
-
-    Why here: typer 0.29 parses with its own copy of click, which has no option with an optional
-    value (click's ``is_flag=False, flag_value=...``); typer declares those two arguments unsupported.
-    """
+    """``args`` with ``true`` after each boolean option given bare: ``--force`` reads as ``--force true``,
+    ``--force false`` (as ``mlflow run`` passes it) stays; ``valued`` options' values are passed over, nothing
+    after ``--`` is an option, and ``--x_y`` (an undeclared MLproject parameter) is spelled ``--x-y``.
+    Why here: typer 0.29's click has no option with an optional value (``is_flag=False, flag_value=...``)."""
     out, rest = [], list(args)
     while rest:
         arg = rest.pop(0)
@@ -64,9 +55,7 @@ class Group(_PlainFlags, TyperGroup):
 
 
 class Command(_PlainFlags, TyperCommand):
-    """A command whose boolean options (text options, see `_option`) also work as bare flags, and
-    whose options also read as ``--x_y`` (how ``mlflow run`` passes a parameter MLproject leaves
-    undeclared: ``-P window_len=14``)."""
+    """A command whose boolean options also work as bare flags and whose options read as ``--x_y`` too."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         options = [p for p in self.params if isinstance(p, TyperOption)]
@@ -77,11 +66,10 @@ class Command(_PlainFlags, TyperCommand):
 
 def option_for(f, panel: str | None = None, default_text: str | None = None):
     """A text option for dataclass field ``f`` whose help shows its type and default."""
-    kind = opts.kind_of(f.name, f.type)
     shown = default_text if default_text is not None else (False if f.default is None else str(f.default).lower()
                                                            if isinstance(f.default, bool) else str(f.default))
     text = f.metadata.get("help") or (HELP.get(f.name, "") if panel else "")
-    option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[kind],
+    option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[opts.kind_of(f.name, f.type)],
                           show_default=shown, hidden=f.name in HIDDEN, rich_help_panel=panel)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[str], option])
@@ -98,9 +86,8 @@ def default_run() -> dict[str, str]:
 
 
 def takes(cls, fail, run_config: bool = False):
-    """Give a command one option per field of the options dataclass ``cls`` (and, with
-    ``run_config``, one per `RunConfig` field); it is called with ``options`` (a ``cls``), the
-    ``overrides`` given for the run config, and its own parameters; ``fail(sentence)`` on a bad value."""
+    """Give a command an option per field of ``cls`` (and of `RunConfig` with ``run_config``); it is called with
+    ``options`` (a ``cls``), the run config's ``overrides`` and its own parameters; ``fail(sentence)`` if bad."""
 
     def decorate(func):
         own = [p for name, p in inspect.signature(func).parameters.items() if name not in ("options", "overrides")]

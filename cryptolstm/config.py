@@ -1,11 +1,5 @@
-"""One frozen, validated configuration per run.
-
-`RunConfig` holds every value that shapes a result. It is built from an
-experiment file (YAML) plus overrides, validated once when constructed, logged
-whole to MLflow as params and saved beside the model. A bad value raises
-`ConfigError` with one sentence naming the parameter and what is accepted,
-before any data is read or any run is started.
-"""
+"""One frozen configuration per run (`RunConfig`): from an experiment file (YAML) plus overrides, validated
+when constructed (`ConfigError`, one sentence, before any data is read), logged whole to MLflow as params."""
 
 from __future__ import annotations
 
@@ -16,9 +10,8 @@ from typing import Any
 
 import yaml
 
+from cryptolstm import cells, heads
 from cryptolstm import features as feature_library
-from cryptolstm import heads
-from cryptolstm import cells
 from cryptolstm.errors import ConfigError, path_problem
 from cryptolstm.options import at_most, coerce_fields
 from cryptolstm.protocols import Protocol, protocol
@@ -33,15 +26,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides a training run's result.
-
-    Protocols: ``seed`` reproduces the 2018 notebook (80/20 positional split of
-    days, the last part used as validation, target ``close[i+w]/close[i]-1``);
-    ``honest`` splits target days chronologically into train/val/test
-    (``train_frac``, ``val_frac``, the rest is test; with no rest there is no test split,
-    as in a refit on every day up to the latest) and predicts the next day's return
-    relative to the window's last close.
-    """
+    """Everything that decides a training run's result (the protocols: `cryptolstm.protocols`)."""
 
     # what and how
     coin: str = "BTC"
@@ -180,11 +165,16 @@ def _validate(c: RunConfig) -> None:
                           f"there leaves no day to train on.")
     # A window of one day normalises to all zeros and leaves persistence undefined.
     _check_min("window_len", c.window_len, 2)
-    _check_min("horizon", c.horizon, 1)
-    for name in ("layers", "neurons", "batch_size", "epochs", "patience", "ensemble"):
+    for name in ("horizon", "layers", "neurons", "batch_size", "epochs", "patience", "ensemble"):
         _check_min(name, getattr(c, name), 1)
     at_most(c, "window_len", "horizon", "ensemble")
-    _check_head(c, head, rules)
+    # A head centred on persistence needs targets relative to the last close; one scaled by a feature, that feature.
+    if head.pinned and rules.reference != "last":
+        raise ConfigError(f"head {c.head} centres its forecast on the last close, which the {c.protocol} protocol's "
+                          f"targets are not relative to; use protocol honest.")
+    if head.scale_feature and head.scale_feature not in c.feature_names:
+        raise ConfigError(f"head {c.head} scales its forecast by the {head.scale_feature} feature, which the features "
+                          f"({c.features}) lack; add it: --features {c.features},{head.scale_feature}.")
     if not 0.0 <= c.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}.")
     if not c.learning_rate > 0.0:
@@ -192,21 +182,8 @@ def _validate(c: RunConfig) -> None:
     if not 0.0 < c.train_frac < 1.0:
         raise ConfigError(f"train_frac must be in (0, 1), got {c.train_frac}.")
     if rules.has_test and not (0.0 < c.val_frac and c.test_frac >= 0.0):
-        raise ConfigError(
-            f"val_frac must be > 0 and train_frac + val_frac <= 1 (the rest is the test split; none for a "
-            f"refit on every day); got train_frac={c.train_frac}, val_frac={c.val_frac}."
-        )
-
-
-def _check_head(c: RunConfig, head: heads.Head, rules: Protocol) -> None:
-    """A head centred on persistence needs targets relative to the last close; a head scaled by a
-    feature needs that feature among the inputs."""
-    if head.pinned and rules.reference != "last":
-        raise ConfigError(f"head {c.head} centres its forecast on the last close, which the {c.protocol} protocol's "
-                          f"targets are not relative to; use protocol honest.")
-    if head.scale_feature and head.scale_feature not in c.feature_names:
-        raise ConfigError(f"head {c.head} scales its forecast by the {head.scale_feature} feature, which the features "
-                          f"({c.features}) lack; add it: --features {c.features},{head.scale_feature}.")
+        raise ConfigError(f"val_frac must be > 0 and train_frac + val_frac <= 1 (the rest is the test split; none for "
+                          f"a refit on every day); got train_frac={c.train_frac}, val_frac={c.val_frac}.")
 
 
 def read_experiment(path: str | Path) -> dict[str, Any]:
@@ -220,14 +197,10 @@ def read_experiment(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"experiment file {path} is not valid YAML ({exc.__class__.__name__}).") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"experiment file {path} must be a mapping of parameter: value.")
-    unknown = sorted(set(raw) - set(FIELD_NAMES))
-    if unknown:
-        raise ConfigError(
-            f"experiment file {path} has unknown key(s) {', '.join(unknown)}; "
-            f"known keys are {', '.join(FIELD_NAMES)}."
-        )
-    empty = sorted(k for k, v in raw.items() if v is None)
-    if empty:
+    if unknown := sorted(set(raw) - set(FIELD_NAMES)):
+        raise ConfigError(f"experiment file {path} has unknown key(s) {', '.join(unknown)}; "
+                          f"known keys are {', '.join(FIELD_NAMES)}.")
+    if empty := sorted(k for k, v in raw.items() if v is None):
         raise ConfigError(f"experiment file {path} gives no value for {', '.join(empty)}; give one or delete the line.")
     return raw
 
@@ -236,7 +209,6 @@ def load_config(experiment: str | Path | None = None, **overrides: Any) -> RunCo
     """Build the run's config: defaults, then the experiment file, then non-None overrides."""
     values = read_experiment(experiment) if experiment else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - set(FIELD_NAMES))
-    if unknown:
+    if unknown := sorted(set(values) - set(FIELD_NAMES)):
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}.")
     return RunConfig(**values)

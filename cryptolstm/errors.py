@@ -1,7 +1,5 @@
-"""User-facing errors: each carries one sentence that says what is wrong and how to fix it.
-
-The CLI prints the sentence and exits 2 instead of showing a traceback.
-"""
+"""User-facing errors: each carries one sentence that says what is wrong and how to fix it (the CLI prints it
+and exits 2, no traceback)."""
 
 import errno
 import re
@@ -27,14 +25,11 @@ class TrainingError(CryptoLstmError):
 
 
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
-
-
 FULL = ("No space left on device", "database or disk is full", "File too large", "Read-only file system")
 
 
 def causes(exc: BaseException | None, limit: int = 20) -> Iterator[BaseException]:
-    """``exc`` and what lies behind it: its cause or context, and the exceptions that HTTP clients
-    keep as a ``reason`` or an argument (requests' ConnectionError holds urllib3's error that way)."""
+    """``exc`` and what lies behind it: its cause or context, and exceptions kept as a ``reason`` or argument."""
     todo, seen = [exc], set()
     while todo and len(seen) < limit:
         exc = todo.pop(0)
@@ -47,39 +42,31 @@ def causes(exc: BaseException | None, limit: int = 20) -> Iterator[BaseException
 
 
 def write_error(exc: BaseException | None) -> BaseException | None:
-    """The disk's refusal behind ``exc`` (full, read-only, over a size limit), following the chain of
-    causes (MLflow and SQLAlchemy wrap it), or None."""
+    """The disk's refusal (full, read-only, too large) behind ``exc``, through its chain of causes, or None."""
     return next((e for e in causes(exc) if isinstance(e, OSError) and e.errno in WRITE_ERRNOS
                  or any(text in str(e) for text in FULL)), None)
 
 
 def lasting_network_error(exc: BaseException | None) -> OSError | None:
-    """The cause behind ``exc`` that waiting does not cure, or None: a host name that does not
-    resolve (DNS), or an address where nothing listens (connection refused). A timeout, a reset
-    connection or a rate limit may pass, so they are not lasting."""
+    """The cause behind ``exc`` that waiting does not cure (unresolved host, refused connection), or None."""
     return next((e for e in causes(exc) if isinstance(e, (socket.gaierror, ConnectionRefusedError))), None)
 
 
 def sentence_of(exc: BaseException) -> str | None:
-    """The one sentence a user is shown for ``exc`` (what the CLI prints and a failed run's
-    ``error`` tag says): a user's error or a refused write; None for anything else (a bug)."""
+    """The one sentence a user is shown for ``exc`` (a user's error or a refused write); None for a bug."""
     if isinstance(exc, CryptoLstmError):
         return str(exc)
     refused = write_error(exc)
-    return write_error_sentence(refused) if refused is not None else None
-
-
-def write_error_sentence(exc: BaseException) -> str:
-    """One sentence for a write the disk refused."""
-    filename = getattr(exc, "filename", None)
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+    if refused is None:
+        return None
+    filename = getattr(refused, "filename", None)
+    reason = getattr(refused, "strerror", None) or str(refused).splitlines()[0][:200]
     return (f"a file could not be written{f' ({filename})' if filename else ''}: {reason}; "
             f"free some disk space or choose a writable place.")
 
 
 def error_tag(exc: BaseException) -> str:
-    """What a failed run's ``error`` tag says: the sentence the user saw (`sentence_of`), else
-    (a bug, whose traceback the user saw) the exception's type and first line."""
+    """A failed run's ``error`` tag: the sentence the user saw (`sentence_of`), else the type and first line."""
     return (sentence_of(exc) or f"{type(exc).__name__}: {first_line(exc)}")[:500]
 
 
@@ -100,10 +87,8 @@ def with_article(coin: str) -> str:
 
 
 def path_problem(path: str | Path, directory: bool = False) -> str | None:
-    """What is wrong with ``path`` where a file (``directory``: a directory) is wanted, as the end of
-    a sentence ("does not exist", "is a directory, not a file"...), or None if it is one.
-
-    Why: "does not exist" said of a path that exists sends the user looking in the wrong place."""
+    """What is wrong with ``path`` where a file (``directory``: a directory) is wanted, as the end of a
+    sentence ("does not exist", "is a directory, not a file"...), or None if it is one."""
     path = Path(path)
     if directory and path.is_dir() or not directory and path.is_file():
         return None

@@ -1,19 +1,10 @@
-"""A registered model on the days after its training (`cryptolstm evaluate`): which days it may be
-scored on, and its one-step-ahead forecasts of them, beside persistence. No MLflow here: the
-model and the record of the evaluation go through a `cryptolstm.registry.ModelStore`.
-
-The days scored are the target days ``first..last``, each by the window that ends the day before
-it (so each forecast uses only data up to the day before the day it forecasts); a model of H > 1
-days is also scored per horizon on the windows whose H days all lie there. The forecasts go
-through the one forecasting loop with the registered model's own forecaster (its ONNX network,
-features and calibration: no round trip through the pyfunc's USD table), so a model's test days
-scored here give back the test metrics it logged when it was trained.
-"""
+"""A registered model scored one day ahead on the days after its training (`cryptolstm evaluate`), beside
+persistence, by the forecasting loop that scored it in training (its test days give back its logged test
+metrics). No MLflow here: the model and the record go through a `cryptolstm.registry.ModelStore`."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +14,7 @@ from cryptolstm.config import RunConfig
 from cryptolstm.data import Market, load_market
 from cryptolstm.data.prepare import ensure_data
 from cryptolstm.errors import ConfigError, DataError
+from cryptolstm.features import column
 from cryptolstm.forecast import USD, Forecast
 from cryptolstm.forecasting import NEVER, Forecasts, fitted, fresh, historical_forecasts, once
 from cryptolstm.models.interval_baselines import INTERVAL
@@ -37,10 +29,8 @@ MODEL = "model"  # the evaluated model's label in the table of forecasts
 
 @dataclass
 class Evaluation:
-    """A model scored on the days ``first``..``last`` (ISO dates): the ``forecasts`` (the model's
-    and, for a forecast distribution, the interval baselines'), the ``metrics``
-    (``{"live/<metric>": value}``), the per-day table ``days`` (`daily_table`), and the
-    ``run_id`` of its record once recorded; ``opening``: the model's seal opened by it (None: not)."""
+    """A model scored on the days ``first``..``last`` (ISO dates): its (and the interval baselines')
+    ``forecasts``, ``metrics`` ``live/...``, `daily_table` ``days``, its record's ``run_id`` and seal ``opening``."""
 
     info: ModelInfo
     first: str
@@ -48,7 +38,6 @@ class Evaluation:
     forecasts: Forecasts
     metrics: dict[str, float]
     days: pd.DataFrame
-    seconds: float = 0.0
     run_id: str = ""
     opening: Opening | None = None
 
@@ -63,15 +52,13 @@ class Evaluation:
 
     @property
     def tags_version(self) -> bool:
-        """Whether it becomes the version's ``live.*`` tags: a registered version scored on new days,
-        at least `MIN_TAGGED_DAYS` of them (a few days say little; its own run keeps them all the same)."""
+        """Whether it becomes the version's ``live.*`` tags: a version scored on `MIN_TAGGED_DAYS` new days or more."""
         return bool(self.info.version) and self.new_days and self.n_days >= MIN_TAGGED_DAYS
 
 
 def evaluation_days(info: ModelInfo, market: Market, since: str | None, until: str | None, data_dir: str) -> tuple[str, str]:
-    """The days to score (first, last): from ``since`` (default: the day after the model's data)
-    to ``until`` (default: the data's last day). One sentence for a day the model trained or
-    validated on, and when no new day is left."""
+    """(first, last) day to score: ``since`` (default: after the model's data) to ``until`` (default: the
+    data's last day); one sentence for a day the model trained or validated on, or none left."""
     first, last = since or next_day(info.data_last), until or market.last_date
     if market.sealed_from and first >= market.sealed_from:
         raise DataError(f"the days from {market.sealed_from} on are sealed for {info.label}: score them once, beside "
@@ -89,26 +76,18 @@ def evaluation_days(info: ModelInfo, market: Market, since: str | None, until: s
 
 
 def check_prices(info: ModelInfo, frame: pd.DataFrame, data_dir: str) -> None:
-    """One sentence when the prices in ``frame`` (read from ``data_dir``) are not those ``info``'s model
-    was trained on, on the days both hold (every raw column it read, within `cryptolstm.rows.PRICE_TOLERANCE`): another
-    coin's prices, edited or re-sourced ones. Without shared days, the coin's price level must carry on
-    from where the training data ended. A model logged before it recorded its prices is not checked."""
+    """One sentence when the prices in ``frame`` (from ``data_dir``) are not those ``info``'s model was trained
+    on, on the days both hold; without shared days, when the close does not carry on from the last trained on."""
     trained = trained_prices(info.prices)
-    if trained is None:
+    if trained is None:  # a model logged before it recorded its prices
         return
-    if len(trained.index.intersection(frame.index)) == 0:
-        return _check_level(info, trained, frame, data_dir)
     mismatch = price_mismatch(trained, frame)
     if mismatch is not None:
         raise DataError(f"the prices in {data_dir} are not those {info.label} was trained on: {mismatch}; evaluate it "
                         f"on the data it was trained with, or refit it.")
-
-
-def _check_level(info: ModelInfo, trained: pd.DataFrame, frame: pd.DataFrame, data_dir: str) -> None:
-    """Without shared days: the first new close must be within a factor the gap's days allow (a
-    daily move of 10 % compounded, at least a factor of 2) of the last close trained on."""
-    from cryptolstm.features import column
-
+    if len(trained.index.intersection(frame.index)):
+        return
+    # without shared days, the first new close must be within a daily move of 10 % compounded (at least 2x) of the last
     name = column(info.config.coin, "close")
     last, first = trained[name].iloc[-1], frame[name].iloc[0]
     days = max((frame.index[0] - trained.index[-1]).days, 1)
@@ -120,11 +99,9 @@ def _check_level(info: ModelInfo, trained: pd.DataFrame, frame: pd.DataFrame, da
 
 
 def daily_table(forecast: Forecast, actual: np.ndarray) -> pd.DataFrame:
-    """One row per target day of horizon 1: its ``date``, the ``origin`` (the day before), the
-    ``actual`` close, the model's ``forecast`` and persistence's (the origin's close, USD), both
-    errors, ``abs_error_gap`` (|model error| - |persistence error|: below 0 the model was closer)
-    and its running sum ``cumulative_gap``; the 80 % / 95 % bounds and whether the actual close
-    fell inside, under a distribution head."""
+    """One row per target day of horizon 1: ``date``, ``origin``, the ``actual`` close, the model's and
+    persistence's forecasts and errors in USD, ``abs_error_gap`` (below 0: the model was closer), its
+    running sum ``cumulative_gap``, and under a distribution head the 80 % / 95 % bounds and ``inside_*``."""
     actual, predicted, last = actual[:, 0], forecast.close(1), forecast.last_close
     gap = np.abs(predicted - actual) - np.abs(last - actual)
     dates = forecast.dates.astype("datetime64[D]")
@@ -143,11 +120,9 @@ def daily_table(forecast: Forecast, actual: np.ndarray) -> pd.DataFrame:
 
 def score_days(forecaster, cfg: RunConfig, frame: pd.DataFrame, first: str, last: str,
                baselines: bool = True) -> tuple[Forecasts, dict[str, float]]:
-    """Forecast the target days ``first..last`` of ``frame`` (the market from well before ``first``)
-    with the fitted ``forecaster`` (of config ``cfg``) one day ahead, and for a model of H > 1 days
-    also per horizon on the windows whose H days all lie there; beside persistence in USD and, for
-    a forecast distribution (with ``baselines``), the interval baselines fitted on the days before
-    ``first``. Returns (the table of day-ahead forecasts, the metrics ``live/...``)."""
+    """(day-ahead forecasts, metrics ``live/...``) of the target days ``first..last`` of ``frame`` by the fitted
+    ``forecaster``, beside persistence in USD and (``baselines``) the interval baselines fitted before
+    ``first``; a model of H > 1 days is also scored per horizon on the windows whose H days all lie there."""
     period = Period(SPLIT, pd.Timestamp(first), pd.Timestamp(last))
     if frame.index.searchsorted(period.first) < cfg.window_len:
         raise DataError(f"the data starts on {frame.index[0].date()}: {first} needs the {cfg.window_len} days "
@@ -166,40 +141,30 @@ def score_days(forecaster, cfg: RunConfig, frame: pd.DataFrame, first: str, last
     return made, metrics
 
 
-def open_seal(info: ModelInfo, user: str) -> Opening:
-    """The opening of ``info``'s seal by ``user``, now; one sentence for a model with no seal, or one
-    whose data reached its seal (its sealed days are not untouched)."""
-    seal = info.sealed_from
-    if seal is None:
-        raise ConfigError(f"{info.label} has no seal (it was trained and registered without --sealed-from): there is "
-                          f"nothing to open; score it without --open-seal.")
-    if info.data_last >= seal:
-        raise ConfigError(f"{info.label} was trained on data up to {info.data_last}, across its seal from {seal}: its "
-                          f"sealed days are not untouched, so there is no seal to open.")
-    at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return Opening(seal, at, user or "unknown", info.openings)
-
-
 def evaluate(store: ModelStore, uri: str, data_dir: str, since: str | None = None, until: str | None = None,
              fetch_missing: bool = True, opening_by: str | None = None) -> Evaluation:
-    """Score the model ``uri`` on the days after its training (module docstring) and record the
-    evaluation in ``store``. Everything that can be refused is checked before the record exists.
-    A sealed model's sealed days are not loaded, unless ``opening_by`` (a user) opens the seal:
-    then it is scored from its seal's first day on, and the opening recorded (`Opening`)."""
+    """Score the model ``uri`` on the days after its training and record it in ``store`` (all checks come
+    first); its sealed days are scored only when ``opening_by`` (a user) opens the seal."""
     info = store.resolve(uri)
-    opening = open_seal(info, opening_by) if opening_by is not None else None
+    seal, opening = info.sealed_from, None
+    if opening_by is not None:  # only an untouched seal opens
+        if seal is None:
+            raise ConfigError(f"{info.label} has no seal (it was trained and registered without --sealed-from): "
+                              f"there is nothing to open; score it without --open-seal.")
+        if info.data_last >= seal:
+            raise ConfigError(f"{info.label} was trained on data up to {info.data_last}, across its seal from {seal}: "
+                              f"its sealed days are not untouched, so there is no seal to open.")
+        at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        opening = Opening(seal, at, opening_by or "unknown", info.openings)
     forecaster = store.load(info)
     cfg = info.config
     ensure_data(data_dir, fetch_missing)
-    market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps,
-                         sealed_from=None if opening else info.sealed_from)
+    market = load_market(data_dir, cfg.merge_date, None, cfg.fill_gaps, sealed_from=None if opening else seal)
     check_prices(info, market.frame, data_dir)
-    first, last = evaluation_days(info, market, opening.sealed_from if opening else since, until, data_dir)
-    started = time.perf_counter()
+    first, last = evaluation_days(info, market, seal if opening else since, until, data_dir)
     forecasts, metrics = score_days(forecaster, cfg, market.frame, first, last)
-    forecast, actual = forecasts.forecast(MODEL, SPLIT)
-    days = daily_table(forecast, actual)
+    days = daily_table(*forecasts.forecast(MODEL, SPLIT))
     evaluation = Evaluation(info, days["date"].iloc[0], days["date"].iloc[-1], forecasts, metrics, days,
-                            time.perf_counter() - started, opening=opening)
+                            opening=opening)
     evaluation.run_id = store.record_evaluation(evaluation, market, data_dir)
     return evaluation

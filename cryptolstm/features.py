@@ -1,22 +1,6 @@
-"""The model's inputs, declared once: each feature is an object, a run config lists their names.
-
-A `Feature` declares
-
-- ``fields``: the raw daily columns of each coin it reads (``open``, ``high``, ``low``, ``close``,
-  ``volume``), so the data check and the registered model's input schema follow from the list;
-- ``compute(frame, coin, state)``: its value on every day, from that day's and earlier rows only
-  (never a later one: a test changes every price from day D on and checks the days before D);
-- ``normalise``: how a window of it is made comparable across windows: ``ratio`` (divided by the
-  window's first row, minus 1: the 2018 tutorial's rule for close and volume), ``difference``
-  (minus the first row) or ``none`` (as it is: returns and volatilities are already unit-free);
-- ``warmup``: the days of history it needs before its first value (a window starts after them);
-- ``fit(frame, coin)``: for a feature with parameters (GARCH's volatility), the state fitted on
-  the training days only; it is saved with the model, so serving needs nothing else.
-
-Every per-coin feature is computed for every coin of the run, coin-major in the 2018 notebook's
-order (``BTC_close, BTC_volume, ETH_close, ETH_volume`` for the default ``close,volume``).
-Nothing else in the package builds a raw column name (``BTC_close``): it asks this module.
-"""
+"""The model's inputs, declared once as `Feature` objects; a run config lists their names. Per-coin
+features come for every coin, coin-major (``BTC_close, BTC_volume, ETH_close, ETH_volume``), and no
+other module builds a raw column name (``BTC_close``)."""
 
 from __future__ import annotations
 
@@ -66,7 +50,13 @@ def closes(frame: pd.DataFrame, coin: str) -> pd.Series:
 
 @dataclass(frozen=True)
 class Feature:
-    """One declared input (see the module docstring)."""
+    """One declared input.
+
+    ``fields``: the raw daily columns it reads per coin; ``compute(frame, coin, state)``: its value on
+    each day, from that day's and earlier rows only; ``normalise``: ``ratio`` (divided by the window's
+    first row, minus 1: the 2018 rule), ``difference`` (minus the first row) or ``none`` (already
+    unit-free); ``warmup``: days of history before its first value; ``fit(frame, coin)``: the state it
+    fits on training days only (GARCH's), saved with the model."""
 
     name: str
     fields: tuple[str, ...]
@@ -88,9 +78,7 @@ def _range(frame, coin):
 
 
 def parkinson(frame: pd.DataFrame, coin: str, state: dict | None = None) -> pd.Series:
-    """Parkinson's volatility of each day from its high and low: sqrt(ln(high / low)^2 / (4 ln 2)),
-    an estimate of the day's log-return standard deviation about five times as efficient as the
-    close-to-close one."""
+    """Parkinson's volatility of each day from its high and low: sqrt(ln(high / low)^2 / (4 ln 2))."""
     return np.sqrt(_range(frame, coin) ** 2 / (4.0 * math.log(2.0)))
 
 
@@ -105,10 +93,6 @@ def _realized(days: int) -> Compute:
         return np.sqrt((_log_return(frame, coin, state) ** 2).rolling(days, min_periods=days).mean())
 
     return compute
-
-
-def _day_of_week(frame, coin, state):
-    return pd.Series(frame.index.dayofweek / 6.0, index=frame.index)
 
 
 def _garch_fit(frame: pd.DataFrame, coin: str) -> dict:
@@ -143,7 +127,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             doc="log volume"),
     Feature("volume_change", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")).diff(), warmup=1,
             doc="log(volume / previous volume)"),
-    Feature("day_of_week", (), _day_of_week, per_coin=False, doc="weekday, 0 (Monday) to 1 (Sunday)"),
+    Feature("day_of_week", (), lambda f, c, s: pd.Series(f.index.dayofweek / 6.0, index=f.index), per_coin=False,
+            doc="weekday, 0 (Monday) to 1 (Sunday)"),
     Feature("garch_vol", ("close",), _garch_vol, warmup=GARCH_WARMUP, fit=_garch_fit,
             doc="GARCH(1,1)-t's volatility forecast for the next day, fitted on training days",
             packages=("arch", "scipy")),
@@ -167,12 +152,10 @@ def parse(names) -> tuple[str, ...]:
     found = tuple(str(n).strip() for n in items if str(n).strip())
     if len(found) == 1 and found[0] in SETS:
         return SETS[found[0]]
-    sets = [n for n in found if n in SETS]
-    if sets:  # a set stands alone: inside a list it would read as a feature of that name
+    if sets := [n for n in found if n in SETS]:  # a set stands alone: in a list it would read as a feature
         raise ConfigError(f"{sets[0]!r} is a set of features ({','.join(SETS[sets[0]])}), which stands alone: pass "
                           f"--features {sets[0]}, or list its features with the others.")
-    unknown = [n for n in found if n not in FEATURES]
-    if unknown:
+    if unknown := [n for n in found if n not in FEATURES]:
         raise ConfigError(f"unknown feature {unknown[0]!r}; features are {', '.join(NAMES)} (or one of the sets "
                           f"{', '.join(SETS)}, alone).")
     if not found:
@@ -206,21 +189,15 @@ def fit(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...]) -> 
             if FEATURES[n].fit is not None and FEATURES[n].per_coin}
 
 
-def check_columns(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...]) -> None:
-    """One sentence when ``frame`` lacks a raw column one of the features reads."""
-    for coin in coins:
-        for n in names:
-            absent = [column(coin, f) for f in FEATURES[n].fields if FEATURES[n].per_coin and column(coin, f) not in frame]
-            if absent:
-                raise DataError(f"feature {n} reads the column {absent[0]}, which the data lacks; drop {n} from "
-                                f"features or use data that has it.")
-
-
 def values(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...], state: State | None = None) -> np.ndarray:
     """(days, f) float64 values of the features on every day of ``frame`` (NaN before a feature's
-    first value), in `columns` order."""
+    first value), in `columns` order; one sentence when ``frame`` lacks a raw column they read."""
     state = state or {}
-    check_columns(names, frame, coins)
+    if absent := [(n, column(coin, f)) for coin in coins for n in names if FEATURES[n].per_coin
+                  for f in FEATURES[n].fields if column(coin, f) not in frame]:
+        n, missing = absent[0]
+        raise DataError(f"feature {n} reads the column {missing}, which the data lacks; drop {n} from "
+                        f"features or use data that has it.")
     out = [FEATURES[n].compute(frame, coin, state.get(column(coin, n), {}))
            for coin in coins for n in names if FEATURES[n].per_coin]
     out += [FEATURES[n].compute(frame, "", {}) for n in names if not FEATURES[n].per_coin]
@@ -228,31 +205,20 @@ def values(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...], 
 
 
 def normalise(windows: np.ndarray, names: tuple[str, ...], coins: tuple[str, ...]) -> np.ndarray:
-    """(n, w, f) raw windows -> each column normalised as its feature says (module docstring).
-
-    A ratio column whose window starts at zero cannot be normalised: one sentence."""
-    kinds = [FEATURES[n].normalise for coin in coins for n in names if FEATURES[n].per_coin]
-    kinds += [FEATURES[n].normalise for n in names if not FEATURES[n].per_coin]
+    """(n, w, f) raw windows, each column normalised as its feature says; `DataError` for a ratio from 0."""
+    kinds = np.asarray([FEATURES[n].normalise for coin in coins for n in names if FEATURES[n].per_coin]
+                       + [FEATURES[n].normalise for n in names if not FEATURES[n].per_coin])
     base = windows[:, :1, :]
-    if all(k == RATIO for k in kinds):  # the 2018 rule on every column (the default), in one step
+    if (kinds == RATIO).all():  # the 2018 rule on every column (the default), in one step
         return _ratio(windows, base)
     out = windows.copy()
-    for kind, index in ((RATIO, _where(kinds, RATIO)), (DIFFERENCE, _where(kinds, DIFFERENCE))):
-        if len(index):
-            out[:, :, index] = (_ratio if kind == RATIO else np.subtract)(windows[:, :, index], base[:, :, index])
+    for kind, how in ((RATIO, _ratio), (DIFFERENCE, np.subtract)):
+        index = np.flatnonzero(kinds == kind)
+        out[:, :, index] = how(windows[:, :, index], base[:, :, index])
     return out
-
-
-def _where(kinds: list[str], kind: str) -> np.ndarray:
-    return np.flatnonzero(np.asarray(kinds) == kind)
 
 
 def _ratio(windows: np.ndarray, base: np.ndarray) -> np.ndarray:
     if np.any(base == 0):
         raise DataError("a window starts on a day with a zero price or volume; it cannot be normalised.")
     return windows / base - 1.0
-
-
-def describe() -> str:
-    """One line per feature: its name, what it is, the fields it reads."""
-    return "\n".join(f"{f.name}: {f.doc} ({', '.join(f.fields) or 'the date'})" for f in FEATURES.values())

@@ -1,14 +1,5 @@
-"""`Forecast`: what every forecaster returns, one value type for the whole harness.
-
-A forecast is made at an *origin* (the last day whose close is known) for the
-``horizon`` days after it. Its numbers are returns relative to a *reference* close
-(the last close under the honest protocol, the window's first close under the
-2018 notebook's seed protocol), so the USD close they imply is always
-``reference * (1 + return)``. Quantiles of those returns have their place here
-too (``levels``); a point forecaster leaves them empty.
-
-Shapes: n origins, H horizons (1 today), Q quantile levels.
-"""
+"""`Forecast`: what every forecaster returns, for the H days after each origin, as returns on a *reference*
+close (the last, or the window's first under the seed protocol): the USD close is ``reference * (1 + return)``."""
 
 from __future__ import annotations
 
@@ -18,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryptolstm.intervals import check_levels, interval_levels, level_index
-
 
 USD, RETURN = "usd", "return"  # the units every error is measured in: USD closes, or returns on the reference close
 UNITS = {USD: "USD", RETURN: "normalised units"}  # each units' name in prose
@@ -31,15 +21,8 @@ def other_units(units: str) -> str:
 
 @dataclass(frozen=True)
 class Forecast:
-    """Forecasts of n origins.
-
-    dates:      (n,) datetime64 target day of horizon 1 (the day after each origin)
-    reference:  (n,) USD close the returns are relative to
-    last_close: (n,) USD close on each origin: what persistence forecasts
-    returns:    (n, H) point forecast of each target close, as a return relative to ``reference``
-    quantiles:  (n, H, Q) forecast quantiles of the same returns, or None
-    levels:     (Q,) the quantile levels in (0, 1), ascending
-    """
+    """Forecasts of n origins: (n,) ``dates`` of horizon 1, USD ``reference`` and ``last_close`` (persistence's
+    forecast); (n, H) point ``returns``; (n, H, Q) ``quantiles`` of them (or None) on ascending ``levels``."""
 
     dates: np.ndarray
     reference: np.ndarray
@@ -73,11 +56,11 @@ class Forecast:
         return dataclasses.replace(self, returns=self.returns[:, :horizon], quantiles=quantiles)
 
     def point(self, h: int = 1) -> np.ndarray:
-        """(n,) forecast returns of horizon ``h`` (1-based), relative to ``reference``."""
+        """(n,) forecast returns of horizon ``h`` (1-based)."""
         return self.returns[:, h - 1]
 
     def close(self, h: int = 1) -> np.ndarray:
-        """(n,) forecast closes of horizon ``h`` in USD."""
+        """(n,) forecast USD closes of horizon ``h``."""
         return self.reference * (1.0 + self.point(h))
 
     def with_quantiles(self, quantiles: np.ndarray, levels) -> Forecast:
@@ -92,17 +75,12 @@ class Forecast:
 
     @property
     def has_intervals(self) -> bool:
-        """Whether this forecast carries quantiles."""
         return self.quantiles is not None
 
     @classmethod
     def mean_of(cls, forecasts) -> Forecast:
-        """One forecast from several of the same samples (an ensemble's members, a combination of
-        baselines): the mean of their point returns and, when they have quantiles, the mean of each
-        quantile (Vincentization: the quantile function of the combination is the average of theirs)."""
+        """The mean of several forecasts of the same samples: of their returns and each quantile (Vincentization)."""
         first = forecasts[0]
-        if len(forecasts) == 1:
-            return first
         mean = cls(first.dates, first.reference, first.last_close, np.mean([f.returns for f in forecasts], axis=0))
         if first.quantiles is None:
             return mean
@@ -110,14 +88,12 @@ class Forecast:
 
     @classmethod
     def of_samples(cls, samples, returns: np.ndarray) -> Forecast:
-        """The forecast of ``samples`` (a `cryptolstm.windowing.Samples`) whose (n,) or (n, H) ``returns`` are
-        relative to the samples' ``ref_close``."""
+        """The forecast of `Samples` whose (n,) or (n, H) ``returns`` are relative to their ``ref_close``."""
         return cls(samples.dates, samples.ref_close, samples.last_close(), returns)
 
     @classmethod
     def of_closes(cls, samples, closes_usd: np.ndarray) -> Forecast:
-        """The forecast of ``samples`` that predicts the (n,) or (n, H) USD ``closes_usd``
-        (horizon k in column k - 1)."""
+        """The forecast of ``samples`` that predicts the (n,) or (n, H) USD ``closes_usd``."""
         closes = np.asarray(closes_usd, dtype=np.float64)
         reference = samples.ref_close if closes.ndim == 1 else samples.ref_close[:, None]
         return cls.of_samples(samples, closes / reference - 1.0)

@@ -1,25 +1,5 @@
-"""The one forecasting loop: training's scores, every backtest fold, `evaluate` and refit's common
-evaluation all go through `historical_forecasts`, and come back as one long table (`Forecasts`).
-
-Like darts' ``historical_forecasts`` and statsforecast's ``cross_validation``, the loop walks a
-list of periods (target days); before a period it may fit the forecaster, then it forecasts the
-period's samples (`cryptolstm.windowing.samples`). When it fits is the `Retrain` policy:
-
-- ``scratch``: a fresh forecaster fitted on the days before the period (the default);
-- ``warm``: the next fit starts from the last fit's trained weights (a network's `continued`),
-  with its own early stopping and epoch cap;
-- ``every=K``: fit on every K-th period only and forecast the ones between with the last fit
-  (darts' ``retrain=K``, statsforecast's ``refit=K``);
-- ``never``: the forecaster is fitted already (training's own model, a registered model).
-
-Leakage is ruled out by construction: a fit before period p reads the rows up to the day before
-p's first target day (``period.before``), nothing else, and a forecast of a day reads the rows
-up to the day before it. A warm start uses weights fitted on earlier days only.
-
-The chains of fits that depend on each other (every fit of a warm chain, the periods between
-two fits) run in order; independent chains may run anywhere (`run_jobs`: in this process, in
-local processes, or on a Dask cluster through its ``concurrent.futures`` executor).
-"""
+"""The one forecasting loop, `historical_forecasts`: fits as `Retrain` says on the rows before a period only (no
+leak), forecasts it, and returns one long table (`Forecasts`); independent chains may run on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -53,8 +33,8 @@ QUANTILE_COLUMNS = [quantile_column(q) for q in LEVELS]
 
 @dataclass(frozen=True)
 class Retrain:
-    """When the loop fits (module docstring): ``mode`` scratch, warm or never; on every
-    ``every``-th period; a warm fit trains at most ``warm_epochs`` epochs (None: the config's)."""
+    """When the loop fits, on every ``every``-th period: ``mode`` scratch (a fresh forecaster), warm (from the
+    last fit's weights, at most ``warm_epochs`` epochs; None: the config's) or never (fitted already)."""
 
     mode: str = SCRATCH
     every: int = 1
@@ -71,9 +51,7 @@ class Retrain:
         return self.mode != "never" and k % self.every == 0
 
     def chains(self, periods: Sequence[Period], warm_starts: bool = True) -> list[list[tuple[int, Period]]]:
-        """The periods in runs that must go in order: one for a fitted forecaster, or a warm one
-        (``warm_starts``: one that can start from its last fit), else one per fit (the fit's period
-        and those forecast with it)."""
+        """The periods in runs that must go in order: one, for a fitted or warm-started forecaster, or one per fit."""
         indexed = list(enumerate(periods))
         if self.mode == "never" or self.mode == WARM and warm_starts:
             return [indexed]
@@ -90,8 +68,7 @@ def once(periods: Sequence[Period]) -> Retrain:
 
 @dataclass(frozen=True)
 class Fit:
-    """One fit the loop made: of ``forecaster``, before ``period``, starting from the weights of the
-    fit before period ``init`` (or ``scratch``), and what it fitted (``params``)."""
+    """One fit: of ``forecaster`` before ``period``, from the weights of the fit before ``init`` (or scratch)."""
 
     forecaster: str
     period: str
@@ -112,10 +89,8 @@ class Chunk:
 
 def forecast_chain(label: str, make: Maker, frame: pd.DataFrame, cfg: RunConfig, chain: list[tuple[int, Period]],
                    retrain: Retrain, plan: FitPlan | None = None, horizon: int | None = None) -> tuple[list[Chunk], list[Fit]]:
-    """Walk ``chain`` ((index, period) pairs, in order) with forecaster ``label``: fit where ``retrain``
-    is due (on the rows before the period, its train and validation periods from ``plan``), then
-    forecast the period's samples: the origins whose first ``horizon`` target days (default: the
-    config's) lie in the period, scored on those days. Returns the forecasts and the fits."""
+    """Walk ``chain`` ((index, period) pairs) with forecaster ``label``: fit where ``retrain`` is due, on the rows
+    before the period, then forecast its samples ``horizon`` days ahead. Returns the forecasts and the fits."""
     model, fitted_at, chunks, fits = None, None, [], []
     scored = cfg if horizon is None or horizon == cfg.horizon else cfg.replace(horizon=horizon)
     for k, period in chain:
@@ -139,10 +114,7 @@ Done = Callable[[Job, list[Chunk], list[Fit]], None]
 
 
 def run_order(jobs: list[Job], latest_first: bool = False) -> list[int]:
-    """The order in which ``jobs`` run (their indices): period by period, every forecaster of a
-    period before the next period's, so that periods complete one after another (a backtest logs
-    each fold as it completes); ``latest_first`` (several processes): the latest periods first,
-    since they train on the most days, so that no long fit is left running alone at the end."""
+    """The indices of ``jobs`` in run order: period by period (folds complete in turn), or ``latest_first``."""
     sign = -1 if latest_first else 1
     return sorted(range(len(jobs)), key=lambda i: sign * jobs[i][1][0][0])
 
@@ -150,8 +122,7 @@ def run_order(jobs: list[Job], latest_first: bool = False) -> list[int]:
 def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, retrain: Retrain,
              plan: FitPlan | None, executor: futures.Executor | None = None, done: Done | None = None,
              horizon: int | None = None) -> list:
-    """Every job's chain, in this process (``executor`` None) or submitted to ``executor`` (local
-    processes, or a Dask cluster's), each given only the rows it may read, in `run_order`;
+    """Every job's chain, here (``executor`` None) or on ``executor`` given only the rows it may read;
     ``done(job, chunks, fits)`` as each finishes. Returns [(job, chunks, fits)] in the order of ``jobs``."""
     results: dict[int, tuple] = {}
 
@@ -183,11 +154,8 @@ def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg
 def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, periods: Sequence[Period],
                          retrain: Retrain = Retrain(), plan: FitPlan | None = None, horizon: int | None = None,
                          executor: futures.Executor | None = None, done: Done | None = None) -> Forecasts:
-    """Forecast every period of ``periods`` with every forecaster of ``makers`` (label -> `Maker`)
-    under ``retrain`` (module docstring), ``horizon`` days ahead (default: the config's; 1 scores a
-    model of several days one day ahead, on every day); ``plan(frame, period)`` gives a fit's train
-    and validation periods (a network's; baselines read the closes). Returns the long table of
-    every forecast."""
+    """The long table of the forecasts of every period by every forecaster of ``makers`` (label -> `Maker`),
+    ``horizon`` days ahead (default: the config's); ``plan(frame, period)``: a fit's train and validation periods."""
     jobs = [(label, chain) for label, make in makers.items()
             for chain in retrain.chains(periods, getattr(make, "warm_starts", True))]
     results = run_jobs(jobs, makers, frame, cfg, retrain, plan, executor, done, horizon)
@@ -195,13 +163,8 @@ def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: Run
     return Forecasts.of(chunks, [f for _, _, fitted in results for f in fitted])
 
 
-def fresh(factory: Callable[[], Forecaster]) -> Maker:
-    """The `Maker` of a forecaster that is always fitted from scratch (a baseline)."""
-    return _Fresh(factory)
-
-
 class _Fresh:
-    """A picklable `Maker` that ignores the last fit."""
+    """The picklable `Maker` of a forecaster always fitted from scratch (a baseline): it ignores the last fit."""
 
     warm_starts = False  # a warm policy fits it from scratch all the same, period by period
 
@@ -210,6 +173,9 @@ class _Fresh:
 
     def __call__(self, last: Forecaster | None) -> Forecaster:
         return self.factory()
+
+
+fresh = _Fresh
 
 
 def fitted(forecaster: Forecaster) -> Maker:
@@ -235,11 +201,8 @@ def _block(chunk: Chunk) -> pd.DataFrame:
 
 @dataclass
 class Forecasts:
-    """The long table of forecasts (statsforecast's shape): one row per forecaster, period, origin
-    and horizon, with the period before which its model was fitted (``fit``; empty: before the
-    loop), ``reference`` and ``last_close`` (USD), the ``actual`` close (USD, NaN where
-    not known yet), the ``forecast`` as a return on the reference close and, for a forecast
-    distribution, its quantiles as returns (``q0.025``...); ``fits``: the fits that made them."""
+    """One row per forecaster, period, origin and horizon: ``fit`` (the period its model was fitted before), USD
+    ``reference``, ``last_close``, ``actual`` (NaN if unknown), and ``forecast`` and quantiles as returns."""
 
     table: pd.DataFrame
     fits: list[Fit] = field(default_factory=list)
@@ -283,19 +246,3 @@ class Forecasts:
         if QUANTILE_COLUMNS[0] in rows and rows[QUANTILE_COLUMNS[0]].notna().all() and len(rows):
             forecast = forecast.with_quantiles(rows[QUANTILE_COLUMNS].to_numpy(np.float64).reshape(n, h, -1), LEVELS)
         return forecast, rows["actual"].to_numpy(np.float64).reshape(n, h)
-
-    def has_quantiles(self, forecaster: str) -> bool:
-        rows = self.table[self.table["forecaster"] == forecaster]
-        return QUANTILE_COLUMNS[0] in rows and bool(rows[QUANTILE_COLUMNS[0]].notna().all()) and len(rows) > 0
-
-    def usd(self) -> pd.DataFrame:
-        """The table with forecasts and quantiles in USD (``forecast_close``, ``q0.025``...): what a
-        user reads (``predictions.csv``)."""
-        out = self.table.copy()
-        reference = out["reference"].to_numpy()
-        out.insert(out.columns.get_loc("forecast"), "forecast_close", reference * (1.0 + out.pop("forecast")))
-        for column in [c for c in QUANTILE_COLUMNS if c in out]:
-            out[column] = reference * (1.0 + out[column])
-        for column in ("origin", "date"):
-            out[column] = pd.to_datetime(out[column]).dt.strftime("%Y-%m-%d")
-        return out

@@ -1,9 +1,5 @@
-"""GARCH(1,1) with Student-t innovations on daily log returns in percent (`arch`), fitted once and
-filtered forward with its parameters held fixed.
-
-Shared by the GARCH interval baseline (`cryptolstm.models.interval_baselines.Garch`) and the
-``garch_vol`` input feature (`cryptolstm.features`), so both see the same model.
-"""
+"""GARCH(1,1)-t on daily log returns in percent (`arch`), fitted once and filtered forward with its parameters
+held fixed; shared by the GARCH interval baseline and the ``garch_vol`` feature, so both see the same model."""
 
 from __future__ import annotations
 
@@ -18,7 +14,6 @@ from cryptolstm.errors import DataError
 log = logging.getLogger(__name__)
 
 GARCH_MIN_FIT = 100  # fewest training returns GARCH(1,1)-t is fitted on
-ARCH_NAMES = {"mu": "mu", "omega": "omega", "alpha[1]": "alpha", "beta[1]": "beta", "nu": "nu"}
 
 
 def percent_log_returns(closes: pd.Series) -> pd.Series:
@@ -34,9 +29,8 @@ def arch_model(returns: pd.Series):
 
 
 def fit_garch(closes: pd.Series) -> tuple[np.ndarray, dict[str, float]]:
-    """(arch's parameter vector, ``{mu, omega, alpha, beta, nu}``) fitted on the daily ``closes``;
-    one sentence with fewer than `GARCH_MIN_FIT` returns; a fit that does not converge is logged
-    and used as it is."""
+    """(arch's parameter vector, ``{mu, omega, alpha, beta, nu}``) fitted on the daily ``closes`` (`DataError`
+    with fewer than `GARCH_MIN_FIT` returns); a fit that does not converge is logged and used as it is."""
     from arch.utility.exceptions import ConvergenceWarning, DataScaleWarning
 
     returns = percent_log_returns(closes)
@@ -51,15 +45,12 @@ def fit_garch(closes: pd.Series) -> tuple[np.ndarray, dict[str, float]]:
     if result.convergence_flag != 0:
         log.warning("GARCH fit on %s..%s did not converge (%s); its parameters are used as they are",
                     returns.index[0].date(), returns.index[-1].date(), result.optimization_result.message)
-    return result.params.to_numpy(np.float64), {ARCH_NAMES[k]: float(v) for k, v in result.params.items()}
+    return result.params.to_numpy(np.float64), {k.split("[")[0]: float(v) for k, v in result.params.items()}
 
 
 def next_day_volatility(params: np.ndarray, closes: pd.Series) -> pd.Series:
-    """GARCH's forecast of the standard deviation of day t + 1's log return made on day t, for every
-    day t of ``closes`` (a fraction, not percent; NaN on the first day), with ``params`` held fixed.
-
-    The filter starts from arch's backcast (the first up to 75 returns), so a value depends on
-    those and on the returns up to its own day, never on a later one."""
+    """GARCH's forecast on each day t of ``closes`` of the sd of day t + 1's log return (a fraction; NaN on the
+    first day), ``params`` held fixed; from arch's backcast (the first 75 returns) and returns up to t only."""
     from arch.utility.exceptions import DataScaleWarning
 
     returns = percent_log_returns(closes)

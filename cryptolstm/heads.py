@@ -1,24 +1,5 @@
-"""The network's heads, declared once: what a network outputs per target day and what that means.
-
-A head is an object (as neuralforecast's losses and darts' likelihoods are) that owns
-
-- ``parameters``: what it outputs for each target day, in order (``mean``, ``scale``...), so its
-  raw width is ``width(H)`` (neuralforecast's ``outputsize_multiplier``);
-- ``activate(raw, ops)``: the map from the last Dense layer's raw outputs to those parameters
-  (a positive scale, ordered quantiles), written in ``keras.ops`` so that it is part of the
-  network and travels with it into ONNX (neuralforecast's ``domain_map``);
-- ``loss(y, params, ops)``: the mean loss it is trained on (a likelihood, the pinball loss);
-- ``decode(params)``: the parameters of n windows as (n, H) point returns and (n, H, Q) quantiles
-  on its grid ``levels`` (NumPy, shared by training and the ONNX pyfunc);
-- ``distribution``: whether it forecasts quantiles, and so logs the interval metrics beside the
-  interval baselines; ``pinned``: whether its location is fixed at persistence (its median is
-  the last close), so that it learns only a scale; ``scale_feature``: an input feature whose
-  value on the window's last day multiplies its scale (a hybrid with a volatility model).
-
-Nothing else in the package compares a head's name: it asks the head (`get`). This module
-imports neither Keras nor TensorFlow; the network builder hands ``keras.ops`` in. Returns are
-relative to the samples' reference close (the last close under the honest protocol).
-"""
+"""The network's heads, declared once (nothing else compares a head's name): outputs per target day, their
+activation and loss in the ``keras.ops`` the builder hands in (so they travel into ONNX), and their decoding."""
 
 from __future__ import annotations
 
@@ -32,12 +13,10 @@ from cryptolstm.intervals import LEVELS, gaussian_quantiles
 SCALE_AT_ZERO = 0.03  # a scale (a daily return's sd) before training: BTC's is ~0.035
 MIN_SCALE = 1e-5
 MIN_DF = 2.0  # Student-t degrees of freedom stay above 2, where its variance is finite
-_LN2 = float(np.log(2.0))
 
 
 def positive_scale(raw, ops):
-    """Raw outputs -> scales ``SCALE_AT_ZERO * softplus(raw) / ln 2 + MIN_SCALE`` (positive, and a
-    plausible daily scale at initialisation, so a few epochs suffice)."""
+    """Raw outputs -> positive scales, ``SCALE_AT_ZERO`` at initialisation (a plausible daily one)."""
     return SCALE_AT_ZERO * ops.softplus(raw) / np.log(2.0) + MIN_SCALE
 
 
@@ -69,13 +48,9 @@ def _target(y, dtype, horizon: int, ops):
     return ops.reshape(ops.cast(y, dtype), (-1, horizon))
 
 
-def _columns(params: np.ndarray, k: int, horizon: int) -> np.ndarray:
-    """The k-th block of H columns of (n, P * H) parameters."""
-    return params[:, k * horizon:(k + 1) * horizon]
-
-
 class Head:
-    """The interface and the shared parts of every head (see the module docstring)."""
+    """Every head's interface: ``parameters`` per target day; ``pinned``: centred on persistence, only its scale
+    learned; ``scale_feature``: an input feature whose value on the window's last day multiplies its scale."""
 
     name = ""
     parameters: tuple[str, ...] = ()
@@ -83,11 +58,10 @@ class Head:
     pinned = False
     scale_feature: str | None = None
     packages: tuple[str, ...] = ()  # what decoding needs beyond the pyfunc's own (a served model's requirements)
-    doc = ""
 
     @property
     def distribution(self) -> bool:
-        """Whether it forecasts quantiles (and is scored as a forecast distribution)."""
+        """Whether it forecasts quantiles (and is scored beside the interval baselines)."""
         return bool(self.levels)
 
     def width(self, horizon: int) -> int:
@@ -103,8 +77,7 @@ class Head:
         return None
 
     def activate(self, raw, ops, scale=None):
-        """(batch, width) raw outputs -> the head's parameters; ``scale``: (batch, 1) values of its
-        ``scale_feature`` on the window's last day, for a head that has one."""
+        """(batch, width) raw outputs -> parameters; ``scale``: (batch, 1) values of a ``scale_feature``, if any."""
         return raw
 
     def loss(self, y, params, ops):
@@ -115,19 +88,18 @@ class Head:
         """Parameters of n windows -> ((n, H) point returns, (n, H, Q) quantiles on ``levels``)."""
         raise NotImplementedError
 
-    def flat(self, params: np.ndarray, horizon: int) -> np.ndarray:
-        """(n, width) view of n windows' parameters, whatever shape the network gave them."""
-        return np.asarray(params, dtype=np.float64).reshape(len(params), self.width(horizon))
+    def blocks(self, params: np.ndarray, horizon: int) -> np.ndarray:
+        """(P, n, H) view of n windows' parameters (one block per parameter), whatever shape they came in."""
+        params = np.asarray(params, dtype=np.float64)
+        return params.reshape(len(params), len(self.parameters), horizon).transpose(1, 0, 2)
 
 
 class PointHead(Head):
-    """The next H returns, through the config's ``output_activation``, trained on its ``loss``
-    (mse, mae, huber): the 2018 tutorial's head."""
+    """The 2018 head: the next H returns, through the config's ``output_activation``, on its ``loss``."""
 
     name = "point"
     parameters = ("return",)
     levels = ()
-    doc = "the next return of each target day (the 2018 model)"
 
     def dense_activation(self, output_activation: str) -> str | None:
         return output_activation
@@ -136,7 +108,7 @@ class PointHead(Head):
         return loss
 
     def decode(self, params: np.ndarray, horizon: int) -> tuple[np.ndarray, None]:
-        return self.flat(params, horizon), None
+        return self.blocks(params, horizon)[0], None
 
 
 class GaussianHead(Head):
@@ -144,7 +116,6 @@ class GaussianHead(Head):
 
     name = "gaussian"
     parameters = ("mean", "scale")
-    doc = "a Gaussian's mean and scale, on its likelihood"
 
     def activate(self, raw, ops, scale=None):
         h = raw.shape[-1] // 2
@@ -157,17 +128,15 @@ class GaussianHead(Head):
         return ops.mean(ops.log(scale) + 0.5 * ops.square((y - mean) / scale))
 
     def decode(self, params, horizon):
-        params = self.flat(params, horizon)
-        mean, scale = _columns(params, 0, horizon), _columns(params, 1, horizon)
+        mean, scale = self.blocks(params, horizon)
         return mean, gaussian_quantiles(mean, scale, self.levels)
 
 
 class QuantileHead(Head):
-    """Quantiles on ``LEVELS`` per target day, trained on the pinball loss: the median is the
-    first output, the gaps between neighbouring levels ``0.01 * softplus(raw)`` (never crossing)."""
+    """Quantiles on ``LEVELS`` per target day, on the pinball loss: each day's first output is the median,
+    the others the gaps between neighbouring levels ``0.01 * softplus(raw)`` (never crossing)."""
 
     name = "quantile"
-    doc = "quantiles on the grid, on the pinball loss"
 
     def width(self, horizon: int) -> int:
         return horizon * len(self.levels)
@@ -200,13 +169,11 @@ def _student_t_quantiles(loc: np.ndarray, scale: np.ndarray, df: np.ndarray, lev
 
 
 class StudentTHead(Head):
-    """A Student-t per target day, ``[locations | scales | degrees of freedom]``, trained on its
-    negative log-likelihood (fat tails, which daily crypto returns have)."""
+    """A Student-t per target day (fat tails), ``[locations | scales | degrees of freedom]``, on its likelihood."""
 
     name = "student_t"
     packages = ("scipy",)
     parameters = ("loc", "scale", "df")
-    doc = "a Student-t's location, scale and degrees of freedom, on its likelihood"
 
     def activate(self, raw, ops, scale=None):
         h = raw.shape[-1] // 3
@@ -219,19 +186,16 @@ class StudentTHead(Head):
         return ops.mean(student_t_nll(y, params[:, :h], params[:, h:2 * h], params[:, 2 * h:], ops))
 
     def decode(self, params, horizon):
-        params = self.flat(params, horizon)
-        loc = _columns(params, 0, horizon)
-        return loc, _student_t_quantiles(loc, _columns(params, 1, horizon), _columns(params, 2, horizon), self.levels)
+        loc, scale, df = self.blocks(params, horizon)
+        return loc, _student_t_quantiles(loc, scale, df, self.levels)
 
 
 class GaussianPinnedHead(Head):
-    """A Gaussian whose mean is persistence's (a zero return on the last close): the network
-    learns only the scale of each target day."""
+    """A Gaussian centred on persistence (a zero return on the last close): only its scale is learned."""
 
     name = "gaussian_pinned"
     parameters = ("scale",)
     pinned = True
-    doc = "a Gaussian centred on persistence; only its scale is learned"
 
     def activate(self, raw, ops, scale=None):
         return positive_scale(raw, ops)
@@ -241,7 +205,7 @@ class GaussianPinnedHead(Head):
         return ops.mean(ops.log(params) + 0.5 * ops.square(y / params))
 
     def decode(self, params, horizon):
-        scale = self.flat(params, horizon)
+        scale = self.blocks(params, horizon)[0]
         zero = np.zeros_like(scale)
         return zero, gaussian_quantiles(zero, scale, self.levels)
 
@@ -253,7 +217,6 @@ class StudentTPinnedHead(Head):
     parameters = ("scale", "df")
     packages = ("scipy",)
     pinned = True
-    doc = "a Student-t centred on persistence; its scale and degrees of freedom are learned"
 
     def activate(self, raw, ops, scale=None):
         h = raw.shape[-1] // 2
@@ -265,26 +228,22 @@ class StudentTPinnedHead(Head):
         return ops.mean(student_t_nll(y, 0.0, params[:, :h], params[:, h:], ops))
 
     def decode(self, params, horizon):
-        params = self.flat(params, horizon)
-        scale = _columns(params, 0, horizon)
+        scale, df = self.blocks(params, horizon)
         zero = np.zeros_like(scale)
-        return zero, _student_t_quantiles(zero, scale, _columns(params, 1, horizon), self.levels)
+        return zero, _student_t_quantiles(zero, scale, df, self.levels)
 
 
 class GarchScaledHead(StudentTPinnedHead):
-    """A hybrid: a Student-t centred on persistence whose scale of day t + k is GARCH(1,1)'s
-    volatility forecast for day t + 1 (the ``garch_vol`` feature on the window's last day) times
-    sqrt(k) times a learned correction ``softplus(raw) / ln 2`` (1 before training). The network
-    learns where GARCH's volatility is too high or too low, and the tails."""
+    """A Student-t centred on persistence whose scale of day t + k is GARCH(1,1)'s volatility forecast for day
+    t + 1 (the ``garch_vol`` feature) times sqrt(k) times a learned correction ``softplus(raw) / ln 2``."""
 
     name = "garch_scaled"
     scale_feature = "garch_vol"
-    doc = "a Student-t centred on persistence, scaled by GARCH's volatility times a learned correction"
 
     def activate(self, raw, ops, scale=None):
         h = raw.shape[-1] // 2
         days = np.sqrt(np.arange(1, h + 1, dtype="float32"))[None, :]
-        correction = ops.softplus(raw[:, :h]) / _LN2
+        correction = ops.softplus(raw[:, :h]) / math.log(2.0)
         return ops.concatenate([scale * days * correction + MIN_SCALE, degrees_of_freedom(raw[:, h:], ops)], axis=1)
 
 

@@ -1,20 +1,5 @@
-"""Forecast distributions as quantiles: the grid every forecaster fills, quantiles of
-parametric forecasts, and split conformal calibration of the intervals.
-
-Every probabilistic forecast in the harness is a set of quantiles of the target
-return on one grid, `LEVELS` (0.025, 0.05, ..., 0.975: 39 levels spaced 1/40), so
-that every forecaster is scored the same way and the 80 % and 95 % central
-intervals are two pairs of its levels.
-
-Calibration (split conformal, conformalised quantile regression, Romano et al.
-2019): on calibration days, for each symmetric pair of levels (tau, 1 - tau), the
-score of a day is how far its actual return lies outside that interval,
-``max(lo - y, y - hi)`` (negative inside). The pair is widened (or narrowed) by the
-``ceil((n + 1)(1 - alpha)) / n`` empirical quantile of the scores, alpha = 2 tau,
-which gives coverage of at least 1 - alpha on exchangeable later days. The
-median is left alone; the calibrated quantiles are sorted per day so they never
-cross.
-"""
+"""Forecast distributions as quantiles of the return on one grid, `LEVELS` (every forecaster scored alike), and
+their split conformal calibration (conformalised quantile regression, Romano et al. 2019)."""
 
 from __future__ import annotations
 
@@ -26,9 +11,6 @@ import numpy as np
 
 LEVELS: tuple[float, ...] = tuple(round(k / 40, 4) for k in range(1, 40))
 INTERVALS: tuple[int, ...] = (80, 95)  # central interval coverages in percent that are reported
-
-
-_NORMAL = NormalDist()
 
 
 def interval_levels(coverage: int) -> tuple[float, float]:
@@ -58,7 +40,7 @@ def check_levels(levels) -> tuple[float, ...]:
 
 def gaussian_quantiles(mean: np.ndarray, scale: np.ndarray, levels=LEVELS) -> np.ndarray:
     """(..., Q) quantiles of Normal(``mean``, ``scale``) at ``levels``; ``mean``, ``scale`` (...)."""
-    z = np.array([_NORMAL.inv_cdf(float(p)) for p in levels])  # the standard library's: no scipy to load
+    z = np.array([NormalDist().inv_cdf(float(p)) for p in levels])  # the standard library's: no scipy to load
     return np.asarray(mean)[..., None] + np.asarray(scale)[..., None] * z
 
 
@@ -69,13 +51,8 @@ def empirical_quantiles(samples: np.ndarray, levels=LEVELS) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Conformal margins of each symmetric pair of levels, per horizon.
-
-    levels:  (Q,) the quantile grid the margins belong to
-    margins: (H, P) return units added to the upper and subtracted from the lower quantile
-             of pair p (pair p = levels[p] and levels[Q - 1 - p]); P = Q // 2
-    days:    the number of calibration days
-    """
+    """Conformal margins on the grid ``levels``: (H, P) ``margins`` in returns, added to the upper and subtracted
+    from the lower quantile of pair p (levels p and Q - 1 - p; P = Q // 2), fitted on ``days`` days."""
 
     levels: tuple[float, ...]
     margins: np.ndarray
@@ -92,19 +69,15 @@ class Calibration:
     def apply(self, quantiles: np.ndarray) -> np.ndarray:
         """(n, H, Q) raw quantiles -> (n, H, Q) calibrated quantiles, sorted along Q."""
         q = np.array(quantiles, dtype=np.float64, copy=True)
-        pairs = self.margins.shape[1]
-        lower = np.arange(pairs)
-        upper = q.shape[2] - 1 - lower
+        lower = np.arange(self.margins.shape[1])
         q[:, :, lower] -= self.margins[None, :, :]
-        q[:, :, upper] += self.margins[None, :, :]
-        return np.sort(q, axis=2)
+        q[:, :, q.shape[2] - 1 - lower] += self.margins[None, :, :]
+        return np.sort(q, axis=2)  # never crossing
 
 
 def conformal_margin(scores: np.ndarray, alpha: float) -> float:
-    """The split-conformal quantile of (n,) nonconformity ``scores`` for miscoverage ``alpha``:
-    the ``ceil((n + 1)(1 - alpha))``-th smallest score. With fewer than ``1 / alpha - 1`` days
-    that rank is past the end and the largest score is used (the guarantee then does not hold);
-    with no days, no margin."""
+    """The ``ceil((n + 1)(1 - alpha))``-th smallest of (n,) nonconformity ``scores`` (coverage >= 1 - alpha on
+    exchangeable days); the largest where that rank is past the end (no guarantee then), 0 with no days."""
     scores = np.sort(np.asarray(scores, dtype=np.float64))
     n = len(scores)
     if n == 0:
@@ -114,9 +87,8 @@ def conformal_margin(scores: np.ndarray, alpha: float) -> float:
 
 
 def fit_conformal(quantiles: np.ndarray, actual: np.ndarray, levels=LEVELS) -> Calibration:
-    """Margins that calibrate (n, H, Q) quantile forecasts of (n, H) actual returns (module docstring).
-
-    Needs a symmetric grid (levels[p] + levels[Q-1-p] = 1)."""
+    """Margins that calibrate (n, H, Q) quantile forecasts of (n, H) actual returns on a symmetric grid: each
+    pair's score of a day is how far its actual return lies outside, ``max(lo - y, y - hi)``."""
     quantiles, actual = np.asarray(quantiles, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     n, horizon, q = quantiles.shape
     if actual.shape != (n, horizon):
@@ -126,7 +98,6 @@ def fit_conformal(quantiles: np.ndarray, actual: np.ndarray, levels=LEVELS) -> C
         lo, hi = levels[p], levels[q - 1 - p]
         if not math.isclose(lo + hi, 1.0, abs_tol=1e-9):
             raise ValueError(f"levels {lo} and {hi} are not a symmetric pair")
-        for h in range(horizon):
-            scores = np.maximum(quantiles[:, h, p] - actual[:, h], actual[:, h] - quantiles[:, h, q - 1 - p])
-            margins[h, p] = conformal_margin(scores, alpha=1 - (hi - lo))
+        scores = np.maximum(quantiles[:, :, p] - actual, actual - quantiles[:, :, q - 1 - p])  # (n, H)
+        margins[:, p] = [conformal_margin(scores[:, h], alpha=1 - (hi - lo)) for h in range(horizon)]
     return Calibration(tuple(levels), margins, n)

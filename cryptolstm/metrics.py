@@ -1,27 +1,6 @@
-"""Every metric of a forecast, defined once, always beside persistence on the same days.
-
-Two unit systems:
-
-- ``usd``: closes in US dollars;
-- ``return``: returns relative to the forecast's *reference* close
-  (``close / reference - 1``). Under the honest protocol and in the backtest the
-  reference is the last known close, so these are next-day returns and
-  persistence forecasts 0; under the seed protocol they are the 2018 notebook's
-  "normalised units" (relative to the window's first close).
-
-Conventions:
-
-- **MAE ratio**: the forecaster's MAE / persistence's MAE on the same days (below 1 beats it).
-- **MASE**: the MAE divided by the in-sample MAE of persistence, the mean absolute
-  one-day change over the *training* closes (Hyndman & Koehler, 2006).
-- **Direction accuracy**: among the days on which the actual close moved, the
-  share whose forecast move from the last close has the actual move's sign. A
-  forecast of no move counts as wrong; a forecaster that never forecasts a move
-  (persistence) has no direction accuracy (NaN). It comes with a 95 % Wilson
-  interval and the two-sided binomial p-value against a coin flip.
-- **Diebold-Mariano**: equal accuracy against persistence on absolute errors,
-  with the small-sample correction of Harvey, Leybourne & Newbold (1997).
-"""
+"""Every metric of a forecast, defined once, beside persistence on the same days, in ``usd`` and ``return`` units
+(``close / reference - 1``). MASE: MAE over persistence's on the training closes (Hyndman & Koehler 2006);
+Diebold-Mariano with the HLN (1997) correction; direction accuracy counts a forecast of no move as wrong."""
 
 from __future__ import annotations
 
@@ -47,11 +26,6 @@ def rmse(errors: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(errors))))
 
 
-def mape(errors: np.ndarray, actual: np.ndarray) -> float:
-    """Mean absolute percentage error (percent) of (n,) errors of (n,) positive ``actual`` values."""
-    return float(np.mean(np.abs(errors) / actual) * 100.0)
-
-
 def ratio(value: float, baseline: float) -> float:
     """``value / baseline``; NaN when the baseline is not positive."""
     return value / baseline if baseline > 0 else NAN
@@ -68,16 +42,9 @@ SIZE, POWER = 0.05, 0.80  # the minimum detectable effect's test: two-sided at 5
 
 
 def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int = 1) -> tuple[float, float, float]:
-    """Diebold-Mariano test of equal accuracy, HLN-corrected; returns (statistic, two-sided p,
-    minimum detectable effect).
-
-    ``errors_*``: (n,) forecast errors (or per-day losses, ``power`` 1, all >= 0) on the same days;
-    loss ``|e| ** power``. A negative statistic means ``a`` has the smaller loss. The long-run
-    variance uses autocovariances up to lag ``h - 1``; the statistic is compared with Student's t
-    with n - 1 degrees of freedom. The minimum detectable effect is the difference in mean loss,
-    relative to ``b``'s (0.008: 0.8 %), that this test (two-sided at `SIZE`, the same variance and
-    days) detects with probability `POWER`: (t(1 - SIZE/2) + t(POWER)) standard errors.
-    """
+    """Diebold-Mariano test (HLN, t with n - 1 df, lags to ``h - 1``) of equal mean loss ``|e| ** power`` of (n,)
+    errors. Returns (statistic, negative when ``a`` is better; two-sided p; minimum detectable effect: the
+    difference in mean loss, relative to ``b``'s, detected with probability `POWER` at size `SIZE`)."""
     d = np.abs(np.asarray(errors_a, float)) ** power - np.abs(np.asarray(errors_b, float)) ** power
     n = len(d)
     if n < 2:
@@ -96,9 +63,8 @@ def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int =
 
 
 def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, float]:
-    """Direction accuracy of (n,) forecast moves against (n,) actual moves (see the module
-    docstring): ``direction_accuracy``, ``direction_low`` / ``direction_high`` (95 % Wilson)
-    and ``direction_p`` (binomial, against 0.5)."""
+    """Share of the days the actual close moved whose (n,) forecast move has its sign (NaN for a forecaster
+    that never moves), with its 95 % Wilson interval and binomial p against 0.5."""
     actual_move, forecast_move = np.asarray(actual_move), np.asarray(forecast_move)
     keep = actual_move != 0
     n = int(keep.sum())
@@ -111,40 +77,26 @@ def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, f
             "direction_p": test.pvalue}
 
 
-def _accuracy(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, scale: float | None,
-              h: int = 1) -> dict[str, float]:
-    """Accuracy of (n,) ``forecast`` against (n,) ``actual`` beside persistence's (n,) ``naive``;
-    ``h``: the horizon, whose forecast errors are autocorrelated up to lag h - 1 (DM)."""
-    err, naive_err = forecast - actual, naive - actual
-    statistic, p, detectable = dm_test(err, naive_err, h=h)
-    out = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
-           "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p, "dm_mde": detectable}
-    out["mae_ratio"] = ratio(out["mae"], out["persistence_mae"])
-    if scale is not None:
-        out["mase"] = ratio(out["mae"], scale)
-    return out
-
-
 def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference: np.ndarray | None = None,
           scales: dict[str, float] | None = None, h: int = 1) -> dict[str, float]:
-    """Every metric of (n,) USD ``forecast`` closes against (n,) USD ``actual`` closes.
-
-    ``last``: (n,) the last known close (persistence's forecast); ``reference``: (n,)
-    the close returns are relative to (default ``last``); ``scales``: the in-sample
-    scale per units for MASE (left out without it). Keys ``{units}/{metric}`` for
-    units ``usd`` and ``return``: mae, rmse, mase, mae_ratio, persistence_mae,
-    persistence_rmse, dm_stat, dm_p (against persistence, with the h - 1 autocovariance lags
-    of an ``h``-day-ahead forecast); ``usd/mape`` (a percentage of a return near 0 means
-    nothing); and the unit-free direction keys.
-    """
+    """Every metric of (n,) USD ``forecast`` closes against ``actual`` beside persistence's ``last``: ``{units}/...``
+    in both units (returns on ``reference``, default ``last``; MASE where ``scales`` has the in-sample scale),
+    ``usd/mape`` (a percentage of a return near 0 means nothing) and the direction keys, ``h`` days ahead."""
     actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
     reference = last if reference is None else np.asarray(reference, dtype=np.float64)
     scales = scales or {}
     views = {USD: (actual, forecast, last),
              RETURN: (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
-    out = {"usd/mape": mape(forecast - actual, actual)}
+    out = {"usd/mape": float(np.mean(np.abs(forecast - actual) / actual) * 100.0)}
     for units, (a, f, naive) in views.items():
-        out.update({f"{units}/{k}": v for k, v in _accuracy(a, f, naive, scales.get(units), h).items()})
+        err, naive_err = f - a, naive - a
+        statistic, p, detectable = dm_test(err, naive_err, h=h)
+        accuracy = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
+                    "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p, "dm_mde": detectable}
+        accuracy["mae_ratio"] = ratio(accuracy["mae"], accuracy["persistence_mae"])
+        if scales.get(units) is not None:
+            accuracy["mase"] = ratio(accuracy["mae"], scales[units])
+        out |= {f"{units}/{k}": v for k, v in accuracy.items()}
     return out | direction(actual - last, forecast - last)
 
 
@@ -164,14 +116,10 @@ def pinball(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
 
 
 def crps_quantiles(quantiles: np.ndarray, actual: np.ndarray, levels) -> np.ndarray:
-    """(n,) CRPS from (n, Q) quantiles: ``2 * integral over tau of the pinball loss``, by the
-    midpoint rule over ``levels`` (each level weighs half the gap to its neighbours, 0 and 1 at
-    the ends, so the outermost 1.25 % of each tail of the 39-level grid weighs nothing). Against
-    closed forms: within 0.4 % of a Gaussian's up to 3 standard deviations (1.3 % low at 5), and
-    0.2 % low on average for Student-t(3.3) days; weights that tile (0, 1) instead would count
-    extreme misses in full but read 0.5-0.8 % high on ordinary days."""
-    tau = np.asarray(levels, dtype=np.float64)
-    edges = np.concatenate([[0.0], tau, [1.0]])
+    """(n,) CRPS from (n, Q) quantiles: twice the pinball loss integrated over tau by the midpoint rule (the
+    outer 1.25 % of each tail weighs nothing: within 0.4 % of a Gaussian's closed form to 3 sd, 1.3 % low at 5,
+    where weights tiling (0, 1) would read 0.5-0.8 % high on ordinary days)."""
+    edges = np.concatenate([[0.0], np.asarray(levels, dtype=np.float64), [1.0]])
     weights = (edges[2:] - edges[:-2]) / 2.0
     return 2.0 * pinball(quantiles, actual, levels) @ weights
 
@@ -184,26 +132,18 @@ def crps_gaussian(mean: np.ndarray, scale: np.ndarray, actual: np.ndarray) -> np
 
 
 def interval_score(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, coverage: int) -> np.ndarray:
-    """(n,) interval (Winkler) score of central ``coverage`` % intervals: the width, plus
-    ``2 / alpha`` times how far ``actual`` falls outside (Gneiting & Raftery 2007); lower is better."""
+    """(n,) interval (Winkler) score: the width plus ``2 / alpha`` times how far ``actual`` falls outside."""
     alpha = 1.0 - coverage / 100.0
-    below = np.maximum(lower - actual, 0.0)
-    above = np.maximum(actual - upper, 0.0)
-    return (upper - lower) + 2.0 / alpha * (below + above)
+    return (upper - lower) + 2.0 / alpha * (np.maximum(lower - actual, 0.0) + np.maximum(actual - upper, 0.0))
 
 
 def distribution_scores(quantiles: np.ndarray, actual: np.ndarray, levels) -> dict[str, np.ndarray | float]:
-    """Scores of (n, Q) quantile forecasts of (n,) ``actual`` (any units; both the same).
-
-    ``coverage_{c}`` (share of days inside), ``width_{c}`` (mean width), ``interval_score_{c}``
-    for each reported interval c; ``pinball`` (mean over days and levels); ``crps`` (mean) and
-    ``crps_days`` (the (n,) per-day CRPS, for Diebold-Mariano)."""
+    """Scores of (n, Q) quantile forecasts of (n,) ``actual`` (the same units): ``coverage_{c}``, ``width_{c}`` and
+    ``interval_score_{c}`` per reported interval, mean ``pinball`` and ``crps``, and ``crps_days`` (n,) for DM."""
     actual = np.asarray(actual, dtype=np.float64)
     out: dict[str, np.ndarray | float] = {}
     for c in INTERVALS:
-        lo_level, hi_level = interval_levels(c)
-        lower = quantiles[:, level_index(lo_level, levels)]
-        upper = quantiles[:, level_index(hi_level, levels)]
+        lower, upper = (quantiles[:, level_index(level, levels)] for level in interval_levels(c))
         out[f"coverage_{c}"] = float(np.mean((actual >= lower) & (actual <= upper)))
         out[f"width_{c}"] = float(np.mean(upper - lower))
         out[f"interval_score_{c}"] = float(np.mean(interval_score(lower, upper, actual, c)))
@@ -214,8 +154,7 @@ def distribution_scores(quantiles: np.ndarray, actual: np.ndarray, levels) -> di
 
 
 def central_coverage(forecast: Forecast, actual: np.ndarray, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) nominal and (P,) observed coverage of each central interval of a `Forecast`'s grid
-    (levels p and Q-1-p) on (n,) USD ``actual`` closes: a reliability diagram's points."""
+    """(P,) nominal and (P,) observed coverages of the grid's central intervals: a reliability diagram's points."""
     q = _quantiles_in(forecast, USD, h)
     levels, pairs = np.asarray(forecast.levels), len(forecast.levels) // 2
     nominal = np.array([levels[-1 - p] - levels[p] for p in range(pairs)])
@@ -231,8 +170,7 @@ def _quantiles_in(forecast: Forecast, units: str, h: int) -> np.ndarray:
 
 
 def forecast_distribution_scores(forecast: Forecast, actual: np.ndarray, units: str, h: int = 1) -> dict:
-    """`distribution_scores` of horizon ``h`` of a `Forecast` with quantiles, against (n,) USD
-    ``actual`` closes, in ``units``."""
+    """`distribution_scores` of horizon ``h`` of a `Forecast` against (n,) USD ``actual`` closes, in ``units``."""
     y = np.asarray(actual, dtype=np.float64)
     y = y if units == USD else y / forecast.reference - 1.0
     return distribution_scores(_quantiles_in(forecast, units, h), y, forecast.levels)
@@ -244,17 +182,8 @@ SCORED = ("coverage_80", "coverage_95", "width_80", "width_95", "interval_score_
 
 def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baselines: dict[str, Forecast],
                     raw: Forecast | None = None, h: int = 1) -> dict[str, float]:
-    """``{metric: value}`` of horizon ``h`` of a forecast distribution against (n,) USD ``actual``
-    closes, beside the interval baselines on the same days, in ``units`` (widths, interval scores
-    and CRPS also in the other units, ``width_95_return``...).
-
-    ``forecast``: the reported (calibrated) forecast; ``raw``: the uncalibrated one, whose
-    coverage is given beside as ``raw_coverage_{c}``; ``baselines``: name -> `Forecast` of the
-    same days (``garch``, ``empirical``...), each scored as ``{name}/{metric}``, with
-    ``crps_ratio_{name}`` and a Diebold-Mariano test on the per-day CRPS, ``crps_dm_stat_{name}``
-    / ``crps_dm_p_{name}`` (negative: the forecast is better) / ``crps_dm_mde_{name}`` (the relative
-    difference in CRPS it would detect, `dm_test`).
-    """
+    """Interval metrics of horizon ``h`` against (n,) USD ``actual`` closes in ``units``, the ``raw`` one's coverage,
+    and each of ``baselines`` (name -> `Forecast`) as ``{name}/{metric}``, with CRPS ratio and DM test on daily CRPS."""
     other = other_units(units)
     mine = forecast_distribution_scores(forecast, actual, units, h)
     mine_other = forecast_distribution_scores(forecast, actual, other, h)
@@ -267,8 +196,8 @@ def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baseline
         theirs = forecast_distribution_scores(baseline, actual, units, h)
         out |= {f"{name}/{k}": float(theirs[k]) for k in SCORED}
         out[f"crps_ratio_{name}"] = ratio(mine["crps"], theirs["crps"])
-        statistic, p, detectable = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
-        out[f"crps_dm_stat_{name}"], out[f"crps_dm_p_{name}"], out[f"crps_dm_mde_{name}"] = statistic, p, detectable
+        dm = dm_test(mine["crps_days"], theirs["crps_days"], h=h)
+        out |= {f"crps_dm_{k}_{name}": v for k, v in zip(("stat", "p", "mde"), dm)}
     return out
 
 
@@ -278,6 +207,5 @@ LOWER_IS_BETTER = ("mae", "rmse", "mape", "mase", "crps", "pinball", "interval_s
 
 
 def is_minimised(name: str) -> bool:
-    """Whether lower is better for metric ``name`` (``val/h7/mae_ratio``, ``val/crps_ratio_garch``...):
-    errors, losses, interval scores and their ratios; not coverage, width, direction or p-values."""
+    """Whether lower is better for metric ``name`` (``val/h7/mae_ratio``, ``val/crps_ratio_garch``...)."""
     return name.rsplit("/", 1)[-1].startswith(LOWER_IS_BETTER)

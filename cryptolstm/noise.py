@@ -1,18 +1,6 @@
-"""What the terminal is spared: notices of TensorFlow and MLflow a user can do nothing about.
-
-TensorFlow writes some notices through absl before it reads its log level (the oneDNN
-notice, "All log messages before absl::InitializeLog() ...") and grappler logs a harmless
-``use_unbounded_threadpool`` error on every fit, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide
-them. The process's native stderr (file descriptor 2) therefore goes through a small filter
-process that drops exactly those lines (absl's INFO and WARNING lines, and that error) and
-passes every other line on; Python's own stderr (our log messages, tracebacks, progress
-bars) keeps the terminal directly. The filter lives in its own session, so it outlives a
-crash or a Ctrl-C of the command and still passes on its last lines. MLflow's artifact
-download bars are switched off and its CloudPickle version notes dropped.
-
-``cryptolstm --verbose <command>`` keeps all of it; `quiet` is what the command line calls
-otherwise, before TensorFlow or MLflow is imported.
-"""
+"""What the terminal is spared (``--verbose`` keeps it): notices of TensorFlow and MLflow a user can do nothing
+about. TensorFlow writes some through absl before it reads its log level, so ``TF_CPP_MIN_LOG_LEVEL`` cannot
+hide them: the native stderr goes through a filter process; Python's own stderr keeps the terminal."""
 
 from __future__ import annotations
 
@@ -49,24 +37,16 @@ _FILTERING: list[subprocess.Popen] = []  # the filter process, once per process
 
 
 def quiet(environ: MutableMapping[str, str]) -> None:
-    """Hide the notices (see module docstring): set ``environ``'s defaults for TensorFlow and
-    MLflow (a value the user set wins) and filter the native stderr, once per process."""
+    """Set ``environ``'s defaults (a value the user set wins) and, once, point file descriptor 2 at the filter and
+    Python's stderr at the terminal; the filter's own session outlives a crash or Ctrl-C, passing its last lines."""
     for key, value in ENVIRONMENT.items():
         environ.setdefault(key, value)
-    if not _FILTERING and _is_native_stderr():
-        _FILTERING.append(_filter_native_stderr())
-
-
-def _is_native_stderr() -> bool:
-    """Whether Python's stderr is file descriptor 2 (not a test runner's or a notebook's capture)."""
     try:
-        return sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _filter_native_stderr() -> subprocess.Popen:
-    """Point file descriptor 2 at the filter process, and Python's stderr at the terminal itself."""
+        native = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a test runner's or a notebook's capture
+        native = False
+    if _FILTERING or not native:
+        return
     terminal = os.dup(2)
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, DROPPED.decode()], stdin=subprocess.PIPE,
                             stdout=terminal, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -75,7 +55,7 @@ def _filter_native_stderr() -> subprocess.Popen:
     sys.stderr.flush()
     sys.stderr = io.TextIOWrapper(io.FileIO(terminal, "w"), encoding=sys.stderr.encoding,
                                   errors=sys.stderr.errors, line_buffering=True)
-    return proc
+    _FILTERING.append(proc)
 
 
 def set_logger_levels() -> None:
@@ -89,8 +69,7 @@ def _kept(record: logging.LogRecord) -> bool:
 
 
 def quiet_logging(handlers: list[logging.Handler]) -> None:
-    """Drop MLflow's CloudPickle notes from what ``handlers`` print, and from the logger that
-    writes them (MLflow gives its loggers their own handler, so a root handler never sees them)."""
+    """Drop MLflow's CloudPickle notes from ``handlers`` and from its own logger (a root handler never sees them)."""
     for handler in handlers:
         handler.addFilter(_kept)
     logging.getLogger("mlflow.pyfunc").addFilter(_kept)

@@ -1,13 +1,5 @@
-"""Each workflow's options as one frozen, validated dataclass that owns its defaults.
-
-A field's metadata holds its help text; its type (``int``, ``float``, ``bool``,
-``str``, or a date, named ``*_date``, ``start`` or ``end``) decides how a value given
-as text is read. `coerce` is the one place that turns text (from the command line,
-``mlflow run``'s parameters or a YAML file) into typed values; the empty text
-``mlflow run`` passes for an unset parameter means "not given". The command line
-(`cryptolstm.cli`) makes one option per field, and a test checks that the
-MLproject's parameters are those fields.
-"""
+"""Each workflow's options as one frozen, validated dataclass that owns its defaults and help texts;
+`coerce` is the one place that turns text (command line, ``mlflow run`` parameters, YAML) into typed values."""
 
 from __future__ import annotations
 
@@ -27,7 +19,7 @@ TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 DATE_FIELDS = ("start", "end", "since", "until", "sealed_from")
 SEALED_FROM = ("First sealed day (YYYY-MM-DD): every day from it on is withheld from this command by the data "
                "layer; open it once with `cryptolstm evaluate --open-seal`.")
-SCRATCH, WARM = "scratch", "warm"  # how a fit starts: fresh weights, or the last fit's (`cryptolstm.forecasting.Retrain`)
+SCRATCH, WARM = "scratch", "warm"  # how a fit starts: fresh weights, or the last fit's (`forecasting.Retrain`)
 RETRAIN = (SCRATCH, WARM)
 
 
@@ -44,11 +36,7 @@ def kind_of(name: str, annotation: Any) -> str:
 
 
 def parse_date(name: str, value: Any) -> dt.date:
-    """An ISO ``YYYY-MM-DD`` date, the only date format the harness reads.
-
-    Raises `ConfigError`: text not written YYYY-MM-DD is told the format; text written so but
-    naming no day (``2023-02-30``, ``2023-13-01``) is told why the calendar has no such day.
-    """
+    """An ISO ``YYYY-MM-DD`` date; a `ConfigError` tells the format, or why the calendar has no such day."""
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
@@ -99,6 +87,14 @@ def coerce_fields(obj: Any) -> None:
     """Coerce every field of the dataclass instance ``obj`` to its type, in place (frozen too)."""
     for f in fields(obj):
         object.__setattr__(obj, f.name, coerce(f.name, kind_of(f.name, f.type), getattr(obj, f.name)))
+
+
+@dataclass(frozen=True)
+class _Coerced:
+    """Options whose fields are coerced to their types on creation."""
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +150,7 @@ def at_most(obj: Any, *names: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(_Coerced):
     """``cryptolstm train``: where the run's values come from; each `RunConfig` field is an override."""
 
     experiment: str = option(DEFAULT_EXPERIMENT, "Experiment file (YAML) with the run's values; options override it.")
@@ -162,12 +158,9 @@ class TrainOptions:
     register: bool = option(False, "Register the run and make it champion when it is comparable with the "
                                    "champion (validated on the same days); else say why.")
 
-    def __post_init__(self) -> None:
-        coerce_fields(self)
-
 
 @dataclass(frozen=True)
-class SearchOptions:
+class SearchOptions(_Coerced):
     """``cryptolstm search``: how to search (what the model is comes from the space file)."""
 
     coin: str | None = option(None, "Coin: BTC or ETH (default: the space's base config).")
@@ -199,7 +192,7 @@ class SearchOptions:
     follower: bool = option(False, "Join as a worker that never finishes the study (set by --n-workers).")
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        super().__post_init__()
         _at_least(self, 1, "n_trials", "max_epochs", "n_workers", "heartbeat")
         at_most(self, "n_trials", "n_workers")
         if self.timeout is not None and self.timeout <= 0:
@@ -228,7 +221,7 @@ class SearchOptions:
 
 
 @dataclass(frozen=True)
-class BacktestOptions:
+class BacktestOptions(_Coerced):
     """``cryptolstm backtest``: which config, and how to walk forward."""
 
     config: str = option(DEFAULT_EXPERIMENT, "Experiment file, run id, runs:/ID or models:/NAME@ALIAS to test.")
@@ -255,7 +248,7 @@ class BacktestOptions:
     sealed_from: str | None = option(None, SEALED_FROM + " Folds end the day before it.")
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        super().__post_init__()
         _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs",
                     "warm_patience")
         at_most(self, "seeds", "workers")
@@ -272,7 +265,7 @@ class BacktestOptions:
 
 
 @dataclass(frozen=True)
-class RegisterOptions:
+class RegisterOptions(_Coerced):
     """``cryptolstm register``: which run to register."""
 
     coin: str = option("BTC", "Coin: BTC or ETH.")
@@ -283,37 +276,30 @@ class RegisterOptions:
     sealed_from: str | None = option(None, "First sealed day (YYYY-MM-DD): refuse a run whose data reached it, and "
                                            "record the seal on the version.")
 
-    def __post_init__(self) -> None:
-        coerce_fields(self)
-
 
 @dataclass(frozen=True)
-class PredictOptions:
+class PredictOptions(_Coerced):
     """``cryptolstm predict``: which model, on which data."""
 
     coin: str = option("BTC", "Coin: BTC or ETH.")
     model_uri: str | None = option(None, "Model to use (default models:/cryptolstm-<coin>@champion).")
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
 
-    def __post_init__(self) -> None:
-        coerce_fields(self)
-
 
 MODEL_URIS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
 
 
 @dataclass(frozen=True)
-class ServeOptions:
+class ServeOptions(_Coerced):
     """``cryptolstm serve``: which model, where to listen."""
 
     coin: str = option("BTC", "Coin whose champion to serve: BTC or ETH.")
-    model_uri: str | None = option(None, "Model to serve instead (models:/NAME@ALIAS, models:/NAME/VERSION or "
-                                         "runs:/RUN_ID/model).")
+    model_uri: str | None = option(None, f"Model to serve instead ({MODEL_URIS}).")
     host: str = option("127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
     port: int = option(5001, "Port to listen on.")
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        super().__post_init__()
         if self.model_uri is not None:
             _check_model_uri(self.model_uri)
         if not 1 <= self.port <= 65535:
@@ -326,7 +312,7 @@ def _check_model_uri(uri: str) -> None:
 
 
 @dataclass(frozen=True)
-class ModelOptions:
+class ModelOptions(_Coerced):
     """What ``evaluate`` and ``refit`` share: the model they work on and the price directory."""
 
     model: str | None = option(None, f"The model: {MODEL_URIS} (default: --coin's champion).")
@@ -334,7 +320,7 @@ class ModelOptions:
     data_dir: str | None = option(None, "Price directory (env CRYPTOLSTM_DATA_DIR, else data/).")
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        super().__post_init__()
         if self.model is not None:
             _check_model_uri(self.model)
 
@@ -374,7 +360,7 @@ class RefitOptions(ModelOptions):
 
 
 @dataclass(frozen=True)
-class ReportOptions:
+class ReportOptions(_Coerced):
     """``cryptolstm report``: which experiment, written where."""
 
     experiment: str = option("cryptolstm-btc", "MLflow experiment name.")
@@ -383,20 +369,17 @@ class ReportOptions:
     html: str | None = option(None, "Also write a self-contained HTML results page here (figures embedded).")
 
     def __post_init__(self) -> None:
-        coerce_fields(self)
+        super().__post_init__()
         _at_least(self, 1, "top")
 
 
 @dataclass(frozen=True)
-class FetchOptions:
+class FetchOptions(_Coerced):
     """``cryptolstm fetch``: which coins, into which snapshot store."""
 
     coins: str = option("BTC,ETH", "Comma-separated coins to fetch.")
     data_dir: str | None = option(None, "Snapshot store (env CRYPTOLSTM_DATA_DIR, else data/).")
     full: bool = option(False, "Fetch the whole history into a fresh snapshot.")
-
-    def __post_init__(self) -> None:
-        coerce_fields(self)
 
     @property
     def coin_list(self) -> tuple[str, ...]:

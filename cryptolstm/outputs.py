@@ -1,7 +1,5 @@
-"""What a training run records, made in the core so that the tracking layer only writes it: the
-metrics, the tags that say which days each split holds, the description, the figures and the
-packaged model (`cryptolstm.packaging`).
-"""
+"""What a training run records (metrics, split tags, description, figures, packaged model), made in the
+core so that the tracking layer only writes it."""
 
 from __future__ import annotations
 
@@ -23,9 +21,7 @@ from cryptolstm.train import MODEL, TrainResult
 
 @dataclass
 class RunRecord:
-    """A run as it is recorded (a trained run's, a backtest's): ``metrics``, ``tags`` (split days,
-    description, name), ``figures`` and ``texts`` (artifact path -> figure or text), ``params`` and a
-    trained run's packaged model."""
+    """A run as it is recorded (trained or backtest); ``figures`` and ``texts``: artifact path -> figure or text."""
 
     metrics: dict[str, float]
     tags: dict[str, str]
@@ -41,16 +37,13 @@ def split_tags(result: TrainResult) -> dict[str, str]:
     tags = {}
     for split in result.forecasts.period_names:
         rows = table[(table["forecaster"] == MODEL) & (table["period"] == split)]
-        first, last = rows["date"].min(), rows["date"].max()
-        tags |= {f"split.{split}.first": str(first.date()) if hasattr(first, "date") else str(first)[:10],
-                 f"split.{split}.last": str(last.date()) if hasattr(last, "date") else str(last)[:10],
-                 f"split.{split}.n": str(rows["origin"].nunique())}
+        tags |= {f"split.{split}.first": str(rows["date"].min())[:10],
+                 f"split.{split}.last": str(rows["date"].max())[:10], f"split.{split}.n": str(rows["origin"].nunique())}
     return tags
 
 
 def _interval_figures(result: TrainResult) -> dict[str, Figure]:
-    """Under a distribution head: a fan chart of the last split's days and the reliability of the
-    model's intervals beside the interval baselines on the same days, per split they forecast."""
+    """A distribution head's fan chart of the last split and per split its intervals' reliability beside baselines'."""
     cfg, made = result.config, result.forecasts
     splits = [s for s in made.period_names if any(result.scores.has(s, b) for b in INTERVAL_BASELINES)]
     figures = {}
@@ -67,8 +60,7 @@ def _interval_figures(result: TrainResult) -> dict[str, Figure]:
 
 
 def _horizon_figures(result: TrainResult, market: Market) -> dict[str, Figure]:
-    """For a forecast of several days: the MAE ratio to persistence by horizon on each evaluated
-    split, and forecast paths from a few origins of the last one."""
+    """Several days ahead: the MAE ratio to persistence by horizon per split, paths from the last one."""
     cfg = result.config
     if cfg.horizon < 2:
         return {}
@@ -84,8 +76,7 @@ def _horizon_figures(result: TrainResult, market: Market) -> dict[str, Figure]:
 
 
 def figures(result: TrainResult, market: Market) -> dict[str, Figure]:
-    """Price/volume history, learning curves, forecast vs actual on the evaluation days, and the
-    figures of the intervals and the horizons where the run has them."""
+    """Price/volume, learning curves, forecast vs actual per evaluated split, and any interval and horizon figures."""
     cfg = result.config
     out = {f"plots/{cfg.coin.lower()}_price_volume.png": plots.price_volume(market.frame, cfg.coin),
            "plots/learning_curves.png": plots.learning_curves(result.history, result.best_epoch)}
@@ -97,8 +88,7 @@ def figures(result: TrainResult, market: Market) -> dict[str, Figure]:
 
 
 def record(result: TrainResult, market: Market, folder: str | Path, name: str | None = None) -> RunRecord:
-    """Everything a trained run records, its model packaged into ``folder``; ``name``: the run's name
-    so far (the result goes before it)."""
+    """Everything a trained run records, its model packaged into ``folder``; ``name``: its name so far."""
     metrics = {**result.metrics, "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run}
     tags = split_tags(result) | {NOTE: result_text(result.metrics),
                                  "mlflow.runName": result_name(result.config, result.metrics, name)}

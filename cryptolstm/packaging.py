@@ -1,11 +1,6 @@
-"""A trained model packaged for the registry's pyfunc (`cryptolstm.pyfunc`): the files it is
-made of, checked, and the packages it needs. No MLflow here: the tracking layer logs the package.
-
-A package is a folder of artifacts: each network exported to ONNX (checked against Keras on
-validation windows; the .keras file instead where the export fails), the run config, what the
-features fitted on training days, the intervals' calibration, and ``training.json`` (the days the
-model trained and validated on, and the data it read), so that a loaded model knows what is new to it.
-"""
+"""A trained model packaged for the registry's pyfunc (`cryptolstm.pyfunc`): its artifacts (each network
+in ONNX, checked against Keras, the config, features' state, calibration, ``training.json``) and the
+packages it needs. No MLflow here: the tracking layer logs the package."""
 
 from __future__ import annotations
 
@@ -35,18 +30,10 @@ PYFUNC_PACKAGES = ("onnxruntime", "mlflow", "pandas", "numpy", "pyyaml")  # what
 KERAS_PACKAGES = ("keras", "tensorflow-cpu", "tensorflow")  # and without its ONNX artifact
 
 
-def network_artifact(kind: str, member: int) -> str:
-    """The artifact name of ensemble member ``member``'s network of ``kind`` (``onnx_model``,
-    ``keras_model``): the first member's has no number (a single model's, as before ensembles)."""
-    return kind if member == 0 else f"{kind}_{member}"
-
-
 def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
-    """Save the Keras ``model`` as an ONNX file at ``path`` (Keras' exporter, tf2onnx underneath)
-    and check that ONNX Runtime's outputs on the (n, w, f) ``windows`` equal Keras' within
-    ``ONNX_TOLERANCE``. Returns None when it is saved and equal, else why not (the file is then
-    removed: the model is used through Keras). A disk that refuses the file (full, or over a size
-    limit) raises its OSError: a Keras file would not fit either."""
+    """Save the Keras ``model`` as ONNX at ``path`` and check ONNX Runtime's outputs on the (n, w, f)
+    ``windows`` against Keras'; None when saved and equal, else why not (the file is removed). A full
+    disk raises its OSError."""
     from cryptolstm.models.network import onnx_network
 
     try:
@@ -70,21 +57,9 @@ def export_onnx(model, path: str, windows: np.ndarray) -> str | None:
     return problem
 
 
-def runtime_requirements(keras: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
-    """Pinned requirements of the packaged model, read from what is installed here (given, not
-    inferred: inference starts a subprocess that loads the model again); Keras and TensorFlow
-    only for a model saved without its ONNX network (``keras``)."""
-    pins = []
-    for name in dict.fromkeys(PYFUNC_PACKAGES + (KERAS_PACKAGES if keras else ()) + extra):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-    return pins
-
-
 def training_record(result: TrainResult, market: Market) -> dict:
-    """What ``training.json`` says: each period's first and last day, the data the model was trained
-    with (first and last day, files' sha256) and its prices: every raw column the model reads, day by
-    day (10 significant digits), so that new data can be checked against them on the days they share."""
+    """What ``training.json`` says: each period's first and last day, the data (days, files' sha256) and
+    every raw column the model read, day by day (10 significant digits), to check new data against."""
     periods = {name: {"first": p.first.date().isoformat(), "last": p.last.date().isoformat()}
                for name, p in result.periods.items()}
     cfg = result.config
@@ -108,11 +83,6 @@ class Package:
     problems: list[str] = field(default_factory=list)
 
 
-def _keras_models(result: TrainResult) -> list:
-    """The trained Keras model of each ensemble member (one for a single model)."""
-    return [m.model for m in result.forecaster.members]
-
-
 def _write(folder: Path, name: str, values) -> str:
     path = folder / name
     path.write_text(json.dumps(values))
@@ -120,7 +90,9 @@ def _write(folder: Path, name: str, values) -> str:
 
 
 def package(result: TrainResult, market: Market, folder: str | Path) -> Package:
-    """Write the model of ``result`` into ``folder`` as the pyfunc's artifacts (module docstring)."""
+    """Write the model of ``result`` into ``folder`` as the pyfunc's artifacts."""
+    from cryptolstm.models.base import History
+
     cfg, net = result.config, result.forecaster
     made = Package(Path(folder))
     made.artifacts["config"] = _write(made.folder, "config.json", cfg.to_dict())
@@ -129,25 +101,22 @@ def package(result: TrainResult, market: Market, folder: str | Path) -> Package:
         made.artifacts["calibration"] = _write(made.folder, "calibration.json", net.calibration.to_dict())
     if net.state:  # what the features fitted on training days
         made.artifacts["features"] = _write(made.folder, "features.json", net.state)
-    windows = net.windows(result.splits.val.take(slice(0, 64)), _history(result, market))
-    for k, model in enumerate(_keras_models(result)):
+    windows = net.windows(result.splits.val.take(slice(0, 64)), History(market.frame, cfg.coin))
+    for k, member in enumerate(net.members):
+        suffix = f"_{k}" if k else ""  # the first member's artifacts have no number (a single model's)
         onnx = str(made.folder / f"lstm-{k}.onnx")
-        problem = export_onnx(model, onnx, windows)
+        problem = export_onnx(member.model, onnx, windows)
         if problem is None:
-            made.artifacts[network_artifact("onnx_model", k)] = onnx
+            made.artifacts[f"onnx_model{suffix}"] = onnx
             continue
         log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
         made.problems.append(problem)
-        keras_path = made.folder / f"lstm-{k}.keras"
-        model.save(keras_path)
-        made.artifacts[network_artifact("keras_model", k)] = str(keras_path)
+        member.model.save(made.folder / f"lstm-{k}.keras")
+        made.artifacts[f"keras_model{suffix}"] = str(made.folder / f"lstm-{k}.keras")
     extra = cfg.head_spec.packages + tuple(p for name in cfg.feature_names for p in features.FEATURES[name].packages)
-    made.requirements = runtime_requirements(keras=bool(made.problems), extra=extra)
+    # pinned to what is installed here, not inferred (MLflow's inference would load the model again in a subprocess)
+    for name in dict.fromkeys(PYFUNC_PACKAGES + (KERAS_PACKAGES if made.problems else ()) + extra):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            made.requirements.append(f"{name}=={importlib.metadata.version(name)}")
     made.example = input_rows(market.frame.tail(min_rows(cfg)), cfg)
     return made
-
-
-def _history(result: TrainResult, market: Market):
-    from cryptolstm.models.base import History
-
-    return History(market.frame, result.config.coin)

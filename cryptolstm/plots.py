@@ -19,14 +19,18 @@ def _date_axis(ax) -> None:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
+def _figure(size: tuple[float, float], *grid, **options):
+    """A new figure (constrained layout, never shown) and its axes, ``fig.subplots(*grid, **options)``."""
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(*grid, **options)
+
+
 def price_volume(frame: pd.DataFrame, coin: str) -> Figure:
     """Daily close (USD, log scale) above daily volume (USD bn) for ``coin``."""
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (top, bottom) = _figure((10, 6), 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(frame.index, closes(frame, coin), lw=1)
-    top.set_yscale("log")
-    top.set_ylabel("close (USD)")
-    top.set_title(f"{coin} daily close and volume, {frame.index[0]:%Y-%m-%d} to {frame.index[-1]:%Y-%m-%d}")
+    top.set(yscale="log", ylabel="close (USD)",
+            title=f"{coin} daily close and volume, {frame.index[0]:%Y-%m-%d} to {frame.index[-1]:%Y-%m-%d}")
     bottom.bar(frame.index, raw(frame, coin, "volume") / 1e9, width=1.0)
     bottom.set_ylabel("volume (USD bn)")
     _date_axis(bottom)
@@ -39,8 +43,7 @@ def headless() -> None:
 
 
 def figure_of(axes) -> Figure:
-    """The `Figure` that owns ``axes`` (or an array of them) drawn through another library's pyplot,
-    let go by pyplot so that it does not stay in memory."""
+    """The `Figure` owning ``axes`` (or an array of them) drawn through pyplot, let go by pyplot (memory)."""
     import matplotlib.pyplot as plt  # the caller drew through pyplot (see `headless`)
 
     fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
@@ -52,10 +55,9 @@ FEW_TRIALS = 20  # below this, parameter importances are noise: their figure say
 
 
 def study_history(ax, values) -> None:
-    """An Optuna optimisation history made readable: whole trial numbers on the x axis, and a y range
-    that ends at the highest value below Tukey's far-out fence (the upper quartile plus 3 times the
-    interquartile range), so one bad trial does not squash the rest; the trials above it are drawn
-    as triangles on the top edge, with their count said. ``values``: the trials' values by number."""
+    """An Optuna optimisation history made readable: whole trial numbers, and a y range ending below Tukey's
+    far-out fence (Q3 + 3 IQR) so one bad trial does not squash the rest, the trials above it as triangles
+    on the top edge. ``values``: the trials' values by number."""
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -82,9 +84,8 @@ def study_importances(ax, trials: int) -> None:
 
 
 def study_parallel(ax, objective: str) -> None:
-    """Parallel coordinates whose axis labels neither overlap nor run off the figure: the figure 1.2
-    inches wide per axis (at least 6.4), the labels small and on two staggered rows, the objective
-    named in full in the title."""
+    """Parallel coordinates whose labels neither overlap nor run off the figure (1.2 inches per axis, small
+    labels on two staggered rows), the objective named in full in the title."""
     count = len(ax.get_xticklabels())
     ax.figure.set_size_inches(max(6.4, 1.2 * count), 4.8)
     for each in ax.figure.axes:  # Optuna draws one axis per parameter, each with the same labels
@@ -96,8 +97,7 @@ def study_parallel(ax, objective: str) -> None:
 
 
 def plain(fig: Figure) -> Figure:
-    """``fig`` (drawn by another library in its own style, Optuna's ggplot grey) on white, its labels
-    inside the image."""
+    """``fig`` (drawn by another library in its own style, Optuna's ggplot grey) on white, labels inside."""
     fig.patch.set_facecolor("white")
     for ax in fig.axes:
         ax.set_facecolor("white")
@@ -111,10 +111,8 @@ def plain(fig: Figure) -> Figure:
 
 
 def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 90) -> Figure:
-    """Where the model differs from persistence on ``split``'s target days (horizon 1, USD):
-    the last ``last_days`` days of actual, model and persistence closes; the forecast against
-    the actual move from the last close (persistence forecasts no move); and the cumulative
-    difference of absolute errors, model minus persistence (falling: the model is ahead)."""
+    """The model beside persistence on ``split``'s days (horizon 1, USD): the last ``last_days`` closes, the
+    forecast against the actual move, and the cumulative |error| difference (falling: the model is ahead)."""
     fig = Figure(figsize=(12, 8), layout="constrained")
     grid = fig.add_gridspec(2, 2)
     top, left, right = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
@@ -124,8 +122,7 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     top.plot(dates[recent], actual[recent], label="actual", lw=1.5, color="black", marker=".", ms=3)
     top.plot(dates[recent], model[recent], label="LSTM", lw=1, color="C0")
     top.plot(dates[recent], last[recent], label="persistence (yesterday's close)", lw=1, ls="--", color="C2")
-    top.set_ylabel("close (USD)")
-    top.set_title(f"{coin}, last {len(dates[recent])} of {len(dates)} {split} days")
+    top.set(ylabel="close (USD)", title=f"{coin}, last {len(dates[recent])} of {len(dates)} {split} days")
     top.legend()
     _date_axis(top)
     moved, said = 100 * (actual / last - 1), 100 * (model / last - 1)
@@ -136,9 +133,8 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     left.scatter(moved, said, s=6, alpha=0.5, color="C0", label="forecast (median)")
     left.axhline(0, color="C2", ls="--", lw=1, label="persistence: no move")
     left.axline((0, 0), slope=1, color="grey", ls=":", lw=1, label="perfect forecast")
-    left.set_xlabel("actual move from the last close (%)")
-    left.set_ylabel("forecast move (%)")
-    left.set_title("forecast against actual move")
+    left.set(xlabel="actual move from the last close (%)", ylabel="forecast move (%)",
+             title="forecast against actual move")
     left.legend(fontsize=8)
     gap = np.cumsum(np.abs(model - actual) - np.abs(last - actual))
     right.plot(dates, gap, color="C0")
@@ -153,25 +149,22 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
 
 
 def learning_curves(history: dict[str, list[float]], best_epoch: int | None = None) -> Figure:
-    """Training and validation loss per epoch, with the restored epoch marked; a log scale when
-    every loss is positive (a Gaussian head's negative log-likelihood is not), whole-epoch ticks."""
+    """Training and validation loss per epoch, the restored epoch marked; a log scale when every loss is
+    positive (a Gaussian head's negative log-likelihood is not)."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure((8, 4.5))
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="train", marker="." if len(epochs) < 30 else None)
     if "val_loss" in history:
         ax.plot(epochs, history["val_loss"], label="validation", marker="." if len(epochs) < 30 else None)
     if best_epoch is not None:
         ax.axvline(best_epoch + 1, color="grey", ls=":", label=f"kept: epoch {best_epoch + 1}")
-    ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("loss")
-    losses = np.concatenate([history["loss"], history.get("val_loss", [])])
-    if np.all(losses > 0):
+    ax.set(xlabel="epoch", ylabel="loss",
+           title=f"Learning curves ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
+    if np.all(np.concatenate([history["loss"], history.get("val_loss", [])]) > 0):
         ax.set_yscale("log")
-    ax.set_title(f"Learning curves ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
     ax.legend()
     return fig
 
@@ -181,10 +174,7 @@ def learning_curves(history: dict[str, list[float]], best_epoch: int | None = No
 
 def fold_forecasts(dates: np.ndarray, actual: np.ndarray, forecasts: dict[str, np.ndarray], title: str, ax=None) -> Figure | None:
     """Actual close and each named USD forecast over a fold's test days (one axis)."""
-    fig = None
-    if ax is None:
-        fig = Figure(figsize=(12, 5), layout="constrained")
-        ax = fig.subplots()
+    fig, ax = _figure((12, 5)) if ax is None else (None, ax)
     dates = pd.to_datetime(dates)
     ax.plot(dates, actual, label="actual", lw=1.5, color="black")
     for name, values in forecasts.items():
@@ -201,8 +191,8 @@ def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, 
     """A grid of `fold_forecasts` panels, one per ``(label, dates, actual, forecasts)`` fold."""
     cols = min(4, len(folds))
     rows = int(np.ceil(len(folds) / cols))
-    fig = Figure(figsize=(4 * cols, 2.8 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _figure((4 * cols, 2.8 * rows), rows, cols, squeeze=False)
+    axes = axes.ravel()
     for ax, (label, dates, actual, forecasts) in zip(axes, folds):
         fold_forecasts(dates, actual, forecasts, label, ax)
     for ax in axes[len(folds):]:
@@ -215,28 +205,22 @@ def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, 
 
 def error_distribution(errors: dict[str, np.ndarray], units: str) -> Figure:
     """Histograms (step outlines) of each forecaster's errors ``forecast - actual``."""
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure((9, 5))
     every = np.concatenate(list(errors.values()))
     low, high = np.nanpercentile(every, [0.5, 99.5])
     bins = np.linspace(low, high, 60)
     for name, values in errors.items():
         ax.hist(np.clip(values, low, high), bins=bins, histtype="step", lw=1.2, label=name, density=True)
-    ax.set_xlabel(f"forecast - actual ({units}); tails clipped at the 0.5/99.5 percentiles")
-    ax.set_ylabel("density")
-    ax.set_title("Error distribution over all test days")
+    ax.set(xlabel=f"forecast - actual ({units}); tails clipped at the 0.5/99.5 percentiles", ylabel="density",
+           title="Error distribution over all test days")
     ax.legend()
     return fig
 
 
 def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray]) -> Figure:
-    """MAE ratio to persistence per fold: each seed as a dot, the seeds' mean with min-max bars,
-    the baselines as lines; below 1 beats persistence.
-
-    ``seed_ratios``: (folds, seeds); ``baseline_ratios``: name -> (folds,).
-    """
-    fig = Figure(figsize=(max(8, 0.55 * len(labels)), 5), layout="constrained")
-    ax = fig.subplots()
+    """MAE ratio to persistence per fold: each seed a dot, the seeds' mean with min-max bars, the baselines
+    as lines. ``seed_ratios``: (folds, seeds); ``baseline_ratios``: name -> (folds,)."""
+    fig, ax = _figure((max(8, 0.55 * len(labels)), 5))
     x = np.arange(len(labels))
     mean = seed_ratios.mean(axis=1)
     ax.errorbar(x, mean, yerr=[mean - seed_ratios.min(axis=1), seed_ratios.max(axis=1) - mean],
@@ -248,8 +232,8 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
     ax.axhline(1.0, color="black", lw=0.8, ls=":")
     _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("MAE ratio to persistence (USD errors)")
-    ax.set_title("MAE ratio to persistence per fold (below 1 beats persistence)")
+    ax.set(ylabel="MAE ratio to persistence (USD errors)",
+           title="MAE ratio to persistence per fold (below 1 beats persistence)")
     ax.legend(fontsize=8)
     return fig
 
@@ -263,12 +247,10 @@ def _around_one(ax, values: np.ndarray) -> None:
 
 
 def fan_chart(forecast: Forecast, actual: np.ndarray, coin: str, split: str, last_days: int = 120) -> Figure:
-    """The last ``last_days`` days of ``split``: actual close, the forecast and its 80 % and 95 %
-    intervals as shaded bands (USD), with the share of days each band covered in the legend."""
+    """The last ``last_days`` days of ``split`` (USD): actual close, forecast, 80 % and 95 % bands and coverage."""
     keep = slice(max(0, len(forecast) - last_days), len(forecast))
     dates = pd.to_datetime(forecast.dates)[keep]
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure((12, 5))
     for coverage, shade in zip(sorted(INTERVALS, reverse=True), ("#c6dbef", "#6baed6"), strict=True):
         lower, upper = forecast.bounds(coverage)
         hit = np.mean((actual >= lower) & (actual <= upper))
@@ -276,55 +258,42 @@ def fan_chart(forecast: Forecast, actual: np.ndarray, coin: str, split: str, las
                         label=f"{coverage} % interval (covered {hit:.0%} of {len(forecast)} days)")
     ax.plot(dates, forecast.close()[keep], color="#08306b", lw=1, label="forecast")
     ax.plot(dates, actual[keep], color="black", lw=1.2, marker=".", ms=3, label="actual")
-    ax.set_ylabel("close (USD)")
-    ax.set_title(f"{coin} next-day forecast with intervals, last {len(dates)} {split} days")
+    ax.set(ylabel="close (USD)", title=f"{coin} next-day forecast with intervals, last {len(dates)} {split} days")
     ax.legend(loc="upper left")
     _date_axis(ax)
     return fig
 
 
 def reliability(observed: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
-    """Observed against nominal coverage of central intervals, one line per forecaster
-    (``name -> (nominal, observed)`` shares); on the diagonal is calibrated, below it too narrow."""
-    fig = Figure(figsize=(6, 6), layout="constrained")
-    ax = fig.subplots()
+    """Observed against nominal coverage of central intervals per forecaster (``name -> (nominal, observed)``)."""
+    fig, ax = _figure((6, 6))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="calibrated")
     for name, (nominal, seen) in observed.items():
         ax.plot(nominal, seen, marker="o", ms=3, lw=1.2, label=name)
-    ax.set_xlabel("nominal coverage of the central interval")
-    ax.set_ylabel("observed coverage")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
+    ax.set(xlabel="nominal coverage of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
+           title=title)
     ax.legend(loc="upper left")
     return fig
 
 
 def coverage_per_fold(labels: list[str], coverage: dict[str, np.ndarray], nominal: int) -> Figure:
     """Coverage of the ``nominal`` % interval per fold, one line per forecaster, the nominal level dashed."""
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure((10, 4))
     x = np.arange(len(labels))
     for name, values in coverage.items():
         ax.plot(x, values, marker="o", lw=1.2, label=name)
     ax.axhline(nominal / 100, color="grey", ls="--", lw=1, label=f"nominal {nominal} %")
     ax.set_xticks(x, labels, rotation=45, ha="right")
-    ax.set_ylabel(f"coverage of the {nominal} % interval")
-    ax.set_title(f"{nominal} % interval coverage per fold (test days)")
+    ax.set(ylabel=f"coverage of the {nominal} % interval", title=f"{nominal} % interval coverage per fold (test days)")
     ax.legend()
     return fig
 
 
 def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray],
                      title: str, label: str = "LSTM") -> Figure:
-    """MAE ratio to persistence against the horizon (days ahead): the LSTM's seeds' mean with
-    their min-max as a band, each baseline as a line; below 1 beats persistence.
-
-    ``seed_ratios``: (seeds, H); ``baseline_ratios``: name -> (H,) (other lines: baselines, or
-    the same model on other days); ``label``: the model's line.
-    """
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
+    """MAE ratio to persistence by horizon: the seeds' mean with their min-max band, other lines (baselines,
+    or the model on other days). ``seed_ratios``: (seeds, H); ``baseline_ratios``: name -> (H,)."""
+    fig, ax = _figure((8, 5))
     seed_ratios = np.atleast_2d(seed_ratios)
     ax.plot(horizons, seed_ratios.mean(axis=0), marker="o", color="C0",
             label=f"{label} (mean of {len(seed_ratios)} seeds)" if len(seed_ratios) > 1 else label)
@@ -335,46 +304,37 @@ def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_rat
         ax.plot(horizons, values, marker=".", lw=1, color=f"C{i}", label=name)
     ax.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence")
     _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
-    ax.set_xticks(horizons)
-    ax.set_xlabel("horizon (days ahead)")
-    ax.set_ylabel("MAE ratio to persistence (USD errors)")
-    ax.set_title(f"MAE ratio to persistence by horizon: {title}")
+    ax.set(xticks=horizons, xlabel="horizon (days ahead)", ylabel="MAE ratio to persistence (USD errors)",
+           title=f"MAE ratio to persistence by horizon: {title}")
     ax.legend(fontsize=8)
     return fig
 
 
 def forecast_paths(forecast: Forecast, history: pd.Series, coin: str, split: str, origins: int = 6) -> Figure:
-    """The forecasts of the H days after the last ``origins`` origins of ``split``, H days apart (so
-    the paths follow one another), each drawn from its last close over the actual closes (USD),
-    persistence as a flat dotted line; the axis spans those days only."""
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax = fig.subplots()
+    """H-day forecast paths (USD) from the last ``origins`` origins of ``split``, H days apart, beside persistence."""
+    fig, ax = _figure((12, 5))
     starts = pd.to_datetime(forecast.dates)
     picks = np.unique(np.clip(len(forecast) - 1 - forecast.horizon * np.arange(origins)[::-1], 0, None))
     first, last = starts[picks[0]] - pd.Timedelta(days=7), starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)
     span = history.loc[first:last]
     ax.plot(span.index, span.to_numpy(), color="black", lw=1.2, label="actual")
     for n, i in enumerate(picks):
-        origin = starts[i] - pd.Timedelta(days=1)
-        days = pd.date_range(origin, periods=forecast.horizon + 1)
+        days = pd.date_range(starts[i] - pd.Timedelta(days=1), periods=forecast.horizon + 1)
         path = np.concatenate([[forecast.last_close[i]], [forecast.close(h)[i] for h in range(1, forecast.horizon + 1)]])
         ax.plot(days, path, color="C1", lw=1.2, marker=".", label="LSTM path" if n == 0 else None)
         ax.plot(days, np.full(len(days), forecast.last_close[i]), color="C2", lw=0.8, ls=":",
                 label="persistence" if n == 0 else None)
-    ax.set_ylabel("close (USD)")
-    ax.set_title(f"{coin} forecasts of {forecast.horizon} days from {len(picks)} origins of the {split} days")
+    ax.set(ylabel="close (USD)",
+           title=f"{coin} forecasts of {forecast.horizon} days from {len(picks)} origins of the {split} days")
     ax.legend()
     _date_axis(ax)
     return fig
 
 
 def live_gap(days: pd.DataFrame, coin: str, label: str, window: int = 30) -> Figure:
-    """Where a model wins and loses against persistence on new days (``days``: `evaluate.daily_table`):
-    the cumulative difference of absolute errors, model minus persistence (USD; falling where
-    the model is closer), shaded by sign, above the ``window``-day rolling MAE ratio to
-    persistence (below 1: the model was better over those days)."""
-    fig = Figure(figsize=(12, 7), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    """A model against persistence on new days (``days``: `evaluate.daily_table`): the cumulative |error|
+    difference (USD, shaded by sign) above the ``window``-day rolling MAE ratio to persistence."""
+    fig, (top, bottom) = _figure((12, 7), 2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     dates, gap = pd.to_datetime(days["date"]), days["cumulative_gap"].to_numpy(float)
     top.plot(dates, gap, color="C0", lw=1.2)
     top.fill_between(dates, 0, gap, where=gap <= 0, color="C2", alpha=0.25, label="model ahead of persistence")

@@ -16,18 +16,16 @@ def process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's
+        pass
     return True
 
 
 @contextlib.contextmanager
 def interrupt_after() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside the block until the block is over, then raise it (in the main
-    thread; elsewhere Python delivers no signal anyway). For work an interrupt must not cut in half: a
-    store write between epochs (its transaction left open under the clean-up that ends the runs KILLED)
-    or the import of a C extension (which turns it into an ImportError or dies by the signal). A
-    process started with Ctrl-C ignored (a background job, ``nohup``) goes on ignoring it."""
+    """Hold a Ctrl-C that arrives inside the block (main thread only) until it is over, then raise it: for
+    work an interrupt must not cut in half (a store write, a C extension's import). An ignored Ctrl-C
+    (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return

@@ -1,10 +1,5 @@
 """Progress bars of the terminal (tqdm), as hooks the cores call: a fit's epochs, a search's trials.
-
-An `EpochBar` is an ``on_epoch`` hook of a fit (`cryptolstm.models.lstm`): Keras tells it the
-epochs it will run when the fit starts (``start``) and it closes when the fit ends (``end``), saying
-so when early stopping ended the fit before its last epoch, so a bar never stays at 16/53. Without
-progress (``--quiet``), every hook does nothing.
-"""
+Without progress (``--quiet``), every hook does nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +7,7 @@ from tqdm import tqdm
 
 
 class EpochBar:
-    """A bar of each fit's epochs, named ``desc`` (a new bar per fit: an ensemble's members, a search's
-    trials); ``position`` 1 draws it under another bar (a search's trials)."""
+    """A fit's ``on_epoch`` hook: a new bar per fit named ``desc``; ``position`` 1 draws it under another bar."""
 
     def __init__(self, desc: str, enabled: bool = True, position: int = 0, leave: bool = True) -> None:
         self.desc, self.enabled, self.position, self.leave = desc, enabled, position, leave
@@ -32,7 +26,7 @@ class EpochBar:
                 self.bar.set_postfix_str(f"val_loss {logs['val_loss']:.4g}")
 
     def end(self) -> None:
-        """Close the bar; one that stopped before its total says early stopping ended it there."""
+        """Close the bar; one stopped before its total says early stopping ended it (never left at 16/53)."""
         if self.bar is None:
             return
         if self.bar.total and self.bar.n < self.bar.total:

@@ -1,13 +1,7 @@
-"""The two protocols as objects: everything that differs between them is declared here, once.
+"""The two protocols as objects, declared here once (no other module branches on a name: ``cfg.rules``).
 
-``seed`` reproduces the 2018 notebook: an 80/20 positional cut of the days, the
-second block used as validation (and, in the notebook, as the test set), a target
-relative to the window's *first* close, a fixed number of epochs, metrics in the
-notebook's normalised units. ``honest`` cuts target days into train / val / test,
-predicts the next day's return relative to the window's *last* close, stops early
-on validation loss, and reports in USD. No other module branches on a protocol's
-name: they ask the `Protocol` of a config (``cfg.rules``).
-"""
+``seed`` reproduces the 2018 notebook (80/20 positional blocks, target relative to the window's first
+close, fixed epochs); ``honest`` cuts train / val / test, relative to the last close, stops early, in USD."""
 
 from __future__ import annotations
 
@@ -25,23 +19,17 @@ from cryptolstm.splits import Period, honest_periods, seed_periods
 class Protocol:
     """What a protocol decides.
 
-    ``cut(days, train_frac, val_frac)``: its periods (train, val and maybe test) over the days of
-    the data; ``reference``: which close of an input window the target return is relative to
-    (``"first"`` or ``"last"``); ``early_stopping``: stop on validation loss and restore the best
-    weights, else train every epoch; ``units``: the primary units of its metrics (``"usd"`` or
-    ``"return"``); ``has_test``: whether a test split exists (read once, after training).
-    """
+    ``periods(days, train_frac, val_frac)``: its train, val and maybe test periods; ``reference``: the
+    window's close the target return is relative to (``"first"`` or ``"last"``); ``early_stopping``: stop
+    on validation loss, restoring the best weights; ``units``: its metrics' primary units; ``has_test``:
+    whether a test split exists."""
 
     name: str
-    cut: Callable[[pd.DatetimeIndex, float, float], dict[str, Period]]
+    periods: Callable[[pd.DatetimeIndex, float, float], dict[str, Period]]
     reference: str
     early_stopping: bool
     units: str
     has_test: bool
-
-    def periods(self, days: pd.DatetimeIndex, train_frac: float, val_frac: float) -> dict[str, Period]:
-        """The protocol's periods over ``days``: ``train``, ``val`` and perhaps ``test``."""
-        return self.cut(days, train_frac, val_frac)
 
 
 SEED = Protocol("seed", lambda days, train_frac, val_frac: seed_periods(days, train_frac), reference="first",

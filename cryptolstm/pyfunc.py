@@ -1,21 +1,7 @@
-"""The registered model: raw daily rows in, forecast closes in USD out, as one MLflow pyfunc.
-
-Input: raw daily rows, a frame with ``date`` and the ``{COIN}_{field}`` columns the model's
-features read (`cryptolstm.features.required`: ``BTC_close``, ``BTC_volume``, ``ETH_close``,
-``ETH_volume`` for the default model; extra columns are ignored), at least ``min_rows``
-consecutive days (the window and the features' warm-up). Output: one row per forecast day (the
-``horizon`` days after the last row; one for a next-day model), the forecast close in USD beside
-the last close, and for a model with a distribution head its calibrated 80 % and 95 % intervals
-in USD. With the parameter ``every_day`` (``params={"every_day": True}``), every window of the
-input is forecast in one pass, one row per origin day and horizon, with the origin and, for a
-distribution head, every quantile on the grid in USD (``q0.025``...).
-
-The networks run in ONNX Runtime (artifacts ``onnx_model``, ``onnx_model_1``... for an ensemble),
-so loading a model and forecasting imports neither TensorFlow nor Keras; a network whose export
-failed runs in Keras (``keras_model``). The files are written by
-`cryptolstm.packaging`; the forecasts are made by the same `cryptolstm.models.network.NetworkForecaster`
-that made them in training.
-"""
+"""The registered model as one MLflow pyfunc: raw daily rows (``date`` and the columns its features read,
+at least ``min_rows`` consecutive days) in, forecast closes in USD out (`forecast`). Its networks run in
+ONNX Runtime (Keras only where the export failed), in the `cryptolstm.models.network.NetworkForecaster`
+that made them in training; `cryptolstm.packaging` writes its files."""
 
 from __future__ import annotations
 
@@ -24,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
 import numpy as np
 import pandas as pd
 
@@ -39,15 +25,10 @@ PARAMS = {"every_day": False}  # the pyfunc's parameters and their defaults (its
 
 
 def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per forecast day (H of them, ``horizon`` 1..H): ``date``, ``horizon``, ``coin``,
-    ``forecast_close`` and ``last_close`` in USD, ``forecast_return`` (forecast / last close - 1),
-    and under a distribution head ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` in USD.
-
-    ``every_day``: forecast every window of ``rows``, H rows per origin in origin order, with the
-    ``origin`` (the window's last day) and, under a distribution head, every quantile in USD.
-    ``forecaster``: the trained `cryptolstm.models.network.NetworkForecaster` (its config, features'
-    state and calibration), as in training; ``prices``: the prices it was trained on
-    (`cryptolstm.rows.trained_prices`), which rows on the same days must match."""
+    """One row per forecast day (``horizon`` 1..H): ``date``, ``horizon``, ``coin``, ``forecast_close`` and
+    ``last_close`` in USD, ``forecast_return``, and the 80 % / 95 % bounds in USD under a distribution head.
+    ``every_day``: H rows for every window of ``rows``, with its ``origin`` and every quantile in USD;
+    ``prices``: the prices the model was trained on, which ``rows`` must match on the same days."""
     from cryptolstm.models.base import History
 
     cfg = forecaster.cfg
@@ -65,10 +46,9 @@ def forecast(forecaster, rows: pd.DataFrame, every_day: bool = False, prices: pd
     if every_day:
         out.insert(0, "origin", np.datetime_as_string(first - 1, unit="D"))
     if predicted.has_intervals:
-        for coverage in INTERVALS:
-            bounds = [predicted.bounds(coverage, k) for k in range(1, h + 1)]
-            out[f"lower_{coverage}"] = np.stack([lower for lower, _ in bounds], axis=1).reshape(-1)
-            out[f"upper_{coverage}"] = np.stack([upper for _, upper in bounds], axis=1).reshape(-1)
+        for coverage in INTERVALS:  # (H, 2, n) bounds -> (2, n, H)
+            lower, upper = np.array([predicted.bounds(coverage, k) for k in range(1, h + 1)]).transpose(1, 2, 0)
+            out[f"lower_{coverage}"], out[f"upper_{coverage}"] = lower.reshape(-1), upper.reshape(-1)
         if every_day:
             usd = predicted.reference[:, None, None] * (1.0 + predicted.quantiles)  # (n, H, Q)
             columns = [quantile_column(q) for q in predicted.levels]
@@ -86,16 +66,15 @@ def _json(path: str) -> Any:
 
 
 def load_forecaster(artifacts: dict[str, str]):
-    """The `cryptolstm.models.network.NetworkForecaster` of a model's artifacts (see the module docstring)."""
+    """The `cryptolstm.models.network.NetworkForecaster` of a model's artifacts (`LstmForecaster`'s)."""
     from cryptolstm.models.network import NetworkForecaster
 
     cfg = RunConfig(**_json(artifacts["config"]))
     calibration = Calibration.from_dict(_json(artifacts["calibration"])) if "calibration" in artifacts else None
     state = _json(artifacts["features"]) if "features" in artifacts else {}
-    networks = []
-    for k in range(cfg.ensemble):
-        onnx, keras_file = ("onnx_model", "keras_model") if k == 0 else (f"onnx_model_{k}", f"keras_model_{k}")
-        networks.append(_onnx(artifacts[onnx]) if onnx in artifacts else _keras_network(artifacts[keras_file]))
+    suffixes = ["", *(f"_{k}" for k in range(1, cfg.ensemble))]  # the first member's artifacts have no number
+    networks = [_onnx(artifacts[f"onnx_model{s}"]) if f"onnx_model{s}" in artifacts
+                else _keras_network(artifacts[f"keras_model{s}"]) for s in suffixes]
     return NetworkForecaster(cfg, networks, state, calibration)
 
 
@@ -112,9 +91,8 @@ def _onnx(path: str):
 
 
 class Refusal(MlflowException):
-    """Input the model refuses (HTTP 400 when served), with its sentence alone: MLflow's scoring
-    server writes the whole input frame before an error's message, which would bury the sentence
-    under kilobytes of numbers, so the message cannot be changed once made."""
+    """Input the model refuses (HTTP 400 when served), with its sentence alone: the message cannot be changed
+    (MLflow's scoring server would write the whole input frame before it)."""
 
     def __init__(self, message: str, **kwargs) -> None:
         self._sentence = message
@@ -130,10 +108,8 @@ class Refusal(MlflowException):
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):
-    """The pyfunc: artifacts ``config`` (RunConfig JSON), ``onnx_model`` (a network for ONNX Runtime;
-    ``keras_model``, a .keras file, where the export failed; ``onnx_model_1``... for an ensemble's further members), ``calibration`` (the
-    conformal margins of a distribution head), ``features`` (what the features fitted on training
-    days) and ``training`` (the days it trained and validated on, the data it read)."""
+    """The pyfunc: artifacts ``config``, ``onnx_model`` (``keras_model`` where the export failed;
+    ``onnx_model_1``... for an ensemble), ``calibration``, ``features`` and ``training``."""
 
     def load_context(self, context) -> None:
         self.forecaster = load_forecaster(dict(context.artifacts))
@@ -141,8 +117,6 @@ class LstmForecaster(mlflow.pyfunc.PythonModel):
         self.prices = trained_prices(_json(context.artifacts["training"])["prices"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from mlflow.exceptions import INVALID_PARAMETER_VALUE
-
         every_day = bool((params or {}).get("every_day", False))
         try:
             return forecast(self.forecaster, model_input, every_day, self.prices)

@@ -1,25 +1,13 @@
-"""`cryptolstm refit`: a registered model's configuration retrained on every day up to the latest,
-and the rule that decides whether the refit replaces the champion. No MLflow here: training,
-registration and loading go through a `cryptolstm.registry.ModelStore`.
-
-The refit is a training run like any other (named ``refit-...``, tagged with the model it
-refits), registered as a new version of the same registered model, tagged ``refit.of_*``.
-Under the honest protocol it has no test days: the validation tail keeps the original
-``val_frac`` of the days, the most recent ones, and training takes every day before it
-(``train_frac = 1 - val_frac``); under the seed protocol the fractions stay as they are.
-
-Promotion (`common_evaluation`): the refit becomes champion only if its one-day-ahead MAE is
-not worse than the champion's on the same days: the days of the refit's validation tail
-that the champion never trained or validated on. Neither model fitted its weights on those
-days; the refit chose its early-stopping epoch on them (the one way they favour it), the
-champion forecasts them as a model does after its training. A champion that cannot be scored
-(its files or tags gone) is not compared: the refit is registered without the alias. No other
-days are fair: every earlier day is the refit's training data, and there is no later day yet.
-"""
+"""`cryptolstm refit`: a registered model's configuration retrained on every day up to the latest, registered
+as a new version, and made champion only if not worse on the days of its validation tail the champion never
+saw (`common_evaluation`: every earlier day is the refit's training data, and there is no later day yet).
+No MLflow here: training, registration and loading go through a `cryptolstm.registry.ModelStore`."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,8 +23,8 @@ from cryptolstm.train import TrainResult
 
 
 def refit_config(cfg: RunConfig, data_dir: str, end_date: str | None) -> RunConfig:
-    """``cfg`` on every day of ``data_dir`` up to ``end_date`` (None: the last), with no test split
-    under the honest protocol (see the module docstring)."""
+    """``cfg`` on every day of ``data_dir`` up to ``end_date`` (None: the last), with no test split where its
+    protocol has one: the validation tail keeps its ``val_frac``, training takes every day before it."""
     changes = {"data_dir": data_dir, "end_date": end_date}
     if cfg.rules.has_test:
         changes["train_frac"] = round(1.0 - cfg.val_frac, 10)
@@ -45,8 +33,7 @@ def refit_config(cfg: RunConfig, data_dir: str, end_date: str | None) -> RunConf
 
 @dataclass(frozen=True)
 class Refit:
-    """What `refit` did: the model it refitted, the new run, its result (None when the same refit had
-    been made already: nothing was trained) and registration."""
+    """What `refit` did: the model refitted, the new run, its result (None: made already) and registration."""
 
     info: ModelInfo
     run_id: str
@@ -55,31 +42,20 @@ class Refit:
 
 
 def refit_key(info: ModelInfo, cfg: RunConfig, market: Market, retrain: str) -> str:
-    """What makes two refits the same: the model refitted, the configuration, the data (its files'
-    digests and last day) and how it starts; a refit with the same key adds nothing new."""
-    import hashlib
-    import json
-
+    """What makes two refits the same: the model, the configuration, the data's digests and last day, the start."""
     digests = sorted(f"{coin}:{digest}" for coin, (_, digest) in market.files.items())
     text = json.dumps([info.run_id, cfg.to_dict(), digests, market.last_date, retrain], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def refit_name(cfg: RunConfig) -> str:
-    """The refit run's name: ``refit-`` and the run name the configuration would have."""
-    from cryptolstm.render import run_name
-
-    return f"refit-{run_name(cfg)}"
-
-
 def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = None, force: bool = False,
           fetch_missing: bool = True, on_epoch: Sequence[EpochHook] = (), retrain: str = SCRATCH,
           warm_epochs: int | None = None, sealed_from: str | None = None) -> Refit:
-    """Retrain ``uri``'s configuration on ``data_dir`` up to ``end_date``, register it, and promote it
-    if it is not worse than the champion on the common evaluation (or ``force``). ``retrain``:
-    ``scratch`` (fresh weights) or ``warm`` (the model's own trained weights go on training, at most
-    ``warm_epochs`` epochs, default the config's, early-stopped on the new validation tail).
-    ``sealed_from``: the seal of the refit (default: the model's own, `ModelInfo.sealed_from`)."""
+    """Retrain ``uri``'s configuration on ``data_dir`` up to ``end_date``, register it and promote it by the
+    common evaluation (or ``force``). ``retrain``: ``scratch``, or ``warm`` (from the model's trained weights,
+    at most ``warm_epochs`` epochs); ``sealed_from``: the refit's seal (default: the model's)."""
+    from cryptolstm.render import run_name
+
     info = store.resolve(uri)
     cfg = refit_config(info.config, data_dir, end_date).replace(sealed_from=sealed_from or info.sealed_from)
     if retrain == WARM:
@@ -97,18 +73,7 @@ def refit(store: ModelStore, uri: str, data_dir: str, end_date: str | None = Non
     if done is not None:  # the same refit was made already (a rerun after a crash, or twice): nothing new
         registration = store.register(done[0], cfg.coin, force=True) if force and not done[1].promoted else done[1]
         return Refit(info, done[0], None, registration)
-    _check_new_days(store, info, market, data_dir, end_date)
-    tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
-            "init.from": info.label if retrain == WARM else SCRATCH, "refit.key": key}
-    init = store.network(info) if retrain == WARM else None
-    run_id, result = store.train(cfg, market, refit_name(cfg), tags, on_epoch, init)
-    decide = common_evaluation(store, store.resolve(f"runs:/{run_id}/model"), market)
-    return Refit(info, run_id, result, store.register(run_id, cfg.coin, force, decide, tags))
-
-
-def _check_new_days(store: ModelStore, info: ModelInfo, market: Market, data_dir: str, end_date: str | None) -> None:
-    """One sentence when the data holds no day after those ``info``'s model, or the champion, trained on."""
-    until = f"{data_dir}{' up to ' + end_date if end_date else ''}"
+    until = f"{data_dir}{' up to ' + end_date if end_date else ''}"  # the data must hold a day neither model saw
     if market.last_date <= info.data_last:
         raise DataError(f"the data in {until} ends on {market.last_date}, and {info.label} was trained on data up to "
                         f"{info.data_last}: there is no new day to refit on.")
@@ -117,21 +82,21 @@ def _check_new_days(store: ModelStore, info: ModelInfo, market: Market, data_dir
         raise DataError(f"the data in {until} ends on {market.last_date}, and the champion, {champion.label}, was "
                         f"trained on data up to {champion.data_last}: a refit would add no day it has not seen; "
                         f"nothing was trained or registered.")
+    tags = {"refit.of_model": uri, "refit.of_version": info.version or "", "refit.of_run": info.run_id,
+            "init.from": info.label if retrain == WARM else SCRATCH, "refit.key": key}
+    init = store.network(info) if retrain == WARM else None
+    run_id, result = store.train(cfg, market, f"refit-{run_name(cfg)}", tags, on_epoch, init)
+    decide = common_evaluation(store, store.resolve(f"runs:/{run_id}/model"), market)
+    return Refit(info, run_id, result, store.register(run_id, cfg.coin, force, decide, tags))
 
 
 def common_evaluation(store: ModelStore, refitted: ModelInfo, market: Market) -> Decision:
-    """``champion -> (promote?, why)`` for the refit ``refitted``: both models' one-day-ahead MAE on
-    the days of the refit's validation tail after the champion's last training or validation day,
-    each forecast by its registered model (see the module docstring)."""
+    """``champion -> (promote?, why)`` for the refit ``refitted``: both models' one-day-ahead MAE on the
+    days of the refit's validation tail after the champion's last training or validation day. Neither
+    fitted its weights on them; the refit chose its early-stopping epoch on them (the one way they favour it)."""
     tail_first, tail_last = refitted.val_first, refitted.trained_until
 
     def decide(champion: ModelInfo) -> tuple[bool, str]:
-        try:
-            return compare(champion)
-        except CryptoLstmError as exc:  # a champion that cannot be scored: registered, not promoted
-            return False, f"not compared with champion version {champion.version}: {exc} Promote it with --force."
-
-    def compare(champion: ModelInfo) -> tuple[bool, str]:
         first = max(tail_first, next_day(champion.trained_until))
         if first > tail_last:
             return False, (f"not compared: champion version {champion.version} trained or validated on every day of "
@@ -139,11 +104,12 @@ def common_evaluation(store: ModelStore, refitted: ModelInfo, market: Market) ->
         if champion.config.horizon != refitted.config.horizon:
             return False, (f"not compared: champion version {champion.version} forecasts {champion.config.horizon} "
                            f"day(s), this refit {refitted.config.horizon}; promote it with --force")
-        scored = [score_days(store.load(info, refitted.config.coin), info.config, market.frame, first, tail_last,
-                             baselines=False) for info in (refitted, champion)]
-        (made, mine), (_, theirs) = scored
-        days = len(made.table)
-        text = (f"on the common evaluation, {first}..{tail_last} ({days} days new to champion "
+        try:
+            (made, mine), (_, theirs) = [score_days(store.load(info, refitted.config.coin), info.config, market.frame,
+                                                    first, tail_last, baselines=False) for info in (refitted, champion)]
+        except CryptoLstmError as exc:  # a champion that cannot be scored: registered, not promoted
+            return False, f"not compared with champion version {champion.version}: {exc} Promote it with --force."
+        text = (f"on the common evaluation, {first}..{tail_last} ({len(made.table)} days new to champion "
                 f"version {champion.version}), MAE {mine['live/mae']:,.2f} USD against its "
                 f"{theirs['live/mae']:,.2f} (ratio to persistence {mine['live/mae_ratio']:.4f} against "
                 f"{theirs['live/mae_ratio']:.4f})")

@@ -1,13 +1,6 @@
-"""The model registry's rules, with no MLflow in them: what a registered model is (`ModelInfo`),
-where models are kept (the `ModelStore` protocol, which `cryptolstm.tracking.registry` implements
-on MLflow's registry, as search talks to its `SearchTracker`), and when a version becomes
-champion (`promotion`).
-
-Registered models are ``cryptolstm-btc`` and ``cryptolstm-eth``; the alias ``champion`` marks the
-version users forecast with. A version becomes champion only if it beats the current champion
-on the same evaluation (same protocol, data range and validation days, the validation MAE ratio),
-or on a comparison the caller decides (a refit's common evaluation), or by force.
-"""
+"""The model registry's rules, with no MLflow in them: what a registered model is (`ModelInfo`), where
+models are kept (`ModelStore`) and when a version becomes the ``champion`` (`promotion`): it beats the
+champion on the same evaluation, or on a comparison the caller decides (a refit's), or by force."""
 
 from __future__ import annotations
 
@@ -30,9 +23,8 @@ if TYPE_CHECKING:
 ALIAS = "champion"
 METRIC = "val/mae_ratio"  # selection stays on validation days; test is reported, never chosen on
 DISTRIBUTION_METRIC = "val/crps_ratio_garch"  # a forecast distribution is chosen on its CRPS, not its median's MAE
-# What makes two validation ratios comparable: the same protocol, data and validation days; the
-# number of validation samples differs between horizons (a window needs all its target days).
 MIN_TAGGED_DAYS = 30  # the fewest new days an evaluation must score to change a version's live.* tags
+# What makes two validation ratios comparable (the number of validation samples differs between horizons).
 EVALUATION_TAGS = ("protocol", "data.first_date", "data.last_date", "split.val.first", "split.val.last", "split.val.n")
 
 
@@ -54,26 +46,20 @@ def next_day(day: str) -> str:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model as the registry knows it: its ``uri`` (as given), the registered ``name`` and
-    ``version`` (None for ``runs:/``), the ``run_id`` that trained it, its ``config``, the last day
-    its training or validation used (``trained_until``), the first of its validation days
-    (``val_first``), the last day of the data it was trained with (``data_last``), ``extra``: what
-    else the store records (the logged model's id...), ``prices``: the prices it was trained on,
-    ``sealed_from``: the first day of its sealed period (None: no seal), and ``openings``: when and
-    by whom that seal was opened before ("<UTC time> by <user>", oldest first)."""
+    """A model as the registry knows it (``name`` and ``version`` are None for ``runs:/``)."""
 
     uri: str
-    run_id: str
+    run_id: str  # the run that trained it
     config: RunConfig
-    trained_until: str
-    data_last: str
+    trained_until: str  # the last day its training or validation used
+    data_last: str  # the last day of the data it was trained with
     val_first: str = ""
     name: str | None = None
     version: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # what else the store records (the logged model's id...)
     prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: an old model)
-    sealed_from: str | None = None
-    openings: tuple[str, ...] = ()
+    sealed_from: str | None = None  # the first day of its sealed period (None: no seal)
+    openings: tuple[str, ...] = ()  # the seal's openings before: "<UTC time> by <user>", oldest first
 
     @property
     def label(self) -> str:
@@ -91,8 +77,8 @@ class ModelInfo:
 
 
 def seal_of(run_id: str, data_last: str | None, run_seal: str | None, declared: str | None) -> str | None:
-    """The seal a run is registered under: the earlier of its own (``run_seal``) and the one the user
-    ``declared``; one sentence when the run read data (up to ``data_last``) from the declared seal on."""
+    """The earlier of the run's own seal and the one the user ``declared``; one sentence when the run
+    read data (up to ``data_last``) from the declared seal on."""
     if declared is None:
         return run_seal
     if not data_last or data_last >= declared:
@@ -112,8 +98,7 @@ def openings_of(tags: dict[str, str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Opening:
-    """A model's seal opened (`cryptolstm.evaluate.evaluate` with ``open_seal``): the seal's first day,
-    when (UTC) and by whom, and the openings recorded ``before`` this one."""
+    """A model's seal opened by an evaluation: the seal's first day, when (UTC), by whom, and the earlier openings."""
 
     sealed_from: str
     at: str
@@ -143,13 +128,8 @@ class Opening:
 
 @dataclass(frozen=True)
 class Registration:
-    """What a registration did: ``version`` of ``name``, whether it is champion now and why.
-
-    ``added`` is False when the run already had that version and nothing was registered (and
-    ``version`` is empty when nothing was registered at all); ``ratio`` is the MAE over
-    persistence's on the ``ratio_split`` days (test, or validation when there is no test);
-    ``run_id``: the run registered.
-    """
+    """What a registration did: ``version`` of ``name`` ("" if none), whether it is champion now and why;
+    ``added`` is False when nothing was registered; ``ratio``: the MAE ratio to persistence on ``ratio_split``."""
 
     name: str
     version: str
@@ -163,15 +143,13 @@ class Registration:
 
 
 def selection_metric(distribution: bool) -> str:
-    """What a model is chosen on: the validation MAE ratio to persistence for a point forecast, the
-    validation CRPS ratio to GARCH for a forecast distribution (never one against the other)."""
+    """What a model is chosen on: the validation MAE ratio, or CRPS ratio to GARCH for a distribution."""
     return DISTRIBUTION_METRIC if distribution else METRIC
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A version (or a run about to be one) as promotion compares it: its ``version``, the ``metric``
-    it is chosen on and its ``value``, and the evaluation that value was measured on (`EVALUATION_TAGS`)."""
+    """A version (or a run about to be one) as promotion compares it, with its `EVALUATION_TAGS`."""
 
     version: str | None
     metric: str
@@ -200,9 +178,8 @@ def incomparable(candidate: Candidate, champion: Candidate) -> str | None:
 
 def promotion(candidate: Candidate, champion: Candidate | None, force: bool = False,
               chosen: bool = False) -> tuple[bool, str]:
-    """Whether ``candidate`` becomes champion over ``champion`` (None: there is none), and why, in
-    words. A run the user named (``chosen``) becomes champion whenever it is comparable; any other
-    only when it beats the champion; ``force`` promotes it either way."""
+    """(whether ``candidate`` becomes champion over ``champion``, why): when it beats it, or is comparable
+    and ``chosen`` by the user, or by ``force``."""
     if champion is None:
         return True, "first champion"
     if force:
@@ -220,9 +197,7 @@ def promotion(candidate: Candidate, champion: Candidate | None, force: bool = Fa
 
 
 def best(candidates: Sequence[Candidate], where: str) -> Candidate:
-    """The best of the finished runs with a model in ``where`` (an experiment or a study): the lowest
-    value of the metric they are chosen on. Runs chosen on different metrics (a point forecast and
-    a forecast distribution) are not ranked together: one sentence asks for the run instead."""
+    """The lowest of the finished runs with a model in ``where``; runs chosen on different metrics are not ranked."""
     candidates = [c for c in candidates if math.isfinite(c.value)]
     metrics = sorted({c.metric for c in candidates})
     if not candidates:
@@ -234,8 +209,7 @@ def best(candidates: Sequence[Candidate], where: str) -> Candidate:
 
 
 def better_comparable(mine: Candidate, others: Sequence[Candidate]) -> Candidate | None:
-    """The best of ``others`` that was chosen on ``mine``'s metric, validated on the same days and
-    did better (a study's pick is registered only when there is none), or None."""
+    """The best of ``others`` comparable with ``mine`` that did better, or None."""
     found = [c for c in others if c.run_id != mine.run_id and c.metric == mine.metric
              and c.evaluation == mine.evaluation and c.value < mine.value]
     return min(found, key=lambda c: c.value, default=None)
@@ -243,25 +217,20 @@ def better_comparable(mine: Candidate, others: Sequence[Candidate]) -> Candidate
 
 def registered_again(candidate: Candidate, champion: Candidate | None, is_champion: bool, force: bool, chosen: bool,
                      decided: bool) -> tuple[bool, str] | None:
-    """Whether a run registered already (as ``candidate.version``) becomes champion now, and why: only
-    when asked (``force``, or named by the user: ``chosen``) and `promotion` allows, or when its own
-    registration was cut short before its decision was written (not ``decided``); None when nothing
-    is to be decided (it is champion already, or nobody asked)."""
+    """`promotion` of a run registered already, when asked (``force``, ``chosen``) or its registration was
+    cut short before the decision (not ``decided``); None when nothing is to be decided."""
     if is_champion or not (force or chosen or not decided):
         return None
     return promotion(candidate, champion, force, chosen)
 
 
 def persistence_ratio(metrics: dict[str, float]) -> tuple[float, str]:
-    """The MAE ratio to persistence a registration reports and the days it was measured on: the test
-    days', else (a refit, which has none) the validation days'."""
+    """(MAE ratio to persistence, split): the test days', else (a refit) the validation days'."""
     return (metrics["test/mae_ratio"], "test") if "test/mae_ratio" in metrics else (metrics[METRIC], "validation")
 
 
 def short_reason(reason: str, limit: int = 79) -> str:
-    """``reason`` (`promotion`'s) in one line of at most ``limit`` characters, for the registry page's
-    tag column: its first clause, cut at a word with an ellipsis if still too long (the version's
-    description holds the whole sentence)."""
+    """``reason``'s first clause in at most ``limit`` characters (cut at a word with an ellipsis), for a tag."""
     first = reason.split("; ")[0]
     if len(first) <= limit:
         return first
@@ -270,8 +239,7 @@ def short_reason(reason: str, limit: int = 79) -> str:
 
 
 def rounded(value: float) -> str:
-    """A figure as a version tag shows it: 4 significant digits (``0.9932``, ``1235``), whole units
-    from 10,000 on (``12346``, never ``1.235e+04``)."""
+    """A figure as a version tag shows it: 4 significant digits, whole units from 10,000 on (never ``1.235e+04``)."""
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
@@ -279,38 +247,27 @@ class ModelStore(Protocol):
     """Where models are trained, registered, loaded and evaluated (the MLflow layer implements it)."""
 
     def resolve(self, uri: str) -> ModelInfo:
-        """The model ``uri`` names (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/model``);
-        one sentence when it names none."""
-        ...
+        """The model ``uri`` names (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/model``)."""
 
     def load(self, info: ModelInfo, coin: str | None = None) -> NetworkForecaster:
         """The model's forecaster, loaded as a user loads it (of ``coin``, when given)."""
-        ...
 
     def champion(self, coin: str) -> ModelInfo | None:
-        """The coin's champion, or None when it has none."""
-        ...
+        """The coin's champion, or None."""
 
     def find_refit(self, key: str, coin: str) -> tuple[str, Registration] | None:
-        """(the run, its registration) of a refit made already with this `cryptolstm.refit.refit_key`,
-        its decision completed if a killed command left it half done; None when there is none."""
-        ...
+        """(the run, its registration) of a refit made already with this `cryptolstm.refit.refit_key`, or None."""
 
     def network(self, info: ModelInfo):
         """The model's trained Keras network (with its optimizer's state): where a warm start begins."""
-        ...
 
     def train(self, cfg: RunConfig, market: Market, name: str, tags: dict[str, str],
               on_epoch: Sequence[EpochHook] = (), init=None) -> tuple[str, TrainResult]:
-        """Train ``cfg`` as a tracked run named ``name``, from the Keras network ``init`` when given
-        (a warm start), else from fresh weights; (its run id, the result)."""
-        ...
+        """Train ``cfg`` as a tracked run, from the Keras network ``init`` if given; (its run id, the result)."""
 
     def register(self, run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
                  tags: dict[str, str] | None = None) -> Registration:
         """Register the run's model, promoting it by `promotion` (or ``decide(champion)``), all at once."""
-        ...
 
     def record_evaluation(self, evaluation, market: Market, data_dir: str) -> str:
         """Record `cryptolstm.evaluate.evaluate`'s ``evaluation``; the id of the record."""
-        ...

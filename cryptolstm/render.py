@@ -1,8 +1,5 @@
-"""Every text the harness shows a person, in one place: the terminal's summaries, the Markdown
-tables of a backtest, the run names and the descriptions the MLflow UI shows.
-
-Plain values in (metrics dicts, tables, results), text out; nothing here reads a store or a file.
-"""
+"""Every text the harness shows a person: the terminal's summaries, a backtest's Markdown tables, the run
+names and descriptions in the MLflow UI. Plain values in, text out; nothing here reads a store or a file."""
 
 from __future__ import annotations
 
@@ -25,10 +22,10 @@ PERSISTENCE = ("Every error is beside persistence (\"tomorrow = today\") on the 
                "`val/mae_ratio` only; the test days are scored once, after selection.")
 # the interval baselines summaries set the LSTM beside, in their order: name -> name in prose
 COMPARED = {b.name: b.display for b in sorted((b for b in INTERVAL if b.compared), key=lambda b: b.compared)}
+LOSS_NAMES = {"mae": "absolute error (USD)", "crps": "CRPS (returns)"}
 
 def number(value) -> str:
-    """A parameter's value as a person reads it: floats to 3 significant digits (a learning rate
-    0.00361, a dropout 0.3, not 0.30000000000000004), everything else as it is."""
+    """A parameter's value as a person reads it: floats to 3 significant digits (0.3, not 0.30000000000000004)."""
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.3g}"
     if isinstance(value, str):
@@ -46,8 +43,7 @@ def values_text(values: dict) -> str:
 
 
 def run_name(cfg: RunConfig) -> str:
-    """A short name that tells a coin's runs apart in the UI, what differs from the 2018 model first:
-    ``gaussian-h7-to2022-12-31-3x512-w7-s202``; the tutorial's model is ``3x512-w7-s202``."""
+    """A run's short name, what differs from the 2018 model first: ``gaussian-h7-to2022-12-31-3x512-w7-s202``."""
     from cryptolstm.features import DEFAULT, SETS
 
     sets = {names: name for name, names in SETS.items()}
@@ -61,10 +57,8 @@ def run_name(cfg: RunConfig) -> str:
 
 
 def result_name(cfg: RunConfig, metrics: dict[str, float], base: str | None = None) -> str:
-    """A trained run's name with its result first, so the UI's list shows it: the validation and test
-    MAE ratio to persistence (``val 0.993 test 1.016 · 3x512-w7-s202``), or for a forecast
-    distribution its CRPS ratio to GARCH (``crps val 1.012 test 1.039 · gaussian-...``); ``base``:
-    the name it started with (default `run_name`: a refit's is ``refit-...``)."""
+    """A trained run's name, its val and test MAE ratio to persistence first (a distribution's CRPS ratio
+    to GARCH): ``val 0.993 test 1.016 · 3x512-w7-s202``; ``base``: the name it started with (`run_name`)."""
     key, prefix = ("crps_ratio_garch", "crps ") if cfg.head_spec.distribution else ("mae_ratio", "")
     scores = " ".join(f"{split} {metrics[f'{split}/{key}']:.3f}" for split in ("val", "test")
                       if f"{split}/{key}" in metrics)
@@ -111,8 +105,7 @@ def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, mde: 
             f"evaluation run {run_id}).")
 
 def result_text(metrics: dict[str, float]) -> str:
-    """One sentence of a run's result beside persistence: the validation and test MAE ratios and,
-    where logged, the intervals' test coverage and CRPS ratio to GARCH."""
+    """One sentence: the val and test MAE ratios to persistence and any intervals' test coverage and CRPS."""
     text = (f"MAE ratio to persistence: validation {_ratio(metrics, 'val/mae_ratio')}, "
             f"test {_ratio(metrics, 'test/mae_ratio')}.")
     if "test/coverage_80" in metrics:
@@ -127,9 +120,9 @@ def trial_text(name: str, values: str, objective: str) -> str:
 
 def study_text(study: str, objective: str, best: float, best_values: dict, metrics: dict[str, float]) -> str:
     """The description of a study's parent: the best trial's values and the chosen config's result."""
-    chosen = values_text(best_values)
-    return (f"Study {study}: its trials are this run's children. Best {objective} {best:.4f} with {chosen}; "
-            f"that config was re-trained and scored on the test days once. {result_text(metrics)} {PERSISTENCE}")
+    return (f"Study {study}: its trials are this run's children. Best {objective} {best:.4f} with "
+            f"{values_text(best_values)}; that config was re-trained and scored on the test days once. "
+            f"{result_text(metrics)} {PERSISTENCE}")
 
 
 # --- the terminal
@@ -192,8 +185,7 @@ def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
 
 
 def detects(mde: float) -> str:
-    """``this test detects a difference of 0.8 % or more``: a DM test's minimum detectable effect
-    (`cryptolstm.metrics.dm_test`) in words."""
+    """A DM test's minimum detectable effect in words: ``this test detects a difference of 0.8 % or more``."""
     return f"this test detects a difference of {percent(mde)} or more"
 
 
@@ -202,16 +194,13 @@ def percent(share: float) -> str:
 
 
 def ratio_p(metrics: dict[str, float], baseline: str) -> str:
-    """``1.012 (p 0.034, MDE 0.8 %)``: the CRPS ratio to ``baseline``, its DM p-value and the smallest
-    difference that test detects, in a fixed width."""
+    """The CRPS ratio to ``baseline``, its DM p-value and MDE: ``1.012 (p 0.034, MDE 0.8 %)``."""
     ratio, p = metrics.get(f"crps_ratio_{baseline}", float("nan")), metrics.get(f"crps_dm_p_{baseline}", float("nan"))
     return f"{ratio:.3f} (p {p:.2g}, MDE {percent(metrics.get(f'crps_dm_mde_{baseline}', float('nan')))})"
 
 
 def interval_lines(metrics: dict[str, float]) -> list[str]:
-    """The intervals of a run with a distribution head, per split: coverage (calibrated, and raw
-    before calibration) and the CRPS ratio to GARCH, HAR and the empirical quantiles with the
-    Diebold-Mariano p-values and the smallest difference each test detects (MDE)."""
+    """Per split: the intervals' coverage (calibrated and raw) and CRPS ratio to each baseline (DM p, MDE)."""
     shown = [b for b in COMPARED if any(k.endswith(f"/crps_ratio_{b}") for k in metrics)]
     lines = ["  intervals, calibrated on the val days (their coverage there is in-sample); a CRPS ratio < 1 beats "
              "the baseline; MDE: the smallest difference in CRPS its DM test detects (80 % of the time, at 5 %):", f"  {'split':<6}{'cover 80':>9}{'cover 95':>9}{'raw 80/95':>11}"
@@ -225,41 +214,30 @@ def interval_lines(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
-def forecast_line(row, label: str) -> str:
-    """One line of `predict`: the forecast close, the last close, the move and, when the model has
-    intervals, its 80 % and 95 % intervals (USD)."""
-    text = (f"{row['coin']} close on {row['date']}: {row['forecast_close']:,.2f} USD "
-            f"(last close {row['last_close']:,.2f}, {row['forecast_return']:+.2%})")
-    if "lower_80" in row:
-        text += (f"; 80 % interval {row['lower_80']:,.2f} to {row['upper_80']:,.2f}, "
-                 f"95 % {row['lower_95']:,.2f} to {row['upper_95']:,.2f}")
-    return f"{text}; model {label}"
-
-
 def forecast_text(out, label: str) -> str:
-    """What `predict` prints: `forecast_line` for a next-day model, else a small table of the H
-    forecast days (date, horizon, close, move from the last close and the intervals if any)."""
+    """What `predict` prints (USD): a line for a next-day model (forecast, last close, move, intervals if
+    any), else a small table of the H forecast days."""
+    first, intervals = out.iloc[0], "lower_80" in out
     if len(out) == 1:
-        return forecast_line(out.iloc[0], label)
-    first = out.iloc[0]
-    intervals = "lower_80" in out
+        text = (f"{first['coin']} close on {first['date']}: {first['forecast_close']:,.2f} USD "
+                f"(last close {first['last_close']:,.2f}, {first['forecast_return']:+.2%})")
+        if intervals:
+            text += (f"; 80 % interval {first['lower_80']:,.2f} to {first['upper_80']:,.2f}, "
+                     f"95 % {first['lower_95']:,.2f} to {first['upper_95']:,.2f}")
+        return f"{text}; model {label}"
     lines = [f"{first['coin']} from the last close {first['last_close']:,.2f} USD, {len(out)} days ahead; model {label}:",
              f"  {'date':<12}{'h':>3}{'close (USD)':>14}{'move':>9}"
              + (f"{'80 % interval (USD)':>28}{'95 % interval (USD)':>28}" if intervals else "")]
     for _, row in out.iterrows():
-        line = f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>14,.2f}{row['forecast_return']:>+9.2%}"
-        if intervals:
-            for c in (80, 95):
-                span = f"{row['lower_' + str(c)]:,.2f} to {row['upper_' + str(c)]:,.2f}"
-                line += f"{span:>28}"
-        lines.append(line)
+        spans = [f"{row[f'lower_{c}']:,.2f} to {row[f'upper_{c}']:,.2f}" for c in (80, 95)] if intervals else []
+        lines.append(f"  {row['date']:<12}{row['horizon']:>3}{row['forecast_close']:>14,.2f}"
+                     f"{row['forecast_return']:>+9.2%}" + "".join(f"{s:>28}" for s in spans))
     return "\n".join(lines)
 
 
 def search_text(result, uri: str) -> str:
-    """What a search says when it ends (a `cryptolstm.search.study.SearchResult`): its best trial and
-    the re-trained pick beside persistence, with the SPA test; or that the study was finished before;
-    or, for a worker whose trials are done, who finishes it."""
+    """What a search says when it ends (a `SearchResult`): its best trial and the re-trained pick beside
+    persistence with the SPA test; or that the study was finished before; or who finishes it."""
     best = f"best {result.objective} {result.best_value:.4f} with {values_text(result.best_values)}" \
         if result.best_value is not None else ""
     if result.done_before:
@@ -273,8 +251,7 @@ def search_text(result, uri: str) -> str:
 
 
 def registered_line(reg) -> str:
-    """What a registration did, in words: which version, whether it is champion and why, how it did
-    beside persistence on which days, and, when it could not be compared, what to type instead."""
+    """What a registration did: the version, whether champion and why, its ratio to persistence, what to type."""
     verdict = ("the same as persistence on those days" if abs(reg.ratio - 1) < 5e-5  # a pinned head: exactly 1
                else f"{'better' if reg.beats_persistence else 'worse'} than persistence on those days")
     against = f"its {reg.ratio_split} MAE ratio to persistence is {reg.ratio:.4f} ({verdict})"
@@ -291,10 +268,8 @@ def registered_line(reg) -> str:
 
 
 def evaluation_summary(evaluation) -> str:
-    """What `evaluate` prints: the days scored, the model beside persistence on them (USD), the
-    intervals when the model has them, and where the evaluation is."""
-    result = ref = evaluation
-    ref = evaluation.info
+    """What `evaluate` prints: the days scored, the model beside persistence on them (USD), any intervals."""
+    result, ref = evaluation, evaluation.info
     m = {k.removeprefix("live/"): v for k, v in evaluation.metrics.items()}
     days = "new day(s)" if evaluation.new_days else "day(s), its test days (not new)"
     lines = [f"{ref.label} on {result.n_days} {days}, {result.first}..{result.last}, one day ahead "
@@ -328,8 +303,7 @@ def _fmt(value: float, digits: int = 3, style: str = "f") -> str:
 
 
 def _direction(m: dict[str, float]) -> str:
-    """The direction accuracy of ``m`` (``direction_accuracy``, ``_low``, ``_high``, ``_p``) in words; a model
-    whose median is today's price (a pinned head) calls no direction."""
+    """The direction accuracy of ``m`` in words; a pinned head (median = today's price) calls no direction."""
     if not np.isfinite(m["direction_accuracy"]):
         return "no direction called (the median forecast is today's price)"
     return (f"direction {m['direction_accuracy']:.1%} (95 % interval {m['direction_low']:.1%}.."
@@ -365,10 +339,8 @@ def policy_text(retrain: str, every: int, warm_epochs: int | None, warm_patience
 
 
 def summary_markdown(table: pd.DataFrame, coin: str, units: str = USD, policy: str = "") -> str:
-    """A Markdown table, one row per fold and one for all days: the LSTM's MAE ratio to persistence
-    (seeds' mean ± sd, min-max), each baseline's ratio, the LSTM's DM p-values against
-    persistence (range over seeds) and its direction accuracy (seeds' mean); ``policy``: how its
-    fits were made (`policy_text`), said above the table."""
+    """A Markdown table per fold and for all days: the LSTM's MAE ratio to persistence (seeds' mean ± sd,
+    min-max), each baseline's, DM p, MDE and direction accuracy; ``policy``: `policy_text`, said above it."""
     baselines = [b.name for b in POINT if b.name in set(table["forecaster"])]
     header = ["fold", "test days", "days", "LSTM MAE ratio", "beats persistence",
               *[f"{b} ratio" for b in baselines], "LSTM DM p", "MDE", "LSTM direction"]
@@ -381,8 +353,7 @@ def summary_markdown(table: pd.DataFrame, coin: str, units: str = USD, policy: s
 
 
 def cost_text(epochs: dict[str, int], seconds: float, where: str) -> str:
-    """What a backtest cost: the epochs its LSTM trained (``epochs``: seed label -> epochs over all
-    folds) and the wall time of its fits and forecasts (``seconds``) on ``where``, in words."""
+    """What a backtest cost in words: ``epochs`` (seed label -> epochs over all folds), ``seconds`` on ``where``."""
     each = ", ".join(f"{label.removeprefix(NetworkForecaster.name + '.').replace('seed', 'seed ')}: {n}" for label, n in epochs.items())
     trained = f"the LSTM trained {sum(epochs.values())} epochs ({each})" if epochs else "no LSTM was trained"
     return f"Cost: {trained}; fits and forecasts took {seconds / 60:.1f} min on {where}."
@@ -394,17 +365,6 @@ def backtest_text(pooled: float, beaten: str, dm_p: float, mde: float, policy: s
     return (f"Walk-forward backtest ({policy}): over all test days the LSTM's MAE ratio to persistence is {pooled:.3f} "
             f"(seeds' mean; it {verdict} persistence, DM p {dm_p:.2g}; {detects(mde)}); it beat persistence in {beaten} folds. "
             f"Each fold is a child run; the tables are backtest/*.md. {PERSISTENCE}")
-
-
-def _interval_cells(rows: pd.DataFrame, name: str) -> list[str]:
-    """Coverage at 80 % / 95 % and the CRPS in percent of forecaster ``name``'s row."""
-    if name not in rows.index:
-        return ["n/a", "n/a"]
-    row = rows.loc[name]
-    return [f"{_fmt(row['coverage_80'], 2)} / {_fmt(row['coverage_95'], 2)}", _fmt(100 * row["crps"], 3)]
-
-
-LOSS_NAMES = {"mae": "absolute error (USD)", "crps": "CRPS (returns)"}
 
 
 def spa_text(spa) -> str:
@@ -427,10 +387,7 @@ def spa_markdown(spa, objective: str) -> str:
 
 
 def confidence_markdown(sets: dict, coin: str) -> str:
-    """The model confidence sets of a backtest (`cryptolstm.snooping.ConfidenceSet` per loss): the
-    forecasters the days cannot tell from the best, and every forecaster's MCS p value."""
-    if not sets:
-        return ""
+    """The model confidence sets of a backtest (a `ConfidenceSet` per loss; "" for none) with every MCS p value."""
     lines = []
     for loss, found in sets.items():
         level = f"{(1 - found.size) * 100:.0f} %"
@@ -445,18 +402,14 @@ def confidence_markdown(sets: dict, coin: str) -> str:
 
 
 def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
-    """A Markdown table of the intervals, one row per fold and one for all days: coverage of the
-    80 % and 95 % intervals and the CRPS (percent of the last close) of the LSTM (seeds' mean)
-    and each interval baseline, the LSTM's CRPS ratio to GARCH and to the empirical baseline
-    with the Diebold-Mariano p-values (range over seeds)."""
+    """A Markdown table of the intervals per fold and for all days: coverage and CRPS (percent of the last
+    close) of the LSTM (seeds' mean) and each interval baseline, the LSTM's CRPS ratios with DM p and MDE."""
     present = set(table["forecaster"])
     names = [n for n in (MEAN, *INTERVAL_BASELINES) if n in present]
     comparators = [b for b in COMPARED if b in present]
-    header = ["fold", "test days"]
-    for name in names:
-        header += [f"{name.removesuffix('.mean')} cover 80/95", f"{name.removesuffix('.mean')} CRPS %"]
-    for baseline in comparators:
-        header += [f"LSTM/{COMPARED[baseline]} CRPS", "DM p", "MDE"]
+    header = ["fold", "test days", *(f"{n.removesuffix('.mean')} {what}" for n in names
+                                     for what in ("cover 80/95", "CRPS %")),
+              *(cell for b in comparators for cell in (f"LSTM/{COMPARED[b]} CRPS", "DM p", "MDE"))]
     lines = [f"Prediction intervals ({coin}): coverage (nominal 0.80 / 0.95) and CRPS in percent of the last "
              "close; a CRPS ratio below 1 beats the baseline; MDE: the smallest difference in CRPS the DM test "
              "detects (80 % of the time, at 5 %).", "",
@@ -465,8 +418,10 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
         rows = rows.set_index("forecaster")
         seeds = rows.loc[[bool(SEEDED.match(n)) for n in rows.index]]
         cells = [fold, f"{rows['first'].iloc[0]}..{rows['last'].iloc[0]}"]
-        for name in names:
-            cells += _interval_cells(rows, name)
+        for name in names:  # coverage at 80 % / 95 % and the CRPS in percent
+            row = rows.loc[name] if name in rows.index else None
+            cells += ["n/a", "n/a"] if row is None else [
+                f"{_fmt(row['coverage_80'], 2)} / {_fmt(row['coverage_95'], 2)}", _fmt(100 * row["crps"], 3)]
         for baseline in comparators:
             p = seeds.get(f"crps_dm_p_{baseline}", pd.Series(dtype=float))
             mde = seeds.get(f"crps_dm_mde_{baseline}", pd.Series(dtype=float))
@@ -478,10 +433,8 @@ def interval_summary_markdown(table: pd.DataFrame, coin: str) -> str:
 
 
 def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
-    """A Markdown table of the MAE ratio to persistence (USD) against the horizon: one row per
-    fold and one for all days, the LSTM's seeds' mean (± sd with several seeds) per horizon,
-    then the pooled ratio of each baseline per horizon. ``table``: the backtest's ``horizons``
-    table (`cryptolstm.backtest.tables.metrics_table`)."""
+    """A Markdown table of the MAE ratio to persistence (USD) by horizon, per fold and for all days: the
+    LSTM's seeds' mean (± sd), then each baseline's pooled ratio; ``table``: the ``horizons`` `metrics_table`."""
     labels = table["forecaster"].str.rsplit("/", n=1)
     table = table.assign(name=labels.str[0], horizon=labels.str[1])
     horizons = list(dict.fromkeys(table["horizon"]))
@@ -492,14 +445,10 @@ def horizon_summary_markdown(table: pd.DataFrame, coin: str) -> str:
     for fold, rows in table.groupby("fold", sort=False):
         names = [MEAN] if fold != "all" else [n for n in dict.fromkeys(rows["name"])
                                                     if not SEEDED.match(n) and n not in (STD, Persistence.name)]
+        ratio = rows.set_index(["name", "horizon"])["usd/mae_ratio"]
         for name in names:
-            cells = []
-            for h in horizons:
-                row = rows.loc[(rows["name"] == name) & (rows["horizon"] == h)]
-                value = _fmt(row["usd/mae_ratio"].iloc[0]) if len(row) else "n/a"
-                if name == MEAN and several:
-                    sd = rows.loc[(rows["name"] == STD) & (rows["horizon"] == h), "usd/mae_ratio"]
-                    value += f" ± {_fmt(sd.iloc[0])}"
-                cells.append(value)
+            cells = [_fmt(ratio[(name, h)]) if (name, h) in ratio.index else "n/a" for h in horizons]
+            if name == MEAN and several:
+                cells = [f"{cell} ± {_fmt(ratio[(STD, h)])}" for cell, h in zip(cells, horizons)]
             lines.append(f"| {fold} | {name.removesuffix('.mean')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

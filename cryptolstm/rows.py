@@ -1,7 +1,5 @@
-"""A model's input rows: the raw daily columns it reads, checked as the file loader checks a price
-file (plausible values, a day's high above its low, consecutive days), and against the prices the
-model was trained on. The pyfunc (`cryptolstm.pyfunc`) refuses rows that fail, as `evaluate`
-and `refit` refuse a price directory that fails (`cryptolstm.evaluate.check_prices`)."""
+"""A model's input rows: the raw daily columns it reads, checked as the file loader checks a price file,
+and against the prices the model was trained on (the pyfunc refuses rows that fail)."""
 
 from __future__ import annotations
 
@@ -24,8 +22,7 @@ def input_columns(cfg: RunConfig) -> list[str]:
 
 
 def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> pd.DataFrame:
-    """The model's input columns of ``rows``, validated and sorted by date, indexed by date (the last
-    `min_rows` rows unless ``every_day``); one sentence (`DataError`) otherwise."""
+    """The model's input columns of ``rows``, checked, indexed by date (the last `min_rows` unless ``every_day``)."""
     needed, fewest = input_columns(cfg), min_rows(cfg)
     if not isinstance(rows, pd.DataFrame):
         raise DataError("the input must be a table of daily rows.")
@@ -45,7 +42,13 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
     if not (np.isfinite(values.to_numpy(float)).all() and (values.to_numpy(float) > 0).all()):
         raise DataError(f"every price and volume in {'the input' if every_day else 'the last rows'} "
                         "must be a number greater than 0.")
-    _check_plausible(values, frame["date"])
+    for column in values.columns:  # the first value outside its field's plausible range
+        (low, high), said = features.plausible_range(column.rsplit("_", 1)[1])
+        outside = ~values[column].between(low, high)
+        if outside.any():
+            at = int(np.argmax(outside.to_numpy()))
+            raise DataError(f"the input's {column} on {frame['date'].iloc[at]:%Y-%m-%d} is "
+                            f"{values[column].iloc[at]:g}, outside the plausible range ({said}).")
     _check_day_ranges(rows, frame["date"])
     if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
         raise DataError("the input's rows must be consecutive days." if every_day
@@ -53,21 +56,9 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
     return frame.assign(**{c: values[c].astype(float) for c in values}).set_index("date")
 
 
-def _check_plausible(values: pd.DataFrame, dates: pd.Series) -> None:
-    """One sentence naming the first value outside its field's plausible range."""
-    for column in values.columns:
-        (low, high), said = features.plausible_range(column.rsplit("_", 1)[1])
-        outside = ~values[column].between(low, high)
-        if outside.any():
-            at = int(np.argmax(outside.to_numpy()))
-            raise DataError(f"the input's {column} on {dates.iloc[at]:%Y-%m-%d} is {values[column].iloc[at]:g}, "
-                            f"outside the plausible range ({said}).")
-
-
 def _check_day_ranges(rows: pd.DataFrame, dates: pd.Series) -> None:
-    """One sentence for the first of ``rows``' days (those in ``dates``) whose high lies below its
-    open, close or low, or whose low above its open or close, for every coin whose columns are given
-    (the file loader's checks, `cryptolstm.data.schema`)."""
+    """One sentence for the first of ``rows``' days in ``dates`` whose high lies below its open, close or low,
+    or its low above its open or close (`cryptolstm.data.schema`'s checks)."""
     kept = rows.assign(date=pd.to_datetime(rows["date"], errors="coerce", format="ISO8601"))
     kept = kept[kept["date"].isin(dates)].sort_values("date")
     for coin in COINS:
@@ -87,8 +78,7 @@ def _check_day_ranges(rows: pd.DataFrame, dates: pd.Series) -> None:
 
 
 def trained_prices(record: dict | None) -> pd.DataFrame | None:
-    """The prices a model was trained on (its training record's ``prices``: one column per raw
-    column it read, one row per day), or None for a model logged before it recorded them."""
+    """The prices a model was trained on (a raw column per column, a row per day), or None: not recorded."""
     if not record:
         return None
     columns = record["columns"]
@@ -97,9 +87,7 @@ def trained_prices(record: dict | None) -> pd.DataFrame | None:
 
 
 def price_mismatch(trained: pd.DataFrame, frame: pd.DataFrame) -> str | None:
-    """How ``frame``'s prices (index date) differ from ``trained`` on the days both hold, within
-    `PRICE_TOLERANCE`: "BTC_close on 2021-03-02 is 1234 there but was 1233 (2 of the 40 shared days
-    differ)"; None when they agree or share no day."""
+    """How ``frame``'s prices differ from ``trained`` on the days both hold, in words; None when they agree."""
     shared = trained.index.intersection(frame.index)
     for column in trained.columns.intersection(frame.columns):
         new, old = frame.loc[shared, column].to_numpy(float), trained.loc[shared, column].to_numpy(float)
@@ -111,8 +99,8 @@ def price_mismatch(trained: pd.DataFrame, frame: pd.DataFrame) -> str | None:
 
 
 def check_trained_on(trained: pd.DataFrame | None, frame: pd.DataFrame) -> None:
-    """Refuse rows that are not the prices the model trained on (on the days both hold), or whose
-    two coins' close ratio lies far (`RATIO_MARGIN`) outside anything in its training days."""
+    """Refuse rows that are not the prices the model trained on, or whose two coins' close ratio lies far
+    (`RATIO_MARGIN`) outside its training days'."""
     if trained is None:
         return
     mismatch = price_mismatch(trained, frame)
@@ -124,8 +112,7 @@ def check_trained_on(trained: pd.DataFrame | None, frame: pd.DataFrame) -> None:
         return
     seen = trained[closes[0]] / trained[closes[1]]
     ratio = frame[closes[0]] / frame[closes[1]]
-    low, high = seen.min() / RATIO_MARGIN, seen.max() * RATIO_MARGIN
-    outside = ~ratio.between(low, high)
+    outside = ~ratio.between(seen.min() / RATIO_MARGIN, seen.max() * RATIO_MARGIN)
     if outside.any():
         day = ratio.index[int(np.argmax(outside.to_numpy()))]
         raise DataError(f"the input's {closes[0]} / {closes[1]} on {day:%Y-%m-%d} is {ratio[day]:.4g}, while it was "

@@ -1,15 +1,6 @@
-"""Tests for the best of many: after trying N forecasters (a backtest's seeds and baselines, a
-search's trials), is the best one really better, and which ones can the days not tell apart?
-
-- `confidence_set`: the model confidence set of Hansen, Lunde and Nason (2011): the forecasters
-  the data cannot tell from the best at level ``1 - size`` (``arch.bootstrap.MCS``, range statistic).
-- `superior_ability`: Hansen's (2005) test of superior predictive ability: the p value of "no
-  forecaster beats the benchmark", over every forecaster tried (``arch.bootstrap.SPA``).
-
-Both resample the per-day losses with the stationary bootstrap; its mean block length is chosen
-from the losses (Politis and White's rule, ``arch.bootstrap.optimal_block_length``, on the
-differences from the benchmark or the cross-forecaster mean) and recorded with the result.
-"""
+"""Tests for the best of many forecasters tried: the model confidence set (Hansen, Lunde and Nason 2011)
+and Hansen's (2005) test of superior predictive ability, both with ``arch``'s stationary bootstrap, its
+block length chosen from the losses (Politis and White)."""
 
 from __future__ import annotations
 
@@ -26,8 +17,7 @@ SEED = 0  # the bootstrap's seed: the same losses give the same set and p value
 
 @dataclass(frozen=True)
 class ConfidenceSet:
-    """The forecasters the losses cannot tell from the best (``included``), each one's MCS p value
-    (in the set when above ``size``), the bootstrap's mean block length and the number of days."""
+    """The forecasters the losses cannot tell from the best (``included``) and each one's MCS p value."""
 
     included: tuple[str, ...]
     pvalues: dict[str, float]
@@ -38,9 +28,8 @@ class ConfidenceSet:
 
 @dataclass(frozen=True)
 class SuperiorAbility:
-    """Hansen's SPA test of ``benchmark`` against ``models`` forecasters: ``pvalue`` (the consistent
-    one; small: the best of them beats the benchmark beyond what trying so many explains), the
-    ``best`` forecaster (lowest mean loss) and its mean loss ratio to the benchmark."""
+    """Hansen's SPA test of ``benchmark`` against ``models`` forecasters: the consistent ``pvalue`` (small:
+    the ``best``, lowest mean loss, beats it beyond what trying so many explains) and its loss ratio."""
 
     pvalue: float
     best: str
@@ -68,8 +57,8 @@ def row_losses(rows: pd.DataFrame, loss: str) -> np.ndarray:
 
 
 def block_length(differences: pd.DataFrame) -> int:
-    """The stationary bootstrap's mean block length for (days, k) loss ``differences``: the median
-    over columns of Politis and White's optimal length, rounded up, at least 1."""
+    """The stationary bootstrap's mean block length for (days, k) loss ``differences``: the median of
+    Politis and White's optimal lengths, rounded up, at least 1."""
     from arch.bootstrap import optimal_block_length
 
     varying = differences.loc[:, differences.std() > 0]
@@ -85,9 +74,8 @@ def _clean(losses: pd.DataFrame) -> pd.DataFrame:
 
 
 def confidence_set(losses: pd.DataFrame, size: float = SIZE, reps: int = REPS, seed: int = SEED) -> ConfidenceSet:
-    """The model confidence set of (days, forecasters) per-day ``losses`` (lower is better) at
-    level ``1 - size``. Forecasters with the very same losses (an interval baseline's median is the
-    last close: persistence's point forecast) are tested once and share the result."""
+    """The model confidence set of (days, forecasters) ``losses`` at level ``1 - size``; forecasters with
+    the very same losses (an interval baseline's median and persistence) are tested once."""
     from arch.bootstrap import MCS
 
     losses = _clean(losses)

@@ -1,21 +1,6 @@
-"""Chronological periods of target days. There is no shuffled split in this package.
-
-Every set of samples the harness fits on or scores (a training split, a backtest fold, the new
-days `evaluate` scores) is a `Period`: the first and last *target* day, and optionally the first
-day an input window may start on. A window belongs to a period only if every one of its target
-days (H of them) lies inside it; its inputs are the days before its first target day, as they
-would be known when the forecast is made (`cryptolstm.windowing.samples` builds them).
-
-``honest``: the days are cut into train / val / test (``train_frac``, ``val_frac``, the rest) and
-each window goes to the period of its target days, so every train input and target lies on or
-before the last train day: changing any later price cannot change the training data.
-
-``seed``: the 2018 notebook's 80/20 positional cut of the *days*, windows built inside each block
-(``inputs_from``), the second block used as validation (and it is also the notebook's test set:
-that is the flaw this protocol reproduces).
-
-Walk-forward folds: consecutive calendar blocks of ``fold_months`` months (`folds`).
-"""
+"""Chronological periods of target days (no shuffled split exists): a window belongs to a `Period` only if
+all its target days lie inside it, so no later price can change a fit's data. ``honest`` cuts the days
+into train / val / test; ``seed`` makes the 2018 notebook's positional blocks; `folds` walk forward."""
 
 from __future__ import annotations
 
@@ -50,11 +35,8 @@ class Period:
 
 
 def honest_periods(days: pd.DatetimeIndex, train_frac: float, val_frac: float) -> dict[str, Period]:
-    """``train``, ``val`` and (when ``train_frac + val_frac < 1``) ``test`` periods over ``days``.
-
-    The cuts are made on the *days* (``int(train_frac * days)``...), not on samples, so every
-    ``window_len`` gets the same validation and test days and trials of a search are compared on
-    the same days; with no test share the validation days run to the end."""
+    """``train``, ``val`` and (when ``train_frac + val_frac < 1``) ``test`` periods over ``days``, cut on
+    the days, not samples, so every ``window_len`` of a search is scored on the same days."""
     n = len(days)
     first_val = int(train_frac * n)
     first_test = int(round(train_frac + val_frac, 10) * n)
@@ -67,8 +49,8 @@ def honest_periods(days: pd.DatetimeIndex, train_frac: float, val_frac: float) -
 
 
 def seed_periods(days: pd.DatetimeIndex, train_frac: float) -> dict[str, Period]:
-    """The notebook's blocks: the first ``int(train_frac * days)`` days train, the rest validate,
-    each block's windows built inside it."""
+    """The notebook's blocks: the first ``int(train_frac * days)`` days train, the rest validate (and
+    are its test set: the flaw this protocol reproduces), each block's windows built inside it."""
     cut = max(int(train_frac * len(days)), 1)
     return {"train": Period("train", days[0], days[cut - 1], inputs_from=days[0]),
             "val": Period("val", days[min(cut, len(days) - 1)], days[-1], inputs_from=days[min(cut, len(days) - 1)])}

@@ -1,15 +1,6 @@
-"""The samples of a period and their input windows: the one way samples are built.
-
-A *sample* is a forecast origin t (a window's last day) and its H target days t+1..t+H. Every
-forecaster forecasts the same `Samples` (its origins and targets); the network alone also reads
-their input windows (`inputs`). Training splits, backtest folds, the new days `evaluate` scores
-and the rows a served model forecasts all come from `samples` (or `forecast_samples`).
-
-Notation: ``w`` = window_len, a window ending on day t covers days t-w+1..t; ``f`` = number of
-input columns (`cryptolstm.features.columns`). Each window is normalised by itself only (the
-2018 rule: divided by its own first row, minus 1, for close and volume), so nothing is fitted
-across windows and no window sees another window's days.
-"""
+"""The samples of a period and their input windows: the one way samples are built (`samples`,
+`forecast_samples`). A sample is a forecast origin t and its H target days t+1..t+H; its window
+covers days t-w+1..t (``w`` = window_len), ``f`` input columns, normalised by itself only."""
 
 from __future__ import annotations
 
@@ -69,8 +60,7 @@ class Samples:
 
 @dataclass(frozen=True)
 class Splits:
-    """The samples of a fit: ``train`` and its validation tail ``val`` (early stopping, calibration),
-    with the periods they came from."""
+    """The samples of a fit: ``train``, its validation tail ``val``, and the periods they came from."""
 
     train: Samples
     val: Samples
@@ -78,50 +68,35 @@ class Splits:
 
 
 def _first_window(frame: pd.DataFrame, cfg: RunConfig, inputs_from: pd.Timestamp | None) -> int:
-    """Position in ``frame`` of the first day a window may start on: after the features' warm-up
-    and not before ``inputs_from``."""
+    """Position in ``frame`` of the first day a window may start on (after warm-up, from ``inputs_from``)."""
     start = features.warmup(cfg.feature_names)
-    if inputs_from is not None:
-        start = max(start, int(frame.index.searchsorted(inputs_from)))
-    return start
-
-
-def _targets(close: np.ndarray, origin: np.ndarray, window_len: int, horizon: int, reference: str) -> Samples:
-    """Samples of origins at positions ``origin`` in the (days,) ``close`` (NaN past its end)."""
-    padded = np.concatenate([close, np.full(horizon, np.nan)])
-    targets = np.stack([padded[origin + k] for k in range(1, horizon + 1)], axis=1)
-    last = close[origin]
-    ref = close[origin - window_len + 1] if reference == "first" else last
-    return Samples(y=(targets / ref[:, None] - 1.0).astype(np.float32), ref_close=ref,
-                   persistence=last / ref - 1.0, target_close=targets, dates=None)
+    return start if inputs_from is None else max(start, int(frame.index.searchsorted(inputs_from)))
 
 
 def samples(frame: pd.DataFrame, cfg: RunConfig, period: Period) -> Samples:
-    """Every sample of ``cfg`` whose ``cfg.horizon`` target days all lie in ``period`` and whose
-    window lies in ``frame`` (starting after the features' warm-up and ``period.inputs_from``).
-
-    Only rows of ``frame`` up to ``period.last`` are read. Targets are relative to the close the
-    protocol says (``cfg.rules.reference``)."""
+    """Every sample of ``cfg`` whose target days all lie in ``period`` and whose window lies in ``frame``
+    (after the features' warm-up and ``period.inputs_from``); reads no row after ``period.last``."""
     frame = frame.loc[: period.last]
-    w, h = cfg.window_len, cfg.horizon
-    days = frame.index
-    first_origin = _first_window(frame, cfg, period.inputs_from) + w - 1
+    first_origin = _first_window(frame, cfg, period.inputs_from) + cfg.window_len - 1
     # origin t: its first target t + 1 >= period.first and its last t + h <= the period's (and data's) last day
-    lo = max(first_origin, int(days.searchsorted(period.first)) - 1)
-    hi = len(days) - 1 - h
-    return _at(frame, cfg, np.arange(lo, hi + 1) if hi >= lo else np.arange(0))
+    lo = max(first_origin, int(frame.index.searchsorted(period.first)) - 1)
+    return _at(frame, cfg, np.arange(lo, len(frame) - cfg.horizon))
 
 
 def _at(frame: pd.DataFrame, cfg: RunConfig, origin: np.ndarray) -> Samples:
+    """Samples of origins at positions ``origin`` of ``frame`` (target closes NaN past its end)."""
     close = features.closes(frame, cfg.coin).to_numpy(np.float64)
-    made = _targets(close, origin, cfg.window_len, cfg.horizon, cfg.rules.reference)
+    padded = np.concatenate([close, np.full(cfg.horizon, np.nan)])
+    targets = np.stack([padded[origin + k] for k in range(1, cfg.horizon + 1)], axis=1)
+    last = close[origin]
+    ref = close[origin - cfg.window_len + 1] if cfg.rules.reference == "first" else last
     dates = (frame.index[origin] + pd.Timedelta(days=1)).to_numpy() if len(origin) else frame.index[:0].to_numpy()
-    return Samples(made.y, made.ref_close, made.persistence, made.target_close, dates)
+    return Samples(y=(targets / ref[:, None] - 1.0).astype(np.float32), ref_close=ref,
+                   persistence=last / ref - 1.0, target_close=targets, dates=dates)
 
 
 def min_rows(cfg: RunConfig) -> int:
-    """The fewest consecutive daily rows a model of ``cfg`` forecasts from: its window and its
-    features' warm-up."""
+    """The fewest consecutive daily rows a model of ``cfg`` forecasts from: its window and warm-up."""
     return cfg.window_len + features.warmup(cfg.feature_names)
 
 
@@ -132,15 +107,13 @@ def forecast_samples(frame: pd.DataFrame, cfg: RunConfig, every_day: bool = Fals
     if len(frame) <= first_origin:
         raise DataError(f"the input has {len(frame)} row(s); this model needs at least {min_rows(cfg)} "
                         f"consecutive daily rows.")
-    origin = np.arange(first_origin if every_day else len(frame) - 1, len(frame))
-    return _at(frame, cfg, origin)
+    return _at(frame, cfg, np.arange(first_origin if every_day else len(frame) - 1, len(frame)))
 
 
 def inputs(frame: pd.DataFrame, cfg: RunConfig, state: features.State | None, at: Samples) -> np.ndarray:
     """(n, w, f) float32 input windows of the samples ``at`` (each ending on its origin), from
     ``cfg``'s features (``state``: what they fitted on training days), each window normalised."""
-    w = cfg.window_len
-    names = cfg.feature_names
+    w, names = cfg.window_len, cfg.feature_names
     if len(at) == 0:
         return np.zeros((0, w, len(features.columns(names, COINS))), dtype=np.float32)
     end = frame.index.get_indexer(pd.DatetimeIndex(at.origins))
@@ -168,17 +141,14 @@ def protocol_samples(frame: pd.DataFrame, cfg: RunConfig) -> tuple[dict[str, Per
     periods = cfg.rules.periods(frame.index, cfg.train_frac, cfg.val_frac)
     made = {name: samples(frame, cfg, period) for name, period in periods.items()}
     if min(len(s) for s in made.values()) < 1:
-        raise DataError(
-            f"{len(frame)} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
-            f"({cfg.protocol} protocol) with window_len {cfg.window_len} and horizon {cfg.horizon}; "
-            f"widen merge_date..end_date."
-        )
+        raise DataError(f"{len(frame)} days are too few for a {cfg.train_frac}/{cfg.val_frac}/{cfg.test_frac} split "
+                        f"({cfg.protocol} protocol) with window_len {cfg.window_len} and horizon {cfg.horizon}; "
+                        f"widen merge_date..end_date.")
     return periods, made
 
 
 def market_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every raw column of a merged market frame as a model's input rows (a served model reads the
-    columns it needs and ignores the others)."""
+    """Every raw column of a merged market frame as a model's input rows (it ignores what it does not read)."""
     kept = [features.column(coin, field) for coin in COINS for field in features.FIELDS
             if features.column(coin, field) in frame]
     rows = frame[kept].reset_index()

@@ -1,12 +1,9 @@
-"""One library call per command: options in, results out; no argv, no environment.
-
-Each function takes a workflow's options (`cryptolstm.options`) and the `Environment`
-the command line read, prepares the data, runs the workflow with its tracking
-attached, and returns what the command prints.
-"""
+"""One library call per command: its options (`cryptolstm.options`) and the `Environment` in, what the
+command prints out; no argv, no environment."""
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +11,7 @@ from typing import Any
 
 from cryptolstm.config import RunConfig, load_config
 from cryptolstm.data.prepare import prepare_market
+from cryptolstm.errors import ConfigError
 from cryptolstm.progress import CountBar, EpochBar
 from cryptolstm.options import (BacktestOptions, EvaluateOptions, FetchOptions, PredictOptions, RefitOptions,
                                 RegisterOptions, ReportOptions, SearchOptions, ServeOptions, TrainOptions)
@@ -21,11 +19,8 @@ from cryptolstm.options import (BacktestOptions, EvaluateOptions, FetchOptions, 
 
 @dataclass(frozen=True)
 class Environment:
-    """What the command line read from the environment and its own flags, handed down as values.
-
-    ``launched``: the run ``mlflow run`` made for this command; ``data_dir``: the default price
-    directory (``CRYPTOLSTM_DATA_DIR``); ``fetch_missing``: fetch prices into an empty directory.
-    """
+    """What the command line read from the environment and its flags: ``launched``, the run ``mlflow run``
+    made; ``data_dir``, ``CRYPTOLSTM_DATA_DIR``; ``fetch_missing``: fetch prices into an empty directory."""
 
     tracking_uri: str | None = None
     launched: str | None = None
@@ -41,8 +36,6 @@ class Environment:
 
 def current_user() -> str:
     """Who runs the command (recorded when a seal is opened)."""
-    import getpass
-
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
@@ -71,7 +64,7 @@ def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any
 
 
 def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
-    """`cryptolstm train`: (run id, tracking URI, `TrainResult`)."""
+    """`cryptolstm train`: (run id, tracking URI, `TrainResult`, the `Registration` or None)."""
     from cryptolstm import tracking
 
     experiment = find_file(options.experiment)
@@ -100,14 +93,13 @@ def search(options: SearchOptions, env: Environment):
     base = space.base
     market = prepare_market(base, env.fetch_missing, (base, *space.extreme_configs()))
     uri = tracking.use_tracking_uri(env.tracking_uri)
-    experiment = options.experiment_name or tracking.runs.default_experiment_name(base)
+    experiment = options.experiment_name or tracking.runs.coin_experiment(base.coin)
     tracker = MlflowSearchTracker(market, base, experiment, env.launched,
                                   single_process=options.n_workers == 1 and not is_parallel_safe(options.storage_url))
     result = run_search(space, market, options, tracker, progress=env.progress)
-    registered = None
     if (result.best is not None or result.done_before) and options.register:
-        registered = tracked_registry.register_pick(result.parent_run_id, base.coin)
-    return result, uri, registered
+        return result, uri, tracked_registry.register_pick(result.parent_run_id, base.coin)
+    return result, uri, None
 
 
 def backtest(options: BacktestOptions, env: Environment):
@@ -211,8 +203,7 @@ def report(options: ReportOptions, env: Environment) -> tuple[str, str | None]:
     from cryptolstm import tracking
     from cryptolstm.tracking.report import experiment_report, gather
 
-    destinations = [path for path in (options.output, options.html) if path]
-    for path in destinations:
+    for path in filter(None, (options.output, options.html)):
         _check_writable(path)
     uri = tracking.use_tracking_uri(env.tracking_uri, read_only=True)
     gathered = gather(options.experiment, uri)
@@ -230,8 +221,6 @@ def report(options: ReportOptions, env: Environment) -> tuple[str, str | None]:
 
 def _check_writable(path: str) -> None:
     """A `ConfigError` in one sentence unless a file can be written at ``path``."""
-    from cryptolstm.errors import ConfigError
-
     target = Path(path)
     why = ("it is a directory" if target.is_dir() else f"there is no directory {target.parent}" if not target.parent.is_dir()
            else f"the directory {target.parent} cannot be written" if not os.access(target.parent, os.W_OK) else None)
@@ -241,8 +230,6 @@ def _check_writable(path: str) -> None:
 
 def _write_whole(path: str, text: str) -> None:
     """``text`` at ``path``, whole or not at all (written beside it, then moved into place)."""
-    from cryptolstm.errors import ConfigError
-
     part = Path(f"{path}.part")
     try:
         part.write_text(text)

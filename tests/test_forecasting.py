@@ -243,12 +243,8 @@ def test_the_table_gives_back_the_forecast_that_was_put_in():
     np.testing.assert_array_equal(back.dates, forecast.dates)
     for name in ("reference", "last_close", "returns", "quantiles"):
         np.testing.assert_array_equal(getattr(back, name), getattr(forecast, name), err_msg=name)
-    assert back.levels == LEVELS and table.has_quantiles("model")
+    assert back.levels == LEVELS and back.has_intervals
     np.testing.assert_array_equal(actual, made.target_close)
-    # In USD: the reference close times one plus each return.
-    usd = table.usd()
-    np.testing.assert_allclose(usd["forecast_close"], np.repeat(made.ref_close, 2) * (1 + point.reshape(-1)))
-    np.testing.assert_allclose(usd["q0.975"], np.repeat(made.ref_close, 2) * (1 + quantiles[:, :, -1].reshape(-1)))
 
 
 def test_the_loop_puts_each_forecast_in_the_table_as_the_forecaster_made_it():
@@ -264,7 +260,7 @@ def test_the_loop_puts_each_forecast_in_the_table_as_the_forecaster_made_it():
     # Several periods come back in the order asked for.
     both, actual = made.forecast("probe", ["3", "1"])
     np.testing.assert_array_equal(both.returns, np.concatenate([given[3].returns, given[1].returns]))
-    assert actual.shape == (len(both), 2) and not made.has_quantiles("probe")
+    assert actual.shape == (len(both), 2) and not both.has_intervals
 
 
 def test_an_executor_gives_the_same_table_and_reports_each_chain_once():

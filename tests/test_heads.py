@@ -147,4 +147,4 @@ def test_a_student_t_run_is_scored_by_the_crps_of_its_quantile_grid_beside_garch
     result = train(cfg, synthetic_market)
     metrics = result.metrics
     assert metrics["test/crps"] > 0 and np.isfinite(metrics["test/crps_ratio_garch"])
-    assert 0 <= metrics["test/coverage_80"] <= 1 and result.calibration is not None
+    assert 0 <= metrics["test/coverage_80"] <= 1 and result.forecaster.calibration is not None

@@ -239,8 +239,9 @@ def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking,
     windows = result.forecaster.windows(result.splits.val.take(slice(0, 4)), History(market.frame, cfg.coin))
     assert windows.shape == (4, 7, 4)
     (tmp_path / "a-file").write_text("")  # no folder can be made here: the export fails
-    assert export_onnx(result.model, str(tmp_path / "a-file" / "lstm.onnx"), windows).startswith("ONNX export failed")
-    assert export_onnx(result.model, str(tmp_path / "lstm.onnx"), windows) is None  # and where it can, it is equal
+    keras_model = result.forecaster.members[0].model
+    assert export_onnx(keras_model, str(tmp_path / "a-file" / "lstm.onnx"), windows).startswith("ONNX export failed")
+    assert export_onnx(keras_model, str(tmp_path / "lstm.onnx"), windows) is None  # and where it can, it is equal
     model_uri = mlflow.MlflowClient().get_run(run_id).data.tags["model_uri"]
     folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"))) / "artifacts"
     artifacts = {name: str(folder / f"{name}.json") for name in ("config", "calibration", "training")}
@@ -251,7 +252,8 @@ def test_a_model_saved_for_keras_only_forecasts_the_same_through_keras(tracking,
     through_keras = mlflow.pyfunc.load_model(f"runs:/{keras_only}/keras_only")
     through_onnx = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     assert (_network_kind(through_keras), _network_kind(through_onnx)) == ("keras", "onnx")
-    assert through_keras.unwrap_python_model().forecaster.calibration.to_dict() == result.calibration.to_dict()
+    calibration = result.forecaster.calibration.to_dict()
+    assert through_keras.unwrap_python_model().forecaster.calibration.to_dict() == calibration
     columns = ["forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"]
     np.testing.assert_allclose(through_keras.predict(rows)[columns].to_numpy(float),
                                through_onnx.predict(rows)[columns].to_numpy(float), rtol=1e-6)

@@ -105,7 +105,8 @@ def test_optuna_study_is_a_parent_with_trial_children_tests_once_and_resumes(sea
     assert {"test/mae", "test/persistence_mae", "test/mae_ratio", "search/epochs_saved"} <= metrics.keys()
     # The best values as metrics too (the runs table sorts and charts them), beside their tags.
     best = {k.removeprefix("best."): v for k, v in tags.items() if k.startswith("best.")}
-    assert best == {k: number(v) for k, v in first.best_values.items()} and set(best) == set(space.names)
+    assert best == {k: number(v) for k, v in first.best_values.items()}
+    assert set(best) == {d.name for d in space.dimensions}
     assert all(metrics[f"best/{k}"] == pytest.approx(v) for k, v in first.best_values.items())
     # What the UI shows as descriptions: the study's result, and each trial's values.
     note = tags["mlflow.note.content"]
@@ -227,7 +228,7 @@ def test_keras_tuner_searches_the_same_space(tracking, tmp_path, synthetic_data,
     assert parent.info.status == "FINISHED" and parent.data.tags["engine"] == "keras-tuner"
     children = _children(client, result.parent_run_id)
     assert children and all(c.data.tags["trial_state"] == "complete" for c in children)
-    assert set(result.best_values) == set(space.names)
+    assert set(result.best_values) == {d.name for d in space.dimensions}
     assert "test/mae_ratio" in parent.data.metrics
     # Another coin under the same name is an unrelated search: refused unless overwrite.
     other = load_space(tmp_path / "space.yaml", data_dir=str(synthetic_data), merge_date=MERGE, coin="ETH")

@@ -40,7 +40,7 @@ def test_invalid_spaces_fail_before_any_trial_with_one_sentence(tmp_path, body, 
 
 def test_default_space_covers_the_issue_and_contains_the_2018_model():
     space = load_space(DEFAULT, coin="ETH")
-    assert {"window_len", "neurons", "dropout", "batch_size", "activation"} <= set(space.names)
+    assert {"window_len", "neurons", "dropout", "batch_size", "activation"} <= {d.name for d in space.dimensions}
     assert space.base.coin == "ETH" and space.objective == "val/mae_ratio"
     base = space.base_values()
     assert base["neurons"] == 512 and base["window_len"] == 7 and base["batch_size"] == 128
@@ -69,7 +69,7 @@ def test_both_engines_draw_values_inside_the_same_space():
         space.config(values)  # a valid RunConfig
     kt_values = {d.name: d.keras_tuner(hp) for d in space.dimensions}
     assert all(d.contains(kt_values[d.name]) for d in space.dimensions)
-    assert set(hp.values) == set(space.names)
+    assert set(hp.values) == {d.name for d in space.dimensions}
 
 
 def test_digest_changes_with_the_space_not_with_the_coin(tmp_path):

@@ -1,10 +1,5 @@
-"""Where a backtest's chains of fits run: this process, local worker processes, or a Dask cluster.
-
-A cluster cannot leave a backtest waiting for ever: its address is checked before any run exists
-(`check_scheduler`), and while the backtest runs (`ClusterExecutor`) a scheduler that goes away,
-or a cluster with no worker for ``worker_wait`` seconds, fails every pending job with one sentence.
-A worker lost while others remain is Dask's to handle: it reruns that worker's jobs elsewhere.
-"""
+"""Where a backtest's chains of fits run: this process, local worker processes, or a Dask cluster, which
+never leaves it waiting for ever (a lost worker while others remain is Dask's to handle: it reruns its jobs)."""
 
 from __future__ import annotations
 
@@ -24,25 +19,22 @@ from cryptolstm.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 15  # how long a backtest waits for a Dask scheduler before it gives up
-WORKER_WAIT = 120.0  # default seconds a cluster backtest waits with no worker connected
 START = "start one with `dask scheduler` and its workers with `dask worker {address}` (docs/distributed.md)"
 
 
 def _start_worker(threads: int) -> None:
-    """Worker initialiser: TensorFlow in this process uses ``threads`` cores, and the libraries'
-    loggers are as quiet as in the command's own process (`noise.set_logger_levels`)."""
+    """Worker initialiser: TensorFlow uses ``threads`` cores, the libraries' loggers are as quiet as here."""
     import tensorflow as tf
 
     noise.set_logger_levels()
-
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 @contextlib.contextmanager
 def local_processes(workers: int) -> Iterator[futures.Executor | None]:
-    """``workers`` spawned processes (TensorFlow is not fork-safe), each with ``cores // workers``
-    TensorFlow threads; None (this process) for one worker."""
+    """``workers`` spawned processes (TensorFlow is not fork-safe) of ``cores // workers`` threads each;
+    None (this process) for one."""
     if workers == 1:
         yield None
         return
@@ -53,8 +45,7 @@ def local_processes(workers: int) -> Iterator[futures.Executor | None]:
 
 
 def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
-    """One sentence, before any run exists, when nothing can answer at ``address`` (tcp://HOST:PORT):
-    a host that does not resolve or a refused connection at once, silence after ``seconds``."""
+    """One sentence, before any run exists, when nothing answers at ``address`` (tcp://HOST:PORT) within ``seconds``."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(address)
@@ -72,15 +63,10 @@ def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
 
 
 class ClusterExecutor(futures.Executor):
-    """A Dask client as a ``concurrent.futures`` executor that fails rather than waits for ever.
+    """A Dask client as a ``concurrent.futures`` executor (one ``pure=False`` task per ``submit``) that fails
+    every pending job with one sentence when the scheduler goes away or no worker joins for ``worker_wait`` s."""
 
-    Each ``submit`` is one Dask task (``pure=False``: run it, never reuse a result). A watcher
-    thread asks the scheduler for its workers every ``poll`` seconds: with none, it says so once
-    and, after ``worker_wait`` seconds, fails every pending job with one sentence; a scheduler that
-    goes away (Dask cancels the client's tasks) fails them with another.
-    """
-
-    def __init__(self, client, address: str, worker_wait: float = WORKER_WAIT, poll: float = 1.0) -> None:
+    def __init__(self, client, address: str, worker_wait: float, poll: float = 1.0) -> None:
         self.client, self.address, self.worker_wait, self.poll = client, address, worker_wait, poll
         self.pending: dict[futures.Future, object] = {}
         self.lock = threading.Lock()
@@ -105,12 +91,8 @@ class ClusterExecutor(futures.Executor):
             outcome, failed = exc, True
         with self.lock:
             self.pending.pop(mine, None)
-            if mine.done():  # failed by the watcher, or the caller cancelled it
-                return
-            if failed:
-                mine.set_exception(outcome)
-            else:
-                mine.set_result(outcome)
+            if not mine.done():  # else failed by the watcher, or the caller cancelled it
+                (mine.set_exception if failed else mine.set_result)(outcome)
 
     def _cancelled(self, exc: BaseException) -> ConfigError:
         if getattr(exc, "reason", "") == "scheduler-connection-lost" or self.client.status != "running":
@@ -129,19 +111,13 @@ class ClusterExecutor(futures.Executor):
             with contextlib.suppress(Exception):  # a client already closed, a scheduler gone: nothing to cancel
                 theirs.cancel()
 
-    def _workers(self) -> int | None:
-        """How many workers the scheduler has; None when it cannot be asked (it went away)."""
-        if self.client.status != "running":
-            return None
-        try:
-            return len(self.client.nthreads())
-        except Exception:  # noqa: BLE001 - a closed connection, a timeout: Dask cancels the tasks as well
-            return None
-
     def _watch(self) -> None:
         alone_since: float | None = None
         while not self.stopped.wait(self.poll):
-            workers = self._workers()
+            try:  # None: the scheduler cannot be asked (it went away)
+                workers = len(self.client.nthreads()) if self.client.status == "running" else None
+            except Exception:  # noqa: BLE001 - a closed connection, a timeout: Dask cancels the tasks as well
+                workers = None
             if workers != 0:
                 alone_since = None
                 continue
@@ -163,10 +139,9 @@ class ClusterExecutor(futures.Executor):
 
 
 @contextlib.contextmanager
-def dask_cluster(address: str, worker_wait: float = WORKER_WAIT) -> Iterator[futures.Executor]:
-    """A `ClusterExecutor` of the Dask cluster whose scheduler is at ``address``: each chain of fits
-    is one task; one sentence when no scheduler answers there. Dask's own log lines (a lost
-    connection, a failed reconnect) stay quiet: the backtest says it in one sentence."""
+def dask_cluster(address: str, worker_wait: float) -> Iterator[futures.Executor]:
+    """A `ClusterExecutor` of the Dask scheduler at ``address``, whose own log lines (a lost connection, a
+    failed reconnect) stay quiet: the backtest says it in one sentence."""
     from distributed import Client
 
     check_scheduler(address)
@@ -194,8 +169,7 @@ def dask_cluster(address: str, worker_wait: float = WORKER_WAIT) -> Iterator[fut
 
 
 def executor_for(options) -> contextlib.AbstractContextManager[futures.Executor | None]:
-    """Where the backtest's chains of fits run (``options``: a `BacktestOptions`): a Dask cluster
-    (``options.cluster``), else local processes (``options.workers``; one: this process)."""
+    """A Dask cluster (``options.cluster``), else local processes (``options.workers``; one: this process)."""
     if options.cluster:
         return dask_cluster(options.cluster, options.worker_wait)
     return local_processes(options.workers)

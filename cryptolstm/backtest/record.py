@@ -1,12 +1,8 @@
-"""What a backtest records, made in the core so that the tracking layer only writes it (as
-`cryptolstm.outputs` does for a training run): per fold, its child run; for the walk forward, the
-parent's pooled metrics, the tags that say how it did, its tables (CSV and Markdown), its figures
-and the Markdown summary.
+"""What a backtest records (each fold's child run; the parent's pooled metrics, tags, tables, figures and
+Markdown summary), made in the core so that the tracking layer only writes it, as `cryptolstm.outputs` does.
 
-Metric names: ``{forecaster}/{units}/{metric}``, e.g. ``lstm.mean/usd/mae_ratio``,
-``lstm.seed202/return/dm_p``, ``arima/usd/mase``; unit-free ``{forecaster}/direction_accuracy``;
-per horizon ``lstm.mean/h7/usd/mae_ratio``; the intervals' ``{forecaster}/crps``,
-``lstm.mean/crps_ratio_garch``; the model confidence sets' ``mcs/mae/lstm.mean``.
+Metric names: ``{forecaster}/{units}/{metric}`` (``lstm.mean/usd/mae_ratio``), ``{forecaster}/direction_accuracy``,
+``lstm.mean/h7/usd/mae_ratio``, ``{forecaster}/crps``, ``lstm.mean/crps_ratio_garch``, ``mcs/mae/lstm.mean``.
 """
 
 from __future__ import annotations
@@ -34,8 +30,7 @@ SOURCE_OPTIONS = ("config", "coin", "data_dir", "experiment_name")  # where the 
 
 
 def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, str]:
-    """The options as params ``backtest.*``, each the value used (an option left to its default says
-    what the default was: the config's epochs, local processes)."""
+    """The options as params ``backtest.*``, each the value used (a default says what it was: local processes)."""
     used = {k: v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
     used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": options.warm_epochs or fold_cfg.epochs,
              "warm_patience": options.warm_patience or min(fold_cfg.patience, WARM_PATIENCE),
@@ -74,10 +69,8 @@ def _days(result: FoldResult) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fitted(result: FoldResult) -> tuple[dict[str, str], dict[str, float]]:
-    """(params, metrics) of what each forecaster fitted for the fold: a baseline's values are one
-    per fold (params), each network seed's epochs and loss are metrics and its starting weights a
-    param (``lstm.seed202.init``: ``scratch``, or ``fold 3`` for a warm start from fold 3's fit; and
-    for the fold, ``init.from_fold``: ``scratch`` or that fold's number)."""
+    """(params, metrics) of what each forecaster fitted for the fold: a baseline's values as params, a seed's
+    epochs and loss as metrics and its start as a param (``lstm.seed202.init``: ``scratch`` or ``fold 3``)."""
     params, metrics = {}, {}
     for fit in result.fits:
         values = {f"{fit.forecaster}.{k}": v for k, v in fit.params.items()}
@@ -116,8 +109,7 @@ def fold(result: FoldResult) -> RunRecord:
 
 
 def summary(result: BacktestResult) -> tuple[RunRecord, pd.DataFrame, str]:
-    """The parent run's record once every fold is done, its metrics table (`metrics_table`) and its
-    Markdown summary."""
+    """The parent run's record once every fold is done, its `metrics_table` and its Markdown summary."""
     cfg, options = result.config, result.options
     table = metrics_table(result)
     pooled = _pooled(table)
@@ -152,9 +144,8 @@ def summary(result: BacktestResult) -> tuple[RunRecord, pd.DataFrame, str]:
 
 
 def _table(made: RunRecord, result: BacktestResult, kind: str, markdown) -> tuple[pd.DataFrame, str]:
-    """A second table of the backtest (the metrics of ``kind``, per fold and pooled) into ``made``: its
-    pooled rows as metrics, ``backtest/{kind}.csv`` and ``markdown``'s ``backtest/{kind}.md``; returns
-    (the table, the Markdown)."""
+    """The ``kind`` `metrics_table` into ``made`` (pooled rows as metrics, ``backtest/{kind}.csv`` and ``.md``
+    from ``markdown``); returns (the table, the Markdown)."""
     table = metrics_table(result, kind)
     made.metrics |= _metrics(_pooled(table))
     text = markdown(table, result.config.coin)
@@ -163,9 +154,7 @@ def _table(made: RunRecord, result: BacktestResult, kind: str, markdown) -> tupl
 
 
 def _confidence_sets(made: RunRecord, result: BacktestResult) -> str:
-    """The model confidence sets (`cryptolstm.backtest.tables.confidence_sets`) into ``made``: each
-    forecaster's MCS p value (``mcs/mae/lstm.mean``...), the set and the block length as tags
-    (``mcs.mae.included``, ``mcs.mae.block_days``), ``backtest/confidence_set.md``; returns it."""
+    """The MCS into ``made`` (p values as metrics; set, block, level as tags; confidence_set.md); returns the text."""
     sets = confidence_sets(result)
     markdown = confidence_markdown(sets, result.config.coin)
     for loss, found in sets.items():

@@ -1,21 +1,13 @@
-"""Walk-forward backtest: every forecaster (the LSTM per seed and each baseline) through the one
-forecasting loop (`cryptolstm.forecasting.historical_forecasts`), fold by fold.
-
-No MLflow here (`cryptolstm.tracking.backtest` attaches through ``on_fold``). Each fold is a
-period of test days; before it, a forecaster is fitted (a fresh one, or the LSTM warm-started
-from the last fold's weights, on every fold or every K-th: the `Retrain` policy) on the days
-before the fold, the network's validation tail being the last ``val_frac / (train_frac +
-val_frac)`` of them. The chains of fits run in this process, in local processes
-(``workers``), or on a Dask cluster (``cluster``).
-"""
+"""Walk-forward backtest: every forecaster (the LSTM per seed, each baseline) fitted on the days before
+each fold as the `Retrain` policy says and forecasting its test days, through the one forecasting loop
+(`cryptolstm.forecasting.historical_forecasts`). No MLflow here: tracking attaches through ``on_fold``."""
 
 from __future__ import annotations
 
-import concurrent.futures as futures
-import contextlib
 import dataclasses
 import functools
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -44,8 +36,8 @@ UNITS = RETURN  # a backtest's interval metrics are in returns (comparable acros
 
 @dataclass
 class FoldResult:
-    """One fold: its test ``period``, every forecaster's forecasts of it, their ``scores`` (the fold
-    alone), the ``fits`` made for it and the sizes of the network's training and validation samples."""
+    """One fold: its test ``period``, every forecaster's forecasts and ``scores`` of it, the ``fits`` made
+    for it and the sizes of the network's training and validation samples."""
 
     period: Period
     forecasts: Forecasts
@@ -61,9 +53,8 @@ class FoldResult:
 
 @dataclass
 class BacktestResult:
-    """The whole walk forward: the config each fold trained, the options, the folds (`FoldResult`),
-    every forecast (`Forecasts`), the scores per fold and pooled over all folds (``all``) and the
-    wall time of the fits and forecasts (``seconds``)."""
+    """The whole walk forward: the fold config, the options, the folds, every forecast, the scores per
+    fold and pooled (``all``) and the wall time of the fits and forecasts (``seconds``)."""
 
     config: RunConfig
     options: BacktestOptions
@@ -73,39 +64,33 @@ class BacktestResult:
     seconds: float = 0.0
 
     def epochs_trained(self) -> dict[str, int]:
-        """Epochs each LSTM seed (``lstm.seed202``...) trained over all its fits (an ensemble's
-        members added up): what a retrain policy costs."""
-        epochs: dict[str, int] = {}
+        """Epochs each LSTM seed trained over all its fits (an ensemble's members added up)."""
+        epochs: Counter[str] = Counter()
         for fit in (f for fold in self.folds for f in fold.fits if is_network(f.forecaster)):
-            run = sum(int(v) for k, v in fit.params.items() if k.endswith("epochs_run"))
-            epochs[fit.forecaster] = epochs.get(fit.forecaster, 0) + run
-        return epochs
+            epochs[fit.forecaster] += sum(int(v) for k, v in fit.params.items() if k.endswith("epochs_run"))
+        return dict(epochs)
 
 
 def backtest_config(cfg: RunConfig, options: BacktestOptions) -> RunConfig:
-    """The config each fold trains: next-day windows and early stopping on the fold's validation
-    tail (the honest protocol, whatever the source's was), epochs capped by ``max_epochs``."""
+    """The config each fold trains: the honest protocol, whatever the source's, epochs capped by ``max_epochs``."""
     epochs = min(cfg.epochs, options.max_epochs) if options.max_epochs else cfg.epochs
     return cfg.replace(protocol=HONEST.name, epochs=epochs)
 
 
 def sealed_options(cfg: RunConfig, options: BacktestOptions) -> BacktestOptions:
-    """``options`` with the last test day moved to the day before ``cfg``'s seal when it lies at or past it
-    (the data holds no sealed day to test on; `cryptolstm.data.load_market` never hands one)."""
+    """``options`` with the last test day moved before ``cfg``'s seal (the data holds no sealed day)."""
     if cfg.sealed_from is None or options.end < cfg.sealed_from:
         return options
     return dataclasses.replace(options, end=(pd.Timestamp(cfg.sealed_from) - DAY).date().isoformat())
 
 
 def retrain_policy(cfg: RunConfig, options: BacktestOptions) -> Retrain:
-    """The options' `Retrain`: scratch or warm, every ``retrain_every`` folds; a warm fit trains at
-    most ``warm_epochs`` epochs (default: the fold config's)."""
+    """The options' `Retrain`; a warm fit trains at most ``warm_epochs`` epochs (default: the config's)."""
     return Retrain(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs)
 
 
 class NetworkMaker:
-    """The `Maker` of the LSTM of ``cfg``: a fresh one (after clearing Keras' global state, so
-    nothing of an earlier fit carries into it), or one continuing from the last fit (warm)."""
+    """The `Maker` of the LSTM of ``cfg``: a fresh one (Keras' global state cleared), or the last one continued."""
 
     def __init__(self, cfg: RunConfig, warm_epochs: int | None = None, on_epoch: Sequence[EpochHook] = (),
                  warm_patience: int | None = None) -> None:
@@ -121,11 +106,9 @@ class NetworkMaker:
 
 
 def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[EpochHook] = ()) -> dict[str, Maker]:
-    """label -> `Maker`: the LSTM once per seed (``cfg.seed``, ``cfg.seed + 1``...; its fits call the
-    ``on_epoch`` hooks; an ensemble of N is one forecaster, its k-th copy on the N seeds from
-    ``cfg.seed + k * N``, so no two copies share a member), then the baselines, and under a distribution
-    head the interval baselines (refitted per fold like every other), so nothing fitted crosses a fold
-    unless the policy is warm."""
+    """label -> `Maker`: the LSTM once per seed (an ensemble of N is one forecaster, its k-th copy on the
+    N seeds from ``cfg.seed + k * N``: no two copies share a member), the baselines, and under a
+    distribution head the interval baselines."""
     warm = retrain_policy(cfg, options).warm_epochs
     seeds = [cfg.seed + k * cfg.ensemble for k in range(options.seeds)]
     makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), warm, on_epoch,
@@ -139,10 +122,8 @@ def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[Epo
 
 
 def fit_periods(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[Period, Period]:
-    """The network's training period and validation tail before ``fold``: of the samples whose
-    every target day is before the fold, the last ``val_frac / (train_frac + val_frac)`` validate;
-    the H-1 windows between them, whose targets would cross into the validation days, belong to
-    neither."""
+    """The network's training period and validation tail before ``fold``: the last ``val_frac / (train_frac
+    + val_frac)`` of the samples before it validate; the H-1 windows between the two belong to neither."""
     before = samples(frame, cfg, Period("before", frame.index[0], fold.before))
     n_train = int(round(len(before) * (1.0 - cfg.val_frac / (cfg.train_frac + cfg.val_frac))))
     last_train = pd.Timestamp(before.dates[max(n_train, 1) - 1]) + (cfg.horizon - 1) * DAY if len(before) else fold.before
@@ -154,17 +135,15 @@ def _check_fold(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[int,
     train, val = fit_periods(cfg, frame, fold)
     n = [len(samples(frame.loc[: fold.last], cfg, p)) for p in (train, val, fold)]
     if min(n) < 1:
-        raise DataError(
-            f"fold {fold.label} has {n[0]} training, {n[1]} validation and {n[2]} test sample(s) with window_len "
-            f"{cfg.window_len} and horizon {cfg.horizon}; it needs at least one of each: start the backtest "
-            f"later or the data (merge_date) earlier."
-        )
+        raise DataError(f"fold {fold.label} has {n[0]} training, {n[1]} validation and {n[2]} test sample(s) with "
+                        f"window_len {cfg.window_len} and horizon {cfg.horizon}; it needs at least one of each: start "
+                        f"the backtest later or the data (merge_date) earlier.")
     return n[0], n[1]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A backtest's folds, each checked to have samples, and the config every fold trains (`backtest_config`)."""
+    """A backtest's folds, each checked to have samples, and the config every fold trains."""
 
     config: RunConfig
     folds: list[Period]
@@ -191,14 +170,12 @@ def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Foreca
 
 
 class _Folds:
-    """Collects the loop's finished jobs into folds, calling ``on_fold`` as soon as every forecaster
-    has forecast a fold."""
+    """Collects the loop's finished jobs into folds, calling ``on_fold`` as soon as one is complete."""
 
     def __init__(self, cfg: RunConfig, frame: pd.DataFrame, makers: dict, planned: list[Period],
                  on_fold: Callable[[FoldResult], None] | None, on_job: Callable[[], None] | None) -> None:
         self.cfg, self.frame, self.makers, self.on_fold, self.on_job = cfg, frame, makers, on_fold, on_job
-        self.chunks: dict[str, list] = {fold.name: [] for fold in planned}
-        self.fits: dict[str, list] = {fold.name: [] for fold in planned}
+        self.chunks, self.fits = defaultdict(list), defaultdict(list)  # fold name -> its finished chunks, fits
         self.periods = {fold.name: fold for fold in planned}
         self.results: dict[str, FoldResult] = {}
 
@@ -211,8 +188,8 @@ class _Folds:
             self.on_job()
         for name, got in self.chunks.items():
             if name not in self.results and len(got) == len(self.makers):
-                order = {label: i for i, label in enumerate(self.makers)}  # the listed order, whatever the finish order
-                made = Forecasts.of(sorted(got, key=lambda c: order[c.forecaster]), self.fits[name])
+                listed = list(self.makers)  # the listed order, whatever the finish order
+                made = Forecasts.of(sorted(got, key=lambda c: listed.index(c.forecaster)), self.fits[name])
                 self.results[name] = _fold_result(self.cfg, self.frame, self.periods[name], made)
                 if self.on_fold is not None:
                     self.on_fold(self.results[name])
@@ -220,21 +197,16 @@ class _Folds:
 
 def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
                  on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
-                 planned: Plan | None = None, executor: futures.Executor | None = None,
-                 on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
-    """Walk forward over ``options``' folds (``planned`` if the caller planned them already): every
-    forecaster fitted on each fold's past (as the retrain policy says) and forecasting its test days.
-    ``on_job()`` after each chain of fits, ``on_fold(result)`` as soon as a fold is complete;
-    ``executor``: where the chains run (default: local processes as ``options.workers`` says);
-    ``on_epoch``: hooks of the LSTM's fits when they run in this process (a progress bar)."""
+                 planned: Plan | None = None, on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
+    """Walk forward over ``options``' folds (``planned``, if planned already); ``on_job()`` after each chain
+    of fits, ``on_fold(result)`` once a fold is complete, ``on_epoch`` in fits made in this process."""
     planned = planned or plan(cfg, market, options)
     cfg = planned.config
-    here = executor is None and options.workers == 1 and not options.cluster
-    makers = forecasters(cfg, options, on_epoch if here else ())
+    makers = forecasters(cfg, options, on_epoch if options.workers == 1 and not options.cluster else ())
     collected = _Folds(cfg, market.frame, makers, planned.folds, on_fold, on_job)
     plan_fit = functools.partial(fit_periods, cfg)
     started = time.monotonic()
-    with contextlib.nullcontext(executor) if executor is not None else executor_for(options) as pool:
+    with executor_for(options) as pool:
         forecasts = historical_forecasts(makers, market.frame, cfg, planned.folds, retrain_policy(cfg, options), plan_fit,
                                          executor=pool, done=collected.done)
     folds_done = [collected.results[fold.name] for fold in planned.folds]
@@ -244,8 +216,7 @@ def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
 
 
 def backtest_scores(result: BacktestResult, market: Market) -> Scores:
-    """Every fold's scores and the pooled ones (``all``: every test day, MASE scaled by the mean of
-    the folds' in-sample scales)."""
+    """Every fold's scores and the pooled ones (``all``: MASE scaled by the mean of the folds' scales)."""
     names = [f.period.name for f in result.folds]
     history = closes(market.frame, result.config.coin)
     scales = [scales_before(history, f.period.first) for f in result.folds]

@@ -1,9 +1,5 @@
-"""A backtest's metrics as tables: per fold and pooled, every forecaster, the seeds' spread.
-
-Metric columns are those of `cryptolstm.metrics.score` (``usd/mae_ratio``,
-``return/dm_p``, ``direction_accuracy``...). A forecaster fitted with several seeds
-(``lstm.seed202``, ``lstm.seed203``...) also gets rows ``lstm.mean`` and ``lstm.std``.
-"""
+"""A backtest's metrics as tables, per fold and pooled: every forecaster (metric columns of
+`cryptolstm.metrics.score`: ``usd/mae_ratio``...), and for seeds (``lstm.seed202``...) ``lstm.mean``, ``lstm.std``."""
 
 from __future__ import annotations
 
@@ -18,10 +14,8 @@ from cryptolstm.snooping import ConfidenceSet, confidence_set, row_losses
 
 
 def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFrame:
-    """One row per forecaster (``lstm.seed202``, ..., ``persistence``...) of one fold (or ``all``) with
-    the seeds' summary rows, metric columns: ``accuracy`` (`cryptolstm.metrics.score`), ``intervals``
-    (the forecasters with quantiles, in returns, beside each interval baseline) or ``horizons``
-    (``{forecaster}/h{k}``)."""
+    """One row per forecaster of one fold (or ``all``), the seeds' summary rows too; ``kind``: ``accuracy``,
+    ``intervals`` (those with quantiles, in returns) or ``horizons`` (rows ``{forecaster}/h{k}``)."""
     table = scores.table(kind)
     rows = (table.xs(group, level="group") if group in table.index.get_level_values("group")
             else table.iloc[:0].droplevel("group"))
@@ -29,9 +23,8 @@ def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFra
 
 
 def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (indexed by forecaster) with rows ``<name>.mean`` and ``<name>.std`` (sample sd; 0
-    for one seed) after the per-seed rows of each seeded forecaster, then the others. Labels with
-    a horizon (``lstm.seed7/h2``) are summarised per horizon (``lstm.mean/h2``)."""
+    """``table`` (by forecaster) with rows ``<name>.mean`` and ``<name>.std`` (sample sd; 0 for one seed) after
+    each seeded forecaster's seeds, then the others; per horizon for ``lstm.seed7/h2`` (``lstm.mean/h2``)."""
     groups = [(m["name"], m["rest"] or "") if (m := SEEDED.match(label)) else None for label in table.index]
     parts, others = [], np.array([g is None for g in groups])
     for name, rest in dict.fromkeys(g for g in groups if g is not None):
@@ -42,19 +35,14 @@ def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics_table(result: BacktestResult, kind: str = "accuracy") -> pd.DataFrame:
-    """Long table: one row per (fold, forecaster), fold ``all`` for the pooled test days.
-
-    Columns: fold, first, last, days, forecaster, then the metrics of ``kind`` (`fold_table`).
-    """
+    """Long table, a row per (fold, forecaster), fold ``all`` pooled: fold, first, last, days, forecaster, metrics."""
     frames = []
     spans = [(f.period.name, f.period) for f in result.folds] + [("all", pooled_period(result))]
     for group, period in spans:
         table = fold_table(result.scores, group, kind).reset_index(names="forecaster")
-        table.insert(0, "days", result.scores.days[group])
-        table.insert(0, "last", period.last.date().isoformat())
-        table.insert(0, "first", period.first.date().isoformat())
-        table.insert(0, "fold", group)
-        frames.append(table)
+        facts = {"fold": group, "first": period.first.date().isoformat(), "last": period.last.date().isoformat(),
+                 "days": result.scores.days[group]}
+        frames.append(pd.DataFrame(facts, index=table.index).join(table))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -73,10 +61,8 @@ def predictions_frame(result: BacktestResult) -> pd.DataFrame:
 
 
 def daily_losses(result: BacktestResult) -> dict[str, pd.DataFrame]:
-    """Per-day losses of horizon 1 (`cryptolstm.snooping.row_losses`), one column per forecaster, one
-    row per test day: ``mae`` the absolute error in USD (every forecaster), ``crps`` the CRPS in
-    returns (those with quantiles). The LSTM's seeds are joined by their mean, ``lstm.mean`` (their
-    forecasts and quantiles averaged day by day)."""
+    """(days, forecasters) losses of horizon 1: ``mae`` in USD (all), ``crps`` in returns (those with quantiles);
+    the seeds are joined by ``lstm.mean``, their forecasts and quantiles averaged day by day."""
     table = result.forecasts.table
     first = table[(table["horizon"] == 1) & ~table["forecaster"].str.endswith(UNCALIBRATED)]
     seeds = first[first["forecaster"].map(lambda name: SEEDED.match(name) is not None)]
@@ -96,8 +82,7 @@ def _by_day(rows: pd.DataFrame, loss: str) -> pd.DataFrame:
 
 
 def confidence_sets(result: BacktestResult) -> dict[str, ConfidenceSet]:
-    """The model confidence set of every forecaster of the backtest (each seed, their mean, every
-    baseline) on each loss of `daily_losses` (``mae``; ``crps`` where several have quantiles)."""
+    """The model confidence set of the forecasters (seeds, their mean, baselines) on each `daily_losses` loss."""
     return {loss: confidence_set(frame) for loss, frame in daily_losses(result).items() if frame.shape[1] > 1}
 
 

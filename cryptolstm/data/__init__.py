@@ -1,11 +1,5 @@
-"""Local daily prices: find, validate, fingerprint and merge the coins' CSVs.
-
-A data directory holds one file per coin, ``btc-usd-daily.csv`` and
-``eth-usd-daily.csv``, in the format of `cryptolstm.data.schema`, either
-directly or in the current snapshot named by its manifest
-(`cryptolstm.data.snapshots`). This module never touches the network and never
-writes into the directory (`cryptolstm.data.fetch` and `.imports` do).
-"""
+"""Local daily prices: find, validate, fingerprint and merge the coins' CSVs (``btc-usd-daily.csv``...),
+in a plain directory or its current snapshot (`cryptolstm.data.snapshots`). Never writes or fetches."""
 
 from __future__ import annotations
 
@@ -35,11 +29,9 @@ HOW_TO_SUPPLY = (
 class Market:
     """Merged daily prices of all coins.
 
-    ``frame``: index ``date`` (ascending, one row per day), columns
-    ``{COIN}_{open,high,low,close,volume}`` in USD; ``files``: coin -> (path, sha256);
-    ``snapshot``: the snapshot the files belong to (None for a plain directory); ``sealed_from``:
-    the first day of a sealed period, none of whose rows were read into ``frame``.
-    """
+    ``frame``: index ``date`` (ascending, daily), columns ``{COIN}_{open,high,low,close,volume}`` in USD;
+    ``files``: coin -> (path, sha256); ``snapshot``: None for a plain directory; ``sealed_from``: the
+    first sealed day, none of whose rows were read."""
 
     frame: pd.DataFrame
     files: dict[str, tuple[str, str]]
@@ -56,16 +48,12 @@ class Market:
 
 
 def load_coin(data_dir: str | Path, coin: str, fill_gaps: bool = False) -> pd.DataFrame:
-    """One coin's validated daily prices, indexed by date; gaps raise unless ``fill_gaps``.
-
-    Zero volumes are CoinMarketCap's "not reported" and become NaN here.
-    """
+    """One coin's validated daily prices by date; gaps raise unless ``fill_gaps``; volume 0 ("not reported") is NaN."""
     return _load_file(data_dir, _pin(data_dir)[0], coin, fill_gaps)
 
 
 def _pin(data_dir: str | Path) -> tuple[Path, snapshots.Snapshot | None]:
-    """The directory of the current data and its snapshot, from one reading of the manifest (a
-    concurrent import may replace it; every file is then read from the snapshot pinned here)."""
+    """The directory of the current data and its snapshot, from one reading of the manifest."""
     if problem := path_problem(data_dir, directory=True):
         raise DataError(f"data directory {data_dir} {problem}; {HOW_TO_SUPPLY}")
     return snapshots.pinned(data_dir)
@@ -73,48 +61,30 @@ def _pin(data_dir: str | Path) -> tuple[Path, snapshots.Snapshot | None]:
 
 def _load_file(data_dir: str | Path, directory: Path, coin: str, fill_gaps: bool,
                sealed_from: str | None = None) -> pd.DataFrame:
+    """``coin``'s file in ``directory``, zero volumes as NaN; missing days raise, or are forward-filled."""
     path = coin_file(directory, coin)
     if not path.is_file():
-        raise DataError(
-            f"no {path.name} in data directory {data_dir}; {HOW_TO_SUPPLY}"
-        )
+        raise DataError(f"no {path.name} in data directory {data_dir}; {HOW_TO_SUPPLY}")
     frame = read_daily_csv(path, before=sealed_from)
     frame["volume"] = frame["volume"].mask(frame["volume"] == 0)
-    return _handle_gaps(path, frame, fill_gaps)
-
-
-def _handle_gaps(path: Path, frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFrame:
-    """Report missing calendar days; forward-fill them only when asked."""
     full = pd.date_range(frame.index[0], frame.index[-1], freq="D")
     missing = full.difference(frame.index)
     if missing.empty:
         return frame
     first = missing[0].date().isoformat()
     if not fill_gaps:
-        raise DataError(
-            f"{path} is missing {len(missing)} day(s), the first {first}; "
-            f"pass --fill-gaps (mlflow run: -P fill_gaps=true) to forward-fill them."
-        )
+        raise DataError(f"{path} is missing {len(missing)} day(s), the first {first}; "
+                        f"pass --fill-gaps (mlflow run: -P fill_gaps=true) to forward-fill them.")
     log.warning("%s: forward-filled %d missing day(s), the first %s", path, len(missing), first)
     return frame.reindex(full).ffill().rename_axis("date")
 
 
-def load_market(
-    data_dir: str | Path,
-    merge_date: str,
-    end_date: str | None = None,
-    fill_gaps: bool = False,
-    coins: tuple[str, ...] = COINS,
-    sealed_from: str | None = None,
-) -> Market:
-    """Merge the coins on date from ``merge_date`` to ``end_date`` (inclusive).
+def load_market(data_dir: str | Path, merge_date: str, end_date: str | None = None, fill_gaps: bool = False,
+                coins: tuple[str, ...] = COINS, sealed_from: str | None = None) -> Market:
+    """Merge the coins on date from ``merge_date`` to ``end_date`` (inclusive), no day from ``sealed_from`` on.
 
-    Leading days on which any coin's volume was not reported are dropped (so
-    no window divides by a zero volume); such a day inside the range is an
-    error unless ``fill_gaps``, which carries the previous volume forward.
-    ``sealed_from``: every day from it on is sealed, dropped from each file as it is read
-    (`cryptolstm.data.schema.seal`): no workflow can be handed one.
-    """
+    Leading days on which any coin's volume was not reported are dropped (no window divides by a
+    zero volume); such a day inside the range is an error unless ``fill_gaps`` carries it forward."""
     directory, snapshot = _pin(data_dir)
     parts, files = [], {}
     for coin in coins:
@@ -126,10 +96,8 @@ def load_market(
     merged = merged.loc[pd.Timestamp(merge_date) : pd.Timestamp(end_date) if end_date else None]
     merged = _drop_unreported_volume(merged, fill_gaps)
     if merged.empty:
-        raise DataError(
-            f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
-            f"{', '.join(coins)} in {data_dir}."
-        )
+        raise DataError(f"no day between {merge_date} and {end_date or 'the end'} has prices for all of "
+                        f"{', '.join(coins)} in {data_dir}.")
     return Market(frame=merged, files=files, snapshot=snapshot, sealed_from=sealed_from)
 
 
@@ -143,8 +111,6 @@ def _drop_unreported_volume(frame: pd.DataFrame, fill_gaps: bool) -> pd.DataFram
     holes = volume.isna().any(axis=1)
     if holes.any() and not fill_gaps:
         day = holes.idxmax().date()
-        raise DataError(
-            f"volume is 0 (not reported) on {int(holes.sum())} day(s) inside the range, the first {day}; "
-            f"pass --fill-gaps to carry the previous day's volume forward."
-        )
+        raise DataError(f"volume is 0 (not reported) on {int(holes.sum())} day(s) inside the range, the first {day}; "
+                        f"pass --fill-gaps to carry the previous day's volume forward.")
     return frame.ffill()

@@ -1,22 +1,8 @@
-"""Daily USD candles from Coinbase Exchange through ccxt, into a new snapshot.
+"""Daily USD candles from Coinbase Exchange through ccxt, into a new snapshot (under the data lock).
 
-Why Coinbase Exchange through ccxt: its BTC-USD and ETH-USD books trade against
-real US dollars (not a stablecoin), its daily candles reach back to 2015/2016
-(Kraken's OHLC endpoint returns only the last 720), the public endpoint needs
-no key, and ccxt is a maintained client that knows its pagination limit (300
-candles a call), its rate limit and its error codes. yfinance scrapes an
-unofficial Yahoo endpoint that changes without notice.
-
-Units: Coinbase reports volume in coins; it is stored as ``volume * close`` US
-dollars, one exchange's volume, where CoinMarketCap's (``../shared/data``) is
-summed across exchanges. A fetched snapshot is therefore never spliced onto
-data of another source: an update extends only a snapshot of this same source.
-
-Days are UTC days; the current, unfinished UTC day is never stored.
-
-A fetch holds the data directory's write lock from reading the current snapshot
-to replacing the manifest (`cryptolstm.data.snapshots.locked`); an import or
-another fetch started meanwhile waits for it.
+Coinbase: real USD books, history back to 2015, no key (Kraken gives 720 days, yfinance scrapes).
+Its volume in coins is stored as ``volume * close`` USD, one exchange's, so an update extends
+only a snapshot of this same source. Days are UTC days; the unfinished one is never stored.
 """
 
 from __future__ import annotations
@@ -59,9 +45,7 @@ def make_exchange(timeout_ms: int = 10_000):
 
 
 def _may_pass(exc: BaseException) -> bool:
-    """Whether waiting may cure ``exc``: a network error (rate limit, timeout, reset), but not a
-    host name that does not resolve or a refused connection (offline, a wrong proxy), which
-    fail the same way on every attempt."""
+    """Whether waiting may cure ``exc``: a network error, but not an unresolved host or a refused connection."""
     import ccxt
 
     return isinstance(exc, ccxt.NetworkError) and lasting_network_error(exc) is None
@@ -69,9 +53,8 @@ def _may_pass(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of one call on rate limits, timeouts and network errors that may pass (`_may_pass`):
-    ``attempts`` in all, waiting ``first_wait * 2**k`` seconds (at most ``max_wait``) before
-    attempt k + 2."""
+    """Retries of one call on errors that may pass (`_may_pass`): ``attempts`` in all, waiting
+    ``first_wait * 2**k`` seconds (at most ``max_wait``) before attempt k + 2."""
 
     attempts: int = 5
     first_wait: float = 1.0
@@ -84,13 +67,9 @@ class RetryPolicy:
             log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", SOURCE, _reason(state.outcome.exception()),
                      state.next_action.sleep, state.attempt_number + 1, self.attempts)
 
-        retrying = Retrying(
-            retry=retry_if_exception(_may_pass),  # RateLimitExceeded, RequestTimeout, DDoSProtection...
-            wait=wait_exponential(multiplier=self.first_wait, max=self.max_wait),
-            stop=stop_after_attempt(self.attempts),
-            before_sleep=tell,
-            reraise=True,
-        )
+        retrying = Retrying(retry=retry_if_exception(_may_pass),  # RateLimitExceeded, RequestTimeout...
+                            wait=wait_exponential(multiplier=self.first_wait, max=self.max_wait),
+                            stop=stop_after_attempt(self.attempts), before_sleep=tell, reraise=True)
         return retrying(func, *args, **kwargs)
 
 
@@ -99,9 +78,7 @@ DEFAULT_RETRY = RetryPolicy()
 
 def _candles_frame(candles: list[list]) -> pd.DataFrame:
     """ccxt candles ``[ms, open, high, low, close, volume in coins]`` -> daily frame in USD."""
-    if not candles:
-        return pd.DataFrame(columns=["open", "high", "low", "close", "volume"], index=pd.DatetimeIndex([], name="date"))
-    raw = np.asarray(candles, dtype=np.float64)
+    raw = np.asarray(candles, dtype=np.float64).reshape(-1, 6)
     frame = pd.DataFrame(raw[:, 1:5], columns=["open", "high", "low", "close"])
     frame["volume"] = raw[:, 5] * raw[:, 4]
     frame.index = pd.to_datetime(raw[:, 0].astype(np.int64), unit="ms").normalize().rename("date")
@@ -109,8 +86,7 @@ def _candles_frame(candles: list[list]) -> pd.DataFrame:
 
 
 def _reason(exc: Exception) -> str:
-    """ccxt's message without its "exchange GET url" prefix, on one line, at most 200 characters;
-    the socket's own words when the host does not resolve or refuses the connection."""
+    """ccxt's message without its "exchange GET url" prefix, on one line of at most 200 characters."""
     lasting = lasting_network_error(exc)
     if lasting is not None:
         return lasting.strerror or str(lasting)
@@ -137,10 +113,9 @@ def fetch_daily(exchange, coin: str, first: dt.date, today: dt.date, retry: Retr
             pages.append(_candles_frame([c for c in candles if _ms(cursor) <= c[0] < _ms(stop)]))
             cursor = stop
     except ccxt.NetworkError as exc:
-        raise NetworkUnavailable(
-            f"{SOURCE} cannot be reached ({type(exc).__name__}: {_reason(exc)}); check the "
-            f"network and run the fetch again, or import a CSV with `cryptolstm data import FILE --coin {coin}`."
-        ) from None
+        raise NetworkUnavailable(f"{SOURCE} cannot be reached ({type(exc).__name__}: {_reason(exc)}); check the "
+                                 f"network and run the fetch again, or import a CSV with "
+                                 f"`cryptolstm data import FILE --coin {coin}`.") from None
     except ccxt.BaseError as exc:
         raise DataError(f"{SOURCE} refused the request for {symbol}: {_reason(exc)}.") from None
     frame = pd.concat(pages) if pages else _candles_frame([])
@@ -157,34 +132,11 @@ class FetchReport:
     data_dir: str = ""
 
 
-def _overlap_check(coin: str, stored: pd.DataFrame, fetched: pd.DataFrame) -> None:
-    """Raise unless ``fetched`` holds the last stored day again, with the same prices (the check an
-    import makes on all its overlapping days, `schema.check_overlap`)."""
-    day = stored.index[-1]
-    if day not in fetched.index:
-        raise DataError(
-            f"{SOURCE} returned no {coin} candle for {day.date()}, the last stored day, so the update cannot be "
-            f"checked against it; nothing was written (`cryptolstm fetch --full` takes a fresh snapshot)."
-        )
-    check_overlap(coin, stored.loc[[day]], fetched, f"{SOURCE} now says",
-                  "`cryptolstm fetch --full` takes a fresh snapshot")
-
-
-def fetch(
-    data_dir: str,
-    coins: tuple[str, ...] = COINS,
-    full: bool = False,
-    exchange=None,
-    now: dt.datetime | None = None,
-    retry: RetryPolicy | None = None,
-) -> FetchReport:
-    """Fetch ``coins`` into a new snapshot of ``data_dir``: only the days after the last stored
-    complete day of a snapshot of this source (checking the overlap day), else the full history.
-
-    ``now``: the time (UTC) whose unfinished day is not stored (default: now, when the lock is
-    taken). The whole fetch holds the data directory's lock (`snapshots.locked`): what it extends
-    is what is current when it writes, so a concurrent import or fetch is never lost.
-    """
+def fetch(data_dir: str, coins: tuple[str, ...] = COINS, full: bool = False, exchange=None,
+          now: dt.datetime | None = None, retry: RetryPolicy | None = None) -> FetchReport:
+    """Fetch ``coins`` into a new snapshot of ``data_dir``, all under its lock: the days after the last
+    stored one of a snapshot of this source (checking the overlap day), else the full history.
+    ``now``: the time (UTC) whose unfinished day is not stored (default: now)."""
     if not coins:
         raise DataError(f"coins must name at least one of {', '.join(SYMBOLS)}.")
     for coin in coins:
@@ -209,13 +161,18 @@ def fetch(
 
 def _fetch_coin(exchange, coin: str, stored: pd.DataFrame | None, source: str | None, full: bool,
                 now: dt.datetime, retry: RetryPolicy | None) -> tuple[pd.DataFrame, int, str]:
-    """``coin``'s frame after the fetch, how many days it added and how (``update`` of ``stored``,
-    a frame of this source, or ``full`` history)."""
+    """``coin``'s frame after the fetch, how many days it added and how (``update`` or ``full``)."""
     today = now.astimezone(dt.UTC).date()
     if not full and stored is not None and source == SOURCE:
-        fetched = fetch_daily(exchange, coin, stored.index[-1].date(), today, retry)
-        _overlap_check(coin, stored, fetched)
-        added = fetched[fetched.index > stored.index[-1]]
+        day = stored.index[-1]  # fetched again, to check that its prices are the same
+        fetched = fetch_daily(exchange, coin, day.date(), today, retry)
+        if day not in fetched.index:
+            raise DataError(f"{SOURCE} returned no {coin} candle for {day.date()}, the last stored day, so the update "
+                            f"cannot be checked against it; nothing was written (`cryptolstm fetch --full` takes a "
+                            f"fresh snapshot).")
+        check_overlap(coin, stored.loc[[day]], fetched, f"{SOURCE} now says",
+                      "`cryptolstm fetch --full` takes a fresh snapshot")
+        added = fetched[fetched.index > day]
         return pd.concat([stored, added]), len(added), "update"
     fetched = fetch_daily(exchange, coin, HISTORY_START, today, retry)
     if fetched.empty:
@@ -227,9 +184,8 @@ def describe(report: FetchReport) -> str:
     """What a fetch stored, as the command prints it."""
     if report.snapshot is None:
         return f"{report.data_dir} is up to date: no complete UTC day after the last stored one ({SOURCE})."
-    snap = report.snapshot
-    lines = [f"snapshot {snap.id} is now current in {report.data_dir}:"]
-    for coin, info in sorted(snap.coins.items()):
+    lines = [f"snapshot {report.snapshot.id} is now current in {report.data_dir}:"]
+    for coin, info in sorted(report.snapshot.coins.items()):
         added = f", {report.new_days[coin]} new day(s) ({report.mode[coin]})" if coin in report.new_days else ""
         lines.append(f"  {coin}: {info.first_date}..{info.last_date}, {info.rows} rows, sha256 {info.sha256[:16]}{added}")
     return "\n".join(lines)

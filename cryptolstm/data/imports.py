@@ -1,25 +1,7 @@
-"""Import a daily price CSV from elsewhere (a Yahoo, Kaggle or CoinMarketCap export...).
+"""Import a daily price CSV from elsewhere (a Yahoo, Kaggle or CoinMarketCap export; formats: docs/data.md).
 
-Understood: delimiters ``, ; tab |``; a UTF-8 BOM; headers in any case, with
-CoinMarketCap's asterisks (``Close**``) and units (``Volume (USD)``); the columns
-``Date``/``Timestamp``/``Time``/``Open time``, ``Open``, ``High``, ``Low``, ``Close``
-(else ``Adj Close`` or ``Price``), ``Volume`` (in USD; ``Volume BTC`` or ``Volume ETH``
-is converted with the close); ``Market Cap`` and other columns are ignored;
-numbers with ``$``, thousands separators or ``K``/``M``/``B`` suffixes; ISO dates
-with or without a time, ``Jan 02, 2020``, ``02 Jan 2020``, ``MM/DD/YYYY`` or
-``DD/MM/YYYY`` when the file itself tells which, and Unix timestamps; any row
-order. The result must still be one row per day with no gap and none after today
-(UTC), plausible prices and volumes, ``low <= open, close <= high``, no line
-shorter than the header, no last line cut inside its last field and no
-implausible one-day price jump (`cryptolstm.data.schema`); otherwise one sentence
-names the line. It must also agree with the data directory: the coin's stored
-prices on every day both hold, as a fetch checks its overlap day, and not be
-another coin's stored prices (`_check_against_stored`).
-
-The import itself (read the current snapshot, write the new one, replace the
-manifest) runs under the data directory's lock (`snapshots.locked`), so
-imports and fetches started together each keep the others' coins.
-"""
+The result must pass `cryptolstm.data.schema`'s checks, have no gap and no day after today (UTC), and agree
+with the coin's stored prices (`_check_against_stored`); it is written under the data lock."""
 
 from __future__ import annotations
 
@@ -40,9 +22,7 @@ from cryptolstm.errors import DataError, path_problem
 
 ALIASES = {
     "date": ("date", "timestamp", "time", "datetime", "day", "open time", "date(utc)", "snapped_at", "time open"),
-    "open": ("open",),
-    "high": ("high",),
-    "low": ("low",),
+    **{c: (c,) for c in ("open", "high", "low")},
     "close": ("close", "adj close", "adj. close", "price", "last"),
     "volume": ("volume", "volume usd", "vol.", "vol", "total_volume", "volume(usd)", "24h volume"),
 }
@@ -52,26 +32,18 @@ SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9}
 THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
-def _header_key(name: str) -> str:
-    """``"Close**"`` -> ``close``; ``"Volume (USD)"`` -> ``volume(usd)``; ``" Adj Close "`` -> ``adj close``."""
-    key = re.sub(r"\s+", " ", str(name).replace("*", "").strip().lower())
-    return key.replace(" (", "(")
-
-
 def _read(path: Path) -> tuple[pd.DataFrame, str]:
     """The file as a frame of strings (its own header) and as text; every line as long as the header."""
     if problem := path_problem(path):
         raise DataError(f"{path} {problem}; import one daily price CSV file.")
-    data = path.read_bytes()
     try:
-        text = data.decode("utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text; export it as a CSV file.") from None
     if not text.strip():
         raise DataError(f"{path} is empty.")
     try:
-        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
-        delimiter = dialect.delimiter
+        delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
     try:
@@ -86,21 +58,15 @@ def _read(path: Path) -> tuple[pd.DataFrame, str]:
 
 def _columns(path: Path, frame: pd.DataFrame, coin: str) -> tuple[dict[str, str], str | None]:
     """Our column -> the file's column, and the file's coin-denominated volume column if that is all it has."""
-    keys = {_header_key(c): c for c in frame.columns}
-    chosen = {}
-    for ours, names in ALIASES.items():
-        found = next((keys[n] for n in names if n in keys), None)
-        if found is not None:
-            chosen[ours] = found
-    base_volume = None
-    if "volume" not in chosen:
-        base_volume = next((keys[k] for k in keys if k in (f"volume {coin.lower()}", f"volume({coin.lower()})")), None)
-    missing = [c for c in COLUMNS if c not in chosen and not (c == "volume" and base_volume)]
-    if missing:
-        raise DataError(
-            f"{path} has no {', '.join(missing)} column (its columns: {', '.join(map(str, frame.columns))}); "
-            f"a daily price file needs date, open, high, low, close and volume."
-        )
+    # header key -> the file's column: "Close**" -> close, "Volume (USD)" -> volume(usd), " Adj Close " -> adj close
+    keys = {re.sub(r"\s+", " ", str(c).replace("*", "").strip().lower()).replace(" (", "("): c for c in frame.columns}
+    chosen = {ours: keys[found] for ours, names in ALIASES.items()
+              if (found := next((n for n in names if n in keys), None)) is not None}
+    base_volume = None if "volume" in chosen else next(
+        (keys[k] for k in keys if k in (f"volume {coin.lower()}", f"volume({coin.lower()})")), None)
+    if missing := [c for c in COLUMNS if c not in chosen and not (c == "volume" and base_volume)]:
+        raise DataError(f"{path} has no {', '.join(missing)} column (its columns: {', '.join(map(str, frame.columns))}"
+                        f"); a daily price file needs date, open, high, low, close and volume.")
     return chosen, base_volume
 
 
@@ -127,39 +93,28 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, ours: str) -> np.ndar
 
 def _dates(path: Path, values: pd.Series) -> pd.DatetimeIndex:
     text = values.str.strip()
-    empty = text == ""
-    if empty.any():
+    if (empty := text == "").any():
         row = int(np.argmax(empty.to_numpy()))
         raise DataError(f"{path} line {row + 2}: the date is empty.")
     if text.str.fullmatch(r"\d{9,13}(\.0+)?").all():  # Unix time, seconds or milliseconds
         numbers = text.astype(float)
         return pd.DatetimeIndex(pd.to_datetime(numbers, unit="ms" if numbers.max() > 1e11 else "s")).normalize()
     iso = text.str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[ T].*)?$")[0]
-    if iso.notna().all():
-        text = iso
-    results = {}
-    for fmt in DATE_FORMATS:
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        if parsed.notna().all():
-            results[fmt] = parsed
-    distinct = {tuple(v) for v in results.values()}
-    if len(distinct) > 1:
-        raise DataError(
-            f"{path} has dates such as {text.iloc[0]!r} that read both as month/day and as day/month; "
-            f"export them as YYYY-MM-DD."
-        )
+    text = iso if iso.notna().all() else text
+    parsed = [pd.to_datetime(text, format=fmt, errors="coerce") for fmt in DATE_FORMATS]
+    results = [p for p in parsed if p.notna().all()]
+    if len({tuple(p) for p in results}) > 1:
+        raise DataError(f"{path} has dates such as {text.iloc[0]!r} that read both as month/day and as day/month; "
+                        f"export them as YYYY-MM-DD.")
     if not results:
-        best = max(DATE_FORMATS, key=lambda f: pd.to_datetime(text, format=f, errors="coerce").notna().sum())
-        row = int(np.argmax(pd.to_datetime(text, format=best, errors="coerce").isna().to_numpy()))
+        row = int(np.argmax(max(parsed, key=lambda p: p.notna().sum()).isna().to_numpy()))
         raise DataError(f"{path} line {row + 2}: date {values.iloc[row]!r} does not parse; use YYYY-MM-DD.")
-    return pd.DatetimeIndex(next(iter(results.values()))).normalize()
+    return pd.DatetimeIndex(results[0]).normalize()
 
 
 def parse_prices(path: str | Path, coin: str, today: dt.date | None = None) -> pd.DataFrame:
-    """A foreign daily price CSV -> the project's frame (index date ascending, open..volume in USD).
-
-    ``today``: the current UTC day (default: now); a row dated after it is refused.
-    """
+    """A foreign daily price CSV -> the project's frame (index date ascending, open..volume in USD);
+    a row dated after ``today`` (UTC; default: now) is refused."""
     path = Path(path)
     if coin not in COINS:
         raise DataError(f"coin must be one of {', '.join(COINS)}; got {coin!r}.")
@@ -174,23 +129,15 @@ def parse_prices(path: str | Path, coin: str, today: dt.date | None = None) -> p
     check_frame(path, frame[list(COLUMNS)])  # row numbers are still the file's
     check_days_done(path, frame["date"], today or dt.datetime.now(dt.UTC).date())
     frame = frame.sort_values("date").set_index("date")
-    full = pd.date_range(frame.index[0], frame.index[-1], freq="D")
-    missing = full.difference(frame.index)
+    missing = pd.date_range(frame.index[0], frame.index[-1], freq="D").difference(frame.index)
     if len(missing):
-        raise DataError(
-            f"{path} is missing {len(missing)} day(s) between {frame.index[0].date()} and {frame.index[-1].date()}, "
-            f"the first {missing[0].date()}; import a complete daily export."
-        )
+        raise DataError(f"{path} is missing {len(missing)} day(s) between {frame.index[0].date()} and "
+                        f"{frame.index[-1].date()}, the first {missing[0].date()}; import a complete daily export.")
     return frame[list(COLUMNS[1:])]
 
 
 def import_csv(path: str | Path, coin: str, data_dir: str | Path, today: dt.date | None = None) -> snapshots.Snapshot:
-    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept).
-
-    Refused (`DataError`, nothing written) when the file does not parse or check (`parse_prices`;
-    ``today``: the current UTC day, default now) or contradicts the prices ``data_dir`` holds
-    (`_check_against_stored`).
-    """
+    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept), or `DataError`."""
     frame = parse_prices(path, coin, today)
     with snapshots.locked(data_dir):  # the current state read here is the one the new snapshot replaces
         frames, sources, symbols = snapshots.carried(data_dir)
@@ -201,10 +148,8 @@ def import_csv(path: str | Path, coin: str, data_dir: str | Path, today: dt.date
 
 
 def _check_against_stored(path: Path, coin: str, frame: pd.DataFrame, stored: dict[str, pd.DataFrame]) -> None:
-    """Raise `DataError` if ``frame`` (``path`` read as ``coin``) contradicts the ``stored`` frames: a
-    price of a day ``coin`` already holds differs (the overlap check a fetch makes), or the file
-    agrees on every day it shares with another coin's stored prices (the ETH file given as
-    ``--coin BTC`` where no BTC overlaps to tell)."""
+    """Raise `DataError` if ``frame`` differs from ``coin``'s stored prices on a shared day, or equals
+    another coin's on every day it shares with it (the ETH file given as ``--coin BTC``)."""
     if coin in stored:
         check_overlap(coin, stored[coin], frame, f"{path.name} says",
                       f"check that {path} holds {coin} prices; prices from another source go into a data "

@@ -1,6 +1,5 @@
-"""The market data a workflow needs: fetched if the directory holds none, loaded, validated,
-and checked to hold enough days for every configuration that will use it (one sentence
-before any run exists, not a failed run)."""
+"""The market data a workflow needs: fetched if the directory holds none, loaded, and checked to hold
+enough days for every configuration that will use it (before any run exists)."""
 
 from __future__ import annotations
 
@@ -12,16 +11,15 @@ from pathlib import Path
 
 from cryptolstm.config import RunConfig
 from cryptolstm.data import HOW_TO_SUPPLY, Market, load_market, snapshots
+from cryptolstm.data import fetch as fetching
 from cryptolstm.errors import CryptoLstmError, DataError
+from cryptolstm.windowing import protocol_samples
 
 log = logging.getLogger(__name__)
 
 
 def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
-    """Fetch prices into ``data_dir`` first if it holds none and ``fetch_missing``; a network
-    failure is one sentence saying how to supply data."""
-    from cryptolstm.data import fetch as fetching
-
+    """Fetch prices into ``data_dir`` if it holds none and ``fetch_missing``; a network failure is one sentence."""
     if snapshots.has_data(data_dir) or not fetch_missing:
         return
     made = not Path(data_dir).exists()
@@ -41,11 +39,8 @@ def ensure_data(data_dir: str, fetch_missing: bool = True) -> None:
 
 def prepare_market(cfg: RunConfig, fetch_missing: bool = True, checks: Iterable[RunConfig] | None = None,
                    to_last_day: bool = False) -> Market:
-    """``cfg``'s merged market data (to its ``end_date``, or to the data's last day with ``to_last_day``;
-    never a day from its ``sealed_from`` on), with the splits of every config in ``checks``
-    (default: ``cfg`` alone) built once to check that they fit."""
-    from cryptolstm.windowing import protocol_samples
-
+    """``cfg``'s merged market data (to its ``end_date``, or the data's last day with ``to_last_day``; never
+    a sealed day), with the splits of every config in ``checks`` (default: ``cfg``) built to check they fit."""
     ensure_data(cfg.data_dir, fetch_missing)
     market = load_market(cfg.data_dir, cfg.merge_date, None if to_last_day else cfg.end_date,
                          cfg.fill_gaps, sealed_from=cfg.sealed_from)

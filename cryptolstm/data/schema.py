@@ -1,19 +1,6 @@
-"""The daily price file format and its validation (pandera).
-
-Format (see ``../shared/data/README.md``): header ``date,open,high,low,close,volume``;
-one row per UTC day; prices and volume in USD. Errors name the file, the line
-(1 = header) and the column.
-
-Beyond types and OHLC consistency, a file is checked for what a careless export
-or a cut-off download leaves: a header and no rows, a line with fewer fields
-than the header, a last line cut inside its last field (no final newline and a
-value far below the line before it), values outside a plausible range
-(`PRICE_RANGE`, `VOLUME_RANGE`), and implausible one-day jumps (a factor of
-more than `JUMP`): an error for prices, a warning naming the lines for volume.
-
-Writers also check new rows against what is stored (`check_overlap`, used by
-fetch and import) and an import's dates against today (`check_days_done`).
-"""
+"""The daily price file format (``date,open,high,low,close,volume``; one row per UTC day; USD) and
+its validation: types, OHLC consistency, plausible values and one-day jumps, cut-off lines. Errors
+name the file, the line (1 = header) and the column."""
 
 from __future__ import annotations
 
@@ -35,22 +22,16 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("date", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
-# A one-day move by more than this factor is not a market move but a broken value: in
-# ../shared/data the largest is 4.0 for a price (ETH's second day) and 12 for a volume (BTC,
-# 2014-03-03), while a value cut to its first k digits moves by a factor of about 10**(n - k).
+# A one-day move by more than this factor is a broken value: ../shared/data's largest is 4.0 for a price and
+# 12 for a volume, while a value cut to its first k of n digits moves by a factor of about 10**(n - k).
 JUMP = 50.0
 LISTED_LINES = 3  # lines a volume warning names before "and N more"
-# Two prices of one coin and day agree within this (relative; absolute USD): a full-precision value
-# and the same one stored as float32 upstream differ by about 1e-7 of it, and an export rounded to
-# the cent by under half a cent; a revised price or another coin's differs by far more.
+# Two prices of one coin and day agree within this (relative; absolute USD): a float32 copy differs by about
+# 1e-7 of it, an export rounded to the cent by under half a cent; a revised or another coin's, by far more.
 AGREE_RTOL, AGREE_ATOL = 1e-6, 0.005
-# The plausible values, written here once (USD; `check_frame` applies them to every file loaded,
-# imported or fetched). In ../shared/data prices run from 0.42 (ETH, 2015) to 68,790 (BTC, 2021)
-# and daily volumes from 1.0e5 to 3.5e11 USD, so both ranges leave a margin of over 1,000 below
-# and over 250 above. They also keep the ratio of any two values, which is what a window feeds the
-# network (each row divided by the first), inside float32 (3.4e38): a volume of 1e300 would reach
-# training as inf and be blamed on the learning rate.
-# The ranges themselves are `cryptolstm.features.PRICE_RANGE` and `VOLUME_RANGE`: the served model checks its input rows by them too.
+# The plausible ranges (`cryptolstm.features.PRICE_RANGE`, `VOLUME_RANGE`): ../shared/data runs from 0.42 to
+# 68,790 USD a price and 1.0e5 to 3.5e11 USD a volume, a margin of over 1,000 below and 250 above; they also
+# keep any two values' ratio (what a window feeds the network) inside float32, so no inf reaches training.
 
 
 def _plausible(kind: str, low: float, high: float, zero: bool = False) -> pa.Check:
@@ -70,26 +51,22 @@ _SCHEMA = pa.DataFrameSchema(
         pa.Check(lambda d: d["low"] <= d[["open", "close"]].min(axis=1) * (1 + 1e-6), name="low <= min(open, close)"),
         pa.Check(lambda d: d["high"] >= d[["open", "close"]].max(axis=1) * (1 - 1e-6), name="high >= max(open, close)"),
     ],
-    strict=False,
-    coerce=False,
 )
 
 
 def read_daily_csv(path: Path, warn: bool = True, before: str | None = None) -> pd.DataFrame:
-    """Read and validate one coin's daily CSV.
+    """One coin's validated daily CSV, indexed by ascending ``date``: open..close (USD), volume (USD/24 h).
 
-    Returns a frame indexed by ``date`` (datetime64, ascending) with float
-    columns open, high, low, close (USD) and volume (USD per 24 h).
-    Raises `DataError` with one sentence naming file, line and column; ``warn``:
-    log implausible volume jumps (see `check_frame`); ``before``: the first day of a
-    sealed period, whose rows are dropped as soon as their dates are parsed (`seal`).
-    """
-    raw, text = _read_table(path)
-    missing = [c for c in COLUMNS if c not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{path} lacks column(s) {', '.join(missing)}; the header must be {','.join(COLUMNS)}."
-        )
+    ``warn``: log implausible volume jumps; ``before``: drop rows from this sealed day on (`seal`)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+        if not text.strip():
+            raise DataError(f"{path} is empty.")
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)  # every cell a string
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
+    if missing := [c for c in COLUMNS if c not in raw.columns]:
+        raise DataError(f"{path} lacks column(s) {', '.join(missing)}; the header must be {','.join(COLUMNS)}.")
     if raw.empty:
         raise DataError(f"{path} has a header but no rows.")
     check_fields(path, text)
@@ -102,9 +79,8 @@ def read_daily_csv(path: Path, warn: bool = True, before: str | None = None) -> 
 
 
 def seal(path: Path, frame: pd.DataFrame, before: str) -> pd.DataFrame:
-    """The rows of ``frame`` (parsed from ``path``) dated before ``before``: a sealed day's prices are
-    dropped before any check, merge or workflow sees them (they need only parse). One sentence when
-    the seal would hide every day, or none (a seal after the file's last day)."""
+    """The rows of ``frame`` dated before ``before``, dropped before any check or workflow sees them;
+    `DataError` if the seal would hide every day, or none."""
     sealed = frame["date"] >= pd.Timestamp(before)
     if sealed.all():
         raise DataError(f"the seal from {before} hides every day of {path} (its first is "
@@ -115,25 +91,9 @@ def seal(path: Path, frame: pd.DataFrame, before: str) -> pd.DataFrame:
     return frame[~sealed]
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
-    """The file as a frame of strings (header = column names) and as text."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
-    if not text.strip():
-        raise DataError(f"{path} is empty.")
-    try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False), text
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
-
-
 def check_cut_tail(path: Path, raw: pd.DataFrame, text: str, number: Callable[[str], float] = float) -> None:
-    """Raise if ``text`` (the file, read as ``raw`` with every cell a string) may have been cut
-    inside its last field, which still parses (a volume of 4543860224 cut to 45): it does not end
-    with a newline and its last column's last value (``number`` parses it) is below 1/`JUMP` of
-    the value on the line before."""
+    """Raise if ``text`` (read as ``raw``, all strings) may be cut inside its last field: no final newline
+    and its last value (``number`` parses it) below 1/`JUMP` of the line before's."""
     if text.endswith(("\n", "\r")) or len(raw) < 2:
         return
     column = raw.columns[-1]
@@ -143,16 +103,12 @@ def check_cut_tail(path: Path, raw: pd.DataFrame, text: str, number: Callable[[s
     except (ValueError, IndexError):  # not numbers: the parsers name them
         return
     if previous > 0 and 0 <= value < previous / JUMP:
-        raise DataError(
-            f"{path} line {text.count(chr(10)) + 1} looks cut off: the file does not end with a newline and "
-            f"its last {column} {cut!r} is below 1/{JUMP:g} of the line before's ({before!r})."
-        )
+        raise DataError(f"{path} line {text.count(chr(10)) + 1} looks cut off: the file does not end with a newline "
+                        f"and its last {column} {cut!r} is below 1/{JUMP:g} of the line before's ({before!r}).")
 
 
 def check_frame(path: Path, frame: pd.DataFrame, warn: bool = True) -> None:
-    """Validate parsed rows (columns date..volume, index = 0-based row of the file) against the
-    schema and for implausible jumps; raise `DataError` naming ``path``'s first failing line.
-    ``warn``: log implausible volume jumps (off where the file was checked when it was written)."""
+    """Validate parsed rows (index: 0-based file rows) against the schema and for jumps; `DataError` names the line."""
     try:
         _SCHEMA.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -164,8 +120,7 @@ def check_frame(path: Path, frame: pd.DataFrame, warn: bool = True) -> None:
 
 
 def check_days_done(path: Path, dates: pd.Series, today: dt.date) -> None:
-    """Raise `DataError` naming the first line of ``path`` (``dates``' index: 0-based rows of the file)
-    dated after ``today`` (a UTC day): a daily price file cannot hold a day still to come."""
+    """Raise `DataError` naming the first line (``dates``' index: 0-based rows) dated after ``today`` (UTC)."""
     late = dates > pd.Timestamp(today)
     if not late.any():
         return
@@ -176,9 +131,7 @@ def check_days_done(path: Path, dates: pd.Series, today: dt.date) -> None:
 
 
 def first_disagreement(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.Timestamp, str, float, float] | None:
-    """The first day (date order) that both daily frames (index date, columns open..close) hold and
-    on which a price differs beyond `AGREE_RTOL` / `AGREE_ATOL`: (day, column, stored value, new
-    value), close checked first; None if every shared day agrees, or there is none."""
+    """(day, column, stored, new) of the first shared day a price differs beyond `AGREE_*` (close first), or None."""
     days = stored.index.intersection(new.index).sort_values()
     columns = ("close", "open", "high", "low")
     old, now = stored.loc[days, list(columns)], new.loc[days, list(columns)]
@@ -191,10 +144,8 @@ def first_disagreement(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.Time
 
 
 def check_overlap(coin: str, stored: pd.DataFrame, new: pd.DataFrame, says: str, remedy: str) -> None:
-    """Raise `DataError` if ``new`` rows contradict ``coin``'s ``stored`` ones on a day both hold
-    (`first_disagreement`), naming the day, the column and both values: a fetch's overlap day, an
-    import's overlapping days. ``says``: who brings ``new`` ("coinbaseexchange now says");
-    ``remedy``: what the user can do instead."""
+    """Raise `DataError` if ``new`` rows contradict ``stored`` ones on a shared day (`first_disagreement`).
+    ``says``: who brings ``new`` ("coinbaseexchange now says"); ``remedy``: what the user can do."""
     found = first_disagreement(stored, new)
     if found is None:
         return
@@ -204,8 +155,7 @@ def check_overlap(coin: str, stored: pd.DataFrame, new: pd.DataFrame, says: str,
 
 
 def _jumps(values: pd.Series) -> pd.Series:
-    """Per row, the factor (>= 1) by which ``values`` moved from the row before; NaN where either is
-    missing or zero (volume 0 is "not reported")."""
+    """Per row, the factor (>= 1) ``values`` moved by from the row before; NaN where either is 0 or NaN."""
     positive = values.where(values > 0)
     ratio = positive / positive.shift()
     return ratio.where(ratio >= 1, 1 / ratio)
@@ -221,16 +171,14 @@ def _check_price_jumps(path: Path, by_day: pd.DataFrame) -> None:
     row, before = by_day.index[at], by_day.index[at - 1]
     col = next(c for c in factors.columns if factors[c].iloc[at] > JUMP)
     value, previous = by_day[col].iloc[at], by_day[col].iloc[at - 1]
-    raise DataError(
-        f"{path} line {row + 2}, column {col}: {value:.10g} on {by_day['date'].iloc[at].date()} is "
-        f"{factors[col].iloc[at]:.3g} times {'above' if value > previous else 'below'} the day before "
-        f"({previous:.10g}, line {before + 2}); a one-day move by more than a factor of {JUMP:g} is implausible."
-    )
+    raise DataError(f"{path} line {row + 2}, column {col}: {value:.10g} on {by_day['date'].iloc[at].date()} is "
+                    f"{factors[col].iloc[at]:.3g} times {'above' if value > previous else 'below'} the day before "
+                    f"({previous:.10g}, line {before + 2}); a one-day move by more than a factor of {JUMP:g} "
+                    f"is implausible.")
 
 
 def _warn_volume_jumps(path: Path, by_day: pd.DataFrame) -> None:
-    """Log one warning naming the lines whose volume moved by more than `JUMP` times from the day before
-    (up or down): not an error, as volume is noisier than price, but often a cut or mistyped value."""
+    """Warn of the lines whose volume moved by more than `JUMP` times (volume is noisier than price)."""
     factors = _jumps(by_day["volume"])
     jumps = factors[factors > JUMP]
     if jumps.empty:
@@ -243,8 +191,7 @@ def _warn_volume_jumps(path: Path, by_day: pd.DataFrame) -> None:
 
 
 def check_fields(path: Path, text: str, delimiter: str = ",") -> None:
-    """Raise if a line has fewer fields than the header (pandas would fill the missing ones with
-    empty values): a line cut off, most often the last one of an interrupted download."""
+    """Raise if a line has fewer fields than the header (pandas would fill them with empty values)."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, [])
     width = len(header)
@@ -262,31 +209,22 @@ def check_fields(path: Path, text: str, delimiter: str = ",") -> None:
 def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
     """Parse text cells into dates and floats, naming the first cell that does not parse."""
     out = pd.DataFrame(index=raw.index)
-    out["date"] = pd.to_datetime(raw["date"].str.strip(), format="%Y-%m-%d", errors="coerce").astype(
-        "datetime64[ns]"
-    )
+    text = raw.apply(lambda c: c.str.strip())
+    out["date"] = pd.to_datetime(text["date"], format="%Y-%m-%d", errors="coerce").astype("datetime64[ns]")
     for col in COLUMNS[1:]:
-        out[col] = pd.to_numeric(raw[col].str.strip(), errors="coerce").astype(float)
+        out[col] = pd.to_numeric(text[col], errors="coerce").astype(float)
     for col in COLUMNS:
-        bad = out[col].isna() & (raw[col].str.strip() != "")
-        empty = raw[col].str.strip() == ""
-        for mask, what in ((empty, "is empty"), (bad, "does not parse")):
+        for mask, what in ((text[col] == "", "is empty"), (out[col].isna() & (text[col] != ""), "does not parse")):
             if mask.any():
                 row = int(mask.idxmax())
                 expected = "a YYYY-MM-DD date" if col == "date" else "a number"
-                raise DataError(
-                    f"{path} line {row + 2}, column {col}: value {raw[col].iloc[row]!r} {what}; "
-                    f"expected {expected}."
-                )
+                raise DataError(f"{path} line {row + 2}, column {col}: value {raw[col].iloc[row]!r} {what}; "
+                                f"expected {expected}.")
     return out
 
 
 def _describe(path: Path, frame: pd.DataFrame, cases: pd.DataFrame) -> str:
-    """One sentence for pandera's failure cases: the first failing line, and how many more.
-
-    Column checks are reported before row checks (a row check lists every
-    column of the failing row, which says nothing about which one is wrong).
-    """
+    """One sentence for pandera's failure cases: the first failing line (column checks first), and how many more."""
     cases = cases.assign(row_check=cases["schema_context"] != "Column")
     cases = cases.sort_values(["row_check", "index"], na_position="last")
     first = cases.iloc[0]
@@ -298,15 +236,10 @@ def _describe(path: Path, frame: pd.DataFrame, cases: pd.DataFrame) -> str:
         return f"{path} {where}: date {day} appears more than once; dates must be unique."
     if first["row_check"]:
         return f"{path} {where}: the row fails check {first['check']}{more}."
-    if str(first["check"]).startswith("plausible "):
-        return _implausible(path, frame, first, where, more)
+    if str(first["check"]).startswith("plausible "):  # outside `PRICE_RANGE` or `VOLUME_RANGE`
+        kind = str(first["check"]).removeprefix("plausible ")
+        day = frame["date"].get(first["index"]) if pd.notna(first["index"]) else None
+        on = f" on {day.date()}" if isinstance(day, pd.Timestamp) and pd.notna(day) else ""
+        return (f"{path} {where}, column {first['column']}: {float(first['failure_case']):.10g}{on} is outside the "
+                f"plausible range ({PLAUSIBLE[kind]}){more}; check the file for a mistyped or mis-scaled value.")
     return f"{path} {where}, column {first['column']}: value {first['failure_case']!r} fails check {first['check']}{more}."
-
-
-def _implausible(path: Path, frame: pd.DataFrame, case: pd.Series, where: str, more: str) -> str:
-    """The sentence for a value outside `PRICE_RANGE` or `VOLUME_RANGE` (pandera's failure ``case``)."""
-    kind = str(case["check"]).removeprefix("plausible ")
-    day = frame["date"].get(case["index"]) if pd.notna(case["index"]) else None
-    on = f" on {day.date()}" if isinstance(day, pd.Timestamp) and pd.notna(day) else ""
-    return (f"{path} {where}, column {case['column']}: {float(case['failure_case']):.10g}{on} is outside the "
-            f"plausible range ({PLAUSIBLE[kind]}){more}; check the file for a mistyped or mis-scaled value.")

@@ -1,30 +1,11 @@
-"""Immutable data snapshots and the manifest that names the current one.
-
-A data directory is either a plain directory of ``{coin}-usd-daily.csv`` files
-(like ``../shared/data``) or a snapshot store::
-
-    data/
-      manifest.json                 {"current": "snapshots/<id>", "snapshots": {<id>: {...}}}
-      snapshots/<id>/btc-usd-daily.csv, eth-usd-daily.csv, snapshot.json
-
-A snapshot is written into a temporary directory beside its final place and
-renamed into place only when complete, its files made read-only; then
-``manifest.json`` is replaced atomically. A write that fails half-way therefore
-leaves the previous snapshot current and intact, and no snapshot is ever
-changed after it exists.
-
-Writers serialise on ``.manifest.lock`` beside the manifest (`locked`): an
-import or fetch reads the current state, writes its snapshot and replaces the
-manifest all under the lock, so writers started together each build on the one
-before (no lost update), and a snapshot id is chosen unique under it. The lock is
-an OS lock (flock), released when its holder exits or is killed; temporary
-files a killed writer left are removed by the next one. Readers take no lock:
-they read the manifest once (`pinned`) and then only immutable snapshot files.
-"""
+"""Immutable data snapshots (``snapshots/<id>/``, renamed into place when complete, read-only) and the
+``manifest.json`` naming the current one, replaced atomically. Writers serialise on an OS lock
+(`locked`) so none loses another's update; readers read the manifest once (`pinned`), no lock."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryptolstm.data.schema import COLUMNS
+from cryptolstm.data.schema import COLUMNS, read_daily_csv
 from cryptolstm.errors import DataError, path_problem
 
 log = logging.getLogger(__name__)
@@ -56,15 +37,12 @@ def coin_file(directory: str | Path, coin: str) -> Path:
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes: its fingerprint."""
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
 class CoinFile:
-    """One coin's file in a snapshot: where its rows came from (source, symbol there), first and
-    last day, rows, sha256."""
+    """One coin's file in a snapshot: where its rows came from (source, symbol there), days, rows, sha256."""
 
     coin: str
     source: str
@@ -77,8 +55,7 @@ class CoinFile:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A snapshot's manifest entry: what made it (``source``: the fetch or import that wrote it),
-    when, and each coin's file."""
+    """A snapshot's manifest entry: what wrote it (``source``), when, and each coin's file."""
 
     id: str
     source: str
@@ -110,7 +87,7 @@ def read_manifest(data_dir: str | Path) -> dict | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-        manifest["current"], manifest["snapshots"]  # noqa: B018 - both keys must exist
+        manifest["current"], manifest["snapshots"]  # both keys must exist
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{path} is not a valid snapshot manifest; restore it or remove it to start over.") from None
     return manifest
@@ -127,8 +104,7 @@ def resolve(data_dir: str | Path) -> Path:
 
 
 def pinned(data_dir: str | Path) -> tuple[Path, Snapshot | None]:
-    """The directory whose CSVs are the data and the snapshot it is (None for a plain directory),
-    from one reading of the manifest, so that the two agree while a writer replaces it."""
+    """The data's directory and its snapshot (None for a plain directory), from one reading of the manifest."""
     manifest = read_manifest(data_dir)
     if manifest is None:
         return Path(data_dir), None
@@ -140,11 +116,8 @@ def pinned(data_dir: str | Path) -> tuple[Path, Snapshot | None]:
 
 @contextmanager
 def locked(data_dir: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
-    """Hold ``data_dir``'s write lock (``.manifest.lock``, beside the manifest) for the block.
-
-    Re-entrant within a process; an OS lock, so it is released when the holder exits or dies.
-    Waits at most ``timeout`` seconds for another writer, then raises `DataError`.
-    """
+    """Hold ``data_dir``'s write lock for the block: re-entrant in a process, released when the holder
+    dies; `DataError` after ``timeout`` seconds waiting for another writer."""
     from filelock import FileLock, Timeout
 
     directory = Path(data_dir)
@@ -182,16 +155,8 @@ def all_snapshots(data_dir: str | Path) -> list[Snapshot]:
     return [] if manifest is None else [Snapshot.from_dict(s) for s in manifest["snapshots"].values()]
 
 
-def _write_frame(frame: pd.DataFrame, path: Path) -> None:
-    """Write one coin's frame (index date, columns open..volume) in the project's CSV format."""
-    out = frame.reset_index()
-    out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
-    _write_durably(path, out[list(COLUMNS)].to_csv(index=False, float_format="%.17g", lineterminator="\n"))
-
-
 def _write_durably(path: Path, text: str) -> None:
-    """Write ``text`` to a new file and flush it to the disk (so a manifest never names a file
-    whose bytes are still only in memory)."""
+    """Write ``text`` to a new file and flush it to the disk (a manifest never names bytes still in memory)."""
     with open(path, "x") as f:
         f.write(text)
         f.flush()
@@ -208,28 +173,19 @@ def _replace_manifest(data_dir: Path, manifest: dict) -> None:
     os.replace(tmp, data_dir / MANIFEST)
 
 
-def write_snapshot(
-    data_dir: str | Path,
-    frames: dict[str, pd.DataFrame],
-    source: str,
-    symbols: dict[str, str],
-    sources: dict[str, str] | None = None,
-    note: str = "",
-    now: dt.datetime | None = None,
-) -> Snapshot:
-    """Write ``frames`` (coin -> daily frame) as a new snapshot and make it current.
+def write_snapshot(data_dir: str | Path, frames: dict[str, pd.DataFrame], source: str, symbols: dict[str, str],
+                   sources: dict[str, str] | None = None, note: str = "", now: dt.datetime | None = None) -> Snapshot:
+    """Write ``frames`` (coin -> daily frame) as a new snapshot, validated by reading it back, and make it current.
 
-    ``source``: what wrote it (``coinbaseexchange``, ``import``); ``sources``: per coin, where
-    its rows came from (default ``source``); ``symbols``: per coin, its name there; ``now``: when
-    (UTC; default: now, taken under the lock so that ids sort in the order they were written).
-
-    Runs under `locked`; a caller that read the current state (`carried`) to build ``frames``
-    must hold the lock since then. The files are validated by reading them back with the
-    project's schema before the snapshot is renamed into place.
-    """
+    ``source``: what wrote it; ``sources``: per coin, where its rows came from (default ``source``);
+    ``symbols``: per coin, its name there; ``now``: when (UTC; default: now, under the lock). A caller
+    that built ``frames`` from `carried` must hold `locked` since then."""
     data_dir, store = Path(data_dir), Path(data_dir) / "snapshots"
     with locked(data_dir):
-        _sweep(data_dir)
+        for tmp in store.glob(".*"):  # what a writer killed half-way left
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in data_dir.glob(".manifest-*"):
+            tmp.unlink(missing_ok=True)
         now = now or dt.datetime.now(dt.UTC)
         manifest = read_manifest(data_dir) or {"snapshots": {}}
         last = max(frame.index.max() for frame in frames.values()).date().isoformat()
@@ -252,8 +208,7 @@ def write_snapshot(
 
 
 def _new_id(store: Path, manifest: dict, base: str) -> str:
-    """``base`` (it starts with the time, so ids sort by it), or ``base-2``, ``base-3``... if taken
-    (only when a clock gives the same microsecond twice); unique because chosen under the lock."""
+    """``base``, or ``base-2``, ``base-3``... if taken (unique because chosen under the lock)."""
     store.mkdir(parents=True, exist_ok=True)
     snap_id, n = base, 1
     while snap_id in manifest["snapshots"] or (store / snap_id).exists():
@@ -264,13 +219,12 @@ def _new_id(store: Path, manifest: dict, base: str) -> str:
 
 def _write_files(tmp: Path, frames: dict[str, pd.DataFrame], source: str, symbols: dict[str, str],
                  sources: dict[str, str]) -> dict[str, CoinFile]:
-    """Write every coin's file into ``tmp`` and describe it as read back through the schema."""
-    from cryptolstm.data.schema import read_daily_csv
-
+    """Write every coin's file into ``tmp`` in the project's CSV format and describe it as read back."""
     coins = {}
     for coin, frame in sorted(frames.items()):
-        path = coin_file(tmp, coin)
-        _write_frame(frame, path)
+        path, out = coin_file(tmp, coin), frame.reset_index()
+        out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
+        _write_durably(path, out[list(COLUMNS)].to_csv(index=False, float_format="%.17g", lineterminator="\n"))
         checked = read_daily_csv(path, warn=False)  # its source was checked (and warned about) when read
         first, final = (d.date().isoformat() for d in (checked.index[0], checked.index[-1]))
         coins[coin] = CoinFile(coin, sources.get(coin, source), symbols.get(coin, coin), first, final,
@@ -278,32 +232,15 @@ def _write_files(tmp: Path, frames: dict[str, pd.DataFrame], source: str, symbol
     return coins
 
 
-def _sweep(data_dir: Path) -> None:
-    """Remove what a writer killed half-way left (a temporary snapshot or manifest); only called
-    under the lock, when no other writer can be using them."""
-    for tmp in (data_dir / "snapshots").glob(".*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in data_dir.glob(".manifest-*"):
-        tmp.unlink(missing_ok=True)
-
-
-def frames_of(data_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Every coin's validated frame in the current data of ``data_dir`` (no gap handling)."""
-    from cryptolstm.data.schema import read_daily_csv
-
-    # No volume warnings: these files were checked when they were written (and again when loaded).
-    files = sorted(resolve(data_dir).glob("*-usd-daily.csv"))
-    return {p.name.split("-")[0].upper(): read_daily_csv(p, warn=False) for p in files}
-
-
 def carried(data_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, str]]:
-    """What a new snapshot of ``data_dir`` starts from: every coin's current frame, where its rows
-    came from and its symbol there (``files:<dir>`` for a plain directory's files); empty if
-    the directory holds no data. A fetch or import replaces only the coins it brings; it must hold
-    `locked` from this call until its `write_snapshot` returns, or another writer's snapshot is lost."""
+    """What a new snapshot of ``data_dir`` starts from: every coin's current frame, its source and its
+    symbol there. Hold `locked` from this call until `write_snapshot` returns, or an update is lost."""
     if not has_data(data_dir):
         return {}, {}, {}
-    frames, now = frames_of(data_dir), current(data_dir)
+    directory, now = pinned(data_dir)
+    # No volume warnings: these files were checked when they were written.
+    frames = {p.name.split("-")[0].upper(): read_daily_csv(p, warn=False)
+              for p in sorted(directory.glob("*-usd-daily.csv"))}
     if now is None:
         return frames, {c: f"files:{data_dir}" for c in frames}, {c: c for c in frames}
     return frames, {c: now.coins[c].source for c in frames}, {c: now.coins[c].symbol for c in frames}

@@ -17,15 +17,10 @@ class Verdict:
     message: str
 
 
-def run_fingerprints(tags: dict[str, str]) -> dict[str, str]:
-    """coin -> sha256 of the file the run read, from its ``data.sha256.<coin>`` tags."""
-    return {k.rsplit(".", 1)[1].upper(): v for k, v in tags.items() if k.startswith("data.sha256.")}
-
-
 def verify(run_id: str, tags: dict[str, str], data_dir: str | Path) -> Verdict:
-    """Compare the run's fingerprints with the current data of ``data_dir`` and, failing that,
-    with every snapshot the directory keeps."""
-    wanted = run_fingerprints(tags)
+    """Compare the run's fingerprints with ``data_dir``'s current data, then with every snapshot it keeps."""
+    # coin -> sha256 of the file the run read, from its ``data.sha256.<coin>`` tags
+    wanted = {k.rsplit(".", 1)[1].upper(): v for k, v in tags.items() if k.startswith("data.sha256.")}
     if not wanted:
         raise DataError(f"run {run_id} recorded no data fingerprints (data.sha256.* tags); it is not a cryptolstm run.")
     used = tags.get("data.snapshot") or "files"

@@ -1,14 +1,5 @@
-"""The one interface every forecaster has: the LSTM, each baseline and a registered model alike.
-
-``fit(history)`` learns from ``history.frame``, the market's rows up to the last day before the
-days it will forecast (nothing later is in it); the network cuts its samples from the periods
-``history.train`` and ``history.val`` (early stopping, calibration), a baseline uses the closes.
-``predict(samples, history) -> Forecast`` forecasts each sample's ``samples.horizon`` target days
-(its origin's next H days) using only data up to the origin, for every horizon
-(``history.frame`` may run on through the days being forecast: they are inputs of later
-forecasts). ``params`` says what was fitted (logged beside the forecasts). A loop over
-forecasters never asks which one it holds (`cryptolstm.forecasting`).
-"""
+"""The one interface every forecaster has: ``fit`` on the rows before the days it forecasts, ``predict`` of
+each sample's H target days from data up to its origin only, and ``params`` (what was fitted, logged)."""
 
 from __future__ import annotations
 
@@ -25,8 +16,7 @@ from cryptolstm.windowing import Samples
 
 @dataclass(frozen=True)
 class History:
-    """What a forecaster may read: the market ``frame`` (rows up to the last day it may see), the
-    ``coin`` it forecasts and, when it is fitted, the training and validation periods."""
+    """What a forecaster may read: the ``frame`` up to the last day it may see, its ``coin``, and fit periods."""
 
     frame: pd.DataFrame
     coin: str
@@ -46,7 +36,7 @@ class Forecaster(Protocol):
     params: dict[str, float]
 
     def fit(self, history: History) -> Forecaster:
-        """Learn from the days of ``history`` (see the module docstring)."""
+        """Learn from the days of ``history``."""
         ...
 
     def predict(self, samples: Samples, history: History) -> Forecast:

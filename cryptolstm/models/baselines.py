@@ -1,14 +1,5 @@
-"""The baselines an LSTM must beat, with the interface of `cryptolstm.models.base`.
-
-Persistence (tomorrow = today), drift (a random walk with drift on log prices),
-the moving average of the last k closes, and ARIMA(p, 1, q) with drift. Each declares its
-``name`` (its label in every table, metric and tag) and ``display`` (its name in prose); `POINT`
-lists the point baselines every backtest runs beside persistence, the one place they are listed.
-
-Each forecasts every horizon k = 1..H of the samples (``samples.horizon``) from the
-same origin t (a window's last day): the forecast of day t + k uses closes up to and
-including t only, never a later one, whatever k is. Returns are (n, H).
-"""
+"""The point baselines an LSTM must beat, each forecasting days t + 1..t + H from closes up to origin t only;
+``name`` is its label in every table, metric and tag, ``display`` its name in prose."""
 
 from __future__ import annotations
 
@@ -25,18 +16,12 @@ from cryptolstm.windowing import Samples
 
 
 def day_before(closes: pd.Series, samples: Samples, values: pd.Series) -> np.ndarray:
-    """``values`` at the day before each sample's first target day, its origin (a series aligned
-    with ``closes``)."""
+    """``values`` (aligned with ``closes``) on each sample's origin, the day before its first target day."""
     days = pd.DatetimeIndex(samples.dates) - pd.Timedelta(days=1)
     missing = days.difference(closes.index)
     if len(missing):
         raise DataError(f"no close on {missing[0].date()}, the day before a target day.")
     return values.reindex(days).to_numpy(np.float64)
-
-
-def horizons(samples: Samples) -> np.ndarray:
-    """(H,) the horizons 1..H of ``samples``, as floats (days ahead of the origin)."""
-    return np.arange(1, samples.horizon + 1, dtype=np.float64)
 
 
 def every_horizon(samples: Samples, values: np.ndarray) -> np.ndarray:
@@ -55,15 +40,11 @@ class Persistence:
         return self
 
     def predict(self, samples: Samples, history: History | None = None) -> Forecast:
-        """The forecast that keeps the last close, for every horizon."""
         return Forecast.of_samples(samples, every_horizon(samples, samples.persistence))
 
 
 class Drift:
-    """Random walk with drift on log prices: day t + k = close[t] * exp(k * mean daily log return).
-
-    The drift is the mean of ``diff(log close)`` over the training closes.
-    """
+    """Random walk with drift on log prices: close[t] * exp(k * mu), mu the training closes' mean log return."""
 
     name = "drift"
     display = "drift"
@@ -79,7 +60,7 @@ class Drift:
         return self
 
     def predict(self, samples: Samples, history: History | None = None) -> Forecast:
-        growth = np.exp(self.params["mu"] * horizons(samples))  # (H,)
+        growth = np.exp(self.params["mu"] * np.arange(1, samples.horizon + 1))  # (H,)
         return Forecast.of_closes(samples, samples.last_close()[:, None] * growth[None, :])
 
 
@@ -100,23 +81,15 @@ class MovingAverage:
 
     def predict(self, samples: Samples, history: History) -> Forecast:
         closes = history.closes
-        mean = closes.rolling(self.k, min_periods=self.k).mean()
-        forecast = day_before(closes, samples, mean)
+        forecast = day_before(closes, samples, closes.rolling(self.k, min_periods=self.k).mean())
         if np.isnan(forecast).any():
             raise DataError(f"the moving average of {self.k} closes needs {self.k} days before each target day.")
         return Forecast.of_closes(samples, every_horizon(samples, forecast))
 
 
 class Arima:
-    """ARIMA(p, 1, q) with drift on log closes (statsmodels), fitted on the training closes.
-
-    The test days are forecast with the fitted parameters held fixed
-    (``ARIMAResults.apply``), each origin's days t + 1..t + H from the closes up to t:
-    horizon 1 is statsmodels' one-step prediction; for H > 1 the Kalman filter's state
-    predicted for t + 1 from closes up to t is carried k - 1 steps through the transition
-    matrix, which is exactly what ``predict(start=t + 1, end=t + H, dynamic=True)`` does,
-    for every origin at once.
-    """
+    """ARIMA(p, 1, q) with drift on log closes (statsmodels), fitted on the training closes and then held fixed; for
+    H > 1 the Kalman state predicted for t + 1 is carried on, as ``predict(dynamic=True)``, for every origin at once."""
 
     name = "arima"
     display = "ARIMA"
@@ -150,9 +123,8 @@ class Arima:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             applied = self._result.apply(self._log_daily(closes))  # same parameters, more days
-        one_step = applied.predict()  # value at day d uses closes up to d - 1
-        forecast = np.exp(one_step.reindex(pd.DatetimeIndex(samples.dates)).to_numpy(np.float64))
-        return Forecast.of_closes(samples, forecast)
+        one_step = applied.predict().reindex(pd.DatetimeIndex(samples.dates))  # day d's uses closes up to d - 1
+        return Forecast.of_closes(samples, np.exp(one_step.to_numpy(np.float64)))
 
     def _paths(self, samples: Samples, closes: pd.Series) -> np.ndarray:
         """(n, H) forecast log closes of days t + 1..t + H of each sample's origin t."""
@@ -191,12 +163,7 @@ def origins_in(samples: Samples, closes: pd.Series) -> np.ndarray:
 
 
 def quantiles_forecast(samples: Samples, on_last: np.ndarray) -> Forecast:
-    """The forecast of ``samples`` from (n, H, Q) quantiles of the return of each horizon on
-    each last close.
-
-    A return r on the last close is ``last / ref * (1 + r) - 1`` on the reference close; the
-    map is increasing, so the quantiles stay quantiles. Point forecast: the median."""
+    """The forecast of ``samples`` from (n, H, Q) quantiles of returns on the last close; its point: the median."""
     last, ref = samples.last_close(), samples.ref_close
     quantiles = (last / ref)[:, None, None] * (1.0 + np.asarray(on_last, dtype=np.float64)) - 1.0
-    median = quantiles[:, :, level_index(0.5)]
-    return Forecast(samples.dates, ref, last, median, quantiles, LEVELS)
+    return Forecast(samples.dates, ref, last, quantiles[:, :, level_index(0.5)], quantiles, LEVELS)

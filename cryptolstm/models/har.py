@@ -1,14 +1,5 @@
-"""The HAR baseline of forecast distributions (Corsi 2009) on the day's range volatility, with the
-interface of `cryptolstm.models.base`.
-
-Volatility is better measured from the day's high and low than from closes (Parkinson's
-estimator, `cryptolstm.features.parkinson`). HAR forecasts tomorrow's from today's, the last
-week's and the last month's average by least squares (statsmodels' OLS), fitted on the training
-days; the forecast distribution of the next log return is that volatility times the empirical
-quantiles of the training days' standardized returns (each day's log return divided by the
-volatility HAR forecast for it the day before), so its tails are the data's, not a family's.
-Horizon k scales the volatility by sqrt(k) (independent daily returns).
-"""
+"""The HAR interval baseline (Corsi 2009): OLS of tomorrow's Parkinson volatility on the day's, week's and month's,
+times sqrt(k) and the empirical quantiles of the training days' standardized log returns (the data's tails)."""
 
 from __future__ import annotations
 
@@ -29,13 +20,12 @@ FLOOR = 1e-4  # the lowest daily volatility it forecasts (a fitted line can cros
 
 
 def regressors(volatility: pd.Series) -> pd.DataFrame:
-    """HAR's regressors on day t: the mean volatility of days t-k+1..t for each k in `LAGS`
-    (``vol_1``, ``vol_5``, ``vol_22``), from days up to t only."""
+    """HAR's regressors on day t: ``vol_k``, the mean volatility of days t-k+1..t for each k in `LAGS`."""
     return pd.DataFrame({f"vol_{k}": volatility.rolling(k, min_periods=k).mean() for k in LAGS})
 
 
 class Har:
-    """HAR on Parkinson volatility with empirical standardized-residual quantiles (module docstring)."""
+    """HAR on Parkinson volatility with empirical standardized-return quantiles (module docstring)."""
 
     name = "har"
     display = "HAR"
@@ -48,8 +38,8 @@ class Har:
 
     def volatility(self, frame: pd.DataFrame, coin: str) -> pd.Series:
         """HAR's forecast of the next day's volatility made on each day t of ``frame``."""
-        X = regressors(parkinson(frame, coin))
-        return pd.Series(np.maximum(self.coefficients[0] + X.to_numpy() @ self.coefficients[1:], FLOOR), index=frame.index)
+        X = regressors(parkinson(frame, coin)).to_numpy()
+        return pd.Series(np.maximum(self.coefficients[0] + X @ self.coefficients[1:], FLOOR), index=frame.index)
 
     def fit(self, history: History) -> Har:
         import statsmodels.api as sm

@@ -1,32 +1,8 @@
-"""The interval baselines every forecast distribution is scored beside, with the interface of
-`cryptolstm.models.base`.
-
-Each forecasts the close of every horizon k = 1..H (``samples.horizon``) of an origin t (a
-window's last day) as quantiles on `cryptolstm.intervals.LEVELS` of the k-day return on the
-origin's close, from closes up to and including t only (never a later one, whatever k is),
-and returns them relative to the samples' reference close (the last close under the honest
-protocol, the window's first close under the seed protocol). The point forecast is the median.
-
-- `Empirical`: a random walk whose k-day return has the empirical distribution of the
-  (overlapping) k-day returns of the last ``n_days`` days (nothing fitted; the distribution
-  moves with the window).
-- `RollingGaussian`: persistence ± a Gaussian with the standard deviation of the last
-  ``n_days`` daily returns times sqrt(k).
-- `Garch`: GARCH(1,1) with Student-t innovations and a constant mean on daily log returns
-  in percent (`arch`), fitted on the training closes, its variance filtered through later
-  closes with the parameters held fixed; days after the first by simulation.
-- `Har` (`cryptolstm.models.har`): HAR on the day's range volatility.
-- `Combination`: the equal-weight quantile average (Vincentization) of `Garch` and `Har`.
-
-Each declares its ``name`` (its label in every table, metric and tag), ``display`` (its name in
-prose) and ``compared`` (its place among the baselines a summary sets the network beside, 0: not
-one of them); `INTERVAL` lists them in the tables' order, the one place they are listed: training,
-the backtest and evaluate score every distribution beside each of them.
-"""
+"""The interval baselines every distribution is scored beside: quantiles of days t + 1..t + H from closes up to
+origin t only; ``compared``: a baseline's place among those a summary sets the network beside (0: none)."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
@@ -41,8 +17,6 @@ from cryptolstm.models.baselines import origins_in, quantiles_forecast
 from cryptolstm.models.har import Har
 from cryptolstm.windowing import Samples
 
-log = logging.getLogger(__name__)
-
 MIN_DAYS = 30  # fewest past daily returns a rolling distribution is estimated from
 SIMULATIONS = 2000  # GARCH paths per origin for the days after the first (an even number: antithetic pairs)
 SIMULATION_BLOCK = 100  # origins simulated at once
@@ -50,9 +24,7 @@ SEED = 2018  # of the GARCH shocks: the same forecasts on every run
 
 
 def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str, k: int = 1) -> list[np.ndarray]:
-    """For each sample, the k-day simple returns ``close[s] / close[s-k] - 1`` of the last
-    ``n_days`` days s up to its origin (overlapping for k > 1; at least
-    ``min(n_days, MIN_DAYS)``, fewer than ``n_days`` where the data starts later)."""
+    """Per sample, the k-day simple returns of the last ``n_days`` days up to its origin (>= min(n_days, MIN_DAYS))."""
     origin = origins_in(samples, closes)
     values = closes.to_numpy(np.float64)
     returns = values[k:] / values[:-k] - 1.0  # returns[j] is the k-day return of day j + k
@@ -67,12 +39,7 @@ def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str,
 
 
 class Empirical:
-    """Random walk with the empirical distribution of recent returns.
-
-    The quantiles of horizon k are the empirical quantiles of the k-day simple returns
-    ``close[s] / close[s-k] - 1`` of the last ``n_days`` days s up to the origin (they overlap
-    for k > 1; fewer days if the data starts later, at least 30). Nothing is fitted.
-    """
+    """Random walk with the empirical distribution of the k-day returns of the last ``n_days`` days; nothing fitted."""
 
     name = "empirical"
     display = "empirical"
@@ -95,12 +62,7 @@ class Empirical:
 
 
 class RollingGaussian:
-    """Persistence ± a zero-mean Gaussian scaled by recent volatility.
-
-    The scale of horizon k is sqrt(k) times the sample standard deviation (ddof 1) of the last
-    ``n_days`` daily simple returns up to the origin (fewer if the data starts later, at least
-    30): independent daily returns, their sum's variance k times one day's. Nothing is fitted.
-    """
+    """Persistence ± a Gaussian of sd sqrt(k) times that (ddof 1) of the last ``n_days`` daily returns; no fit."""
 
     name = "rolling_gaussian"
     display = "rolling Gaussian"
@@ -122,22 +84,8 @@ class RollingGaussian:
 
 
 class Garch:
-    """GARCH(1,1) with Student-t innovations and a constant mean on daily log returns in
-    percent (`arch`).
-
-    ``fit`` estimates (mu, omega, alpha, beta, nu) on the training closes only. ``predict``
-    holds them fixed (`ARCHModel.fix`) and filters the conditional variance through the
-    closes it is given, with returns up to each origin t only. The recursion starts from
-    arch's backcast of the first (up to 75) returns up to the first origin.
-
-    Horizon 1 is arch's one-step forecast made at t: its log return is exactly
-    ``mu + sigma * t_nu`` with arch's unit-variance Student-t, whose quantiles are exact.
-    The k-day log return (k > 1) is no Student-t (the variance of later days depends on
-    earlier shocks), so its quantiles are those of the sums of the first k days of
-    `SIMULATIONS` paths simulated by arch from each origin, all origins driven by the same
-    shocks (drawn with `SEED`; antithetic pairs, so the median is exactly ``k * mu``). Log
-    quantiles ``q`` in percent become returns ``exp(q / 100) - 1``.
-    """
+    """GARCH(1,1)-t fitted on the training closes, then held fixed: horizon 1's quantiles are exact; later ones (no
+    Student-t) come from `SIMULATIONS` paths per origin, the same antithetic shocks (`SEED`) for every origin."""
 
     name = "garch"
     display = "GARCH"
@@ -182,11 +130,12 @@ class Garch:
         return mean[:, None] + sigma[:, None] * z[None, :]
 
     def simulated(self, origin: np.ndarray, returns: pd.Series, horizon: int) -> np.ndarray:
-        """(n, H, Q) simulated quantiles of the percent log return from each origin (position
-        in the closes) to each of the ``horizon`` days after it, from ``returns`` up to the origin."""
+        """(n, H, Q) simulated quantiles of the percent log return from each origin to each of the H days after it."""
         from arch.utility.exceptions import DataScaleWarning
 
-        shocks = self._shocks(horizon)
+        nu = self.params["nu"]  # antithetic unit-variance Student-t shocks: the second half is minus the first
+        half = np.random.default_rng(SEED).standard_t(nu, size=(SIMULATIONS // 2, horizon)) / np.sqrt(nu / (nu - 2.0))
+        shocks = np.concatenate([half, -half])
         quantiles = np.empty((len(origin), horizon, len(LEVELS)))
         positions = np.unique(origin)
         # In blocks of origins, to bound the (origins, SIMULATIONS, H) paths arch keeps.
@@ -204,17 +153,9 @@ class Garch:
             quantiles[rows] = np.quantile(paths[origin[rows] - lo], LEVELS, axis=1).transpose(1, 2, 0)
         return quantiles
 
-    def _shocks(self, horizon: int) -> np.ndarray:
-        """(SIMULATIONS, H) unit-variance Student-t shocks, antithetic: the second half is minus the first."""
-        nu = self.params["nu"]
-        half = np.random.default_rng(SEED).standard_t(nu, size=(SIMULATIONS // 2, horizon)) / np.sqrt(nu / (nu - 2.0))
-        return np.concatenate([half, -half])
-
 
 class Combination:
-    """The equal-weight combination of `Garch` and `Har`: at every level, the mean of their quantiles
-    of the same return (Vincentization: the combination's quantile function is the average of
-    theirs), its median the point forecast. Each part is fitted on the same training days."""
+    """The equal-weight quantile average (Vincentization) of `Garch` and `Har`, each fitted on the same days."""
 
     name = "combination"
     display = "GARCH+HAR"

@@ -1,54 +1,39 @@
-"""The stacked recurrent network of the 2018 tutorial, generalised to any depth, width, cell and
-head, as a forecaster.
-
-The builder takes plain values (a `RunConfig`), never a search trial, so every search engine
-and the plain training run build the same network. Its output layer is the head's
-(`cryptolstm.heads`): a Dense layer of the head's width, then the head's map to its parameters
-(`HeadOutput`), trained on the head's loss (`HeadLoss`). `Lstm` gives the network the interface
-of every forecaster (`cryptolstm.models.base`); an ensemble (`cfg.ensemble` > 1) is several of
-them forecasting as one (`Ensemble`).
-"""
+"""The 2018 tutorial's stacked recurrent network (any depth, width, cell and head) as a forecaster (`Lstm`,
+`Ensemble`), built from a `RunConfig`, never a search trial, so every search engine builds the same network."""
 
 from __future__ import annotations
 
 import contextlib
 import random
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import keras
 import numpy as np
 from keras import layers as kl
 
-from cryptolstm import features
+from cryptolstm import cells, features
 from cryptolstm.config import COINS, RunConfig
 from cryptolstm.errors import TrainingError
 from cryptolstm.heads import HEADS
-from cryptolstm.models.network import NetworkForecaster
-from cryptolstm import cells
 from cryptolstm.models.base import History
+from cryptolstm.models.network import NetworkForecaster
 from cryptolstm.windowing import fit_splits
 
 WARM_PATIENCE = 3  # a warm fit starts near its best: epochs without improvement before it stops
 EpochHook = Callable[[int, dict], None]  # (0-based epoch, Keras logs) after each epoch; may raise to stop
-UNROLL: bool | None = None  # None: recurrent steps written out on a CPU, a loop on a GPU (see `default_unroll`)
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 def hard_sigmoid_keras2(x):
-    """Keras 2.x's hard sigmoid, ``clip(0.2 x + 0.5, 0, 1)``: the LSTM gate activation
-    of 2018 (Keras 3's ``hard_sigmoid`` uses slope 1/6 instead)."""
+    """Keras 2's hard sigmoid ``clip(0.2 x + 0.5, 0, 1)``, the 2018 gate activation (Keras 3's has slope 1/6)."""
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def _recurrent_activation(name: str):
-    return hard_sigmoid_keras2 if name == "hard_sigmoid_keras2" else name
 
 
 @keras.saving.register_keras_serializable(package="cryptolstm")
 class HeadOutput(kl.Layer):
-    """The head's map from the last Dense layer's raw outputs to its parameters
-    (`cryptolstm.heads.Head.activate`); given ``[raw, window]`` when the head reads a feature of
-    the window's last day (``scale_column``: its column)."""
+    """The head's map from the last Dense layer's raw outputs to its parameters (`Head.activate`); given
+    ``[raw, window]`` when the head reads a feature (column ``scale_column``) of the window's last day."""
 
     def __init__(self, head: str, scale_column: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -80,43 +65,22 @@ class HeadLoss(keras.losses.Loss):
         return {**super().get_config(), "head": self.head}
 
 
-def _optimizer(cfg: RunConfig) -> keras.optimizers.Optimizer:
-    classes = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "rmsprop": keras.optimizers.RMSprop,
-        "sgd": keras.optimizers.SGD,
-    }
-    return classes[cfg.optimizer](learning_rate=cfg.learning_rate)
-
-
-def _cell(cfg: RunConfig, depth: int, unroll: bool = False) -> kl.Layer:
-    """Layer ``depth`` of the recurrent stack: ``cfg.cell`` (LSTM or GRU), ``cfg.neurons`` units
-    (``unroll``: its steps written out as one graph instead of a loop)."""
-    make = getattr(kl, cells.get(cfg.cell).layer)
-    return make(cfg.neurons, activation=cfg.activation, recurrent_activation=_recurrent_activation(cfg.recurrent_activation),
-                return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}", unroll=unroll)
-
-
 def _stack(cfg: RunConfig, unroll: bool = False) -> list[kl.Layer]:
+    """``cfg.layers`` recurrent layers (``cfg.cell``, ``cfg.neurons`` units), each followed by its Dropout."""
+    make = getattr(kl, cells.CELLS[cfg.cell].layer)
+    gate = hard_sigmoid_keras2 if cfg.recurrent_activation == "hard_sigmoid_keras2" else cfg.recurrent_activation
     out = []
     for depth in range(cfg.layers):
-        out += [_cell(cfg, depth, unroll), kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
+        out += [make(cfg.neurons, activation=cfg.activation, recurrent_activation=gate, unroll=unroll,
+                     return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}"),
+                kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
     return out
 
 
 def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | None = None,
                jit_compile: bool | str = "auto") -> keras.Model:
-    """Compiled model mapping (batch, window_len, n_features) windows to the head's parameters of
-    the ``cfg.horizon`` days after each window (all at once: a direct multi-output forecast).
-
-    ``cfg.layers`` recurrent layers (``cfg.cell``) of ``cfg.neurons`` units, each followed by
-    Dropout(``cfg.dropout``), then the head: Dense(width) (with ``cfg.output_activation`` and
-    ``cfg.loss`` for the point head: the 2018 model) and the head's map to its parameters, trained
-    on its loss. Call `keras.utils.set_random_seed` first for reproducible weights. ``unroll`` and
-    ``jit_compile`` (Keras' own options; default: `default_unroll` and Keras' choice) are for the
-    throughput benchmark.
-    """
+    """Compiled model: (batch, window_len, n_features) windows -> the head's parameters of the next ``cfg.horizon``
+    days (seed first: `set_seed`); ``unroll`` (default `default_unroll`) and ``jit_compile`` are Keras' own."""
     head = cfg.head_spec
     window = keras.Input(shape=(window_len, n_features), name="window")
     stack = _stack(cfg, default_unroll() if unroll is None else unroll)  # made in the order they run: weights depend on it
@@ -133,22 +97,19 @@ def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | 
         params = HeadOutput(head.name, column, name="return")([dense(hidden), window])
         model = keras.Model(window, params, name=f"{cfg.cell}_{cfg.coin.lower()}")
     loss = head.configured_loss(cfg.loss) or HeadLoss(head.name)
-    model.compile(loss=loss, optimizer=_optimizer(cfg), metrics=["mae"] if not head.distribution else [],
-                  jit_compile=jit_compile)
+    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+                  "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+    model.compile(loss=loss, optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
+                  metrics=["mae"] if not head.distribution else [], jit_compile=jit_compile)
     return model
 
 
 def flops_per_sample(cfg: RunConfig, window_len: int, n_features: int) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one forward pass of `build_lstm`'s network.
-
-    Per recurrent layer and step: gates x units x (inputs + units + 1 bias) MACs (4 gates for an
-    LSTM, 3 for a GRU); the elementwise gate arithmetic is left out (under 1%)."""
-    gates = cells.get(cfg.cell).gates
-    total, n_in = 0, n_features
-    for _ in range(cfg.layers):
-        total += 2 * window_len * gates * cfg.neurons * (n_in + cfg.neurons + 1)
-        n_in = cfg.neurons
-    return total + 2 * (n_in + 1) * cfg.head_spec.width(cfg.horizon)
+    """Multiply-add FLOPs (2 per MAC) of one forward pass of `build_lstm`'s network (gate arithmetic left out)."""
+    gates, units = cells.CELLS[cfg.cell].gates, cfg.neurons
+    inputs = [n_features] + [units] * (cfg.layers - 1)
+    recurrent = sum(2 * window_len * gates * units * (n_in + units + 1) for n_in in inputs)
+    return recurrent + 2 * (units + 1) * cfg.head_spec.width(cfg.horizon)
 
 
 def set_seed(seed: int) -> None:
@@ -162,10 +123,8 @@ def set_seed(seed: int) -> None:
 
 @contextlib.contextmanager
 def own_default_seeds(seed: int) -> Iterator[None]:
-    """Inside, the seeds Keras draws for its layers' initializers and dropout (Python's
-    ``random.randint``, process-wide) come from a generator of this thread's own, seeded with
-    ``seed`` exactly as `set_seed` seeds the process's: the same weights as in a process that does
-    nothing else, also on a Dask worker, whose other threads draw from ``random`` while a fit runs."""
+    """Inside, Keras draws its layers' seeds from our own ``random.Random(seed)``, not the process-wide one that a
+    Dask worker's other threads draw from while a fit runs: the same weights as in a process alone."""
     from keras.src.random import seed_generator
 
     shared = seed_generator.python_random
@@ -177,15 +136,13 @@ def own_default_seeds(seed: int) -> Iterator[None]:
 
 
 def default_unroll() -> bool:
-    """Whether the recurrent steps are written out as one graph (``unroll``): on a CPU yes, about 7 % more
-    samples per second for the 2018 model with the same results to float rounding (bench/README.md);
-    on a GPU no, since Keras' cuDNN kernel needs the loop. `UNROLL` set to a bool decides instead."""
-    return training_device().endswith(" CPU") if UNROLL is None else UNROLL
+    """Whether the recurrent steps are written out as one graph (``unroll``): on a CPU yes (about 7 % faster
+    for the 2018 model, bench/README.md); on a GPU no, since Keras' cuDNN kernel needs the loop."""
+    return training_device().endswith(" CPU")
 
 
 def training_device() -> str:
-    """Where Keras trains here: its backend and the first GPU it sees (``tensorflow on CPU``,
-    ``jax on cuda:0 NVIDIA H100 80GB HBM3``...)."""
+    """Keras' backend and the first GPU it sees: ``tensorflow on CPU``, ``jax on cuda:0 NVIDIA H100 80GB HBM3``..."""
     backend = keras.backend.backend()
     gpus: list[str] = []
     if backend == "tensorflow":
@@ -204,9 +161,7 @@ def training_device() -> str:
 
 
 class _Hook(keras.callbacks.Callback):
-    """An ``on_epoch(epoch, logs)`` hook as a Keras callback (the logs dict is Keras' own, so a hook
-    may add to it); a hook that has them is also told the fit's epochs as it starts (``start(total)``)
-    and when it ends (``end()``): a progress bar's."""
+    """An ``on_epoch(epoch, logs)`` hook as a Keras callback, with a progress bar's ``start(total)`` and ``end()``."""
 
     def __init__(self, on_epoch: EpochHook):
         super().__init__()
@@ -225,45 +180,28 @@ class _Hook(keras.callbacks.Callback):
 
 
 class Lstm(NetworkForecaster):
-    """The network of ``cfg`` as a forecaster.
-
-    ``fit(history)`` fits the features' parameters on the training period, trains on its samples,
-    validating on ``history.val``: early stopping with the best weights restored where the
-    protocol says so, else a fixed number of epochs; then calibrates the intervals on the
-    validation samples. ``on_epoch`` hooks run after every epoch (tracking, pruning);
-    ``callbacks`` are further Keras callbacks. A ``model`` may be handed in, already built (and
-    resumed at ``initial_epoch``), by a search engine that manages its own, or trained further (a
-    warm start, `continued`). After ``fit``: ``history`` (Keras' per-epoch ``loss``/``val_loss``),
-    ``best_epoch`` (0-based), ``params`` (best epoch, epochs run, best validation loss),
-    ``calibration`` (distribution heads) and ``splits`` (the samples it trained on).
-    """
+    """The network of ``cfg`` as a forecaster: ``fit`` trains on ``history.train`` and validates (early stopping
+    where the protocol says so) and calibrates on ``history.val``; a search engine may hand in its own built
+    ``model`` (resumed at ``initial_epoch``). After ``fit``: ``history``, ``best_epoch`` (0-based), ``splits``."""
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), model: keras.Model | None = None,
                  initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = (), warm: bool = False) -> None:
         super().__init__(cfg)
         self.model, self.initial_epoch, self.warm = model, initial_epoch, warm
         self.callbacks = [*(_Hook(h) for h in on_epoch), *callbacks]
-        self.history: dict[str, list[float]] = {}
-        self.best_epoch = 0
-        self.splits = None
+        self.history, self.best_epoch, self.splits = {}, 0, None  # set by fit
 
     @property
     def members(self) -> list[Lstm]:
-        """A single network is an ensemble of one (`Ensemble.members`)."""
+        """An ensemble of one (`Ensemble.members`)."""
         return [self]
 
     @property
     def networks(self) -> list:
-        return [] if self.model is None else [self._forward]
-
-    def _forward(self, X: np.ndarray) -> np.ndarray:
-        return self.model.predict(X, batch_size=1024, verbose=0)
+        return [] if self.model is None else [partial(self.model.predict, batch_size=1024, verbose=0)]
 
     def continued(self, epochs: int, on_epoch: Sequence[EpochHook] = (), patience: int | None = None) -> Lstm:
-        """A forecaster that starts from this one's trained weights (and optimizer state) and trains
-        at most ``epochs`` more epochs on its next fit (calling ``on_epoch``), early-stopped after
-        ``patience`` epochs without improvement (default `WARM_PATIENCE`, at most the config's): a
-        warm start, which keeps its starting weights if no epoch beats them (see `fit`)."""
+        """A warm start from these weights: at most ``epochs`` more, ``patience`` default `WARM_PATIENCE`."""
         patience = patience or min(self.cfg.patience, WARM_PATIENCE)
         return Lstm(self.cfg.replace(epochs=epochs, patience=patience), on_epoch, model=self.model, warm=True)
 
@@ -279,14 +217,18 @@ class Lstm(NetworkForecaster):
                 self.model = build_lstm(self.cfg, self.cfg.window_len, X_train.shape[2])
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.cfg.patience,
                                                 restore_best_weights=True) if self.cfg.rules.early_stopping else None
-        start = self._start(X_val, val.y) if self.warm and stopper else None
-        hist = self.model.fit(
-            X_train, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, validation_data=(X_val, val.y), shuffle=self.cfg.shuffle, verbose=0,
-            initial_epoch=self.initial_epoch,
-            callbacks=[keras.callbacks.TerminateOnNaN(), *self.callbacks, *([stopper] if stopper else [])],
-        )
+        start = None
+        if self.warm and stopper:  # (validation loss, weights) it starts from: epoch 0 of its early stopping
+            loss = self.model.evaluate(X_val, val.y, batch_size=self.cfg.batch_size, verbose=0)
+            start = float(np.atleast_1d(loss)[0]), self.model.get_weights()
+        callbacks = [keras.callbacks.TerminateOnNaN(), *self.callbacks, *([stopper] if stopper else [])]
+        hist = self.model.fit(X_train, train.y, epochs=self.cfg.epochs, batch_size=self.cfg.batch_size,
+                              validation_data=(X_val, val.y), shuffle=self.cfg.shuffle, verbose=0,
+                              initial_epoch=self.initial_epoch, callbacks=callbacks)
         self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        self._check_finite()
+        if not np.all(np.isfinite(self.history["loss"])):
+            raise TrainingError(f"training loss became NaN or infinite in epoch {self.epochs_run}; try a lower "
+                                f"learning_rate (now {self.cfg.learning_rate}) or a bounded output_activation.")
         # Keras numbers epochs from initial_epoch on, so stopper.best_epoch is already absolute.
         self.best_epoch = int(stopper.best_epoch) if stopper else self.initial_epoch + self.epochs_run - 1
         best = float(np.min(self.history["val_loss"]))
@@ -297,26 +239,13 @@ class Lstm(NetworkForecaster):
         self.calibrate(val, history)
         return self
 
-    def _start(self, X_val: np.ndarray, y_val: np.ndarray) -> tuple[float, list[np.ndarray]]:
-        """(validation loss, weights) of a warm fit's starting weights: epoch 0 of its early stopping."""
-        loss = self.model.evaluate(X_val, y_val, batch_size=self.cfg.batch_size, verbose=0)
-        return float(np.atleast_1d(loss)[0]), self.model.get_weights()
-
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
 
-    def _check_finite(self) -> None:
-        if not np.all(np.isfinite(self.history["loss"])):
-            raise TrainingError(
-                f"training loss became NaN or infinite in epoch {self.epochs_run}; try a lower learning_rate "
-                f"(now {self.cfg.learning_rate}) or a bounded output_activation."
-            )
-
 
 class _MemberHook:
-    """An ``on_epoch`` hook of ensemble member ``member`` (1, 2...): its logs carry ``member``, so
-    that tracking logs them under ``member<k>/`` and pruning reads the first member only."""
+    """The hook of ensemble member ``member`` (1, 2...): its logs carry ``member`` (logged under ``member<k>/``)."""
 
     def __init__(self, hook: EpochHook, member: int) -> None:
         self.hook, self.member = hook, member
@@ -333,9 +262,7 @@ def _member_hooks(on_epoch: Sequence[EpochHook], member: int) -> Sequence[EpochH
 
 
 class Ensemble(NetworkForecaster):
-    """``cfg.ensemble`` networks of ``cfg`` trained with the seeds ``cfg.seed``, ``cfg.seed + 1``...,
-    forecasting as one: the mean of their point forecasts and the mean of their quantiles
-    (`cryptolstm.forecast.Forecast.mean_of`), calibrated on the validation days as one model."""
+    """``cfg.ensemble`` networks seeded ``cfg.seed``, ``cfg.seed + 1``... forecasting and calibrated as one."""
 
     def __init__(self, cfg: RunConfig, on_epoch: Sequence[EpochHook] = (), members: Sequence[Lstm] = ()) -> None:
         super().__init__(cfg)

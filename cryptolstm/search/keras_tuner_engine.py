@@ -1,12 +1,5 @@
-"""The keras-tuner engine (Hyperband or Bayesian optimisation) over the same space file,
-as a `cryptolstm.search.engine.SearchEngine`.
-
-keras-tuner keeps its own state in ``<tuner_dir>/<study_name>``. Resuming is explicit:
-the same study name, coin and space continue that search; anything else stops with a
-sentence unless ``overwrite`` is set, so an unrelated search is never silently resumed.
-Its resumable fit (a model it built, resumed at an epoch, with its own callbacks)
-stays in this module: training only sees an `Lstm` made for it.
-"""
+"""The keras-tuner engine (Hyperband or Bayesian) as a `SearchEngine`. Its state in ``<tuner_dir>/<study_name>``
+resumes only for the same coin, space and algorithm (else a sentence, unless ``overwrite``)."""
 
 from __future__ import annotations
 
@@ -23,6 +16,7 @@ from cryptolstm.config import COINS
 from cryptolstm.errors import ConfigError
 from cryptolstm.models.lstm import Lstm, build_lstm
 from cryptolstm.progress import CountBar
+from cryptolstm.search.engine import SearchEngine
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.search.trials import TrialRunner
 from cryptolstm.train import validation_metrics
@@ -36,18 +30,6 @@ def _logs_key(objective: str) -> str:
     return objective.replace("/", "_")
 
 
-def objective_in_logs(runner: TrialRunner, trained: dict[str, Lstm]):
-    """An ``on_epoch`` hook that writes the space's validation objective of the network being
-    trained (``trained["network"]``) into each epoch's logs, so keras-tuner can track and checkpoint
-    on it (it only sees what Keras logs)."""
-
-    def on_epoch(epoch: int, logs: dict) -> None:
-        metrics = validation_metrics(trained["network"], runner.market.frame)
-        logs[_logs_key(runner.space.objective)] = metrics[runner.space.objective]
-
-    return on_epoch
-
-
 class LstmHyperModel(kt.HyperModel):
     """Builds and fits the project's LSTM; the builder sees plain values, never ``hp``."""
 
@@ -55,7 +37,7 @@ class LstmHyperModel(kt.HyperModel):
         super().__init__()
         self.runner = runner
         self.fits = 0
-        self.bar: CountBar | None = None  # the search's bar of fits (set by the engine)
+        self.bar: CountBar | None = None  # the search's bar of fits, set by the engine before the search
 
     def _values(self, hp: kt.HyperParameters) -> dict:
         return {d.name: d.keras_tuner(hp) for d in self.runner.space.dimensions}
@@ -66,12 +48,14 @@ class LstmHyperModel(kt.HyperModel):
         return build_lstm(cfg, cfg.window_len, len(features.columns(cfg.feature_names, COINS)))
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs) -> dict:
-        values = self._values(hp)
+        values, objective = self._values(hp), self.runner.space.objective
         trained: dict[str, Lstm] = {}
-        objective = objective_in_logs(self.runner, trained)
+
+        def in_logs(epoch: int, logs: dict) -> None:  # keras-tuner tracks and checkpoints only what Keras logs
+            logs[_logs_key(objective)] = validation_metrics(trained["network"], self.runner.market.frame)[objective]
 
         def lstm(trial_cfg, hooks) -> Lstm:  # keras-tuner's model, resumed where it says, with its callbacks
-            trained["network"] = Lstm(trial_cfg, [*hooks, objective], model=model,
+            trained["network"] = Lstm(trial_cfg, [*hooks, in_logs], model=model,
                                    initial_epoch=kwargs.get("initial_epoch", 0), callbacks=kwargs.get("callbacks", []))
             return trained["network"]
 
@@ -79,47 +63,26 @@ class LstmHyperModel(kt.HyperModel):
         self.fits += 1
         result = self.runner.run(values, name, lstm=lstm, epochs=kwargs.get("epochs"))
         value = self.runner.objective(result)
-        if self.bar is not None:
-            self.bar.advance(f"{name}: {self.runner.space.objective} {value:.4g}")
-        return {_logs_key(self.runner.space.objective): value}
-
-
-def _check_identity(directory: Path, identity: dict, overwrite: bool) -> None:
-    path = directory / IDENTITY_FILE
-    if path.is_file() and not overwrite:
-        existing = json.loads(path.read_text())
-        if existing != identity:
-            raise ConfigError(
-                f"{directory} holds a keras-tuner search for {existing}, not {identity}; "
-                f"choose another study_name or pass overwrite=true."
-            )
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, sort_keys=True))
+        self.bar.advance(f"{name}: {objective} {value:.4g}")
+        return {_logs_key(objective): value}
 
 
 def claim_directory(space: SearchSpace, algorithm: str, study_name: str, tuner_dir: str, overwrite: bool) -> None:
     """Check (or, with ``overwrite``, clear) ``tuner_dir/study_name`` for this coin, space and algorithm."""
     identity = {"coin": space.base.coin, "space_digest": space.digest(), "algorithm": algorithm}
-    if overwrite and (Path(tuner_dir) / study_name).exists():
-        shutil.rmtree(Path(tuner_dir) / study_name)
-    _check_identity(Path(tuner_dir) / study_name, identity, overwrite)
+    directory = Path(tuner_dir) / study_name
+    if overwrite and directory.exists():
+        shutil.rmtree(directory)
+    path = directory / IDENTITY_FILE
+    if path.is_file() and (existing := json.loads(path.read_text())) != identity:
+        raise ConfigError(f"{directory} holds a keras-tuner search for {existing}, not {identity}; "
+                          f"choose another study_name or pass overwrite=true.")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, sort_keys=True))
 
 
-def make_tuner(runner: TrialRunner, algorithm: str, study_name: str, tuner_dir: str, n_trials: int,
-               max_epochs: int, seed: int) -> kt.Tuner:
-    """A Hyperband or Bayesian tuner whose state lives in ``tuner_dir/study_name``."""
-    common = dict(
-        hypermodel=LstmHyperModel(runner), objective=kt.Objective(_logs_key(runner.space.objective), "min"),
-        seed=seed, directory=tuner_dir, project_name=study_name, overwrite=False,
-        max_consecutive_failed_trials=max(3, n_trials),
-    )
-    if algorithm == "bayesian":
-        return kt.BayesianOptimization(max_trials=n_trials, **common)
-    return kt.Hyperband(max_epochs=max_epochs, factor=3, hyperband_iterations=1, **common)
-
-
-class KerasTunerEngine:
-    """A keras-tuner search: one process, one parent run, no other worker."""
+class KerasTunerEngine(SearchEngine):
+    """A keras-tuner search: one process, one parent run, no other worker, no per-day losses (no SPA test)."""
 
     name = "keras-tuner"
     algorithms = ALGORITHMS
@@ -142,20 +105,23 @@ class KerasTunerEngine:
         claim_directory(space, options.algorithm or "hyperband", study_name, options.tuner_dir, options.overwrite)
         return cls(space, study_name, options, max_epochs)
 
-    def parent_run_id(self, create) -> tuple[str, bool]:
-        return create(), True
-
     def optimise(self, runner: TrialRunner, progress: bool) -> None:
-        self.tuner = make_tuner(runner, self.algorithm, self.study_name, self.options.tuner_dir,
-                                self.options.n_trials, self.max_epochs, self.space.base.seed)
+        n_trials, bayesian, hypermodel = self.options.n_trials, self.algorithm == "bayesian", LstmHyperModel(runner)
+        common = {"hypermodel": hypermodel, "objective": kt.Objective(_logs_key(runner.space.objective), "min"),
+                  "seed": self.space.base.seed, "directory": self.options.tuner_dir,
+                  "project_name": self.study_name,  # its state lives in directory/project_name
+                  "overwrite": False, "max_consecutive_failed_trials": max(3, n_trials)}
+        if bayesian:
+            self.tuner = kt.BayesianOptimization(max_trials=n_trials, **common)
+        else:
+            self.tuner = kt.Hyperband(max_epochs=self.max_epochs, factor=3, hyperband_iterations=1, **common)
         # keras-tuner's own tables and bars stay off; ours counts its fits (Hyperband fits a trial in rounds)
-        total = self.options.n_trials if self.algorithm == "bayesian" else None
-        self.tuner.hypermodel.bar = CountBar(total, f"{self.space.base.coin} keras-tuner {self.algorithm} fits", "fit",
-                                             progress)
+        hypermodel.bar = CountBar(n_trials if bayesian else None,
+                                  f"{self.space.base.coin} keras-tuner {self.algorithm} fits", "fit", progress)
         try:
             self.tuner.search(verbose=0)
         finally:
-            self.tuner.hypermodel.bar.close()
+            hypermodel.bar.close()
 
     def best_values(self) -> dict:
         """The space's values of the best trial (keras-tuner's own ``tuner/`` keys left out)."""
@@ -164,31 +130,9 @@ class KerasTunerEngine:
 
     def trials(self) -> pd.DataFrame:
         """One row per keras-tuner trial: id, state, score and hyperparameters."""
-        rows = [{"trial_id": t.trial_id, "state": str(t.status).lower(), "score": t.score, **t.hyperparameters.values}
-                for t in self.tuner.oracle.trials.values()]
-        return pd.DataFrame(rows)
+        return pd.DataFrame([{"trial_id": t.trial_id, "state": str(t.status).lower(), "score": t.score,
+                              **t.hyperparameters.values} for t in self.tuner.oracle.trials.values()])
 
     def summary(self) -> dict[str, float]:
         states = self.trials()["state"] if self.tuner.oracle.trials else pd.Series(dtype=str)
         return {"search/complete": int((states == "completed").sum()), "search/failed": int((states == "failed").sum())}
-
-    def figures(self) -> dict:
-        return {}
-
-    def finished_parent(self) -> None:
-        return None  # every command is a new parent run
-
-    def claim_finish(self) -> bool:
-        return True
-
-    def daily_losses(self) -> None:
-        return None  # keras-tuner's trials keep no per-day losses: no SPA test
-
-    def alone(self) -> bool:
-        return True
-
-    def close(self, failed: bool) -> None:
-        pass
-
-    def release(self) -> None:
-        pass

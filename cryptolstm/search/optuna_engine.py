@@ -1,5 +1,4 @@
-"""The Optuna engine as a `cryptolstm.search.engine.SearchEngine` (the study itself, its
-workers' coordination and storage: `cryptolstm.search.optuna_study`)."""
+"""The Optuna engine as a `SearchEngine` (the study and its workers' coordination: `cryptolstm.search.optuna_study`)."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ import subprocess
 import sys
 import warnings
 
+import matplotlib
 import optuna
 import pandas as pd
 from matplotlib.figure import Figure
@@ -54,15 +54,10 @@ class OptunaEngine:
         return optuna_study.parent_run_id(self.handle, create)
 
     def optimise(self, runner: TrialRunner, progress: bool) -> None:
-        self._start_workers()
+        if self.options.n_workers > 1:  # more processes on the same study: they join, never finish
+            argv = [sys.executable, "-m", "cryptolstm", "search", *to_argv(self.options.worker()), "--quiet"]
+            self.handle.start_workers(argv, self.options.n_workers - 1)
         optuna_study.run_optuna(self.handle, runner, self.options.n_trials, self.options.timeout, progress)
-
-    def _start_workers(self) -> None:
-        """Start ``n_workers - 1`` more processes on the same study: they join, never finish."""
-        if self.options.n_workers <= 1:
-            return
-        argv = [sys.executable, "-m", "cryptolstm", "search", *to_argv(self.options.worker()), "--quiet"]
-        self.handle.start_workers(argv, self.options.n_workers - 1)
 
     def close(self, failed: bool) -> None:
         for child in self.handle.children:
@@ -95,29 +90,23 @@ class OptunaEngine:
         epochs = {t.number: t.user_attrs.get("epochs_run", 0) for t in every}
         pruned = [t for t in every if t.state == TrialState.PRUNED]
         base = every[0].value if every and every[0].value is not None else float("nan")
-        return {
-            "search/complete": len(self._complete()), "search/pruned": len(pruned),
-            "search/failed": sum(t.state == TrialState.FAIL for t in every),
-            "search/epochs_trained": sum(epochs.values()),
-            "search/epochs_saved": sum(self.max_epochs - epochs[t.number] for t in pruned),
-            "search/best_value": self.study.best_value, "search/base_2018_value": base,
-            "search/workers": len({t.user_attrs.get("worker") for t in every if t.user_attrs.get("worker")}),
-        }
+        return {"search/complete": len(self._complete()), "search/pruned": len(pruned),
+                "search/failed": sum(t.state == TrialState.FAIL for t in every),
+                "search/epochs_trained": sum(epochs.values()),
+                "search/epochs_saved": sum(self.max_epochs - epochs[t.number] for t in pruned),
+                "search/best_value": self.study.best_value, "search/base_2018_value": base,
+                "search/workers": len({t.user_attrs.get("worker") for t in every if t.user_attrs.get("worker")})}
 
     def figures(self) -> dict[str, Figure]:
-        """Optimisation history (with the line at ratio 1, persistence), parameter importances and
-        parallel coordinates, labelled with the objective; a plot that cannot be drawn (e.g.
-        importances of a single trial) is left out with a warning. Optuna's matplotlib backend
-        switches pyplot to its ggplot style; that stays inside these figures."""
-        import matplotlib
-
+        """Optimisation history, parameter importances and parallel coordinates, labelled with the
+        objective; a plot that cannot be drawn (importances of one trial) is left out with a warning."""
         plots.headless()
         from optuna.visualization import matplotlib as ovm
 
         drawn, objective = {}, (self.study.metric_names or ["objective"])[0]  # the space's, named on creation
         for name in ("optimization_history", "param_importances", "parallel_coordinate"):
             try:
-                with warnings.catch_warnings(), matplotlib.rc_context():
+                with warnings.catch_warnings(), matplotlib.rc_context():  # Optuna's ggplot style stays inside
                     warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib backend
                     axes = getattr(ovm, f"plot_{name}")(self.study, target_name=objective)
                     self._readable(name, axes, objective)
@@ -133,7 +122,6 @@ class OptunaEngine:
 
     def _readable(self, name: str, axes, objective: str) -> None:
         """Optuna's figure ``name`` made readable (`cryptolstm.plots.study_history` ...)."""
-        complete = self._complete()
         if name == "optimization_history":
             if "ratio" in objective:
                 axes.axhline(1.0, color="black", lw=0.8, ls=":", label="ratio 1 (the baseline)")
@@ -141,7 +129,7 @@ class OptunaEngine:
             plots.study_history(axes, [t.value for t in sorted(self.study.get_trials(deepcopy=False),
                                                                  key=lambda t: t.number)])
         elif name == "param_importances":
-            plots.study_importances(axes, len(complete))
+            plots.study_importances(axes, len(self._complete()))
         else:
             plots.study_parallel(axes if not hasattr(axes, "flat") else axes.flat[0], objective)
 
@@ -149,8 +137,8 @@ class OptunaEngine:
         return self.handle.claim_finish()
 
     def daily_losses(self) -> tuple[pd.DataFrame, pd.Series] | None:
-        """(days, trials) validation losses of every complete trial that recorded them, and the
-        benchmark's (days,); None when none did."""
+        """(days, trials) validation losses of the complete trials that recorded them and the benchmark's
+        (days,); None if none did."""
         recorded = {f"trial-{t.number}": t.user_attrs[optuna_study.LOSSES_ATTR] for t in self._complete()
                     if optuna_study.LOSSES_ATTR in t.user_attrs}
         if not recorded:
@@ -160,7 +148,6 @@ class OptunaEngine:
         return models, pd.Series(first["benchmark"], index=first["days"])
 
     def alone(self) -> bool:
-        """No other worker may log to the parent: this one leads, the processes it started have
-        ended (after a Ctrl-C, `close` stopped them) and no other worker's trial is running."""
+        """This one leads, its processes have ended and no other worker's trial is running."""
         children = any(child.poll() is None for child in self.handle.children)
         return not (children or self.handle.follower or self.handle.live_running())

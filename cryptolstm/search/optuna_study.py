@@ -1,8 +1,5 @@
-"""An Optuna study: a seeded sampler, median pruning on per-epoch validation loss, a resumable
-study in SQLite (default), a journal file (several local processes) or PostgreSQL (many
-workers on many machines), and the coordination of several workers on one study.
-
-`cryptolstm.search.optuna_engine` wraps it as a `SearchEngine`."""
+"""An Optuna study (seeded sampler, median pruning, resumable storage) and the coordination of
+several workers on it; `cryptolstm.search.optuna_engine` wraps it as a `SearchEngine`."""
 
 from __future__ import annotations
 
@@ -20,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 from optuna.trial import TrialState
+from tqdm import tqdm
 
 from cryptolstm.errors import ConfigError
 from cryptolstm.search.owner import StudyOwner, own_study
 from cryptolstm.search.trial_log import TrialFailures
-from cryptolstm.search.storage import JOURNAL, masked
+from cryptolstm.search.storage import JOURNAL, masked, open_storage
 from cryptolstm.search.storage import is_parallel_safe as is_parallel
 from cryptolstm.search.space import SearchSpace
 from cryptolstm.processes import process_alive
@@ -62,20 +61,10 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def make_pruner(prune: bool, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Median pruning: stop a trial whose val_loss is worse than the median of earlier trials
-    at the same epoch. It assumes nothing about the curves and works from a handful of trials
-    (Hyperband's brackets need far more than a 20-trial budget); the first 5 trials and the
-    first third of the epochs are never pruned, so slow starters get a chance."""
-    if not prune:
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3))
-
-
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the MLflow parent run all workers log under
 RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's MLflow child run
 FINISH_ATTR = "finished_at"  # study user attr: finished-trial count when a worker claimed the final step
-LOSSES_ATTR = "val_losses"  # trial user attr: its per-day validation losses and its benchmark's (`TrialRunner.daily_losses`)
+LOSSES_ATTR = "val_losses"  # trial user attr: per-day validation losses, its and its benchmark's
 
 
 def finished(study: optuna.Study) -> int:
@@ -84,8 +73,7 @@ def finished(study: optuna.Study) -> int:
 
 @dataclass
 class StudyHandle:
-    """An opened study and what this worker knows about it: whether it created it, its storage,
-    whether stale trials are detected by heartbeat, and the local worker processes it started."""
+    """An opened study and what this worker knows of it: its storage, heartbeat and local workers."""
 
     study: optuna.Study
     created: bool
@@ -116,10 +104,8 @@ class StudyHandle:
         return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
     def _fail_orphans(self) -> None:
-        """Fail RUNNING trials that no worker ever started: a trial creation that was retried
-        after a dropped connection had in fact been committed. Such a trial has no heartbeat,
-        so Optuna's stale check never sees it, and no ``worker`` attribute (a worker sets it
-        first thing)."""
+        """Fail RUNNING trials no worker ever started (a retried creation that had in fact been
+        committed): they have no heartbeat for Optuna's stale check, and no ``worker`` attribute."""
         limit = dt.datetime.now() - dt.timedelta(seconds=4 * self.heartbeat)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if "worker" not in trial.user_attrs and trial.datetime_start and trial.datetime_start < limit:
@@ -127,8 +113,8 @@ class StudyHandle:
                 log.warning("trial %d was created but never started by any worker; marked failed", trial.number)
 
     def start_workers(self, argv: list[str], count: int) -> None:
-        """Start ``count`` more local worker processes running ``argv`` on this study, each in its
-        own session: a terminal's Ctrl-C reaches this process alone, which stops them (SIGTERM)."""
+        """Start ``count`` local workers running ``argv``, each in its own session: a terminal's
+        Ctrl-C reaches this process alone, which stops them (SIGTERM)."""
         self.children = [subprocess.Popen(argv, start_new_session=True) for _ in range(count)]
         log.info("started %d more worker process(es): %s", count, ", ".join(str(p.pid) for p in self.children))
 
@@ -143,28 +129,24 @@ class StudyHandle:
 
     @contextlib.contextmanager
     def lock(self):
-        """A lock every worker of the study shares: a PostgreSQL advisory lock, else a file lock
-        (the other storages are single-machine)."""
+        """A lock all the study's workers share: a PostgreSQL advisory lock, else a file lock."""
         if self.url.startswith("postgresql"):
             from sqlalchemy import text
 
-            engine = self.storage.engine
-            with engine.connect() as conn:
+            with self.storage.engine.connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": self.study.study_name})
                 try:
                     yield
                 finally:
                     conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": self.study.study_name})
             return
-        from filelock import FileLock
-
         key = hashlib.sha1(f"{self.url}|{self.study.study_name}".encode()).hexdigest()[:16]
         with FileLock(Path(tempfile.gettempdir()) / f"cryptolstm-study-{key}.lock"):
             yield
 
     def finished_parent(self, n_trials: int) -> str | None:
-        """The study's parent run if an earlier command finished the study: ``n_trials`` or more
-        trials finished, none running, and the finish claimed at that count. None otherwise."""
+        """The parent run of a study an earlier command finished (its finish claimed at the
+        current count of at least ``n_trials``, none running); else None."""
         done = finished(self.study)
         attrs = self.study.user_attrs
         if self.follower or done < n_trials or attrs.get(FINISH_ATTR) != done or self.live_running():
@@ -172,15 +154,11 @@ class StudyHandle:
         return attrs.get(PARENT_ATTR)
 
     def claim_finish(self) -> bool:
-        """True for exactly one worker once no trial can still be running: the one that re-trains
-        the chosen config and ends the parent run. Followers never do."""
+        """True for exactly one non-follower worker once no trial can still be running."""
         if self.follower:
             return False
         with self.lock():
-            if self.live_running():
-                return False
-            done = finished(self.study)
-            if self.study.user_attrs.get(FINISH_ATTR) == done:
+            if self.live_running() or self.study.user_attrs.get(FINISH_ATTR) == (done := finished(self.study)):
                 return False
             self.study.set_user_attr(FINISH_ATTR, done)
             return True
@@ -198,66 +176,45 @@ def _wait_for_attrs(study: optuna.Study, keys: tuple[str, ...], seconds: float =
 
 def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed: int, prune: bool,
                max_epochs: int, heartbeat: int | None = None, follower: bool = False) -> StudyHandle:
-    """Create the study, or load it to resume or to join it as one more worker; refuse a study
-    made for another coin or space. Exactly one worker creates a study (the storage refuses a
-    second), and it alone writes the study's identity and queues the base config.
-
-    A study kept in a file (SQLite, journal) is first taken by this command, before anything in
-    it is read or changed (`cryptolstm.search.owner`): one that another command is running is
-    refused in one sentence; the workers a command starts (``follower``) run under its hold.
-    `StudyHandle.release` lets it go."""
+    """Create the study, or load it to resume or join it; refuse one made for another coin or space.
+    Only its creator writes its identity and queues the base config. A study kept in a file is
+    first held by this command (`own_study`; its ``follower`` workers run under that hold) until
+    `StudyHandle.release`."""
     owner = None if follower else own_study(storage, name)
     try:
-        handle = _open_study(name, storage, space, algorithm, seed, prune, max_epochs, heartbeat, follower)
+        backend = open_storage(storage, heartbeat)
+        # Median pruning on val_loss (Hyperband's brackets need far more than a 20-trial budget); the first
+        # 5 trials and the first third of the epochs are never pruned, so slow starters get a chance.
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3)) if prune \
+            else optuna.pruners.NopPruner()
+        parallel = is_parallel(storage)
+        try:
+            study = optuna.create_study(study_name=name, storage=backend, direction="minimize",
+                                        sampler=make_sampler(algorithm, seed), pruner=pruner)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
+            # Continue from the stored trials rather than redraw the first ones; a parallel worker
+            # must not draw another's numbers either, so parallel studies are not reproducible.
+            offset = len(study.get_trials(deepcopy=False))
+            study.sampler = make_sampler(algorithm, seed + offset + (
+                1 + zlib.crc32(worker_id().encode()) % 100_000 if parallel else 0))
+            created = False
+        _check_identity(study, space, created, storage)
+        if study.metric_names is None:  # named after its metric for optuna-dashboard and Optuna's plots
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([space.objective])
+        if not created:
+            fail_dead_trials(study, lone=not parallel)
+        if created or not parallel:
+            _enqueue_base(study, space)
     except BaseException:
         if owner is not None:
             owner.release()
         raise
-    handle.owner = owner
-    return handle
-
-
-def _open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed: int, prune: bool,
-                max_epochs: int, heartbeat: int | None, follower: bool) -> StudyHandle:
-    """`open_study` once this command holds the study (if it is kept in a file)."""
-    from cryptolstm.search.storage import open_storage
-
-    backend = open_storage(storage, heartbeat)
-    pruner = make_pruner(prune, max_epochs)
-    try:
-        study = optuna.create_study(study_name=name, storage=backend, direction="minimize",
-                                    sampler=make_sampler(algorithm, seed), pruner=pruner)
-        created = True
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
-        study.sampler = make_sampler(algorithm, _resumed_seed(study, seed, is_parallel(storage)))
-        created = False
-    _check_identity(study, space, created, storage)
-    _name_objective(study, space.objective)
-    if not created:
-        fail_dead_trials(study, lone=not is_parallel(storage))
-    if created or not is_parallel(storage):
-        _enqueue_base(study, space)
     return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
-                       follower)
-
-
-def _name_objective(study: optuna.Study, objective: str) -> None:
-    """Name the study's value after its metric (``val/mae_ratio``), so optuna-dashboard and
-    Optuna's plots say what is minimised; a study from before names were recorded gets it too."""
-    if study.metric_names is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([objective])
-
-
-def _resumed_seed(study: optuna.Study, seed: int, parallel: bool) -> int:
-    """The sampler's seed for a study that already holds trials: it continues from the trials
-    stored rather than restarting its seeded sequence (which would draw the first trials' values
-    again); another worker's sampler must not draw this one's numbers either, so parallel
-    studies are not reproducible."""
-    offset = len(study.get_trials(deepcopy=False))
-    return seed + offset + (1 + zlib.crc32(worker_id().encode()) % 100_000 if parallel else 0)
+                       follower, owner=owner)
 
 
 def _check_identity(study: optuna.Study, space: SearchSpace, created: bool, storage: str) -> None:
@@ -283,11 +240,9 @@ def _alive(worker: str | None) -> bool:
     return process_alive(int(pid))
 
 
-def fail_dead_trials(study: optuna.Study, lone: bool) -> int:
-    """Fail the RUNNING trials no live process runs: on a single-process storage (``lone``: SQLite,
-    which this command holds, so no other process runs a trial of it) every one of them, else
-    those of a dead process on this host. A queued trial is queued again."""
-    failed = 0
+def fail_dead_trials(study: optuna.Study, lone: bool) -> None:
+    """Fail the RUNNING trials no live process runs: all of them on a storage this command holds
+    alone (``lone``: SQLite), else those of a dead process on this host; a queued one is queued again."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         if lone or (worker and not _alive(worker)):
@@ -295,22 +250,18 @@ def fail_dead_trials(study: optuna.Study, lone: bool) -> int:
             if "fixed_params" in trial.system_attrs:
                 optuna.storages.RetryFailedTrialCallback(max_retry=3)(study, trial)
             log.warning("trial %d was left running by a process that is gone; marked failed", trial.number)
-            failed += 1
-    return failed
 
 
 def parent_run_id(handle: StudyHandle, create) -> tuple[str, bool]:
-    """The MLflow parent run of the study and whether this worker set it up: the creator (or the
-    first worker on a study from before parents were recorded) calls ``create()`` and records
-    the id in the study; every other worker reads it from there."""
-    study = handle.study
-    known = study.user_attrs.get(PARENT_ATTR)
+    """The study's MLflow parent run and whether this worker made it (``create()``, recorded in the
+    study by its creator, or the first worker on an older study); the others read it there."""
+    known = handle.study.user_attrs.get(PARENT_ATTR)
     if known is None and not handle.created:
-        known = _wait_for_attrs(study, (PARENT_ATTR,), 60.0 if is_parallel(handle.url) else 0.0).get(PARENT_ATTR)
+        known = _wait_for_attrs(handle.study, (PARENT_ATTR,), 60.0 if is_parallel(handle.url) else 0.0).get(PARENT_ATTR)
     if known is not None:
         return known, False
     run_id = create()
-    study.set_user_attr(PARENT_ATTR, run_id)
+    handle.study.set_user_attr(PARENT_ATTR, run_id)
     return run_id, True
 
 
@@ -333,7 +284,8 @@ def objective_fn(runner: TrialRunner):
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
         values = {d.name: d.optuna(trial) for d in runner.space.dimensions}
-        done = _finished_with(trial.study, values)
+        done = next((t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.params == values), None)
         if done is not None:  # the sampler drew values already trained: reuse, never train twice
             trial.set_user_attr("duplicate_of", done.number)
             return float(done.value)
@@ -346,23 +298,12 @@ def objective_fn(runner: TrialRunner):
     return objective
 
 
-def _finished_with(study: optuna.Study, values: dict) -> optuna.trial.FrozenTrial | None:
-    """A COMPLETE trial of ``study`` with exactly these parameter values, if any."""
-    return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params == values),
-                None)
-
-
 def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout: float | None,
-               progress: bool, poll: float = 2.0) -> None:
-    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, counting
-    every worker's; then wait while trials of other workers may still be running, and run the
-    retries of trials whose worker died (heartbeat) if the count is not reached.
-
-    A failing trial is recorded FAIL and the study goes on (at most ``n_trials`` failures per
-    round), said in one line when it failed for a user's reason (`TrialFailures`); Ctrl-C
-    propagates, unlogged, after Optuna has marked the running trial failed. With
-    ``progress``, one bar counts the finished trials up to ``n_trials`` and shows the best value.
-    """
+               progress: bool) -> None:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, every
+    worker's counted; then wait while other workers' trials may run, and run the retries of dead
+    workers' trials if the count is not reached. A failing trial is recorded FAIL and the study goes
+    on (`TrialFailures` words it); Ctrl-C propagates once Optuna has marked the trial failed."""
     study = handle.study
     deadline = time.monotonic() + timeout if timeout else None
     if finished(study) >= n_trials:
@@ -378,22 +319,18 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
                     timeout=left, catch=(Exception,), gc_after_trial=True,
                     callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *on_trial],
                 )
-            if not handle.live_running() or (left is not None and left <= 0 and not handle.heartbeat):
+            timed_out = left is not None and left <= 0 and not handle.heartbeat
+            if not handle.live_running() or handle.follower or timed_out:
                 return
-            if handle.follower:
-                return
-            time.sleep(poll)
+            time.sleep(2.0)
 
 
 @contextlib.contextmanager
 def _trial_bar(study: optuna.Study, n_trials: int, progress: bool):
-    """A progress bar of the study's finished trials (every worker's) out of ``n_trials``, with the
-    best value so far; yields the Optuna callbacks that move it (none without ``progress``)."""
+    """Yields the Optuna callbacks moving a bar of finished trials (every worker's) with the best value."""
     if not progress:
         yield []
         return
-    from tqdm import tqdm
-
     with tqdm(total=n_trials, initial=min(finished(study), n_trials), desc=f"{study.study_name} trials",
               unit="trial") as bar:
 

@@ -1,19 +1,5 @@
-"""A search space declared once, as data, and read by both engines.
-
-A space file (YAML) looks like::
-
-    base: default.yaml            # experiment file with the fixed values (relative to this file)
-    objective: val/mae_ratio      # minimised; a validation metric
-    space:
-      window_len: {type: int, low: 3, high: 21}
-      dropout: {type: float, low: 0.0, high: 0.5, step: 0.05}
-      learning_rate: {type: float, low: 0.0001, high: 0.01, log: true}
-      activation: {type: categorical, choices: [tanh, relu]}
-
-Each key of ``space`` is a `RunConfig` field. The engines turn a dimension into
-an Optuna ``suggest_*`` call or a keras-tuner ``hp`` call; the model builder
-only ever sees the resulting plain values.
-"""
+"""A search space declared once, as data (a YAML file of ``base``, ``objective`` and ``space``, a dimension per
+`RunConfig` field: experiments/search-default.yaml), read by both engines; the model sees only plain values."""
 
 from __future__ import annotations
 
@@ -47,7 +33,7 @@ class Dimension:
     choices: tuple | None = None
 
     def optuna(self, trial) -> Any:
-        """The value an Optuna trial suggests for this dimension."""
+        """The value an Optuna trial suggests."""
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         suggest = trial.suggest_int if self.type == "int" else trial.suggest_float
@@ -55,7 +41,7 @@ class Dimension:
         return suggest(self.name, self.low, self.high, **kwargs)
 
     def keras_tuner(self, hp) -> Any:
-        """The value a keras-tuner ``HyperParameters`` object gives for this dimension."""
+        """The value a keras-tuner ``HyperParameters`` object gives."""
         if self.type == "categorical":
             return hp.Choice(self.name, list(self.choices))
         sampling = "log" if self.log else "linear"
@@ -64,13 +50,11 @@ class Dimension:
         return hp.Float(self.name, self.low, self.high, step=self.step, sampling=sampling)
 
     def rounded(self, value: Any) -> Any:
-        """``value`` as the trial uses and records it: a float on a step grid without its binary noise
-        (0.3, not 0.30000000000000004), on a log scale to 3 significant digits (0.00361)."""
+        """``value`` as trials use and record it: a float without its binary noise (0.3, not
+        0.30000000000000004), on a log scale to 3 significant digits (0.00361)."""
         if self.type != "float" or not isinstance(value, float):
             return value
-        if self.log:
-            return float(f"{value:.3g}")
-        return round(value, 10)
+        return float(f"{value:.3g}") if self.log else round(value, 10)
 
     def contains(self, value: Any) -> bool:
         if self.type == "categorical":
@@ -87,13 +71,8 @@ class SearchSpace:
     objective: str
     dimensions: tuple[Dimension, ...]
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self.dimensions)
-
     def config(self, values: dict[str, Any]) -> RunConfig:
-        """The trial's full, validated config: the base with ``values`` applied (`Dimension.rounded`:
-        what a trial and the chosen config's re-training use, and every record shows)."""
+        """The trial's full, validated config: the base with ``values`` (rounded) applied."""
         return self.base.replace(**self.rounded(values))
 
     def rounded(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +81,8 @@ class SearchSpace:
         return {k: dims[k].rounded(v) if k in dims else v for k, v in values.items()}
 
     def base_values(self) -> dict[str, Any]:
-        """The base config's value of every dimension (the 2018 model under default.yaml); a choice
-        that names the same value (the feature set ``garch`` for its list of features) stands for it."""
+        """The base config's value of every dimension (the 2018 model under default.yaml), as a choice
+        naming the same value where one does (the feature set ``garch`` for its list of features)."""
         return {d.name: self._as_choice(d, getattr(self.base, d.name)) for d in self.dimensions}
 
     def _as_choice(self, dimension: Dimension, value: Any) -> Any:
@@ -182,8 +161,7 @@ def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
     if unknown:
         raise ConfigError(f"space file {path} has unknown key(s) {', '.join(unknown)}; "
                           f"it takes base, objective and space.")
-    base_file = (path.parent / raw["base"]) if raw.get("base") else None
-    base = load_config(base_file, **base_overrides)
+    base = load_config((path.parent / raw["base"]) if raw.get("base") else None, **base_overrides)
     objective = raw.get("objective", "val/mae_ratio")
     if not str(objective).startswith("val/"):
         raise ConfigError(f"{path}: objective must be a validation metric (val/...), got {objective!r}.")
@@ -196,9 +174,8 @@ def load_space(path: str | Path, **base_overrides: Any) -> SearchSpace:
 
 
 def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ...]) -> None:
-    """The objective must be a metric every trial logs (`metrics.logged_names`, for each ``head``
-    the space allows) and one where lower is better (a search minimises it); ``horizon`` cannot
-    be a dimension, since trials of different horizons are scored on different days."""
+    """The objective must be an error every trial logs (for each ``head`` the space allows); ``horizon``
+    cannot be a dimension, since trials of different horizons are scored on different days."""
     from cryptolstm import heads
     from cryptolstm.metrics import is_minimised
     from cryptolstm.scoring import logged_names
@@ -216,8 +193,8 @@ def _check_objective(path: Path, objective: str, base, dims: tuple[Dimension, ..
         if objective in logged_names("val", base.horizon, head, base.rules.units):
             continue
         if not head.distribution and objective in logged_names("val", base.horizon, distributions[0], base.rules.units):
-            raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs a distribution head "
-                              f"({', '.join(h.name for h in distributions)}); the space allows head {name}.")
+            raise ConfigError(f"{path}: objective {objective} scores intervals, so every trial needs a distribution "
+                              f"head ({', '.join(h.name for h in distributions)}); the space allows head {name}.")
         raise ConfigError(f"{path}: objective {objective} is not logged by a run of horizon {base.horizon} and head "
                           f"{name}; a run logs val/mae_ratio, val/h<k>/mae_ratio for k up to its horizon, and with "
                           f"intervals val/crps_ratio_garch...")

@@ -1,23 +1,15 @@
-"""Where an Optuna study lives, for one process or many.
-
-- ``sqlite:///optuna.db`` (default): one process; SQLite locks under parallel writers.
-- ``journal:PATH``: Optuna's journal file storage, for several processes on one machine
-  (``--n-workers``); no heartbeat, so a killed process's trial stays RUNNING.
-- ``postgresql://user:password@host/db`` (or any SQLAlchemy URL): many workers on many
-  machines, with a heartbeat so a killed worker's trial is failed and retried
-  (`RetryHeartbeatStaleTrialCallback`), and calls that retry for a while when the
-  database connection drops instead of crashing the worker.
-"""
+"""Where an Optuna study lives: ``sqlite:///optuna.db`` (one process), ``journal:PATH`` (several on one
+machine, no heartbeat) or ``postgresql://...`` (many machines, a heartbeat, calls retried on a lost connection)."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import warnings
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 from optuna.storages import RDBStorage
 
 from cryptolstm.errors import ConfigError, masked  # noqa: F401 - masked is used from here too
@@ -50,21 +42,18 @@ def _retrying(method):
         log.warning("optuna storage: %s; retrying in %.1f s", str(state.outcome.exception()).splitlines()[0][:160],
                     state.next_action.sleep)
 
-    wrapped = retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.5, max=8.0),
-                    stop=stop_after_delay(RECONNECT_SECONDS), before_sleep=tell, reraise=True)(method)
-    return functools.wraps(method)(wrapped)
+    return retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.5, max=8.0),
+                 stop=stop_after_delay(RECONNECT_SECONDS), before_sleep=tell, reraise=True)(method)
 
 
-# Private RDBStorage methods that Optuna's `_CachedStorage` (the wrapper every study uses) calls
-# directly on its backend; each opens and commits its own session, so a retry is safe.
+# Private RDBStorage methods Optuna's `_CachedStorage` calls directly; each commits its own session: safe to retry.
 CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id",
                         "_get_stale_trial_ids")
 
 
 class ResilientRDBStorage(RDBStorage):
-    """An `RDBStorage` whose every call retries (up to `RECONNECT_SECONDS`) when the database
-    connection is lost, and whose pool checks connections before use (``pool_pre_ping``).
-    "Every call" covers the public methods and the private ones `_CachedStorage` calls."""
+    """An `RDBStorage` whose every call (public, or one `_CachedStorage` calls) retries for up to
+    `RECONNECT_SECONDS` when the database connection is lost."""
 
 
 for _name, _method in list(vars(RDBStorage).items()):
@@ -73,9 +62,8 @@ for _name, _method in list(vars(RDBStorage).items()):
 
 
 def storage_file(url: str) -> Path | None:
-    """The file of a single-machine storage (``sqlite:///PATH``, ``journal:PATH``), None for a
-    database server or an in-memory SQLite. A directory that does not exist is refused, never
-    created: a mistyped path would otherwise start a new, empty study somewhere else."""
+    """The file of a ``sqlite:///PATH`` or ``journal:PATH`` storage, else None. A missing directory is
+    refused, never created: a mistyped path would otherwise start a new, empty study elsewhere."""
     if url.startswith(JOURNAL):
         path = url.removeprefix(JOURNAL)
         if not path:
@@ -91,41 +79,30 @@ def storage_file(url: str) -> Path | None:
     return file
 
 
-def _creation_lock(url: str):
-    """A file lock beside a local SQLite database while its schema is created or checked: two
-    processes creating one database at once would otherwise race in its migrations."""
-    path = storage_file(url) if url.startswith("sqlite:///") else None
-    if path is None:
-        return contextlib.nullcontext()
-    from filelock import FileLock
-
-    return FileLock(f"{path.resolve()}.lock", timeout=600)
-
-
 def open_storage(url: str, heartbeat: int | None = None):
-    """The Optuna storage for ``url`` (see module docstring); ``heartbeat``: seconds between a
-    running trial's heartbeats (RDB storages only), a trial silent for 2x as long is failed and
-    queued again (at most 3 times)."""
+    """The Optuna storage for ``url``; ``heartbeat``: seconds between a running trial's heartbeats
+    (RDB storages only), a trial silent for 2x as long is failed and queued again (at most 3 times)."""
     if url.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(storage_file(url))))
     if heartbeat is not None and heartbeat < 1:
         raise ConfigError(f"heartbeat must be an integer >= 1 second, got {heartbeat}.")
-    kwargs = {}
-    with warnings.catch_warnings():  # Optuna calls the heartbeat "experimental"; it has been there since 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if heartbeat:
-            kwargs = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
-                      "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
-    engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
     try:
-        with warnings.catch_warnings(), _creation_lock(url):
+        # A file lock beside a local SQLite database while its schema is created: two processes creating
+        # it at once would race in its migrations.
+        path = storage_file(url) if url.startswith("sqlite:///") else None
+        creation = contextlib.nullcontext() if path is None else FileLock(f"{path.resolve()}.lock", timeout=600)
+        with warnings.catch_warnings(), creation:  # Optuna calls the heartbeat "experimental" (there since 2.9)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if heartbeat else None
+            kwargs = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
+                      "heartbeat_stale_trial_callback": callback} if heartbeat else {}
+            engine_kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
             return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ConfigError:
         raise
-    except (ImportError, ModuleNotFoundError) as exc:
+    except ImportError as exc:
         raise ConfigError(f"storage {masked(url)} needs a database driver that is not installed ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - a wrong URL, host or password: one sentence
         raise ConfigError(f"cannot open storage {masked(url)}: {str(exc).splitlines()[0][:200]}") from None

@@ -1,10 +1,5 @@
-"""A search end to end, with no MLflow in it: one parent per study, a child per trial (through a
-`SearchTracker`), the chosen config re-trained and scored on the test days once.
-
-Several workers may run this on one study (PostgreSQL or journal storage): each records its
-trials under the one parent, and the last one out re-trains the chosen config and ends the
-parent; the others return ``best=None``.
-"""
+"""A search end to end, with no MLflow in it: one parent per study, a child per trial (`SearchTracker`);
+the last worker out re-trains the chosen config, scores the test days once and ends the parent."""
 
 from __future__ import annotations
 
@@ -47,8 +42,10 @@ class SearchResult:
     done_before: bool = False  # the study was finished by an earlier command: nothing was run or changed
 
 
-def check_options(options: SearchOptions) -> None:
-    """One sentence for an engine, algorithm or worker count the search cannot run."""
+def run_search(space: SearchSpace, market: Market, options: SearchOptions, tracker: SearchTracker,
+               progress: bool = False) -> SearchResult:
+    """Search ``space`` on ``market``; the chosen config re-trained and tested (see module docstring).
+    An engine, algorithm or worker count the search cannot run is refused in one sentence."""
     if options.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {options.engine!r}.")
     allowed = ENGINES[options.engine].algorithms
@@ -58,35 +55,14 @@ def check_options(options: SearchOptions) -> None:
     if options.n_workers > 1 and options.engine != OptunaEngine.name:
         raise ConfigError("n_workers > 1 needs the optuna engine; keras-tuner runs one process.")
     if options.n_workers > 1 and not is_parallel_safe(options.storage_url):
-        raise ConfigError(
-            f"n_workers={options.n_workers} cannot share {masked(options.storage_url)}: SQLite locks under parallel "
-            f"writers; use storage journal:optuna.journal (one machine) or postgresql://... (many)."
-        )
-
-
-def default_study_name(space: SearchSpace, options: SearchOptions) -> str:
-    """``<coin>-<engine>-<space>``, and ``-sealed-<date>`` under a seal: a sealed search never resumes
-    a study whose trials read the sealed days."""
-    sealed = f"-sealed-{space.base.sealed_from}" if space.base.sealed_from else ""
-    return f"{space.base.coin.lower()}-{options.engine}-{Path(space.path).stem}{sealed}"
-
-
-def study_tags(space: SearchSpace, options: SearchOptions, name: str, max_epochs: int) -> dict[str, str]:
-    """What the parent run says about the study."""
-    return {"coin": space.base.coin, "engine": options.engine, "study_name": name, "space_file": space.path,
-            "protocol": space.base.protocol, "objective": space.objective, "cryptolstm.entry": "search",
-            "search.n_trials": str(options.n_trials), "search.max_epochs": str(max_epochs),
-            "search.seed": str(space.base.seed), "search.algorithm": options.algorithm or "default",
-            "search.storage": masked(options.storage_url)}
-
-
-def run_search(space: SearchSpace, market: Market, options: SearchOptions, tracker: SearchTracker,
-               progress: bool = False) -> SearchResult:
-    """Search ``space`` on ``market``; the chosen config re-trained and tested (see module docstring)."""
-    check_options(options)
+        raise ConfigError(f"n_workers={options.n_workers} cannot share {masked(options.storage_url)}: SQLite locks "
+                          f"under parallel writers; use storage journal:optuna.journal (one machine) or "
+                          f"postgresql://... (many).")
     if options.seed is not None:  # the sampler's and every trial's seed
         space = dataclasses.replace(space, base=space.base.replace(seed=options.seed))
-    name = options.study_name or default_study_name(space, options)
+    # <coin>-<engine>-<space>, and -sealed-<date> under a seal: a sealed search never resumes an unsealed study
+    sealed = f"-sealed-{space.base.sealed_from}" if space.base.sealed_from else ""
+    name = options.study_name or f"{space.base.coin.lower()}-{options.engine}-{Path(space.path).stem}{sealed}"
     max_epochs = options.max_epochs or space.base.epochs
     # The engine's state is opened (and checked to belong to this coin and space, and not to be
     # another command's) before any run is touched, so a refused study leaves nothing behind.
@@ -99,8 +75,7 @@ def run_search(space: SearchSpace, market: Market, options: SearchOptions, track
 
 def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker: SearchTracker,
             engine: SearchEngine, name: str, max_epochs: int, progress: bool) -> SearchResult:
-    """`run_search` on the opened ``engine``: the parent run, the trials, and the finish if this
-    worker is the last one out."""
+    """`run_search` on the opened ``engine``: the parent run, the trials, and the finish if last out."""
     earlier = engine.finished_parent()  # the parent of a study whose trials are all done, if any
     status = tracker.status(earlier) if earlier is not None else None
     if status == "FINISHED":  # nothing to run: the result stands, and no run is touched
@@ -109,7 +84,11 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
     if status == "RUNNING":
         log.info("another worker of study %s re-trains the chosen config (parent run %s)", name, earlier)
         return SearchResult(earlier, name, {}, None, engine.trials())
-    tags = study_tags(space, options, name, max_epochs)
+    tags = {"coin": space.base.coin, "engine": options.engine, "study_name": name, "space_file": space.path,
+            "protocol": space.base.protocol, "objective": space.objective, "cryptolstm.entry": "search",
+            "search.n_trials": str(options.n_trials), "search.max_epochs": str(max_epochs),
+            "search.seed": str(space.base.seed), "search.algorithm": options.algorithm or "default",
+            "search.storage": masked(options.storage_url)}
     parent_id, leader = engine.parent_run_id(lambda: tracker.parent(name, tags))
     if not leader:
         tracker.parent(name, tags, run_id=parent_id)
@@ -121,7 +100,7 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
     except BaseException as exc:
         engine.close(failed=True)
         if engine.alone():  # no other worker is logging to the parent: it ends with this one
-            tracker.ended(runner.parent_id, _status(exc), _error(exc))
+            _end(tracker, runner.parent_id, exc)
         raise
     engine.close(failed=False)
     if earlier is not None:  # its trials are done but the command that finished it was cut short
@@ -134,18 +113,15 @@ def _search(space: SearchSpace, market: Market, options: SearchOptions, tracker:
     return _finish(name, runner, engine, tracker)
 
 
-def _status(exc: BaseException) -> str:
-    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-
-
-def _error(exc: BaseException) -> str | None:
-    """The parent's ``error`` tag: the sentence the user saw (None for Ctrl-C, which says KILLED)."""
-    return None if isinstance(exc, KeyboardInterrupt) else error_tag(exc)
+def _end(tracker: SearchTracker, parent_id: str, exc: BaseException) -> None:
+    """End the parent KILLED for Ctrl-C, else FAILED with the sentence the user saw as its ``error`` tag."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    tracker.ended(parent_id, "KILLED" if interrupted else "FAILED", None if interrupted else error_tag(exc))
 
 
 def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: SearchTracker) -> SearchResult:
-    """The last worker out: read the study's outcome, re-train the chosen config, score the test
-    days once, record it all and end the parent (FAILED if any of it fails)."""
+    """The last worker out: re-train the chosen config, score the test days once, record it all and
+    end the parent (FAILED if any of it fails)."""
     try:
         best_values, summary, trials = runner.space.rounded(engine.best_values()), engine.summary(), engine.trials()
         spa = superior(engine, runner)
@@ -156,18 +132,16 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
         tracker.finished(runner.parent_id, best, best_values, trials, summary, engine.figures(),
                          {"spa.md": spa_markdown(spa, runner.space.objective)} if spa is not None else {})
     except BaseException as exc:
-        tracker.ended(runner.parent_id, _status(exc), _error(exc))
+        _end(tracker, runner.parent_id, exc)
         raise
     value = summary.get("search/best_value", best.metrics.get(runner.space.objective))
     return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective, spa=spa)
 
 
 def superior(engine: SearchEngine, runner: TrialRunner) -> SuperiorAbility | None:
-    """Hansen's SPA test of "the best trial beats the benchmark" (persistence for a point objective,
-    the named baseline for a CRPS ratio) over every finished trial's validation days: the days the
-    search selected on. None when the engine keeps no per-day losses (keras-tuner)."""
-    recorded = engine.daily_losses()
-    if recorded is None:
+    """Hansen's SPA test of "the best trial beats the benchmark" (`TrialRunner.benchmark`) on the
+    validation days the search selected on; None when the engine keeps no per-day losses."""
+    if (recorded := engine.daily_losses()) is None:
         return None
     models, benchmark = recorded
     return superior_ability(benchmark.rename(runner.benchmark()[1]), models)

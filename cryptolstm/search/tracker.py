@@ -1,6 +1,4 @@
-"""Where a search records itself: `SearchTracker`, what the tracking layer
-(`cryptolstm.tracking.search`) implements, so the search core never imports MLflow.
-"""
+"""`SearchTracker`: where a search records itself, implemented by `cryptolstm.tracking.search`."""
 
 from __future__ import annotations
 
@@ -20,35 +18,25 @@ class SearchTracker(Protocol):
 
     def parent(self, study_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
         """The study's parent run: ``run_id``, else one found by the study's name, else a new one."""
-        ...
 
     def started(self, parent_id: str, space_file: str, tags: dict[str, str], leader: bool) -> None:
         """Record what the study searches (the leader also records the data)."""
-        ...
 
     def trial(self, parent_id: str, name: str, cfg: RunConfig, tags: dict[str, str]) -> AbstractContextManager:
         """A trial's child run; an exception inside ends it pruned, failed or interrupted."""
-        ...
 
     def on_epoch(self, epoch: int, logs: dict) -> None:
         """Per-epoch losses of the running trial."""
-        ...
 
     def trial_metrics(self, metrics: dict[str, float]) -> None:
         """The running trial's final metrics."""
-        ...
 
     def finished(self, parent_id: str, best: TrainResult, best_values: dict, trials: pd.DataFrame,
                  summary: dict[str, float], figures: dict, texts: dict[str, str]) -> None:
-        """The chosen config re-trained and tested, on the parent run, which ends FINISHED
-        (``texts``: more text artifacts by path)."""
-        ...
+        """The chosen config re-trained and tested, on the parent run, which ends FINISHED."""
 
     def status(self, parent_id: str) -> str:
         """The parent run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``)."""
-        ...
 
     def ended(self, parent_id: str, status: str, error: str | None = None) -> None:
-        """The parent run ended ``FAILED`` (``error``: the sentence the user saw) or ``KILLED`` (no
-        other worker is logging to it)."""
-        ...
+        """End the parent run ``FAILED`` (``error``: the sentence the user saw) or ``KILLED``."""

@@ -10,10 +10,8 @@ from cryptolstm.errors import sentence_of
 
 
 class TrialFailures(logging.Filter):
-    """Optuna's log of a failed trial (two warnings, the first with a traceback) as a user should
-    read it: a trial stopped by Ctrl-C is not logged (the command says it was interrupted), a
-    trial that failed for a user's reason (a diverging config: a `sentence_of` it) is one line
-    with that sentence, and any other failure (a bug) keeps Optuna's traceback."""
+    """Optuna's two warnings of a failed trial as a user should read them: nothing for Ctrl-C (the
+    command says it), one line for a user's reason (a `sentence_of` it), Optuna's traceback for a bug."""
 
     LOGGER = "optuna.study._optimize"  # where Optuna's `_log_failed_trial` writes
     FAILED = re.compile(r"Trial (\d+) failed with (parameters|value)")

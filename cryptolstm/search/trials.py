@@ -1,5 +1,4 @@
-"""What both engines share: the data (loaded once), one trial as a tracked child run, and
-the final step that re-trains the chosen config and reads the test days once."""
+"""What both engines share: one trial as a tracked child run, and the chosen config's re-training."""
 
 from __future__ import annotations
 
@@ -34,11 +33,8 @@ def worker_id() -> str:
 
 @dataclass
 class TrialRunner:
-    """Runs trials of ``space`` on ``market`` as child runs of ``parent_id`` in ``tracker``.
-
-    ``max_epochs`` caps each trial's epochs (the space's base value otherwise); ``progress``
-    shows a bar of the running trial's epochs (under the search's bar of trials).
-    """
+    """Runs trials of ``space`` on ``market`` as child runs of ``parent_id`` in ``tracker``, each capped
+    at ``max_epochs``; ``progress`` shows a bar of the running trial's epochs."""
 
     space: SearchSpace
     market: Market
@@ -56,13 +52,9 @@ class TrialRunner:
     def run(self, values: dict[str, Any], name: str, on_epoch: Sequence[EpochHook] = (),
             lstm: Callable[[RunConfig, list[EpochHook]], Lstm] | None = None, epochs: int | None = None,
             on_run: Callable[[str], None] | None = None) -> TrainResult:
-        """Train one trial on the validation split only, as a child run.
-
-        ``lstm(cfg, hooks)`` makes the forecaster when an engine manages its own model;
-        ``epochs`` overrides the trial's epochs (an engine's budget); ``on_run(run_id)`` hears the
-        child run's id as it starts (an engine records it with its trial). Raises whatever
-        training raised (a pruning signal, a NaN loss) after the child run records it.
-        """
+        """Train one trial on the validation split only, as a child run; ``lstm(cfg, hooks)`` makes an
+        engine's own model, ``epochs`` is its budget, ``on_run(run_id)`` hears the child run's id.
+        Raises whatever training raised (a pruning signal, a NaN loss) once the child run records it."""
         cfg = self.config(values)
         cfg = cfg.replace(epochs=epochs) if epochs else cfg
         hooks = [self.tracker.on_epoch, *on_epoch]
@@ -84,18 +76,16 @@ class TrialRunner:
         return float(result.metrics[self.space.objective])
 
     def benchmark(self) -> tuple[str, str]:
-        """(the loss the objective compares, the benchmark it compares with): the CRPS against the
-        baseline a CRPS ratio names (``val/crps_ratio_har``: HAR; GARCH otherwise), the absolute
-        error against persistence for any other objective."""
+        """(loss, benchmark) the objective compares: the CRPS with the baseline a CRPS ratio names (GARCH
+        by default), else the absolute error with persistence."""
         objective = self.space.objective
         if "crps" in objective:
             return "crps", objective.split("crps_ratio_", 1)[1] if "crps_ratio_" in objective else Garch.name
         return "mae", PERSISTENCE
 
     def daily_losses(self, result: TrainResult) -> dict[str, list]:
-        """The trial's per-day validation losses and its benchmark's on the same days (`benchmark`),
-        next-day forecasts: ``{"days": [...], "model": [...], "benchmark": [...]}``, what the
-        search's SPA test reads for every trial."""
+        """The trial's next-day validation losses and its benchmark's, for the SPA test:
+        ``{"days": [...], "model": [...], "benchmark": [...]}``."""
         table = result.forecasts.table
         val = table[(table["period"] == "val") & (table["horizon"] == 1)].sort_values("origin", kind="stable")
         loss, benchmark = self.benchmark()
@@ -108,10 +98,8 @@ class TrialRunner:
                                                                       else loss)]}
 
     def retrain(self, best_values: dict[str, Any]) -> TrainResult:
-        """The selected config re-trained (same seed: the same model as its trial), the test
-        days scored once."""
+        """The selected config re-trained (same seed: the same model as its trial), the test days scored once."""
         keras.backend.clear_session()
-        cfg = self.config(best_values)
         log.info("re-training the chosen configuration (%s) and scoring its test days once",
                  values_text(self.space.rounded(best_values)))
-        return train(cfg, self.market, [EpochBar("chosen config epochs", self.progress)])
+        return train(self.config(best_values), self.market, [EpochBar("chosen config epochs", self.progress)])

@@ -1,12 +1,5 @@
-"""A backtest in MLflow: one parent run, one child run per fold, each written from its record
-(`cryptolstm.backtest.record`: the names, metrics, tables and figures are made in the core).
-
-Parent: the config (``config.*``) and options (``backtest.*``) as params, the data, the pooled
-metrics over all test days, ``backtest/metrics.csv`` (every fold x forecaster),
-``backtest/summary.md``, ``backtest/predictions.csv`` (every forecast of every day), the interval,
-horizon and confidence-set tables and the plots. Child ``fold NN``: its dates and sizes, what each
-forecaster fitted, its metrics and its forecast plot.
-"""
+"""A backtest in MLflow: one parent run (``config.*`` and ``backtest.*`` params, the data, then its record)
+and a child run per fold, each written from its record (`cryptolstm.backtest.record` makes them)."""
 
 from __future__ import annotations
 
@@ -23,44 +16,28 @@ from cryptolstm.models.lstm import training_device
 from cryptolstm.options import BacktestOptions
 from cryptolstm.tracking.runs import config_params, log_dataset, run_scope, write_record
 
-ENTRY = "backtest"
 
-
-def log_fold(parent_id: str, result: FoldResult) -> None:
-    """The fold's child run under ``parent_id``."""
-    made = record.fold(result)
-    with mlflow.start_run(run_name=made.tags["mlflow.runName"], nested=True, parent_run_id=parent_id):
-        write_record(made)
-
-
-def tracked_backtest(
-    cfg: RunConfig,
-    market: Market,
-    options: BacktestOptions,
-    source_tags: dict[str, str],
-    on_fold: Callable[[FoldResult], None] | None = None,
-    launched: str | None = None,
-    planned: Plan | None = None,
-    on_epoch: Sequence = (),
-) -> tuple[str, BacktestResult, pd.DataFrame, str]:
-    """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown).
-
-    ``on_fold(result)`` after each fold is logged and ``on_epoch`` in the LSTM's fits (progress
-    bars); ``launched``: the run ``mlflow run`` made; ``planned``: the `Plan`, if the caller made
-    (and so checked) it already."""
+def tracked_backtest(cfg: RunConfig, market: Market, options: BacktestOptions, source_tags: dict[str, str],
+                     on_fold: Callable[[FoldResult], None] | None = None, launched: str | None = None,
+                     planned: Plan | None = None,
+                     on_epoch: Sequence = ()) -> tuple[str, BacktestResult, pd.DataFrame, str]:
+    """Run the backtest inside one parent run; returns (run id, result, metrics table, Markdown). ``on_fold``
+    after each fold is logged, ``on_epoch`` in the fits; ``planned``: the `Plan`, if made (and checked) already."""
     planned = planned or plan(cfg, market, options)  # every fold checked before the run exists
     fold_cfg = planned.config
     with run_scope(fold_cfg, options.experiment_name, name=record.parent_name(cfg, options), launched=launched) as run:
         parent_id = run.info.run_id
-        mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": ENTRY, "protocol": "walk-forward",
+        mlflow.set_tags({"coin": cfg.coin, "cryptolstm.entry": "backtest", "protocol": "walk-forward",
                          "device": training_device(), "backtest.source_protocol": cfg.protocol, **source_tags})
         mlflow.log_params(config_params(fold_cfg, market.last_date))
         mlflow.log_params(record.backtest_params(options, fold_cfg) | {"backtest.folds": len(planned.folds)})
         mlflow.log_dict(fold_cfg.to_dict(), "config.yaml")
         log_dataset(market, fold_cfg)
 
-        def fold_done(fold: FoldResult) -> None:
-            log_fold(parent_id, fold)
+        def fold_done(fold: FoldResult) -> None:  # the fold's child run
+            made = record.fold(fold)
+            with mlflow.start_run(run_name=made.tags["mlflow.runName"], nested=True, parent_run_id=parent_id):
+                write_record(made)
             if on_fold is not None:
                 on_fold(fold)
 

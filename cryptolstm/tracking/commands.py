@@ -1,16 +1,6 @@
-"""The run ``mlflow run`` made for a command that trains nothing: register, predict, report.
-
-``mlflow run`` creates a run before our code starts and logs the entry point's parameters on
-it. For these commands it becomes a record of what the command did: named after the command
-and coin (``register-btc``), its outcome as tags, metrics and a file, a description. A plain
-``cryptolstm register`` (no ``mlflow run``) records no run.
-
-MLflow cannot move a run between experiments. ``mlflow run`` without ``--experiment-name``
-creates it in the Default experiment, so there the record is made again in the coin's
-experiment (with the launched run's parameters and source tags); the launched run stays in
-Default, named ``<record>-launch``, its description pointing at the record, and ``mlflow run``
-ends it (a deleted run cannot be ended: ``mlflow run`` would fail after the command).
-"""
+"""The run ``mlflow run`` made for a command that trains nothing (register, predict, report), made the
+record of what it did. MLflow cannot move a run, so one launched in Default is copied into the coin's
+experiment and left there as ``<record>-launch`` (``mlflow run`` ends it: a deleted run cannot be ended)."""
 
 from __future__ import annotations
 
@@ -19,7 +9,7 @@ import time
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Param, RunTag
 
 from cryptolstm.render import NOTE
 from cryptolstm.tracking.describe import describe_experiment
@@ -31,9 +21,8 @@ DEFAULT_EXPERIMENT_ID = "0"
 
 def record(launched: str, experiment_name: str, name: str, note: str, tags: dict[str, str],
            metrics: dict[str, float] | None = None, files: dict[str, str] | None = None) -> str:
-    """Make ``launched`` the record ``name`` of a command (moved to ``experiment_name`` if it is in
-    Default): ``note`` as its description, ``tags``, ``metrics`` and ``files`` (path -> text).
-    Returns the record's run id."""
+    """Make ``launched`` the record ``name`` of a command, with ``note`` as its description, ``tags``,
+    ``metrics`` and ``files`` (path -> text); returns the record's run id."""
     client = MlflowClient()
     target = command_run(launched, experiment_name)
     now = int(time.time() * 1000)
@@ -46,15 +35,16 @@ def record(launched: str, experiment_name: str, name: str, note: str, tags: dict
 
 
 def command_run(launched: str | None, experiment_name: str) -> str:
-    """The run a command records itself in: ``launched`` (the run ``mlflow run`` made; a copy in
-    ``experiment_name`` when it is in Default), else a new run in ``experiment_name`` tied to this
-    process (if the process dies, the next command ends it KILLED). End it with `finish`."""
+    """The run a command records itself in (end it with `finish`): ``launched`` (a copy in
+    ``experiment_name`` when it is in Default), else a new run in ``experiment_name`` tied to this process."""
     client = MlflowClient()
     if launched:
-        run = client.get_run(launched)
-        target = launched
-        if run.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment_name != "Default":
-            target = _copy(client, run, experiment_name)
+        run, target = client.get_run(launched), launched
+        if run.info.experiment_id == DEFAULT_EXPERIMENT_ID and experiment_name != "Default":  # copied over
+            experiment_id = mlflow.set_experiment(experiment_name).experiment_id
+            tags = {k: v for k, v in run.data.tags.items() if k != "mlflow.runName"} | process_tags()
+            target = client.create_run(experiment_id, tags=tags).info.run_id
+            client.log_batch(target, params=[Param(k, v) for k, v in run.data.params.items()])
     else:
         experiment_id = mlflow.set_experiment(experiment_name).experiment_id
         target = client.create_run(experiment_id, tags=process_tags()).info.run_id
@@ -63,9 +53,8 @@ def command_run(launched: str | None, experiment_name: str) -> str:
 
 
 def finish(target: str, launched: str | None, error: str | None = None, killed: bool = False) -> None:
-    """End a `command_run` ``target``: FINISHED, KILLED (``killed``: Ctrl-C, SIGTERM) or FAILED with
-    ``error`` as its tag. ``mlflow run`` ends its own run; one it made in Default that was copied
-    is renamed and points at the record (module docstring)."""
+    """End a `command_run` ``target`` FINISHED, KILLED (``killed``) or FAILED with ``error`` as its tag;
+    a launched run that was copied is renamed and points at the record (``mlflow run`` ends it)."""
     client = MlflowClient()
     if error is not None and not killed:
         client.set_tag(target, "error", error[:500])
@@ -80,18 +69,8 @@ def finish(target: str, launched: str | None, error: str | None = None, killed: 
                          f"cannot move a run, so the command's record is run {target} in experiment {where}.")])
 
 
-def _copy(client: MlflowClient, run: Run, experiment_name: str) -> str:
-    """A new run in ``experiment_name`` with ``run``'s parameters and tags (source, entry point)."""
-    experiment_id = mlflow.set_experiment(experiment_name).experiment_id
-    tags = {k: v for k, v in run.data.tags.items() if k != "mlflow.runName"} | process_tags()
-    copy = client.create_run(experiment_id, tags=tags)
-    client.log_batch(copy.info.run_id, params=[Param(k, v) for k, v in run.data.params.items()])
-    return copy.info.run_id
-
-
 def record_register(launched: str, registration, coin: str, experiment_name: str | None, line: str) -> str:
-    """The record of `cryptolstm register`: which version of which model, champion or not, why,
-    from which run (``registration``: a `cryptolstm.registry.Registration`; ``line``: what was printed)."""
+    """The record of `cryptolstm register` of a `cryptolstm.registry.Registration` (``line``: what was printed)."""
     version = MlflowClient().get_model_version(registration.name, registration.version)
     tags = {"cryptolstm.entry": "register", "coin": coin.upper(), "registered.model": registration.name,
             "registered.version": registration.version, "registered.champion": str(registration.promoted).lower(),
@@ -113,8 +92,7 @@ def record_predict(launched: str, forecast: pd.DataFrame, coin: str, label: str,
 
 
 def record_report(launched: str, experiment_name: str, text: str, page: str | None = None) -> str:
-    """The record of `cryptolstm report`: the Markdown as ``report.md`` and the HTML results page, if
-    made, as ``results.html``, in the experiment reported on."""
+    """The record of `cryptolstm report` in the experiment reported on: ``report.md``, ``results.html``."""
     tags = {"cryptolstm.entry": "report", "report.experiment": experiment_name}
     files = {"report.md": text} | ({"results.html": page} if page else {})
     return record(launched, experiment_name, f"report-{experiment_name}",

@@ -1,9 +1,5 @@
-"""What the MLflow UI shows as descriptions: of the experiments, registered models and versions.
-
-MLflow shows the tag ``mlflow.note.content`` of an experiment (or run) as its description, and
-a registered model's or version's ``description`` field. The texts are `cryptolstm.render`'s; this
-module writes them.
-"""
+"""Writes the descriptions the MLflow UI shows (texts from `cryptolstm.render`): an experiment's tag
+``mlflow.note.content``, a registered model's and version's ``description``."""
 
 from __future__ import annotations
 
@@ -17,8 +13,7 @@ KIND = "mlflow.experimentKind"  # MLflow 3's UI opens an experiment of this kind
 
 
 def describe_experiment(client: MlflowClient, experiment_id: str) -> None:
-    """Give experiment ``experiment_id`` its description, unless it has one (a user's stays), and the
-    kind MLflow's UI opens on its runs table (model development, not GenAI)."""
+    """Give an experiment its description unless it has one (a user's stays), and its `KIND` unless set."""
     experiment = client.get_experiment(experiment_id)
     if not experiment.tags.get(NOTE):
         client.set_experiment_tag(experiment_id, NOTE, experiment_text(experiment.name))
@@ -36,8 +31,7 @@ WHY = "Why it is or is not champion: "  # the version description's last paragra
 
 
 def describe_registered(client: MlflowClient, name: str, version: str, run: Run, reason: str = "") -> None:
-    """Describe the registered model ``name`` and its ``version``, registered from ``run``, with the
-    whole sentence of why it was (or was not) made champion (its tag holds a short form)."""
+    """Describe registered model ``name`` and its ``version`` (from ``run``) with the whole why-champion sentence."""
     client.update_registered_model(name, description=model_text(name))
     why = f"\n\n{WHY}{reason}." if reason else ""
     client.update_model_version(name, version, description=run_version_text(run) + why)

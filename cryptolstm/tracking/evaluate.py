@@ -1,10 +1,5 @@
-"""An evaluation (`cryptolstm.evaluate.evaluate`) recorded in MLflow.
-
-The evaluation is one run in the coin's experiment, named ``live <MAE ratio> · evaluate-<coin>-v<version>``, linked to
-the model version (tags, a link in its description) and its metrics linked to MLflow 3's logged
-model. When every day scored comes after the model's data (new days, not its test days again),
-the version gets ``live.*`` tags and its description ends with a sentence on those days.
-"""
+"""An evaluation (`cryptolstm.evaluate.evaluate`) recorded in MLflow: one run in the coin's experiment, linked
+to the model version and its logged model; on enough new days, the version's ``live.*`` tags too."""
 
 from __future__ import annotations
 
@@ -31,29 +26,32 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
     run_id = command_run(launched, coin_experiment(cfg.coin))
     try:
         metrics = {k: v for k, v in result.metrics.items() if pd.notna(v)} | {"live/days": result.n_days}
-        now = int(time.time() * 1000)
+        now, model_id = int(time.time() * 1000), ref.extra.get("model_id") or None
+        tags = _tags(ref, cfg, result, market, run_id)
+        if result.opening is not None:  # the model's seal, and its opening by this run
+            tags |= result.opening.tags() | ({"seal.again": result.opening.again} if result.opening.again else {})
+        elif ref.sealed_from:
+            tags["sealed_from"] = ref.sealed_from
+        params = {"model": ref.uri, "since": result.first, "until": result.last,
+                  "data_dir": str(Path(data_dir).resolve())}
         # linked to the logged model too (MLflow 3): its page lists them beside its training metrics
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=ref.extra.get("model_id") or None) for k, v in metrics.items()],
-                         params=_params(ref, result, data_dir),
-                         tags=[RunTag(k, v) for k, v in (_tags(ref, cfg, result, market, run_id) | _seal(ref, result)).items()])
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()],
+                         params=[Param(f"evaluate.{k}", v) for k, v in params.items()],  # beside mlflow run's own
+                         tags=[RunTag(k, v) for k, v in tags.items()])
         client.log_text(run_id, result.days.to_csv(index=False), "live/forecasts.csv")
         client.log_figure(run_id, plots.live_gap(result.days, cfg.coin, ref.label), "plots/live_cumulative_gap.png")
         if result.tags_version:  # enough new days: not its test days again, not a day or two
             _tag_version(client, ref, result, run_id)
-        if result.opening is not None:
-            _record_opening(client, ref, result.opening, run_id)
+        # the opening on the model's training run (where the next opening reads the earlier ones) and version
+        for key, value in (result.opening.tags() | {"seal.opened_run": run_id} if result.opening else {}).items():
+            client.set_tag(ref.run_id, key, value)
+            if ref.version:
+                client.set_model_version_tag(ref.name, ref.version, key, value)
     except BaseException as exc:
         finish(run_id, launched, error=error_tag(exc), killed=isinstance(exc, KeyboardInterrupt))
         raise
     finish(run_id, launched)
     return run_id
-
-
-def _params(ref, result, data_dir: str) -> list[Param]:
-    """What was evaluated, as params ``evaluate.*`` (beside those ``mlflow run`` logs, unprefixed)."""
-    values = {"model": ref.uri, "since": result.first, "until": result.last,
-              "data_dir": str(Path(data_dir).resolve())}
-    return [Param(f"evaluate.{k}", v) for k, v in values.items()]
 
 
 def _tags(ref, cfg, result, market: Market, run_id: str) -> dict[str, str]:
@@ -77,26 +75,8 @@ def _tags(ref, cfg, result, market: Market, run_id: str) -> dict[str, str]:
             **{f"data.sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}}
 
 
-def _seal(ref, result) -> dict[str, str]:
-    """The evaluation run's tags on the model's seal: the seal, and its opening by this run."""
-    if result.opening is not None:
-        return result.opening.tags() | ({"seal.again": result.opening.again} if result.opening.again else {})
-    return {"sealed_from": ref.sealed_from} if ref.sealed_from else {}
-
-
-def _record_opening(client: MlflowClient, ref, opening, run_id: str) -> None:
-    """The opening on the model's training run (where the next opening reads how many came before) and on its
-    version: how many times, when, by whom, and by which evaluation run."""
-    tags = opening.tags() | {"seal.opened_run": run_id}
-    for key, value in tags.items():
-        client.set_tag(ref.run_id, key, value)
-        if ref.version:
-            client.set_model_version_tag(ref.name, ref.version, key, value)
-
-
 def _tag_version(client: MlflowClient, ref, result, run_id: str) -> None:
-    """The version's ``live.*`` tags (the days scored, the MAE ratio, the DM p, the run) and its
-    description, which ends with the same in a sentence."""
+    """The version's ``live.*`` tags, and its description, which ends with the same in a sentence."""
     m = result.metrics
     values = {"live.first_date": result.first, "live.last_date": result.last, "live.days": str(result.n_days),
               "live.mae_ratio": f"{m['live/mae_ratio']:.6f}", "live.dm_p": f"{m['live/dm_p']:.6g}",

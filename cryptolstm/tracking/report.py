@@ -1,8 +1,5 @@
-"""A Markdown summary of one MLflow experiment: best configurations, backtests, links.
-
-Reads the tracking store only; writes nothing to it. `gather` reads what a report shows once, for
-this Markdown and for the HTML page (`cryptolstm.tracking.results_page`).
-"""
+"""A Markdown summary of one MLflow experiment: best configurations, backtests, links. It only reads the
+store: `gather` reads it once for this Markdown and for the HTML page (`cryptolstm.tracking.results_page`)."""
 
 from __future__ import annotations
 
@@ -28,8 +25,8 @@ POOLED = f"{MEAN}/usd/mae_ratio"  # a backtest's pooled MAE ratio to persistence
 PER_HORIZON = re.compile(r"^test/h(\d+)/")  # test/h3/mae_ratio; not test/har/...
 
 
-def num(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+def num(value: float | None, digits: int = 4, style: str = "f") -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}{style}}"
 
 
 def _link(run: Run) -> str:
@@ -58,28 +55,16 @@ def _better_on(metrics: dict[str, float]) -> str:
     return " and ".join({"val": "validation days", "test": "test days"}[d] for d in days) or "neither"
 
 
-def scored_runs(runs: list[Run]) -> list[Run]:
-    """The finished runs with a validation MAE ratio, lowest first (selection reads validation days only)."""
-    scored = [r for r in runs if "val/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
-    return sorted(scored, key=lambda r: r.data.metrics["val/mae_ratio"])
-
-
-UNKNOWN = "days not recorded"
-
-
-def days_of(run: Run) -> tuple[str, str]:
-    """The validation and test days a run was scored on (``first..last``), from its ``split.*`` tags."""
-    t = run.data.tags
-    return tuple(f"{t[f'split.{s}.first']}..{t[f'split.{s}.last']}" if f"split.{s}.first" in t else UNKNOWN
-                 for s in ("val", "test"))
-
-
 def groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """The scored runs (`scored_runs`, lowest validation ratio first) by the days they were validated
-    and tested on; only runs of one group are comparable (the registry compares no others)."""
+    """The finished runs with a validation MAE ratio, lowest first, by the val and test days (``first..last``,
+    their ``split.*`` tags) they were scored on: only runs of one group are comparable, as in the registry."""
     out: dict[tuple[str, str], list[Run]] = {}
-    for run in scored_runs(runs):
-        out.setdefault(days_of(run), []).append(run)
+    scored = [r for r in runs if "val/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
+    for run in sorted(scored, key=lambda r: r.data.metrics["val/mae_ratio"]):
+        t = run.data.tags
+        days = tuple(f"{t[f'split.{s}.first']}..{t[f'split.{s}.last']}" if f"split.{s}.first" in t
+                     else "days not recorded" for s in ("val", "test"))
+        out.setdefault(days, []).append(run)
     return out
 
 
@@ -192,8 +177,7 @@ def _horizon_section(runs: list[Run]) -> list[str]:
 
 
 def _registry_section(experiment_name: str, versions: list[ModelVersion], champion: str | None) -> list[str]:
-    """The versions of the registered model named like the experiment (``cryptolstm-btc``): their
-    validation and test ratios at training time beside how they did on new days (``live.*``)."""
+    """The registered model's versions: val and test ratios at training time beside those on new days (``live.*``)."""
     if not versions:
         return []
     lines = [f"## Registered model `{experiment_name}` ({len(versions)} versions)", "",
@@ -222,10 +206,8 @@ def _float(text: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class Gathered:
-    """What a report reads from the store, once: the experiment's ``name``, ``experiment_id`` and
-    ``runs``; its finished ``backtests`` (newest first) and the latest of them per source run
-    (``backtested``); the versions of the registered model named like it (newest first) and the
-    ``champion``'s version number (None: no champion)."""
+    """What a report reads from the store, once: the experiment's runs, its finished backtests and the latest
+    per source run (``backtested``), the registered model's versions (newest first) and ``champion``'s number."""
 
     name: str
     experiment_id: str
@@ -238,8 +220,7 @@ class Gathered:
 
 
 def gather(experiment_name: str, tracking_uri: str | None = None) -> Gathered:
-    """Read ``experiment_name``'s runs and registered versions (a `ConfigError` naming the
-    experiments there when it does not exist)."""
+    """Read ``experiment_name``'s runs and registered versions (`ConfigError` naming those there if absent)."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         names = ", ".join(e.name for e in mlflow.search_experiments()) or "none"

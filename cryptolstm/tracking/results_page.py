@@ -1,15 +1,10 @@
-"""One self-contained HTML page of an experiment's results (``cryptolstm report --html PATH``).
-
-The answer first, in one sentence; then a leaderboard per set of validation and test days (runs
-scored on other days are never ranked together), the champion and why, the backtests, and the
-leading runs' figures embedded as base64 data URIs: no network, no server, no external file.
-It reads what `cryptolstm.tracking.report.gather` read for the Markdown, plus the figures.
-"""
+"""One self-contained HTML page of an experiment's results (``cryptolstm report --html PATH``): the answer in
+one sentence, a leaderboard per set of val and test days, the champion and why, the backtests, and the leading
+runs' figures as base64 data URIs (no network, no external file), from `report.gather` plus the figures."""
 
 from __future__ import annotations
 
 import base64
-import math
 import re
 import tempfile
 from html import escape
@@ -36,8 +31,8 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#22
 
 
 def _champion_run(g: Gathered) -> tuple[str | None, str]:
-    """The champion version's source run id and why it is champion: the whole sentence its description
-    ends with, else its one-line ``promotion`` tag (None, "": no champion)."""
+    """The champion's source run id and why it is champion: its description's last sentence, else its
+    ``promotion`` tag (None, "": no champion)."""
     version = next((v for v in g.versions if str(v.version) == g.champion), None)
     if version is None:
         return None, ""
@@ -54,9 +49,8 @@ def _lead_group(g: Gathered) -> list[Run]:
 
 
 def answer(g: Gathered) -> str:
-    """The answer in one sentence: how many configurations beat persistence on their test days
-    (DM test at 5 %, `render.verdict`) and what the best distribution model of the lead group (by
-    validation CRPS ratio to GARCH) does against each interval baseline on its test days."""
+    """The answer in one sentence: how many configurations beat persistence on their test days (DM test at
+    5 %) and how the lead group's best distribution model does against each interval baseline."""
     tested = [r.data.metrics for r in g.runs if "test/mae_ratio" in r.data.metrics and r.info.status == "FINISHED"]
     if not tested:
         return "No run has been scored on test days yet."
@@ -89,12 +83,9 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _link(run: Run) -> str:
-    return _run_link(run.info.experiment_id, run.info.run_id)
-
-
-def _run_link(experiment_id: str, run_id: str) -> str:
+def _link(run: Run | None, experiment_id: str = "", run_id: str = "") -> str:
     """The run's id, short, linked to its page in `mlflow ui` (the only addresses on the page)."""
+    experiment_id, run_id = (run.info.experiment_id, run.info.run_id) if run else (experiment_id, run_id)
     return f'<a href="{escape(ui_url(experiment_id, run_id))}">{escape(run_id[:8])}</a>'
 
 
@@ -105,10 +96,6 @@ def _table(head: list[str], rows: list[str]) -> str:
 
 def _tr(cells: list[str], css: str = "") -> str:
     return f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-
-
-def _p(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2g}"
 
 
 def _mcs(backtest: Run | None) -> str:
@@ -125,7 +112,8 @@ def _row(run: Run, baselines: list[str], g: Gathered, champion: str | None) -> s
     test = {k.removeprefix("test/"): v for k, v in m.items() if k.startswith("test/")}
     mark = f" <b>@{ALIAS}</b>" if run.info.run_id == champion else ""
     cells = [f"{_link(run)} {escape(run.info.run_name or '')}{mark}", escape(kind(run)), num(m.get("val/mae_ratio")),
-             num(m.get("test/mae_ratio")), _p(m.get("test/dm_p")), escape(percent(m.get("test/dm_mde", float("nan")))),
+             num(m.get("test/mae_ratio")), num(m.get("test/dm_p"), 2, "g"),
+             escape(percent(m.get("test/dm_mde", float("nan")))),
              *(escape(ratio_p(test, b)) if f"crps_ratio_{b}" in test else "-" for b in baselines),
              escape(_mcs(g.backtested.get(run.info.run_id))), escape(config_text(run))]
     return _tr(cells, ' class="champion"' if mark else "")
@@ -150,8 +138,7 @@ def _champion(g: Gathered) -> list[str]:
     if run_id is None:
         return [f"<h2>Champion</h2><p>No version of {escape(g.name)} holds the alias @{ALIAS}.</p>"]
     return [f"<h2>Champion</h2><p>Version {escape(g.champion)} of {escape(g.name)} (@{ALIAS}), from run "
-            f"{_run_link(g.experiment_id, run_id)}: "
-            f"{escape(why or 'no reason recorded')}.</p>"]
+            f"{_link(None, g.experiment_id, run_id)}: {escape(why or 'no reason recorded')}.</p>"]
 
 
 def _backtests(g: Gathered) -> list[str]:

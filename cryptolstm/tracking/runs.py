@@ -1,4 +1,4 @@
-"""What every tracked run shares: the store, a run's scope and name, params, data, figures, model."""
+"""What every tracked run shares: its scope and name, params, data, record, model."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cryptolstm.errors import error_tag
 from cryptolstm.processes import interrupt_after
 from cryptolstm.render import NOTE, run_name
 from cryptolstm.tracking.describe import describe_experiment
-from cryptolstm.tracking.store import open_store, process_tags
+from cryptolstm.tracking.store import process_tags, use_tracking_uri
 
 if TYPE_CHECKING:
     from cryptolstm.outputs import RunRecord
@@ -31,19 +31,9 @@ UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 SEALED_FROM = "sealed_from"  # the tag of a run (and a model version) whose data stopped before a sealed period
 
 
-def use_tracking_uri(uri: str | None, read_only: bool = False) -> str:
-    """Open the tracking store at ``uri`` (default ``sqlite:///mlflow.db``) for a command that writes
-    to it, or only reads it (``read_only``): see `store.open_store`."""
-    return open_store(uri, read_only)
-
-
 def coin_experiment(coin: str) -> str:
     """One experiment per coin, so the UI compares like with like: ``cryptolstm-btc``."""
     return f"cryptolstm-{coin.lower()}"
-
-
-def default_experiment_name(cfg: RunConfig) -> str:
-    return coin_experiment(cfg.coin)
 
 
 def ui_url(experiment_id: str, run_id: str | None = None, server: str = UI) -> str:
@@ -52,10 +42,9 @@ def ui_url(experiment_id: str, run_id: str | None = None, server: str = UI) -> s
 
 
 def where(run_id: str, uri: str) -> str:
-    """One line: the run's experiment, its id, and the run's page in the UI (the server's own
-    page when ``uri`` is an MLflow server; else what `mlflow ui` would serve)."""
-    run = mlflow.MlflowClient().get_run(run_id)
-    experiment_id = run.info.experiment_id
+    """One line: the run's experiment, its id, and the run's page in the UI (the server's own when
+    ``uri`` is an MLflow server; else what `mlflow ui` would serve)."""
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
     name = mlflow.MlflowClient().get_experiment(experiment_id).name
     if uri.startswith(("http://", "https://")):
         return f"experiment {name} (id {experiment_id}): {ui_url(experiment_id, run_id, uri)}"
@@ -63,17 +52,10 @@ def where(run_id: str, uri: str) -> str:
             f"then {ui_url(experiment_id, run_id)}")
 
 
-
-
 def config_params(cfg: RunConfig, data_last: str) -> dict[str, str]:
-    """The effective config as params ``config.<name>``: the values used, the data's last day
-    (``data_last``) for an ``end_date`` left open, and no ``sealed_from`` without a seal, so no param
-    is blank or "None".
-
-    Under ``mlflow run`` the plain names already hold what was given with ``-P`` (and only that:
-    MLproject declares no placeholder), and MLflow params cannot change, so the values actually
-    used live under their own prefix.
-    """
+    """The config's values used as params ``config.<name>`` (``data_last`` for an open ``end_date``, no
+    ``sealed_from`` without a seal: no param is blank or "None"); under ``mlflow run`` the plain names
+    already hold what ``-P`` gave, and MLflow params cannot change."""
     used = {k: data_last if k == "end_date" and v is None else v for k, v in cfg.to_dict().items()}
     return {f"config.{k}": str(v) for k, v in used.items() if v is not None}
 
@@ -93,15 +75,13 @@ def log_epoch(epoch: int, logs: dict) -> None:
 @contextlib.contextmanager
 def run_scope(cfg: RunConfig, experiment_name: str | None, name: str | None = None,
               launched: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start the run (or resume ``launched``, the run ``mlflow run`` made for this command) and end
-    it with the right status: Ctrl-C ends it KILLED and any other exception FAILED, so no run is
-    left RUNNING.
-    """
+    """Start the run (or resume ``launched``, the one ``mlflow run`` made) and end it FINISHED, KILLED
+    (Ctrl-C) or FAILED (any other exception): no run is left RUNNING."""
     if launched:  # `mlflow run` gave it a random name: name it as `cryptolstm train` would
         run = mlflow.start_run(run_id=launched)
         mlflow.set_tag("mlflow.runName", name or run_name(cfg))
     else:
-        mlflow.set_experiment(experiment_name or default_experiment_name(cfg))
+        mlflow.set_experiment(experiment_name or coin_experiment(cfg.coin))
         run = mlflow.start_run(run_name=name or run_name(cfg))
     mlflow.set_tags(process_tags())
     describe_experiment(mlflow.MlflowClient(), run.info.experiment_id)
@@ -142,9 +122,8 @@ def write_record(made: RunRecord) -> None:
 
 
 def log_dataset(market: Market, cfg: RunConfig) -> None:
-    """Log the merged prices as an MLflow dataset (source: the snapshot's directory), with each
-    file's sha256 and path, the snapshot id and the date range as tags (what `data verify` checks),
-    and the run's seal as its ``sealed_from`` tag when the prices were sealed."""
+    """Log the merged prices as an MLflow dataset (source: the snapshot's directory), with each file's
+    sha256 and path, the snapshot id, the date range (what `data verify` checks) and any seal as tags."""
     frame = market.frame.reset_index()
     source = str(Path(next(iter(market.files.values()))[0]).parent)
     snapshot = market.snapshot.id if market.snapshot is not None else ""
@@ -152,35 +131,24 @@ def log_dataset(market: Market, cfg: RunConfig) -> None:
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(frame, source=source, name=f"usd-daily{'@' + snapshot if snapshot else ''}")
     file_tags = {f"sha256.{coin.lower()}": digest for coin, (_, digest) in market.files.items()}
-    mlflow.log_input(
-        dataset,
-        context="training",
-        tags={"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame)),
-              "snapshot": snapshot, **file_tags},
-    )
-    mlflow.set_tags(
-        {
-            "data.digest": dataset.digest,
-            "data.dir": str(Path(cfg.data_dir).resolve()),
-            "data.snapshot": snapshot,
-            "data.first_date": market.first_date,
-            "data.last_date": market.last_date,
-            "data.rows": str(len(frame)),
-            **{f"data.{key}": digest for key, digest in file_tags.items()},
-            **{f"data.file.{coin.lower()}": path for coin, (path, _) in market.files.items()},
-            **({SEALED_FROM: market.sealed_from} if market.sealed_from else {}),
-        }
-    )
+    dates = {"first_date": market.first_date, "last_date": market.last_date, "rows": str(len(frame))}
+    mlflow.log_input(dataset, context="training", tags={**dates, "snapshot": snapshot, **file_tags})
+    mlflow.set_tags({
+        "data.digest": dataset.digest,
+        "data.dir": str(Path(cfg.data_dir).resolve()),
+        "data.snapshot": snapshot,
+        **{f"data.{key}": value for key, value in (dates | file_tags).items()},
+        **{f"data.file.{coin.lower()}": path for coin, (path, _) in market.files.items()},
+        **({SEALED_FROM: market.sealed_from} if market.sealed_from else {}),
+    })
 
 
 PYFUNC = "model"  # the logged model's name in its run
 
 
 def log_model(made: Package, result: TrainResult) -> None:
-    """The packaged model (`cryptolstm.packaging.package`) as an MLflow pyfunc under ``model``: raw
-    daily rows in, forecast closes in USD out; the package travels with it. Each Keras model (with
-    its optimizer's state) is also a run artifact, ``keras/lstm.keras`` (``lstm-1.keras``... for an
-    ensemble's further members): what a warm start reads."""
+    """The packaged model as an MLflow pyfunc under ``model`` (raw daily rows in, USD closes out), and
+    each Keras model as ``keras/lstm.keras`` (``lstm-1.keras``...: an ensemble's): what a warm start reads."""
     from mlflow.types import ColSpec, Schema
 
     from cryptolstm.pyfunc import PARAMS, LstmForecaster, forecast, load_forecaster
@@ -192,11 +160,9 @@ def log_model(made: Package, result: TrainResult) -> None:
     # Every input column optional: MLflow's own check of a missing one answers with the whole input
     # frame; the model's says which columns it needs in one sentence (`cryptolstm.rows.prepare_rows`).
     signature.inputs = Schema([ColSpec(c.type, c.name, required=False) for c in signature.inputs.inputs])
-    info = mlflow.pyfunc.log_model(
-        name=PYFUNC, python_model=LstmForecaster(), artifacts=made.artifacts,
-        code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
-        signature=signature, input_example=made.example, pip_requirements=made.requirements,
-    )
+    info = mlflow.pyfunc.log_model(name=PYFUNC, python_model=LstmForecaster(), artifacts=made.artifacts,
+                                   code_paths=[str(Path(__file__).resolve().parents[1])],  # the cryptolstm package
+                                   signature=signature, input_example=made.example, pip_requirements=made.requirements)
     for k, member in enumerate(result.forecaster.members):
         path = made.folder / ("lstm.keras" if k == 0 else f"lstm-{k}.keras")
         member.model.save(path)
@@ -205,8 +171,7 @@ def log_model(made: Package, result: TrainResult) -> None:
 
 
 def tag_error(run_id: str, message: str, command: str = "command") -> None:
-    """Say in ``run_id`` (the run ``mlflow run`` made before our code started) why ``command`` failed:
-    its ``error`` tag and description, and a name that says so (not MLflow's random one)."""
+    """Say in ``run_id`` (the run ``mlflow run`` made) why ``command`` failed: tags, description, name."""
     client = mlflow.MlflowClient()
     try:
         client.set_tag(run_id, "error", message)
@@ -218,8 +183,7 @@ def tag_error(run_id: str, message: str, command: str = "command") -> None:
 
 
 def verify_run_data(run_id: str, data_dir: str | None, tracking_uri: str | None):
-    """`cryptolstm.data.verify.verify` of the run ``run_id`` against ``data_dir`` (default: the
-    directory the run read); an unknown run is one sentence."""
+    """`cryptolstm.data.verify.verify` of run ``run_id`` against ``data_dir`` (default: the one it read)."""
     from cryptolstm.data.verify import verify
     from cryptolstm.errors import CryptoLstmError
 

@@ -1,9 +1,4 @@
-"""Where a backtest's configuration comes from: an experiment file, a run id, or a model URI.
-
-A run's configuration is read from its ``config.<name>`` params (every training
-and trial run logs them) or, for a run that only holds a model (a study's
-parent), from the model's saved ``config.json``.
-"""
+"""Where a backtest's configuration comes from: an experiment file, a run id, or a model URI."""
 
 from __future__ import annotations
 
@@ -20,38 +15,27 @@ from cryptolstm.errors import ConfigError
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _from_params(params: dict[str, str]) -> dict[str, Any]:
-    values = {k.removeprefix("config."): v for k, v in params.items() if k.startswith("config.")}
-    return {k: (None if v in ("", "None") else v) for k, v in values.items() if k in FIELD_NAMES}  # None: no seal
-
-
-def _from_model(model_uri: str) -> dict[str, Any]:
-    """The ``config.json`` of the logged model ``model_uri`` (``runs:/...`` or MLflow 3's ``models:/m-<id>``,
-    which names a logged model, not a registered one: its files are found through MLflow)."""
+def config_values_of_run(run_id: str) -> dict[str, Any]:
+    """The configuration a run trained with: its ``config.<name>`` params, else (a study's parent, which holds
+    only a model) its model's ``config.json``, found through MLflow (``runs:/...`` or MLflow 3's ``models:/m-<id>``:
+    a logged model, not a registered one)."""
     from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    location = ModelsArtifactRepository.get_underlying_uri(model_uri) if model_uri.startswith("models:/") else model_uri
+    run = mlflow.MlflowClient().get_run(run_id)
+    params = {k.removeprefix("config."): v for k, v in run.data.params.items() if k.startswith("config.")}
+    if values := {k: (None if v in ("", "None") else v) for k, v in params.items() if k in FIELD_NAMES}:
+        return values  # "None" or blank: no seal
+    if "model_uri" not in run.data.tags:
+        raise ConfigError(f"run {run_id} has neither config.* params nor a model to read its configuration from.")
+    uri = run.data.tags["model_uri"]
+    location = ModelsArtifactRepository.get_underlying_uri(uri) if uri.startswith("models:/") else uri
     local = mlflow.artifacts.download_artifacts(artifact_uri=location.rstrip("/") + "/artifacts/config.json")
     return json.loads(Path(local).read_text())
 
 
-def config_values_of_run(run_id: str) -> dict[str, Any]:
-    """The configuration a run trained with (see module docstring)."""
-    run = mlflow.MlflowClient().get_run(run_id)
-    values = _from_params(run.data.params)
-    if values:
-        return values
-    if "model_uri" in run.data.tags:
-        return _from_model(run.data.tags["model_uri"])
-    raise ConfigError(f"run {run_id} has neither config.* params nor a model to read its configuration from.")
-
-
 def resolve(source: str, overrides: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
     """``(config, tags)`` for ``source``: an experiment file, a 32-hex run id, ``runs:/ID/...`` or
-    ``models:/NAME@ALIAS`` (or ``/VERSION``); ``overrides`` (e.g. data_dir, coin) win.
-
-    The tags say what the config came from (``backtest.source``, ``backtest.source_run``).
-    """
+    ``models:/NAME@ALIAS`` (or ``/VERSION``); ``overrides`` win; the tags say where it came from."""
     tags = {"backtest.source": source}
     run_id = None
     if source.startswith("models:/"):

@@ -1,20 +1,6 @@
-"""The tracking store itself: opened once per command, checked, created safely, kept clean.
-
-- **Checked up front, in seconds.** The store a user names is checked before MLflow opens it
-  (`cryptolstm.tracking.store_checks`): a scheme MLflow does not know is one sentence at once,
-  a server or database that does not answer one sentence within seconds (not MLflow's minutes
-  of retries and a traceback), a local store whose directory is missing, or that cannot be
-  written with its ``mlruns/`` artifacts by a command that writes, one sentence before any
-  training, with nothing left behind. A command that only reads (report, predict, data verify)
-  reads a store it cannot write as it is.
-- **Created once.** MLflow creates (migrates) a new SQLite store's schema on first use; two
-  processes doing that at once leave it half-migrated. The first use of a local SQLite
-  store happens under a file lock beside it, so any number of commands started together
-  on a fresh directory all succeed.
-- **Nothing RUNNING for ever.** Every run records the host and process that hold it
-  (`PROCESS_TAGS`). Each command, on opening the store, ends KILLED the runs of this host
-  whose process is gone (a SIGKILL, a power cut), with a tag saying why.
-"""
+"""The tracking store, opened once per command: checked first (`store_checks`), a new local SQLite
+schema created under a file lock (two processes migrating at once leave it half-migrated), and the
+runs of this host whose process died (a SIGKILL, a power cut) ended KILLED."""
 
 from __future__ import annotations
 
@@ -46,22 +32,20 @@ def process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def _local_path(uri: str) -> Path | None:
-    """The SQLite file of a ``sqlite:///`` URI (None for a server or another database)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).expanduser()
-
-
-def open_store(uri: str | None, read_only: bool = False) -> str:
-    """Point MLflow at ``uri`` (default ``sqlite:///mlflow.db`` in the working directory), checked
-    (see module docstring); create a local store's schema under a lock, and reap this host's dead
-    runs. ``read_only``: the command only reads, so a local store it cannot write is read as it
-    is (nothing created, migrated or reaped in it). Any store that cannot be used: `StoreError`."""
+def use_tracking_uri(uri: str | None, read_only: bool = False) -> str:
+    """Point MLflow at ``uri`` (default ``sqlite:///mlflow.db``), checked, created and reaped; under
+    ``read_only`` a local store that cannot be written is read as it is. An unusable store: `StoreError`."""
     uri = uri or DEFAULT_TRACKING_URI
-    writable = _check(uri, read_only)
+    check_scheme(uri)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.split(":", 1)[0].split("+", 1)[0] in DATABASES:
+        check_database(uri)
+    db = Path(uri.removeprefix("sqlite:///")).expanduser() if uri.startswith("sqlite:///") else None  # a local file
+    writable = db is None or check_local(db, read_only)
+    if db is not None and writable and not read_only:
+        check_artifacts(Path("mlruns"))
     mlflow.set_tracking_uri(uri)
-    db = _local_path(uri)
     lock = FileLock(str(db.resolve()) + ".lock", timeout=600) if db is not None and writable else None
     with lock or contextlib.nullcontext():
         _touch_store(uri)
@@ -70,25 +54,8 @@ def open_store(uri: str | None, read_only: bool = False) -> str:
     return uri
 
 
-def _check(uri: str, read_only: bool) -> bool:
-    """`store_checks` for the kind of store ``uri`` names; whether it may be written."""
-    check_scheme(uri)
-    if uri.startswith(("http://", "https://")):
-        check_server(uri)
-    elif uri.split(":", 1)[0].split("+", 1)[0] in DATABASES:
-        check_database(uri)
-    db = _local_path(uri)
-    if db is None:
-        return True
-    writable = check_local(db, read_only)
-    if writable and not read_only:
-        check_artifacts(Path("mlruns"))
-    return writable
-
-
 def _touch_store(uri: str) -> None:
-    """Make MLflow open the store now (creating or migrating a new local one): one query. What
-    MLflow refuses (an out-of-date schema, a file store it no longer allows) is one sentence."""
+    """Make MLflow open (create, migrate) the store now; what it refuses is one sentence."""
     try:
         mlflow.MlflowClient().search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - a disk that refuses the write keeps its own sentence
@@ -99,15 +66,15 @@ def _touch_store(uri: str) -> None:
         raise StoreError(f"the tracking store {masked(uri)} cannot be opened: {said}.") from None
 
 
-def reap_dead_runs() -> int:
-    """End KILLED every RUNNING run of this host whose process is gone; returns how many."""
+def reap_dead_runs() -> None:
+    """End KILLED every RUNNING run of this host whose process is gone."""
     client, host = mlflow.MlflowClient(), socket.gethostname()
     try:
         running = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                      filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
     except Exception as exc:  # noqa: BLE001 - reaping must never stop a command
         log.debug("could not look for dead runs: %s", exc)
-        return 0
+        return
     reaped = 0
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
@@ -119,4 +86,3 @@ def reap_dead_runs() -> int:
             reaped += 1
     if reaped:
         log.warning("ended %d run(s) KILLED whose process had died", reaped)
-    return reaped

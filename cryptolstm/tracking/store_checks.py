@@ -1,20 +1,6 @@
-"""Whether the tracking store a user names can be used: found out in seconds, said in one sentence.
-
-Left to itself, MLflow retries a tracking server for minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
-7 with ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` 2: about 500 s on a closed port) and a database
-for about 100 s (its engine creation tries 10 times), then raises a traceback; an unknown scheme
-is a traceback at once, and the missing directory of a SQLite file is created without a word.
-So before MLflow opens a store:
-
-- its scheme must be one MLflow knows;
-- a tracking server gets one request and a database one connection, with no retry and at most
-  `REACH_SECONDS`: a refused connection or a name that does not resolve will not heal by
-  waiting, and a server that does not answer in that time is not one to start a run on. Once
-  the store has answered, MLflow's own retries (those environment variables) carry a long
-  command over a passing glitch;
-- a SQLite file's directory must exist, and a command that writes needs it writable, and the
-  artifact folder too; a command that only reads reads a store it cannot write as it is.
-"""
+"""Whether the tracking store a user names can be used, found out in seconds and said in one sentence
+(left to itself MLflow retries a server for about 500 s and a database for about 100 s, then raises a
+traceback): one try per server or database, then MLflow's own retries carry a long command."""
 
 from __future__ import annotations
 
@@ -47,8 +33,7 @@ def check_scheme(uri: str) -> None:
 
 
 def check_server(uri: str) -> None:
-    """One request to the tracking server at ``uri``, no retry, at most `REACH_SECONDS`; one
-    sentence if nothing answers there or what answers is not a usable MLflow server."""
+    """One request, no retry, at most `REACH_SECONDS`: one sentence unless an MLflow server answers."""
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
@@ -80,8 +65,7 @@ def _unreachable(exc: BaseException) -> str:
 
 
 def check_database(uri: str) -> None:
-    """One connection to the database at ``uri``, no retry, at most `REACH_SECONDS` to connect
-    (PostgreSQL, MySQL); one sentence if it cannot be made."""
+    """One connection, no retry, at most `REACH_SECONDS` (PostgreSQL, MySQL); one sentence if it fails."""
     import sqlalchemy
 
     timeout = {"connect_timeout": REACH_SECONDS} if uri.startswith(("postgresql", "mysql")) else {}
@@ -101,26 +85,28 @@ def check_database(uri: str) -> None:
             engine.dispose()
 
 
-def unwritable(directory: Path) -> str | None:
-    """Why no file can be made in ``directory`` (read-only, full, not there), or None if one can;
-    the probe file is removed at once."""
+def unwritable(directory: Path, file: Path | None = None) -> str | None:
+    """Why no file can be made in ``directory`` (read-only, full, not there) or ``file``, if it exists,
+    cannot be opened for writing (nothing in it is changed); None if they can."""
     try:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".cryptolstm-probe-"):
             pass
+        if file is not None and file.exists():
+            with open(file, "r+b"):
+                pass
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
 
 
 def check_local(db: Path, read_only: bool) -> bool:
-    """Whether the SQLite store ``db`` may be written. Its directory must exist (it is never
-    created: a mistyped path would start a new, empty store); a store that cannot be written is
-    one sentence, unless the command only reads (``read_only``) and the store exists."""
+    """Whether the SQLite store ``db`` may be written; its directory is never created (a mistyped path
+    would start a new, empty store). Unwritable: one sentence, unless ``read_only`` and it exists."""
     db = db.expanduser().resolve()
     if not db.parent.is_dir():
         raise StoreError(f"the tracking store's directory {db.parent} does not exist; create it, or point "
                          f"MLFLOW_TRACKING_URI at a store in an existing directory.")
-    problem = unwritable(db.parent) or (_unwritable_file(db) if db.exists() else None)
+    problem = unwritable(db.parent, db)
     if problem is None:
         return True
     if read_only and db.is_file():
@@ -133,19 +119,8 @@ def check_local(db: Path, read_only: bool) -> bool:
                      f"writable place.")
 
 
-def _unwritable_file(path: Path) -> str | None:
-    """Why ``path`` cannot be opened for writing, or None (nothing in it is changed)."""
-    try:
-        with open(path, "r+b"):
-            pass
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
-
-
 def check_artifacts(folder: Path) -> None:
-    """One sentence if the artifact folder (``./mlruns`` of a local store) cannot be written; a
-    missing one is not made here (MLflow makes it when it first logs), its parent is tried."""
+    """One sentence if ``./mlruns`` (or, missing, its parent: MLflow makes it) cannot be written."""
     folder = folder.resolve()
     problem = unwritable(folder if folder.is_dir() else folder.parent)
     if problem is not None:

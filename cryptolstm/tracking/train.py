@@ -1,7 +1,5 @@
-"""A training run in MLflow: `cryptolstm.train.train` with the tracking attached.
-
-The run's metrics, tags, figures and packaged model come from the core (`cryptolstm.outputs`);
-this module writes them, and logs the model as the registry's pyfunc."""
+"""A training run in MLflow: `cryptolstm.train.train` with the tracking attached, its record
+(`cryptolstm.outputs`) written and the model logged as the registry's pyfunc."""
 
 from __future__ import annotations
 
@@ -18,23 +16,11 @@ from cryptolstm.tracking.runs import config_params, log_dataset, log_epoch, log_
 from cryptolstm.train import TrainResult, train
 
 
-def tracked_train(
-    cfg: RunConfig,
-    market: Market,
-    experiment_file: str | None = None,
-    experiment_name: str | None = None,
-    on_epoch: Sequence[EpochHook] = (),
-    launched: str | None = None,
-    name: str | None = None,
-    tags: dict[str, str] | None = None,
-    init=None,
-) -> tuple[str, TrainResult]:
-    """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result).
-
-    ``on_epoch``: further hooks (a progress bar); ``launched``: the run ``mlflow run`` made;
-    ``name`` and ``tags``: the run's name (default `cryptolstm.render.run_name`) and more tags (a refit's);
-    ``init``: a Keras network to go on training (a warm start) instead of fresh weights.
-    """
+def tracked_train(cfg: RunConfig, market: Market, experiment_file: str | None = None,
+                  experiment_name: str | None = None, on_epoch: Sequence[EpochHook] = (), launched: str | None = None,
+                  name: str | None = None, tags: dict[str, str] | None = None, init=None) -> tuple[str, TrainResult]:
+    """Train ``cfg`` on ``market`` inside one MLflow run; returns (run id, result). ``launched``: the run
+    ``mlflow run`` made; ``name``, ``tags``: a refit's; ``init``: a Keras network to warm-start from."""
     with run_scope(cfg, experiment_name, name, launched=launched) as run:
         mlflow.set_tags({"coin": cfg.coin, "protocol": cfg.protocol, "cryptolstm.entry": "train", **(tags or {})})
         mlflow.log_params(config_params(cfg, market.last_date))
@@ -51,8 +37,7 @@ def tracked_train(
 
 
 def log_result(result: TrainResult, market: Market, name: str | None = None) -> None:
-    """A trained model's record (`cryptolstm.outputs.record`) and the model itself, on the active run
-    (``name``: the run's name so far)."""
+    """A trained model's record and the model itself on the active run (``name``: the run's so far)."""
     with tempfile.TemporaryDirectory() as folder:
         made = record(result, market, folder, name)
         mlflow.set_tag("device", training_device())  # where it trained: backend and GPU, or CPU

@@ -1,7 +1,5 @@
-"""The registry in MLflow, as `cryptolstm.registry.ModelStore`: `models` resolves and loads model
-URIs, `versions` registers runs and moves the champion alias; `MlflowModels` is the store the
-core's evaluate and refit talk to.
-"""
+"""The registry in MLflow: `models` resolves and loads model URIs, `versions` registers runs and moves the
+champion alias; `MlflowModels` is the `cryptolstm.registry.ModelStore` evaluate and refit talk to."""
 
 from __future__ import annotations
 
@@ -11,25 +9,24 @@ import mlflow
 
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import ConfigError, first_line
-from cryptolstm.registry import Decision, ModelInfo, Registration, champion_uri
-from cryptolstm.tracking.registry.models import check_model_coin, forecaster_of, load, load_pyfunc, resolve
+from cryptolstm.registry import ModelInfo, champion_uri
+from cryptolstm.tracking.registry.models import check_model_coin, load, load_pyfunc, resolve
 from cryptolstm.tracking.registry.versions import (best_run, find_refit, forecast_with, load_champion, reap_registrations,
                                                    register, register_best, register_pick, register_run)
 
-__all__ = ["MlflowModels", "best_run", "check_model_coin", "forecast_with", "forecaster_of", "load", "load_champion",
+__all__ = ["MlflowModels", "best_run", "check_model_coin", "forecast_with", "load", "load_champion",
            "load_pyfunc", "reap_registrations", "register", "register_best", "register_pick", "register_run", "resolve"]
 
 
 class MlflowModels:
-    """`cryptolstm.registry.ModelStore` on MLflow: this module's functions, training as a tracked
-    run (resuming ``launched``, the run ``mlflow run`` made, where there is one) and evaluations
-    recorded as runs (`cryptolstm.tracking.evaluate`)."""
+    """`cryptolstm.registry.ModelStore` on MLflow; ``launched``: the run ``mlflow run`` made, to resume."""
+
+    resolve = staticmethod(resolve)
+    find_refit = staticmethod(find_refit)
+    register = staticmethod(register_run)  # (run_id, coin, force, decide, tags), as the protocol says
 
     def __init__(self, launched: str | None = None) -> None:
         self.launched = launched
-
-    def resolve(self, uri: str) -> ModelInfo:
-        return resolve(uri)
 
     def load(self, info: ModelInfo, coin: str | None = None):
         """The forecaster of ``info``; a model registered under a coin's name must be that coin's."""
@@ -42,9 +39,6 @@ class MlflowModels:
             return resolve(champion_uri(coin))
         except ConfigError:
             return None
-
-    def find_refit(self, key: str, coin: str):
-        return find_refit(key, coin)
 
     def network(self, info: ModelInfo):
         """The Keras network its training run saved (``keras/lstm.keras``); one sentence without it."""
@@ -64,10 +58,6 @@ class MlflowModels:
         from cryptolstm.tracking.train import tracked_train
 
         return tracked_train(cfg, market, None, coin_experiment(cfg.coin), on_epoch, self.launched, name, tags, init)
-
-    def register(self, run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
-                 tags: dict[str, str] | None = None) -> Registration:
-        return register_run(run_id, coin, force, decide, tags)
 
     def record_evaluation(self, evaluation, market, data_dir: str) -> str:
         from cryptolstm.tracking.evaluate import log_evaluation

@@ -1,10 +1,5 @@
-"""Model URIs resolved and loaded, in MLflow: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` and
-``runs:/ID/model`` as a `cryptolstm.registry.ModelInfo` (its version, its training run, its config and
-the days it trained on and the prices it read, from the model's own ``training.json``), and the
-pyfunc loaded as a user loads it. Any failure to find or
-load a model is one sentence (`ConfigError`), naming where the model's files are, or the damaged
-file among them.
-"""
+"""Model URIs resolved in MLflow as a `cryptolstm.registry.ModelInfo` (from the model's ``training.json``)
+and loaded as a user loads them; any failure is one sentence naming the model's files, or the damaged one."""
 
 from __future__ import annotations
 
@@ -19,8 +14,6 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Run
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
@@ -37,46 +30,32 @@ def _logged_model_id(uri: str) -> str | None:
     return uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
 
 
-def _version_and_run(uri: str) -> tuple[ModelVersion | None, Run]:
-    client = MlflowClient()
-    if uri.startswith("models:/"):
-        name, _, rest = uri.removeprefix("models:/").partition("@")
-        if rest:
-            version = client.get_model_version_by_alias(name, rest)
+def resolve(uri: str) -> ModelInfo:
+    """The `ModelInfo` of ``uri``; one sentence when it names no model, its run is gone or it has no training.json."""
+    if not uri.startswith(("models:/", "runs:/")):
+        raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
+    client, version = MlflowClient(), None
+    try:
+        if uri.startswith("runs:/"):
+            run = client.get_run(uri.removeprefix("runs:/").split("/")[0])
         else:
-            name, _, number = name.rpartition("/")
-            version = client.get_model_version(name, number)
-        return version, client.get_run(version.tags.get("source_run") or version.run_id)
-    if uri.startswith("runs:/"):
-        return None, client.get_run(uri.removeprefix("runs:/").split("/")[0])
-    raise ConfigError(f"{uri} is not a model URI (models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model).")
-
-
-def _training_record(location: str | None, label: str) -> dict:
-    """The model's ``training.json`` (the days it trained on, the prices it read); one sentence for a
-    model without one (logged by a cryptolstm older than its pyfunc module: docs/registry.md)."""
+            name, _, alias = uri.removeprefix("models:/").partition("@")
+            version = client.get_model_version_by_alias(name, alias) if alias else \
+                client.get_model_version(*name.rpartition("/")[::2])
+            run = client.get_run(version.tags.get("source_run") or version.run_id)
+    except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
+        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
+    name, number = (version.name, str(version.version)) if version else (None, None)
+    label = f"{name} version {number}" if version else uri
+    model_id = (getattr(version, "model_id", None) or _logged_model_id(version.source)) if version else \
+        _logged_model_id(run.data.tags.get("model_uri", ""))
+    location = _location(f"models:/{name}/{number}" if version else uri)
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=(location or "").rstrip("/") + "/artifacts/training.json")
     except Exception:  # noqa: BLE001 - any failure to fetch it: one sentence
         raise ConfigError(f"{label} has no training.json: it was logged by an older cryptolstm; train or refit "
                           f"its configuration again (docs/registry.md).") from None
-    return json.loads(Path(local).read_text())
-
-
-def resolve(uri: str) -> ModelInfo:
-    """The `ModelInfo` of ``uri``; one sentence when it names no model or its run is gone."""
-    try:
-        version, run = _version_and_run(uri)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
-        raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
-    name, number = (version.name, str(version.version)) if version else (None, None)
-    label = f"{name} version {number}" if version else uri
-    pinned = f"models:/{name}/{number}" if version else uri
-    model_id = (getattr(version, "model_id", None) or _logged_model_id(version.source)) if version else \
-        _logged_model_id(run.data.tags.get("model_uri", ""))
-    record = _training_record(_location(pinned), label)
+    record = json.loads(Path(local).read_text())  # the days it trained on, the prices it read
     val = record["periods"]["val"]
     cfg = RunConfig(**config_values_of_run(run.info.run_id))
     seal = (version.tags.get(SEALED_FROM) if version else None) or run.data.tags.get(SEALED_FROM) or cfg.sealed_from
@@ -92,8 +71,7 @@ def _advice(uri: str) -> str:
 
 
 def load_pyfunc(uri: str):
-    """`mlflow.pyfunc.load_model`; any failure (MLflow, OS, Keras or zip errors) is one sentence
-    naming the model's folder, or the damaged file in it when `_damage` finds one."""
+    """`mlflow.pyfunc.load_model`; any failure is one sentence naming the model's folder, or its damaged file."""
     try:
         return _load_readable(uri)
     except Exception as exc:  # noqa: BLE001 - whatever a missing or damaged artifact raises, one sentence
@@ -104,9 +82,8 @@ def load_pyfunc(uri: str):
 
 
 def _load_readable(uri: str):
-    """The pyfunc of ``uri``. MLflow loads a registered model of a local store in place and writes
-    a note into its folder (``registered_model_meta``); a folder that cannot be written (a
-    read-only store) is copied to a temporary folder first, removed when the model is."""
+    """The pyfunc of ``uri``, loaded from a temporary copy when its folder is read-only (MLflow writes
+    ``registered_model_meta`` into it); the copy is removed with the model."""
     folder = _local_folder(_location(uri))
     if folder is None or not folder.is_dir() or os.access(folder, os.W_OK):
         return mlflow.pyfunc.load_model(uri)
@@ -128,37 +105,27 @@ def _local_folder(location: str | None) -> Path | None:
     return folder if folder.is_absolute() else None
 
 
-def forecaster_of(model, label: str = "the model"):
-    """The `cryptolstm.models.network.NetworkForecaster` inside a loaded cryptolstm pyfunc (``label``)."""
+def check_model_coin(model, coin: str, label: str):
+    """The `cryptolstm.models.network.NetworkForecaster` in the pyfunc ``model``; refused unless it is ``coin``'s."""
     try:
-        return model.unwrap_python_model().forecaster
-    except (MlflowException, AttributeError):
-        raise ConfigError(f"{label} is not a cryptolstm forecaster.") from None
-
-
-def check_model_coin(model, coin: str, label: str) -> None:
-    """Refuse a model that is not a cryptolstm forecaster of ``coin`` (its saved `RunConfig`)."""
-    try:
-        model_coin = model.unwrap_python_model().forecaster.cfg.coin
+        forecaster = model.unwrap_python_model().forecaster
+        model_coin = forecaster.cfg.coin
     except (MlflowException, AttributeError):
         raise ConfigError(f"{label} is not a cryptolstm forecaster; it cannot forecast {coin.upper()}.") from None
     if model_coin != coin.upper():
         raise ConfigError(f"{label} is {with_article(model_coin)} model; it cannot forecast {coin.upper()} "
                           f"(pass --coin {model_coin}, or --model-uri of {with_article(coin.upper())} model).")
+    return forecaster
 
 
 def load(info: ModelInfo, coin: str | None = None):
-    """The forecaster of ``info``'s pyfunc, loaded as a user loads it; one sentence when it cannot
-    be, or when it is not a cryptolstm forecaster (of ``coin``, when given)."""
-    model = load_pyfunc(info.pinned_uri)
-    check_model_coin(model, coin or info.config.coin, info.label)
-    return forecaster_of(model, info.label)
+    """The forecaster of ``info``'s pyfunc, loaded as a user loads it; one sentence when it is not ``coin``'s."""
+    return check_model_coin(load_pyfunc(info.pinned_uri), coin or info.config.coin, info.label)
 
 
 def _location(uri: str) -> str | None:
-    """Where the files of ``uri`` are stored (a local folder or an artifact URI), found without
-    reading them; None for an unknown model. ``runs:/<id>/model`` is the run's logged model
-    (its ``model_uri`` tag), as MLflow 3 resolves it."""
+    """Where the files of ``uri`` are stored (a folder or an artifact URI), or None for an unknown model;
+    ``runs:/<id>/model`` is the run's logged model (its ``model_uri`` tag), as MLflow 3 resolves it."""
     try:
         if uri.startswith("runs:/"):
             run_id, _, path = uri.removeprefix("runs:/").partition("/")
@@ -172,10 +139,8 @@ def _location(uri: str) -> str | None:
 
 
 def _damage(location: str) -> tuple[str, str] | None:
-    """(what is wrong, its path) when ``location`` is a local model folder that is gone, lacks
-    its MLmodel or a file the MLmodel lists, or holds a ``.keras`` file that is not a complete
-    zip archive (Keras reports a truncated one as "File not found") or an ``.onnx`` file that
-    is not a valid ONNX model; else None."""
+    """(what is wrong, its path) when the local model folder ``location`` is gone, lacks a file, or holds a
+    damaged ``.keras`` (Keras calls a truncated one "File not found") or ``.onnx`` file; else None."""
     folder = _local_folder(location)
     if folder is None:
         return None  # a remote artifact store: nothing to look at here
@@ -193,17 +158,11 @@ def _damage(location: str) -> tuple[str, str] | None:
             return f"its artifact {path.name} is missing", str(path)
         if path.suffix == ".keras" and not zipfile.is_zipfile(path):
             return f"its artifact {path.name} is truncated or damaged (not a complete .keras zip file)", str(path)
-        if path.suffix == ".onnx" and not _valid_onnx(path):
-            return f"its artifact {path.name} is truncated or damaged (not a valid ONNX model)", str(path)
+        if path.suffix == ".onnx":
+            import onnx
+
+            try:
+                onnx.checker.check_model(str(path))
+            except Exception:  # noqa: BLE001 - unreadable or malformed: damaged
+                return f"its artifact {path.name} is truncated or damaged (not a valid ONNX model)", str(path)
     return None
-
-
-def _valid_onnx(path: Path) -> bool:
-    """Whether the ONNX file at ``path`` is a complete, well-formed model (`onnx.checker`)."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception:  # noqa: BLE001 - unreadable or malformed: damaged
-        return False
-    return True

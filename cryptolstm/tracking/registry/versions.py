@@ -1,10 +1,6 @@
-"""Versions registered in MLflow: a run's model registered as a new version, tagged with its metrics,
-data range, protocol and source run; whether it becomes champion is `cryptolstm.registry.promotion`'s
-rule (or the caller's decision: a refit's common evaluation), written with the version in one step.
-Registration and promotion run under a file lock, so two registrations at once cannot leave the
-alias on the worse model, nor add two versions of one run. Only a coin's own runs are registered
-under its name, and a model is loaded to forecast only the coin it was trained on.
-"""
+"""Versions registered in MLflow, tagged with their metrics, data and source run, and the champion alias
+moved as `cryptolstm.registry.promotion` (or the caller) decides, under a file lock: two registrations at
+once cannot leave the alias on the worse model, nor add two versions of one run."""
 
 from __future__ import annotations
 
@@ -30,9 +26,7 @@ from cryptolstm.tracking.runs import SEALED_FROM
 
 
 def best_run(coin: str, experiment_name: str | None = None, study_name: str | None = None) -> Run:
-    """The finished run with a model and the lowest value of what it is chosen on
-    (`cryptolstm.registry.best`) for ``coin``: in a study (its parent run) or anywhere in an
-    experiment (training runs and study runs alike)."""
+    """``coin``'s `cryptolstm.registry.best` finished run with a model, in a study, an experiment or anywhere."""
     filters = [f"tags.coin = '{coin.upper()}'", "attributes.status = 'FINISHED'", f"metrics.`{METRIC}` >= 0"]
     if study_name:
         filters.append(f"tags.`cryptolstm.study` = '{study_name}'")
@@ -64,7 +58,7 @@ def _evaluation(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _candidate(run: Run) -> Candidate:
-    """``run`` as promotion compares it: on the metric its head is chosen on (`selection_metric`)."""
+    """``run`` as promotion compares it, on the metric its head is chosen on."""
     from cryptolstm.heads import get
 
     head = run.data.params.get("config.head")
@@ -72,9 +66,11 @@ def _candidate(run: Run) -> Candidate:
     return Candidate(None, metric, run.data.metrics.get(metric, float("nan")), _evaluation(run.data.tags), run.info.run_id)
 
 
-def _as_champion(version: ModelVersion) -> Candidate:
-    """The champion ``version`` as promotion compares it: on its source run's exact figure (the tags
-    are rounded), the tag's where that run is gone; a version of before distributions: MAE."""
+def _as_champion(version: ModelVersion | None) -> Candidate | None:
+    """The champion ``version`` (None: none) as promotion compares it: on its source run's exact figure
+    (the tags are rounded), else the tag's."""
+    if version is None:
+        return None
     metric = version.tags.get("selection.metric", METRIC)
     value = float(version.tags.get(metric, "nan"))
     with contextlib.suppress(MlflowException):
@@ -84,19 +80,10 @@ def _as_champion(version: ModelVersion) -> Candidate:
 
 def register(run: Run, coin: str, force: bool = False, decide: Decision | None = None,
              tags: dict[str, str] | None = None, chosen: bool = False, sealed_from: str | None = None) -> Registration:
-    """Register ``run``'s model as a new version of ``cryptolstm-<coin>``, and make it champion as
-    `cryptolstm.registry.promotion` decides (``chosen``: the user named the run; ``force``: anyway;
-    ``decide(champion)``: a refit's common evaluation decides instead). ``tags``: more tags of the version.
-    ``sealed_from``: a seal the user declares; a run whose data reached it is refused, and the version
-    records the seal (`cryptolstm.registry.seal_of`) as its ``sealed_from`` tag.
-
-    A run of another coin, one that names no coin and one without ``val/mae_ratio`` are refused
-    (`ConfigError`, nothing registered). A run that already has a version gets that version back
-    (``added`` False) and nothing is registered (`_again`). The decision is made first and the
-    version is created with it in one write (``promotion``, ``promotion.decision``,
-    ``promotion.over``); the alias moves after. A command killed in between leaves a version whose
-    decision the next command completes (`reap_registrations`). The check, the registration and the
-    promotion share one lock, so two registrations of one run at once add one version."""
+    """Register ``run``'s model as a new version of ``cryptolstm-<coin>``, champion as `promotion` decides
+    (``chosen``: the user named the run; ``decide(champion)``: a refit's common evaluation instead), under
+    the seal `seal_of` finds. A run registered already gets its version back (`_again`). The decision is
+    written with the version; a command killed before the alias moves is completed by `reap_registrations`."""
     client, name = MlflowClient(), model_name(coin)
     _check_run(run, name, coin)
     metrics, run_id = run.data.metrics, run.info.run_id
@@ -107,13 +94,18 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
     mine = _candidate(run)
     with _lock(name):
         reap_registrations(name)
-        earlier = _version_of(client, name, run_id, source)
+        # the lowest version of this run's model (a resumed study logs a newer model on the same run: that one is new)
+        earlier = min((v for v in client.search_model_versions(f"name = '{name}' and tags.source_run = '{run_id}'")
+                       if v.source == source), key=lambda v: int(v.version), default=None)
         if earlier is not None:
             if seal and earlier.tags.get(SEALED_FROM) != seal:
                 client.set_model_version_tag(name, earlier.version, SEALED_FROM, seal)
             return _again(client, earlier, mine, force, beats, ratio, chosen)
         current = _champion(client, name)
-        promoted, reason = _decide(current, mine, force, decide, chosen)
+        if current is not None and decide is not None and not force:
+            promoted, reason = decide(resolve(f"models:/{current.name}/{current.version}"))
+        else:
+            promoted, reason = promotion(mine, _as_champion(current), force, chosen)
         version_tags = {
             **{k: rounded(metrics[k]) for k in (METRIC, "test/mae_ratio", "test/mae") if k in metrics},
             "beats_persistence": str(beats).lower(), "persistence_ratio": rounded(ratio), "source_run": run_id,
@@ -129,25 +121,14 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
     return Registration(name, version, promoted, reason, beats, ratio, run_id=run_id, ratio_split=split)
 
 
-def _decide(current: ModelVersion | None, mine: Candidate, force: bool, decide: Decision | None,
-            chosen: bool) -> tuple[bool, str]:
-    """Whether the run becomes champion over ``current``, and why (nothing is written)."""
-    if current is not None and decide is not None and not force:
-        return decide(resolve(f"models:/{current.name}/{current.version}"))
-    return promotion(mine, None if current is None else _as_champion(current), force, chosen)
-
-
 def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: bool, beats: bool,
            ratio: float, chosen: bool = False) -> Registration:
-    """The `Registration` of a run already registered as ``earlier``: nothing is added. It is made
-    champion only if asked (``force``, or named by the user) and the rule allows, or if its own
-    registration was cut short before its decision was written (a version of before that was one write)."""
+    """The `Registration` of a run already registered as ``earlier`` (`registered_again` decides)."""
     name, version = earlier.name, str(earlier.version)
     reason = f"run {earlier.tags.get('source_run')} was already registered as version {version}; nothing was added"
     current = _champion(client, name)
     is_champion = current is not None and str(current.version) == version
-    decision = registered_again(mine, None if current is None else _as_champion(current), is_champion, force, chosen,
-                                "promotion" in earlier.tags)
+    decision = registered_again(mine, _as_champion(current), is_champion, force, chosen, "promotion" in earlier.tags)
     if decision is not None:
         promoted, why = decision
         if promoted:
@@ -159,9 +140,8 @@ def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: 
 
 
 def reap_registrations(name: str) -> int:
-    """Complete the registrations of ``name`` a killed command left half done: a version decided to
-    become champion over the version that still is (or over none) gets the alias; one whose champion
-    moved meanwhile is told so. Returns how many it completed."""
+    """Complete the promotions of ``name`` a killed command left half done (unless the champion moved
+    meanwhile); how many it completed."""
     client, done = MlflowClient(), 0
     current = _champion_version(client, name)
     try:
@@ -183,8 +163,7 @@ def reap_registrations(name: str) -> int:
 
 
 def _check_run(run: Run, name: str, coin: str) -> None:
-    """Refuse (`ConfigError`) a run whose ``coin`` tag or ``config.coin`` param is another coin,
-    one with neither, and one without ``val/mae_ratio`` (it holds no model to compare)."""
+    """Refuse a run of another coin or of none (its tag and param), and one without ``val/mae_ratio``."""
     run_id = run.info.run_id
     said = {run.data.tags.get("coin"), run.data.params.get("config.coin")} - {None, ""}
     if not said:
@@ -196,14 +175,6 @@ def _check_run(run: Run, name: str, coin: str) -> None:
     if METRIC not in run.data.metrics:
         raise ConfigError(f"run {run_id} has no {METRIC}: only a training run or a study's parent run "
                           f"holds a model to register as {name}.")
-
-
-def _version_of(client: MlflowClient, name: str, run_id: str, source: str) -> ModelVersion | None:
-    """The lowest version of ``name`` registered from run ``run_id``'s model ``source``, or None (a
-    resumed study logs a newer model on the same run: that one is new)."""
-    found = [v for v in client.search_model_versions(f"name = '{name}' and tags.source_run = '{run_id}'")
-             if v.source == source]
-    return min(found, key=lambda v: int(v.version)) if found else None
 
 
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -219,9 +190,8 @@ def _champion_version(client: MlflowClient, name: str) -> str | None:
 
 
 def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -> str:
-    """A new version of ``name`` (made if missing) from the logged model ``source``, with ``tags``,
-    in one write (what `mlflow.register_model` does, without printing on the terminal); a run
-    without a model (or an unreachable store) is one sentence."""
+    """A new version of ``name`` (made if missing) with ``tags``, in one write: `mlflow.register_model`
+    without its printing."""
     client = MlflowClient()
     try:
         try:
@@ -236,24 +206,17 @@ def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -
 
 
 def load_champion(coin: str, model_uri: str | None = None):
-    """(pyfunc model, version or URI label) for ``model_uri`` or ``coin``'s champion.
-
-    A model that cannot be loaded (unknown, its files missing or truncated) and a model of
-    another coin are refused with one sentence (`ConfigError`); the first names where the
-    model's files are."""
+    """(pyfunc model, label) of ``model_uri`` or ``coin``'s champion; refused if unloadable or another coin's."""
     uri = model_uri or champion_uri(coin)
     model = load_pyfunc(uri)
-    label = uri
-    if model_uri is None:
-        label = f"{uri} (version {_champion_version(MlflowClient(), model_name(coin))})"
+    label = uri if model_uri else f"{uri} (version {_champion_version(MlflowClient(), model_name(coin))})"
     check_model_coin(model, coin, label)
     return model, label
 
 
 def register_run(run_id: str, coin: str, force: bool = False, decide: Decision | None = None,
                  tags: dict[str, str] | None = None, chosen: bool = False, sealed_from: str | None = None) -> Registration:
-    """`register` the run ``run_id`` (``chosen``: the user named it; ``sealed_from``: a seal the user
-    declares); an unknown run is one sentence."""
+    """`register` the run ``run_id``; an unknown run is one sentence."""
     try:
         run = MlflowClient().get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - an unknown or malformed run id: one sentence
@@ -262,8 +225,7 @@ def register_run(run_id: str, coin: str, force: bool = False, decide: Decision |
 
 
 def register_best(options) -> Registration:
-    """`cryptolstm register`: ``options.run_id``'s model, else the best run of the study or experiment
-    (``options``: a `cryptolstm.options.RegisterOptions`)."""
+    """`cryptolstm register` (`cryptolstm.options.RegisterOptions`): the run named, else the best one."""
     model_name(options.coin)
     if options.run_id:
         return register_run(options.run_id, options.coin, options.force, chosen=True, sealed_from=options.sealed_from)
@@ -284,8 +246,7 @@ def forecast_with(coin: str, model_uri: str | None, rows):
 
 
 def find_refit(key: str, coin: str) -> tuple[str, Registration] | None:
-    """(the run, the `Registration`) of the version a refit with ``key`` registered already, its
-    decision completed first if it was cut short; None when there is none."""
+    """(the run, the `Registration`) of the version a refit with ``key`` registered already, or None."""
     client, name = MlflowClient(), model_name(coin)
     with _lock(name):
         reap_registrations(name)
@@ -302,42 +263,31 @@ def find_refit(key: str, coin: str) -> tuple[str, Registration] | None:
 
 
 def register_pick(run_id: str, coin: str) -> Registration:
-    """Register a study's pick (its parent run ``run_id``) only if no other finished run of its
-    experiment, validated on the same days and chosen on the same metric, did better: else nothing
-    is registered and the sentence names that run."""
-    client = MlflowClient()
-    run = client.get_run(run_id)
+    """Register a study's pick (its parent run) unless a run of its experiment (`better_comparable`) did better."""
+    run = MlflowClient().get_run(run_id)
     mine = _candidate(run)
-    better = _better_comparable(run, mine)
-    if better is None:
-        return register(run, coin)
-    value = better.data.metrics[mine.metric]
-    ratio, split = persistence_ratio(run.data.metrics)
-    reason = (f"the study's pick has {mine.metric} {mine.value:.4f}, and run {better.info.run_id} "
-              f"({better.info.run_name}) has {value:.4f} on the same days; {_advice(better, coin)}")
-    return Registration(model_name(coin), "", False, reason, ratio < 1.0, ratio, added=False, run_id=run_id,
-                        ratio_split=split)
-
-
-def _advice(run: Run, coin: str) -> str:
-    """The command that registers ``run`` by name, with what it would do to the champion (as
-    `cryptolstm.registry.promotion` decides for a run the user names; nothing is written)."""
-    current = _champion(MlflowClient(), model_name(coin))
-    becomes, why = promotion(_candidate(run), None if current is None else _as_champion(current), chosen=True)
-    command = f"cryptolstm register --coin {coin.upper()} --run-id {run.info.run_id}"
-    if becomes:
-        return f"`{command}` would register that one as champion"
-    return (f"`{command}` would register that one but not as champion ({short_reason(why)}); "
-            f"add --force to make it champion")
-
-
-def _better_comparable(run: Run, mine: Candidate) -> Run | None:
-    """The run of ``run``'s experiment `cryptolstm.registry.better_comparable` finds (a finished run
-    with a model, no trial), or None."""
     found = mlflow.search_runs(experiment_ids=[run.info.experiment_id], filter_string=(
         f"attributes.status = 'FINISHED' and metrics.`{mine.metric}` < {mine.value!r} and "
         f"tags.coin = '{run.data.tags.get('coin', '')}'"), output_format="list")
     runs = {r.info.run_id: r for r in found if "mlflow.parentRunId" not in r.data.tags and "model_uri" in r.data.tags}
     better = better_comparable(mine, [_candidate(r) for r in runs.values()])
-    return None if better is None else runs[better.run_id]
+    if better is None:
+        return register(run, coin)
+    ratio, split = persistence_ratio(run.data.metrics)
+    reason = (f"the study's pick has {mine.metric} {mine.value:.4f}, and run {better.run_id} "
+              f"({runs[better.run_id].info.run_name}) has {better.value:.4f} on the same days; "
+              f"{_advice(runs[better.run_id], coin)}")
+    return Registration(model_name(coin), "", False, reason, ratio < 1.0, ratio, added=False, run_id=run_id,
+                        ratio_split=split)
+
+
+def _advice(run: Run, coin: str) -> str:
+    """The command that registers ``run`` by name, and what it would do to the champion."""
+    current = _champion(MlflowClient(), model_name(coin))
+    becomes, why = promotion(_candidate(run), _as_champion(current), chosen=True)
+    command = f"cryptolstm register --coin {coin.upper()} --run-id {run.info.run_id}"
+    if becomes:
+        return f"`{command}` would register that one as champion"
+    return (f"`{command}` would register that one but not as champion ({short_reason(why)}); "
+            f"add --force to make it champion")
 
