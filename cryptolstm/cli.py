@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Annotated, Optional
 
+import click
 import typer
 
 from cryptolstm import commandline, noise, options as opts
@@ -41,20 +42,6 @@ def _root(verbose: Verbose = False) -> None:
     LAUNCHED[:] = [os.environ.pop("MLFLOW_RUN_ID")] if os.environ.get("MLFLOW_RUN_ID") else []
 
 
-def environment(quiet: bool) -> Environment:
-    """The environment, read here and only here, and set-up shared by every command."""
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a run like Ctrl-C: KILLED, never RUNNING
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
-                        force=True)
-    noise.set_logger_levels()
-    if not any(VERBOSE):
-        noise.quiet_logging(logging.getLogger().handlers)
-    return Environment(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), launched=next(iter(LAUNCHED), None),
-                       data_dir=os.environ.get("CRYPTOLSTM_DATA_DIR") or None,
-                       fetch_missing=os.environ.get("CRYPTOLSTM_OFFLINE", "") in ("", "0"), progress=not quiet,
-                       user=workflows.current_user())
-
-
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -63,8 +50,6 @@ def fail(message: str) -> None:
     """Print one sentence and exit 2 (under ``mlflow run``, the sentence is also tagged on its run)."""
     typer.echo(f"error: {message}", err=True)
     if LAUNCHED:
-        import click
-
         from cryptolstm.tracking.runs import tag_error
 
         context = click.get_current_context(silent=True)
@@ -72,10 +57,20 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def call(work, interrupted: str):
-    """``work()``: a user's error as one sentence, Ctrl-C or SIGTERM as exit 130 saying ``interrupted`` (if any)."""
+def call(quiet: bool, work, interrupted: str):
+    """``work(env)``, after the set-up every command shares and with the environment, read here and only here: a
+    user's error as one sentence, Ctrl-C or SIGTERM as exit 130 saying ``interrupted`` (if any)."""
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends a run like Ctrl-C: KILLED, never RUNNING
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True)
+    noise.set_logger_levels()
+    if not any(VERBOSE):
+        noise.quiet_logging(logging.getLogger().handlers)
+    env = Environment(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), launched=next(iter(LAUNCHED), None),
+                      data_dir=os.environ.get("CRYPTOLSTM_DATA_DIR") or None,
+                      fetch_missing=os.environ.get("CRYPTOLSTM_OFFLINE", "") in ("", "0"), progress=not quiet,
+                      user=workflows.current_user())
     try:
-        return work()
+        return work(env)
     except Exception as exc:
         if sentence_of(exc) is None:
             raise
@@ -99,12 +94,11 @@ def _record(write) -> None:
         logging.getLogger(__name__).warning("the run %s could not record this command: %s", LAUNCHED[0], exc)
 
 
-@app.command("train", cls=commandline.Command)
-@commandline.takes(opts.TrainOptions, fail, run_config=True)
+@commandline.command(app, "train", opts.TrainOptions, fail, run_config=True)
 def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = False) -> None:
     """Train one LSTM on one coin and log the whole run to MLflow."""
-    env = environment(quiet)
-    run_id, uri, result, registered = call(lambda: workflows.train(options, overrides, env), "the run was ended KILLED.")
+    run_id, uri, result, registered = call(quiet, lambda env: workflows.train(options, overrides, env),
+                                           "the run was ended KILLED.")
     typer.echo(render.run_summary(run_id, uri, result))
     typer.echo(f"model: runs:/{run_id}/model")
     if registered is not None:
@@ -112,16 +106,14 @@ def train_command(options: opts.TrainOptions, overrides: dict, quiet: Quiet = Fa
     typer.echo(workflows.where(run_id, uri))
 
 
-@app.command("search", cls=commandline.Command)
-@commandline.takes(opts.SearchOptions, fail)
+@commandline.command(app, "search", opts.SearchOptions, fail)
 def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
     """Search the space with Optuna or keras-tuner; every trial a child run of the study's run.
 
     Several workers (processes or machines) can share one study: give them the same
     --study-name and a --storage they all reach (postgresql://...), see docs/distributed.md.
     """
-    env = environment(quiet)
-    result, uri, registered = call(lambda: workflows.search(options, env), "" if options.follower else
+    result, uri, registered = call(quiet, lambda env: workflows.search(options, env), "" if options.follower else
                                    "the study run was ended KILLED; run the same command to resume.")
     typer.echo(render.search_text(result, uri))
     if result.best is None and not result.done_before:
@@ -131,35 +123,29 @@ def search_command(options: opts.SearchOptions, quiet: Quiet = False) -> None:
         typer.echo(render.registered_line(registered))
 
 
-@app.command("register", cls=commandline.Command)
-@commandline.takes(opts.RegisterOptions, fail)
+@commandline.command(app, "register", opts.RegisterOptions, fail)
 def register_command(options: opts.RegisterOptions, quiet: Quiet = False) -> None:
     """Register the best run (by validation MAE ratio) as a new version; promote it to @champion if better."""
-    env = environment(quiet)
-    registration = call(lambda: workflows.register(options, env), "nothing was registered.")
+    registration = call(quiet, lambda env: workflows.register(options, env), "nothing was registered.")
     line = render.registered_line(registration)
     typer.echo(line)
     _record(lambda tracking: tracking.record_register(LAUNCHED[0], registration, options.coin,
                                                       options.experiment_name, line))
 
 
-@app.command("predict", cls=commandline.Command)
-@commandline.takes(opts.PredictOptions, fail)
+@commandline.command(app, "predict", opts.PredictOptions, fail)
 def predict_command(options: opts.PredictOptions, quiet: Quiet = False) -> None:
     """Forecast the close of the day(s) after the last day in the data directory."""
-    env = environment(quiet)
-    out, label = call(lambda: workflows.predict(options, env), "no forecast.")
+    out, label = call(quiet, lambda env: workflows.predict(options, env), "no forecast.")
     line = render.forecast_text(out, label)
     typer.echo(line)
     _record(lambda tracking: tracking.record_predict(LAUNCHED[0], out, options.coin, label, line))
 
 
-@app.command("serve", cls=commandline.Command)
-@commandline.takes(opts.ServeOptions, fail)
+@commandline.command(app, "serve", opts.ServeOptions, fail)
 def serve_command(options: opts.ServeOptions, quiet: Quiet = False) -> None:
     """Serve a model over HTTP with MLflow's server (POST rows to /invocations), its files checked first."""
-    env = environment(quiet)
-    uri, label = call(lambda: workflows.serve(options, env), "nothing was served.")
+    uri, label = call(quiet, lambda env: workflows.serve(options, env), "nothing was served.")
     typer.echo(f"serving {label} at http://{options.host}:{options.port}/invocations (Ctrl-C stops it)")
     sys.stdout.flush()
     mlflow = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
@@ -167,34 +153,29 @@ def serve_command(options: opts.ServeOptions, quiet: Quiet = False) -> None:
     os.execv(sys.executable, mlflow)  # MLflow's server in this process: Ctrl-C and signals reach it
 
 
-@app.command("backtest", cls=commandline.Command)
-@commandline.takes(opts.BacktestOptions, fail)
+@commandline.command(app, "backtest", opts.BacktestOptions, fail)
 def backtest_command(options: opts.BacktestOptions, quiet: Quiet = False) -> None:
     """Walk-forward backtest: retrain per fold, several seeds, beside persistence, drift, MA and ARIMA."""
-    env = environment(quiet)
-    run_id, uri, markdown = call(lambda: workflows.backtest(options, env), "the backtest run was ended KILLED.")
+    run_id, uri, markdown = call(quiet, lambda env: workflows.backtest(options, env),
+                                 "the backtest run was ended KILLED.")
     typer.echo(f"backtest run {run_id} ({uri})")
     typer.echo(markdown)
 
 
-@app.command("evaluate", cls=commandline.Command)
-@commandline.takes(opts.EvaluateOptions, fail)
+@commandline.command(app, "evaluate", opts.EvaluateOptions, fail)
 def evaluate_command(options: opts.EvaluateOptions, quiet: Quiet = False) -> None:
     """Score a registered model on the days after its training data, beside persistence, without refitting."""
-    env = environment(quiet)
-    evaluation, uri = call(lambda: workflows.evaluate(options, env), "no evaluation was logged.")
+    evaluation, uri = call(quiet, lambda env: workflows.evaluate(options, env), "no evaluation was logged.")
     if evaluation.opening is not None:
         typer.echo(evaluation.opening.said)
     typer.echo(render.evaluation_summary(evaluation))
     typer.echo(workflows.where(evaluation.run_id, uri))
 
 
-@app.command("refit", cls=commandline.Command)
-@commandline.takes(opts.RefitOptions, fail)
+@commandline.command(app, "refit", opts.RefitOptions, fail)
 def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
     """Retrain a model's configuration on every day up to the latest; register it, promoted only if not worse."""
-    env = environment(quiet)
-    done, uri = call(lambda: workflows.refit(options, env), "the refit run was ended KILLED.")
+    done, uri = call(quiet, lambda env: workflows.refit(options, env), "the refit run was ended KILLED.")
     typer.echo(f"refit of {done.info.label}:")
     if done.result is not None:
         typer.echo(render.run_summary(done.run_id, uri, done.result))
@@ -203,26 +184,22 @@ def refit_command(options: opts.RefitOptions, quiet: Quiet = False) -> None:
         typer.echo(workflows.where(done.run_id, uri))
 
 
-@app.command("report", cls=commandline.Command)
-@commandline.takes(opts.ReportOptions, fail)
+@commandline.command(app, "report", opts.ReportOptions, fail)
 def report_command(options: opts.ReportOptions, quiet: Quiet = False) -> None:
     """A Markdown summary of an experiment (best configurations, their ratio to persistence, backtests); --html: a results page."""
-    env = environment(quiet)
-    text, page = call(lambda: workflows.report(options, env), "no report.")
+    text, page = call(quiet, lambda env: workflows.report(options, env), "no report.")
     typer.echo(f"report written to {options.output}" if options.output else text)
     if options.html:
         typer.echo(f"results page written to {options.html}")
     _record(lambda tracking: tracking.record_report(LAUNCHED[0], options.experiment, text, page))
 
 
-@app.command("fetch", cls=commandline.Command)
-@commandline.takes(opts.FetchOptions, fail)
+@commandline.command(app, "fetch", opts.FetchOptions, fail)
 def fetch_command(options: opts.FetchOptions, quiet: Quiet = False) -> None:
     """Download daily USD candles (Coinbase Exchange, via ccxt) into a new immutable snapshot."""
     from cryptolstm.data.fetch import describe
 
-    env = environment(quiet)
-    typer.echo(describe(call(lambda: workflows.fetch(options, env), "nothing was stored.")))
+    typer.echo(describe(call(quiet, lambda env: workflows.fetch(options, env), "nothing was stored.")))
 
 
 data_app = typer.Typer(help="Import, list and verify price data.", no_args_is_help=True, cls=commandline.Group)
@@ -240,9 +217,11 @@ def import_command(
     """Validate a foreign CSV and store it, in the project's format, as a new snapshot."""
     from cryptolstm.data.imports import describe_import, import_csv
 
-    directory = environment(True).data_dir_for(data_dir)
-    snap = call(lambda: import_csv(file, coin.upper(), directory), "nothing was stored.")
-    typer.echo(describe_import(file, snap, coin.upper(), directory))
+    def store(env: Environment) -> str:
+        directory = env.data_dir_for(data_dir)
+        return describe_import(file, import_csv(file, coin.upper(), directory), coin.upper(), directory)
+
+    typer.echo(call(True, store, "nothing was stored."))
 
 
 @data_app.command("list", cls=commandline.Command)
@@ -250,8 +229,7 @@ def list_command(data_dir: DataDir = None) -> None:
     """The snapshots of a data directory, oldest first; * marks the current one."""
     from cryptolstm.data.snapshots import describe_all
 
-    directory = environment(True).data_dir_for(data_dir)
-    typer.echo(call(lambda: describe_all(directory), "nothing was listed."))
+    typer.echo(call(True, lambda env: describe_all(env.data_dir_for(data_dir)), "nothing was listed."))
 
 
 @data_app.command("verify", cls=commandline.Command)
@@ -263,8 +241,7 @@ def verify_command(
     """Exit 0 if the data on disk is byte-identical to what the run used, else 1 with the difference."""
     from cryptolstm.tracking.runs import verify_run_data
 
-    env = environment(True)
-    verdict = call(lambda: verify_run_data(run, data_dir, env.tracking_uri), "nothing was checked.")
+    verdict = call(True, lambda env: verify_run_data(run, data_dir, env.tracking_uri), "nothing was checked.")
     typer.echo(verdict.message)
     raise typer.Exit(code=0 if verdict.same else 1)
 

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from cryptolstm import options as opts
-from cryptolstm.config import FIELD_NAMES, HELP, RunConfig
+from cryptolstm.config import FIELD_NAMES, HELP, RunConfig, load_config
 from cryptolstm.errors import CryptoLstmError
 from cryptolstm.workflows import find_file
 
@@ -21,10 +21,9 @@ UNSET = ("", "None", "default")  # spellings of "not given" (-P x=None, and olde
 
 
 def bare_flags(args: list[str], booleans: set[str], valued: set[str]) -> list[str]:
-    """``args`` with ``true`` after each boolean option given bare: ``--force`` reads as ``--force true``,
-    ``--force false`` (as ``mlflow run`` passes it) stays; ``valued`` options' values are passed over, nothing
-    after ``--`` is an option, and ``--x_y`` (an undeclared MLproject parameter) is spelled ``--x-y``.
-    Why here: typer 0.29's click has no option with an optional value (``is_flag=False, flag_value=...``)."""
+    """``args`` with ``true`` after each boolean option given bare (``--force false``, as ``mlflow run`` passes
+    it, stays); ``valued`` options' values are passed over, nothing after ``--`` is an option, and ``--x_y`` (an
+    undeclared MLproject parameter) is ``--x-y``. Why here: typer 0.29's click has no option with an optional value."""
     out, rest = [], list(args)
     while rest:
         arg = rest.pop(0)
@@ -44,9 +43,8 @@ class _PlainFlags:
     """Help that shows no type beside a real flag (``--help``; typer 0.29 writes ``<bool>`` there)."""
 
     def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
+        option = super().get_help_option(ctx)  # never None: no command turns its --help off
+        option.metavar = ""
         return option
 
 
@@ -64,10 +62,11 @@ class Command(_PlainFlags, TyperCommand):
         return super().parse_args(ctx, bare_flags(args, booleans, valued))
 
 
-def option_for(f, panel: str | None = None, default_text: str | None = None):
-    """A text option for dataclass field ``f`` whose help shows its type and default."""
-    shown = default_text if default_text is not None else (False if f.default is None else str(f.default).lower()
-                                                           if isinstance(f.default, bool) else str(f.default))
+def option_for(f, panel: str | None = None, defaults: RunConfig | None = None):
+    """A text option for dataclass field ``f`` whose help shows its type and default (its value in ``defaults``)."""
+    value = getattr(defaults, f.name) if defaults else f.default
+    shown = (("none" if defaults else False) if value is None else ",".join(value) if isinstance(value, tuple)
+             else str(value).lower() if isinstance(value, bool) else str(value))
     text = f.metadata.get("help") or (HELP.get(f.name, "") if panel else "")
     option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[opts.kind_of(f.name, f.type)],
                           show_default=shown, hidden=f.name in HIDDEN, rich_help_panel=panel)
@@ -75,43 +74,32 @@ def option_for(f, panel: str | None = None, default_text: str | None = None):
                              annotation=Annotated[Optional[str], option])
 
 
-def default_run() -> dict[str, str]:
-    """Each run-config field's value in the default experiment, as `--help` shows it."""
-    from cryptolstm.config import load_config
-
-    cfg = load_config(find_file(opts.DEFAULT_EXPERIMENT))
-    shown = {f.name: getattr(cfg, f.name) for f in fields(RunConfig)}
-    return {name: ("none" if value is None else ",".join(value) if isinstance(value, tuple) else str(value).lower()
-                   if isinstance(value, bool) else str(value)) for name, value in shown.items()}
-
-
-def takes(cls, fail, run_config: bool = False):
-    """Give a command an option per field of ``cls`` (and of `RunConfig` with ``run_config``); it is called with
-    ``options`` (a ``cls``), the run config's ``overrides`` and its own parameters; ``fail(sentence)`` if bad."""
+def command(app: typer.Typer, name: str, cls, fail, run_config: bool = False):
+    """``app``'s command ``name``, an option per field of ``cls`` (and of `RunConfig` with ``run_config``); it is
+    called with ``options`` (a ``cls``), the run config's ``overrides`` and its own parameters; ``fail(sentence)``."""
 
     def decorate(func):
         own = [p for name, p in inspect.signature(func).parameters.items() if name not in ("options", "overrides")]
         extra = [option_for(f) for f in fields(cls)]
         if run_config:
-            default = default_run()
+            default = load_config(find_file(opts.DEFAULT_EXPERIMENT))
             panel = f"Run config (defaults from {opts.DEFAULT_EXPERIMENT})"
-            extra += [option_for(f, panel, default[f.name]) for f in fields(RunConfig)]
+            extra += [option_for(f, panel, default) for f in fields(RunConfig)]
 
         @functools.wraps(func)
         def wrapper(**kwargs):
-            config_values = {name: given(kwargs.pop(name)) for name in FIELD_NAMES} if run_config else {}
-            values = {f.name: given(kwargs.pop(f.name)) for f in fields(cls)}
+            if run_config:
+                kwargs["overrides"] = opts.given({name: given(kwargs.pop(name)) for name in FIELD_NAMES})
             try:
-                built = opts.from_text(cls, values)
+                built = opts.from_text(cls, {f.name: given(kwargs.pop(f.name)) for f in fields(cls)})
             except CryptoLstmError as exc:
                 fail(str(exc))
-            overrides = opts.given(config_values)
-            return func(options=built, **({"overrides": overrides} if run_config else {}), **kwargs)
+            return func(options=built, **kwargs)
 
         wrapper.__signature__ = inspect.Signature(own + extra)
         wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
         del wrapper.__wrapped__
-        return wrapper
+        return app.command(name, cls=Command)(wrapper)
 
     return decorate
 

@@ -115,19 +115,21 @@ Done = Callable[[Job, list[Chunk], list[Fit]], None]
 
 def run_order(jobs: list[Job], latest_first: bool = False) -> list[int]:
     """The indices of ``jobs`` in run order: period by period (folds complete in turn), or ``latest_first``."""
-    sign = -1 if latest_first else 1
-    return sorted(range(len(jobs)), key=lambda i: sign * jobs[i][1][0][0])
+    return sorted(range(len(jobs)), key=lambda i: jobs[i][1][0][0], reverse=latest_first)
 
 
-def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, retrain: Retrain,
-             plan: FitPlan | None, executor: futures.Executor | None = None, done: Done | None = None,
-             horizon: int | None = None) -> list:
-    """Every job's chain, here (``executor`` None) or on ``executor`` given only the rows it may read;
-    ``done(job, chunks, fits)`` as each finishes. Returns [(job, chunks, fits)] in the order of ``jobs``."""
-    results: dict[int, tuple] = {}
+def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, periods: Sequence[Period],
+                         retrain: Retrain = Retrain(), plan: FitPlan | None = None, horizon: int | None = None,
+                         executor: futures.Executor | None = None, done: Done | None = None) -> Forecasts:
+    """The long table of the forecasts of every period by every forecaster of ``makers`` (label -> `Maker`), ``horizon``
+    days ahead (default: the config's); ``plan(frame, period)``: a fit's train and validation periods. Chains run here
+    (``executor`` None) or on ``executor`` given only the rows they may read; ``done(job, chunks, fits)`` per chain."""
+    jobs = [(label, chain) for label, make in makers.items()
+            for chain in retrain.chains(periods, getattr(make, "warm_starts", True))]
+    results: dict[int, tuple[list[Chunk], list[Fit]]] = {}
 
     def finish(i: int, output) -> None:
-        results[i] = (jobs[i], *output)
+        results[i] = output
         if done is not None:
             done(jobs[i], *output)
 
@@ -148,19 +150,8 @@ def run_jobs(jobs: list[Job], makers: dict[str, Maker], frame: pd.DataFrame, cfg
             for future in pending:
                 future.cancel()
             raise
-    return [results[i] for i in range(len(jobs))]
-
-
-def historical_forecasts(makers: dict[str, Maker], frame: pd.DataFrame, cfg: RunConfig, periods: Sequence[Period],
-                         retrain: Retrain = Retrain(), plan: FitPlan | None = None, horizon: int | None = None,
-                         executor: futures.Executor | None = None, done: Done | None = None) -> Forecasts:
-    """The long table of the forecasts of every period by every forecaster of ``makers`` (label -> `Maker`),
-    ``horizon`` days ahead (default: the config's); ``plan(frame, period)``: a fit's train and validation periods."""
-    jobs = [(label, chain) for label, make in makers.items()
-            for chain in retrain.chains(periods, getattr(make, "warm_starts", True))]
-    results = run_jobs(jobs, makers, frame, cfg, retrain, plan, executor, done, horizon)
-    chunks = [c for _, made, _ in results for c in made]
-    return Forecasts.of(chunks, [f for _, _, fitted in results for f in fitted])
+    made = [results[i] for i in range(len(jobs))]  # in the order of jobs, whatever the finish order
+    return Forecasts.of([c for chunks, _ in made for c in chunks], [f for _, fits in made for f in fits])
 
 
 class _Fresh:

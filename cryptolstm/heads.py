@@ -43,9 +43,12 @@ def student_t_nll(y, loc, scale, df, ops):
             + ops.log(scale) + (df + 1.0) / 2.0 * ops.log1p(z * z / df))
 
 
-def _target(y, dtype, horizon: int, ops):
-    """(batch, H) targets in the network's dtype."""
-    return ops.reshape(ops.cast(y, dtype), (-1, horizon))
+def _target(y, like, ops):
+    """(batch, H) targets in the dtype of ``like``, a (batch, H) block of parameters."""
+    return ops.reshape(ops.cast(y, like.dtype), (-1, like.shape[-1]))
+
+
+TRANSFORMS = {"scale": positive_scale, "df": degrees_of_freedom}  # a parameter's raw outputs -> it (else as they are)
 
 
 class Head:
@@ -61,24 +64,19 @@ class Head:
 
     @property
     def distribution(self) -> bool:
-        """Whether it forecasts quantiles (and is scored beside the interval baselines)."""
+        """Whether it forecasts quantiles (and is scored beside the interval baselines); if not, its last Dense
+        layer has the config's ``output_activation`` and it trains on the config's ``loss``, not its own."""
         return bool(self.levels)
 
     def width(self, horizon: int) -> int:
         """Raw outputs per window for ``horizon`` target days (the last Dense layer's units)."""
         return len(self.parameters) * horizon
 
-    def dense_activation(self, output_activation: str) -> str | None:
-        """The last Dense layer's activation: none, the head's ``activate`` does the work."""
-        return None
-
-    def configured_loss(self, loss: str) -> str | None:
-        """The Keras loss it trains on when that is the config's ``loss`` (mse, mae, huber); None: its own."""
-        return None
-
     def activate(self, raw, ops, scale=None):
-        """(batch, width) raw outputs -> parameters; ``scale``: (batch, 1) values of a ``scale_feature``, if any."""
-        return raw
+        """(batch, width) raw outputs -> parameters, each through its `TRANSFORMS`; ``scale``: (batch, 1) values
+        of a ``scale_feature``, if any."""
+        blocks = self.split(raw).items()
+        return ops.concatenate([TRANSFORMS[p](b, ops) if p in TRANSFORMS else b for p, b in blocks], axis=1)
 
     def loss(self, y, params, ops):
         """Mean loss of (batch, H) targets ``y`` under the parameters."""
@@ -88,10 +86,14 @@ class Head:
         """Parameters of n windows -> ((n, H) point returns, (n, H, Q) quantiles on ``levels``)."""
         raise NotImplementedError
 
-    def blocks(self, params: np.ndarray, horizon: int) -> np.ndarray:
-        """(P, n, H) view of n windows' parameters (one block per parameter), whatever shape they came in."""
-        params = np.asarray(params, dtype=np.float64)
-        return params.reshape(len(params), len(self.parameters), horizon).transpose(1, 0, 2)
+    def split(self, params) -> dict:
+        """Each parameter's (batch, H) block of (batch, P * H) raw outputs or parameters (tensors or arrays)."""
+        h = params.shape[-1] // len(self.parameters)
+        return {p: params[:, k * h:(k + 1) * h] for k, p in enumerate(self.parameters)}
+
+    def blocks(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """`split` of n windows' parameters as float64 arrays, whatever shape they came in."""
+        return self.split(np.asarray(params, dtype=np.float64).reshape(len(params), -1))
 
 
 class PointHead(Head):
@@ -101,35 +103,26 @@ class PointHead(Head):
     parameters = ("return",)
     levels = ()
 
-    def dense_activation(self, output_activation: str) -> str | None:
-        return output_activation
-
-    def configured_loss(self, loss: str) -> str | None:
-        return loss
-
     def decode(self, params: np.ndarray, horizon: int) -> tuple[np.ndarray, None]:
-        return self.blocks(params, horizon)[0], None
+        return self.blocks(params)["return"], None
 
 
 class GaussianHead(Head):
-    """A Gaussian per target day, ``[means | scales]``, trained on its negative log-likelihood."""
+    """A Gaussian per target day, ``[means | scales]`` (no means: centred on persistence, a zero return),
+    trained on its negative log-likelihood."""
 
     name = "gaussian"
     parameters = ("mean", "scale")
 
-    def activate(self, raw, ops, scale=None):
-        h = raw.shape[-1] // 2
-        return ops.concatenate([raw[:, :h], positive_scale(raw[:, h:], ops)], axis=1)
-
     def loss(self, y, params, ops):
-        h = params.shape[-1] // 2
-        y = _target(y, params.dtype, h, ops)
-        mean, scale = params[:, :h], params[:, h:]
-        return ops.mean(ops.log(scale) + 0.5 * ops.square((y - mean) / scale))
+        p = self.split(params)
+        scale = p["scale"]
+        return ops.mean(ops.log(scale) + 0.5 * ops.square((_target(y, scale, ops) - p.get("mean", 0.0)) / scale))
 
     def decode(self, params, horizon):
-        mean, scale = self.blocks(params, horizon)
-        return mean, gaussian_quantiles(mean, scale, self.levels)
+        p = self.blocks(params)
+        mean = p.get("mean", np.zeros_like(p["scale"]))
+        return mean, gaussian_quantiles(mean, p["scale"], self.levels)
 
 
 class QuantileHead(Head):
@@ -160,77 +153,41 @@ class QuantileHead(Head):
         return quantiles[:, :, len(self.levels) // 2], quantiles
 
 
-def _student_t_quantiles(loc: np.ndarray, scale: np.ndarray, df: np.ndarray, levels) -> np.ndarray:
-    """(n, H, Q) quantiles of ``loc + scale * T(df)`` with (n, H) parameters."""
-    from scipy import stats  # only a Student-t model loads scipy
-
-    z = stats.t.ppf(np.asarray(levels)[None, None, :], df[:, :, None])
-    return loc[:, :, None] + scale[:, :, None] * z
-
-
 class StudentTHead(Head):
-    """A Student-t per target day (fat tails), ``[locations | scales | degrees of freedom]``, on its likelihood."""
+    """A Student-t per target day (fat tails), ``[locations | scales | degrees of freedom]`` (no locations:
+    centred on persistence), on its likelihood."""
 
     name = "student_t"
     packages = ("scipy",)
     parameters = ("loc", "scale", "df")
 
-    def activate(self, raw, ops, scale=None):
-        h = raw.shape[-1] // 3
-        return ops.concatenate([raw[:, :h], positive_scale(raw[:, h:2 * h], ops),
-                                degrees_of_freedom(raw[:, 2 * h:], ops)], axis=1)
-
     def loss(self, y, params, ops):
-        h = params.shape[-1] // 3
-        y = _target(y, params.dtype, h, ops)
-        return ops.mean(student_t_nll(y, params[:, :h], params[:, h:2 * h], params[:, 2 * h:], ops))
+        p = self.split(params)
+        return ops.mean(student_t_nll(_target(y, p["scale"], ops), p.get("loc", 0.0), p["scale"], p["df"], ops))
 
     def decode(self, params, horizon):
-        loc, scale, df = self.blocks(params, horizon)
-        return loc, _student_t_quantiles(loc, scale, df, self.levels)
+        from scipy import stats  # only a Student-t model loads scipy
+
+        p = self.blocks(params)
+        loc = p.get("loc", np.zeros_like(p["scale"]))
+        z = stats.t.ppf(np.asarray(self.levels)[None, None, :], p["df"][:, :, None])
+        return loc, loc[:, :, None] + p["scale"][:, :, None] * z
 
 
-class GaussianPinnedHead(Head):
+class GaussianPinnedHead(GaussianHead):
     """A Gaussian centred on persistence (a zero return on the last close): only its scale is learned."""
 
     name = "gaussian_pinned"
     parameters = ("scale",)
     pinned = True
 
-    def activate(self, raw, ops, scale=None):
-        return positive_scale(raw, ops)
 
-    def loss(self, y, params, ops):
-        y = _target(y, params.dtype, params.shape[-1], ops)
-        return ops.mean(ops.log(params) + 0.5 * ops.square(y / params))
-
-    def decode(self, params, horizon):
-        scale = self.blocks(params, horizon)[0]
-        zero = np.zeros_like(scale)
-        return zero, gaussian_quantiles(zero, scale, self.levels)
-
-
-class StudentTPinnedHead(Head):
+class StudentTPinnedHead(StudentTHead):
     """A Student-t centred on persistence: the network learns its scale and degrees of freedom."""
 
     name = "student_t_pinned"
     parameters = ("scale", "df")
-    packages = ("scipy",)
     pinned = True
-
-    def activate(self, raw, ops, scale=None):
-        h = raw.shape[-1] // 2
-        return ops.concatenate([positive_scale(raw[:, :h], ops), degrees_of_freedom(raw[:, h:], ops)], axis=1)
-
-    def loss(self, y, params, ops):
-        h = params.shape[-1] // 2
-        y = _target(y, params.dtype, h, ops)
-        return ops.mean(student_t_nll(y, 0.0, params[:, :h], params[:, h:], ops))
-
-    def decode(self, params, horizon):
-        scale, df = self.blocks(params, horizon)
-        zero = np.zeros_like(scale)
-        return zero, _student_t_quantiles(zero, scale, df, self.levels)
 
 
 class GarchScaledHead(StudentTPinnedHead):

@@ -15,7 +15,7 @@ from cryptolstm.errors import ConfigError
 
 DEFAULT_EXPERIMENT = "experiments/default.yaml"
 DEFAULT_SPACE = "experiments/search-default.yaml"
-TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+BOOLS = dict.fromkeys(("true", "1", "yes"), True) | dict.fromkeys(("false", "0", "no"), False)
 DATE_FIELDS = ("start", "end", "since", "until", "sealed_from")
 SEALED_FROM = ("First sealed day (YYYY-MM-DD): every day from it on is withheld from this command by the data "
                "layer; open it once with `cryptolstm evaluate --open-seal`.")
@@ -66,9 +66,7 @@ def coerce(name: str, kind: str, value: Any) -> Any:
         return parse_date(name, value).isoformat()
     try:
         if kind == "bool":
-            if isinstance(value, str) and value.lower() not in TRUE + FALSE:
-                raise ValueError
-            return value.lower() in TRUE if isinstance(value, str) else bool(value)
+            return BOOLS[value.lower()] if isinstance(value, str) else bool(value)
         if kind == "int":
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise ValueError
@@ -76,7 +74,7 @@ def coerce(name: str, kind: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise ConfigError(f"{name} must be {WORDS.get(kind, kind)}, got {value!r}.") from None
 
 
@@ -109,12 +107,9 @@ def from_text(cls: type, values: dict[str, Any]) -> Any:
 
 def to_argv(obj: Any) -> list[str]:
     """``["--x-y", "value", ...]`` for every field of ``obj`` that is set (None is left out)."""
-    argv = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if value is not None:
-            argv += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return argv
+    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return [text for name, value in values.items() if value is not None
+            for text in (f"--{name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value))]
 
 
 def _at_least(obj: Any, low: int, *names: str) -> None:
@@ -206,9 +201,7 @@ class SearchOptions(_Coerced):
     @property
     def heartbeat_seconds(self) -> int | None:
         """The heartbeat, 30 s by default on PostgreSQL (where workers run on other machines)."""
-        if self.heartbeat is None and self.storage_url.startswith("postgresql"):
-            return 30
-        return self.heartbeat
+        return 30 if self.heartbeat is None and self.storage_url.startswith("postgresql") else self.heartbeat
 
     def base_overrides(self) -> dict[str, Any]:
         """The values that override the space's base config."""
@@ -300,14 +293,13 @@ class ServeOptions(_Coerced):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.model_uri is not None:
-            _check_model_uri(self.model_uri)
+        _check_model_uri(self.model_uri)
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be between 1 and 65535; got {self.port}.")
 
 
-def _check_model_uri(uri: str) -> None:
-    if not uri.startswith(("models:/", "runs:/")) or uri.rstrip("/") in ("models:", "runs:"):
+def _check_model_uri(uri: str | None) -> None:
+    if uri is not None and (not uri.startswith(("models:/", "runs:/")) or uri.rstrip("/") in ("models:", "runs:")):
         raise ConfigError(f"model must be a model URI, {MODEL_URIS}; got {uri!r}.")
 
 
@@ -321,8 +313,7 @@ class ModelOptions(_Coerced):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.model is not None:
-            _check_model_uri(self.model)
+        _check_model_uri(self.model)
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,8 @@ def _horizon_figures(result: TrainResult, market: Market) -> dict[str, Figure]:
               for split in result.forecasts.period_names if split != "train"}
     last = list(ratios)[-1]
     others = {f"LSTM, {s} days": r for s, r in ratios.items() if s != last}
-    return {"plots/mae_ratio_by_horizon.png": plots.ratio_by_horizon(horizons, ratios[last], others, f"{cfg.coin}, one run",
-                                                                     label=f"LSTM, {last} days"),
+    return {"plots/mae_ratio_by_horizon.png": plots.ratio_by_horizon(
+                horizons, ratios[last], others, f"{cfg.coin}, one run", label=f"LSTM, {last} days"),
             f"plots/paths_{last}.png": plots.forecast_paths(result.forecast(last)[0], closes(market.frame, cfg.coin),
                                                            cfg.coin, last)}
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import ConciseDateFormatter
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cryptolstm.features import closes, raw
 from cryptolstm.forecast import Forecast
@@ -14,9 +15,7 @@ from cryptolstm.intervals import INTERVALS
 
 
 def _date_axis(ax) -> None:
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(ax.xaxis.get_major_locator()))  # dates' own AutoDateLocator
 
 
 def _figure(size: tuple[float, float], *grid, **options):
@@ -58,8 +57,6 @@ def study_history(ax, values) -> None:
     """An Optuna optimisation history made readable: whole trial numbers, and a y range ending below Tukey's
     far-out fence (Q3 + 3 IQR) so one bad trial does not squash the rest, the trials above it as triangles
     on the top edge. ``values``: the trials' values by number."""
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if len(finite) < 4:
@@ -86,8 +83,7 @@ def study_importances(ax, trials: int) -> None:
 def study_parallel(ax, objective: str) -> None:
     """Parallel coordinates whose labels neither overlap nor run off the figure (1.2 inches per axis, small
     labels on two staggered rows), the objective named in full in the title."""
-    count = len(ax.get_xticklabels())
-    ax.figure.set_size_inches(max(6.4, 1.2 * count), 4.8)
+    ax.figure.set_size_inches(max(6.4, 1.2 * len(ax.get_xticklabels())), 4.8)
     for each in ax.figure.axes:  # Optuna draws one axis per parameter, each with the same labels
         for i, tick in enumerate(each.xaxis.get_major_ticks()):
             tick.set_pad(3.5 + 11 * (i % 2))
@@ -114,8 +110,7 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     """The model beside persistence on ``split``'s days (horizon 1, USD): the last ``last_days`` closes, the
     forecast against the actual move, and the cumulative |error| difference (falling: the model is ahead)."""
     fig = Figure(figsize=(12, 8), layout="constrained")
-    grid = fig.add_gridspec(2, 2)
-    top, left, right = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    top, left, right = fig.subplot_mosaic([["top", "top"], ["left", "right"]]).values()
     dates = pd.to_datetime(forecast.dates)
     model, last = forecast.close(), forecast.last_close
     recent = slice(max(0, len(dates) - last_days), len(dates))
@@ -151,8 +146,6 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
 def learning_curves(history: dict[str, list[float]], best_epoch: int | None = None) -> Figure:
     """Training and validation loss per epoch, the restored epoch marked; a log scale when every loss is
     positive (a Gaussian head's negative log-likelihood is not)."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = _figure((8, 4.5))
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="train", marker="." if len(epochs) < 30 else None)
@@ -192,12 +185,11 @@ def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, 
     cols = min(4, len(folds))
     rows = int(np.ceil(len(folds) / cols))
     fig, axes = _figure((4 * cols, 2.8 * rows), rows, cols, squeeze=False)
-    axes = axes.ravel()
-    for ax, (label, dates, actual, forecasts) in zip(axes, folds):
+    for ax, (label, dates, actual, forecasts) in zip(axes.flat, folds):
         fold_forecasts(dates, actual, forecasts, label, ax)
-    for ax in axes[len(folds):]:
+    for ax in axes.flat[len(folds):]:
         ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.suptitle(f"{coin} walk-forward forecasts vs actual, fold by fold")
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))  # below the panels, clear of the title
     return fig
@@ -206,8 +198,7 @@ def backtest_forecasts(folds: list[tuple[str, np.ndarray, np.ndarray, dict[str, 
 def error_distribution(errors: dict[str, np.ndarray], units: str) -> Figure:
     """Histograms (step outlines) of each forecaster's errors ``forecast - actual``."""
     fig, ax = _figure((9, 5))
-    every = np.concatenate(list(errors.values()))
-    low, high = np.nanpercentile(every, [0.5, 99.5])
+    low, high = np.nanpercentile(np.concatenate(list(errors.values())), [0.5, 99.5])
     bins = np.linspace(low, high, 60)
     for name, values in errors.items():
         ax.hist(np.clip(values, low, high), bins=bins, histtype="step", lw=1.2, label=name, density=True)
@@ -225,12 +216,8 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
     mean = seed_ratios.mean(axis=1)
     ax.errorbar(x, mean, yerr=[mean - seed_ratios.min(axis=1), seed_ratios.max(axis=1) - mean],
                 fmt="o", color="C0", capsize=3, label="LSTM (seed mean, min-max)")
-    for k in range(seed_ratios.shape[1]):
-        ax.scatter(x, seed_ratios[:, k], s=8, color="C0", alpha=0.4)
-    for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
-        ax.plot(x, values, marker=".", lw=0.8, color=f"C{i}", label=name)
-    ax.axhline(1.0, color="black", lw=0.8, ls=":")
-    _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
+    ax.scatter(np.tile(x, seed_ratios.shape[1]), seed_ratios.T.ravel(), s=8, color="C0", alpha=0.4)  # seed by seed
+    _beside_one(ax, x, seed_ratios, baseline_ratios, 0.8)
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     ax.set(ylabel="MAE ratio to persistence (USD errors)",
            title="MAE ratio to persistence per fold (below 1 beats persistence)")
@@ -238,8 +225,12 @@ def ratio_per_fold(labels: list[str], seed_ratios: np.ndarray, baseline_ratios: 
     return fig
 
 
-def _around_one(ax, values: np.ndarray) -> None:
-    """A ratio axis with 1 (persistence) well inside it, not on its edge."""
+def _beside_one(ax, x, seed_ratios: np.ndarray, baseline_ratios: dict[str, np.ndarray], lw: float, **line) -> None:
+    """The baselines' ratios as lines, the ratio 1 (persistence) dotted and well inside the y range, not on its edge."""
+    for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
+        ax.plot(x, values, marker=".", lw=lw, color=f"C{i}", label=name)
+    ax.axhline(1.0, color="black", lw=0.8, ls=":", **line)
+    values = np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]])
     finite = values[np.isfinite(values)]
     low, high = (finite.min(), finite.max()) if len(finite) else (1.0, 1.0)
     pad = max(0.01, 0.15 * (high - low))
@@ -300,10 +291,7 @@ def ratio_by_horizon(horizons: np.ndarray, seed_ratios: np.ndarray, baseline_rat
     if len(seed_ratios) > 1:
         ax.fill_between(horizons, seed_ratios.min(axis=0), seed_ratios.max(axis=0), color="C0", alpha=0.2,
                         label="LSTM seeds, min-max")
-    for i, (name, values) in enumerate(baseline_ratios.items(), start=1):
-        ax.plot(horizons, values, marker=".", lw=1, color=f"C{i}", label=name)
-    ax.axhline(1.0, color="black", lw=0.8, ls=":", label="persistence")
-    _around_one(ax, np.concatenate([seed_ratios.ravel(), *[np.ravel(v) for v in baseline_ratios.values()]]))
+    _beside_one(ax, horizons, seed_ratios, baseline_ratios, 1, label="persistence")
     ax.set(xticks=horizons, xlabel="horizon (days ahead)", ylabel="MAE ratio to persistence (USD errors)",
            title=f"MAE ratio to persistence by horizon: {title}")
     ax.legend(fontsize=8)
@@ -315,12 +303,11 @@ def forecast_paths(forecast: Forecast, history: pd.Series, coin: str, split: str
     fig, ax = _figure((12, 5))
     starts = pd.to_datetime(forecast.dates)
     picks = np.unique(np.clip(len(forecast) - 1 - forecast.horizon * np.arange(origins)[::-1], 0, None))
-    first, last = starts[picks[0]] - pd.Timedelta(days=7), starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)
-    span = history.loc[first:last]
+    span = history.loc[starts[picks[0]] - pd.Timedelta(days=7):starts[picks[-1]] + pd.Timedelta(days=forecast.horizon)]
     ax.plot(span.index, span.to_numpy(), color="black", lw=1.2, label="actual")
     for n, i in enumerate(picks):
         days = pd.date_range(starts[i] - pd.Timedelta(days=1), periods=forecast.horizon + 1)
-        path = np.concatenate([[forecast.last_close[i]], [forecast.close(h)[i] for h in range(1, forecast.horizon + 1)]])
+        path = [forecast.last_close[i], *(forecast.close(h)[i] for h in range(1, forecast.horizon + 1))]
         ax.plot(days, path, color="C1", lw=1.2, marker=".", label="LSTM path" if n == 0 else None)
         ax.plot(days, np.full(len(days), forecast.last_close[i]), color="C2", lw=0.8, ls=":",
                 label="persistence" if n == 0 else None)
@@ -344,9 +331,8 @@ def live_gap(days: pd.DataFrame, coin: str, label: str, window: int = 30) -> Fig
     top.set_title(f"{coin}, {label}: {len(days)} new days, {days['date'].iloc[0]} to {days['date'].iloc[-1]} "
                   f"({'behind' if gap[-1] > 0 else 'ahead'} at the end)")
     top.legend(fontsize=8)
-    model = days["error"].abs().rolling(window, min_periods=window).mean()
-    naive = days["persistence_error"].abs().rolling(window, min_periods=window).mean()
-    bottom.plot(dates, model / naive, color="C0", lw=1)
+    mae = days[["error", "persistence_error"]].abs().rolling(window).mean()
+    bottom.plot(dates, mae["error"] / mae["persistence_error"], color="C0", lw=1)
     bottom.axhline(1, color="C2", ls="--", lw=1, label="persistence")
     bottom.set_ylabel(f"{window}-day MAE ratio")
     bottom.legend(fontsize=8)

@@ -77,26 +77,24 @@ def experiment_text(name: str) -> str:
 
 def model_text(name: str) -> str:
     """The description of the registered model ``name`` (``cryptolstm-btc``)."""
-    coin = name.removeprefix("cryptolstm-").upper()
-    return (f"cryptolstm's {coin} close forecaster (an MLflow pyfunc: the last days' raw daily rows in, one row "
-            f"per forecast day out, the close in USD and, for a distribution head, its intervals). Each version is one registered run; the alias @champion is the "
-            f"version with the lowest validation MAE ratio to persistence among those evaluated on the same "
-            f"days. {PERSISTENCE}")
+    return (f"cryptolstm's {name.removeprefix('cryptolstm-').upper()} close forecaster (an MLflow pyfunc: the last "
+            "days' raw daily rows in, one row per forecast day out, the close in USD and, for a distribution head, its "
+            "intervals). Each version is one registered run; the alias @champion is the version with the lowest "
+            f"validation MAE ratio to persistence among those evaluated on the same days. {PERSISTENCE}")
 
-def _ratio(metrics: dict[str, float], key: str) -> str:
-    value = metrics.get(key)
-    if value is None:
-        return "not measured"
-    return f"{value:.4f} ({'beats' if value < 1 else 'does not beat'} persistence)"
+def _ratios(metrics: dict[str, float]) -> str:
+    """The sentence of the val and test MAE ratios to persistence (``not measured`` where absent)."""
+    said = {s: "not measured" if (v := metrics.get(f"{s}/mae_ratio")) is None
+            else f"{v:.4f} ({'beats' if v < 1 else 'does not beat'} persistence)" for s in ("val", "test")}
+    return f"MAE ratio to persistence: validation {said['val']}, test {said['test']}."
 
 def version_text(run_id: str, run_name: str, experiment_id: str, tags: dict[str, str], params: dict[str, str],
                  metrics: dict[str, float]) -> str:
     """The description of a version registered from a run: coin, protocol, source, ratios."""
     coin = tags.get("coin") or params.get("config.coin", "?")
-    return (f"{coin} LSTM, {tags.get('protocol', '?')} protocol, from run {run_id} "
-            f"({run_name}, experiment id {experiment_id}), data "
-            f"{tags.get('data.first_date', '?')}..{tags.get('data.last_date', '?')}. MAE ratio to persistence: "
-            f"validation {_ratio(metrics, 'val/mae_ratio')}, test {_ratio(metrics, 'test/mae_ratio')}.")
+    return (f"{coin} LSTM, {tags.get('protocol', '?')} protocol, from run {run_id} ({run_name}, experiment id "
+            f"{experiment_id}), data {tags.get('data.first_date', '?')}..{tags.get('data.last_date', '?')}. "
+            f"{_ratios(metrics)}")
 
 def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, mde: float, run_id: str) -> str:
     """One sentence of a version's score on new days (`cryptolstm evaluate`)."""
@@ -106,8 +104,7 @@ def live_text(first: str, last: str, days: int, ratio: float, dm_p: float, mde: 
 
 def result_text(metrics: dict[str, float]) -> str:
     """One sentence: the val and test MAE ratios to persistence and any intervals' test coverage and CRPS."""
-    text = (f"MAE ratio to persistence: validation {_ratio(metrics, 'val/mae_ratio')}, "
-            f"test {_ratio(metrics, 'test/mae_ratio')}.")
+    text = _ratios(metrics)
     if "test/coverage_80" in metrics:
         text += (f" Intervals on the test days: coverage {metrics['test/coverage_80']:.2f} / "
                  f"{metrics['test/coverage_95']:.2f} (80 % / 95 %), CRPS ratio to GARCH "
@@ -130,13 +127,12 @@ def study_text(study: str, objective: str, best: float, best_values: dict, metri
 def run_summary(run_id: str, uri: str, result) -> str:
     """A few lines: where the run is, and each split's MAE beside persistence."""
     cfg = result.config
-    units = UNITS[cfg.rules.units]
     if cfg.head_spec.pinned:  # its median is the last close: a ratio table would be 1.000s
         return "\n".join([f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}: head {cfg.head} pins the "
                           f"median at the last close by construction, so its point forecast is persistence's "
                           f"(MAE ratio 1); what it forecasts is the spread around it:", *interval_lines(result.metrics),
                           *verdict_lines(result.metrics)])
-    lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {units}:",
+    lines = [f"run {run_id} ({uri}); {cfg.coin}, protocol {cfg.protocol}, MAE in {UNITS[cfg.rules.units]}:",
              f"  {'split':<6}{'model':>14}{'persistence':>14}{'ratio':>8}{'DM p':>9}{'MDE':>8}{'direction':>11}"]
     for split in ("val", "test"):
         if f"{split}/mae" in result.metrics:
@@ -175,13 +171,10 @@ def verdict_lines(metrics: dict[str, float]) -> list[str]:
 
 def horizon_lines(metrics: dict[str, float], horizon: int) -> list[str]:
     """The MAE ratio to persistence of each horizon k = 1..H, per evaluated split."""
-    lines = ["  MAE ratio to persistence by horizon (days ahead):",
-             f"  {'split':<6}" + "".join(f"{f'h{h}':>7}" for h in range(1, horizon + 1))]
-    for split in ("val", "test"):
-        if f"{split}/h1/mae_ratio" in metrics:
-            lines.append(f"  {split:<6}" + "".join(f"{metrics[f'{split}/h{h}/mae_ratio']:>7.3f}"
-                                                  for h in range(1, horizon + 1)))
-    return lines
+    return ["  MAE ratio to persistence by horizon (days ahead):",
+            f"  {'split':<6}" + "".join(f"{f'h{h}':>7}" for h in range(1, horizon + 1)),
+            *(f"  {split:<6}" + "".join(f"{metrics[f'{split}/h{h}/mae_ratio']:>7.3f}" for h in range(1, horizon + 1))
+              for split in ("val", "test") if f"{split}/h1/mae_ratio" in metrics)]
 
 
 def detects(mde: float) -> str:
@@ -208,9 +201,8 @@ def interval_lines(metrics: dict[str, float]) -> list[str]:
     for split in ("val", "test"):
         if f"{split}/coverage_80" in metrics:
             m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(split + "/")}
-            lines.append(f"  {split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}"
-                         f"{m['raw_coverage_80']:>6.2f}/{m['raw_coverage_95']:.2f}"
-                         + "".join(f"  {ratio_p(m, b):<28}" for b in shown))
+            lines.append(f"  {split:<6}{m['coverage_80']:>9.2f}{m['coverage_95']:>9.2f}{m['raw_coverage_80']:>6.2f}/"
+                         f"{m['raw_coverage_95']:.2f}" + "".join(f"  {ratio_p(m, b):<28}" for b in shown))
     return lines
 
 
@@ -272,14 +264,16 @@ def evaluation_summary(evaluation) -> str:
     result, ref = evaluation, evaluation.info
     m = {k.removeprefix("live/"): v for k, v in evaluation.metrics.items()}
     days = "new day(s)" if evaluation.new_days else "day(s), its test days (not new)"
-    lines = [f"{ref.label} on {result.n_days} {days}, {result.first}..{result.last}, one day ahead "
-             f"(no refit), USD:",
+    direction = (f"direction {m['direction_accuracy']:.1%} (95 % interval {m['direction_low']:.1%}.."
+                 f"{m['direction_high']:.1%}, p {m['direction_p']:.3g} against a coin flip)"
+                 if np.isfinite(m["direction_accuracy"])  # not for a pinned head (median = today's price)
+                 else "no direction called (the median forecast is today's price)")
+    lines = [f"{ref.label} on {result.n_days} {days}, {result.first}..{result.last}, one day ahead (no refit), USD:",
              f"  {'':<13}{'MAE':>12}{'RMSE':>12}",
              f"  {'model':<13}{m['mae']:>12,.2f}{m['rmse']:>12,.2f}",
              f"  {'persistence':<13}{m['persistence_mae']:>12,.2f}{m['persistence_rmse']:>12,.2f}",
              f"  MAE ratio {m['mae_ratio']:.4f} ({'beats' if m['mae_ratio'] < 1 else 'does not beat'} persistence), "
-             f"Diebold-Mariano p {_fmt(m['dm_p'], 3, 'g')}; {detects(m.get('dm_mde', float('nan')))}; "
-             f"{_direction(m)}"]
+             f"Diebold-Mariano p {_fmt(m['dm_p'], 3, 'g')}; {detects(m.get('dm_mde', float('nan')))}; {direction}"]
     horizons = sorted(int(k.split("/")[0][1:]) for k in m if k.startswith("h") and k.endswith("/mae_ratio"))
     if horizons:  # a model of several days, scored per horizon on the windows whose days all fall in range
         lines.append("  MAE ratio by horizon: " + ", ".join(f"h{h} {m[f'h{h}/mae_ratio']:.3f}" for h in horizons))
@@ -300,14 +294,6 @@ def evaluation_summary(evaluation) -> str:
 
 def _fmt(value: float, digits: int = 3, style: str = "f") -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}{style}}"
-
-
-def _direction(m: dict[str, float]) -> str:
-    """The direction accuracy of ``m`` in words; a pinned head (median = today's price) calls no direction."""
-    if not np.isfinite(m["direction_accuracy"]):
-        return "no direction called (the median forecast is today's price)"
-    return (f"direction {m['direction_accuracy']:.1%} (95 % interval {m['direction_low']:.1%}.."
-            f"{m['direction_high']:.1%}, p {m['direction_p']:.3g} against a coin flip)")
 
 
 def _summary_row(fold: str, rows: pd.DataFrame, baselines: list[str], units: str) -> list[str]:
@@ -361,10 +347,10 @@ def cost_text(epochs: dict[str, int], seconds: float, where: str) -> str:
 
 def backtest_text(pooled: float, beaten: str, dm_p: float, mde: float, policy: str) -> str:
     """A backtest's description: its pooled MAE ratio to persistence and how its folds were fitted."""
-    verdict = "beats" if pooled < 1 else "does not beat"
     return (f"Walk-forward backtest ({policy}): over all test days the LSTM's MAE ratio to persistence is {pooled:.3f} "
-            f"(seeds' mean; it {verdict} persistence, DM p {dm_p:.2g}; {detects(mde)}); it beat persistence in {beaten} folds. "
-            f"Each fold is a child run; the tables are backtest/*.md. {PERSISTENCE}")
+            f"(seeds' mean; it {'beats' if pooled < 1 else 'does not beat'} persistence, DM p {dm_p:.2g}; "
+            f"{detects(mde)}); it beat persistence in {beaten} folds. Each fold is a child run; the tables are "
+            f"backtest/*.md. {PERSISTENCE}")
 
 
 def spa_text(spa) -> str:

@@ -66,6 +66,7 @@ def _with_data_dir(overrides: dict[str, Any], env: Environment) -> dict[str, Any
 def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
     """`cryptolstm train`: (run id, tracking URI, `TrainResult`, the `Registration` or None)."""
     from cryptolstm import tracking
+    from cryptolstm.tracking.registry import register_run
 
     experiment = find_file(options.experiment)
     cfg = load_config(experiment, **_with_data_dir(overrides, env))
@@ -73,11 +74,7 @@ def train(options: TrainOptions, overrides: dict[str, Any], env: Environment):
     uri = tracking.use_tracking_uri(env.tracking_uri)
     hooks = [EpochBar(f"{cfg.coin} epochs", env.progress)]
     run_id, result = tracking.tracked_train(cfg, market, experiment, options.experiment_name, hooks, env.launched)
-    if options.register:
-        from cryptolstm.tracking.registry import register_run
-
-        return run_id, uri, result, register_run(run_id, cfg.coin, chosen=True)
-    return run_id, uri, result, None
+    return run_id, uri, result, register_run(run_id, cfg.coin, chosen=True) if options.register else None
 
 
 def search(options: SearchOptions, env: Environment):
@@ -191,10 +188,9 @@ def refit(options: RefitOptions, env: Environment):
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     hooks = [EpochBar("refit epochs", env.progress)]
-    done = refit_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir),
+    return refit_model(MlflowModels(env.launched), _model(options), env.data_dir_for(options.data_dir),
                        options.end_date, options.force, env.fetch_missing, hooks, options.retrain, options.warm_epochs,
-                       options.sealed_from)
-    return done, uri
+                       options.sealed_from), uri
 
 
 def report(options: ReportOptions, env: Environment) -> tuple[str, str | None]:

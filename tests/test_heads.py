@@ -93,8 +93,6 @@ def test_the_quantile_heads_loss_is_the_mean_pinball_loss():
 
 
 def test_the_point_head_is_the_2018_dense_layer_with_the_configs_activation_and_loss():
-    head = heads.get("point")
-    assert head.dense_activation("tanh") == "tanh" and head.configured_loss("huber") == "huber"
     model = build_lstm(RunConfig(layers=1, neurons=4), 7, 4)
     assert model.layers[-1].name == "return" and model.layers[-1].activation.__name__ == "tanh"
     assert model.loss == "mse"

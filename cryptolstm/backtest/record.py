@@ -14,7 +14,7 @@ import pandas as pd
 
 from cryptolstm import plots
 from cryptolstm.backtest.runner import BacktestResult, FoldResult
-from cryptolstm.backtest.tables import confidence_sets, fold_closes, fold_table, metrics_table, predictions_frame
+from cryptolstm.backtest.tables import confidence_sets, fold_table, metrics_table, predictions_frame
 from cryptolstm.config import RunConfig
 from cryptolstm.forecast import RETURN
 from cryptolstm.models.network import MEAN, SEEDED, is_network
@@ -56,7 +56,8 @@ def _pooled(table: pd.DataFrame) -> pd.DataFrame:
 
 def _headline(result: FoldResult) -> dict[str, np.ndarray]:
     """The USD forecasts a plot shows: the seeds' mean network forecast and the point baselines."""
-    closes = fold_closes(result)
+    closes = {name: result.forecasts.forecast(name, result.period.name)[0].close()
+              for name in result.forecasts.forecasters}
     seeds = [c for c in closes if SEEDED.match(c)]
     return {"LSTM (seed mean)": np.mean([closes[c] for c in seeds], axis=0),
             **{k: v for k, v in closes.items() if k not in seeds and k not in INTERVAL_BASELINES}}
@@ -90,13 +91,12 @@ def _fitted(result: FoldResult) -> tuple[dict[str, str], dict[str, float]]:
 def fold(result: FoldResult) -> RunRecord:
     """A fold's child run: its name and description, dates and sizes, fitted values, metrics and forecast plot."""
     period = result.period
-    accuracy = fold_table(result.scores, period.name, "accuracy")
-    ratio = float(accuracy.loc[MEAN, "usd/mae_ratio"]) if MEAN in accuracy.index else float("nan")
     params, fitted = _fitted(result)
     starts = sorted({v for k, v in params.items() if k.endswith(".init")}) or [SCRATCH]
     metrics = {k: float(v) for k, v in fitted.items()}
     for kind in ("accuracy", "intervals", "horizons"):
         metrics |= _metrics(fold_table(result.scores, period.name, kind))
+    ratio = metrics.get(f"{MEAN}/usd/mae_ratio", float("nan"))  # the seeds' mean
     params |= {"fold.first": period.first.date().isoformat(), "fold.last": period.last.date().isoformat(),
                "fold.n_train": result.n_train, "fold.n_val": result.n_val, "fold.n_test": result.days}
     note = (f"Fold {period.name} of the backtest: test days {period.label} ({result.days}); the LSTM's MAE ratio to "
@@ -133,24 +133,21 @@ def summary(result: BacktestResult) -> tuple[RunRecord, pd.DataFrame, str]:
         texts={"backtest/metrics.csv": table.to_csv(index=False), "backtest/summary.md": markdown,
                "backtest/predictions.csv": predictions.to_csv(index=False)})
     if cfg.head_spec.distribution:
-        intervals, text = _table(made, result, "intervals", interval_summary_markdown)
-        markdown += "\n" + text
-        made.figures |= _coverage_figures(result, intervals)
+        markdown += "\n" + _table(made, result, "intervals", interval_summary_markdown, _coverage_figures)
     if cfg.horizon > 1:
-        horizons, text = _table(made, result, "horizons", horizon_summary_markdown)
-        markdown += "\n" + text
-        made.figures |= _horizon_figure(result, _pooled(horizons))
+        markdown += "\n" + _table(made, result, "horizons", horizon_summary_markdown, _horizon_figure)
     return made, table, markdown + "\n" + _confidence_sets(made, result)
 
 
-def _table(made: RunRecord, result: BacktestResult, kind: str, markdown) -> tuple[pd.DataFrame, str]:
+def _table(made: RunRecord, result: BacktestResult, kind: str, markdown, figures) -> str:
     """The ``kind`` `metrics_table` into ``made`` (pooled rows as metrics, ``backtest/{kind}.csv`` and ``.md``
-    from ``markdown``); returns (the table, the Markdown)."""
+    from ``markdown``, the figures ``figures`` draws of it); returns the Markdown."""
     table = metrics_table(result, kind)
     made.metrics |= _metrics(_pooled(table))
     text = markdown(table, result.config.coin)
     made.texts |= {f"backtest/{kind}.csv": table.to_csv(index=False), f"backtest/{kind}.md": text}
-    return table, text
+    made.figures |= figures(result, table)
+    return text
 
 
 def _confidence_sets(made: RunRecord, result: BacktestResult) -> str:
@@ -166,18 +163,15 @@ def _confidence_sets(made: RunRecord, result: BacktestResult) -> str:
     return markdown
 
 
-def _horizon_figure(result: BacktestResult, pooled: pd.DataFrame) -> dict:
+def _horizon_figure(result: BacktestResult, table: pd.DataFrame) -> dict:
     """The pooled MAE ratio against the horizon, each seed and each point baseline."""
-    ratio = pooled["usd/mae_ratio"]
+    ratio = _pooled(table)["usd/mae_ratio"]
     horizons = np.arange(1, result.config.horizon + 1)
-
-    def line(name: str) -> np.ndarray:
-        return np.array([ratio.get(f"{name}/h{h}", np.nan) for h in horizons])
-
-    seeds = sorted({label.split("/")[0] for label in ratio.index if SEEDED.match(label)})
+    curves = ratio.set_axis(ratio.index.str.split("/h", expand=True)).unstack().reindex(columns=horizons.astype(str))
+    seeds = sorted(name for name in curves.index if SEEDED.match(name))
     baselines = [b.name for b in POINT if f"{b.name}/h1" in ratio.index]
     return {"plots/mae_ratio_by_horizon.png": plots.ratio_by_horizon(
-        horizons, np.array([line(s) for s in seeds]), {b: line(b) for b in baselines},
+        horizons, curves.loc[seeds].to_numpy(), {b: curves.loc[b].to_numpy() for b in baselines},
         f"{result.config.coin} walk-forward, all folds")}
 
 
@@ -197,11 +191,10 @@ def _figures(result: BacktestResult, ratios: pd.DataFrame, predictions: pd.DataF
     seed_cols = [c for c in ratios.columns if SEEDED.match(c)]
     labels = [f.period.label for f in result.folds]
     baselines = [b.name for b in POINT if b.name in ratios.columns]
-    last = predictions["last_close"].to_numpy()
-    errors = {name: (predictions[name].to_numpy() - predictions["actual"].to_numpy()) / last
-              for name in [PERSISTENCE, *(b.name for b in POINT)] if name in predictions}
-    errors = {"LSTM (all seeds)": np.concatenate([(predictions[c] - predictions["actual"]).to_numpy() / last
-                                                  for c in seed_cols]), **errors}
+    usd = predictions.drop(columns=["fold", "date"])
+    gaps = usd.sub(usd["actual"], axis=0).div(usd["last_close"], axis=0)  # each forecast's error in returns
+    errors = {"LSTM (all seeds)": gaps[seed_cols].to_numpy().T.ravel(),  # seed after seed
+              **{name: gaps[name].to_numpy() for name in [PERSISTENCE, *(b.name for b in POINT)] if name in gaps}}
     return {"plots/mae_ratio_per_fold.png": plots.ratio_per_fold(labels, ratios[seed_cols].to_numpy(),
                                                                  {b: ratios[b].to_numpy() for b in baselines}),
             "plots/forecasts_per_fold.png": plots.backtest_forecasts(

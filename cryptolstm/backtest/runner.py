@@ -109,9 +109,8 @@ def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[Epo
     """label -> `Maker`: the LSTM once per seed (an ensemble of N is one forecaster, its k-th copy on the
     N seeds from ``cfg.seed + k * N``: no two copies share a member), the baselines, and under a
     distribution head the interval baselines."""
-    warm = retrain_policy(cfg, options).warm_epochs
     seeds = [cfg.seed + k * cfg.ensemble for k in range(options.seeds)]
-    makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), warm, on_epoch,
+    makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), options.warm_epochs, on_epoch,
                                                                 options.warm_patience) for seed in seeds}
     arguments = {MovingAverage: (options.ma_window,)}
     makers[Persistence.name] = fresh(Persistence)
@@ -163,12 +162,6 @@ def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> Plan:
     return Plan(cfg, made)
 
 
-def _fold_result(cfg: RunConfig, frame: pd.DataFrame, fold: Period, made: Forecasts) -> FoldResult:
-    n_train, n_val = _check_fold(cfg, frame, fold)
-    scores = score(made, UNITS, {fold.name: [fold.name]}, {fold.name: scales_before(closes(frame, cfg.coin), fold.first)})
-    return FoldResult(fold, made, scores, [f for f in made.fits if f.period == fold.name], n_train, n_val)
-
-
 class _Folds:
     """Collects the loop's finished jobs into folds, calling ``on_fold`` as soon as one is complete."""
 
@@ -188,9 +181,11 @@ class _Folds:
             self.on_job()
         for name, got in self.chunks.items():
             if name not in self.results and len(got) == len(self.makers):
-                listed = list(self.makers)  # the listed order, whatever the finish order
+                listed, fold = list(self.makers), self.periods[name]  # the listed order, whatever the finish order
                 made = Forecasts.of(sorted(got, key=lambda c: listed.index(c.forecaster)), self.fits[name])
-                self.results[name] = _fold_result(self.cfg, self.frame, self.periods[name], made)
+                scales = {name: scales_before(closes(self.frame, self.cfg.coin), fold.first)}
+                self.results[name] = FoldResult(fold, made, score(made, UNITS, {name: [name]}, scales), made.fits,
+                                                *_check_fold(self.cfg, self.frame, fold))
                 if self.on_fold is not None:
                     self.on_fold(self.results[name])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptolstm.backtest.runner import BacktestResult, FoldResult, pooled_period
+from cryptolstm.backtest.runner import BacktestResult, pooled_period
 from cryptolstm.forecasting import QUANTILE_COLUMNS
 from cryptolstm.models.network import MEAN, SEEDED
 from cryptolstm.scoring import UNCALIBRATED, Scores
@@ -14,17 +14,12 @@ from cryptolstm.snooping import ConfidenceSet, confidence_set, row_losses
 
 
 def fold_table(scores: Scores, group: str, kind: str = "accuracy") -> pd.DataFrame:
-    """One row per forecaster of one fold (or ``all``), the seeds' summary rows too; ``kind``: ``accuracy``,
-    ``intervals`` (those with quantiles, in returns) or ``horizons`` (rows ``{forecaster}/h{k}``)."""
+    """One row per forecaster of one fold (or ``all``), ``<name>.mean`` and ``<name>.std`` (sample sd; 0 for one seed)
+    after each seeded forecaster's seeds, then the others; ``kind``: ``accuracy``, ``intervals`` (those with quantiles,
+    in returns) or ``horizons`` (rows ``{forecaster}/h{k}``; ``lstm.mean/h2`` of ``lstm.seed7/h2``...)."""
     table = scores.table(kind)
-    rows = (table.xs(group, level="group") if group in table.index.get_level_values("group")
-            else table.iloc[:0].droplevel("group"))
-    return with_seed_summary(rows.rename_axis("forecaster"))
-
-
-def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (by forecaster) with rows ``<name>.mean`` and ``<name>.std`` (sample sd; 0 for one seed) after
-    each seeded forecaster's seeds, then the others; per horizon for ``lstm.seed7/h2`` (``lstm.mean/h2``)."""
+    table = (table.xs(group, level="group") if group in table.index.get_level_values("group")
+             else table.iloc[:0].droplevel("group")).rename_axis("forecaster")
     groups = [(m["name"], m["rest"] or "") if (m := SEEDED.match(label)) else None for label in table.index]
     parts, others = [], np.array([g is None for g in groups])
     for name, rest in dict.fromkeys(g for g in groups if g is not None):
@@ -37,8 +32,7 @@ def with_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
 def metrics_table(result: BacktestResult, kind: str = "accuracy") -> pd.DataFrame:
     """Long table, a row per (fold, forecaster), fold ``all`` pooled: fold, first, last, days, forecaster, metrics."""
     frames = []
-    spans = [(f.period.name, f.period) for f in result.folds] + [("all", pooled_period(result))]
-    for group, period in spans:
+    for group, period in [(f.period.name, f.period) for f in result.folds] + [("all", pooled_period(result))]:
         table = fold_table(result.scores, group, kind).reset_index(names="forecaster")
         facts = {"fold": group, "first": period.first.date().isoformat(), "last": period.last.date().isoformat(),
                  "days": result.scores.days[group]}
@@ -60,9 +54,10 @@ def predictions_frame(result: BacktestResult) -> pd.DataFrame:
     return frame.assign(**{name: wide.loc[order, name].to_numpy() for name in result.forecasts.forecasters})
 
 
-def daily_losses(result: BacktestResult) -> dict[str, pd.DataFrame]:
-    """(days, forecasters) losses of horizon 1: ``mae`` in USD (all), ``crps`` in returns (those with quantiles);
-    the seeds are joined by ``lstm.mean``, their forecasts and quantiles averaged day by day."""
+def confidence_sets(result: BacktestResult) -> dict[str, ConfidenceSet]:
+    """The model confidence set of the forecasters (seeds, their mean, baselines) on each loss of horizon 1: ``mae``
+    in USD (all), ``crps`` in returns (those with quantiles); the seeds are joined by ``lstm.mean``, their forecasts
+    and quantiles averaged day by day."""
     table = result.forecasts.table
     first = table[(table["horizon"] == 1) & ~table["forecaster"].str.endswith(UNCALIBRATED)]
     seeds = first[first["forecaster"].map(lambda name: SEEDED.match(name) is not None)]
@@ -72,20 +67,10 @@ def daily_losses(result: BacktestResult) -> dict[str, pd.DataFrame]:
     losses = {"mae": _by_day(first, "mae")}
     if set(QUANTILE_COLUMNS) <= set(first.columns) and first[QUANTILE_COLUMNS].notna().all(axis=1).any():
         losses["crps"] = _by_day(first.dropna(subset=QUANTILE_COLUMNS), "crps")
-    return losses
+    return {loss: confidence_set(frame) for loss, frame in losses.items() if frame.shape[1] > 1}
 
 
 def _by_day(rows: pd.DataFrame, loss: str) -> pd.DataFrame:
     """(days, forecasters) of ``rows``' per-day ``loss``."""
     return rows.assign(loss=row_losses(rows, loss)).pivot_table(index=["period", "origin"], columns="forecaster",
                                                                 values="loss", sort=False)
-
-
-def confidence_sets(result: BacktestResult) -> dict[str, ConfidenceSet]:
-    """The model confidence set of the forecasters (seeds, their mean, baselines) on each `daily_losses` loss."""
-    return {loss: confidence_set(frame) for loss, frame in daily_losses(result).items() if frame.shape[1] > 1}
-
-
-def fold_closes(result: FoldResult) -> dict[str, np.ndarray]:
-    """label -> (n,) USD forecast closes of horizon 1 of one fold, in the order the forecasters were listed."""
-    return {name: result.forecasts.forecast(name, result.period.name)[0].close() for name in result.forecasts.forecasters}

@@ -36,8 +36,7 @@ AGREE_RTOL, AGREE_ATOL = 1e-6, 0.005
 
 def _plausible(kind: str, low: float, high: float, zero: bool = False) -> pa.Check:
     """A pandera check that values lie in [low, high] (or are 0 if ``zero``), named "plausible <kind>"."""
-    return pa.Check(lambda s: s.between(low, high) | (zero & (s == 0)), element_wise=False,
-                    name=f"plausible {kind}")
+    return pa.Check(lambda s: s.between(low, high) | (zero & (s == 0)), name=f"plausible {kind}")
 
 
 _SCHEMA = pa.DataFrameSchema(
@@ -146,12 +145,10 @@ def first_disagreement(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.Time
 def check_overlap(coin: str, stored: pd.DataFrame, new: pd.DataFrame, says: str, remedy: str) -> None:
     """Raise `DataError` if ``new`` rows contradict ``stored`` ones on a shared day (`first_disagreement`).
     ``says``: who brings ``new`` ("coinbaseexchange now says"); ``remedy``: what the user can do."""
-    found = first_disagreement(stored, new)
-    if found is None:
-        return
-    day, column, old, value = found
-    raise DataError(f"{coin} {column} on {day.date()} was {old:.10g} when stored but {says} {value:.10g}; "
-                    f"nothing was written ({remedy}).")
+    if (found := first_disagreement(stored, new)) is not None:
+        day, column, old, value = found
+        raise DataError(f"{coin} {column} on {day.date()} was {old:.10g} when stored but {says} {value:.10g}; "
+                        f"nothing was written ({remedy}).")
 
 
 def _jumps(values: pd.Series) -> pd.Series:
@@ -197,13 +194,11 @@ def check_fields(path: Path, text: str, delimiter: str = ",") -> None:
     width = len(header)
     while width and not header[width - 1].strip():  # a trailing delimiter in the header names no column
         width -= 1
-    short = next(((reader.line_num, len(r)) for r in reader if r and len(r) < width), None)
-    if short is None:
-        return
-    line, fields = short
-    last = line == text.rstrip("\r\n").count("\n") + 1
-    why = "the file looks cut off" if last else "every line needs a value for each column"
-    raise DataError(f"{path} line {line} has {fields} field(s) where the header has {width}; {why}.")
+    for r in reader:
+        if r and len(r) < width:
+            last = reader.line_num == text.rstrip("\r\n").count("\n") + 1
+            why = "the file looks cut off" if last else "every line needs a value for each column"
+            raise DataError(f"{path} line {reader.line_num} has {len(r)} field(s) where the header has {width}; {why}.")
 
 
 def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
@@ -217,9 +212,8 @@ def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
         for mask, what in ((text[col] == "", "is empty"), (out[col].isna() & (text[col] != ""), "does not parse")):
             if mask.any():
                 row = int(mask.idxmax())
-                expected = "a YYYY-MM-DD date" if col == "date" else "a number"
                 raise DataError(f"{path} line {row + 2}, column {col}: value {raw[col].iloc[row]!r} {what}; "
-                                f"expected {expected}.")
+                                f"expected {'a YYYY-MM-DD date' if col == 'date' else 'a number'}.")
     return out
 
 

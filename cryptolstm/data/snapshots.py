@@ -155,22 +155,13 @@ def all_snapshots(data_dir: str | Path) -> list[Snapshot]:
     return [] if manifest is None else [Snapshot.from_dict(s) for s in manifest["snapshots"].values()]
 
 
-def _write_durably(path: Path, text: str) -> None:
-    """Write ``text`` to a new file and flush it to the disk (a manifest never names bytes still in memory)."""
+def _write_durably(path: Path | int, text: str) -> None:
+    """Write ``text`` to a new file (its path, or a descriptor open on it) and flush it to the disk (a manifest
+    never names bytes still in memory)."""
     with open(path, "x") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _replace_manifest(data_dir: Path, manifest: dict) -> None:
-    """Replace the manifest atomically: a reader sees the old one or the new one, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=data_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, data_dir / MANIFEST)
 
 
 def write_snapshot(data_dir: str | Path, frames: dict[str, pd.DataFrame], source: str, symbols: dict[str, str],
@@ -203,7 +194,10 @@ def write_snapshot(data_dir: str | Path, frames: dict[str, pd.DataFrame], source
             raise
         manifest["snapshots"][snap_id] = snapshot.to_dict()
         manifest["current"] = f"snapshots/{snap_id}"
-        _replace_manifest(data_dir, manifest)
+        # The manifest is replaced atomically: a reader sees the old one or the new one, never a mix.
+        fd, tmp_manifest = tempfile.mkstemp(prefix=".manifest-", dir=data_dir)
+        _write_durably(fd, json.dumps(manifest, indent=2))
+        os.replace(tmp_manifest, data_dir / MANIFEST)
     return snapshot
 
 
@@ -255,7 +249,6 @@ def describe_all(data_dir: str | Path) -> str:
         return f"{data_dir} has no snapshots (a plain directory of price files, or empty)."
     lines = []
     for snap in every:
-        mark = "*" if now is not None and snap.id == now.id else " "
         coins = ", ".join(f"{c} {f.first_date}..{f.last_date} ({f.source})" for c, f in sorted(snap.coins.items()))
-        lines.append(f"{mark} {snap.id}: {coins}")
+        lines.append(f"{'*' if now is not None and snap.id == now.id else ' '} {snap.id}: {coins}")
     return "\n".join(lines)

@@ -43,8 +43,7 @@ class HeadOutput(kl.Layer):
         if self.scale_column is None:
             return HEADS[self.head].activate(inputs, keras.ops)
         raw, window = inputs
-        scale = window[:, -1, self.scale_column:self.scale_column + 1]
-        return HEADS[self.head].activate(raw, keras.ops, scale=scale)
+        return HEADS[self.head].activate(raw, keras.ops, scale=window[:, -1, self.scale_column:self.scale_column + 1])
 
     def get_config(self) -> dict:
         return {**super().get_config(), "head": self.head, "scale_column": self.scale_column}
@@ -65,27 +64,22 @@ class HeadLoss(keras.losses.Loss):
         return {**super().get_config(), "head": self.head}
 
 
-def _stack(cfg: RunConfig, unroll: bool = False) -> list[kl.Layer]:
-    """``cfg.layers`` recurrent layers (``cfg.cell``, ``cfg.neurons`` units), each followed by its Dropout."""
-    make = getattr(kl, cells.CELLS[cfg.cell].layer)
-    gate = hard_sigmoid_keras2 if cfg.recurrent_activation == "hard_sigmoid_keras2" else cfg.recurrent_activation
-    out = []
-    for depth in range(cfg.layers):
-        out += [make(cfg.neurons, activation=cfg.activation, recurrent_activation=gate, unroll=unroll,
-                     return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}"),
-                kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
-    return out
-
-
 def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | None = None,
                jit_compile: bool | str = "auto") -> keras.Model:
     """Compiled model: (batch, window_len, n_features) windows -> the head's parameters of the next ``cfg.horizon``
     days (seed first: `set_seed`); ``unroll`` (default `default_unroll`) and ``jit_compile`` are Keras' own."""
     head = cfg.head_spec
     window = keras.Input(shape=(window_len, n_features), name="window")
-    stack = _stack(cfg, default_unroll() if unroll is None else unroll)  # made in the order they run: weights depend on it
-    dense = kl.Dense(head.width(cfg.horizon), activation=head.dense_activation(cfg.output_activation),
-                     name="return" if not head.distribution else "raw")
+    make = getattr(kl, cells.CELLS[cfg.cell].layer)
+    gate = hard_sigmoid_keras2 if cfg.recurrent_activation == "hard_sigmoid_keras2" else cfg.recurrent_activation
+    unroll = default_unroll() if unroll is None else unroll
+    stack = []  # each recurrent layer and its Dropout, made in the order they run: weights depend on it
+    for depth in range(cfg.layers):
+        stack += [make(cfg.neurons, activation=cfg.activation, recurrent_activation=gate, unroll=unroll,
+                       return_sequences=depth < cfg.layers - 1, name=f"{cfg.cell}_{depth}"),
+                  kl.Dropout(cfg.dropout, name=f"dropout_{depth}")]
+    dense = kl.Dense(head.width(cfg.horizon), activation=None if head.distribution else cfg.output_activation,
+                     name="raw" if head.distribution else "return")
     if head.scale_feature is None:
         model = keras.Sequential([window, *stack, dense, *([HeadOutput(head.name, name="return")] if head.distribution
                                                           else [])], name=f"{cfg.cell}_{cfg.coin.lower()}")
@@ -96,10 +90,8 @@ def build_lstm(cfg: RunConfig, window_len: int, n_features: int, unroll: bool | 
         column = features.columns(cfg.feature_names, COINS).index(features.column(cfg.coin, head.scale_feature))
         params = HeadOutput(head.name, column, name="return")([dense(hidden), window])
         model = keras.Model(window, params, name=f"{cfg.cell}_{cfg.coin.lower()}")
-    loss = head.configured_loss(cfg.loss) or HeadLoss(head.name)
-    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-                  "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
-    model.compile(loss=loss, optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
+    optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}})
+    model.compile(loss=HeadLoss(head.name) if head.distribution else cfg.loss, optimizer=optimizer,
                   metrics=["mae"] if not head.distribution else [], jit_compile=jit_compile)
     return model
 

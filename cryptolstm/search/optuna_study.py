@@ -33,7 +33,12 @@ from cryptolstm.search.trials import TrialRunner, worker_id
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SAMPLERS = ("tpe", "random", "qmc")
+# Seeded samplers: ``tpe`` (default), ``random`` or ``qmc`` (quasi-random exploration). constant_liar: while
+# other workers' trials run, TPE treats them as bad results, so parallel workers do not all sample around the
+# same point (no effect with one worker).
+SAMPLERS = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+            "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+            "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)}
 
 
 def prune_on_val_loss(trial: optuna.Trial):
@@ -48,17 +53,6 @@ def prune_on_val_loss(trial: optuna.Trial):
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
     return on_epoch
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """``tpe`` (default), ``random`` or ``qmc`` (quasi-random exploration), all seeded."""
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    # constant_liar: while other workers' trials run, TPE treats them as bad results, so parallel
-    # workers do not all sample around the same point (no effect with one worker).
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the MLflow parent run all workers log under
@@ -93,8 +87,7 @@ class StudyHandle:
         """RUNNING trials that may still be alive: after the heartbeat check on an RDB storage with
         a heartbeat; those of a live local worker process on a journal; none otherwise."""
         if self.heartbeat:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
                 optuna.storages.fail_stale_trials(self.study)
             self._fail_orphans()
         elif self.children:
@@ -176,10 +169,9 @@ def _wait_for_attrs(study: optuna.Study, keys: tuple[str, ...], seconds: float =
 
 def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed: int, prune: bool,
                max_epochs: int, heartbeat: int | None = None, follower: bool = False) -> StudyHandle:
-    """Create the study, or load it to resume or join it; refuse one made for another coin or space.
-    Only its creator writes its identity and queues the base config. A study kept in a file is
-    first held by this command (`own_study`; its ``follower`` workers run under that hold) until
-    `StudyHandle.release`."""
+    """Create the study, or load it to resume or join it; refuse one made for another coin or space. Only its
+    creator writes its identity and queues the base config. A study kept in a file is first held by this command
+    (`own_study`; its ``follower`` workers run under that hold) until `StudyHandle.release`."""
     owner = None if follower else own_study(storage, name)
     try:
         backend = open_storage(storage, heartbeat)
@@ -190,20 +182,18 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
         parallel = is_parallel(storage)
         try:
             study = optuna.create_study(study_name=name, storage=backend, direction="minimize",
-                                        sampler=make_sampler(algorithm, seed), pruner=pruner)
+                                        sampler=SAMPLERS[algorithm](seed), pruner=pruner)
             created = True
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
             # Continue from the stored trials rather than redraw the first ones; a parallel worker
             # must not draw another's numbers either, so parallel studies are not reproducible.
-            offset = len(study.get_trials(deepcopy=False))
-            study.sampler = make_sampler(algorithm, seed + offset + (
+            study.sampler = SAMPLERS[algorithm](seed + len(study.get_trials(deepcopy=False)) + (
                 1 + zlib.crc32(worker_id().encode()) % 100_000 if parallel else 0))
             created = False
         _check_identity(study, space, created, storage)
         if study.metric_names is None:  # named after its metric for optuna-dashboard and Optuna's plots
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
                 study.set_metric_names([space.objective])
         if not created:
             fail_dead_trials(study, lone=not parallel)
@@ -232,20 +222,12 @@ def _check_identity(study: optuna.Study, space: SearchSpace, created: bool, stor
                           f"not {identity}; choose another study_name.")
 
 
-def _alive(worker: str | None) -> bool:
-    """Whether the ``host:pid`` worker may still run: a live process here, or one on another host."""
-    host, _, pid = (worker or ":").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return bool(worker) and host != socket.gethostname()
-    return process_alive(int(pid))
-
-
 def fail_dead_trials(study: optuna.Study, lone: bool) -> None:
     """Fail the RUNNING trials no live process runs: all of them on a storage this command holds
     alone (``lone``: SQLite), else those of a dead process on this host; a queued one is queued again."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
-        if lone or (worker and not _alive(worker)):
+        host, _, pid = (trial.user_attrs.get("worker") or ":").rpartition(":")  # host:pid, one elsewhere may run
+        if lone or (host == socket.gethostname() and not (pid.isdigit() and process_alive(int(pid)))):
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             if "fixed_params" in trial.system_attrs:
                 optuna.storages.RetryFailedTrialCallback(max_retry=3)(study, trial)
@@ -272,9 +254,8 @@ def _enqueue_base(study: optuna.Study, space: SearchSpace) -> None:
     if not all(d.contains(base[d.name]) for d in space.dimensions):
         log.warning("the base config lies outside the space; it is not enqueued")
         return
-    alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
     if not any(t.params == base or t.system_attrs.get("fixed_params") == base
-               for t in study.get_trials(deepcopy=False, states=alive)):
+               for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.WAITING, TrialState.RUNNING))):
         study.enqueue_trial(base)
 
 
@@ -298,8 +279,7 @@ def objective_fn(runner: TrialRunner):
     return objective
 
 
-def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout: float | None,
-               progress: bool) -> None:
+def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout: float | None, progress: bool) -> None:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, every
     worker's counted; then wait while other workers' trials may run, and run the retries of dead
     workers' trials if the count is not reached. A failing trial is recorded FAIL and the study goes
@@ -313,12 +293,10 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
             left = None if deadline is None else deadline - time.monotonic()
             remaining = n_trials - finished(study)
             if remaining > 0 and (left is None or left > 0):
-                study.optimize(
-                    objective_fn(runner),
-                    n_trials=remaining + n_trials,  # room for failures; MaxTrialsCallback ends it at the count
-                    timeout=left, catch=(Exception,), gc_after_trial=True,
-                    callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *on_trial],
-                )
+                # n_trials leaves room for failures; MaxTrialsCallback ends it at the count
+                study.optimize(objective_fn(runner), n_trials=remaining + n_trials, timeout=left, catch=(Exception,),
+                               gc_after_trial=True,
+                               callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), *on_trial])
             timed_out = left is not None and left <= 0 and not handle.heartbeat
             if not handle.live_running() or handle.follower or timed_out:
                 return
@@ -328,11 +306,8 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
 @contextlib.contextmanager
 def _trial_bar(study: optuna.Study, n_trials: int, progress: bool):
     """Yields the Optuna callbacks moving a bar of finished trials (every worker's) with the best value."""
-    if not progress:
-        yield []
-        return
     with tqdm(total=n_trials, initial=min(finished(study), n_trials), desc=f"{study.study_name} trials",
-              unit="trial") as bar:
+              unit="trial", disable=not progress) as bar:
 
         def moved(study: optuna.Study, trial) -> None:
             bar.update(min(finished(study), n_trials) - bar.n)

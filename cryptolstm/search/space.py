@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -57,9 +58,7 @@ class Dimension:
         return float(f"{value:.3g}") if self.log else round(value, 10)
 
     def contains(self, value: Any) -> bool:
-        if self.type == "categorical":
-            return value in self.choices
-        return self.low <= value <= self.high
+        return value in self.choices if self.type == "categorical" else self.low <= value <= self.high
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,9 @@ class SearchSpace:
         if dimension.type != "categorical" or value in dimension.choices:
             return value
         for choice in dimension.choices:
-            try:
+            with contextlib.suppress(ConfigError):  # a choice the base cannot take (a head without its feature)
                 if getattr(self.base.replace(**{dimension.name: choice}), dimension.name) == value:
                     return choice
-            except ConfigError:  # a choice the base cannot take (a head without its feature): not this one
-                continue
         return value
 
     def extreme_configs(self) -> list[RunConfig]:

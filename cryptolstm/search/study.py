@@ -124,8 +124,11 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
     end the parent (FAILED if any of it fails)."""
     try:
         best_values, summary, trials = runner.space.rounded(engine.best_values()), engine.summary(), engine.trials()
-        spa = superior(engine, runner)
-        if spa is not None:
+        # Hansen's SPA test of "the best trial beats the benchmark" (`TrialRunner.benchmark`) on the validation
+        # days the search selected on; none when the engine keeps no per-day losses
+        spa = None
+        if (recorded := engine.daily_losses()) is not None:
+            spa = superior_ability(recorded[1].rename(runner.benchmark()[1]), recorded[0])
             summary |= {"search/spa_p": spa.pvalue, "search/spa_trials": spa.models, "search/spa_days": spa.days,
                         "search/spa_block_days": spa.block, "search/spa_best_ratio": spa.best_ratio}
         best = runner.retrain(best_values)
@@ -136,12 +139,3 @@ def _finish(name: str, runner: TrialRunner, engine: SearchEngine, tracker: Searc
         raise
     value = summary.get("search/best_value", best.metrics.get(runner.space.objective))
     return SearchResult(runner.parent_id, name, best_values, best, trials, value, runner.space.objective, spa=spa)
-
-
-def superior(engine: SearchEngine, runner: TrialRunner) -> SuperiorAbility | None:
-    """Hansen's SPA test of "the best trial beats the benchmark" (`TrialRunner.benchmark`) on the
-    validation days the search selected on; None when the engine keeps no per-day losses."""
-    if (recorded := engine.daily_losses()) is None:
-        return None
-    models, benchmark = recorded
-    return superior_ability(benchmark.rename(runner.benchmark()[1]), models)

@@ -49,12 +49,6 @@ def config_text(run: Run) -> str:
     return values_text({k: params["config." + k] for k in SHOWN if "config." + k in params})
 
 
-def _better_on(metrics: dict[str, float]) -> str:
-    """On which days the run beat persistence, in the words `register` uses (its test days decide)."""
-    days = [split for split in ("val", "test") if metrics.get(f"{split}/mae_ratio", 1.0) < 1]
-    return " and ".join({"val": "validation days", "test": "test days"}[d] for d in days) or "neither"
-
-
 def groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
     """The finished runs with a validation MAE ratio, lowest first, by the val and test days (``first..last``,
     their ``split.*`` tags) they were scored on: only runs of one group are comparable, as in the registry."""
@@ -94,8 +88,10 @@ def _best_section(runs: list[Run], backtested: dict[str, Run], top: int) -> list
             m = run.data.metrics
             bt = backtested.get(run.info.run_id)
             bt_cell = f"{num(bt.data.metrics.get(POOLED))} ({_link(bt)})" if bt else "not backtested"
+            better = " and ".join(days for split, days in (("val", "validation days"), ("test", "test days"))
+                                  if m.get(f"{split}/mae_ratio", 1.0) < 1) or "neither"  # in the words `register` uses
             lines.append(f"| {_link(run)} {run.info.run_name} | {kind(run)} | {num(m['val/mae_ratio'])} | "
-                         f"{num(m.get('test/mae_ratio'))} | {_better_on(m)} | {bt_cell} | {config_text(run)} |")
+                         f"{num(m.get('test/mae_ratio'))} | {better} | {bt_cell} | {config_text(run)} |")
         lines.append("")
     return lines
 
@@ -113,13 +109,11 @@ def _backtest_section(backtests: list[Run]) -> list[str]:
         p_cell = f"{min(seeds_p):.2g}-{max(seeds_p):.2g}" if seeds_p else "-"
         mdes = sorted(_per_seed(m, "/usd/dm_mde"))
         mde_cell = percent(mdes[len(mdes) // 2]) if mdes else "-"
-        lines.append(
-            f"| {_link(run)} | {t.get('backtest.source', '?')} | {folds_text(run)} | {num(m.get(POOLED))} ± "
-            f"{num(m.get(f'{STD}/usd/mae_ratio'))} | "
-            + "".join(f"{num(m.get(f'{b.name}/{USD}/mae_ratio'))} | " for b in POINT) +
-            f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} | "
-            f"{t.get('mcs.mae.included', '-').replace(',', ', ')} |"
-        )
+        lines.append(f"| {_link(run)} | {t.get('backtest.source', '?')} | {folds_text(run)} | {num(m.get(POOLED))} ± "
+                     f"{num(m.get(f'{STD}/usd/mae_ratio'))} | "
+                     + "".join(f"{num(m.get(f'{b.name}/{USD}/mae_ratio'))} | " for b in POINT)
+                     + f"{t.get('backtest.folds_beating_persistence', '-')} | {p_cell} | {mde_cell} | "
+                     f"{t.get('mcs.mae.included', '-').replace(',', ', ')} |")
     return lines + [""]
 
 
@@ -244,18 +238,12 @@ def experiment_report(experiment_name: str, top: int = 10, tracking_uri: str | N
     if top < 1:
         raise ConfigError(f"top must be an integer >= 1, got {top}.")
     g = gathered or gather(experiment_name, tracking_uri)
-    lines = [
-        f"# Experiment `{experiment_name}`",
-        "",
+    return "\n".join([
+        f"# Experiment `{experiment_name}`", "",
         f"{len(g.runs)} runs in `{tracking_uri}`, report made {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
         f"Links open the run in `mlflow ui --backend-store-uri {tracking_uri}` at {UI}. "
-        "A ratio below 1 means a lower MAE than persistence (tomorrow = today) on the same days.",
-        "",
-        *_best_section(g.runs, g.backtested, top),
-        *_backtest_section(g.backtests),
-        *_search_section(g.runs),
-        *_interval_section(g.runs),
-        *_horizon_section(g.runs),
+        "A ratio below 1 means a lower MAE than persistence (tomorrow = today) on the same days.", "",
+        *_best_section(g.runs, g.backtested, top), *_backtest_section(g.backtests), *_search_section(g.runs),
+        *_interval_section(g.runs), *_horizon_section(g.runs),
         *_registry_section(experiment_name, g.versions, g.champion),
-    ]
-    return "\n".join(lines)
+    ])

@@ -16,7 +16,7 @@ from mlflow.entities import Run
 from cryptolstm.models.network import MEAN
 from cryptolstm.models.interval_baselines import INTERVAL
 from cryptolstm.registry import ALIAS, DISTRIBUTION_METRIC
-from cryptolstm.render import percent, policy_text, ratio_p, verdict
+from cryptolstm.render import COMPARED, percent, policy_text, ratio_p, verdict
 from cryptolstm.tracking.report import POOLED, Gathered, config_text, folds_text, groups, kind, num
 from cryptolstm.tracking.describe import WHY
 from cryptolstm.tracking.runs import ui_url
@@ -41,13 +41,6 @@ def _champion_run(g: Gathered) -> tuple[str | None, str]:
     return version.tags.get("source_run", version.run_id), why
 
 
-def _lead_group(g: Gathered) -> list[Run]:
-    """The group the answer speaks of: the champion's, else the one with the most runs."""
-    found, champion = groups(g.runs), _champion_run(g)[0]
-    return next((rs for rs in found.values() if any(r.info.run_id == champion for r in rs)),
-                max(found.values(), key=len, default=[]))
-
-
 def answer(g: Gathered) -> str:
     """The answer in one sentence: how many configurations beat persistence on their test days (DM test at
     5 %) and how the lead group's best distribution model does against each interval baseline."""
@@ -58,11 +51,13 @@ def answer(g: Gathered) -> str:
     said = ("no configuration beats persistence on its test days" if not beats else
             f"{beats} of {len(tested)} configurations {'beats' if beats == 1 else 'beat'} persistence on "
             f"{'its' if beats == 1 else 'their'} test days") + f" ({len(tested)} scored, DM test at 5 %)"
-    dist = sorted((r for r in _lead_group(g) if DISTRIBUTION_METRIC in r.data.metrics),
+    found, champion = groups(g.runs), _champion_run(g)[0]
+    lead = next((rs for rs in found.values() if any(r.info.run_id == champion for r in rs)),  # the champion's group,
+                max(found.values(), key=len, default=[]))  # else the one with the most runs
+    dist = sorted((r for r in lead if DISTRIBUTION_METRIC in r.data.metrics),
                   key=lambda r: r.data.metrics[DISTRIBUTION_METRIC])
     best, words = (dist[0].data.metrics if dist else {}), {}
-    compared = {b.name for b in INTERVAL if b.compared}  # the baselines the terminal's verdict lines name
-    for b in _ordered(_baselines(best) & compared):
+    for b in _ordered(_baselines(best) & COMPARED.keys()):  # the baselines the terminal's verdict lines name
         words.setdefault(verdict(best[f"test/crps_ratio_{b}"], best.get(f"test/crps_dm_p_{b}", float("nan"))), []).append(LABELS[b])
     if words:  # "ties GARCH and HAR, loses to empirical"
         against = ", ".join(f"{v} {_and(names)}" for v, names in words.items())
@@ -162,23 +157,18 @@ def _backtests(g: Gathered) -> list[str]:
     return ["<h2>Walk-forward backtests</h2>", _table(head, rows)]
 
 
-def _figure_runs(g: Gathered) -> list[Run]:
-    """The leading runs: each group's first, the champion's, and the latest evaluation of the champion."""
+def _figures(g: Gathered) -> list[str]:
+    """The fan, reliability, per-horizon and live-gap PNGs, each as a data URI, of the leading runs: each group's
+    first, the champion's, and the latest evaluation of the champion."""
     by_id, champion = {r.info.run_id: r for r in g.runs}, _champion_run(g)[0]
     lead = [rs[0] for rs in groups(g.runs).values()] + ([by_id[champion]] if champion in by_id else [])
     lead += [r for r in g.runs if champion and r.data.tags.get("evaluated.source_run") == champion][:1]
-    return list({r.info.run_id: r for r in lead}.values())
-
-
-def _figures(g: Gathered) -> list[str]:
-    """The leading runs' fan, reliability, per-horizon and live-gap PNGs, each as a data URI."""
     out = ["<h2>Figures of the leading runs</h2>"]
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory() as folder:
-        for run in _figure_runs(g):
+        for run in {r.info.run_id: r for r in lead}.values():  # each run once
             for name in [a.path for a in client.list_artifacts(run.info.run_id, "plots") if FIGURES.match(a.path)]:
-                data = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name,
-                                                                dst_path=folder)).read_bytes()
+                data = Path(client.download_artifacts(run.info.run_id, name, folder)).read_bytes()
                 out.append(f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
                            f'{base64.b64encode(data).decode()}"><figcaption>{_link(run)} {escape(name)}</figcaption></figure>')
     return out if len(out) > 1 else out + ["<p>No fan, reliability, horizon or live-gap figure was logged.</p>"]

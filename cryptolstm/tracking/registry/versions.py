@@ -21,7 +21,7 @@ from cryptolstm.registry import (ALIAS, EVALUATION_TAGS, METRIC, Candidate, Deci
                                  better_comparable, champion_uri, model_name, persistence_ratio, promotion,
                                  registered_again, rounded, seal_of, selection_metric, short_reason)
 from cryptolstm.tracking.describe import describe_registered
-from cryptolstm.tracking.registry.models import check_model_coin, load_pyfunc, resolve
+from cryptolstm.tracking.registry.models import _logged_model_id, check_model_coin, load_pyfunc, resolve
 from cryptolstm.tracking.runs import SEALED_FROM
 
 
@@ -30,12 +30,10 @@ def best_run(coin: str, experiment_name: str | None = None, study_name: str | No
     filters = [f"tags.coin = '{coin.upper()}'", "attributes.status = 'FINISHED'", f"metrics.`{METRIC}` >= 0"]
     if study_name:
         filters.append(f"tags.`cryptolstm.study` = '{study_name}'")
-    experiments = None
-    if experiment_name:
-        experiment = mlflow.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            raise ConfigError(f"MLflow experiment {experiment_name!r} does not exist.")
-        experiments = [experiment.experiment_id]
+    experiment = mlflow.get_experiment_by_name(experiment_name) if experiment_name else None
+    if experiment_name and experiment is None:
+        raise ConfigError(f"MLflow experiment {experiment_name!r} does not exist.")
+    experiments = [experiment.experiment_id] if experiment else None
     runs = mlflow.search_runs(experiment_ids=experiments, search_all_experiments=experiments is None,
                               filter_string=" and ".join(filters), output_format="list")
     runs = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}  # trial runs hold no model
@@ -110,8 +108,7 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
             **{k: rounded(metrics[k]) for k in (METRIC, "test/mae_ratio", "test/mae") if k in metrics},
             "beats_persistence": str(beats).lower(), "persistence_ratio": rounded(ratio), "source_run": run_id,
             "selection.metric": mine.metric, mine.metric: rounded(mine.value), **mine.evaluation, **(tags or {}),
-            "promotion": short_reason(reason),
-            "promotion.decision": "promote" if promoted else "keep",
+            "promotion": short_reason(reason), "promotion.decision": "promote" if promoted else "keep",
             "promotion.over": str(current.version) if current is not None else "", SEALED_FROM: seal or "",
         }
         version = _register_model(source, name, {k: v for k, v in version_tags.items() if v != ""}, run_id)
@@ -199,8 +196,8 @@ def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
-        return str(client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id).version)
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=_logged_model_id(source))
+        return str(version.version)
     except MlflowException as exc:
         raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {first_line(exc)}.") from None
 
