@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from cryptolstm.backtest.runner import run_backtest
+from cryptolstm.backtest.runner import plan, run_backtest
 from cryptolstm.options import BacktestOptions
 from cryptolstm.config import load_config
 from cryptolstm.data import load_market
@@ -49,7 +49,7 @@ def main() -> None:
     forecasts = {}
     for workers in (1, 2):
         started = time.perf_counter()
-        result = run_backtest(cfg, market, replace(options, workers=workers))
+        result = run_backtest(plan(cfg, market, replace(options, workers=workers)))
         seconds = time.perf_counter() - started
         fits = len(result.folds) * args.seeds
         epochs = sum(v for f in result.folds for k, v in f.fit.items() if k.endswith(".epochs_run"))

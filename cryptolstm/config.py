@@ -13,8 +13,8 @@ import yaml
 from cryptolstm import cells, heads
 from cryptolstm import features as feature_library
 from cryptolstm.errors import ConfigError, path_problem
-from cryptolstm.options import at_most, coerce_fields
-from cryptolstm.protocols import Protocol, protocol
+from cryptolstm.options import at_least, at_most, coerce_fields
+from cryptolstm.protocols import PROTOCOLS, Protocol, protocol
 
 COINS = ("BTC", "ETH")
 ACTIVATIONS = ("tanh", "relu", "elu", "selu", "sigmoid", "softsign", "linear", "swish", "gelu")
@@ -138,35 +138,21 @@ HELP = {
 }
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
-
-
-def _check_min(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value}.")
-
-
 def _validate(c: RunConfig) -> None:
-    _check_choice("coin", c.coin, COINS)
-    rules = c.rules  # an unknown protocol is one sentence
-    _check_choice("activation", c.activation, ACTIVATIONS)
-    _check_choice("output_activation", c.output_activation, ACTIVATIONS)
-    _check_choice("recurrent_activation", c.recurrent_activation, RECURRENT_ACTIVATIONS)
-    head = heads.get(c.head)  # an unknown head is one sentence
-    _check_choice("cell", c.cell, cells.NAMES)
-    _check_choice("loss", c.loss, LOSSES)
-    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    for name, choices in (("coin", COINS), ("protocol", PROTOCOLS), ("activation", ACTIVATIONS),
+                          ("output_activation", ACTIVATIONS), ("recurrent_activation", RECURRENT_ACTIVATIONS),
+                          ("head", heads.NAMES), ("cell", cells.NAMES), ("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+        if getattr(c, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(c, name)!r}.")
+    rules, head = c.rules, c.head_spec
     if c.end_date is not None and c.end_date <= c.merge_date:  # ISO dates compare as text
         raise ConfigError(f"end_date ({c.end_date}) must be after merge_date ({c.merge_date}).")
     if c.sealed_from is not None and c.sealed_from <= c.merge_date:
         raise ConfigError(f"sealed_from ({c.sealed_from}) must be after merge_date ({c.merge_date}): a seal from "
                           f"there leaves no day to train on.")
     # A window of one day normalises to all zeros and leaves persistence undefined.
-    _check_min("window_len", c.window_len, 2)
-    for name in ("horizon", "layers", "neurons", "batch_size", "epochs", "patience", "ensemble"):
-        _check_min(name, getattr(c, name), 1)
+    at_least(c, 2, "window_len")
+    at_least(c, 1, "horizon", "layers", "neurons", "batch_size", "epochs", "patience", "ensemble")
     at_most(c, "window_len", "horizon", "ensemble")
     # A head centred on persistence needs targets relative to the last close; one scaled by a feature, that feature.
     if head.pinned and rules.reference != "last":

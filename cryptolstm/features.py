@@ -116,15 +116,13 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("volume", ("volume",), lambda frame, coin, state: raw(frame, coin, "volume"), RATIO,
             doc="24-hour volume (USD)"),
     Feature("log_return", ("close",), _log_return, warmup=1, doc="log(close / previous close)"),
-    Feature("abs_return", ("close",), lambda f, c, s: _log_return(f, c, s).abs(), warmup=1,
-            doc="|log return|"),
+    Feature("abs_return", ("close",), lambda f, c, s: _log_return(f, c, s).abs(), warmup=1, doc="|log return|"),
     Feature("parkinson", ("high", "low"), parkinson, doc="Parkinson's range volatility of the day"),
     Feature("garman_klass", ("open", "high", "low", "close"), _garman_klass,
             doc="Garman-Klass volatility of the day (range and open-to-close)"),
     Feature("realized_vol_5", ("close",), _realized(5), warmup=5, doc="root mean square log return, 5 days"),
     Feature("realized_vol_22", ("close",), _realized(22), warmup=22, doc="root mean square log return, 22 days"),
-    Feature("log_volume", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")), DIFFERENCE,
-            doc="log volume"),
+    Feature("log_volume", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")), DIFFERENCE, doc="log volume"),
     Feature("volume_change", ("volume",), lambda f, c, s: np.log(raw(f, c, "volume")).diff(), warmup=1,
             doc="log(volume / previous volume)"),
     Feature("day_of_week", (), lambda f, c, s: pd.Series(f.index.dayofweek / 6.0, index=f.index), per_coin=False,
@@ -165,10 +163,14 @@ def parse(names) -> tuple[str, ...]:
     return found
 
 
+def _inputs(names: tuple[str, ...], coins: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(coin, feature) of each input column, in `columns` order; coin "" for a coin-free feature."""
+    return [(coin, n) for coin in (*coins, "") for n in names if FEATURES[n].per_coin == bool(coin)]
+
+
 def columns(names: tuple[str, ...], coins: tuple[str, ...]) -> list[str]:
     """The input columns of ``names`` for ``coins``, coin-major, then the coin-free features."""
-    per_coin = [column(coin, n) for coin in coins for n in names if FEATURES[n].per_coin]
-    return per_coin + [n for n in names if not FEATURES[n].per_coin]
+    return [column(coin, n) if coin else n for coin, n in _inputs(names, coins)]
 
 
 def required(names: tuple[str, ...], coins: tuple[str, ...], coin: str) -> list[str]:
@@ -198,16 +200,13 @@ def values(names: tuple[str, ...], frame: pd.DataFrame, coins: tuple[str, ...], 
         n, missing = absent[0]
         raise DataError(f"feature {n} reads the column {missing}, which the data lacks; drop {n} from "
                         f"features or use data that has it.")
-    out = [FEATURES[n].compute(frame, coin, state.get(column(coin, n), {}))
-           for coin in coins for n in names if FEATURES[n].per_coin]
-    out += [FEATURES[n].compute(frame, "", {}) for n in names if not FEATURES[n].per_coin]
+    out = [FEATURES[n].compute(frame, coin, state.get(column(coin, n), {})) for coin, n in _inputs(names, coins)]
     return np.stack([np.asarray(v, dtype=np.float64) for v in out], axis=1)
 
 
 def normalise(windows: np.ndarray, names: tuple[str, ...], coins: tuple[str, ...]) -> np.ndarray:
     """(n, w, f) raw windows, each column normalised as its feature says; `DataError` for a ratio from 0."""
-    kinds = np.asarray([FEATURES[n].normalise for coin in coins for n in names if FEATURES[n].per_coin]
-                       + [FEATURES[n].normalise for n in names if not FEATURES[n].per_coin])
+    kinds = np.asarray([FEATURES[n].normalise for _, n in _inputs(names, coins)])
     base = windows[:, :1, :]
     if (kinds == RATIO).all():  # the 2018 rule on every column (the default), in one step
         return _ratio(windows, base)

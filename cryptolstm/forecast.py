@@ -3,8 +3,7 @@ close (the last, or the window's first under the seed protocol): the USD close i
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,7 +28,7 @@ class Forecast:
     last_close: np.ndarray
     returns: np.ndarray
     quantiles: np.ndarray | None = None
-    levels: tuple[float, ...] = field(default=())
+    levels: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         returns = np.asarray(self.returns, dtype=np.float64)
@@ -53,7 +52,7 @@ class Forecast:
         if horizon >= self.horizon:
             return self
         quantiles = None if self.quantiles is None else self.quantiles[:, :horizon, :]
-        return dataclasses.replace(self, returns=self.returns[:, :horizon], quantiles=quantiles)
+        return replace(self, returns=self.returns[:, :horizon], quantiles=quantiles)
 
     def point(self, h: int = 1) -> np.ndarray:
         """(n,) forecast returns of horizon ``h`` (1-based)."""
@@ -65,7 +64,7 @@ class Forecast:
 
     def with_quantiles(self, quantiles: np.ndarray, levels) -> Forecast:
         """This forecast with (n, H, Q) ``quantiles`` at ``levels`` (ascending, in (0, 1))."""
-        return dataclasses.replace(self, quantiles=np.asarray(quantiles, dtype=np.float64), levels=check_levels(levels))
+        return replace(self, quantiles=np.asarray(quantiles, dtype=np.float64), levels=check_levels(levels))
 
     def bounds(self, coverage: int, h: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(n,) lower and upper USD closes of the central ``coverage`` % interval of horizon ``h``."""

@@ -51,11 +51,7 @@ def fit_garch(closes: pd.Series) -> tuple[np.ndarray, dict[str, float]]:
 def next_day_volatility(params: np.ndarray, closes: pd.Series) -> pd.Series:
     """GARCH's forecast on each day t of ``closes`` of the sd of day t + 1's log return (a fraction; NaN on the
     first day), ``params`` held fixed; from arch's backcast (the first 75 returns) and returns up to t only."""
-    from arch.utility.exceptions import DataScaleWarning
-
     returns = percent_log_returns(closes)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataScaleWarning)
-        forecast = arch_model(returns).fix(params).forecast(horizon=1, start=0, reindex=False)
+    forecast = arch_model(returns).fix(params).forecast(horizon=1, start=0, reindex=False)
     sigma = np.sqrt(forecast.variance["h.1"].to_numpy(np.float64)) / 100.0
     return pd.Series(sigma, index=returns.index).reindex(closes.index)

@@ -14,6 +14,7 @@ from cryptolstm.forecast import RETURN, USD, Forecast, other_units
 from cryptolstm.intervals import INTERVALS, interval_levels, level_index
 
 NAN = float("nan")
+DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")  # what `direction` gives
 
 
 def mae(errors: np.ndarray) -> float:
@@ -58,8 +59,7 @@ def dm_test(errors_a: np.ndarray, errors_b: np.ndarray, h: int = 1, power: int =
     statistic = d.mean() / se
     detectable = (stats.t.ppf(1 - SIZE / 2, n - 1) + stats.t.ppf(POWER, n - 1)) * se
     base = float(np.mean(np.abs(np.asarray(errors_b, float)) ** power))
-    return float(statistic), float(2.0 * stats.t.sf(abs(statistic), df=n - 1)), \
-        float(detectable / base) if base > 0 else NAN
+    return float(statistic), float(2.0 * stats.t.sf(abs(statistic), df=n - 1)), ratio(float(detectable), base)
 
 
 def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, float]:
@@ -69,12 +69,11 @@ def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, f
     keep = actual_move != 0
     n = int(keep.sum())
     if n == 0 or not np.any(forecast_move != 0):
-        return {"direction_accuracy": NAN, "direction_low": NAN, "direction_high": NAN, "direction_p": NAN}
+        return dict.fromkeys(DIRECTION, NAN)
     hits = int(np.sum(np.sign(forecast_move[keep]) == np.sign(actual_move[keep])))
     test = stats.binomtest(hits, n, 0.5)
     ci = test.proportion_ci(0.95, method="wilson")
-    return {"direction_accuracy": hits / n, "direction_low": ci.low, "direction_high": ci.high,
-            "direction_p": test.pvalue}
+    return dict(zip(DIRECTION, (hits / n, ci.low, ci.high, test.pvalue)))
 
 
 def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference: np.ndarray | None = None,
@@ -84,9 +83,7 @@ def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference:
     ``usd/mape`` (a percentage of a return near 0 means nothing) and the direction keys, ``h`` days ahead."""
     actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
     reference = last if reference is None else np.asarray(reference, dtype=np.float64)
-    scales = scales or {}
-    views = {USD: (actual, forecast, last),
-             RETURN: (actual / reference - 1.0, forecast / reference - 1.0, last / reference - 1.0)}
+    views = {USD: (actual, forecast, last), RETURN: tuple(x / reference - 1.0 for x in (actual, forecast, last))}
     out = {"usd/mape": float(np.mean(np.abs(forecast - actual) / actual) * 100.0)}
     for units, (a, f, naive) in views.items():
         err, naive_err = f - a, naive - a
@@ -94,7 +91,7 @@ def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference:
         accuracy = {"mae": mae(err), "rmse": rmse(err), "persistence_mae": mae(naive_err),
                     "persistence_rmse": rmse(naive_err), "dm_stat": statistic, "dm_p": p, "dm_mde": detectable}
         accuracy["mae_ratio"] = ratio(accuracy["mae"], accuracy["persistence_mae"])
-        if scales.get(units) is not None:
+        if scales and scales.get(units) is not None:
             accuracy["mase"] = ratio(accuracy["mae"], scales[units])
         out |= {f"{units}/{k}": v for k, v in accuracy.items()}
     return out | direction(actual - last, forecast - last)
@@ -176,8 +173,7 @@ def forecast_distribution_scores(forecast: Forecast, actual: np.ndarray, units: 
     return distribution_scores(_quantiles_in(forecast, units, h), y, forecast.levels)
 
 
-SCORED = ("coverage_80", "coverage_95", "width_80", "width_95", "interval_score_80", "interval_score_95",
-          "pinball", "crps")
+SCORED = (*(f"{k}_{c}" for k in ("coverage", "width", "interval_score") for c in INTERVALS), "pinball", "crps")
 
 
 def interval_scores(forecast: Forecast, actual: np.ndarray, units: str, baselines: dict[str, Forecast],

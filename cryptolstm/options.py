@@ -112,7 +112,8 @@ def to_argv(obj: Any) -> list[str]:
             for text in (f"--{name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value))]
 
 
-def _at_least(obj: Any, low: int, *names: str) -> None:
+def at_least(obj: Any, low: int, *names: str) -> None:
+    """One sentence naming the size when one of ``names`` (integers, None: not set) is below ``low``."""
     for name in names:
         value = getattr(obj, name)
         if value is not None and value < low:
@@ -188,7 +189,7 @@ class SearchOptions(_Coerced):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least(self, 1, "n_trials", "max_epochs", "n_workers", "heartbeat")
+        at_least(self, 1, "n_trials", "max_epochs", "n_workers", "heartbeat")
         at_most(self, "n_trials", "n_workers")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}.")
@@ -242,7 +243,7 @@ class BacktestOptions(_Coerced):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs",
+        at_least(self, 1, "fold_months", "seeds", "workers", "ma_window", "max_epochs", "retrain_every", "warm_epochs",
                     "warm_patience")
         at_most(self, "seeds", "workers")
         if self.retrain not in RETRAIN:
@@ -345,7 +346,7 @@ class RefitOptions(ModelOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least(self, 1, "warm_epochs")
+        at_least(self, 1, "warm_epochs")
         if self.retrain not in RETRAIN:
             raise ConfigError(f"retrain must be one of {', '.join(RETRAIN)}; got {self.retrain!r}.")
 
@@ -361,7 +362,7 @@ class ReportOptions(_Coerced):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least(self, 1, "top")
+        at_least(self, 1, "top")
 
 
 @dataclass(frozen=True)

@@ -83,36 +83,30 @@ class Package:
     problems: list[str] = field(default_factory=list)
 
 
-def _write(folder: Path, name: str, values) -> str:
-    path = folder / name
-    path.write_text(json.dumps(values))
-    return str(path)
-
-
 def package(result: TrainResult, market: Market, folder: str | Path) -> Package:
     """Write the model of ``result`` into ``folder`` as the pyfunc's artifacts."""
     from cryptolstm.models.base import History
 
     cfg, net = result.config, result.forecaster
     made = Package(Path(folder))
-    made.artifacts["config"] = _write(made.folder, "config.json", cfg.to_dict())
-    made.artifacts["training"] = _write(made.folder, "training.json", training_record(result, market))
-    if net.calibration is not None:  # the intervals' conformal margins travel with the model
-        made.artifacts["calibration"] = _write(made.folder, "calibration.json", net.calibration.to_dict())
-    if net.state:  # what the features fitted on training days
-        made.artifacts["features"] = _write(made.folder, "features.json", net.state)
+    records = {"config": cfg.to_dict(), "training": training_record(result, market),
+               "calibration": net.calibration and net.calibration.to_dict(),  # the intervals' conformal margins
+               "features": net.state}  # what the features fitted on training days
+    for name, values in records.items():
+        if values:  # no calibration without intervals, no state without fitted features
+            (made.folder / f"{name}.json").write_text(json.dumps(values))
+            made.artifacts[name] = str(made.folder / f"{name}.json")
     windows = net.windows(result.splits.val.take(slice(0, 64)), History(market.frame, cfg.coin))
     for k, member in enumerate(net.members):
         suffix = f"_{k}" if k else ""  # the first member's artifacts have no number (a single model's)
-        onnx = str(made.folder / f"lstm-{k}.onnx")
-        problem = export_onnx(member.model, onnx, windows)
-        if problem is None:
-            made.artifacts[f"onnx_model{suffix}"] = onnx
-            continue
-        log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
-        made.problems.append(problem)
-        member.model.save(made.folder / f"lstm-{k}.keras")
-        made.artifacts[f"keras_model{suffix}"] = str(made.folder / f"lstm-{k}.keras")
+        path = made.folder / f"lstm-{k}.onnx"
+        problem = export_onnx(member.model, str(path), windows)
+        if problem is not None:
+            log.warning("the model is saved for Keras only (slower to load and to forecast): %s", problem)
+            made.problems.append(problem)
+            path = path.with_suffix(".keras")
+            member.model.save(path)
+        made.artifacts[f"{'keras' if problem else 'onnx'}_model{suffix}"] = str(path)
     extra = cfg.head_spec.packages + tuple(p for name in cfg.feature_names for p in features.FEATURES[name].packages)
     # pinned to what is installed here, not inferred (MLflow's inference would load the model again in a subprocess)
     for name in dict.fromkeys(PYFUNC_PACKAGES + (KERAS_PACKAGES if made.problems else ()) + extra):

@@ -41,14 +41,12 @@ class CountBar:
     """A bar of finished items (a backtest's fits, a search's trials), with what is running beside it."""
 
     def __init__(self, total: int | None, desc: str, unit: str, enabled: bool = True) -> None:
-        self.bar = tqdm(total=total, desc=desc, unit=unit) if enabled else None
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled)  # disabled: every call does nothing
 
     def advance(self, note: str | None = None) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if note:
-                self.bar.set_postfix_str(note)
+        self.bar.update(1)
+        if note:
+            self.bar.set_postfix_str(note)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()

@@ -98,13 +98,7 @@ class Refusal(MlflowException):
         self._sentence = message
         super().__init__(message, **kwargs)
 
-    @property
-    def message(self) -> str:
-        return self._sentence
-
-    @message.setter
-    def message(self, _ignored: str) -> None:
-        pass
+    message = property(lambda self: self._sentence, lambda self, _ignored: None)  # a rewrite is ignored
 
 
 class LstmForecaster(mlflow.pyfunc.PythonModel):

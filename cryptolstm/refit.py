@@ -25,10 +25,8 @@ from cryptolstm.train import TrainResult
 def refit_config(cfg: RunConfig, data_dir: str, end_date: str | None) -> RunConfig:
     """``cfg`` on every day of ``data_dir`` up to ``end_date`` (None: the last), with no test split where its
     protocol has one: the validation tail keeps its ``val_frac``, training takes every day before it."""
-    changes = {"data_dir": data_dir, "end_date": end_date}
-    if cfg.rules.has_test:
-        changes["train_frac"] = round(1.0 - cfg.val_frac, 10)
-    return dataclasses.replace(cfg, **changes)
+    split = {"train_frac": round(1.0 - cfg.val_frac, 10)} if cfg.rules.has_test else {}
+    return dataclasses.replace(cfg, data_dir=data_dir, end_date=end_date, **split)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
             at = int(np.argmax(outside.to_numpy()))
             raise DataError(f"the input's {column} on {frame['date'].iloc[at]:%Y-%m-%d} is "
                             f"{values[column].iloc[at]:g}, outside the plausible range ({said}).")
-    _check_day_ranges(rows, frame["date"])
+    _check_day_ranges(rows.assign(date=dates), frame["date"])
     if (frame["date"].diff().dropna() != pd.Timedelta(days=1)).any():
         raise DataError("the input's rows must be consecutive days." if every_day
                         else f"the last {fewest} rows must be consecutive days.")
@@ -57,10 +57,9 @@ def prepare_rows(rows: pd.DataFrame, cfg: RunConfig, every_day: bool = False) ->
 
 
 def _check_day_ranges(rows: pd.DataFrame, dates: pd.Series) -> None:
-    """One sentence for the first of ``rows``' days in ``dates`` whose high lies below its open, close or low,
-    or its low above its open or close (`cryptolstm.data.schema`'s checks)."""
-    kept = rows.assign(date=pd.to_datetime(rows["date"], errors="coerce", format="ISO8601"))
-    kept = kept[kept["date"].isin(dates)].sort_values("date")
+    """One sentence for the first of ``rows``' (parsed) days in ``dates`` whose high lies below its open, close or
+    low, or its low above its open or close (`cryptolstm.data.schema`'s checks)."""
+    kept = rows[rows["date"].isin(dates)].sort_values("date")
     for coin in COINS:
         given = {f: pd.to_numeric(kept[features.column(coin, f)], errors="coerce").to_numpy(float)
                  for f in ("open", "high", "low", "close") if features.column(coin, f) in kept.columns}
@@ -81,9 +80,8 @@ def trained_prices(record: dict | None) -> pd.DataFrame | None:
     """The prices a model was trained on (a raw column per column, a row per day), or None: not recorded."""
     if not record:
         return None
-    columns = record["columns"]
-    days = pd.date_range(record["first_date"], periods=len(next(iter(columns.values()))), freq="D")
-    return pd.DataFrame(columns, index=days)
+    prices = pd.DataFrame(record["columns"])
+    return prices.set_axis(pd.date_range(record["first_date"], periods=len(prices), freq="D"))
 
 
 def price_mismatch(trained: pd.DataFrame, frame: pd.DataFrame) -> str | None:

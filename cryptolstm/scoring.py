@@ -23,7 +23,6 @@ UNCALIBRATED = ".uncalibrated"  # a forecaster's raw quantiles, before conformal
 # A run's metrics (`Scores.named`): in its primary units, and these also in the other units.
 PRIMARY = ("mae", "rmse", "persistence_mae", "persistence_rmse", "mae_ratio", "dm_stat", "dm_p", "dm_mde")
 BESIDE = ("mae", "persistence_mae", "mae_ratio")
-DIRECTION = ("direction_accuracy", "direction_low", "direction_high", "direction_p")
 PER_HORIZON = ("mae", "persistence_mae", "mae_ratio", "dm_stat", "dm_p", "dm_mde")
 HORIZON_INTERVALS = ("coverage_80", "coverage_95", "width_95", "crps")  # and the ratios and DM p to each baseline
 HORIZON_COLUMNS = ("usd/mae", "usd/persistence_mae", "usd/mae_ratio", "usd/dm_p", "return/mae_ratio",
@@ -73,7 +72,7 @@ class Scores:
             at = f"{group}/{prefix}"
             out |= {f"{at}{k}": first[f"{self.units}/{k}"] for k in PRIMARY}
             out |= {f"{at}{k}_{other}": first[f"{other}/{k}"] for k in BESIDE}
-            out |= {f"{at}{k}": first[k] for k in DIRECTION}
+            out |= {f"{at}{k}": v for k, v in first.items() if k.startswith("direction_")}
             if self.units == USD:
                 out[f"{at}mape"] = first["usd/mape"]
             out |= {f"{at}{k}": v for k, v in first.items() if _is_interval(k)}

@@ -92,8 +92,7 @@ def confidence_set(losses: pd.DataFrame, size: float = SIZE, reps: int = REPS, s
     return ConfidenceSet(included, pvalues, block, size, len(losses))
 
 
-def superior_ability(benchmark: pd.Series, models: pd.DataFrame, reps: int = REPS,
-                     seed: int = SEED) -> SuperiorAbility:
+def superior_ability(benchmark: pd.Series, models: pd.DataFrame, reps: int = REPS, seed: int = SEED) -> SuperiorAbility:
     """Hansen's SPA p value of "no column of (days, k) ``models`` losses beats the ``benchmark``
     losses (days,)" (lower is better; the days both hold)."""
     from arch.bootstrap import SPA

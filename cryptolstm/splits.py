@@ -41,9 +41,8 @@ def honest_periods(days: pd.DatetimeIndex, train_frac: float, val_frac: float) -
     first_val = int(train_frac * n)
     first_test = int(round(train_frac + val_frac, 10) * n)
     periods = {"train": Period("train", days[0], days[max(first_val, 1) - 1])}
-    has_test = first_test < n
-    periods["val"] = Period("val", days[min(first_val, n - 1)], days[(first_test if has_test else n) - 1])
-    if has_test:
+    periods["val"] = Period("val", days[min(first_val, n - 1)], days[min(first_test, n) - 1])
+    if first_test < n:
         periods["test"] = Period("test", days[first_test], days[-1])
     return periods
 

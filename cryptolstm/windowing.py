@@ -67,19 +67,13 @@ class Splits:
     periods: tuple[Period, Period]
 
 
-def _first_window(frame: pd.DataFrame, cfg: RunConfig, inputs_from: pd.Timestamp | None) -> int:
-    """Position in ``frame`` of the first day a window may start on (after warm-up, from ``inputs_from``)."""
-    start = features.warmup(cfg.feature_names)
-    return start if inputs_from is None else max(start, int(frame.index.searchsorted(inputs_from)))
-
-
 def samples(frame: pd.DataFrame, cfg: RunConfig, period: Period) -> Samples:
     """Every sample of ``cfg`` whose target days all lie in ``period`` and whose window lies in ``frame``
     (after the features' warm-up and ``period.inputs_from``); reads no row after ``period.last``."""
     frame = frame.loc[: period.last]
-    first_origin = _first_window(frame, cfg, period.inputs_from) + cfg.window_len - 1
+    inputs_from = 0 if period.inputs_from is None else int(frame.index.searchsorted(period.inputs_from))
     # origin t: its first target t + 1 >= period.first and its last t + h <= the period's (and data's) last day
-    lo = max(first_origin, int(frame.index.searchsorted(period.first)) - 1)
+    lo = max(min_rows(cfg) - 1, inputs_from + cfg.window_len - 1, int(frame.index.searchsorted(period.first)) - 1)
     return _at(frame, cfg, np.arange(lo, len(frame) - cfg.horizon))
 
 
@@ -103,7 +97,7 @@ def min_rows(cfg: RunConfig) -> int:
 def forecast_samples(frame: pd.DataFrame, cfg: RunConfig, every_day: bool = False) -> Samples:
     """Samples of the days after the data: the last day of ``frame`` as the origin (or every day a
     window ends on, with ``every_day``), targets unknown where they lie after ``frame``."""
-    first_origin = _first_window(frame, cfg, None) + cfg.window_len - 1
+    first_origin = min_rows(cfg) - 1  # its window starts on the first day after the warm-up
     if len(frame) <= first_origin:
         raise DataError(f"the input has {len(frame)} row(s); this model needs at least {min_rows(cfg)} "
                         f"consecutive daily rows.")
@@ -132,8 +126,7 @@ def input_rows(frame: pd.DataFrame, cfg: RunConfig | None = None) -> pd.DataFram
     (YYYY-MM-DD) and the raw columns ``cfg``'s features read (the default model's without ``cfg``)."""
     names = cfg.feature_names if cfg else features.DEFAULT
     coin = cfg.coin if cfg else COINS[0]
-    rows = frame[features.required(names, COINS, coin)].reset_index()
-    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
+    return market_rows(frame[features.required(names, COINS, coin)])
 
 
 def protocol_samples(frame: pd.DataFrame, cfg: RunConfig) -> tuple[dict[str, Period], dict[str, Samples]]:
@@ -149,10 +142,8 @@ def protocol_samples(frame: pd.DataFrame, cfg: RunConfig) -> tuple[dict[str, Per
 
 def market_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Every raw column of a merged market frame as a model's input rows (it ignores what it does not read)."""
-    kept = [features.column(coin, field) for coin in COINS for field in features.FIELDS
-            if features.column(coin, field) in frame]
-    rows = frame[kept].reset_index()
-    return rows.assign(date=rows["date"].dt.strftime("%Y-%m-%d"))
+    kept = [c for c in (features.column(coin, field) for coin in COINS for field in features.FIELDS) if c in frame]
+    return frame[kept].reset_index().assign(date=lambda rows: rows["date"].dt.strftime("%Y-%m-%d"))
 
 
 def fit_splits(frame: pd.DataFrame, cfg: RunConfig, train: Period, val: Period) -> Splits:

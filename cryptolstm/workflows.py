@@ -103,13 +103,12 @@ def backtest(options: BacktestOptions, env: Environment):
     """`cryptolstm backtest`: (run id, tracking URI, Markdown summary)."""
     from cryptolstm import tracking
     from cryptolstm.backtest.cluster import check_scheduler
-    from cryptolstm.backtest.runner import plan, sealed_options
+    from cryptolstm.backtest.runner import plan
     from cryptolstm.tracking.backtest import tracked_backtest
     from cryptolstm.tracking.source import resolve
 
     uri = tracking.use_tracking_uri(env.tracking_uri)
     cfg, source_tags = resolve(find_file(options.config), _with_data_dir(options.overrides(), env))
-    options = sealed_options(cfg, options)  # the folds end before the config's seal
     market = prepare_market(cfg, env.fetch_missing, checks=(), to_last_day=True)
     planned = plan(cfg, market, options)  # every fold checked before the run exists
     if options.cluster:
@@ -118,9 +117,9 @@ def backtest(options: BacktestOptions, env: Environment):
     bar = CountBar(len(planned.folds), f"{cfg.coin} backtest, {seeds}, {options.retrain}", "fold", env.progress)
     epochs = [EpochBar("  LSTM fit", env.progress, position=1, leave=False)]
     try:
-        run_id, _, _, markdown = tracked_backtest(cfg, market, options, source_tags,
+        run_id, _, _, markdown = tracked_backtest(planned, source_tags,
                                                   lambda fold: bar.advance(f"fold {fold.period.label} done"),
-                                                  env.launched, planned, epochs)
+                                                  env.launched, epochs)
     finally:
         bar.close()
     return run_id, uri, markdown

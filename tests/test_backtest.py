@@ -278,7 +278,7 @@ def tiny_backtest(synthetic_data):
     cfg = tiny_config(synthetic_data, merge_date="2020-06-01", epochs=2, patience=1)
     market = load_market(synthetic_data, cfg.merge_date, "2021-06-30")
     options = BacktestOptions(start="2021-02-01", end="2021-06-30", fold_months=2, seeds=2)
-    return cfg, market, options, run_backtest(cfg, market, options)
+    return cfg, market, options, run_backtest(plan(cfg, market, options))
 
 
 @pytest.mark.slow
@@ -376,7 +376,7 @@ def test_metrics_table_and_summary(tiny_backtest):
 @pytest.mark.slow
 def test_workers_2_gives_the_same_forecasts_in_two_processes(tiny_backtest):
     cfg, market, options, result = tiny_backtest
-    parallel = run_backtest(cfg, market, replace(options, workers=2, arima=False))
+    parallel = run_backtest(plan(cfg, market, replace(options, workers=2, arima=False)))
     assert "arima" not in parallel.forecasts.forecasters
     for a, b in zip(result.folds, parallel.folds):
         for label in ("lstm.seed7", "lstm.seed8", "drift"):
@@ -456,7 +456,7 @@ def test_a_warm_backtest_every_second_fold_logs_where_each_fold_s_weights_came_f
     market = load_market(synthetic_data, cfg.merge_date)
     options = BacktestOptions(start="2021-09-01", end="2021-11-30", fold_months=1, seeds=1, arima=False,
                               retrain="warm", retrain_every=2, warm_epochs=1)
-    run_id, result, table, markdown = tracked_backtest(cfg, market, options, {})
+    run_id, result, table, markdown = tracked_backtest(plan(cfg, market, options), {})
     lstm = [f for f in result.forecasts.fits if f.forecaster == "lstm.seed3"]
     assert [(f.period, f.init, f.params["epochs_run"]) for f in lstm] == [("0", "scratch", 2), ("2", "0", 1)]
     fitted_at = result.forecasts.table.groupby("period")["fit"].unique().map(list).to_dict()

@@ -16,7 +16,7 @@ import pytest
 from distributed import Client, LocalCluster
 from mlflow import MlflowClient
 
-from cryptolstm.backtest.runner import run_backtest
+from cryptolstm.backtest.runner import plan, run_backtest
 from cryptolstm.config import RunConfig
 from cryptolstm.errors import ConfigError
 from cryptolstm.options import BacktestOptions
@@ -37,7 +37,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def local(synthetic_market):
-    return run_backtest(CFG, synthetic_market, BacktestOptions(**OPTIONS))
+    return run_backtest(plan(CFG, synthetic_market, BacktestOptions(**OPTIONS)))
 
 
 def _forecasts(result):
@@ -46,7 +46,7 @@ def _forecasts(result):
 
 
 def test_a_backtest_on_two_workers_forecasts_what_one_process_does(cluster, local, synthetic_market):
-    remote = run_backtest(CFG, synthetic_market, BacktestOptions(**OPTIONS, cluster=cluster.scheduler_address))
+    remote = run_backtest(plan(CFG, synthetic_market, BacktestOptions(**OPTIONS, cluster=cluster.scheduler_address)))
     (mine, names), (theirs, their_names) = _forecasts(local), _forecasts(remote)
     assert names == their_names and {"lstm.seed7", "lstm.seed8", "drift"} <= set(names)
     np.testing.assert_allclose(theirs, mine, rtol=1e-5, atol=1e-7)
@@ -61,7 +61,7 @@ def test_a_worker_killed_mid_run_has_its_jobs_rerun(cluster, local, synthetic_ma
     pids = client.run(os.getpid)  # worker address -> its process
     done: dict = {}
     options = BacktestOptions(**OPTIONS, cluster=cluster.scheduler_address)
-    thread = threading.Thread(target=lambda: done.update(result=run_backtest(CFG, synthetic_market, options)))
+    thread = threading.Thread(target=lambda: done.update(result=run_backtest(plan(CFG, synthetic_market, options))))
     thread.start()
     killed = None
     deadline = time.time() + 120
@@ -82,7 +82,7 @@ def test_an_address_where_no_scheduler_answers_is_one_sentence(synthetic_market)
     asks a name server)."""
     started = time.time()
     with pytest.raises(ConfigError, match=r"^nothing listens at tcp://127\.0\.0\.1:1 \(connection refused\); start"):
-        run_backtest(CFG, synthetic_market, BacktestOptions(**OPTIONS, cluster="tcp://127.0.0.1:1"))
+        run_backtest(plan(CFG, synthetic_market, BacktestOptions(**OPTIONS, cluster="tcp://127.0.0.1:1")))
     assert time.time() - started < 10  # at once: the 15 s wait is for an address that does not answer
 
 
@@ -137,7 +137,7 @@ def scheduler_only():
 def test_a_cluster_with_no_worker_says_so_and_gives_up(scheduler_only, synthetic_market, caplog):
     options = BacktestOptions(**OPTIONS, cluster=scheduler_only, worker_wait=2)
     with caplog.at_level(logging.WARNING), pytest.raises(ConfigError) as refused:
-        run_backtest(CFG, synthetic_market, options)
+        run_backtest(plan(CFG, synthetic_market, options))
     assert str(refused.value) == (f"no Dask worker was connected to {scheduler_only} for 2 s; start one with "
                                   f"`dask worker {scheduler_only}` and run the same command (--worker-wait sets how "
                                   f"long to wait).")
@@ -150,7 +150,7 @@ def test_the_only_worker_killed_mid_run_fails_the_backtest_in_one_sentence(sched
         with Client(scheduler_only, timeout="30s") as client:
             client.wait_for_workers(1, timeout=60)
         options = BacktestOptions(**OPTIONS, cluster=scheduler_only, worker_wait=3)
-        thread, done = _in_thread(lambda: run_backtest(CFG, synthetic_market, options))
+        thread, done = _in_thread(lambda: run_backtest(plan(CFG, synthetic_market, options)))
         killed = _kill_when_busy(scheduler_only, worker, thread)
         thread.join(timeout=120)
     finally:

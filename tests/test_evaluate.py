@@ -20,7 +20,7 @@ from cryptolstm.evaluate import evaluate, score_days
 from cryptolstm.metrics import direction
 from cryptolstm.refit import refit
 from cryptolstm.registry import next_day
-from cryptolstm.render import evaluation_summary
+from cryptolstm.render import evaluation_summary, registered_line
 from cryptolstm.tracking import registry, tracked_train
 from cryptolstm.tracking.registry import MlflowModels
 from cryptolstm.tracking.report import experiment_report
@@ -247,6 +247,10 @@ def test_refit_registers_a_new_version_and_moves_the_alias_only_if_not_worse(cha
     assert again.registration.reason.startswith(f"this refit was made already, from the same model and data, as "
                                                 f"version {done.registration.version}")
     assert len(all_runs(client)) == runs
+    # registered again by its run id: still its validation days' ratio (a refit has no test days)
+    by_id = registry.register_run(done.run_id, "BTC")
+    assert (by_id.version, by_id.added, by_id.ratio_split) == (done.registration.version, False, "validation")
+    assert "its validation MAE ratio to persistence is" in registered_line(by_id)
 
     # --force makes a further refit champion whatever the comparison says
     forced = refit(MlflowModels(), V1, champion_store.data, force=True)

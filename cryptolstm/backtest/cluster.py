@@ -147,10 +147,10 @@ def dask_cluster(address: str, worker_wait: float) -> Iterator[futures.Executor]
     check_scheduler(address)
     quiet = [logging.getLogger(name) for name in ("distributed", *logging.root.manager.loggerDict)
              if name.startswith("distributed")]  # Dask's config gives its loggers levels of their own
-    levels = [logger.level for logger in quiet]
-    for logger in quiet:
-        logger.setLevel(logging.CRITICAL + 1)
-    try:
+    with contextlib.ExitStack() as levels:
+        for logger in quiet:
+            levels.callback(logger.setLevel, logger.level)  # restored in reverse: one listed twice ends as it was
+            logger.setLevel(logging.CRITICAL + 1)
         try:
             client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -163,9 +163,6 @@ def dask_cluster(address: str, worker_wait: float) -> Iterator[futures.Executor]
             executor.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(Exception):  # a scheduler that went away cannot be told goodbye
                 client.close(timeout=5)
-    finally:
-        for logger, level in zip(quiet, levels):
-            logger.setLevel(level)
 
 
 def executor_for(options) -> contextlib.AbstractContextManager[futures.Executor | None]:

@@ -142,15 +142,20 @@ def _check_fold(cfg: RunConfig, frame: pd.DataFrame, fold: Period) -> tuple[int,
 
 @dataclass(frozen=True)
 class Plan:
-    """A backtest's folds, each checked to have samples, and the config every fold trains."""
+    """A backtest before anything is trained or logged: the ``source`` config, the ``config`` every fold
+    trains, the options (ending before the seal), the market and the folds, each checked to have samples."""
 
+    source: RunConfig
     config: RunConfig
+    options: BacktestOptions
+    market: Market
     folds: list[Period]
 
 
-def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> Plan:
-    """The `Plan` of a backtest of ``cfg`` (the source config), before anything is trained or logged."""
-    cfg, frame = backtest_config(cfg, options), market.frame
+def plan(source: RunConfig, market: Market, options: BacktestOptions) -> Plan:
+    """The `Plan` of a backtest of ``source``; one sentence for a fold the data cannot fill."""
+    options = sealed_options(source, options)  # the folds end before the config's seal
+    cfg, frame = backtest_config(source, options), market.frame
     made = folds(options.start, options.end, options.fold_months)
     if made[-1].last > frame.index[-1]:
         raise DataError(f"the backtest ends {options.end} but the data ends {market.last_date}; pass an earlier end.")
@@ -159,15 +164,15 @@ def plan(cfg: RunConfig, market: Market, options: BacktestOptions) -> Plan:
                         f"a fold needs earlier days to train on.")
     for fold in made:
         _check_fold(cfg, frame, fold)
-    return Plan(cfg, made)
+    return Plan(source, cfg, options, market, made)
 
 
 class _Folds:
     """Collects the loop's finished jobs into folds, calling ``on_fold`` as soon as one is complete."""
 
     def __init__(self, cfg: RunConfig, frame: pd.DataFrame, makers: dict, planned: list[Period],
-                 on_fold: Callable[[FoldResult], None] | None, on_job: Callable[[], None] | None) -> None:
-        self.cfg, self.frame, self.makers, self.on_fold, self.on_job = cfg, frame, makers, on_fold, on_job
+                 on_fold: Callable[[FoldResult], None] | None) -> None:
+        self.cfg, self.frame, self.makers, self.on_fold = cfg, frame, makers, on_fold
         self.chunks, self.fits = defaultdict(list), defaultdict(list)  # fold name -> its finished chunks, fits
         self.periods = {fold.name: fold for fold in planned}
         self.results: dict[str, FoldResult] = {}
@@ -177,8 +182,6 @@ class _Folds:
             self.chunks[chunk.period.name].append(chunk)
         for fit in fits:
             self.fits[fit.period].append(fit)
-        if self.on_job is not None:
-            self.on_job()
         for name, got in self.chunks.items():
             if name not in self.results and len(got) == len(self.makers):
                 listed, fold = list(self.makers), self.periods[name]  # the listed order, whatever the finish order
@@ -190,21 +193,19 @@ class _Folds:
                     self.on_fold(self.results[name])
 
 
-def run_backtest(cfg: RunConfig, market: Market, options: BacktestOptions,
-                 on_fold: Callable[[FoldResult], None] | None = None, on_job: Callable[[], None] | None = None,
-                 planned: Plan | None = None, on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
-    """Walk forward over ``options``' folds (``planned``, if planned already); ``on_job()`` after each chain
-    of fits, ``on_fold(result)`` once a fold is complete, ``on_epoch`` in fits made in this process."""
-    planned = planned or plan(cfg, market, options)
-    cfg = planned.config
+def run_backtest(plan: Plan, on_fold: Callable[[FoldResult], None] | None = None,
+                 on_epoch: Sequence[EpochHook] = ()) -> BacktestResult:
+    """Walk forward over the ``plan``'s folds; ``on_fold(result)`` once a fold is complete, ``on_epoch`` in
+    fits made in this process."""
+    cfg, options, market = plan.config, plan.options, plan.market
     makers = forecasters(cfg, options, on_epoch if options.workers == 1 and not options.cluster else ())
-    collected = _Folds(cfg, market.frame, makers, planned.folds, on_fold, on_job)
+    collected = _Folds(cfg, market.frame, makers, plan.folds, on_fold)
     plan_fit = functools.partial(fit_periods, cfg)
     started = time.monotonic()
     with executor_for(options) as pool:
-        forecasts = historical_forecasts(makers, market.frame, cfg, planned.folds, retrain_policy(cfg, options), plan_fit,
+        forecasts = historical_forecasts(makers, market.frame, cfg, plan.folds, retrain_policy(cfg, options), plan_fit,
                                          executor=pool, done=collected.done)
-    folds_done = [collected.results[fold.name] for fold in planned.folds]
+    folds_done = [collected.results[fold.name] for fold in plan.folds]
     result = BacktestResult(cfg, options, folds_done, forecasts, seconds=time.monotonic() - started)
     result.scores = backtest_scores(result, market)
     return result

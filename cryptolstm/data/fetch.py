@@ -139,9 +139,8 @@ def fetch(data_dir: str, coins: tuple[str, ...] = COINS, full: bool = False, exc
     ``now``: the time (UTC) whose unfinished day is not stored (default: now)."""
     if not coins:
         raise DataError(f"coins must name at least one of {', '.join(SYMBOLS)}.")
-    for coin in coins:
-        if coin not in SYMBOLS:
-            raise DataError(f"coin must be one of {', '.join(SYMBOLS)}; got {coin!r}.")
+    if unknown := [coin for coin in coins if coin not in SYMBOLS]:
+        raise DataError(f"coin must be one of {', '.join(SYMBOLS)}; got {unknown[0]!r}.")
     exchange = exchange or make_exchange()
     with snapshots.locked(data_dir):
         now = now or dt.datetime.now(dt.UTC)

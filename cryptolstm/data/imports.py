@@ -74,10 +74,8 @@ def _number(text: str) -> float:
     value = text.strip().replace("$", "").replace("US", "").replace("\u2212", "-").strip()
     if THOUSANDS.match(value):
         value = value.replace(",", "")
-    scale = 1.0
-    if value[-1:].lower() in SUFFIX:
-        scale, value = SUFFIX[value[-1].lower()], value[:-1]
-    return float(value) * scale
+    scale = SUFFIX.get(value[-1:].lower())
+    return float(value[:-1]) * scale if scale else float(value)
 
 
 def _numbers(path: Path, frame: pd.DataFrame, column: str, ours: str) -> np.ndarray:

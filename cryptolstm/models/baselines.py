@@ -29,15 +29,19 @@ def every_horizon(samples: Samples, values: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(values, dtype=np.float64)[:, None], samples.horizon, axis=1)
 
 
-class Persistence:
+class Unfitted:
+    """A baseline with nothing to fit: `fit` leaves it as it is."""
+
+    def fit(self, history: History | None = None) -> Unfitted:
+        return self
+
+
+class Persistence(Unfitted):
     """"Tomorrow = today": every target day's close equals the origin's close."""
 
     name = "persistence"
     display = "persistence"
     params: dict[str, float] = {}
-
-    def fit(self, history: History | None = None) -> Persistence:
-        return self
 
     def predict(self, samples: Samples, history: History | None = None) -> Forecast:
         return Forecast.of_samples(samples, every_horizon(samples, samples.persistence))
@@ -64,7 +68,7 @@ class Drift:
         return Forecast.of_closes(samples, samples.last_close()[:, None] * growth[None, :])
 
 
-class MovingAverage:
+class MovingAverage(Unfitted):
     """Every target day = the mean of the last ``k`` closes up to the origin. Nothing is fitted."""
 
     name = "moving_average"
@@ -75,9 +79,6 @@ class MovingAverage:
             raise DataError(f"the moving average needs k >= 1 closes, got {k}.")
         self.k = k
         self.params = {"k": float(k)}
-
-    def fit(self, history: History | None = None) -> MovingAverage:
-        return self
 
     def predict(self, samples: Samples, history: History) -> Forecast:
         closes = history.closes
@@ -105,12 +106,9 @@ class Arima:
         return series.asfreq("D") if series.index.freq is None else series
 
     def fit(self, history: History) -> Arima:
-        from statsmodels.tools.sm_exceptions import ConvergenceWarning
         from statsmodels.tsa.arima.model import ARIMA
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):  # statsmodels' ConvergenceWarning too
             self._result = ARIMA(self._log_daily(history.closes), order=self.order, trend="t").fit()
         # statsmodels calls the drift of a differenced model's trend "x1"
         self.params = {{"x1": "drift"}.get(str(k), str(k)): float(v) for k, v in self._result.params.items()}
@@ -120,8 +118,7 @@ class Arima:
         closes = history.closes
         if samples.horizon > 1:
             return Forecast.of_closes(samples, np.exp(self._paths(samples, closes)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):
             applied = self._result.apply(self._log_daily(closes))  # same parameters, more days
         one_step = applied.predict().reindex(pd.DatetimeIndex(samples.dates))  # day d's uses closes up to d - 1
         return Forecast.of_closes(samples, np.exp(one_step.to_numpy(np.float64)))
@@ -136,8 +133,7 @@ class Arima:
         # through them; a filter only looks back, so no forecast changes by it.
         last = max(series.index[-1], origins.max() + pd.Timedelta(days=h))
         series = series.reindex(pd.date_range(series.index[0], last, freq="D", name=series.index.name))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):
             applied = self._result.apply(series)
         ssm = applied.model.ssm
         design, transition = ssm["design"], ssm["transition"]

@@ -3,8 +3,6 @@ origin t only; ``compared``: a baseline's place among those a summary sets the n
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
@@ -13,7 +11,7 @@ from cryptolstm.forecast import Forecast
 from cryptolstm.garch import arch_model, fit_garch, percent_log_returns
 from cryptolstm.intervals import LEVELS, empirical_quantiles, gaussian_quantiles
 from cryptolstm.models.base import History
-from cryptolstm.models.baselines import origins_in, quantiles_forecast
+from cryptolstm.models.baselines import Unfitted, origins_in, quantiles_forecast
 from cryptolstm.models.har import Har
 from cryptolstm.windowing import Samples
 
@@ -38,7 +36,7 @@ def _returns_before(samples: Samples, closes: pd.Series, n_days: int, name: str,
     return [returns[max(0, p - n_days + 1 - k) : p - k + 1] for p in origin]
 
 
-class Empirical:
+class Empirical(Unfitted):
     """Random walk with the empirical distribution of the k-day returns of the last ``n_days`` days; nothing fitted."""
 
     name = "empirical"
@@ -51,17 +49,13 @@ class Empirical:
         self.n_days = n_days
         self.params = {"n_days": float(n_days)}
 
-    def fit(self, history: History | None = None) -> Empirical:
-        return self
-
     def predict(self, samples: Samples, history: History) -> Forecast:
-        closes = history.closes
-        per_k = [[empirical_quantiles(w, LEVELS) for w in _returns_before(samples, closes, self.n_days, self.name, k)]
+        per_k = [[empirical_quantiles(w) for w in _returns_before(samples, history.closes, self.n_days, self.name, k)]
                  for k in range(1, samples.horizon + 1)]
         return quantiles_forecast(samples, np.asarray(per_k).transpose(1, 0, 2))  # (H, n, Q) -> (n, H, Q)
 
 
-class RollingGaussian:
+class RollingGaussian(Unfitted):
     """Persistence ± a Gaussian of sd sqrt(k) times that (ddof 1) of the last ``n_days`` daily returns; no fit."""
 
     name = "rolling_gaussian"
@@ -73,9 +67,6 @@ class RollingGaussian:
             raise DataError(f"the rolling Gaussian baseline needs n_days >= 2 returns, got {n_days}.")
         self.n_days = n_days
         self.params = {"n_days": float(n_days)}
-
-    def fit(self, history: History | None = None) -> RollingGaussian:
-        return self
 
     def predict(self, samples: Samples, history: History) -> Forecast:
         windows = _returns_before(samples, history.closes, self.n_days, "rolling Gaussian")
@@ -116,13 +107,10 @@ class Garch:
     def _one_day(self, origin: np.ndarray, returns: pd.Series) -> np.ndarray:
         """(n, Q) exact quantiles of the next day's percent log return of each origin."""
         from arch.univariate import StudentsT
-        from arch.utility.exceptions import DataScaleWarning
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataScaleWarning)
-            # The fixed sample ends before the first target day, so the backcast sees no target day.
-            fixed = arch_model(returns).fix(self._fitted, last_obs=int(origin.min()))
-            forecast = fixed.forecast(horizon=1, start=int(origin.min()) - 1, reindex=False)
+        # The fixed sample ends before the first target day, so the backcast sees no target day.
+        fixed = arch_model(returns).fix(self._fitted, last_obs=int(origin.min()))
+        forecast = fixed.forecast(horizon=1, start=int(origin.min()) - 1, reindex=False)
         days = returns.index[origin - 1]
         mean = forecast.mean["h.1"].reindex(days).to_numpy(np.float64)
         sigma = np.sqrt(forecast.variance["h.1"].reindex(days).to_numpy(np.float64))
@@ -131,8 +119,6 @@ class Garch:
 
     def simulated(self, origin: np.ndarray, returns: pd.Series, horizon: int) -> np.ndarray:
         """(n, H, Q) simulated quantiles of the percent log return from each origin to each of the H days after it."""
-        from arch.utility.exceptions import DataScaleWarning
-
         nu = self.params["nu"]  # antithetic unit-variance Student-t shocks: the second half is minus the first
         half = np.random.default_rng(SEED).standard_t(nu, size=(SIMULATIONS // 2, horizon)) / np.sqrt(nu / (nu - 2.0))
         shocks = np.concatenate([half, -half])
@@ -141,12 +127,10 @@ class Garch:
         # In blocks of origins, to bound the (origins, SIMULATIONS, H) paths arch keeps.
         for block in np.array_split(positions, -(-len(positions) // SIMULATION_BLOCK)):
             lo, hi = int(block[0]), int(block[-1])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DataScaleWarning)
-                # Returns up to the block's last origin; the same fixed sample (and backcast) in every block.
-                fixed = arch_model(returns.iloc[:hi]).fix(self._fitted, last_obs=int(origin.min()))
-                forecast = fixed.forecast(horizon=horizon, start=lo - 1, method="simulation",
-                                          simulations=SIMULATIONS, rng=lambda size: shocks, reindex=False)
+            # Returns up to the block's last origin; the same fixed sample (and backcast) in every block.
+            fixed = arch_model(returns.iloc[:hi]).fix(self._fitted, last_obs=int(origin.min()))
+            forecast = fixed.forecast(horizon=horizon, start=lo - 1, method="simulation", simulations=SIMULATIONS,
+                                      rng=lambda size: shocks, reindex=False)
             paths = np.cumsum(forecast.simulations.values, axis=2)  # (hi - lo + 1, SIMULATIONS, H)
             rows = np.flatnonzero((origin >= lo) & (origin <= hi))
             # (Q, m, H) -> (m, H, Q)

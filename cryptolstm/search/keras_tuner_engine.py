@@ -111,10 +111,8 @@ class KerasTunerEngine(SearchEngine):
                   "seed": self.space.base.seed, "directory": self.options.tuner_dir,
                   "project_name": self.study_name,  # its state lives in directory/project_name
                   "overwrite": False, "max_consecutive_failed_trials": max(3, n_trials)}
-        if bayesian:
-            self.tuner = kt.BayesianOptimization(max_trials=n_trials, **common)
-        else:
-            self.tuner = kt.Hyperband(max_epochs=self.max_epochs, factor=3, hyperband_iterations=1, **common)
+        self.tuner = (kt.BayesianOptimization(max_trials=n_trials, **common) if bayesian
+                      else kt.Hyperband(max_epochs=self.max_epochs, **common))  # factor 3, one iteration
         # keras-tuner's own tables and bars stay off; ours counts its fits (Hyperband fits a trial in rounds)
         hypermodel.bar = CountBar(n_trials if bayesian else None,
                                   f"{self.space.base.coin} keras-tuner {self.algorithm} fits", "fit", progress)

@@ -87,13 +87,12 @@ class OptunaEngine:
     def summary(self) -> dict[str, float]:
         """Counts over every worker's trials, the best value and the base (2018) trial's value."""
         every = self.study.get_trials(deepcopy=False)
-        epochs = {t.number: t.user_attrs.get("epochs_run", 0) for t in every}
         pruned = [t for t in every if t.state == TrialState.PRUNED]
         base = every[0].value if every and every[0].value is not None else float("nan")
         return {"search/complete": len(self._complete()), "search/pruned": len(pruned),
                 "search/failed": sum(t.state == TrialState.FAIL for t in every),
-                "search/epochs_trained": sum(epochs.values()),
-                "search/epochs_saved": sum(self.max_epochs - epochs[t.number] for t in pruned),
+                "search/epochs_trained": sum(t.user_attrs.get("epochs_run", 0) for t in every),
+                "search/epochs_saved": sum(self.max_epochs - t.user_attrs.get("epochs_run", 0) for t in pruned),
                 "search/best_value": self.study.best_value, "search/base_2018_value": base,
                 "search/workers": len({t.user_attrs.get("worker") for t in every if t.user_attrs.get("worker")})}
 

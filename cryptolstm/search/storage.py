@@ -30,9 +30,8 @@ def _transient(exc: BaseException) -> bool:
 
     if isinstance(exc, optuna.exceptions.StorageInternalError):
         exc = exc.__cause__ or exc.__context__ or exc
-    return isinstance(exc, (sa.OperationalError, sa.InterfaceError)) or (
-        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
-    )
+    lost = isinstance(exc, (sa.OperationalError, sa.InterfaceError))
+    return lost or (isinstance(exc, sa.DBAPIError) and exc.connection_invalidated)
 
 
 def _retrying(method):
@@ -68,9 +67,7 @@ def storage_file(url: str) -> Path | None:
         path = url.removeprefix(JOURNAL)
         if not path:
             raise ConfigError("storage journal: needs a file path, e.g. journal:optuna.journal.")
-    elif url.startswith("sqlite:///") and url.removeprefix("sqlite:///").split("?")[0] not in ("", ":memory:"):
-        path = url.removeprefix("sqlite:///").split("?")[0]
-    else:
+    elif not url.startswith("sqlite:///") or (path := url.removeprefix("sqlite:///").split("?")[0]) in ("", ":memory:"):
         return None
     file = Path(path).expanduser()
     if not file.resolve().parent.is_dir():

@@ -55,8 +55,7 @@ class TrialRunner:
         """Train one trial on the validation split only, as a child run; ``lstm(cfg, hooks)`` makes an
         engine's own model, ``epochs`` is its budget, ``on_run(run_id)`` hears the child run's id.
         Raises whatever training raised (a pruning signal, a NaN loss) once the child run records it."""
-        cfg = self.config(values)
-        cfg = cfg.replace(epochs=epochs) if epochs else cfg
+        cfg = self.config(values).replace(epochs=epochs)  # None: the config's
         hooks = [self.tracker.on_epoch, *on_epoch]
         if lstm is None:  # a model an engine hands in was built after its own clear_session
             keras.backend.clear_session()  # frees Keras' global state between trials (TF still keeps ~11 MiB)

@@ -25,7 +25,7 @@ from cryptolstm.tracking.runs import SEALED_FROM
 from cryptolstm.tracking.source import config_values_of_run
 
 
-def _logged_model_id(uri: str) -> str | None:
+def logged_model_id(uri: str) -> str | None:
     """``m-...`` of a logged model's URI ``models:/m-...`` (MLflow 3), else None."""
     return uri.removeprefix("models:/") if uri.startswith("models:/m-") else None
 
@@ -47,8 +47,8 @@ def resolve(uri: str) -> ModelInfo:
         raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
     name, number = (version.name, str(version.version)) if version else (None, None)
     label = f"{name} version {number}" if version else uri
-    model_id = (getattr(version, "model_id", None) or _logged_model_id(version.source)) if version else \
-        _logged_model_id(run.data.tags.get("model_uri", ""))
+    model_id = (getattr(version, "model_id", None) or logged_model_id(version.source)) if version else \
+        logged_model_id(run.data.tags.get("model_uri", ""))
     location = _location(f"models:/{name}/{number}" if version else uri)
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=(location or "").rstrip("/") + "/artifacts/training.json")

@@ -21,7 +21,7 @@ from cryptolstm.registry import (ALIAS, EVALUATION_TAGS, METRIC, Candidate, Deci
                                  better_comparable, champion_uri, model_name, persistence_ratio, promotion,
                                  registered_again, rounded, seal_of, selection_metric, short_reason)
 from cryptolstm.tracking.describe import describe_registered
-from cryptolstm.tracking.registry.models import _logged_model_id, check_model_coin, load_pyfunc, resolve
+from cryptolstm.tracking.registry.models import logged_model_id, check_model_coin, load_pyfunc, resolve
 from cryptolstm.tracking.runs import SEALED_FROM
 
 
@@ -98,7 +98,7 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
         if earlier is not None:
             if seal and earlier.tags.get(SEALED_FROM) != seal:
                 client.set_model_version_tag(name, earlier.version, SEALED_FROM, seal)
-            return _again(client, earlier, mine, force, beats, ratio, chosen)
+            return _again(client, earlier, mine, force, ratio, split, chosen)
         current = _champion(client, name)
         if current is not None and decide is not None and not force:
             promoted, reason = decide(resolve(f"models:/{current.name}/{current.version}"))
@@ -118,8 +118,8 @@ def register(run: Run, coin: str, force: bool = False, decide: Decision | None =
     return Registration(name, version, promoted, reason, beats, ratio, run_id=run_id, ratio_split=split)
 
 
-def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: bool, beats: bool,
-           ratio: float, chosen: bool = False) -> Registration:
+def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: bool, ratio: float, split: str,
+           chosen: bool = False) -> Registration:
     """The `Registration` of a run already registered as ``earlier`` (`registered_again` decides)."""
     name, version = earlier.name, str(earlier.version)
     reason = f"run {earlier.tags.get('source_run')} was already registered as version {version}; nothing was added"
@@ -132,8 +132,8 @@ def _again(client: MlflowClient, earlier: ModelVersion, mine: Candidate, force: 
             client.set_registered_model_alias(name, ALIAS, version)
         client.set_model_version_tag(name, version, "promotion", short_reason(why))
         reason += "; " + why
-    return Registration(name, version, _champion_version(client, name) == version, reason, beats, ratio, added=False,
-                        run_id=str(earlier.tags.get("source_run", "")))
+    return Registration(name, version, _champion_version(client, name) == version, reason, ratio < 1.0, ratio,
+                        added=False, run_id=str(earlier.tags.get("source_run", "")), ratio_split=split)
 
 
 def reap_registrations(name: str) -> int:
@@ -196,7 +196,7 @@ def _register_model(source: str, name: str, tags: dict[str, str], run_id: str) -
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=_logged_model_id(source))
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=logged_model_id(source))
         return str(version.version)
     except MlflowException as exc:
         raise ConfigError(f"cannot register run {run_id}'s model {source} as {name}: {first_line(exc)}.") from None
