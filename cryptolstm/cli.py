@@ -217,11 +217,12 @@ def import_command(
     """Validate a foreign CSV and store it, in the project's format, as a new snapshot."""
     from cryptolstm.data.imports import describe_import, import_csv
 
-    def store(env: Environment) -> str:
+    def store(env: Environment):
         directory = env.data_dir_for(data_dir)
-        return describe_import(file, import_csv(file, coin.upper(), directory), coin.upper(), directory)
+        return import_csv(file, coin.upper(), directory), directory
 
-    typer.echo(call(True, store, "nothing was stored."))
+    snap, directory = call(True, store, "nothing was stored.")
+    typer.echo(describe_import(file, snap, coin.upper(), directory))
 
 
 @data_app.command("list", cls=commandline.Command)

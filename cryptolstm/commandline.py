@@ -65,8 +65,12 @@ class Command(_PlainFlags, TyperCommand):
 def option_for(f, panel: str | None = None, defaults: RunConfig | None = None):
     """A text option for dataclass field ``f`` whose help shows its type and default (its value in ``defaults``)."""
     value = getattr(defaults, f.name) if defaults else f.default
-    shown = (("none" if defaults else False) if value is None else ",".join(value) if isinstance(value, tuple)
-             else str(value).lower() if isinstance(value, bool) else str(value))
+    if value is None:
+        shown = "none" if defaults else False
+    elif isinstance(value, tuple):
+        shown = ",".join(value)
+    else:
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
     text = f.metadata.get("help") or (HELP.get(f.name, "") if panel else "")
     option = typer.Option("--" + f.name.replace("_", "-"), help=text, metavar=METAVARS[opts.kind_of(f.name, f.type)],
                           show_default=shown, hidden=f.name in HIDDEN, rich_help_panel=panel)

@@ -108,8 +108,8 @@ class PointHead(Head):
 
 
 class GaussianHead(Head):
-    """A Gaussian per target day, ``[means | scales]`` (no means: centred on persistence, a zero return),
-    trained on its negative log-likelihood."""
+    """A Gaussian per target day, ``[means | scales]``, trained on its negative log-likelihood; a pinned
+    subclass declares no means and is centred on persistence (a zero return)."""
 
     name = "gaussian"
     parameters = ("mean", "scale")
@@ -154,8 +154,8 @@ class QuantileHead(Head):
 
 
 class StudentTHead(Head):
-    """A Student-t per target day (fat tails), ``[locations | scales | degrees of freedom]`` (no locations:
-    centred on persistence), on its likelihood."""
+    """A Student-t per target day (fat tails), ``[locations | scales | degrees of freedom]``, on its likelihood;
+    a pinned subclass declares no locations and is centred on persistence."""
 
     name = "student_t"
     packages = ("scipy",)

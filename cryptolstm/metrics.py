@@ -78,9 +78,10 @@ def direction(actual_move: np.ndarray, forecast_move: np.ndarray) -> dict[str, f
 
 def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray, reference: np.ndarray | None = None,
           scales: dict[str, float] | None = None, h: int = 1) -> dict[str, float]:
-    """Every metric of (n,) USD ``forecast`` closes against ``actual`` beside persistence's ``last``: ``{units}/...``
-    in both units (returns on ``reference``, default ``last``; MASE where ``scales`` has the in-sample scale),
-    ``usd/mape`` (a percentage of a return near 0 means nothing) and the direction keys, ``h`` days ahead."""
+    """Every metric of (n,) USD ``forecast`` closes against ``actual`` beside persistence's ``last``, ``h`` days
+    ahead: ``{units}/{mae, rmse, persistence_mae, persistence_rmse, mae_ratio, dm_stat, dm_p, dm_mde}`` in both
+    units (returns on ``reference``, default ``last``), ``{units}/mase`` where ``scales`` has the in-sample
+    scale, ``usd/mape`` (a percentage of a return near 0 means nothing) and the `DIRECTION` keys."""
     actual, forecast, last = (np.asarray(a, dtype=np.float64) for a in (actual, forecast, last))
     reference = last if reference is None else np.asarray(reference, dtype=np.float64)
     views = {USD: (actual, forecast, last), RETURN: tuple(x / reference - 1.0 for x in (actual, forecast, last))}

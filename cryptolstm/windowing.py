@@ -1,6 +1,7 @@
 """The samples of a period and their input windows: the one way samples are built (`samples`,
 `forecast_samples`). A sample is a forecast origin t and its H target days t+1..t+H; its window
-covers days t-w+1..t (``w`` = window_len), ``f`` input columns, normalised by itself only."""
+covers days t-w+1..t (``w`` = window_len), ``f`` input columns, normalised by itself only (the 2018
+rule: divided by its own first row, minus 1), so nothing is fitted across windows."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ class Splits:
 
 def samples(frame: pd.DataFrame, cfg: RunConfig, period: Period) -> Samples:
     """Every sample of ``cfg`` whose target days all lie in ``period`` and whose window lies in ``frame``
-    (after the features' warm-up and ``period.inputs_from``); reads no row after ``period.last``."""
+    (after the features' warm-up and ``period.inputs_from``); reads no row after ``period.last``. Targets
+    are returns on the close the protocol names (``cfg.rules.reference``)."""
     frame = frame.loc[: period.last]
     inputs_from = 0 if period.inputs_from is None else int(frame.index.searchsorted(period.inputs_from))
     # origin t: its first target t + 1 >= period.first and its last t + h <= the period's (and data's) last day

@@ -45,7 +45,8 @@ def local_processes(workers: int) -> Iterator[futures.Executor | None]:
 
 
 def check_scheduler(address: str, seconds: float = CONNECT_SECONDS) -> None:
-    """One sentence, before any run exists, when nothing answers at ``address`` (tcp://HOST:PORT) within ``seconds``."""
+    """One sentence, before any run exists, when nothing answers at ``address`` (tcp://HOST:PORT): at once for a
+    host that does not resolve or a refused connection, else after ``seconds``."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(address)
@@ -92,7 +93,10 @@ class ClusterExecutor(futures.Executor):
         with self.lock:
             self.pending.pop(mine, None)
             if not mine.done():  # else failed by the watcher, or the caller cancelled it
-                (mine.set_exception if failed else mine.set_result)(outcome)
+                if failed:
+                    mine.set_exception(outcome)
+                else:
+                    mine.set_result(outcome)
 
     def _cancelled(self, exc: BaseException) -> ConfigError:
         if getattr(exc, "reason", "") == "scheduler-connection-lost" or self.client.status != "running":

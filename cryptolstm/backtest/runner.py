@@ -182,9 +182,10 @@ class _Folds:
             self.chunks[chunk.period.name].append(chunk)
         for fit in fits:
             self.fits[fit.period].append(fit)
-        for name, got in self.chunks.items():
+        for name, fold in self.periods.items():  # in the plan's order, whatever the finish order
+            got = self.chunks[name]
             if name not in self.results and len(got) == len(self.makers):
-                listed, fold = list(self.makers), self.periods[name]  # the listed order, whatever the finish order
+                listed = list(self.makers)  # the listed order of forecasters, whatever the finish order
                 made = Forecasts.of(sorted(got, key=lambda c: listed.index(c.forecaster)), self.fits[name])
                 scales = {name: scales_before(closes(self.frame, self.cfg.coin), fold.first)}
                 self.results[name] = FoldResult(fold, made, score(made, UNITS, {name: [name]}, scales), made.fits,

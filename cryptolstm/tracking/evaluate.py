@@ -43,7 +43,8 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
         if result.tags_version:  # enough new days: not its test days again, not a day or two
             _tag_version(client, ref, result, run_id)
         # the opening on the model's training run (where the next opening reads the earlier ones) and version
-        for key, value in (result.opening.tags() | {"seal.opened_run": run_id} if result.opening else {}).items():
+        opened = result.opening.tags() | {"seal.opened_run": run_id} if result.opening else {}
+        for key, value in opened.items():
             client.set_tag(ref.run_id, key, value)
             if ref.version:
                 client.set_model_version_tag(ref.name, ref.version, key, value)
