@@ -79,8 +79,6 @@ def check_prices(info: ModelInfo, frame: pd.DataFrame, data_dir: str) -> None:
     """One sentence when the prices in ``frame`` (from ``data_dir``) are not those ``info``'s model was trained
     on, on the days both hold; without shared days, when the close does not carry on from the last trained on."""
     trained = trained_prices(info.prices)
-    if trained is None:  # a model logged before it recorded its prices
-        return
     mismatch = price_mismatch(trained, frame)
     if mismatch is not None:
         raise DataError(f"the prices in {data_dir} are not those {info.label} was trained on: {mismatch}; evaluate it "

@@ -57,7 +57,7 @@ class ModelInfo:
     name: str | None = None
     version: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # what else the store records (the logged model's id...)
-    prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: an old model)
+    prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: never scored)
     sealed_from: str | None = None  # the first day of its sealed period (None: no seal)
     openings: tuple[str, ...] = ()  # the seal's openings before: "<UTC time> by <user>", oldest first
 

@@ -76,10 +76,8 @@ def _check_day_ranges(rows: pd.DataFrame, dates: pd.Series) -> None:
                             f"least its open, close and low, and its low at most its open and close.")
 
 
-def trained_prices(record: dict | None) -> pd.DataFrame | None:
-    """The prices a model was trained on (a raw column per column, a row per day), or None: not recorded."""
-    if not record:
-        return None
+def trained_prices(record: dict) -> pd.DataFrame:
+    """The prices a model was trained on (training.json's record): a raw column per column, a row per day."""
     prices = pd.DataFrame(record["columns"])
     return prices.set_axis(pd.date_range(record["first_date"], periods=len(prices), freq="D"))
 
