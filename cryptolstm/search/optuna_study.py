@@ -151,7 +151,10 @@ class StudyHandle:
         if self.follower:
             return False
         with self.lock():
-            if self.live_running() or self.study.user_attrs.get(FINISH_ATTR) == (done := finished(self.study)):
+            if self.live_running():
+                return False
+            done = finished(self.study)
+            if self.study.user_attrs.get(FINISH_ATTR) == done:
                 return False
             self.study.set_user_attr(FINISH_ATTR, done)
             return True

@@ -67,8 +67,10 @@ def storage_file(url: str) -> Path | None:
         path = url.removeprefix(JOURNAL)
         if not path:
             raise ConfigError("storage journal: needs a file path, e.g. journal:optuna.journal.")
-    elif not url.startswith("sqlite:///") or (path := url.removeprefix("sqlite:///").split("?")[0]) in ("", ":memory:"):
-        return None
+    else:
+        path = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else ""
+        if path in ("", ":memory:"):  # a database server, or SQLite in memory
+            return None
     file = Path(path).expanduser()
     if not file.resolve().parent.is_dir():
         raise ConfigError(f"storage {masked(url)}: the directory {file.resolve().parent} does not exist; "

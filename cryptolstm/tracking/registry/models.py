@@ -40,8 +40,11 @@ def resolve(uri: str) -> ModelInfo:
             run = client.get_run(uri.removeprefix("runs:/").split("/")[0])
         else:
             name, _, alias = uri.removeprefix("models:/").partition("@")
-            version = client.get_model_version_by_alias(name, alias) if alias else \
-                client.get_model_version(*name.rpartition("/")[::2])
+            if alias:
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                model, _, number = name.rpartition("/")
+                version = client.get_model_version(model, number)
             run = client.get_run(version.tags.get("source_run") or version.run_id)
     except Exception as exc:  # noqa: BLE001 - an unknown name, alias, version or run: one sentence
         raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
