@@ -84,8 +84,11 @@ def model_text(name: str) -> str:
 
 def _ratios(metrics: dict[str, float]) -> str:
     """The sentence of the val and test MAE ratios to persistence (``not measured`` where absent)."""
-    said = {s: "not measured" if (v := metrics.get(f"{s}/mae_ratio")) is None
-            else f"{v:.4f} ({'beats' if v < 1 else 'does not beat'} persistence)" for s in ("val", "test")}
+    said = {}
+    for split in ("val", "test"):
+        value = metrics.get(f"{split}/mae_ratio")
+        said[split] = "not measured" if value is None else \
+            f"{value:.4f} ({'beats' if value < 1 else 'does not beat'} persistence)"
     return f"MAE ratio to persistence: validation {said['val']}, test {said['test']}."
 
 def version_text(run_id: str, run_name: str, experiment_id: str, tags: dict[str, str], params: dict[str, str],

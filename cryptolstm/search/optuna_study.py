@@ -180,8 +180,9 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
         backend = open_storage(storage, heartbeat)
         # Median pruning on val_loss (Hyperband's brackets need far more than a 20-trial budget); the first
         # 5 trials and the first third of the epochs are never pruned, so slow starters get a chance.
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3)) if prune \
-            else optuna.pruners.NopPruner()
+        pruner = optuna.pruners.NopPruner()
+        if prune:
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3))
         parallel = is_parallel(storage)
         try:
             study = optuna.create_study(study_name=name, storage=backend, direction="minimize",

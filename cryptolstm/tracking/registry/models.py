@@ -50,8 +50,10 @@ def resolve(uri: str) -> ModelInfo:
         raise ConfigError(f"there is no model {uri} in {mlflow.get_tracking_uri()}: {first_line(exc)}{_advice(uri)}.") from None
     name, number = (version.name, str(version.version)) if version else (None, None)
     label = f"{name} version {number}" if version else uri
-    model_id = (getattr(version, "model_id", None) or logged_model_id(version.source)) if version else \
-        logged_model_id(run.data.tags.get("model_uri", ""))
+    if version:
+        model_id = getattr(version, "model_id", None) or logged_model_id(version.source)
+    else:
+        model_id = logged_model_id(run.data.tags.get("model_uri", ""))
     location = _location(f"models:/{name}/{number}" if version else uri)
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=(location or "").rstrip("/") + "/artifacts/training.json")
