@@ -1,6 +1,8 @@
-"""The dependency lists (pyproject ranges, python_env.yaml and conda.yaml pins) agree."""
+"""The dependency lists (pyproject ranges, requirements.txt's pins, python_env.yaml and conda.yaml)
+agree, and the installed versions are the pins."""
 
 import tomllib
+from importlib.metadata import version
 
 import yaml
 from packaging.requirements import Requirement
@@ -16,18 +18,32 @@ def _by_name(requirements):
     return {(Requirement(r).name, str(Requirement(r).marker)): Requirement(r) for r in requirements}
 
 
-def test_python_env_pins_fall_inside_pyproject_ranges_and_conda_matches():
+def _pins() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_requirements_pin_every_dependency_inside_its_range_and_the_environments_install_them():
     ranges = _by_name(_pyproject()["project"]["dependencies"])
-    python_env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
-    pins = _by_name(python_env["dependencies"])
+    pins = _by_name(_pins())
     assert pins.keys() == ranges.keys()
     for key, pin in pins.items():
         (spec,) = pin.specifier
         assert spec.operator == "==", f"{key[0]} is not pinned"
         assert ranges[key].specifier.contains(spec.version), f"{key[0]}=={spec.version} is outside {ranges[key]}"
+    python_env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
+    assert python_env["dependencies"] == ["-r requirements.txt"]
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
-    assert next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)) == python_env["dependencies"]
+    assert next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)) == _pins()
     assert f"python={python_env['python']}" in conda["dependencies"]
+
+
+def test_the_installed_versions_are_the_pins():
+    """What `mlflow run --env-manager uv` installs is what the tests ran: a store made by a newer
+    MLflow than the environment's cannot be opened by it (CI failed so when MLflow 3.18 came out)."""
+    wrong = {pin.name: version(pin.name) for pin in map(Requirement, _pins())
+             if not pin.specifier.contains(version(pin.name))}
+    assert not wrong, f"installed {wrong}, not requirements.txt's pins: install with `-c requirements.txt`"
 
 
 def test_console_script_and_ignored_paths():
