@@ -328,6 +328,35 @@ def test_a_study_read_survives_connections_cut_under_it():
     assert len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) == 3
 
 
+
+@needs_pg
+def test_a_connection_lost_inside_a_trials_read_is_retried_after_optunas_fallback():
+    """The cut between `_get_trials`' two statements: Optuna catches the lost connection, falls back
+    to a slower query in the same session, which SQLAlchemy refuses (`PendingRollbackError`), and
+    raises `StorageInternalError` from that: a lost connection still, two links down its chain
+    (a worker died of it in CI when a blip landed there)."""
+    import psycopg
+    import sqlalchemy
+
+    from cryptolstm.search.storage import ResilientRDBStorage
+
+    url = _database(f"optuna_{uuid.uuid4().hex[:8]}")
+    storage = ResilientRDBStorage(url)
+    study = optuna.create_study(study_name="fallback", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    cuts = []
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def cut_once(conn, cursor, statement, *args):
+        if statement.startswith("SELECT trials.") and not cuts:  # the trials query, after the study's check
+            with psycopg.connect(PG, autocommit=True) as admin:
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                cuts.append(admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()[0])
+
+    assert len(optuna.load_study(study_name="fallback", storage=storage).get_trials(deepcopy=False)) == 2
+    assert cuts == [True]
+
+
 def test_every_backend_call_of_optunas_cached_storage_retries():
     """Each method `_CachedStorage` calls on its backend is one `ResilientRDBStorage` wraps, so
     an Optuna upgrade that adds a call shows up here."""

@@ -25,13 +25,20 @@ def is_parallel_safe(url: str) -> bool:
     return not url.startswith("sqlite")
 
 
-def _transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException | None) -> bool:
+    """Whether a lost connection is anywhere in ``exc``'s chain: Optuna wraps it in a
+    `StorageInternalError`, and a query that falls back after it ends in SQLAlchemy's `PendingRollbackError`."""
     import sqlalchemy.exc as sa
 
-    if isinstance(exc, optuna.exceptions.StorageInternalError):
-        exc = exc.__cause__ or exc.__context__ or exc
-    lost = isinstance(exc, (sa.OperationalError, sa.InterfaceError))
-    return lost or (isinstance(exc, sa.DBAPIError) and exc.connection_invalidated)
+    for _ in range(8):  # a chain is a few links long; a bound, in case one loops
+        if exc is None:
+            return False
+        if isinstance(exc, (sa.OperationalError, sa.InterfaceError)):
+            return True
+        if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _retrying(method):
