@@ -8,7 +8,6 @@ import signal
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from cryptolstm import commandline, noise, options as opts
@@ -52,8 +51,7 @@ def fail(message: str) -> None:
     if LAUNCHED:
         from cryptolstm.tracking.runs import tag_error
 
-        context = click.get_current_context(silent=True)
-        tag_error(LAUNCHED[0], message, context.info_name if context else "command")
+        tag_error(LAUNCHED[0], message)
     raise typer.Exit(code=2)
 
 

@@ -91,9 +91,9 @@ class Head:
         h = params.shape[-1] // len(self.parameters)
         return {p: params[:, k * h:(k + 1) * h] for k, p in enumerate(self.parameters)}
 
-    def blocks(self, params: np.ndarray) -> dict[str, np.ndarray]:
-        """`split` of n windows' parameters as float64 arrays, whatever shape they came in."""
-        return self.split(np.asarray(params, dtype=np.float64).reshape(len(params), -1))
+    def blocks(self, params: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
+        """`split` of n windows' parameters (n >= 0) as float64 arrays, whatever shape they came in."""
+        return self.split(np.asarray(params, dtype=np.float64).reshape(len(params), self.width(horizon)))
 
 
 class PointHead(Head):
@@ -104,7 +104,7 @@ class PointHead(Head):
     levels = ()
 
     def decode(self, params: np.ndarray, horizon: int) -> tuple[np.ndarray, None]:
-        return self.blocks(params)["return"], None
+        return self.blocks(params, horizon)["return"], None
 
 
 class GaussianHead(Head):
@@ -120,7 +120,7 @@ class GaussianHead(Head):
         return ops.mean(ops.log(scale) + 0.5 * ops.square((_target(y, scale, ops) - p.get("mean", 0.0)) / scale))
 
     def decode(self, params, horizon):
-        p = self.blocks(params)
+        p = self.blocks(params, horizon)
         mean = p.get("mean", np.zeros_like(p["scale"]))
         return mean, gaussian_quantiles(mean, p["scale"], self.levels)
 
@@ -168,7 +168,7 @@ class StudentTHead(Head):
     def decode(self, params, horizon):
         from scipy import stats  # only a Student-t model loads scipy
 
-        p = self.blocks(params)
+        p = self.blocks(params, horizon)
         loc = p.get("loc", np.zeros_like(p["scale"]))
         z = stats.t.ppf(np.asarray(self.levels)[None, None, :], p["df"][:, :, None])
         return loc, loc[:, :, None] + p["scale"][:, :, None] * z

@@ -110,7 +110,8 @@ def forecast_vs_actual(forecast: Forecast, actual: np.ndarray, coin: str, split:
     """The model beside persistence on ``split``'s days (horizon 1, USD): the last ``last_days`` closes, the
     forecast against the actual move, and the cumulative |error| difference (falling: the model is ahead)."""
     fig = Figure(figsize=(12, 8), layout="constrained")
-    top, left, right = fig.subplot_mosaic([["top", "top"], ["left", "right"]]).values()
+    axes = fig.subplot_mosaic([["top", "top"], ["left", "right"]])
+    top, left, right = axes["top"], axes["left"], axes["right"]
     dates = pd.to_datetime(forecast.dates)
     model, last = forecast.close(), forecast.last_close
     recent = slice(max(0, len(dates) - last_days), len(dates))

@@ -57,7 +57,7 @@ class ModelInfo:
     name: str | None = None
     version: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # what else the store records (the logged model's id...)
-    prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (None: never scored)
+    prices: dict | None = None  # training.json's prices: the raw columns it read, day by day (evaluate and refit need them)
     sealed_from: str | None = None  # the first day of its sealed period (None: no seal)
     openings: tuple[str, ...] = ()  # the seal's openings before: "<UTC time> by <user>", oldest first
 
@@ -247,7 +247,8 @@ class ModelStore(Protocol):
     """Where models are trained, registered, loaded and evaluated (the MLflow layer implements it)."""
 
     def resolve(self, uri: str) -> ModelInfo:
-        """The model ``uri`` names (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/model``)."""
+        """The model ``uri`` names (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/model``);
+        `ConfigError`, one sentence, when it names none."""
 
     def load(self, info: ModelInfo, coin: str | None = None) -> NetworkForecaster:
         """The model's forecaster, loaded as a user loads it (of ``coin``, when given)."""
@@ -256,7 +257,8 @@ class ModelStore(Protocol):
         """The coin's champion, or None."""
 
     def find_refit(self, key: str, coin: str) -> tuple[str, Registration] | None:
-        """(the run, its registration) of a refit made already with this `cryptolstm.refit.refit_key`, or None."""
+        """(the run, its registration) of a refit made already with this `cryptolstm.refit.refit_key`, its
+        decision completed if a killed command left it half done; None when there is none."""
 
     def network(self, info: ModelInfo):
         """The model's trained Keras network (with its optimizer's state): where a warm start begins."""

@@ -12,7 +12,7 @@ import pandas as pd
 from cryptolstm.forecast import UNITS, USD, Forecast, other_units
 from cryptolstm.forecasting import Chunk, Forecasts
 from cryptolstm.intervals import LEVELS, gaussian_quantiles
-from cryptolstm.metrics import in_sample_scale, interval_scores, score_forecast
+from cryptolstm.metrics import DIRECTION, in_sample_scale, interval_scores, score_forecast
 from cryptolstm.models.interval_baselines import INTERVAL
 from cryptolstm.models.network import NetworkForecaster
 from cryptolstm.splits import Period
@@ -72,7 +72,7 @@ class Scores:
             at = f"{group}/{prefix}"
             out |= {f"{at}{k}": first[f"{self.units}/{k}"] for k in PRIMARY}
             out |= {f"{at}{k}_{other}": first[f"{other}/{k}"] for k in BESIDE}
-            out |= {f"{at}{k}": v for k, v in first.items() if k.startswith("direction_")}
+            out |= {f"{at}{k}": first[k] for k in DIRECTION}
             if self.units == USD:
                 out[f"{at}mape"] = first["usd/mape"]
             out |= {f"{at}{k}": v for k, v in first.items() if _is_interval(k)}

@@ -41,6 +41,12 @@ def test_every_head_decodes_its_parameters_into_h_points_and_ordered_quantiles(h
     np.testing.assert_allclose(point, quantiles[:, :, len(LEVELS) // 2], atol=1e-12)  # symmetric or median point
 
 
+@pytest.mark.parametrize("head", ALL, ids=lambda h: h.name)
+def test_every_head_decodes_no_window_into_empty_forecasts(head):
+    point, quantiles = head.decode(np.zeros((0, head.width(2))), 2)  # a forecast of no day (network.predict)
+    assert point.shape == (0, 2) and (quantiles is None or quantiles.shape == (0, 2, len(head.levels)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("head", [h for h in ALL if h.distribution], ids=lambda h: h.name)
 def test_every_distribution_heads_loss_falls_when_its_forecast_fits_the_data(head):

@@ -264,6 +264,7 @@ def test_the_search_entry_point_takes_keras_tuner_to_its_tuner_dir(tracking, tmp
                                                         "'ETH', 'space_digest': ")
     assert sentence.endswith(", 'algorithm': 'hyperband'}; choose another study_name or pass overwrite=true.")
     assert run.info.status == "FAILED" and run.data.tags["error"] == sentence and not run.data.metrics
+    assert run.info.run_name == "failed · search"
     assert [r.info.run_id for r in all_runs(client)] == [run.info.run_id] and not (tmp_path / "optuna.db").exists()
 
 
@@ -275,6 +276,7 @@ def test_mlflow_run_with_bad_input_fails_with_one_sentence_recorded_on_the_run(t
     assert "Traceback" not in done.stderr
     assert run.info.status == "FAILED" and run.data.tags["error"] == "coin must be one of BTC, ETH; got 'DOGE'."
     assert not client.list_artifacts(run.info.run_id) and not run.data.metrics
+    assert run.info.run_name == "failed · train"  # named after the command the entry point runs
 
 
 @pytest.mark.slow
@@ -364,4 +366,4 @@ def test_mlflow_run_fetch_bad_coin_is_one_sentence(tracking, tmp_path, launch_he
     _, run, done = launch_here("fetch", {"coins": "BTC,DOGE", "data_dir": str(tmp_path / "d")}, ok=False)
     assert done.exit_code == 2 and done.stderr == "error: coin must be one of BTC, ETH; got 'DOGE'.\n"
     assert run.info.status == "FAILED" and run.data.tags["error"] == "coin must be one of BTC, ETH; got 'DOGE'."
-    assert not (tmp_path / "d" / "manifest.json").exists()
+    assert run.info.run_name == "failed · fetch" and not (tmp_path / "d" / "manifest.json").exists()

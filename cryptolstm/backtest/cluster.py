@@ -149,11 +149,11 @@ def dask_cluster(address: str, worker_wait: float) -> Iterator[futures.Executor]
     from distributed import Client
 
     check_scheduler(address)
-    quiet = [logging.getLogger(name) for name in ("distributed", *logging.root.manager.loggerDict)
-             if name.startswith("distributed")]  # Dask's config gives its loggers levels of their own
+    names = dict.fromkeys(("distributed", *logging.root.manager.loggerDict))  # each once, "distributed" first
+    quiet = [logging.getLogger(name) for name in names if name.startswith("distributed")]  # Dask sets their levels
     with contextlib.ExitStack() as levels:
         for logger in quiet:
-            levels.callback(logger.setLevel, logger.level)  # restored in reverse: one listed twice ends as it was
+            levels.callback(logger.setLevel, logger.level)
             logger.setLevel(logging.CRITICAL + 1)
         try:
             client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cryptolstm import plots
-from cryptolstm.backtest.runner import BacktestResult, FoldResult
+from cryptolstm.backtest.runner import BacktestResult, FoldResult, retrain_policy
 from cryptolstm.backtest.tables import confidence_sets, fold_table, metrics_table, predictions_frame
 from cryptolstm.config import RunConfig
 from cryptolstm.forecast import RETURN
@@ -32,7 +32,7 @@ SOURCE_OPTIONS = ("config", "coin", "data_dir", "experiment_name")  # where the 
 def backtest_params(options: BacktestOptions, fold_cfg: RunConfig) -> dict[str, str]:
     """The options as params ``backtest.*``, each the value used (a default says what it was: local processes)."""
     used = {k: v for k, v in vars(options).items() if k not in SOURCE_OPTIONS}
-    used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": options.warm_epochs or fold_cfg.epochs,
+    used |= {"max_epochs": fold_cfg.epochs, "warm_epochs": retrain_policy(fold_cfg, options).warm_epochs,
              "warm_patience": options.warm_patience or min(fold_cfg.patience, WARM_PATIENCE),
              "cluster": options.cluster or f"local ({options.workers} process{'es' if options.workers > 1 else ''})"}
     return {f"backtest.{k}": str(v) for k, v in used.items() if v is not None}  # no seal: no sealed_from
@@ -117,7 +117,7 @@ def summary(result: BacktestResult) -> tuple[RunRecord, pd.DataFrame, str]:
     ratios = ratios.loc[[f.period.name for f in result.folds]]
     beaten, ratio = f"{int((ratios[MEAN] < 1).sum())}/{len(ratios)}", float(pooled.loc[MEAN, "usd/mae_ratio"])
     seeds = pooled.loc[[bool(SEEDED.match(n)) for n in pooled.index]]
-    policy = policy_text(options.retrain, options.retrain_every, options.warm_epochs or cfg.epochs,
+    policy = policy_text(options.retrain, options.retrain_every, retrain_policy(cfg, options).warm_epochs,
                          options.warm_patience or min(cfg.patience, WARM_PATIENCE), cfg.ensemble)
     epochs = result.epochs_trained()
     cost = cost_text(epochs, result.seconds, backtest_params(options, cfg)["backtest.cluster"])

@@ -110,7 +110,8 @@ def forecasters(cfg: RunConfig, options: BacktestOptions, on_epoch: Sequence[Epo
     N seeds from ``cfg.seed + k * N``: no two copies share a member), the baselines, and under a
     distribution head the interval baselines."""
     seeds = [cfg.seed + k * cfg.ensemble for k in range(options.seeds)]
-    makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), options.warm_epochs, on_epoch,
+    warm_epochs = retrain_policy(cfg, options).warm_epochs
+    makers: dict[str, Maker] = {seed_label(seed): NetworkMaker(cfg.replace(seed=seed), warm_epochs, on_epoch,
                                                                 options.warm_patience) for seed in seeds}
     arguments = {MovingAverage: (options.ma_window,)}
     makers[Persistence.name] = fresh(Persistence)

@@ -60,8 +60,8 @@ def _columns(path: Path, frame: pd.DataFrame, coin: str) -> tuple[dict[str, str]
     """Our column -> the file's column, and the file's coin-denominated volume column if that is all it has."""
     # header key -> the file's column: "Close**" -> close, "Volume (USD)" -> volume(usd), " Adj Close " -> adj close
     keys = {re.sub(r"\s+", " ", str(c).replace("*", "").strip().lower()).replace(" (", "("): c for c in frame.columns}
-    chosen = {ours: keys[found] for ours, names in ALIASES.items()
-              if (found := next((n for n in names if n in keys), None)) is not None}
+    chosen = {ours: keys[next(n for n in names if n in keys)]  # the first of its names the file has
+              for ours, names in ALIASES.items() if keys.keys() & names}
     base_volume = None if "volume" in chosen else next(
         (keys[k] for k in keys if k in (f"volume {coin.lower()}", f"volume({coin.lower()})")), None)
     if missing := [c for c in COLUMNS if c not in chosen and not (c == "volume" and base_volume)]:
@@ -135,7 +135,8 @@ def parse_prices(path: str | Path, coin: str, today: dt.date | None = None) -> p
 
 
 def import_csv(path: str | Path, coin: str, data_dir: str | Path, today: dt.date | None = None) -> snapshots.Snapshot:
-    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept), or `DataError`."""
+    """Import ``path`` as ``coin``'s prices into a new snapshot of ``data_dir`` (other coins kept), or
+    `DataError` with nothing written when it does not parse, check or agree with the prices held."""
     frame = parse_prices(path, coin, today)
     with snapshots.locked(data_dir):  # the current state read here is the one the new snapshot replaces
         frames, sources, symbols = snapshots.carried(data_dir)

@@ -54,7 +54,8 @@ _SCHEMA = pa.DataFrameSchema(
 
 
 def read_daily_csv(path: Path, warn: bool = True, before: str | None = None) -> pd.DataFrame:
-    """One coin's validated daily CSV, indexed by ascending ``date``: open..close (USD), volume (USD/24 h).
+    """One coin's validated daily CSV, indexed by ascending ``date``: open..close (USD), volume (USD/24 h);
+    `DataError`, one sentence naming file, line and column, when it does not validate.
 
     ``warn``: log implausible volume jumps; ``before``: drop rows from this sealed day on (`seal`)."""
     try:

@@ -31,7 +31,7 @@ class OptunaEngine:
     """One Optuna study of a search, and the local worker processes this process started."""
 
     name = "optuna"
-    algorithms = SAMPLERS
+    algorithms = tuple(SAMPLERS)
 
     def __init__(self, handle: StudyHandle, options: SearchOptions, max_epochs: int):
         self.handle, self.options, self.max_epochs = handle, options, max_epochs

@@ -184,17 +184,7 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
         if prune:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, max_epochs // 3))
         parallel = is_parallel(storage)
-        try:
-            study = optuna.create_study(study_name=name, storage=backend, direction="minimize",
-                                        sampler=SAMPLERS[algorithm](seed), pruner=pruner)
-            created = True
-        except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
-            # Continue from the stored trials rather than redraw the first ones; a parallel worker
-            # must not draw another's numbers either, so parallel studies are not reproducible.
-            study.sampler = SAMPLERS[algorithm](seed + len(study.get_trials(deepcopy=False)) + (
-                1 + zlib.crc32(worker_id().encode()) % 100_000 if parallel else 0))
-            created = False
+        study, created = _create_or_load(name, backend, SAMPLERS[algorithm], seed, pruner, parallel)
         _check_identity(study, space, created, storage)
         if study.metric_names is None:  # named after its metric for optuna-dashboard and Optuna's plots
             with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
@@ -209,6 +199,22 @@ def open_study(name: str, storage: str, space: SearchSpace, algorithm: str, seed
         raise
     return StudyHandle(study, created, storage, backend, heartbeat if not storage.startswith(JOURNAL) else None,
                        follower, owner=owner)
+
+
+
+def _create_or_load(name: str, backend, sampler, seed: int, pruner, parallel: bool) -> tuple[optuna.Study, bool]:
+    """(the study, whether this call created it). A loaded study's sampler continues past its stored trials; a
+    parallel worker's must not draw another's numbers either, so parallel studies are not reproducible."""
+    try:
+        return optuna.create_study(study_name=name, storage=backend, direction="minimize", sampler=sampler(seed),
+                                   pruner=pruner), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=backend, pruner=pruner)
+    offset = len(study.get_trials(deepcopy=False))
+    if parallel:
+        offset += 1 + zlib.crc32(worker_id().encode()) % 100_000
+    study.sampler = sampler(seed + offset)
+    return study, False
 
 
 def _check_identity(study: optuna.Study, space: SearchSpace, created: bool, storage: str) -> None:
@@ -309,9 +315,13 @@ def run_optuna(handle: StudyHandle, runner: TrialRunner, n_trials: int, timeout:
 
 @contextlib.contextmanager
 def _trial_bar(study: optuna.Study, n_trials: int, progress: bool):
-    """Yields the Optuna callbacks moving a bar of finished trials (every worker's) with the best value."""
+    """Yields the Optuna callbacks moving a bar of finished trials (every worker's) with the best value;
+    none without ``progress``: a quiet worker asks the storage nothing more after each trial."""
+    if not progress:
+        yield []
+        return
     with tqdm(total=n_trials, initial=min(finished(study), n_trials), desc=f"{study.study_name} trials",
-              unit="trial", disable=not progress) as bar:
+              unit="trial") as bar:
 
         def moved(study: optuna.Study, trial) -> None:
             bar.update(min(finished(study), n_trials) - bar.n)

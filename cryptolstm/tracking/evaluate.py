@@ -29,7 +29,9 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
         now, model_id = int(time.time() * 1000), ref.extra.get("model_id") or None
         tags = _tags(ref, cfg, result, market, run_id)
         if result.opening is not None:  # the model's seal, and its opening by this run
-            tags |= result.opening.tags() | ({"seal.again": result.opening.again} if result.opening.again else {})
+            tags |= result.opening.tags()
+            if result.opening.again:
+                tags["seal.again"] = result.opening.again
         elif ref.sealed_from:
             tags["sealed_from"] = ref.sealed_from
         params = {"model": ref.uri, "since": result.first, "until": result.last,
@@ -43,11 +45,11 @@ def log_evaluation(evaluation, market: Market, data_dir: str, launched: str | No
         if result.tags_version:  # enough new days: not its test days again, not a day or two
             _tag_version(client, ref, result, run_id)
         # the opening on the model's training run (where the next opening reads the earlier ones) and version
-        opened = result.opening.tags() | {"seal.opened_run": run_id} if result.opening else {}
-        for key, value in opened.items():
-            client.set_tag(ref.run_id, key, value)
-            if ref.version:
-                client.set_model_version_tag(ref.name, ref.version, key, value)
+        if result.opening is not None:
+            for key, value in (result.opening.tags() | {"seal.opened_run": run_id}).items():
+                client.set_tag(ref.run_id, key, value)
+                if ref.version:
+                    client.set_model_version_tag(ref.name, ref.version, key, value)
     except BaseException as exc:
         finish(run_id, launched, error=error_tag(exc), killed=isinstance(exc, KeyboardInterrupt))
         raise

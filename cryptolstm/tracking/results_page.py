@@ -78,9 +78,12 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _link(run: Run | None, experiment_id: str = "", run_id: str = "") -> str:
+def _link(run: Run) -> str:
+    return _run_link(run.info.experiment_id, run.info.run_id)
+
+
+def _run_link(experiment_id: str, run_id: str) -> str:
     """The run's id, short, linked to its page in `mlflow ui` (the only addresses on the page)."""
-    experiment_id, run_id = (run.info.experiment_id, run.info.run_id) if run else (experiment_id, run_id)
     return f'<a href="{escape(ui_url(experiment_id, run_id))}">{escape(run_id[:8])}</a>'
 
 
@@ -133,7 +136,7 @@ def _champion(g: Gathered) -> list[str]:
     if run_id is None:
         return [f"<h2>Champion</h2><p>No version of {escape(g.name)} holds the alias @{ALIAS}.</p>"]
     return [f"<h2>Champion</h2><p>Version {escape(g.champion)} of {escape(g.name)} (@{ALIAS}), from run "
-            f"{_link(None, g.experiment_id, run_id)}: {escape(why or 'no reason recorded')}.</p>"]
+            f"{_run_link(g.experiment_id, run_id)}: {escape(why or 'no reason recorded')}.</p>"]
 
 
 def _backtests(g: Gathered) -> list[str]:

@@ -170,14 +170,17 @@ def log_model(made: Package, result: TrainResult) -> None:
     mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps logged models apart from run artifacts
 
 
-def tag_error(run_id: str, message: str, command: str = "command") -> None:
-    """Say in ``run_id`` (the run ``mlflow run`` made) why ``command`` failed: tags, description, name."""
+def tag_error(run_id: str, message: str) -> None:
+    """Say in ``run_id`` (the run ``mlflow run`` made) why its entry point's command (main: train) failed."""
     client = mlflow.MlflowClient()
     try:
+        run = client.get_run(run_id)
+        entry = run.data.tags.get("mlflow.project.entryPoint", "")
+        command = {"main": "train"}.get(entry, entry) or "command"
         client.set_tag(run_id, "error", message)
         client.set_tag(run_id, NOTE, f"`cryptolstm {command}` failed before it trained or logged anything: {message}")
         client.set_tag(run_id, "mlflow.runName", f"failed · {command}")
-        describe_experiment(client, client.get_run(run_id).info.experiment_id)
+        describe_experiment(client, run.info.experiment_id)
     except Exception:  # noqa: BLE001 - the sentence on stderr is what matters
         pass
 
